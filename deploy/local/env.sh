@@ -1,0 +1,20 @@
+# Shared settings of the local stack; sourced by the other scripts.
+# Everything listens on 127.0.0.1 only; data lives under the project's git-ignored .data/.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DATA="${ROOMFLOW_DATA:-$ROOT/.data}"
+# Built tools are cached outside the repository so that a fresh clone reuses them.
+CACHE="${ROOMFLOW_CACHE:-$HOME/.cache/roomflow}"
+
+NISSHI_VERSION=0.8.1
+RIVVEN_SCHEMA_VERSION=0.0.22
+NISSHI_BIN="$CACHE/nisshi-$NISSHI_VERSION/bin/nisshi"
+RIVVEN_SCHEMA_BIN="$CACHE/rivven-schema-$RIVVEN_SCHEMA_VERSION/bin/rivven-schema"
+
+BROKER_PORT=19092
+REGISTRY_PORT=18081
+CLICKHOUSE_HTTP_PORT=18123
+CLICKHOUSE_TCP_PORT=19000
+REDIS_PORT=16379
+
+log() { printf '[roomflow-stack] %s\n' "$*" >&2; }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the local stack's services, pinned, skipping whatever is already there:
+#   nisshi (Kafka-protocol broker), rivven-schema (schema registry),
+#   clickhouse-server + clickhouse-client and redis-server (Debian packages).
+# The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
+# ~/.cache/roomflow); the first build takes about 30 minutes of two cores.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+need_apt=()
+command -v clickhouse-server >/dev/null || need_apt+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || need_apt+=(clickhouse-client)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+if ((${#need_apt[@]})); then
+  log "installing Debian packages: ${need_apt[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+build() { # name version binary [toolchain]
+  local name=$1 version=$2 bin=$3 toolchain=${4:-}
+  if [ -x "$bin" ]; then
+    return
+  fi
+  log "building $name $version from crates.io into $CACHE (first time only, ~15 minutes; cargo shows progress)"
+  mkdir -p "$CACHE"
+  # A private target dir keeps a half-finished build resumable after an interruption.
+  CARGO_TARGET_DIR="$CACHE/build-$name" cargo ${toolchain:+"+$toolchain"} install "$name" \
+    --version "$version" --locked --root "$CACHE/$name-$version"
+  rm -rf "$CACHE/build-$name"
+}
+
+# nisshi needs rustc >= 1.96: the image carries a nightly toolchain for it.
+build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly
+build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN"
+log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, $(clickhouse-server --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"

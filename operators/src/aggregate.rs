@@ -1,0 +1,560 @@
+//! Event-time window aggregation of readings into room and office rows.
+//!
+//! [`Aggregator`] is the state machine behind the `Aggregate` operator: it takes decoded
+//! events in partition order and produces row revisions, live state, dead letters and
+//! checkpoints. It is deterministic per partition: the same offsets in the same order,
+//! with the same room metadata, give the same rows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
+
+use crate::catalog::RoomCatalog;
+use crate::live::LiveState;
+use crate::records::{Checkpoint, Decoded, DecodedReading, OfficeRow, Output, RawRecord, RoomRow};
+use crate::windows::Granularity;
+
+/// Settings of the aggregation.
+#[derive(Clone, Debug)]
+pub struct AggregateConfig {
+    /// How long after a window's end it stays open for late readings, in ms.
+    pub allowed_lateness_ms: i64,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        Self {
+            allowed_lateness_ms: 5 * 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Level {
+    Room,
+    Office,
+}
+
+/// An open window, ordered by when it closes; at equal ends rooms close before offices.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct WindowKey {
+    end: i64,
+    granularity: Granularity,
+    level: Level,
+    id: String,
+    start: i64,
+}
+
+/// A reading whose room was unknown on arrival: judged when its 15m window is final.
+#[derive(Debug)]
+struct Pending {
+    office_id: String,
+    record: RawRecord,
+}
+
+#[derive(Debug)]
+struct Sample {
+    people: i32,
+    offset: i64,
+    pending: Option<Box<Pending>>,
+}
+
+type Samples = BTreeMap<(i64, String), Sample>;
+
+#[derive(Debug)]
+struct PartitionState {
+    watermark: i64,
+    /// Readings by room, keyed by (ts, sensor): a second reading with the same key replaces.
+    rooms: HashMap<String, Samples>,
+    /// Rooms with counted readings, by the office their metadata names.
+    offices: HashMap<String, BTreeSet<String>>,
+    open: BTreeSet<WindowKey>,
+    dirty: HashSet<WindowKey>,
+    /// Offsets of the readings held in `rooms`, with the watermark before each arrived.
+    held: BTreeMap<i64, i64>,
+    processed_until: i64,
+    replay_until: i64,
+    counted: u64,
+    replaced: u64,
+    touched: bool,
+}
+
+impl PartitionState {
+    fn new() -> Self {
+        Self {
+            watermark: i64::MIN,
+            rooms: HashMap::new(),
+            offices: HashMap::new(),
+            open: BTreeSet::new(),
+            dirty: HashSet::new(),
+            held: BTreeMap::new(),
+            processed_until: 0,
+            replay_until: 0,
+            counted: 0,
+            replaced: 0,
+            touched: false,
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct TenantState {
+    catalog: RoomCatalog,
+    partitions: BTreeMap<i32, PartitionState>,
+    live: LiveState,
+}
+
+/// Aggregates the readings of the partitions one worker owns.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: AggregateConfig,
+    tenants: HashMap<TenantId, TenantState>,
+    last_version: u64,
+}
+
+/// How many readings and windows an aggregator holds: its memory, in units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Readings held in open windows.
+    pub readings: usize,
+    /// Open room and office windows.
+    pub windows: usize,
+}
+
+impl Aggregator {
+    /// An empty aggregator.
+    pub fn new(config: AggregateConfig) -> Self {
+        Self {
+            config,
+            tenants: HashMap::new(),
+            last_version: 0,
+        }
+    }
+
+    /// Resumes a partition from a checkpoint: its watermark as it was at the committed
+    /// offset, and the offset below which effects were already written.
+    pub fn restore(&mut self, tenant: &TenantId, partition: i32, watermark: i64, processed_until: i64) {
+        let p = self.partition(tenant, partition);
+        p.watermark = watermark;
+        p.replay_until = processed_until;
+    }
+
+    /// Applies one event, in partition order.
+    pub fn apply(&mut self, event: Decoded, out: &mut Vec<Output>) {
+        match event {
+            Decoded::Reading(r) => self.on_reading(*r, out),
+            Decoded::Room { tenant, room } => {
+                out.push(Output::RoomVersion(tenant.clone(), room.clone()));
+                let room_id = room.room_id.clone();
+                let state = self.tenants.entry(tenant).or_default();
+                state.catalog.insert(room);
+                rewindow_room(state, &room_id, self.config.allowed_lateness_ms);
+            }
+            Decoded::RoomWithdrawn {
+                tenant,
+                room_id,
+                effective_from,
+            } => {
+                let state = self.tenants.entry(tenant).or_default();
+                if state.catalog.withdraw(&room_id, effective_from) {
+                    rewindow_room(state, &room_id, self.config.allowed_lateness_ms);
+                }
+            }
+        }
+    }
+
+    /// Emits a revision of every window changed since the last flush, the live state,
+    /// and a checkpoint of every partition that saw events.
+    pub fn flush(&mut self, out: &mut Vec<Output>) {
+        for (tenant, state) in &mut self.tenants {
+            for (&partition, p) in &mut state.partitions {
+                for key in std::mem::take(&mut p.dirty) {
+                    self.last_version = next_version(self.last_version);
+                    emit_row(tenant, &state.catalog, p, &key, false, self.last_version, out);
+                }
+                if std::mem::take(&mut p.touched) {
+                    let (commit_offset, watermark) = match p.held.first_key_value() {
+                        Some((&offset, &wm)) => (offset, wm),
+                        None => (p.processed_until, p.watermark),
+                    };
+                    out.push(Output::Checkpoint(Checkpoint {
+                        tenant: tenant.clone(),
+                        partition,
+                        commit_offset,
+                        watermark,
+                        processed_until: p.processed_until,
+                        counted: std::mem::take(&mut p.counted),
+                        replaced: std::mem::take(&mut p.replaced),
+                    }));
+                }
+            }
+            state.live.flush(tenant, out);
+        }
+    }
+
+    /// What the aggregator holds now.
+    pub fn size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for p in self.tenants.values().flat_map(|t| t.partitions.values()) {
+            size.readings += p.held.len();
+            size.windows += p.open.len();
+        }
+        size
+    }
+
+    fn partition(&mut self, tenant: &TenantId, partition: i32) -> &mut PartitionState {
+        self.tenants
+            .entry(tenant.clone())
+            .or_default()
+            .partitions
+            .entry(partition)
+            .or_insert_with(PartitionState::new)
+    }
+
+    fn on_reading(&mut self, DecodedReading { reading: r, record }: DecodedReading, out: &mut Vec<Output>) {
+        let lateness = self.config.allowed_lateness_ms;
+        let tenant = record.tenant.clone();
+        let TenantState {
+            catalog,
+            partitions,
+            live,
+        } = self.tenants.entry(tenant.clone()).or_default();
+        let p = partitions.entry(record.partition).or_insert_with(PartitionState::new);
+        let offset = record.offset;
+        let replaying = offset < p.replay_until;
+        p.processed_until = p.processed_until.max(offset + 1);
+        p.touched = true;
+        let reject = |record: RawRecord, reason, detail: String, out: &mut Vec<Output>| {
+            if !replaying {
+                out.push(Output::DeadLetter(record.dead_letter(reason, detail)));
+            }
+        };
+
+        let (_, end15) = Granularity::M15.window(r.ts, chrono_tz::UTC);
+        if p.watermark != i64::MIN && end15 + lateness <= p.watermark {
+            let detail = format!(
+                "ts {} is in a window that closed at {end15} (watermark {}, allowed lateness {} s)",
+                r.ts,
+                p.watermark,
+                lateness / 1000
+            );
+            return reject(record, DeadLetterReason::Late, detail, out);
+        }
+        let version = catalog.at(&r.room_id, r.ts).cloned();
+        let pending = match &version {
+            Some(v) if v.office_id != r.office_id => {
+                let detail = format!("room {} belongs to office {}, not {}", r.room_id, v.office_id, r.office_id);
+                return reject(record, DeadLetterReason::OfficeMismatch, detail, out);
+            }
+            Some(_) => None,
+            None => Some(Box::new(Pending {
+                office_id: r.office_id.clone(),
+                record,
+            })),
+        };
+
+        let sample = Sample {
+            people: r.people_count,
+            offset,
+            pending,
+        };
+        let samples = p.rooms.entry(r.room_id.clone()).or_default();
+        if let Some(old) = samples.insert((r.ts, r.sensor_id), sample) {
+            p.held.remove(&old.offset);
+            if !replaying {
+                p.replaced += 1;
+            }
+        }
+        p.held.insert(offset, p.watermark);
+        open_windows(p, &r.room_id, r.ts, version.as_deref(), lateness);
+        if let Some(v) = &version {
+            live.observe(&r.room_id, &v.office_id, r.people_count, r.ts, v.capacity);
+        }
+
+        p.watermark = p.watermark.max(r.ts);
+        close_windows(&tenant, catalog, p, replaying, lateness, &mut self.last_version, out);
+    }
+}
+
+fn next_version(last: u64) -> u64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    now.max(last + 1)
+}
+
+/// Registers (and marks changed) the windows a reading of `room_id` at `ts` belongs to.
+/// Readings of a room without metadata only open their 15m window, where they are judged.
+fn open_windows(p: &mut PartitionState, room_id: &str, ts: i64, version: Option<&RoomVersion>, lateness: i64) {
+    let mut add = |granularity: Granularity, level: Level, id: &str, tz| {
+        let (start, end) = granularity.window(ts, tz);
+        if end + lateness > p.watermark {
+            let key = WindowKey {
+                end,
+                granularity,
+                level,
+                id: id.to_owned(),
+                start,
+            };
+            p.open.insert(key.clone());
+            p.dirty.insert(key);
+        }
+    };
+    let Some(v) = version else {
+        add(Granularity::M15, Level::Room, room_id, chrono_tz::UTC);
+        return;
+    };
+    for g in Granularity::ALL {
+        add(g, Level::Room, room_id, v.timezone);
+        add(g, Level::Office, &v.office_id, v.timezone);
+    }
+    p.offices
+        .entry(v.office_id.clone())
+        .or_default()
+        .insert(room_id.to_owned());
+}
+
+/// Room metadata changed: every open window of the room's readings may change.
+fn rewindow_room(state: &mut TenantState, room_id: &str, lateness: i64) {
+    for p in state.partitions.values_mut() {
+        let Some(samples) = p.rooms.get(room_id) else {
+            continue;
+        };
+        let times: Vec<i64> = samples.keys().map(|(ts, _)| *ts).collect();
+        for ts in times {
+            let version = state.catalog.at(room_id, ts).cloned();
+            open_windows(p, room_id, ts, version.as_deref(), lateness);
+        }
+    }
+    if let Some(ts) = state.live.latest_ts(room_id) {
+        if let Some(v) = state.catalog.at(room_id, ts) {
+            state.live.recapacity(room_id, v.capacity);
+        }
+    }
+}
+
+/// Closes every window of the partition that its watermark has passed by the allowed
+/// lateness: judges waiting readings, emits final rows and retires what is done.
+fn close_windows(
+    tenant: &TenantId,
+    catalog: &RoomCatalog,
+    p: &mut PartitionState,
+    replaying: bool,
+    lateness: i64,
+    last_version: &mut u64,
+    out: &mut Vec<Output>,
+) {
+    let mut retire = Vec::new();
+    while let Some(first) = p.open.first() {
+        if first.end + lateness > p.watermark {
+            break;
+        }
+        let key = p.open.pop_first().expect("checked above");
+        p.dirty.remove(&key);
+        if key.level == Level::Room && key.granularity == Granularity::M15 {
+            judge(catalog, p, &key, replaying, out);
+        }
+        *last_version = next_version(*last_version);
+        emit_row(tenant, catalog, p, &key, true, *last_version, out);
+        if key.level == Level::Room && key.granularity == Granularity::D1 {
+            retire.push((key.id, key.end));
+        }
+    }
+    for (room_id, end) in retire {
+        let Some(samples) = p.rooms.get_mut(&room_id) else {
+            continue;
+        };
+        let kept = samples.split_off(&(end, String::new()));
+        for sample in std::mem::replace(samples, kept).into_values() {
+            p.held.remove(&sample.offset);
+        }
+        if samples.is_empty() {
+            p.rooms.remove(&room_id);
+            p.offices.retain(|_, rooms| {
+                rooms.remove(&room_id);
+                !rooms.is_empty()
+            });
+        }
+    }
+}
+
+/// A room's 15m window is final: readings that waited for their room's metadata are
+/// counted or dead-lettered now, and every reading left in the window is counted.
+fn judge(catalog: &RoomCatalog, p: &mut PartitionState, key: &WindowKey, replaying: bool, out: &mut Vec<Output>) {
+    let Some(samples) = p.rooms.get_mut(&key.id) else {
+        return;
+    };
+    let range = (key.start, String::new())..(key.end, String::new());
+    let mut rejected = Vec::new();
+    for ((ts, sensor), sample) in samples.range_mut(range) {
+        let Some(pending) = sample.pending.take() else {
+            p.counted += u64::from(!replaying);
+            continue;
+        };
+        let verdict = match catalog.at(&key.id, *ts) {
+            None => Some((
+                DeadLetterReason::UnknownRoom,
+                format!("room {} has no version in effect at {ts}", key.id),
+            )),
+            Some(v) if v.office_id != pending.office_id => Some((
+                DeadLetterReason::OfficeMismatch,
+                format!("room {} belongs to office {}, not {}", key.id, v.office_id, pending.office_id),
+            )),
+            Some(_) => None,
+        };
+        match verdict {
+            None => p.counted += u64::from(!replaying),
+            Some((reason, detail)) => {
+                rejected.push((*ts, sensor.clone()));
+                if !replaying {
+                    out.push(Output::DeadLetter(pending.record.dead_letter(reason, detail)));
+                }
+            }
+        }
+    }
+    for k in rejected {
+        let sample = samples.remove(&k).expect("just seen");
+        p.held.remove(&sample.offset);
+    }
+}
+
+/// Whether a reading of `room_id` at `ts` counts in rows now.
+fn counts(catalog: &RoomCatalog, room_id: &str, ts: i64, sample: &Sample) -> bool {
+    match &sample.pending {
+        None => true,
+        Some(p) => catalog.at(room_id, ts).is_some_and(|v| v.office_id == p.office_id),
+    }
+}
+
+#[derive(Default)]
+struct RoomStats {
+    samples: u32,
+    sum: i64,
+    peak: i32,
+    occupied: u32,
+}
+
+fn room_stats(catalog: &RoomCatalog, room_id: &str, samples: &Samples, start: i64, end: i64) -> RoomStats {
+    let mut s = RoomStats::default();
+    for ((ts, _), sample) in samples.range((start, String::new())..(end, String::new())) {
+        if counts(catalog, room_id, *ts, sample) {
+            s.samples += 1;
+            s.sum += i64::from(sample.people);
+            s.peak = s.peak.max(sample.people);
+            s.occupied += u32::from(sample.people > 0);
+        }
+    }
+    s
+}
+
+fn emit_row(
+    tenant: &TenantId,
+    catalog: &RoomCatalog,
+    p: &PartitionState,
+    key: &WindowKey,
+    is_final: bool,
+    version: u64,
+    out: &mut Vec<Output>,
+) {
+    match key.level {
+        Level::Room => {
+            let Some(samples) = p.rooms.get(&key.id) else {
+                return;
+            };
+            let Some(v) = catalog.at(&key.id, key.end - 1) else {
+                return;
+            };
+            let s = room_stats(catalog, &key.id, samples, key.start, key.end);
+            if s.samples == 0 {
+                return;
+            }
+            let avg = s.sum as f64 / f64::from(s.samples);
+            out.push(Output::Room(RoomRow {
+                tenant: tenant.clone(),
+                granularity: key.granularity,
+                office_id: v.office_id.clone(),
+                room_id: key.id.clone(),
+                window_start: key.start,
+                window_end: key.end,
+                samples: s.samples,
+                avg_people: avg,
+                peak_people: s.peak as u32,
+                occupied_ratio: f64::from(s.occupied) / f64::from(s.samples),
+                capacity: v.capacity,
+                utilization: avg / f64::from(v.capacity),
+                is_final,
+                version,
+            }));
+        }
+        Level::Office => {
+            if let Some(row) = office_row(tenant, catalog, p, key, is_final, version) {
+                out.push(Output::Office(row));
+            }
+        }
+    }
+}
+
+fn office_row(
+    tenant: &TenantId,
+    catalog: &RoomCatalog,
+    p: &PartitionState,
+    key: &WindowKey,
+    is_final: bool,
+    version: u64,
+) -> Option<OfficeRow> {
+    let rooms = p.offices.get(&key.id)?;
+    let (mut reporting, mut avg_people, mut capacity) = (0u32, 0.0f64, 0u32);
+    // Per minute of the window: the sum over rooms of each room's mean in that minute.
+    let mut minutes: BTreeMap<i64, f64> = BTreeMap::new();
+    for room_id in rooms {
+        let Some(samples) = p.rooms.get(room_id) else {
+            continue;
+        };
+        let Some(v) = catalog.at(room_id, key.end - 1).filter(|v| v.office_id == key.id) else {
+            continue;
+        };
+        let s = room_stats(catalog, room_id, samples, key.start, key.end);
+        if s.samples == 0 {
+            continue;
+        }
+        reporting += 1;
+        avg_people += s.sum as f64 / f64::from(s.samples);
+        capacity += v.capacity;
+        let mut minute = (i64::MIN, 0i64, 0u32);
+        let range = (key.start, String::new())..(key.end, String::new());
+        for ((ts, _), sample) in samples.range(range) {
+            if !counts(catalog, room_id, *ts, sample) {
+                continue;
+            }
+            let m = ts.div_euclid(60_000);
+            if m != minute.0 {
+                if minute.2 > 0 {
+                    *minutes.entry(minute.0).or_default() += minute.1 as f64 / f64::from(minute.2);
+                }
+                minute = (m, 0, 0);
+            }
+            minute.1 += i64::from(sample.people);
+            minute.2 += 1;
+        }
+        if minute.2 > 0 {
+            *minutes.entry(minute.0).or_default() += minute.1 as f64 / f64::from(minute.2);
+        }
+    }
+    if reporting == 0 {
+        return None;
+    }
+    Some(OfficeRow {
+        tenant: tenant.clone(),
+        granularity: key.granularity,
+        office_id: key.id.clone(),
+        window_start: key.start,
+        window_end: key.end,
+        rooms_reporting: reporting,
+        avg_people,
+        peak_people: minutes.values().copied().fold(0.0, f64::max),
+        capacity,
+        utilization: avg_people / f64::from(capacity),
+        is_final,
+        version,
+    })
+}
+

@@ -1,0 +1,83 @@
+//! Room metadata with its history: which version of a room is in effect when.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rf_schemas::RoomVersion;
+
+/// Every known version of every room of one tenant.
+#[derive(Default, Debug)]
+pub struct RoomCatalog {
+    rooms: HashMap<String, BTreeMap<i64, Arc<RoomVersion>>>,
+}
+
+impl RoomCatalog {
+    /// Adds (or replaces) the version starting at `room.effective_from`.
+    pub fn insert(&mut self, room: Arc<RoomVersion>) {
+        self.rooms
+            .entry(room.room_id.clone())
+            .or_default()
+            .insert(room.effective_from, room);
+    }
+
+    /// Withdraws the version of `room_id` starting at `effective_from`; true if it existed.
+    pub fn withdraw(&mut self, room_id: &str, effective_from: i64) -> bool {
+        self.rooms
+            .get_mut(room_id)
+            .is_some_and(|versions| versions.remove(&effective_from).is_some())
+    }
+
+    /// The version of `room_id` in effect at `ts`: the latest `effective_from <= ts`.
+    pub fn at(&self, room_id: &str, ts: i64) -> Option<&Arc<RoomVersion>> {
+        self.rooms.get(room_id)?.range(..=ts).next_back().map(|(_, v)| v)
+    }
+
+    /// Number of rooms with at least one version.
+    pub fn len(&self) -> usize {
+        self.rooms.values().filter(|v| !v.is_empty()).count()
+    }
+
+    /// Whether no room has a version.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rf_schemas::RoomKind;
+
+    pub(crate) fn room(id: &str, office: &str, capacity: u32, from: i64) -> Arc<RoomVersion> {
+        Arc::new(RoomVersion {
+            room_id: id.into(),
+            office_id: office.into(),
+            office_name: office.to_uppercase(),
+            region: "EMEA".into(),
+            country_code: "GB".into(),
+            timezone: chrono_tz::Europe::London,
+            floor: 1,
+            name: id.into(),
+            kind: RoomKind::Meeting,
+            capacity,
+            area_m2: None,
+            monthly_cost: None,
+            effective_from: from,
+        })
+    }
+
+    #[test]
+    fn the_latest_version_not_after_ts_is_in_effect() {
+        let mut c = RoomCatalog::default();
+        c.insert(room("r", "o", 4, 100));
+        c.insert(room("r", "o", 8, 200));
+        assert!(c.at("r", 99).is_none());
+        assert_eq!(c.at("r", 100).unwrap().capacity, 4);
+        assert_eq!(c.at("r", 199).unwrap().capacity, 4);
+        assert_eq!(c.at("r", 200).unwrap().capacity, 8);
+        assert!(c.withdraw("r", 200));
+        assert!(!c.withdraw("r", 200));
+        assert_eq!(c.at("r", 500).unwrap().capacity, 4);
+        assert_eq!(c.len(), 1);
+    }
+}

@@ -1,0 +1,265 @@
+//! Decoding and validation of raw records through the schema registry, with one cached
+//! decoder per schema id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use rf_schemas::framing::unframe;
+use rf_schemas::reading::ReadingDecoder;
+use rf_schemas::registry::{RegistryClient, RegistryError};
+use rf_schemas::{DeadLetterReason, RoomVersion, ROOM_AVSC};
+
+use crate::records::{DeadLetter, Decoded, DecodedReading, RawRecord, Topic};
+
+/// Where writer schemas come from.
+pub trait SchemaSource {
+    /// The schema text registered under `id`.
+    fn fetch(&self, id: u32) -> Result<String, RegistryError>;
+}
+
+impl SchemaSource for RegistryClient {
+    fn fetch(&self, id: u32) -> Result<String, RegistryError> {
+        self.schema_by_id(id)
+    }
+}
+
+/// How long an id the registry did not know is remembered as unknown.
+const UNKNOWN_TTL: Duration = Duration::from_secs(10);
+/// The longest wait between two tries of an unreachable registry.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+enum Entry {
+    Reading(Result<Arc<ReadingDecoder>, String>),
+    Room(Result<Arc<Schema>, String>),
+    Unknown(Instant),
+}
+
+/// Decodes and validates raw records; bad ones become dead letters with their reason.
+pub struct Decoder<S> {
+    source: S,
+    cache: HashMap<(Topic, u32), Entry>,
+    room_reader: Schema,
+}
+
+impl<S: SchemaSource> Decoder<S> {
+    /// A decoder fetching writer schemas from `source`.
+    pub fn new(source: S) -> Self {
+        Self {
+            source,
+            cache: HashMap::new(),
+            room_reader: Schema::parse_str(ROOM_AVSC).expect("the embedded schema parses"),
+        }
+    }
+
+    /// Decodes one record: a reading, a room version or a tombstone, or a dead letter.
+    pub fn decode(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
+        match record.topic {
+            Topic::Readings => self.reading(record),
+            Topic::Rooms => self.room(record),
+        }
+    }
+
+    fn reading(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
+        use DeadLetterReason::*;
+        let Some(value) = record.value.as_deref() else {
+            return Err(record.dead_letter(Malformed, "a reading without a value (tombstone)"));
+        };
+        let (id, body) = match unframe(value) {
+            Ok(framed) => framed,
+            Err(e) => return Err(record.dead_letter(Malformed, e.to_string())),
+        };
+        let decoder = match self.lookup(Topic::Readings, id) {
+            Ok(Entry::Reading(Ok(d))) => d.clone(),
+            Ok(Entry::Reading(Err(why))) => {
+                let detail = format!("schema id {id} cannot be read as OccupancyReading v1: {why}");
+                return Err(record.dead_letter(IncompatibleSchema, detail));
+            }
+            Ok(_) => unreachable!("readings entries are readings"),
+            Err(detail) => return Err(record.dead_letter(UnknownSchema, detail)),
+        };
+        let reading = match decoder.decode(body) {
+            Ok(r) => r,
+            Err(e) => return Err(record.dead_letter(Malformed, format!("schema id {id}: {e}"))),
+        };
+        if let Err(rejection) = reading.validate(record.timestamp, record.key.as_deref()) {
+            return Err(record.dead_letter(rejection.reason, rejection.detail));
+        }
+        Ok(Decoded::Reading(Box::new(DecodedReading { reading, record })))
+    }
+
+    fn room(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
+        use DeadLetterReason::*;
+        let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let Some((room_id, from)) = key.rsplit_once('@') else {
+            let detail = format!("room key {key:?} is not <room_id>@<effective_from>");
+            return Err(record.dead_letter(Malformed, detail));
+        };
+        let Ok(effective_from) = from.parse::<i64>() else {
+            let detail = format!("room key {key:?} has a non-numeric effective_from");
+            return Err(record.dead_letter(Malformed, detail));
+        };
+        let Some(value) = record.value.as_deref() else {
+            return Ok(Decoded::RoomWithdrawn {
+                tenant: record.tenant.clone(),
+                room_id: room_id.to_owned(),
+                effective_from,
+            });
+        };
+        let (id, body) = match unframe(value) {
+            Ok(framed) => framed,
+            Err(e) => return Err(record.dead_letter(Malformed, e.to_string())),
+        };
+        let writer = match self.lookup(Topic::Rooms, id) {
+            Ok(Entry::Room(Ok(s))) => s.clone(),
+            Ok(Entry::Room(Err(why))) => {
+                let detail = format!("schema id {id} cannot be read as Room: {why}");
+                return Err(record.dead_letter(IncompatibleSchema, detail));
+            }
+            Ok(_) => unreachable!("rooms entries are rooms"),
+            Err(detail) => return Err(record.dead_letter(UnknownSchema, detail)),
+        };
+        let room = match RoomVersion::decode(&writer, &self.room_reader, body) {
+            Ok(room) => room,
+            Err(why) => return Err(record.dead_letter(Malformed, format!("schema id {id}: {why}"))),
+        };
+        if room.room_id != room_id || room.effective_from != effective_from {
+            let detail = format!("room key {key:?} does not match the value's {}", room.key());
+            return Err(record.dead_letter(Malformed, detail));
+        }
+        Ok(Decoded::Room {
+            tenant: record.tenant,
+            room: Arc::new(room),
+        })
+    }
+
+    /// The cached entry for `id`, fetching it on first use. An unreachable registry is
+    /// retried with backoff: records are never dropped because the registry is down.
+    fn lookup(&mut self, topic: Topic, id: u32) -> Result<&Entry, String> {
+        let fresh = match self.cache.get(&(topic, id)) {
+            Some(Entry::Unknown(at)) => at.elapsed() < UNKNOWN_TTL,
+            Some(_) => true,
+            None => false,
+        };
+        if !fresh {
+            let entry = self.fetch(topic, id);
+            self.cache.insert((topic, id), entry);
+        }
+        match &self.cache[&(topic, id)] {
+            Entry::Unknown(_) => Err(format!("schema id {id} is not registered")),
+            entry => Ok(entry),
+        }
+    }
+
+    fn fetch(&self, topic: Topic, id: u32) -> Entry {
+        let mut backoff = Duration::from_millis(100);
+        let text = loop {
+            match self.source.fetch(id) {
+                Ok(text) => break text,
+                Err(RegistryError::UnknownId(_)) => return Entry::Unknown(Instant::now()),
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(schema_id = id, error = %e, "schema registry unavailable; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    tracing::warn!(schema_id = id, error = %e, "schema registry refused the lookup");
+                    return Entry::Unknown(Instant::now());
+                }
+            }
+        };
+        let schema = Schema::parse_str(&text).map_err(|e| format!("unparseable schema: {e}"));
+        match topic {
+            Topic::Readings => Entry::Reading(schema.and_then(|s| ReadingDecoder::new(&s)).map(Arc::new)),
+            Topic::Rooms => Entry::Room(schema.and_then(room_writer).map(Arc::new)),
+        }
+    }
+}
+
+fn room_writer(writer: Schema) -> Result<Schema, String> {
+    match &writer {
+        Schema::Record(r) if r.name.name() == "Room" => Ok(writer),
+        _ => Err("writer schema is not a Room record".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rf_schemas::{framing::frame_header, Reading, TenantId, OCCUPANCY_READING_AVSC};
+    use std::cell::Cell;
+
+    struct Fixed {
+        calls: Cell<u32>,
+    }
+
+    impl SchemaSource for Fixed {
+        fn fetch(&self, id: u32) -> Result<String, RegistryError> {
+            self.calls.set(self.calls.get() + 1);
+            match id {
+                1 => Ok(OCCUPANCY_READING_AVSC.into()),
+                2 => Ok(ROOM_AVSC.into()),
+                _ => Err(RegistryError::UnknownId(id)),
+            }
+        }
+    }
+
+    fn record(value: Option<Vec<u8>>, key: &str) -> RawRecord {
+        RawRecord {
+            tenant: TenantId::parse("acme").unwrap(),
+            topic: Topic::Readings,
+            partition: 3,
+            offset: 42,
+            timestamp: 1_700_000_000_000,
+            key: Some(key.as_bytes().to_vec()),
+            value,
+        }
+    }
+
+    fn framed(id: u32, r: &Reading) -> Vec<u8> {
+        let mut v = Vec::new();
+        frame_header(id, &mut v);
+        r.encode_v1(&mut v);
+        v
+    }
+
+    fn reading() -> Reading {
+        Reading {
+            sensor_id: "s".into(),
+            office_id: "lon".into(),
+            room_id: "r".into(),
+            ts: 1_700_000_000_000,
+            people_count: 3,
+            temperature: None,
+            humidity: None,
+        }
+    }
+
+    #[test]
+    fn each_failure_has_its_reason_and_schemas_are_fetched_once() {
+        use DeadLetterReason::*;
+        let mut d = Decoder::new(Fixed { calls: Cell::new(0) });
+        let reason = |d: &mut Decoder<Fixed>, value: Option<Vec<u8>>, key: &str| match d.decode(record(value, key)) {
+            Ok(_) => None,
+            Err(letter) => {
+                assert_eq!((letter.partition, letter.offset), (3, 42));
+                assert_eq!(letter.source_topic, "occupancy.acme");
+                Some(letter.reason)
+            }
+        };
+        assert_eq!(reason(&mut d, Some(framed(1, &reading())), "lon"), None);
+        assert_eq!(reason(&mut d, Some(framed(1, &reading())), "lon"), None);
+        assert_eq!(d.source.calls.get(), 1, "the decoder for id 1 is cached");
+        assert_eq!(reason(&mut d, None, "lon"), Some(Malformed));
+        assert_eq!(reason(&mut d, Some(vec![1, 2]), "lon"), Some(Malformed));
+        assert_eq!(reason(&mut d, Some(vec![0, 0, 0, 0, 1, 0xff]), "lon"), Some(Malformed));
+        assert_eq!(reason(&mut d, Some(framed(9, &reading())), "lon"), Some(UnknownSchema));
+        assert_eq!(reason(&mut d, Some(framed(2, &reading())), "lon"), Some(IncompatibleSchema));
+        let crowded = Reading { people_count: 20_000, ..reading() };
+        assert_eq!(reason(&mut d, Some(framed(1, &crowded)), "lon"), Some(OutOfRange));
+        let ahead = Reading { ts: 1_700_000_000_000 + 301_000, ..reading() };
+        assert_eq!(reason(&mut d, Some(framed(1, &ahead)), "lon"), Some(FutureTimestamp));
+        assert_eq!(reason(&mut d, Some(framed(1, &reading())), "nyc"), Some(OfficeMismatch));
+    }
+}

@@ -1,0 +1,16 @@
+//! roomflow's dataflow operators: decoding through the registry, event-time windows of
+//! rooms and offices with lateness and revisions, and live occupancy.
+
+pub mod aggregate;
+pub mod catalog;
+pub mod decode;
+pub mod live;
+pub mod ops;
+pub mod records;
+pub mod windows;
+
+pub use aggregate::{AggregateConfig, Aggregator, StateSize};
+pub use decode::{Decoder, SchemaSource};
+pub use ops::{Aggregate, DecodeRecords};
+pub use records::*;
+pub use windows::Granularity;

@@ -1,0 +1,143 @@
+//! Live occupancy: each room's latest reading and each office's current total.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use rf_schemas::TenantId;
+
+use crate::records::{LiveOffice, LiveRoom, Output};
+
+/// Rooms whose latest reading is older than this, relative to the office's newest, no
+/// longer count towards the office's live total.
+pub const OFFICE_HORIZON_MS: i64 = 10 * 60_000;
+
+#[derive(Debug)]
+struct Latest {
+    office_id: String,
+    people: i32,
+    ts: i64,
+    capacity: u32,
+}
+
+/// One tenant's live state: one entry per room, so it is bounded by the fleet's size.
+#[derive(Default, Debug)]
+pub struct LiveState {
+    rooms: HashMap<String, Latest>,
+    offices: HashMap<String, BTreeSet<String>>,
+    dirty_rooms: HashSet<String>,
+    dirty_offices: HashSet<String>,
+}
+
+impl LiveState {
+    /// Records a reading of a known room; older readings than the latest are ignored.
+    pub fn observe(&mut self, room_id: &str, office_id: &str, people: i32, ts: i64, capacity: u32) {
+        if self.rooms.get(room_id).is_some_and(|l| l.ts > ts) {
+            return;
+        }
+        let latest = Latest {
+            office_id: office_id.to_owned(),
+            people,
+            ts,
+            capacity,
+        };
+        if let Some(old) = self.rooms.insert(room_id.to_owned(), latest) {
+            if old.office_id != office_id {
+                if let Some(rooms) = self.offices.get_mut(&old.office_id) {
+                    rooms.remove(room_id);
+                }
+                self.dirty_offices.insert(old.office_id);
+            }
+        }
+        self.offices
+            .entry(office_id.to_owned())
+            .or_default()
+            .insert(room_id.to_owned());
+        self.dirty_rooms.insert(room_id.to_owned());
+        self.dirty_offices.insert(office_id.to_owned());
+    }
+
+    /// The capacity of a room's version changed: its live utilization changes too.
+    pub fn recapacity(&mut self, room_id: &str, capacity: u32) {
+        if let Some(l) = self.rooms.get_mut(room_id) {
+            if l.capacity != capacity {
+                l.capacity = capacity;
+                self.dirty_rooms.insert(room_id.to_owned());
+                self.dirty_offices.insert(l.office_id.clone());
+            }
+        }
+    }
+
+    /// The ts of a room's latest reading.
+    pub fn latest_ts(&self, room_id: &str) -> Option<i64> {
+        self.rooms.get(room_id).map(|l| l.ts)
+    }
+
+    /// Emits the rooms and offices that changed since the last flush.
+    pub fn flush(&mut self, tenant: &TenantId, out: &mut Vec<Output>) {
+        for room_id in self.dirty_rooms.drain() {
+            let l = &self.rooms[&room_id];
+            out.push(Output::LiveRoom(LiveRoom {
+                tenant: tenant.clone(),
+                office_id: l.office_id.clone(),
+                people: l.people,
+                ts: l.ts,
+                capacity: l.capacity,
+                utilization: f64::from(l.people) / f64::from(l.capacity),
+                room_id,
+            }));
+        }
+        for office_id in self.dirty_offices.drain() {
+            let rooms: Vec<&Latest> = self.offices[&office_id].iter().map(|r| &self.rooms[r]).collect();
+            let newest = rooms.iter().map(|l| l.ts).max().unwrap_or(0);
+            let fresh = rooms.iter().filter(|l| l.ts >= newest - OFFICE_HORIZON_MS);
+            let (mut people, mut capacity, mut reporting) = (0i64, 0u64, 0u32);
+            for l in fresh {
+                people += i64::from(l.people);
+                capacity += u64::from(l.capacity);
+                reporting += 1;
+            }
+            out.push(Output::LiveOffice(LiveOffice {
+                tenant: tenant.clone(),
+                office_id,
+                people,
+                capacity,
+                rooms_reporting: reporting,
+                utilization: if capacity == 0 { 0.0 } else { people as f64 / capacity as f64 },
+                ts: newest,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flush(live: &mut LiveState) -> Vec<Output> {
+        let mut out = Vec::new();
+        live.flush(&TenantId::parse("acme").unwrap(), &mut out);
+        out
+    }
+
+    #[test]
+    fn office_counts_only_rooms_fresh_within_ten_minutes_of_its_newest() {
+        let mut live = LiveState::default();
+        live.observe("a", "o", 3, 1_000_000, 4);
+        live.observe("b", "o", 5, 1_000_000 - OFFICE_HORIZON_MS, 10);
+        live.observe("c", "o", 7, 1_000_000 - OFFICE_HORIZON_MS - 1, 10);
+        live.observe("a", "o", 9, 999_999, 4); // older than the latest: ignored
+        let out = flush(&mut live);
+        let office = out.iter().find_map(|o| match o {
+            Output::LiveOffice(o) => Some(o),
+            _ => None,
+        });
+        let office = office.unwrap();
+        assert_eq!((office.people, office.capacity, office.rooms_reporting), (8, 14, 2));
+        assert_eq!(office.ts, 1_000_000);
+        let a = out.iter().find_map(|o| match o {
+            Output::LiveRoom(r) if r.room_id == "a" => Some(r),
+            _ => None,
+        });
+        assert_eq!(a.unwrap().people, 3);
+        assert!(flush(&mut live).is_empty(), "nothing changed since");
+    }
+}

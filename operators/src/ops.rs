@@ -1,0 +1,75 @@
+//! The timely operators, as extension traits on streams of epochs (`u64`): each epoch is
+//! one batch the source handed over, and its results are complete when the frontier
+//! passes it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::OkErr;
+use timely::dataflow::Stream;
+
+use crate::aggregate::Aggregator;
+use crate::decode::{Decoder, SchemaSource};
+use crate::records::{DeadLetter, Decoded, Output, RawRecord};
+
+/// Decodes raw records: returns the decoded inputs and, beside them, the dead letters.
+pub trait DecodeRecords<'s> {
+    /// Splits records into decoded events and dead letters, in their original order.
+    fn decode_records<S: SchemaSource + 'static>(
+        self,
+        decoder: Decoder<S>,
+    ) -> (Stream<'s, u64, Vec<Decoded>>, Stream<'s, u64, Vec<DeadLetter>>);
+}
+
+impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<RawRecord>> {
+    fn decode_records<S: SchemaSource + 'static>(
+        self,
+        mut decoder: Decoder<S>,
+    ) -> (Stream<'s, u64, Vec<Decoded>>, Stream<'s, u64, Vec<DeadLetter>>) {
+        self.ok_err(move |record| decoder.decode(record))
+    }
+}
+
+/// Aggregates decoded events into windows.
+pub trait Aggregate<'s> {
+    /// Returns, for each completed epoch, the row revisions, live state, late and
+    /// unknown-room dead letters and checkpoints that the epoch's events produced.
+    fn aggregate(self, aggregator: Rc<RefCell<Aggregator>>) -> Stream<'s, u64, Vec<Output>>;
+}
+
+impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
+    fn aggregate(self, aggregator: Rc<RefCell<Aggregator>>) -> Stream<'s, u64, Vec<Output>> {
+        self.unary_frontier(Pipeline, "Aggregate", move |_, _| {
+            let mut stash = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, data| {
+                    if let Some(cap) = cap.retain_least(output.output_index()) {
+                        let (_, events): &mut (_, Vec<Decoded>) =
+                            stash.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                        for batch in data {
+                            events.append(batch);
+                        }
+                    }
+                });
+                // Epochs are applied whole and in order, so that each partition's events
+                // are seen in offset order and the results do not depend on batching.
+                while let Some(entry) = stash.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, events) = entry.remove();
+                    let mut out = Vec::new();
+                    let mut aggregator = aggregator.borrow_mut();
+                    for event in events {
+                        aggregator.apply(event, &mut out);
+                    }
+                    aggregator.flush(&mut out);
+                    output.session(&cap).give_iterator(out.into_iter());
+                }
+            }
+        })
+    }
+}

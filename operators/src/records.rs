@@ -1,0 +1,253 @@
+//! What flows through the dataflow: raw Kafka records in, rows, live state, dead letters
+//! and checkpoints out.
+
+use std::sync::Arc;
+
+use rf_schemas::{DeadLetterReason, Reading, RoomVersion, TenantId};
+
+use crate::windows::Granularity;
+
+/// Which of a tenant's topics a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `occupancy.<tenant>`.
+    Readings,
+    /// `rooms.<tenant>`.
+    Rooms,
+}
+
+/// A Kafka record as consumed, before decoding.
+#[derive(Clone, Debug)]
+pub struct RawRecord {
+    /// The tenant owning the topic.
+    pub tenant: TenantId,
+    /// Readings or rooms.
+    pub topic: Topic,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// Kafka record timestamp (ms): the reference for `future_timestamp`.
+    pub timestamp: i64,
+    /// Record key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Record value bytes; `None` is a tombstone.
+    pub value: Option<Vec<u8>>,
+}
+
+impl RawRecord {
+    /// The topic's full name.
+    pub fn topic_name(&self) -> String {
+        match self.topic {
+            Topic::Readings => self.tenant.readings_topic(),
+            Topic::Rooms => self.tenant.rooms_topic(),
+        }
+    }
+
+    /// This record as a dead letter for `reason`.
+    pub fn dead_letter(self, reason: DeadLetterReason, detail: impl Into<String>) -> DeadLetter {
+        DeadLetter {
+            source_topic: self.topic_name(),
+            tenant: self.tenant,
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key,
+            value: self.value,
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A decoded, validated input.
+#[derive(Clone, Debug)]
+pub enum Decoded {
+    /// A reading, with the record it came from (kept to dead-letter it later if needed).
+    Reading(Box<DecodedReading>),
+    /// A room version was published.
+    Room {
+        /// The tenant.
+        tenant: TenantId,
+        /// The version.
+        room: Arc<RoomVersion>,
+    },
+    /// A room version was withdrawn (a tombstone for `room_id@effective_from`).
+    RoomWithdrawn {
+        /// The tenant.
+        tenant: TenantId,
+        /// The room.
+        room_id: String,
+        /// The withdrawn version's start.
+        effective_from: i64,
+    },
+}
+
+/// A reading that passed decoding and the metadata-free validation rules.
+#[derive(Clone, Debug)]
+pub struct DecodedReading {
+    /// The reading.
+    pub reading: Reading,
+    /// The record it came from.
+    pub record: RawRecord,
+}
+
+/// A rejected input with the original bytes and where they came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// The tenant; the letter goes to `deadletter.<tenant>`.
+    pub tenant: TenantId,
+    /// Header `rf-source-topic`.
+    pub source_topic: String,
+    /// Header `rf-source-partition`.
+    pub partition: i32,
+    /// Header `rf-source-offset`.
+    pub offset: i64,
+    /// The original key.
+    pub key: Option<Vec<u8>>,
+    /// The original value.
+    pub value: Option<Vec<u8>>,
+    /// Header `rf-reason`.
+    pub reason: DeadLetterReason,
+    /// Header `rf-detail`.
+    pub detail: String,
+}
+
+/// One revision of a room's window row (`room_utilization`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomRow {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Window size.
+    pub granularity: Granularity,
+    /// The room's office.
+    pub office_id: String,
+    /// The room.
+    pub room_id: String,
+    /// Window start, ms.
+    pub window_start: i64,
+    /// Window end (exclusive), ms.
+    pub window_end: i64,
+    /// Readings counted.
+    pub samples: u32,
+    /// Mean people count.
+    pub avg_people: f64,
+    /// Largest people count.
+    pub peak_people: u32,
+    /// Share of readings with someone in the room.
+    pub occupied_ratio: f64,
+    /// Capacity of the version in effect at `window_end - 1 ms`.
+    pub capacity: u32,
+    /// `avg_people / capacity`.
+    pub utilization: f64,
+    /// Whether this is the last revision.
+    pub is_final: bool,
+    /// Grows with every revision.
+    pub version: u64,
+}
+
+/// One revision of an office's window row (`office_utilization`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OfficeRow {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Window size.
+    pub granularity: Granularity,
+    /// The office.
+    pub office_id: String,
+    /// Window start, ms.
+    pub window_start: i64,
+    /// Window end (exclusive), ms.
+    pub window_end: i64,
+    /// Rooms with at least one reading in the window.
+    pub rooms_reporting: u32,
+    /// Sum of the rooms' mean people counts.
+    pub avg_people: f64,
+    /// Largest per-minute sum of the rooms' mean counts in that minute.
+    pub peak_people: f64,
+    /// Sum of the reporting rooms' capacities.
+    pub capacity: u32,
+    /// `avg_people / capacity`.
+    pub utilization: f64,
+    /// Whether this is the last revision.
+    pub is_final: bool,
+    /// Grows with every revision.
+    pub version: u64,
+}
+
+/// A room's latest reading, for `rf:<tenant>:room:<room_id>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveRoom {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The room.
+    pub room_id: String,
+    /// Its office.
+    pub office_id: String,
+    /// People at `ts`.
+    pub people: i32,
+    /// When, ms.
+    pub ts: i64,
+    /// Capacity of the version in effect at `ts`.
+    pub capacity: u32,
+    /// `people / capacity`.
+    pub utilization: f64,
+}
+
+/// An office's current occupancy, for `rf:<tenant>:office:<office_id>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveOffice {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The office.
+    pub office_id: String,
+    /// People over the rooms reporting.
+    pub people: i64,
+    /// Capacity of the rooms reporting.
+    pub capacity: u64,
+    /// Rooms whose latest reading is at most 10 minutes older than the office's newest.
+    pub rooms_reporting: u32,
+    /// `people / capacity`.
+    pub utilization: f64,
+    /// The office's newest reading, ms.
+    pub ts: i64,
+}
+
+/// How far a partition may be committed once this epoch's effects are acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The readings partition.
+    pub partition: i32,
+    /// The offset to commit: the oldest reading still held in window state, or the next
+    /// unread offset when nothing is held. Replaying from it rebuilds the state exactly.
+    pub commit_offset: i64,
+    /// The partition watermark just before `commit_offset` was first processed.
+    pub watermark: i64,
+    /// The next offset after everything processed so far: effects of offsets below it
+    /// have been written and must not be written again during a replay.
+    pub processed_until: i64,
+    /// Readings counted in final room windows during the epoch.
+    pub counted: u64,
+    /// Readings replaced by a later reading with the same key during the epoch.
+    pub replaced: u64,
+}
+
+/// Everything the dataflow hands to the sinks.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// A room window revision.
+    Room(RoomRow),
+    /// An office window revision.
+    Office(OfficeRow),
+    /// A room's latest state.
+    LiveRoom(LiveRoom),
+    /// An office's latest state.
+    LiveOffice(LiveOffice),
+    /// A rejected input.
+    DeadLetter(DeadLetter),
+    /// A room version to mirror into ClickHouse.
+    RoomVersion(TenantId, Arc<RoomVersion>),
+    /// Progress of a partition.
+    Checkpoint(Checkpoint),
+}

@@ -1,0 +1,229 @@
+//! The aggregation state machine against hand-computed rows.
+
+use std::sync::Arc;
+
+use rf_operators::records::Topic;
+use rf_operators::*;
+use rf_schemas::{DeadLetterReason, Reading, RoomKind, RoomVersion, TenantId};
+
+const T0: i64 = 1_767_603_600_000; // 2026-01-05T09:00:00Z, a Monday; London is on UTC
+const MIN: i64 = 60_000;
+
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+fn room(id: &str, capacity: u32, from: i64) -> Decoded {
+    Decoded::Room {
+        tenant: tenant(),
+        room: Arc::new(RoomVersion {
+            room_id: id.into(),
+            office_id: "lon".into(),
+            office_name: "London".into(),
+            region: "EMEA".into(),
+            country_code: "GB".into(),
+            timezone: chrono_tz::Europe::London,
+            floor: 2,
+            name: id.into(),
+            kind: RoomKind::Meeting,
+            capacity,
+            area_m2: None,
+            monthly_cost: None,
+            effective_from: from,
+        }),
+    }
+}
+
+struct Feed {
+    aggregator: Aggregator,
+    offset: i64,
+    out: Vec<Output>,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Self {
+            aggregator: Aggregator::new(AggregateConfig::default()),
+            offset: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn room(&mut self, event: Decoded) {
+        self.aggregator.apply(event, &mut self.out);
+    }
+
+    fn reading(&mut self, room_id: &str, office: &str, ts: i64, people: i32) {
+        let reading = Reading {
+            sensor_id: format!("s-{room_id}"),
+            office_id: office.into(),
+            room_id: room_id.into(),
+            ts,
+            people_count: people,
+            temperature: None,
+            humidity: None,
+        };
+        let record = RawRecord {
+            tenant: tenant(),
+            topic: Topic::Readings,
+            partition: 0,
+            offset: self.offset,
+            timestamp: ts,
+            key: Some(office.as_bytes().to_vec()),
+            value: Some(vec![self.offset as u8]),
+        };
+        self.offset += 1;
+        let event = Decoded::Reading(Box::new(DecodedReading { reading, record }));
+        self.aggregator.apply(event, &mut self.out);
+    }
+
+    fn flush(&mut self) -> Vec<Output> {
+        self.aggregator.flush(&mut self.out);
+        std::mem::take(&mut self.out)
+    }
+}
+
+fn rooms(out: &[Output], g: Granularity, is_final: bool) -> Vec<&RoomRow> {
+    let mut rows: Vec<&RoomRow> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Room(r) if r.granularity == g && r.is_final == is_final => Some(r),
+            _ => None,
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.room_id, a.window_start).cmp(&(&b.room_id, b.window_start)));
+    rows
+}
+
+fn offices(out: &[Output], g: Granularity, is_final: bool) -> Vec<&OfficeRow> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Office(r) if r.granularity == g && r.is_final == is_final => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn letters(out: &[Output]) -> Vec<(DeadLetterReason, i64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::DeadLetter(d) => Some((d.reason, d.offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn checkpoint(out: &[Output]) -> &Checkpoint {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Checkpoint(c) => Some(c),
+            _ => None,
+        })
+        .expect("a checkpoint")
+}
+
+#[test]
+fn rows_duplicates_lateness_and_unknown_rooms() {
+    let mut f = Feed::new();
+    f.room(room("r1", 4, 0));
+    f.room(room("r2", 10, 0));
+    f.reading("r1", "lon", T0, 2); // offset 0
+    f.reading("r1", "lon", T0 + MIN, 4); // 1, replaced by 3
+    f.reading("r1", "lon", T0 + 2 * MIN, 0); // 2
+    f.reading("r1", "lon", T0 + MIN, 3); // 3: same key, later offset wins
+    f.reading("r2", "lon", T0, 5); // 4
+    f.reading("r2", "lon", T0 + MIN, 5); // 5
+    f.reading("r9", "lon", T0 + 3 * MIN, 1); // 6: no metadata yet
+    f.reading("r2", "nyc", T0 + 4 * MIN, 1); // 7: wrong office
+
+    let out = f.flush();
+    let open = rooms(&out, Granularity::M15, false);
+    assert_eq!(open.len(), 2, "a revision per room; r9 waits for metadata");
+    assert!(rooms(&out, Granularity::M15, true).is_empty());
+    assert_eq!(letters(&out), vec![(DeadLetterReason::OfficeMismatch, 7)]);
+    let c = checkpoint(&out);
+    assert_eq!((c.commit_offset, c.processed_until, c.replaced), (0, 8, 1));
+
+    // 09:20 closes [09:00, 09:15) with 5 minutes of lateness.
+    f.reading("r1", "lon", T0 + 20 * MIN, 1); // 8
+    f.reading("r1", "lon", T0 + 5 * MIN, 9); // 9: its window is final
+    let out = f.flush();
+    let fin = rooms(&out, Granularity::M15, true);
+    assert_eq!(fin.len(), 2);
+    let r1 = fin[0];
+    assert_eq!((r1.room_id.as_str(), r1.window_start, r1.window_end), ("r1", T0, T0 + 15 * MIN));
+    assert_eq!((r1.samples, r1.peak_people, r1.capacity), (3, 3, 4));
+    assert!((r1.avg_people - 5.0 / 3.0).abs() < 1e-12);
+    assert!((r1.occupied_ratio - 2.0 / 3.0).abs() < 1e-12);
+    assert!((r1.utilization - 5.0 / 12.0).abs() < 1e-12);
+    let r2 = fin[1];
+    assert_eq!((r2.samples, r2.peak_people, r2.avg_people, r2.utilization), (2, 5, 5.0, 0.5));
+    assert!(r1.version > open[0].version, "the final revision supersedes");
+
+    let office = offices(&out, Granularity::M15, true);
+    assert_eq!(office.len(), 1);
+    let o = office[0];
+    assert_eq!((o.rooms_reporting, o.capacity), (2, 14));
+    assert!((o.avg_people - (5.0 / 3.0 + 5.0)).abs() < 1e-12);
+    assert_eq!(o.peak_people, 8.0, "09:01 had 3 + 5");
+    assert!((o.utilization - (5.0 / 3.0 + 5.0) / 14.0).abs() < 1e-12);
+
+    assert_eq!(
+        letters(&out),
+        vec![(DeadLetterReason::UnknownRoom, 6), (DeadLetterReason::Late, 9)]
+    );
+    let c = checkpoint(&out);
+    assert_eq!(c.counted, 5, "r1's three and r2's two readings");
+    assert_eq!(c.commit_offset, 0, "the day windows still hold offset 0");
+    // Hour and day windows are still open, with the same readings.
+    let hours = rooms(&out, Granularity::H1, false);
+    assert_eq!(hours.iter().map(|r| r.samples).collect::<Vec<_>>(), vec![4]);
+}
+
+#[test]
+fn metadata_arriving_late_counts_the_waiting_readings() {
+    let mut f = Feed::new();
+    f.reading("r1", "lon", T0, 2);
+    f.reading("r1", "lon", T0 + MIN, 4);
+    assert!(rooms(&f.flush(), Granularity::M15, false).is_empty());
+    f.room(room("r1", 8, T0 - 3_600_000));
+    let out = f.flush();
+    let rows = rooms(&out, Granularity::D1, false);
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].samples, rows[0].capacity), (2, 8));
+    f.reading("r1", "lon", T0 + 30 * MIN, 0);
+    let out = f.flush();
+    assert!(letters(&out).is_empty());
+    assert_eq!(checkpoint(&out).counted, 2);
+}
+
+#[test]
+fn a_capacity_change_in_the_past_revises_open_windows() {
+    let mut f = Feed::new();
+    f.room(room("r1", 4, 0));
+    f.reading("r1", "lon", T0, 2);
+    f.flush();
+    f.room(room("r1", 8, T0 - MIN));
+    let out = f.flush();
+    let rows = rooms(&out, Granularity::M15, false);
+    assert_eq!((rows[0].capacity, rows[0].utilization), (8, 0.25));
+}
+
+#[test]
+fn day_windows_close_and_free_their_readings() {
+    let mut f = Feed::new();
+    f.room(room("r1", 4, 0));
+    for m in 0..60 {
+        f.reading("r1", "lon", T0 + m * MIN, 1);
+    }
+    f.flush();
+    assert_eq!(f.aggregator.size().readings, 60);
+    // A reading the next day, past midnight + lateness, closes the 5th of January.
+    f.reading("r1", "lon", T0 + 15 * 3_600_000 + 10 * MIN, 1);
+    let out = f.flush();
+    let days = rooms(&out, Granularity::D1, true);
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].samples, 60);
+    assert_eq!(f.aggregator.size().readings, 1, "only the new day's reading is held");
+    assert_eq!(checkpoint(&out).commit_offset, 60);
+}

@@ -1,0 +1,57 @@
+-- One tenant's database. `{db}` is rf_<tenant with - replaced by _>; the SQL runs on
+-- ClickHouse 18.16 and 24.x. Readers use FINAL (or argMax(..., version)).
+CREATE DATABASE IF NOT EXISTS {db};
+
+CREATE TABLE IF NOT EXISTS {db}.room_utilization (
+    granularity Enum8('15m' = 1, '1h' = 2, '1d' = 3),
+    office_id String,
+    room_id String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    samples UInt32,
+    avg_people Float64,
+    peak_people UInt32,
+    occupied_ratio Float64,
+    capacity UInt32,
+    utilization Float64,
+    final UInt8,
+    version UInt64,
+    updated_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (granularity, office_id, room_id, window_start);
+
+CREATE TABLE IF NOT EXISTS {db}.office_utilization (
+    granularity Enum8('15m' = 1, '1h' = 2, '1d' = 3),
+    office_id String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    rooms_reporting UInt32,
+    avg_people Float64,
+    peak_people Float64,
+    capacity UInt32,
+    utilization Float64,
+    final UInt8,
+    version UInt64,
+    updated_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (granularity, office_id, window_start);
+
+CREATE TABLE IF NOT EXISTS {db}.rooms (
+    room_id String,
+    office_id String,
+    office_name String,
+    region String,
+    country_code String,
+    timezone String,
+    floor Int32,
+    name String,
+    kind Enum8('DESK' = 1, 'MEETING' = 2, 'FOCUS' = 3, 'OPEN_SPACE' = 4, 'COLLAB' = 5, 'OTHER' = 6),
+    capacity UInt32,
+    area_m2 Nullable(Float32),
+    monthly_cost Nullable(Float64),
+    effective_from DateTime('UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (office_id, room_id, effective_from);

@@ -1,0 +1,65 @@
+//! roomflow's data contract in code: tenants and their resource names, the Avro records
+//! with their Confluent framing, validation rules, dead-letter reasons and the ClickHouse DDL.
+
+pub mod deadletter;
+pub mod framing;
+pub mod reading;
+pub mod registry;
+pub mod room;
+pub mod tenant;
+
+pub use deadletter::{DeadLetterReason, Rejection};
+pub use reading::Reading;
+pub use room::{RoomKind, RoomVersion};
+pub use tenant::TenantId;
+
+/// The Avro schema of `io.roomflow.OccupancyReading` (v1).
+pub const OCCUPANCY_READING_AVSC: &str = include_str!("../avro/occupancy_reading.avsc");
+/// The Avro schema of `io.roomflow.Room`.
+pub const ROOM_AVSC: &str = include_str!("../avro/room.avsc");
+/// ClickHouse DDL of one tenant's database, with `{db}` standing for its name.
+pub const TENANT_DDL: &str = include_str!("../clickhouse/tenant.sql");
+
+/// The schemas the project registers, in the fixed order the local registry needs
+/// (it hands out ids in registration order): `(topic prefix, schema)`.
+pub const SUBJECT_SCHEMAS: [(&str, &str); 2] = [
+    (tenant::READINGS_PREFIX, OCCUPANCY_READING_AVSC),
+    (tenant::ROOMS_PREFIX, ROOM_AVSC),
+];
+
+/// The DDL statements that create `tenant`'s database and tables, one per element.
+pub fn tenant_ddl(tenant: &TenantId) -> Vec<String> {
+    TENANT_DDL
+        .split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.replace("{db}", &tenant.clickhouse_db()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_names_the_tenant_database() {
+        let t = TenantId::parse("acme-eu").unwrap();
+        let ddl = tenant_ddl(&t);
+        assert_eq!(ddl.len(), 4);
+        assert!(ddl[0].contains("CREATE DATABASE IF NOT EXISTS rf_acme_eu"));
+        assert!(ddl[1].contains("rf_acme_eu.room_utilization"));
+        assert!(ddl.iter().all(|s| !s.contains("{db}")));
+    }
+
+    #[test]
+    fn embedded_schemas_parse() {
+        for (_, avsc) in SUBJECT_SCHEMAS {
+            apache_avro::Schema::parse_str(avsc).unwrap();
+        }
+    }
+}
