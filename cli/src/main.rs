@@ -1,1 +1,508 @@
-fn main() {}
+//! `roomflow`: the one binary. Subcommands run the pipeline, the query service, the
+//! jobs and the simulator; all read one config tree (see `config.rs`).
+
+mod config;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use rf_jobs::bench::{bench, BenchOptions};
+use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions};
+use rf_pipelines::{run, Metrics, RunOptions};
+use rf_schemas::registry::RegistryClient;
+use rf_schemas::TenantId;
+
+use crate::config::Config;
+
+/// Office occupancy sensors in, trustworthy space utilization out.
+///
+/// Every command reads one config: built-in defaults that match the local stack
+/// (deploy/local), then the TOML file given with --config, then environment variables
+/// named ROOMFLOW_<SECTION>__<FIELD> (e.g. ROOMFLOW_KAFKA__BROKERS=10.0.0.5:9092).
+#[derive(Parser)]
+#[command(name = "roomflow", version, propagate_version = true)]
+struct Cli {
+    /// TOML config file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "ROOMFLOW_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, env = "ROOMFLOW_LOG", default_value = "text", value_parser = ["text", "json"])]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: consume every tenant's readings, compute windows, write
+    /// ClickHouse, Redis and dead letters, commit offsets after the sinks acknowledge.
+    Run(RunArgs),
+    /// Run the read-only HTTP query service.
+    Serve,
+    /// Create and list tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage the Avro schemas in the registry.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// Publish a simulated sensor fleet: room metadata, history, then live readings.
+    Simulate(SimulateArgs),
+    /// Mint a bearer token for the query service.
+    Token(TokenArgs),
+    /// Load a backlog into the broker, run the pipeline over it, report readings/s,
+    /// epoch latency percentiles and peak memory.
+    Bench(BenchArgs),
+    /// Show the effective config (secrets masked), or check it and exit.
+    Config {
+        /// Only validate; print nothing on success.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Timely worker threads (overrides pipeline.workers).
+    #[arg(long, short)]
+    workers: Option<usize>,
+    /// Only these tenants (repeatable; overrides pipeline.tenants).
+    #[arg(long = "tenant", value_name = "TENANT")]
+    tenants: Vec<TenantId>,
+    /// Stop once every partition is consumed to where it ended at start.
+    #[arg(long)]
+    until_caught_up: bool,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant's topics (readings with 12 partitions, compacted rooms,
+    /// dead letters), its ClickHouse database and tables, and register its schemas.
+    /// Idempotent: what exists is kept.
+    Create {
+        /// Tenant ids (`^[a-z][a-z0-9-]{1,39}$`).
+        #[arg(required = true)]
+        tenants: Vec<TenantId>,
+    },
+    /// List the tenants that have a readings topic.
+    List,
+}
+
+#[derive(Subcommand)]
+enum SchemasCommand {
+    /// Register every schema of the project for the given tenants (default: all), in a
+    /// fixed order; a change that is not BACKWARD compatible is refused with the
+    /// registry's reason.
+    Register {
+        /// Only these tenants (repeatable).
+        #[arg(long = "tenant", value_name = "TENANT")]
+        tenants: Vec<TenantId>,
+    },
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Tenants to simulate, comma separated (they must exist: `roomflow tenant create`).
+    #[arg(long, value_delimiter = ',', default_value = "acme,globex")]
+    tenants: Vec<TenantId>,
+    /// Offices per tenant, placed in cities around the world (their time zones matter).
+    #[arg(long, default_value_t = 3)]
+    offices: usize,
+    /// Rooms per tenant.
+    #[arg(long, default_value_t = 500)]
+    rooms: usize,
+    /// Start of history: RFC 3339 time or date (e.g. 2026-11-02), or an age like 7d.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of history (exclusive): like --from; default now.
+    #[arg(long)]
+    to: Option<String>,
+    /// After history, keep publishing live readings until Ctrl-C.
+    #[arg(long)]
+    live: bool,
+    /// Simulated minutes per real minute in live mode.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Seed: the same seed gives the same fleet and readings.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The tenant the token reads.
+    #[arg(long)]
+    tenant: TenantId,
+    /// Who it is for (the `sub` claim).
+    #[arg(long, default_value = "cli")]
+    subject: String,
+    /// Lifetime, e.g. 24h or 30d.
+    #[arg(long, default_value = "24h")]
+    ttl: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Readings in the backlog.
+    #[arg(long, default_value_t = 1_000_000)]
+    readings: u64,
+    /// Rooms in the simulated fleet (one tenant, ten offices).
+    #[arg(long, default_value_t = 1_000)]
+    rooms: usize,
+    /// Timely worker threads (overrides pipeline.workers).
+    #[arg(long, short)]
+    workers: Option<usize>,
+    /// Keep the throwaway benchmark tenant's topics and database.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    if let Err(error) = dispatch(cli) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run(args) => run_pipeline(config, args),
+        Command::Serve => runtime()?.block_on(async {
+            rf_service::serve(&config.service, &config.clickhouse, &config.redis, async {
+                if let Err(error) = tokio::signal::ctrl_c().await {
+                    tracing::warn!(%error, "cannot listen for Ctrl-C");
+                }
+            })
+            .await
+            .map_err(anyhow::Error::msg)
+        }),
+        Command::Tenant(TenantCommand::Create { tenants }) => runtime()?.block_on(async {
+            for tenant in &tenants {
+                let created = rf_jobs::tenant::create(
+                    &config.kafka,
+                    &config.clickhouse,
+                    &config.registry,
+                    tenant,
+                )
+                .await
+                .with_context(|| format!("creating tenant {tenant}"))?;
+                let subjects: Vec<String> = created
+                    .schemas
+                    .iter()
+                    .map(|r| format!("{} (id {})", r.subject, r.id))
+                    .collect();
+                println!(
+                    "tenant {tenant}: topics created {:?}, database {}, schemas {}",
+                    created.topics_created,
+                    created.database,
+                    subjects.join(", ")
+                );
+            }
+            Ok(())
+        }),
+        Command::Tenant(TenantCommand::List) => {
+            for tenant in rf_jobs::tenant::list(&config.kafka)? {
+                println!("{tenant}");
+            }
+            Ok(())
+        }
+        Command::Schemas(SchemasCommand::Register { tenants }) => {
+            let tenants = if tenants.is_empty() {
+                rf_jobs::tenant::list(&config.kafka)?
+            } else {
+                tenants
+            };
+            let registry = RegistryClient::new(
+                &config.registry.url,
+                Duration::from_secs(config.registry.timeout_secs),
+            );
+            for r in rf_jobs::schemas::register_all(&registry, &tenants)? {
+                println!("{} -> schema id {}", r.subject, r.id);
+            }
+            Ok(())
+        }
+        Command::Simulate(args) => run_simulate(config, args),
+        Command::Token(args) => {
+            let ttl = parse_duration(&args.ttl).context("--ttl")?;
+            println!(
+                "{}",
+                rf_service::mint(
+                    &config.service.jwt_secret,
+                    &args.tenant,
+                    &args.subject,
+                    ttl.as_secs()
+                )
+            );
+            Ok(())
+        }
+        Command::Bench(args) => run_bench(config, args),
+        Command::Config { check } => {
+            if !check {
+                print!("{}", render_masked(&config)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A flag set by Ctrl-C or SIGTERM, for commands that stop gracefully.
+fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(term) => term,
+                        Err(error) => return tracing::warn!(%error, "cannot listen for SIGTERM"),
+                    };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("stopping: finishing the current epoch");
+                set.store(true, Ordering::Relaxed);
+            });
+        })?;
+    Ok(flag)
+}
+
+fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
+    if let Some(w) = args.workers {
+        config.pipeline.workers = w;
+    }
+    if !args.tenants.is_empty() {
+        config.pipeline.tenants = args.tenants.iter().map(ToString::to_string).collect();
+    }
+    config.validate()?;
+    let metrics = Metrics::new();
+    if !config.pipeline.metrics_listen.is_empty() {
+        metrics
+            .serve(&config.pipeline.metrics_listen)
+            .with_context(|| {
+                format!(
+                    "pipeline.metrics_listen: cannot listen on {}",
+                    config.pipeline.metrics_listen
+                )
+            })?;
+    }
+    let options = RunOptions {
+        until_caught_up: args.until_caught_up,
+        shutdown: shutdown_flag()?,
+    };
+    let report = run(&config.settings(), options, metrics)?;
+    let s = &report.stats;
+    println!(
+        "pipeline stopped after {:.1} s: {} tenants, {} epochs, {} room rows, {} office rows, {} live keys, \
+         {} dead letters, {} readings counted, {} replaced, {} held in open windows",
+        report.elapsed.as_secs_f64(),
+        report.tenants,
+        s.epochs,
+        s.room_rows,
+        s.office_rows,
+        s.live_keys,
+        s.dead_letters,
+        s.counted,
+        s.replaced,
+        s.held
+    );
+    Ok(())
+}
+
+fn run_simulate(config: Config, args: SimulateArgs) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let to = match &args.to {
+        Some(t) => parse_time(t, now).context("--to")?,
+        None => now,
+    };
+    let from = match &args.from {
+        Some(t) => parse_time(t, now).context("--from")?,
+        None => to,
+    };
+    if args.rooms == 0 || args.offices == 0 {
+        anyhow::bail!("--rooms and --offices must be at least 1");
+    }
+    let options = SimulateOptions {
+        spec: FleetSpec {
+            tenants: args.tenants,
+            offices: args.offices,
+            rooms: args.rooms,
+            seed: args.seed,
+        },
+        from,
+        to,
+        live: args.live,
+        speed: args.speed,
+        progress: true,
+    };
+    let report = simulate(&config.kafka, &config.registry, &options, shutdown_flag()?)?;
+    println!(
+        "published {} room versions and {} readings in {:.1} s ({:.0} readings/s)",
+        report.rooms,
+        report.readings,
+        report.elapsed.as_secs_f64(),
+        report.readings as f64 / report.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(w) = args.workers {
+        config.pipeline.workers = w;
+    }
+    config.validate()?;
+    let options = BenchOptions {
+        readings: args.readings,
+        rooms: args.rooms,
+        keep: args.keep,
+    };
+    let report = runtime()?.block_on(bench(&config.settings(), &options))?;
+    let (load, run, s) = (&report.load, &report.run, &report.run.stats);
+    let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    println!(
+        "roomflow bench: tenant {}, {} rooms, {} workers",
+        report.tenant, args.rooms, config.pipeline.workers
+    );
+    println!(
+        "load      {} readings in {:.1} s = {:.0} readings/s into the broker",
+        load.readings,
+        load.elapsed.as_secs_f64(),
+        rate(load.readings, load.elapsed)
+    );
+    println!(
+        "pipeline  {} readings in {:.1} s = {:.0} readings/s (decode, 15m/1h/1d room and office windows, ClickHouse, Redis, commits)",
+        load.readings,
+        run.elapsed.as_secs_f64(),
+        rate(load.readings, run.elapsed)
+    );
+    println!(
+        "latency   epoch poll-to-ack p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
+        report.latency(50.0) * 1e3,
+        report.latency(95.0) * 1e3,
+        report.latency(99.0) * 1e3,
+        report.latency(100.0) * 1e3,
+        s.epochs
+    );
+    println!(
+        "output    {} room rows, {} office rows, {} live keys, {} dead letters; {} counted + {} replaced + {} held",
+        s.room_rows, s.office_rows, s.live_keys, s.dead_letters, s.counted, s.replaced, s.held
+    );
+    println!(
+        "memory    peak RSS {:.0} MiB during the pipeline run",
+        report.peak_rss as f64 / 1048576.0
+    );
+    Ok(())
+}
+
+fn render_masked(config: &Config) -> anyhow::Result<String> {
+    // Printed as JSON; secrets serialize as themselves, so they are masked first.
+    let mut value = serde_json::to_value(config)?;
+    for path in [["clickhouse", "password"], ["service", "jwt_secret"]] {
+        if let Some(v) = value.get_mut(path[0]).and_then(|s| s.get_mut(path[1])) {
+            *v = serde_json::Value::String("***".into());
+        }
+    }
+    Ok(format!("{:#}\n", value))
+}
+
+/// `7d`, `12h`, `30m`, `45s`.
+fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 7d, 12h, 30m"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => anyhow::bail!("{s:?} is not a duration like 7d, 12h, 30m"),
+    };
+    Ok(Duration::from_secs(n * secs))
+}
+
+/// An RFC 3339 time, a date (midnight UTC), or an age before `now` like `7d`.
+fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    let age = parse_duration(s).with_context(|| {
+        format!("{s:?} is not a time (2026-11-24T09:00:00Z), a date or an age (7d)")
+    })?;
+    Ok(now - age.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1_800));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert_eq!(parse_time("2026-11-24", 0).unwrap(), 1_795_478_400_000);
+        assert_eq!(
+            parse_time("2026-11-24T09:00:00+01:00", 0).unwrap(),
+            1_795_478_400_000 + 8 * 3_600_000
+        );
+        assert_eq!(
+            parse_time("1h", 10_000_000).unwrap(),
+            10_000_000 - 3_600_000
+        );
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

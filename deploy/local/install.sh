@@ -35,4 +35,4 @@ build() { # name version binary [toolchain]
 # nisshi needs rustc >= 1.96: the image carries a nightly toolchain for it.
 build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly
 build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN"
-log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, $(clickhouse-server --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"
+log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"

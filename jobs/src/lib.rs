@@ -1,1 +1,27 @@
-//! placeholder
+//! roomflow's jobs: tenant provisioning, schema registration, the sensor fleet
+//! simulator and the end-to-end benchmark.
+
+pub mod bench;
+pub mod schemas;
+pub mod simulate;
+pub mod tenant;
+
+/// Why a job failed; `retryable` errors may pass if the job is run again.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The broker refused or could not be reached.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// ClickHouse refused or could not be reached.
+    #[error("clickhouse: {0}")]
+    ClickHouse(String),
+    /// The schema registry refused or could not be reached.
+    #[error("schema registry: {0}")]
+    Registry(#[from] rf_schemas::registry::RegistryError),
+    /// The pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] rf_pipelines::PipelineError),
+    /// An argument is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}

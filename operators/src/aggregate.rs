@@ -134,7 +134,13 @@ impl Aggregator {
 
     /// Resumes a partition from a checkpoint: its watermark as it was at the committed
     /// offset, and the offset below which effects were already written.
-    pub fn restore(&mut self, tenant: &TenantId, partition: i32, watermark: i64, processed_until: i64) {
+    pub fn restore(
+        &mut self,
+        tenant: &TenantId,
+        partition: i32,
+        watermark: i64,
+        processed_until: i64,
+    ) {
         let p = self.partition(tenant, partition);
         p.watermark = watermark;
         p.replay_until = processed_until;
@@ -171,7 +177,15 @@ impl Aggregator {
             for (&partition, p) in &mut state.partitions {
                 for key in std::mem::take(&mut p.dirty) {
                     self.last_version = next_version(self.last_version);
-                    emit_row(tenant, &state.catalog, p, &key, false, self.last_version, out);
+                    emit_row(
+                        tenant,
+                        &state.catalog,
+                        p,
+                        &key,
+                        false,
+                        self.last_version,
+                        out,
+                    );
                 }
                 if std::mem::take(&mut p.touched) {
                     let (commit_offset, watermark) = match p.held.first_key_value() {
@@ -183,6 +197,7 @@ impl Aggregator {
                         partition,
                         commit_offset,
                         watermark,
+                        current_watermark: p.watermark,
                         processed_until: p.processed_until,
                         counted: std::mem::take(&mut p.counted),
                         replaced: std::mem::take(&mut p.replaced),
@@ -212,7 +227,11 @@ impl Aggregator {
             .or_insert_with(PartitionState::new)
     }
 
-    fn on_reading(&mut self, DecodedReading { reading: r, record }: DecodedReading, out: &mut Vec<Output>) {
+    fn on_reading(
+        &mut self,
+        DecodedReading { reading: r, record }: DecodedReading,
+        out: &mut Vec<Output>,
+    ) {
         let lateness = self.config.allowed_lateness_ms;
         let tenant = record.tenant.clone();
         let TenantState {
@@ -220,7 +239,9 @@ impl Aggregator {
             partitions,
             live,
         } = self.tenants.entry(tenant.clone()).or_default();
-        let p = partitions.entry(record.partition).or_insert_with(PartitionState::new);
+        let p = partitions
+            .entry(record.partition)
+            .or_insert_with(PartitionState::new);
         let offset = record.offset;
         let replaying = offset < p.replay_until;
         p.processed_until = p.processed_until.max(offset + 1);
@@ -244,7 +265,10 @@ impl Aggregator {
         let version = catalog.at(&r.room_id, r.ts).cloned();
         let pending = match &version {
             Some(v) if v.office_id != r.office_id => {
-                let detail = format!("room {} belongs to office {}, not {}", r.room_id, v.office_id, r.office_id);
+                let detail = format!(
+                    "room {} belongs to office {}, not {}",
+                    r.room_id, v.office_id, r.office_id
+                );
                 return reject(record, DeadLetterReason::OfficeMismatch, detail, out);
             }
             Some(_) => None,
@@ -273,18 +297,34 @@ impl Aggregator {
         }
 
         p.watermark = p.watermark.max(r.ts);
-        close_windows(&tenant, catalog, p, replaying, lateness, &mut self.last_version, out);
+        close_windows(
+            &tenant,
+            catalog,
+            p,
+            replaying,
+            lateness,
+            &mut self.last_version,
+            out,
+        );
     }
 }
 
 fn next_version(last: u64) -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
     now.max(last + 1)
 }
 
 /// Registers (and marks changed) the windows a reading of `room_id` at `ts` belongs to.
 /// Readings of a room without metadata only open their 15m window, where they are judged.
-fn open_windows(p: &mut PartitionState, room_id: &str, ts: i64, version: Option<&RoomVersion>, lateness: i64) {
+fn open_windows(
+    p: &mut PartitionState,
+    room_id: &str,
+    ts: i64,
+    version: Option<&RoomVersion>,
+    lateness: i64,
+) {
     let mut add = |granularity: Granularity, level: Level, id: &str, tz| {
         let (start, end) = granularity.window(ts, tz);
         if end + lateness > p.watermark {
@@ -379,7 +419,13 @@ fn close_windows(
 
 /// A room's 15m window is final: readings that waited for their room's metadata are
 /// counted or dead-lettered now, and every reading left in the window is counted.
-fn judge(catalog: &RoomCatalog, p: &mut PartitionState, key: &WindowKey, replaying: bool, out: &mut Vec<Output>) {
+fn judge(
+    catalog: &RoomCatalog,
+    p: &mut PartitionState,
+    key: &WindowKey,
+    replaying: bool,
+    out: &mut Vec<Output>,
+) {
     let Some(samples) = p.rooms.get_mut(&key.id) else {
         return;
     };
@@ -397,7 +443,10 @@ fn judge(catalog: &RoomCatalog, p: &mut PartitionState, key: &WindowKey, replayi
             )),
             Some(v) if v.office_id != pending.office_id => Some((
                 DeadLetterReason::OfficeMismatch,
-                format!("room {} belongs to office {}, not {}", key.id, v.office_id, pending.office_id),
+                format!(
+                    "room {} belongs to office {}, not {}",
+                    key.id, v.office_id, pending.office_id
+                ),
             )),
             Some(_) => None,
         };
@@ -406,7 +455,9 @@ fn judge(catalog: &RoomCatalog, p: &mut PartitionState, key: &WindowKey, replayi
             Some((reason, detail)) => {
                 rejected.push((*ts, sensor.clone()));
                 if !replaying {
-                    out.push(Output::DeadLetter(pending.record.dead_letter(reason, detail)));
+                    out.push(Output::DeadLetter(
+                        pending.record.dead_letter(reason, detail),
+                    ));
                 }
             }
         }
@@ -421,7 +472,9 @@ fn judge(catalog: &RoomCatalog, p: &mut PartitionState, key: &WindowKey, replayi
 fn counts(catalog: &RoomCatalog, room_id: &str, ts: i64, sample: &Sample) -> bool {
     match &sample.pending {
         None => true,
-        Some(p) => catalog.at(room_id, ts).is_some_and(|v| v.office_id == p.office_id),
+        Some(p) => catalog
+            .at(room_id, ts)
+            .is_some_and(|v| v.office_id == p.office_id),
     }
 }
 
@@ -433,7 +486,13 @@ struct RoomStats {
     occupied: u32,
 }
 
-fn room_stats(catalog: &RoomCatalog, room_id: &str, samples: &Samples, start: i64, end: i64) -> RoomStats {
+fn room_stats(
+    catalog: &RoomCatalog,
+    room_id: &str,
+    samples: &Samples,
+    start: i64,
+    end: i64,
+) -> RoomStats {
     let mut s = RoomStats::default();
     for ((ts, _), sample) in samples.range((start, String::new())..(end, String::new())) {
         if counts(catalog, room_id, *ts, sample) {
@@ -509,7 +568,10 @@ fn office_row(
         let Some(samples) = p.rooms.get(room_id) else {
             continue;
         };
-        let Some(v) = catalog.at(room_id, key.end - 1).filter(|v| v.office_id == key.id) else {
+        let Some(v) = catalog
+            .at(room_id, key.end - 1)
+            .filter(|v| v.office_id == key.id)
+        else {
             continue;
         };
         let s = room_stats(catalog, room_id, samples, key.start, key.end);
@@ -557,4 +619,3 @@ fn office_row(
         version,
     })
 }
-

@@ -29,7 +29,11 @@ impl RoomCatalog {
 
     /// The version of `room_id` in effect at `ts`: the latest `effective_from <= ts`.
     pub fn at(&self, room_id: &str, ts: i64) -> Option<&Arc<RoomVersion>> {
-        self.rooms.get(room_id)?.range(..=ts).next_back().map(|(_, v)| v)
+        self.rooms
+            .get(room_id)?
+            .range(..=ts)
+            .next_back()
+            .map(|(_, v)| v)
     }
 
     /// Number of rooms with at least one version.

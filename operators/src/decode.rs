@@ -86,12 +86,19 @@ impl<S: SchemaSource> Decoder<S> {
         if let Err(rejection) = reading.validate(record.timestamp, record.key.as_deref()) {
             return Err(record.dead_letter(rejection.reason, rejection.detail));
         }
-        Ok(Decoded::Reading(Box::new(DecodedReading { reading, record })))
+        Ok(Decoded::Reading(Box::new(DecodedReading {
+            reading,
+            record,
+        })))
     }
 
     fn room(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
         use DeadLetterReason::*;
-        let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        let key = record
+            .key
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
         let Some((room_id, from)) = key.rsplit_once('@') else {
             let detail = format!("room key {key:?} is not <room_id>@<effective_from>");
             return Err(record.dead_letter(Malformed, detail));
@@ -171,7 +178,9 @@ impl<S: SchemaSource> Decoder<S> {
         };
         let schema = Schema::parse_str(&text).map_err(|e| format!("unparseable schema: {e}"));
         match topic {
-            Topic::Readings => Entry::Reading(schema.and_then(|s| ReadingDecoder::new(&s)).map(Arc::new)),
+            Topic::Readings => {
+                Entry::Reading(schema.and_then(|s| ReadingDecoder::new(&s)).map(Arc::new))
+            }
             Topic::Rooms => Entry::Room(schema.and_then(room_writer).map(Arc::new)),
         }
     }
@@ -239,8 +248,12 @@ mod tests {
     #[test]
     fn each_failure_has_its_reason_and_schemas_are_fetched_once() {
         use DeadLetterReason::*;
-        let mut d = Decoder::new(Fixed { calls: Cell::new(0) });
-        let reason = |d: &mut Decoder<Fixed>, value: Option<Vec<u8>>, key: &str| match d.decode(record(value, key)) {
+        let mut d = Decoder::new(Fixed {
+            calls: Cell::new(0),
+        });
+        let reason = |d: &mut Decoder<Fixed>, value: Option<Vec<u8>>, key: &str| match d
+            .decode(record(value, key))
+        {
             Ok(_) => None,
             Err(letter) => {
                 assert_eq!((letter.partition, letter.offset), (3, 42));
@@ -253,13 +266,37 @@ mod tests {
         assert_eq!(d.source.calls.get(), 1, "the decoder for id 1 is cached");
         assert_eq!(reason(&mut d, None, "lon"), Some(Malformed));
         assert_eq!(reason(&mut d, Some(vec![1, 2]), "lon"), Some(Malformed));
-        assert_eq!(reason(&mut d, Some(vec![0, 0, 0, 0, 1, 0xff]), "lon"), Some(Malformed));
-        assert_eq!(reason(&mut d, Some(framed(9, &reading())), "lon"), Some(UnknownSchema));
-        assert_eq!(reason(&mut d, Some(framed(2, &reading())), "lon"), Some(IncompatibleSchema));
-        let crowded = Reading { people_count: 20_000, ..reading() };
-        assert_eq!(reason(&mut d, Some(framed(1, &crowded)), "lon"), Some(OutOfRange));
-        let ahead = Reading { ts: 1_700_000_000_000 + 301_000, ..reading() };
-        assert_eq!(reason(&mut d, Some(framed(1, &ahead)), "lon"), Some(FutureTimestamp));
-        assert_eq!(reason(&mut d, Some(framed(1, &reading())), "nyc"), Some(OfficeMismatch));
+        assert_eq!(
+            reason(&mut d, Some(vec![0, 0, 0, 0, 1, 0xff]), "lon"),
+            Some(Malformed)
+        );
+        assert_eq!(
+            reason(&mut d, Some(framed(9, &reading())), "lon"),
+            Some(UnknownSchema)
+        );
+        assert_eq!(
+            reason(&mut d, Some(framed(2, &reading())), "lon"),
+            Some(IncompatibleSchema)
+        );
+        let crowded = Reading {
+            people_count: 20_000,
+            ..reading()
+        };
+        assert_eq!(
+            reason(&mut d, Some(framed(1, &crowded)), "lon"),
+            Some(OutOfRange)
+        );
+        let ahead = Reading {
+            ts: 1_700_000_000_000 + 301_000,
+            ..reading()
+        };
+        assert_eq!(
+            reason(&mut d, Some(framed(1, &ahead)), "lon"),
+            Some(FutureTimestamp)
+        );
+        assert_eq!(
+            reason(&mut d, Some(framed(1, &reading())), "nyc"),
+            Some(OfficeMismatch)
+        );
     }
 }

@@ -86,7 +86,10 @@ impl LiveState {
             }));
         }
         for office_id in self.dirty_offices.drain() {
-            let rooms: Vec<&Latest> = self.offices[&office_id].iter().map(|r| &self.rooms[r]).collect();
+            let rooms: Vec<&Latest> = self.offices[&office_id]
+                .iter()
+                .map(|r| &self.rooms[r])
+                .collect();
             let newest = rooms.iter().map(|l| l.ts).max().unwrap_or(0);
             let fresh = rooms.iter().filter(|l| l.ts >= newest - OFFICE_HORIZON_MS);
             let (mut people, mut capacity, mut reporting) = (0i64, 0u64, 0u32);
@@ -101,7 +104,11 @@ impl LiveState {
                 people,
                 capacity,
                 rooms_reporting: reporting,
-                utilization: if capacity == 0 { 0.0 } else { people as f64 / capacity as f64 },
+                utilization: if capacity == 0 {
+                    0.0
+                } else {
+                    people as f64 / capacity as f64
+                },
                 ts: newest,
             }));
         }
@@ -131,7 +138,10 @@ mod tests {
             _ => None,
         });
         let office = office.unwrap();
-        assert_eq!((office.people, office.capacity, office.rooms_reporting), (8, 14, 2));
+        assert_eq!(
+            (office.people, office.capacity, office.rooms_reporting),
+            (8, 14, 2)
+        );
         assert_eq!(office.ts, 1_000_000);
         let a = out.iter().find_map(|o| match o {
             Output::LiveRoom(r) if r.room_id == "a" => Some(r),

@@ -21,14 +21,20 @@ pub trait DecodeRecords<'s> {
     fn decode_records<S: SchemaSource + 'static>(
         self,
         decoder: Decoder<S>,
-    ) -> (Stream<'s, u64, Vec<Decoded>>, Stream<'s, u64, Vec<DeadLetter>>);
+    ) -> (
+        Stream<'s, u64, Vec<Decoded>>,
+        Stream<'s, u64, Vec<DeadLetter>>,
+    );
 }
 
 impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<RawRecord>> {
     fn decode_records<S: SchemaSource + 'static>(
         self,
         mut decoder: Decoder<S>,
-    ) -> (Stream<'s, u64, Vec<Decoded>>, Stream<'s, u64, Vec<DeadLetter>>) {
+    ) -> (
+        Stream<'s, u64, Vec<Decoded>>,
+        Stream<'s, u64, Vec<DeadLetter>>,
+    ) {
         self.ok_err(move |record| decoder.decode(record))
     }
 }
@@ -47,8 +53,9 @@ impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     if let Some(cap) = cap.retain_least(output.output_index()) {
-                        let (_, events): &mut (_, Vec<Decoded>) =
-                            stash.entry(*cap.time()).or_insert_with(|| (cap, Vec::new()));
+                        let (_, events): &mut (_, Vec<Decoded>) = stash
+                            .entry(*cap.time())
+                            .or_insert_with(|| (cap, Vec::new()));
                         for batch in data {
                             events.append(batch);
                         }

@@ -224,6 +224,8 @@ pub struct Checkpoint {
     pub commit_offset: i64,
     /// The partition watermark just before `commit_offset` was first processed.
     pub watermark: i64,
+    /// The partition watermark now.
+    pub current_watermark: i64,
     /// The next offset after everything processed so far: effects of offsets below it
     /// have been written and must not be written again during a replay.
     pub processed_until: i64,

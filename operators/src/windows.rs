@@ -67,11 +67,16 @@ fn local_day(ts: i64, tz: Tz) -> (i64, i64) {
         let midnight = d.and_time(NaiveTime::MIN);
         (0..=180)
             .step_by(15)
-            .find_map(|m| tz.from_local_datetime(&(midnight + chrono::Duration::minutes(m))).earliest())
+            .find_map(|m| {
+                tz.from_local_datetime(&(midnight + chrono::Duration::minutes(m)))
+                    .earliest()
+            })
             .expect("a day has a first instant")
             .timestamp_millis()
     };
-    let next = date.checked_add_days(Days::new(1)).expect("dates are in range");
+    let next = date
+        .checked_add_days(Days::new(1))
+        .expect("dates are in range");
     (start_of(date), start_of(next))
 }
 
@@ -88,8 +93,14 @@ mod tests {
     fn fixed_windows_align_to_utc() {
         let t = ms("2026-03-08T10:37:12.345Z");
         let tz = chrono_tz::Asia::Kolkata; // +05:30 must not shift 15m or 1h windows
-        assert_eq!(Granularity::M15.window(t, tz), (ms("2026-03-08T10:30:00Z"), ms("2026-03-08T10:45:00Z")));
-        assert_eq!(Granularity::H1.window(t, tz), (ms("2026-03-08T10:00:00Z"), ms("2026-03-08T11:00:00Z")));
+        assert_eq!(
+            Granularity::M15.window(t, tz),
+            (ms("2026-03-08T10:30:00Z"), ms("2026-03-08T10:45:00Z"))
+        );
+        assert_eq!(
+            Granularity::H1.window(t, tz),
+            (ms("2026-03-08T10:00:00Z"), ms("2026-03-08T11:00:00Z"))
+        );
         // The end is exclusive.
         let edge = ms("2026-03-08T10:45:00Z");
         assert_eq!(Granularity::M15.window(edge, tz).0, edge);
@@ -105,7 +116,10 @@ mod tests {
         assert_eq!(end, ms("2026-03-09T04:00:00Z")); // midnight EDT
         assert_eq!(end - start, 23 * 3_600_000);
         // 23:30 local on the 7th is still the 7th.
-        assert_eq!(Granularity::D1.window(ms("2026-03-08T04:30:00Z"), tz).1, start);
+        assert_eq!(
+            Granularity::D1.window(ms("2026-03-08T04:30:00Z"), tz).1,
+            start
+        );
     }
 
     #[test]
@@ -122,12 +136,21 @@ mod tests {
         let tz = chrono_tz::Europe::London;
         // 2026-03-29: 01:00 GMT becomes 02:00 BST.
         let (start, end) = Granularity::D1.window(ms("2026-03-29T12:00:00Z"), tz);
-        assert_eq!((start, end), (ms("2026-03-29T00:00:00Z"), ms("2026-03-29T23:00:00Z")));
+        assert_eq!(
+            (start, end),
+            (ms("2026-03-29T00:00:00Z"), ms("2026-03-29T23:00:00Z"))
+        );
         // 2026-10-25: 02:00 BST becomes 01:00 GMT.
         let (start, end) = Granularity::D1.window(ms("2026-10-25T12:00:00Z"), tz);
-        assert_eq!((start, end), (ms("2026-10-24T23:00:00Z"), ms("2026-10-26T00:00:00Z")));
+        assert_eq!(
+            (start, end),
+            (ms("2026-10-24T23:00:00Z"), ms("2026-10-26T00:00:00Z"))
+        );
         // 23:30 UTC on the 28th of March is 23:30 GMT: still the 28th.
-        assert_eq!(Granularity::D1.window(ms("2026-03-28T23:30:00Z"), tz).1, ms("2026-03-29T00:00:00Z"));
+        assert_eq!(
+            Granularity::D1.window(ms("2026-03-28T23:30:00Z"), tz).1,
+            ms("2026-03-29T00:00:00Z")
+        );
     }
 
     #[test]

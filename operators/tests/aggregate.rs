@@ -151,14 +151,23 @@ fn rows_duplicates_lateness_and_unknown_rooms() {
     let fin = rooms(&out, Granularity::M15, true);
     assert_eq!(fin.len(), 2);
     let r1 = fin[0];
-    assert_eq!((r1.room_id.as_str(), r1.window_start, r1.window_end), ("r1", T0, T0 + 15 * MIN));
+    assert_eq!(
+        (r1.room_id.as_str(), r1.window_start, r1.window_end),
+        ("r1", T0, T0 + 15 * MIN)
+    );
     assert_eq!((r1.samples, r1.peak_people, r1.capacity), (3, 3, 4));
     assert!((r1.avg_people - 5.0 / 3.0).abs() < 1e-12);
     assert!((r1.occupied_ratio - 2.0 / 3.0).abs() < 1e-12);
     assert!((r1.utilization - 5.0 / 12.0).abs() < 1e-12);
     let r2 = fin[1];
-    assert_eq!((r2.samples, r2.peak_people, r2.avg_people, r2.utilization), (2, 5, 5.0, 0.5));
-    assert!(r1.version > open[0].version, "the final revision supersedes");
+    assert_eq!(
+        (r2.samples, r2.peak_people, r2.avg_people, r2.utilization),
+        (2, 5, 5.0, 0.5)
+    );
+    assert!(
+        r1.version > open[0].version,
+        "the final revision supersedes"
+    );
 
     let office = offices(&out, Granularity::M15, true);
     assert_eq!(office.len(), 1);
@@ -170,7 +179,10 @@ fn rows_duplicates_lateness_and_unknown_rooms() {
 
     assert_eq!(
         letters(&out),
-        vec![(DeadLetterReason::UnknownRoom, 6), (DeadLetterReason::Late, 9)]
+        vec![
+            (DeadLetterReason::UnknownRoom, 6),
+            (DeadLetterReason::Late, 9)
+        ]
     );
     let c = checkpoint(&out);
     assert_eq!(c.counted, 5, "r1's three and r2's two readings");
@@ -224,6 +236,10 @@ fn day_windows_close_and_free_their_readings() {
     let days = rooms(&out, Granularity::D1, true);
     assert_eq!(days.len(), 1);
     assert_eq!(days[0].samples, 60);
-    assert_eq!(f.aggregator.size().readings, 1, "only the new day's reading is held");
+    assert_eq!(
+        f.aggregator.size().readings,
+        1,
+        "only the new day's reading is held"
+    );
     assert_eq!(checkpoint(&out).commit_offset, 60);
 }

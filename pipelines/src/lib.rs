@@ -1,1 +1,27 @@
-//! placeholder
+//! roomflow's pipelines: the Kafka source, the sink operator and [`run`], which wires
+//! source → decode → aggregate → sinks on every timely worker.
+
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod run;
+pub mod sink;
+pub mod source;
+
+pub use config::{KafkaConfig, PipelineConfig, RegistryConfig};
+pub use metrics::Metrics;
+pub use run::{run, RunOptions, RunReport, Settings};
+
+/// Why a pipeline could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The broker could not be reached or refused a call.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// A sink failed in a way retrying cannot fix.
+    #[error("sink: {0}")]
+    Sink(String),
+    /// The timely runtime failed.
+    #[error("dataflow: {0}")]
+    Dataflow(String),
+}

@@ -29,15 +29,15 @@ pub const SUBJECT_SCHEMAS: [(&str, &str); 2] = [
 
 /// The DDL statements that create `tenant`'s database and tables, one per element.
 pub fn tenant_ddl(tenant: &TenantId) -> Vec<String> {
-    TENANT_DDL
+    let without_comments: Vec<&str> = TENANT_DDL
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    without_comments
+        .join("\n")
         .split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| !s.trim().is_empty())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
         .map(|s| s.replace("{db}", &tenant.clickhouse_db()))
         .collect()
 }
@@ -51,6 +51,7 @@ mod tests {
         let t = TenantId::parse("acme-eu").unwrap();
         let ddl = tenant_ddl(&t);
         assert_eq!(ddl.len(), 4);
+        assert!(ddl.iter().all(|s| s.starts_with("CREATE ")), "{ddl:#?}");
         assert!(ddl[0].contains("CREATE DATABASE IF NOT EXISTS rf_acme_eu"));
         assert!(ddl[1].contains("rf_acme_eu.room_utilization"));
         assert!(ddl.iter().all(|s| !s.contains("{db}")));

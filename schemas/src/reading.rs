@@ -51,7 +51,10 @@ enum Wire {
     Long,
     Float,
     /// A union of null and a number: the branch index of null, and the number's layout.
-    Nullable { null_index: i64, value: Box<Wire> },
+    Nullable {
+        null_index: i64,
+        value: Box<Wire>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -242,7 +245,8 @@ impl Cursor<'_> {
 
     fn string(&mut self) -> Result<String, DecodeError> {
         let len = self.long()?;
-        let len = usize::try_from(len).map_err(|_| DecodeError(format!("negative length {len}")))?;
+        let len =
+            usize::try_from(len).map_err(|_| DecodeError(format!("negative length {len}")))?;
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError("string is not UTF-8".into()))
     }
@@ -251,7 +255,9 @@ impl Cursor<'_> {
         Ok(Some(match wire {
             Wire::Int => f64::from(self.int()?),
             Wire::Long => self.long()? as f64,
-            Wire::Float => f64::from(f32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"))),
+            Wire::Float => f64::from(f32::from_le_bytes(
+                self.take(4)?.try_into().expect("4 bytes"),
+            )),
             Wire::String => unreachable!("strings are not numbers"),
             Wire::Nullable { null_index, value } => {
                 let branch = self.long()?;
@@ -320,17 +326,29 @@ impl Reading {
         if !(0..=MAX_PEOPLE).contains(&self.people_count) {
             return Err(Rejection::new(
                 OutOfRange,
-                format!("people_count {} outside 0..={MAX_PEOPLE}", self.people_count),
+                format!(
+                    "people_count {} outside 0..={MAX_PEOPLE}",
+                    self.people_count
+                ),
             ));
         }
         if let Some(t) = self.temperature.filter(|t| !(-50.0..=80.0).contains(t)) {
-            return Err(Rejection::new(OutOfRange, format!("temperature {t} outside -50..=80 °C")));
+            return Err(Rejection::new(
+                OutOfRange,
+                format!("temperature {t} outside -50..=80 °C"),
+            ));
         }
         if let Some(h) = self.humidity.filter(|h| !(0.0..=100.0).contains(h)) {
-            return Err(Rejection::new(OutOfRange, format!("humidity {h} outside 0..=100 %")));
+            return Err(Rejection::new(
+                OutOfRange,
+                format!("humidity {h} outside 0..=100 %"),
+            ));
         }
         if self.ts < MIN_TS_MS {
-            return Err(Rejection::new(OutOfRange, format!("ts {} is before 2000-01-01", self.ts)));
+            return Err(Rejection::new(
+                OutOfRange,
+                format!("ts {} is before 2000-01-01", self.ts),
+            ));
         }
         if self.ts > record_ts.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(Rejection::new(
@@ -346,7 +364,10 @@ impl Reading {
             let key = key.map(String::from_utf8_lossy);
             return Err(Rejection::new(
                 OfficeMismatch,
-                format!("record key {key:?} differs from office_id {:?}", self.office_id),
+                format!(
+                    "record key {key:?} differs from office_id {:?}",
+                    self.office_id
+                ),
             ));
         }
         Ok(())
@@ -371,7 +392,9 @@ mod tests {
     }
 
     fn write(schema: &Schema, value: Value) -> Vec<u8> {
-        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema).build().unwrap();
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+            .build()
+            .unwrap();
         writer.write_value_to_vec(value).unwrap()
     }
 
@@ -390,12 +413,18 @@ mod tests {
             ("room_id".into(), Value::String("lon-r1".into())),
             ("ts".into(), Value::TimestampMillis(r.ts)),
             ("people_count".into(), Value::Int(4)),
-            ("temperature".into(), Value::Union(1, Box::new(Value::Float(21.5)))),
+            (
+                "temperature".into(),
+                Value::Union(1, Box::new(Value::Float(21.5))),
+            ),
             ("humidity".into(), Value::Union(0, Box::new(Value::Null))),
         ]);
         let theirs = write(&v1(), value);
         assert_eq!(ours, theirs);
-        assert_eq!(ReadingDecoder::new(&v1()).unwrap().decode(&ours).unwrap(), r);
+        assert_eq!(
+            ReadingDecoder::new(&v1()).unwrap().decode(&ours).unwrap(),
+            r
+        );
     }
 
     #[test]
@@ -418,7 +447,10 @@ mod tests {
         ]);
         let body = write(&v2, value);
         let r = ReadingDecoder::new(&v2).unwrap().decode(&body).unwrap();
-        assert_eq!((r.room_id.as_str(), r.people_count, r.temperature), ("r", 2, None));
+        assert_eq!(
+            (r.room_id.as_str(), r.people_count, r.temperature),
+            ("r", 2, None)
+        );
     }
 
     #[test]
@@ -426,10 +458,16 @@ mod tests {
         let no_count = r#"{"type":"record","name":"OccupancyReading","fields":[
             {"name":"sensor_id","type":"string"},{"name":"office_id","type":"string"},
             {"name":"room_id","type":"string"},{"name":"ts","type":"long"}]}"#;
-        let wrong_type = no_count.replace(r#"{"name":"ts","type":"long"}"#, r#"{"name":"ts","type":"string"}"#);
+        let wrong_type = no_count.replace(
+            r#"{"name":"ts","type":"long"}"#,
+            r#"{"name":"ts","type":"string"}"#,
+        );
         let other = r#"{"type":"record","name":"Room","fields":[]}"#;
         for s in [no_count, &wrong_type, other] {
-            assert!(ReadingDecoder::new(&Schema::parse_str(s).unwrap()).is_err(), "{s}");
+            assert!(
+                ReadingDecoder::new(&Schema::parse_str(s).unwrap()).is_err(),
+                "{s}"
+            );
         }
     }
 
@@ -459,13 +497,76 @@ mod tests {
         let reason = |r: Reading, record_ts: i64, key: Option<&[u8]>| {
             r.validate(record_ts, key).unwrap_err().reason
         };
-        assert_eq!(reason(ok.clone(), ok.ts - MAX_CLOCK_SKEW_MS - 1, key), FutureTimestamp);
-        assert_eq!(reason(Reading { people_count: -1, ..ok.clone() }, ok.ts, key), OutOfRange);
-        assert_eq!(reason(Reading { people_count: 10_001, ..ok.clone() }, ok.ts, key), OutOfRange);
-        assert_eq!(reason(Reading { humidity: Some(101.0), ..ok.clone() }, ok.ts, key), OutOfRange);
-        assert_eq!(reason(Reading { temperature: Some(f32::NAN), ..ok.clone() }, ok.ts, key), OutOfRange);
-        assert_eq!(reason(Reading { ts: 5, ..ok.clone() }, ok.ts, key), OutOfRange);
-        assert_eq!(reason(Reading { room_id: String::new(), ..ok.clone() }, ok.ts, key), Malformed);
+        assert_eq!(
+            reason(ok.clone(), ok.ts - MAX_CLOCK_SKEW_MS - 1, key),
+            FutureTimestamp
+        );
+        assert_eq!(
+            reason(
+                Reading {
+                    people_count: -1,
+                    ..ok.clone()
+                },
+                ok.ts,
+                key
+            ),
+            OutOfRange
+        );
+        assert_eq!(
+            reason(
+                Reading {
+                    people_count: 10_001,
+                    ..ok.clone()
+                },
+                ok.ts,
+                key
+            ),
+            OutOfRange
+        );
+        assert_eq!(
+            reason(
+                Reading {
+                    humidity: Some(101.0),
+                    ..ok.clone()
+                },
+                ok.ts,
+                key
+            ),
+            OutOfRange
+        );
+        assert_eq!(
+            reason(
+                Reading {
+                    temperature: Some(f32::NAN),
+                    ..ok.clone()
+                },
+                ok.ts,
+                key
+            ),
+            OutOfRange
+        );
+        assert_eq!(
+            reason(
+                Reading {
+                    ts: 5,
+                    ..ok.clone()
+                },
+                ok.ts,
+                key
+            ),
+            OutOfRange
+        );
+        assert_eq!(
+            reason(
+                Reading {
+                    room_id: String::new(),
+                    ..ok.clone()
+                },
+                ok.ts,
+                key
+            ),
+            Malformed
+        );
         assert_eq!(reason(ok.clone(), ok.ts, Some(b"nyc")), OfficeMismatch);
         assert_eq!(reason(ok.clone(), ok.ts, None), OfficeMismatch);
     }

@@ -112,7 +112,11 @@ impl RegistryClient {
 
     /// Whether `schema` may follow the latest version of `subject`: `Ok(None)` when it
     /// may (or the subject is new), `Ok(Some(reason))` when it may not.
-    pub fn incompatibility(&self, subject: &str, schema: &str) -> Result<Option<String>, RegistryError> {
+    pub fn incompatibility(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Option<String>, RegistryError> {
         let resp = self
             .agent
             .post(format!(
@@ -145,11 +149,16 @@ impl RegistryClient {
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self, resp: ureq::http::Response<ureq::Body>) -> Result<T, RegistryError> {
-        resp.into_body().read_json().map_err(|e| RegistryError::Refused {
-            status: 200,
-            message: format!("unexpected response body: {e}"),
-        })
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: ureq::http::Response<ureq::Body>,
+    ) -> Result<T, RegistryError> {
+        resp.into_body()
+            .read_json()
+            .map_err(|e| RegistryError::Refused {
+                status: 200,
+                message: format!("unexpected response body: {e}"),
+            })
     }
 
     fn refused(&self, resp: ureq::http::Response<ureq::Body>) -> RegistryError {

@@ -150,10 +150,19 @@ impl RoomVersion {
         let value = Value::Record(vec![
             ("room_id".into(), Value::String(self.room_id.clone())),
             ("office_id".into(), Value::String(self.office_id.clone())),
-            ("office_name".into(), Value::String(self.office_name.clone())),
+            (
+                "office_name".into(),
+                Value::String(self.office_name.clone()),
+            ),
             ("region".into(), Value::String(self.region.clone())),
-            ("country_code".into(), Value::String(self.country_code.clone())),
-            ("timezone".into(), Value::String(self.timezone.name().into())),
+            (
+                "country_code".into(),
+                Value::String(self.country_code.clone()),
+            ),
+            (
+                "timezone".into(),
+                Value::String(self.timezone.name().into()),
+            ),
             ("floor".into(), Value::Int(self.floor)),
             ("name".into(), Value::String(self.name.clone())),
             (
@@ -162,8 +171,14 @@ impl RoomVersion {
             ),
             ("capacity".into(), Value::Int(self.capacity as i32)),
             ("area_m2".into(), nullable(self.area_m2.map(Value::Float))),
-            ("monthly_cost".into(), nullable(self.monthly_cost.map(Value::Double))),
-            ("effective_from".into(), Value::TimestampMillis(self.effective_from)),
+            (
+                "monthly_cost".into(),
+                nullable(self.monthly_cost.map(Value::Double)),
+            ),
+            (
+                "effective_from".into(),
+                Value::TimestampMillis(self.effective_from),
+            ),
         ]);
         GenericDatumWriter::builder(schema)
             .build()
@@ -183,7 +198,11 @@ struct Fields(Vec<(String, Value)>);
 
 impl Fields {
     fn take(&mut self, name: &str) -> Result<Value, String> {
-        let i = self.0.iter().position(|(n, _)| n == name).ok_or(format!("missing {name}"))?;
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or(format!("missing {name}"))?;
         Ok(std::mem::replace(&mut self.0[i].1, Value::Null))
     }
     fn string(&mut self, name: &str) -> Result<String, String> {
@@ -225,7 +244,11 @@ mod tests {
         let body = room.encode(&schema);
         assert_eq!(RoomVersion::decode(&schema, &schema, &body).unwrap(), room);
         assert_eq!(room.key(), "lon-101@1700000000000");
-        let zero = RoomVersion { capacity: 0, ..room.clone() }.encode(&schema);
+        let zero = RoomVersion {
+            capacity: 0,
+            ..room.clone()
+        }
+        .encode(&schema);
         let err = RoomVersion::decode(&schema, &schema, &zero).unwrap_err();
         assert!(err.contains("capacity 0"), "{err}");
         assert!(RoomVersion::decode(&schema, &schema, &body[..body.len() - 3]).is_err());

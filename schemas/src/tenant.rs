@@ -99,7 +99,16 @@ mod tests {
         for ok in ["ab", "acme", "acme-eu-2", &"a".repeat(40)] {
             assert!(TenantId::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "1acme", "Acme", "ac_me", "ac.me", "-acme", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "a",
+            "1acme",
+            "Acme",
+            "ac_me",
+            "ac.me",
+            "-acme",
+            &"a".repeat(41),
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad}");
         }
     }

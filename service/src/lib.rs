@@ -1,1 +1,194 @@
-//! placeholder
+//! roomflow's read-only query service: current occupancy from Redis, utilization series
+//! from ClickHouse, each behind a bearer token that names the tenant.
+
+pub mod auth;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde::{Deserialize, Serialize};
+
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+use rf_sinks::Secret;
+
+pub use auth::{mint, Verifier};
+
+/// The service's settings.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// HS256 key of the bearer tokens. The default is for the local stack only: the
+    /// service refuses it on any address but loopback.
+    pub jwt_secret: Secret,
+    /// Clock skew allowed on `exp` and `nbf`, seconds (at most 60).
+    pub jwt_leeway_secs: u64,
+    /// Longest range a series request may span, days.
+    pub max_range_days: u64,
+}
+
+/// The local stack's token key; refused on non-loopback addresses.
+pub const LOCAL_DEV_SECRET: &str = "roomflow-local-development-only";
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:18080".into(),
+            jwt_secret: Secret::new(LOCAL_DEV_SECRET),
+            jwt_leeway_secs: 60,
+            max_range_days: 400,
+        }
+    }
+}
+
+/// A setting that cannot work, naming its field.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidSetting {
+    /// The dotted path of the field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl ServiceConfig {
+    /// Checks the settings before anything starts.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| InvalidSetting {
+            field: "service.listen",
+            problem: format!("{:?} is not an address like 127.0.0.1:18080", self.listen),
+        })?;
+        if self.jwt_secret.expose().len() < 16 {
+            return Err(InvalidSetting {
+                field: "service.jwt_secret",
+                problem: "must be at least 16 characters".into(),
+            });
+        }
+        if self.jwt_secret.expose() == LOCAL_DEV_SECRET && !addr.ip().is_loopback() {
+            return Err(InvalidSetting {
+                field: "service.jwt_secret",
+                problem: "the local development key may only be used on a loopback address".into(),
+            });
+        }
+        if self.jwt_leeway_secs > 60 {
+            return Err(InvalidSetting {
+                field: "service.jwt_leeway_secs",
+                problem: "must be at most 60".into(),
+            });
+        }
+        if !(1..=3660).contains(&self.max_range_days) {
+            return Err(InvalidSetting {
+                field: "service.max_range_days",
+                problem: "must be between 1 and 3660".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    verifier: Verifier,
+    clickhouse: clickhouse::Client,
+    redis: redis::aio::ConnectionManager,
+    config: ServiceConfig,
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+/// Connects to ClickHouse and Redis and builds the router.
+pub async fn app(
+    config: &ServiceConfig,
+    clickhouse: &ClickHouseConfig,
+    redis: &RedisConfig,
+) -> Result<Router, String> {
+    let redis = rf_sinks::redis::connect(redis)
+        .await
+        .map_err(|e| e.to_string())?;
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "rf_api_requests_total",
+            "Requests answered, by route and status.",
+        ),
+        &["route", "status"],
+    )
+    .expect("valid metric");
+    let latency = HistogramVec::new(
+        HistogramOpts::new("rf_api_request_seconds", "Request latency, by route.")
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
+        &["route"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(requests.clone()))
+        .expect("unique metric");
+    registry
+        .register(Box::new(latency.clone()))
+        .expect("unique metric");
+    let state = Arc::new(AppState {
+        verifier: Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
+        clickhouse: rf_sinks::clickhouse::client(clickhouse),
+        redis,
+        config: config.clone(),
+        registry,
+        requests,
+        latency,
+    });
+    Ok(Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(routes::metrics))
+        .route(
+            "/v1/offices/{office_id}/occupancy",
+            get(routes::office_occupancy),
+        )
+        .route(
+            "/v1/rooms/{room_id}/utilization",
+            get(routes::room_utilization),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state))
+}
+
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    state.requests.with_label_values(&[&route, &status]).inc();
+    state
+        .latency
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    config: &ServiceConfig,
+    clickhouse: &ClickHouseConfig,
+    redis: &RedisConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let router = app(config, clickhouse, redis).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(listen = %config.listen, "query service ready");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}

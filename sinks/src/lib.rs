@@ -1,1 +1,147 @@
-//! placeholder
+//! roomflow's sinks: ClickHouse (window rows, room metadata), Redis (live state) and the
+//! Kafka dead-letter topics, one folder each behind the [`Sink`] trait.
+//!
+//! A pipeline hands each completed epoch to [`Sinks::write`] as one [`Batch`]; the call
+//! returns only once every sink has acknowledged it, retrying with backoff meanwhile, so
+//! the source may commit the epoch's offsets right after.
+
+pub mod clickhouse;
+pub mod config;
+pub mod dlq;
+pub mod redis;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rf_operators::{DeadLetter, LiveOffice, LiveRoom, OfficeRow, Output, RoomRow};
+use rf_schemas::{RoomVersion, TenantId};
+
+pub use config::Secret;
+
+/// What one epoch asks the sinks to write.
+#[derive(Default, Debug)]
+pub struct Batch {
+    /// Room window revisions.
+    pub rooms: Vec<RoomRow>,
+    /// Office window revisions.
+    pub offices: Vec<OfficeRow>,
+    /// Latest room states.
+    pub live_rooms: Vec<LiveRoom>,
+    /// Latest office states.
+    pub live_offices: Vec<LiveOffice>,
+    /// Rejected inputs.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Room versions to mirror.
+    pub room_versions: Vec<(TenantId, Arc<RoomVersion>)>,
+}
+
+impl Batch {
+    /// Sorts one output into the batch; checkpoints are not for sinks and come back.
+    pub fn push(&mut self, output: Output) -> Option<rf_operators::Checkpoint> {
+        match output {
+            Output::Room(r) => self.rooms.push(r),
+            Output::Office(o) => self.offices.push(o),
+            Output::LiveRoom(r) => self.live_rooms.push(r),
+            Output::LiveOffice(o) => self.live_offices.push(o),
+            Output::DeadLetter(d) => self.dead_letters.push(d),
+            Output::RoomVersion(t, r) => self.room_versions.push((t, r)),
+            Output::Checkpoint(c) => return Some(c),
+        }
+        None
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+            && self.offices.is_empty()
+            && self.live_rooms.is_empty()
+            && self.live_offices.is_empty()
+            && self.dead_letters.is_empty()
+            && self.room_versions.is_empty()
+    }
+}
+
+/// A failed write, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("{sink} sink: {message}")]
+pub struct SinkError {
+    /// Which sink failed.
+    pub sink: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Whether the same write may succeed later (an outage, a timeout).
+    pub retryable: bool,
+}
+
+impl SinkError {
+    /// A failure of `sink` that may pass.
+    pub fn transient(sink: &'static str, error: impl std::fmt::Display) -> Self {
+        Self {
+            sink,
+            message: error.to_string(),
+            retryable: true,
+        }
+    }
+}
+
+/// A destination for batches.
+pub trait Sink {
+    /// The sink's name in logs and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Writes its part of `batch`; returns once the destination acknowledged it.
+    /// Writes are idempotent: the same batch twice leaves the same result.
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+    ) -> impl Future<Output = Result<(), SinkError>> + 'a;
+}
+
+/// Calls `report` on each failed attempt; the default logs it.
+pub type RetryReport = Box<dyn Fn(&SinkError, u32)>;
+
+/// Every sink of a pipeline, written in a fixed order: dead letters, ClickHouse, Redis.
+pub struct Sinks {
+    /// The dead-letter producer.
+    pub dlq: dlq::DeadLetterSink,
+    /// Window rows and room metadata.
+    pub clickhouse: clickhouse::ClickHouseSink,
+    /// Live state.
+    pub redis: redis::RedisSink,
+    /// Called on every failed attempt, with the attempt number.
+    pub on_retry: RetryReport,
+}
+
+/// The longest wait between two attempts of a failing sink.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl Sinks {
+    /// Writes `batch` to every sink, retrying each failing sink with exponential backoff
+    /// until it succeeds or fails for good. A sink that succeeded is not written again.
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        retry(&mut self.dlq, batch, &self.on_retry).await?;
+        retry(&mut self.clickhouse, batch, &self.on_retry).await?;
+        retry(&mut self.redis, batch, &self.on_retry).await
+    }
+}
+
+async fn retry<S: Sink>(
+    sink: &mut S,
+    batch: &Batch,
+    on_retry: &RetryReport,
+) -> Result<(), SinkError> {
+    let mut backoff = Duration::from_millis(200);
+    for attempt in 1.. {
+        match sink.write(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.retryable => {
+                on_retry(&e, attempt);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}

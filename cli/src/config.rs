@@ -1,0 +1,144 @@
+//! roomflow's one config tree: defaults that work against the local stack, then a TOML
+//! file, then `ROOMFLOW_<SECTION>__<FIELD>` environment variables, read in this one place.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use rf_pipelines::{KafkaConfig, PipelineConfig, RegistryConfig, Settings};
+use rf_service::ServiceConfig;
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+
+/// Every setting of every command.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The Kafka-protocol brokers.
+    pub kafka: KafkaConfig,
+    /// The Confluent-compatible schema registry.
+    pub registry: RegistryConfig,
+    /// ClickHouse, where window rows and room metadata go.
+    pub clickhouse: ClickHouseConfig,
+    /// Redis, where live occupancy goes.
+    pub redis: RedisConfig,
+    /// The pipeline runtime.
+    pub pipeline: PipelineConfig,
+    /// The query service.
+    pub service: ServiceConfig,
+}
+
+/// Environment variables that are not config fields.
+const NOT_FIELDS: [&str; 2] = ["config", "log"];
+
+impl Config {
+    /// Loads the tree from `file` (if given) and the environment, and validates it.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("ROOMFLOW_").ignore(&NOT_FIELDS).split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid config: {}", one_line(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot; the error names the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.kafka.validate()?;
+        self.pipeline.validate()?;
+        self.service.validate()?;
+        for (field, url) in [
+            ("registry.url", &self.registry.url),
+            ("clickhouse.url", &self.clickhouse.url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("{field}: {url:?} must start with http:// or https://");
+            }
+        }
+        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
+            anyhow::bail!("redis.url: must start with redis:// or rediss://");
+        }
+        Ok(())
+    }
+
+    /// What the pipeline and the jobs need.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            kafka: self.kafka.clone(),
+            registry: self.registry.clone(),
+            clickhouse: self.clickhouse.clone(),
+            redis: self.redis.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
+fn one_line(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str) -> anyhow::Result<Config> {
+        let dir = std::env::temp_dir().join(format!(
+            "roomflow-config-{}-{}",
+            std::process::id(),
+            toml.len()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("roomflow.toml");
+        std::fs::write(&path, toml)?;
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn defaults_are_the_local_stack() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.kafka.brokers, "127.0.0.1:19092");
+        assert_eq!(c.registry.url, "http://127.0.0.1:18081");
+        assert_eq!(c.clickhouse.url, "http://127.0.0.1:18123");
+        assert_eq!(c.redis.url, "redis://127.0.0.1:16379/0");
+        assert_eq!(c.service.listen, "127.0.0.1:18080");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let unknown = load_toml("[kafka]\nbrokerz = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("brokerz"), "{unknown}");
+        let typed = load_toml("[pipeline]\nworkers = \"two\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(typed.contains("workers"), "{typed}");
+        let range = load_toml("[pipeline]\nworkers = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(range.starts_with("pipeline.workers"), "{range}");
+        let secret = load_toml("[service]\nlisten = \"0.0.0.0:18080\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(secret.starts_with("service.jwt_secret"), "{secret}");
+        assert!(
+            load_toml("[pipeline]\nworkers = 4\n")
+                .unwrap()
+                .pipeline
+                .workers
+                == 4
+        );
+    }
+}

@@ -1,0 +1,481 @@
+//! End to end on the real local stack (deploy/local/stack.sh start): a fixed set of Avro
+//! readings and room metadata through the broker, the pipeline, ClickHouse, Redis and
+//! the dead-letter topic, with every row, key and letter checked exactly.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clickhouse::Row;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+
+use rf_pipelines::{run, KafkaConfig, Metrics, RegistryConfig, RunOptions, RunReport, Settings};
+use rf_schemas::framing::frame_header;
+use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+
+const T0: i64 = 1_767_603_600_000; // 2026-01-05T09:00:00Z, a Monday; London is on UTC
+const MIN: i64 = 60_000;
+const DAY_START: u32 = 1_767_571_200; // 2026-01-05T00:00:00Z, London midnight
+const CLOSER_TS: i64 = T0 + 25 * 3_600_000; // 2026-01-06T10:00:00Z
+
+fn settings(tenant: &TenantId) -> Settings {
+    let mut s = Settings {
+        kafka: KafkaConfig::default(),
+        registry: RegistryConfig::default(),
+        clickhouse: ClickHouseConfig::default(),
+        redis: RedisConfig::default(),
+        ..Default::default()
+    };
+    s.kafka.group_id = format!("test-{tenant}");
+    s.pipeline.tenants = vec![tenant.to_string()];
+    s.pipeline.metrics_listen = String::new();
+    s.pipeline.workers = 2;
+    s
+}
+
+fn room(id: &str, capacity: u32) -> RoomVersion {
+    RoomVersion {
+        room_id: id.into(),
+        office_id: "lon".into(),
+        office_name: "London".into(),
+        region: "EMEA".into(),
+        country_code: "GB".into(),
+        timezone: chrono_tz::Europe::London,
+        floor: 3,
+        name: id.into(),
+        kind: RoomKind::Meeting,
+        capacity,
+        area_m2: Some(20.0),
+        monthly_cost: Some(900.0),
+        effective_from: 1_704_067_200_000,
+    }
+}
+
+fn reading(room_id: &str, ts: i64, people: i32) -> Reading {
+    Reading {
+        sensor_id: format!("s-{room_id}"),
+        office_id: "lon".into(),
+        room_id: room_id.into(),
+        ts,
+        people_count: people,
+        temperature: Some(21.0),
+        humidity: None,
+    }
+}
+
+fn framed(id: u32, r: &Reading) -> Vec<u8> {
+    let mut v = Vec::new();
+    frame_header(id, &mut v);
+    r.encode_v1(&mut v);
+    v
+}
+
+async fn produce(producer: &FutureProducer, topic: &str, key: &str, value: &[u8], ts: i64) {
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(value)
+                .timestamp(ts),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("producing to {topic}: {e}"));
+}
+
+#[derive(Row, Deserialize, Debug, PartialEq)]
+struct RoomRowOut {
+    granularity: String,
+    room_id: String,
+    window_start: u32,
+    window_end: u32,
+    samples: u32,
+    avg_people: f64,
+    peak_people: u32,
+    occupied_ratio: f64,
+    capacity: u32,
+    utilization: f64,
+}
+
+#[derive(Row, Deserialize, Debug, PartialEq)]
+struct OfficeRowOut {
+    granularity: String,
+    window_start: u32,
+    window_end: u32,
+    rooms_reporting: u32,
+    avg_people: f64,
+    peak_people: f64,
+    capacity: u32,
+    utilization: f64,
+}
+
+fn run_until_caught_up(s: &Settings) -> RunReport {
+    let options = RunOptions {
+        until_caught_up: true,
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    run(s, options, Metrics::new()).expect("the pipeline runs")
+}
+
+fn stack_is_up(s: &Settings) {
+    let probe: BaseConsumer = s.kafka.client_config().create().unwrap();
+    if probe.fetch_metadata(None, Duration::from_secs(5)).is_err() {
+        panic!(
+            "no broker at {}: start the local stack with deploy/local/stack.sh start",
+            s.kafka.brokers
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_readings_end_to_end() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let tenant = TenantId::parse(&format!(
+        "e2e-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    ))
+    .unwrap();
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, &tenant)
+        .await
+        .expect("tenant created");
+    let reading_id = created
+        .schemas
+        .iter()
+        .find(|r| r.subject.starts_with("occupancy."))
+        .unwrap()
+        .id;
+    let room_id = created
+        .schemas
+        .iter()
+        .find(|r| r.subject.starts_with("rooms."))
+        .unwrap()
+        .id;
+
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let room_schema = apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).unwrap();
+    for r in [room("lon-a", 4), room("lon-b", 10)] {
+        let mut value = Vec::new();
+        frame_header(room_id, &mut value);
+        value.extend(r.encode(&room_schema));
+        produce(&producer, &tenant.rooms_topic(), &r.key(), &value, T0).await;
+    }
+    let topic = tenant.readings_topic();
+    let fixture: Vec<(Vec<u8>, i64)> = vec![
+        (framed(reading_id, &reading("lon-a", T0, 2)), T0), // 0
+        (
+            framed(reading_id, &reading("lon-a", T0 + 2 * MIN, 0)),
+            T0 + 2 * MIN,
+        ), // 1: out of order
+        (framed(reading_id, &reading("lon-a", T0 + MIN, 4)), T0 + MIN), // 2: replaced by 5
+        (framed(reading_id, &reading("lon-b", T0, 5)), T0), // 3
+        (framed(reading_id, &reading("lon-b", T0 + MIN, 5)), T0 + MIN), // 4
+        (framed(reading_id, &reading("lon-a", T0 + MIN, 3)), T0 + MIN), // 5: duplicate key
+        (b"not avro at all".to_vec(), T0 + MIN),            // 6: malformed
+        (
+            framed(reading_id, &reading("lon-z", T0 + 3 * MIN, 1)),
+            T0 + 3 * MIN,
+        ), // 7: unknown room
+        (
+            framed(reading_id, &reading("lon-a", CLOSER_TS, 1)),
+            CLOSER_TS,
+        ), // 8: closes Jan 5
+        (
+            framed(reading_id, &reading("lon-b", T0 + 5 * MIN, 7)),
+            CLOSER_TS,
+        ), // 9: late
+    ];
+    for (value, ts) in &fixture {
+        produce(&producer, &topic, "lon", value, ts + 1_000).await;
+    }
+
+    let report = tokio::task::spawn_blocking({
+        let s = s.clone();
+        move || run_until_caught_up(&s)
+    })
+    .await
+    .unwrap();
+    let st = &report.stats;
+    // Accounting: 10 consumed = 5 counted + 1 replaced + 3 dead letters + 1 still open.
+    assert_eq!(
+        (st.counted, st.replaced, st.dead_letters, st.held),
+        (5, 1, 3, 1),
+        "{st:?}"
+    );
+
+    let ch = rf_sinks::clickhouse::client(&s.clickhouse).with_database(tenant.clickhouse_db());
+    let rooms: Vec<RoomRowOut> = ch
+        .query(
+            "SELECT toString(granularity), room_id, toUInt32(window_start), toUInt32(window_end), samples, \
+             avg_people, peak_people, occupied_ratio, capacity, utilization \
+             FROM room_utilization FINAL WHERE final = 1 ORDER BY granularity, room_id",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let t0 = (T0 / 1000) as u32;
+    let a = |g: &str, start: u32, end: u32| RoomRowOut {
+        granularity: g.into(),
+        room_id: "lon-a".into(),
+        window_start: start,
+        window_end: end,
+        samples: 3,
+        avg_people: 5.0 / 3.0,
+        peak_people: 3,
+        occupied_ratio: 2.0 / 3.0,
+        capacity: 4,
+        utilization: 5.0 / 12.0,
+    };
+    let b = |g: &str, start: u32, end: u32| RoomRowOut {
+        granularity: g.into(),
+        room_id: "lon-b".into(),
+        window_start: start,
+        window_end: end,
+        samples: 2,
+        avg_people: 5.0,
+        peak_people: 5,
+        occupied_ratio: 1.0,
+        capacity: 10,
+        utilization: 0.5,
+    };
+    let expected = vec![
+        a("15m", t0, t0 + 900),
+        b("15m", t0, t0 + 900),
+        a("1h", t0, t0 + 3600),
+        b("1h", t0, t0 + 3600),
+        a("1d", DAY_START, DAY_START + 86_400),
+        b("1d", DAY_START, DAY_START + 86_400),
+    ];
+    assert_eq!(rooms.len(), expected.len(), "{rooms:#?}");
+    for (got, want) in rooms.iter().zip(&expected) {
+        assert_eq!(
+            (
+                &got.granularity,
+                &got.room_id,
+                got.window_start,
+                got.window_end,
+                got.samples,
+                got.peak_people,
+                got.capacity
+            ),
+            (
+                &want.granularity,
+                &want.room_id,
+                want.window_start,
+                want.window_end,
+                want.samples,
+                want.peak_people,
+                want.capacity
+            )
+        );
+        for (x, y) in [
+            (got.avg_people, want.avg_people),
+            (got.occupied_ratio, want.occupied_ratio),
+            (got.utilization, want.utilization),
+        ] {
+            assert!((x - y).abs() < 1e-9, "{got:?} vs {want:?}");
+        }
+    }
+
+    let offices: Vec<OfficeRowOut> = ch
+        .query(
+            "SELECT toString(granularity), toUInt32(window_start), toUInt32(window_end), rooms_reporting, \
+             avg_people, peak_people, capacity, utilization \
+             FROM office_utilization FINAL WHERE final = 1 AND office_id = 'lon' ORDER BY granularity",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let windows = [
+        ("15m", t0, t0 + 900),
+        ("1h", t0, t0 + 3600),
+        ("1d", DAY_START, DAY_START + 86_400),
+    ];
+    assert_eq!(offices.len(), 3, "{offices:#?}");
+    for (o, (g, start, end)) in offices.iter().zip(windows) {
+        assert_eq!(
+            (o.granularity.as_str(), o.window_start, o.window_end),
+            (g, start, end)
+        );
+        assert_eq!((o.rooms_reporting, o.capacity), (2, 14));
+        assert!((o.avg_people - 20.0 / 3.0).abs() < 1e-9);
+        assert!((o.peak_people - 8.0).abs() < 1e-9, "09:01 had 3 + 5 people");
+        assert!((o.utilization - 20.0 / 3.0 / 14.0).abs() < 1e-9);
+    }
+    // The closing reading's windows are open: revisions, not final.
+    let open: u64 = ch
+        .query("SELECT count() FROM room_utilization FINAL WHERE final = 0 AND room_id = 'lon-a'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(open, 3);
+
+    let redis = redis::Client::open(s.redis.url.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let hash = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HGETALL")
+                .arg(key)
+                .query_async::<HashMap<String, String>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let a = hash(format!("rf:{tenant}:room:lon-a")).await;
+    assert_eq!(a["people"], "1");
+    assert_eq!(a["ts"], CLOSER_TS.to_string());
+    assert_eq!(
+        (
+            a["capacity"].as_str(),
+            a["utilization"].as_str(),
+            a["office_id"].as_str()
+        ),
+        ("4", "0.25", "lon")
+    );
+    let b = hash(format!("rf:{tenant}:room:lon-b")).await;
+    assert_eq!(
+        (b["people"].as_str(), b["ts"].clone()),
+        ("5", (T0 + MIN).to_string())
+    );
+    let office = hash(format!("rf:{tenant}:office:lon")).await;
+    // lon-b's latest reading is a day older than the office's newest: not counted.
+    assert_eq!(
+        (
+            office["people"].as_str(),
+            office["capacity"].as_str(),
+            office["rooms_reporting"].as_str()
+        ),
+        ("1", "4", "1")
+    );
+    assert!(hash(format!("rf:{tenant}:room:lon-z")).await.is_empty());
+    let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+
+    // Dead letters: original bytes, reason and provenance headers.
+    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 3);
+    let mut by_reason: Vec<(String, i64, Vec<u8>, String)> = letters
+        .iter()
+        .map(|(key, value, headers)| {
+            assert_eq!(key.as_deref(), Some(&b"lon"[..]));
+            assert_eq!(headers["rf-source-topic"], topic);
+            assert!(!headers["rf-detail"].is_empty());
+            let offset: i64 = headers["rf-source-offset"].parse().unwrap();
+            (
+                headers["rf-reason"].clone(),
+                offset,
+                value.clone().unwrap(),
+                headers["rf-source-partition"].clone(),
+            )
+        })
+        .collect();
+    by_reason.sort();
+    let partition = &by_reason[0].3;
+    assert!(
+        by_reason.iter().all(|l| &l.3 == partition),
+        "all from the office's partition"
+    );
+    let reasons: Vec<(&str, i64)> = by_reason.iter().map(|l| (l.0.as_str(), l.1)).collect();
+    assert_eq!(
+        reasons,
+        vec![("late", 9), ("malformed", 6), ("unknown_room", 7)]
+    );
+    for (reason, offset, value, _) in &by_reason {
+        assert_eq!(
+            value, &fixture[*offset as usize].0,
+            "{reason} carries the original value"
+        );
+    }
+
+    // A second run resumes from the committed checkpoint: it replays only what is still
+    // held (the closing reading), writes no dead letter twice and changes no final row.
+    let again = tokio::task::spawn_blocking({
+        let s = s.clone();
+        move || run_until_caught_up(&s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            again.stats.dead_letters,
+            again.stats.counted,
+            again.stats.held
+        ),
+        (0, 0, 1),
+        "{:?}",
+        again.stats
+    );
+    assert_eq!(read_topic(&s.kafka, &tenant.deadletter_topic(), 3).len(), 3);
+    let finals: u64 = ch
+        .query("SELECT count() FROM room_utilization FINAL WHERE final = 1")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(finals, 6);
+
+    ch.query(&format!("DROP DATABASE {}", tenant.clickhouse_db()))
+        .execute()
+        .await
+        .unwrap();
+}
+
+type Letter = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
+
+/// Reads every message of `topic` (all partitions), waiting for at least `want`.
+fn read_topic(kafka: &KafkaConfig, topic: &str, want: usize) -> Vec<Letter> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "e2e-reader")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
+                    headers,
+                ));
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None if out.len() >= want => break,
+            None => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The main job, on one machine: the local stack, a simulated fleet (2 tenants, 3 offices,
+# 500 rooms each; two days of history, then live), the pipeline and the query service.
+# Prints what to try, then runs until Ctrl-C, which stops the processes this script
+# started (the stack keeps running: deploy/local/stack.sh stop).
+#
+# Environment: DEMO_HISTORY (default 2d), DEMO_SPEED (default 1, simulated minutes per
+# real minute in live mode), DEMO_ROOMS (default 500 per tenant).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source deploy/local/env.sh
+HISTORY=${DEMO_HISTORY:-2d}
+SPEED=${DEMO_SPEED:-1}
+ROOMS=${DEMO_ROOMS:-500}
+
+if [ ! -x "$NISSHI_BIN" ] || [ ! -x "$RIVVEN_SCHEMA_BIN" ]; then
+  log "first run: building the broker and the schema registry from source; about 30 minutes on 2 cores, once"
+fi
+deploy/local/install.sh
+log "building roomflow (release)"
+cargo build --release --locked -p roomflow
+RF="$ROOT/target/release/roomflow"
+deploy/local/stack.sh start --broker-storage sqlite
+
+# The registry forgets everything on restart: register every known tenant's schemas again,
+# in the same order, so ids match those already in the topics.
+"$RF" schemas register >/dev/null
+fresh=1
+if "$RF" tenant list | grep -qx acme; then fresh=0; fi
+"$RF" tenant create acme globex
+
+mkdir -p "$DATA/logs"
+pids=()
+cleanup() {
+  log "stopping the simulator, the pipeline and the query service"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait "${pids[@]}" 2>/dev/null || true
+  log "the stack is still running; deploy/local/stack.sh stop stops it"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+if [ $fresh = 1 ]; then from="--from $HISTORY"; else from=""; fi
+# shellcheck disable=SC2086
+"$RF" simulate --tenants acme,globex --offices 3 --rooms "$ROOMS" $from --live --speed "$SPEED" \
+  >>"$DATA/logs/simulate.log" 2>&1 &
+pids+=($!)
+"$RF" run >>"$DATA/logs/pipeline.log" 2>&1 &
+pids+=($!)
+"$RF" serve >>"$DATA/logs/serve.log" 2>&1 &
+pids+=($!)
+
+log "waiting for the first rows (logs in $DATA/logs/)"
+for _ in $(seq 1 600); do
+  n=$(curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary "SELECT count() FROM rf_acme.room_utilization" || echo 0)
+  [ "${n:-0}" -gt 0 ] && break
+  sleep 1
+done
+TOKEN=$("$RF" token --tenant acme --ttl 7d)
+ROOM=$(curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary \
+  "SELECT room_id FROM rf_acme.room_utilization WHERE samples > 0 ORDER BY avg_people DESC LIMIT 1" || true)
+cat <<MSG
+
+roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more every second.
+
+  ClickHouse (analysts):
+    clickhouse-client --port $CLICKHOUSE_TCP_PORT -q "SELECT granularity, office_id, window_start, rooms_reporting,
+      round(utilization, 3) AS utilization, final FROM rf_acme.office_utilization FINAL
+      WHERE granularity = '1h' ORDER BY window_start DESC LIMIT 10"
+
+  Query service (token for tenant acme, valid 7 days):
+    curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18080/v1/offices/lon/occupancy
+    curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:18080/v1/rooms/${ROOM:-lon-r0000}/utilization?granularity=1h"
+
+  Redis (live state):
+    redis-cli -p $REDIS_PORT HGETALL rf:acme:office:lon
+
+  Metrics: curl -s http://127.0.0.1:18090/metrics | grep rf_
+  Logs:    $DATA/logs/{simulate,pipeline,serve}.log
+
+Ctrl-C stops the simulator, the pipeline and the service.
+MSG
+wait "${pids[@]}"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the project against the real local stack. Installs what is missing
+# (first time: ~30 minutes of building), starts the services that are not running (the
+# broker with fast in-memory storage), runs the workspace's tests, and stops exactly the
+# services it started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source deploy/local/env.sh
+
+deploy/local/install.sh
+before=$(deploy/local/stack.sh running)
+deploy/local/stack.sh start --broker-storage memory
+stop_ours() {
+  local ours=()
+  for name in $(deploy/local/stack.sh running); do
+    [[ " $before " == *" $name "* ]] || ours+=("$name")
+  done
+  if [ ${#ours[@]} -gt 0 ]; then deploy/local/stack.sh stop "${ours[@]}"; fi
+}
+trap stop_ours EXIT
+
+log "building and running the tests"
+cargo test --workspace --locked --no-fail-fast

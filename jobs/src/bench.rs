@@ -1,0 +1,168 @@
+//! `roomflow bench`: loads a backlog of simulated readings into the broker, then runs
+//! the whole pipeline over it and reports throughput, epoch latency and peak memory.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+
+use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
+use rf_schemas::TenantId;
+
+use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
+use crate::JobError;
+
+/// The benchmark's shape.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Readings in the backlog (rounded to whole minutes of the fleet).
+    pub readings: u64,
+    /// Rooms of the fleet (one tenant, ten offices).
+    pub rooms: usize,
+    /// Keep the benchmark tenant's topics and database afterwards.
+    pub keep: bool,
+}
+
+/// What the benchmark measured.
+#[derive(Debug)]
+pub struct BenchReport {
+    /// The throwaway tenant used.
+    pub tenant: TenantId,
+    /// Loading the backlog.
+    pub load: SimulateReport,
+    /// Running the pipeline over it.
+    pub run: RunReport,
+    /// Peak resident memory of this process during the pipeline run, bytes.
+    pub peak_rss: u64,
+}
+
+impl BenchReport {
+    /// Latency percentile `p` (0..=100) of epochs, seconds.
+    pub fn latency(&self, p: f64) -> f64 {
+        let mut l = self.run.stats.latencies.clone();
+        if l.is_empty() {
+            return 0.0;
+        }
+        l.sort_by(f64::total_cmp);
+        l[((p / 100.0 * (l.len() - 1) as f64).round() as usize).min(l.len() - 1)]
+    }
+}
+
+/// A Tuesday at midnight UTC: the backlog covers office hours and closes day windows.
+const BACKLOG_START: i64 = 1_763_424_000_000; // 2025-11-18T00:00:00Z
+
+/// Runs the benchmark against the services in `settings`.
+pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchReport, JobError> {
+    if options.rooms == 0 || options.readings < options.rooms as u64 {
+        return Err(JobError::Invalid(
+            "--readings must be at least --rooms, and --rooms at least 1".into(),
+        ));
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let tenant = TenantId::parse(&format!("bench-{stamp}")).expect("a valid id");
+    crate::tenant::create(
+        &settings.kafka,
+        &settings.clickhouse,
+        &settings.registry,
+        &tenant,
+    )
+    .await?;
+
+    let minutes = options.readings.div_ceil(options.rooms as u64) as i64;
+    let sim = SimulateOptions {
+        spec: FleetSpec {
+            tenants: vec![tenant.clone()],
+            offices: 10,
+            rooms: options.rooms,
+            seed: 42,
+        },
+        from: BACKLOG_START,
+        to: BACKLOG_START + minutes * 60_000,
+        live: false,
+        speed: 1.0,
+        progress: true,
+    };
+    let (kafka, registry) = (settings.kafka.clone(), settings.registry.clone());
+    let load = tokio::task::spawn_blocking(move || {
+        simulate(&kafka, &registry, &sim, Arc::new(AtomicBool::new(false)))
+    })
+    .await
+    .map_err(|e| JobError::Invalid(format!("load task failed: {e}")))??;
+
+    let mut run_settings = settings.clone();
+    run_settings.kafka.group_id = format!("roomflow-{tenant}");
+    run_settings.pipeline.tenants = vec![tenant.to_string()];
+    run_settings.pipeline.metrics_listen = String::new();
+    reset_peak_rss();
+    let options_run = RunOptions {
+        until_caught_up: true,
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    let run = tokio::task::spawn_blocking(move || run(&run_settings, options_run, Metrics::new()))
+        .await
+        .map_err(|e| JobError::Invalid(format!("pipeline task failed: {e}")))??;
+    let peak_rss = peak_rss();
+
+    if !options.keep {
+        drop_tenant(settings, &tenant).await?;
+    }
+    Ok(BenchReport {
+        tenant,
+        load,
+        run,
+        peak_rss,
+    })
+}
+
+/// Deletes a tenant's topics and database (the benchmark's own throwaway tenant only).
+async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .kafka
+        .client_config()
+        .create()
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let topics = [
+        tenant.readings_topic(),
+        tenant.rooms_topic(),
+        tenant.deadletter_topic(),
+    ];
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(settings.kafka.timeout_secs)));
+    admin
+        .delete_topics(&names, &opts)
+        .await
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    rf_sinks::clickhouse::client(&settings.clickhouse)
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            tenant.clickhouse_db()
+        ))
+        .execute()
+        .await
+        .map_err(|e| JobError::ClickHouse(e.to_string()))
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux), so the next reading
+/// measures only what follows.
+fn reset_peak_rss() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::debug!(%error, "cannot reset the peak RSS mark");
+    }
+}
+
+/// Peak resident memory of this process, bytes (VmHWM), or 0 where unknown.
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

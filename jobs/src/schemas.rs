@@ -1,0 +1,43 @@
+//! Registering the project's Avro schemas under each tenant's subjects.
+
+use rf_schemas::registry::{RegistryClient, RegistryError};
+use rf_schemas::{TenantId, SUBJECT_SCHEMAS};
+
+use crate::JobError;
+
+/// One subject's outcome.
+#[derive(Debug)]
+pub struct Registered {
+    /// `<topic>-value`.
+    pub subject: String,
+    /// The schema id the registry gave.
+    pub id: u32,
+}
+
+/// Registers every schema for every tenant, in a fixed order (the local registry hands
+/// out ids in registration order). A change that is not compatible with the subject's
+/// latest version is refused with the registry's reason, and nothing after it is registered.
+pub fn register_all(
+    registry: &RegistryClient,
+    tenants: &[TenantId],
+) -> Result<Vec<Registered>, JobError> {
+    let mut tenants = tenants.to_vec();
+    tenants.sort();
+    let mut done = Vec::new();
+    for tenant in &tenants {
+        for (prefix, schema) in SUBJECT_SCHEMAS {
+            let subject = format!("{prefix}{tenant}-value");
+            if let Some(reason) = registry.incompatibility(&subject, schema)? {
+                return Err(JobError::Registry(RegistryError::Refused {
+                    status: 409,
+                    message: format!(
+                        "{subject}: the new schema is not BACKWARD compatible: {reason}"
+                    ),
+                }));
+            }
+            let id = registry.register(&subject, schema)?;
+            done.push(Registered { subject, id });
+        }
+    }
+    Ok(done)
+}

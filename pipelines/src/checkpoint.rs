@@ -1,0 +1,221 @@
+//! Checkpoints: where each partition resumes, and the state to resume with, kept in the
+//! compacted topic `roomflow.checkpoints` (key `<group>/<topic>/<partition>`).
+//!
+//! A checkpoint is written after every sink acknowledged an epoch, and before the
+//! consumer group's offsets are committed (those stay for lag monitoring). It carries what
+//! an offset alone cannot: the partition watermark at the resume offset, so a replay
+//! judges lateness exactly as the first run did, and how far effects were written, so
+//! dead letters are not written twice. Kafka's commit metadata could carry the same, but
+//! not every Kafka-protocol broker keeps it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use rf_operators::Checkpoint;
+
+use crate::config::KafkaConfig;
+use crate::PipelineError;
+
+/// The checkpoint topic.
+pub const TOPIC: &str = "roomflow.checkpoints";
+
+/// Where a partition resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// First offset to read.
+    pub offset: i64,
+    /// The partition watermark before that offset.
+    pub watermark: i64,
+    /// Effects of offsets below this were written already.
+    pub processed_until: i64,
+}
+
+impl Resume {
+    fn encode(&self) -> String {
+        format!(
+            "offset={};wm={};until={}",
+            self.offset, self.watermark, self.processed_until
+        )
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        let mut fields = s.split(';');
+        let mut next = |name: &str| fields.next()?.strip_prefix(name)?.parse().ok();
+        Some(Self {
+            offset: next("offset=")?,
+            watermark: next("wm=")?,
+            processed_until: next("until=")?,
+        })
+    }
+}
+
+fn key(group: &str, topic: &str, partition: i32) -> String {
+    format!("{group}/{topic}/{partition}")
+}
+
+/// Creates the checkpoint topic if it is missing.
+pub async fn ensure_topic(kafka: &KafkaConfig) -> Result<(), PipelineError> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client_config()
+        .create()
+        .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+    let topic =
+        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    let options =
+        AdminOptions::new().operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(|e| PipelineError::Kafka(format!("cannot create {TOPIC}: {e}")))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(PipelineError::Kafka(format!(
+                    "cannot create {TOPIC}: {code}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The latest checkpoint of every partition `group` has checkpointed, by (topic, partition).
+pub fn load(kafka: &KafkaConfig) -> Result<HashMap<(String, i32), Resume>, PipelineError> {
+    let kerr =
+        |e: rdkafka::error::KafkaError| PipelineError::Kafka(format!("reading {TOPIC}: {e}"));
+    let timeout = Duration::from_secs(kafka.timeout_secs);
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kerr)?;
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), timeout)
+        .map_err(kerr)?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(TOPIC, p.id(), timeout)
+            .map_err(kerr)?;
+        if high > low {
+            tpl.add_partition_offset(TOPIC, p.id(), Offset::Beginning)
+                .map_err(kerr)?;
+            ends.insert(p.id(), high);
+        }
+    }
+    let mut resumes = HashMap::new();
+    if ends.is_empty() {
+        return Ok(resumes);
+    }
+    consumer.assign(&tpl).map_err(kerr)?;
+    let prefix = format!("{}/", kafka.group_id);
+    let deadline = Instant::now() + timeout * 3;
+    while !ends.is_empty() {
+        if Instant::now() > deadline {
+            return Err(PipelineError::Kafka(format!(
+                "{TOPIC} could not be read to its end in time"
+            )));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = message.map_err(kerr)?;
+        if ends
+            .get(&m.partition())
+            .is_some_and(|end| m.offset() + 1 >= *end)
+        {
+            ends.remove(&m.partition());
+        }
+        let Some(k) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            continue;
+        };
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((topic, partition)) = rest.rsplit_once('/') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        match m
+            .payload()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(Resume::decode)
+        {
+            Some(resume) => resumes.insert((topic.to_owned(), partition), resume),
+            None => resumes.remove(&(topic.to_owned(), partition)),
+        };
+    }
+    Ok(resumes)
+}
+
+/// Writes checkpoints and waits for the broker to acknowledge them.
+pub struct CheckpointWriter {
+    /// Producer (idempotent).
+    pub producer: FutureProducer,
+    /// The consumer group the checkpoints belong to.
+    pub group: String,
+    /// Delivery timeout.
+    pub timeout: Duration,
+}
+
+impl CheckpointWriter {
+    /// Writes one record per checkpoint.
+    pub async fn write(&self, checkpoints: &[Checkpoint]) -> Result<(), String> {
+        let mut deliveries = Vec::with_capacity(checkpoints.len());
+        for c in checkpoints {
+            let key = key(&self.group, &c.tenant.readings_topic(), c.partition);
+            let value = Resume {
+                offset: c.commit_offset,
+                watermark: c.watermark,
+                processed_until: c.processed_until,
+            }
+            .encode();
+            let record = FutureRecord::to(TOPIC).key(&key).payload(&value);
+            deliveries.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e.to_string())?,
+            );
+        }
+        for delivery in deliveries {
+            match tokio::time::timeout(self.timeout, delivery).await {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) => return Err(e.to_string()),
+                Ok(Err(_)) => return Err("producer closed".into()),
+                Err(_) => return Err("checkpoint delivery timed out".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_round_trips() {
+        let r = Resume {
+            offset: 42,
+            watermark: i64::MIN,
+            processed_until: 50,
+        };
+        assert_eq!(Resume::decode(&r.encode()), Some(r));
+        assert_eq!(Resume::decode("offset=1;wm=2"), None);
+        assert_eq!(Resume::decode("wm=2;offset=1;until=3"), None);
+        assert_eq!(key("g", "occupancy.acme", 3), "g/occupancy.acme/3");
+    }
+}

@@ -1,0 +1,164 @@
+//! Settings of the Kafka source, the schema registry and the pipeline runtime.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How to reach the Kafka-protocol brokers.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Consumer group the pipeline commits its offsets under.
+    pub group_id: String,
+    /// Extra librdkafka properties (e.g. `security.protocol`), passed through as they are.
+    pub properties: BTreeMap<String, String>,
+    /// Timeout of metadata, commit and delivery calls, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:19092".into(),
+            group_id: "roomflow-pipeline".into(),
+            properties: BTreeMap::new(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// How to reach the Confluent-compatible schema registry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Base URL.
+    pub url: String,
+    /// Per-request timeout, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:18081".into(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+/// The pipeline runtime.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Timely worker threads in this process.
+    pub workers: usize,
+    /// Tenants to process; empty means every tenant with an `occupancy.<tenant>` topic.
+    pub tenants: Vec<String>,
+    /// How long a window stays open after its end for late readings, seconds.
+    pub allowed_lateness_secs: u64,
+    /// Most records one epoch (one batch through the dataflow and the sinks) takes.
+    pub max_epoch_records: usize,
+    /// Longest an epoch collects records before it is handed on, milliseconds. Keeps the
+    /// reading-to-Redis delay under a second.
+    pub max_epoch_millis: u64,
+    /// Address of the Prometheus `/metrics` endpoint; empty disables it.
+    pub metrics_listen: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            tenants: Vec::new(),
+            allowed_lateness_secs: 300,
+            max_epoch_records: 100_000,
+            max_epoch_millis: 200,
+            metrics_listen: "127.0.0.1:18090".into(),
+        }
+    }
+}
+
+/// A setting that cannot work, naming its field.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidSetting {
+    /// The dotted path of the field.
+    pub field: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+impl PipelineConfig {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |field, problem: &str| {
+            Err(InvalidSetting {
+                field,
+                problem: problem.into(),
+            })
+        };
+        if !(1..=256).contains(&self.workers) {
+            return bad("pipeline.workers", "must be between 1 and 256");
+        }
+        if self.max_epoch_records == 0 {
+            return bad("pipeline.max_epoch_records", "must be at least 1");
+        }
+        if !(1..=10_000).contains(&self.max_epoch_millis) {
+            return bad("pipeline.max_epoch_millis", "must be between 1 and 10000");
+        }
+        if self.allowed_lateness_secs > 7 * 86_400 {
+            return bad(
+                "pipeline.allowed_lateness_secs",
+                "must be at most 604800 (7 days)",
+            );
+        }
+        for t in &self.tenants {
+            if let Err(e) = rf_schemas::TenantId::parse(t) {
+                return Err(InvalidSetting {
+                    field: "pipeline.tenants",
+                    problem: e.to_string(),
+                });
+            }
+        }
+        if !self.metrics_listen.is_empty()
+            && self.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(
+                "pipeline.metrics_listen",
+                "must be an address like 127.0.0.1:18090",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl KafkaConfig {
+    /// A librdkafka client config with the brokers and the extra properties.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.brokers.trim().is_empty() {
+            return Err(InvalidSetting {
+                field: "kafka.brokers",
+                problem: "must name at least one host:port".into(),
+            });
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(InvalidSetting {
+                field: "kafka.group_id",
+                problem: "must not be empty".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! The pipeline's Prometheus metrics and their `/metrics` endpoint.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric of a pipeline process; cheap to clone, shared by all workers.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry they are in.
+    pub registry: Registry,
+    /// Readings consumed, by tenant and partition.
+    pub consumed: IntCounterVec,
+    /// Readings counted in final room windows.
+    pub counted: IntCounterVec,
+    /// Readings replaced by a later reading with the same key.
+    pub replaced: IntCounterVec,
+    /// Dead letters written, by tenant and reason.
+    pub dead_letters: IntCounterVec,
+    /// Failed sink attempts that will be retried, by sink.
+    pub sink_retries: IntCounterVec,
+    /// Rows and keys per written batch, by sink.
+    pub batch_size: HistogramVec,
+    /// Seconds from the end of an epoch's poll to its acknowledgement by every sink.
+    pub epoch_latency: HistogramVec,
+    /// Partition watermark (ms), by tenant and partition.
+    pub watermark: IntGaugeVec,
+    /// Readings and open windows held by each worker.
+    pub state: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let consumed = counter(
+            "rf_readings_consumed_total",
+            "Readings consumed.",
+            &["tenant", "partition"],
+        );
+        let counted = counter(
+            "rf_readings_counted_total",
+            "Readings counted in final room windows.",
+            &["tenant", "partition"],
+        );
+        let replaced = counter(
+            "rf_readings_replaced_total",
+            "Readings replaced by a later revision.",
+            &["tenant", "partition"],
+        );
+        let dead_letters = counter(
+            "rf_dead_letters_total",
+            "Dead letters written.",
+            &["tenant", "reason"],
+        );
+        let sink_retries = counter(
+            "rf_sink_retries_total",
+            "Failed sink writes that were retried.",
+            &["sink"],
+        );
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["sink"])
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let batch_size = histogram(
+            "rf_sink_batch_size",
+            "Rows or keys per batch written.",
+            prometheus::exponential_buckets(1.0, 4.0, 10).expect("valid buckets"),
+        );
+        let epoch_latency = histogram(
+            "rf_epoch_latency_seconds",
+            "From the end of an epoch's poll to every sink's acknowledgement.",
+            prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
+        );
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let watermark = gauge(
+            "rf_partition_watermark_ms",
+            "Largest accepted reading ts.",
+            &["tenant", "partition"],
+        );
+        let state = gauge(
+            "rf_state_size",
+            "Readings and windows held in state.",
+            &["worker", "kind"],
+        );
+        Self {
+            registry,
+            consumed,
+            counted,
+            replaced,
+            dead_letters,
+            sink_retries,
+            batch_size,
+            epoch_latency,
+            watermark,
+            state,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+
+    /// Serves `GET /metrics` on `listen` from a background thread.
+    pub fn serve(&self, listen: &str) -> std::io::Result<()> {
+        let listener = TcpListener::bind(listen)?;
+        let metrics = self.clone();
+        std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 1024];
+                let n = stream.read(&mut request).unwrap_or(0);
+                let response = if request[..n].starts_with(b"GET /metrics") {
+                    let body = metrics.render();
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
+                };
+                if let Err(error) = stream.write_all(response.as_bytes()) {
+                    tracing::debug!(%error, "metrics client went away");
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

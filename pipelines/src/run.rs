@@ -1,0 +1,212 @@
+//! The pipeline, wired: on every worker, Kafka source → decode → aggregate → sinks.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::FutureProducer;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Concat, Probe};
+use timely::dataflow::ProbeHandle;
+
+use rf_operators::{Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder, Output};
+use rf_schemas::registry::RegistryClient;
+use rf_sinks::clickhouse::ClickHouseSink;
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+use rf_sinks::dlq::DeadLetterSink;
+use rf_sinks::redis::RedisSink;
+use rf_sinks::Sinks;
+
+use crate::checkpoint::{self, CheckpointWriter};
+use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
+use crate::metrics::Metrics;
+use crate::sink::{SinkContext, SinkStats, WriteToSinks};
+use crate::source::{kafka_source, Consumers, StopWhen, Topology};
+use crate::PipelineError;
+
+/// Everything a pipeline connects to, and how it runs.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// The brokers.
+    pub kafka: KafkaConfig,
+    /// The schema registry.
+    pub registry: RegistryConfig,
+    /// Where rows go.
+    pub clickhouse: ClickHouseConfig,
+    /// Where live state goes.
+    pub redis: RedisConfig,
+    /// The runtime.
+    pub pipeline: PipelineConfig,
+}
+
+/// How a run ends.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Stop once every partition is consumed to where it ended at start (tests, benches,
+    /// backfills); otherwise run until `shutdown` is set.
+    pub until_caught_up: bool,
+    /// Set to stop gracefully: the current epoch is written and committed first.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    /// Tenants served.
+    pub tenants: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Totals over every worker.
+    pub stats: SinkStats,
+}
+
+/// Runs the pipeline on `settings.pipeline.workers` timely workers until `options` say stop.
+pub fn run(
+    settings: &Settings,
+    options: RunOptions,
+    metrics: Metrics,
+) -> Result<RunReport, PipelineError> {
+    let started = Instant::now();
+    let topology = Topology::discover(&settings.kafka, &settings.pipeline.tenants)?;
+    let tenants = topology.tenants.len();
+    tracing::info!(
+        tenants = ?topology.tenants.iter().map(|(t, _, _)| t.as_str()).collect::<Vec<_>>(),
+        workers = settings.pipeline.workers,
+        "pipeline starting"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::Dataflow(format!("cannot start the I/O runtime: {e}")))?;
+    let producer: FutureProducer = {
+        let mut c = settings.kafka.client_config();
+        c.set("enable.idempotence", "true").set("linger.ms", "5");
+        // librdkafka's producer needs a runtime context for its futures' timers.
+        let _guard = runtime.enter();
+        c.create()
+            .map_err(|e| PipelineError::Kafka(format!("cannot create the producer: {e}")))?
+    };
+
+    runtime.block_on(checkpoint::ensure_topic(&settings.kafka))?;
+    let resumes = checkpoint::load(&settings.kafka)?;
+    let shared = Arc::new((
+        settings.clone(),
+        topology,
+        producer,
+        runtime.handle().clone(),
+        metrics,
+        resumes,
+    ));
+    let totals = Arc::new(Mutex::new(SinkStats::default()));
+    let worker_totals = totals.clone();
+    let config = timely::Config::process(settings.pipeline.workers);
+    let guards = timely::execute(config, move |worker| {
+        let (settings, topology, producer, runtime, metrics, resumes) = &*shared;
+        let index = worker.index();
+        let peers = worker.peers();
+        let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
+        let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
+            allowed_lateness_ms: lateness,
+        })));
+        let consumers = Consumers::assign(
+            &settings.kafka,
+            topology,
+            index,
+            peers,
+            resumes,
+            &mut aggregator.borrow_mut(),
+        )?;
+        let registry = RegistryClient::new(
+            &settings.registry.url,
+            Duration::from_secs(settings.registry.timeout_secs),
+        );
+        let timeout = Duration::from_secs(settings.kafka.timeout_secs);
+        let retries = metrics.clone();
+        let sinks = Sinks {
+            dlq: DeadLetterSink::new(producer.clone(), timeout),
+            clickhouse: ClickHouseSink::new(&settings.clickhouse),
+            redis: RedisSink::new(&settings.redis),
+            on_retry: Box::new(move |error, attempt| {
+                retries.sink_retries.with_label_values(&[error.sink]).inc();
+                tracing::warn!(worker = index, %error, attempt, "sink write failed; retrying");
+            }),
+        };
+        let stats = Rc::new(RefCell::new(SinkStats::default()));
+        let stop = StopWhen {
+            caught_up: options.until_caught_up,
+            shutdown: options.shutdown.clone(),
+        };
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let (records, handles) =
+                kafka_source(scope, consumers, &settings.pipeline, stop, metrics.clone());
+            let (decoded, rejected) = records.decode_records(Decoder::new(registry));
+            decoded
+                .aggregate(aggregator.clone())
+                .concat(rejected.map(Output::DeadLetter))
+                .probe_with(&probe)
+                .write_to_sinks(SinkContext {
+                    sinks,
+                    runtime: runtime.clone(),
+                    source: handles,
+                    metrics: metrics.clone(),
+                    mirror_rooms: index == 0,
+                    stats: stats.clone(),
+                    checkpoints: CheckpointWriter {
+                        producer: producer.clone(),
+                        group: settings.kafka.group_id.clone(),
+                        timeout,
+                    },
+                });
+        });
+        let mut last_report = Instant::now();
+        while !probe.done() {
+            worker.step();
+            if last_report.elapsed() > Duration::from_secs(5) {
+                last_report = Instant::now();
+                let size = aggregator.borrow().size();
+                let w = index.to_string();
+                metrics
+                    .state
+                    .with_label_values(&[&w, "readings"])
+                    .set(size.readings as i64);
+                metrics
+                    .state
+                    .with_label_values(&[&w, "windows"])
+                    .set(size.windows as i64);
+            }
+        }
+        let mut stats = stats.borrow().clone();
+        stats.held = aggregator.borrow().size().readings as u64;
+        let mut totals = worker_totals
+            .lock()
+            .expect("no worker panics while holding it");
+        merge(&mut totals, stats);
+        Ok::<(), PipelineError>(())
+    })
+    .map_err(PipelineError::Dataflow)?;
+    for result in guards.join() {
+        result.map_err(PipelineError::Dataflow)??;
+    }
+    let stats = std::mem::take(&mut *totals.lock().expect("workers are done"));
+    Ok(RunReport {
+        tenants,
+        elapsed: started.elapsed(),
+        stats,
+    })
+}
+
+fn merge(into: &mut SinkStats, from: SinkStats) {
+    into.epochs += from.epochs;
+    into.room_rows += from.room_rows;
+    into.office_rows += from.office_rows;
+    into.live_keys += from.live_keys;
+    into.dead_letters += from.dead_letters;
+    into.counted += from.counted;
+    into.held += from.held;
+    into.replaced += from.replaced;
+    into.latencies.extend(from.latencies);
+}

@@ -1,0 +1,192 @@
+//! The sink operator: writes each completed epoch to every sink, then commits the
+//! offsets the epoch's checkpoints allow.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+
+use rf_operators::{Checkpoint, Output};
+use rf_sinks::{Batch, Sinks};
+
+use crate::checkpoint::CheckpointWriter;
+use crate::metrics::Metrics;
+use crate::source::SourceHandles;
+
+/// Latency samples kept for the run report; older ones are dropped past this.
+const MAX_LATENCY_SAMPLES: usize = 100_000;
+
+/// What a worker's sink operator counts, for reports and benchmarks.
+#[derive(Default, Debug, Clone)]
+pub struct SinkStats {
+    /// Epochs written.
+    pub epochs: u64,
+    /// Room rows written.
+    pub room_rows: u64,
+    /// Office rows written.
+    pub office_rows: u64,
+    /// Redis hashes written.
+    pub live_keys: u64,
+    /// Dead letters written.
+    pub dead_letters: u64,
+    /// Readings counted in final windows.
+    pub counted: u64,
+    /// Readings replaced by later revisions.
+    pub replaced: u64,
+    /// Readings still held in open windows when the run ended.
+    pub held: u64,
+    /// Per epoch: seconds from the end of its poll to its acknowledgement.
+    pub latencies: Vec<f64>,
+}
+
+/// Everything the sink operator needs.
+pub struct SinkContext {
+    /// The sinks, written in order.
+    pub sinks: Sinks,
+    /// Runs the sinks' futures.
+    pub runtime: tokio::runtime::Handle,
+    /// The source's shared handles: the consumer to commit through, epoch start times.
+    pub source: SourceHandles,
+    /// Metrics to update.
+    pub metrics: Metrics,
+    /// Whether this worker mirrors room versions to ClickHouse (one worker does).
+    pub mirror_rooms: bool,
+    /// Filled as epochs complete.
+    pub stats: Rc<RefCell<SinkStats>>,
+    /// Writes the epoch's checkpoints before offsets are committed.
+    pub checkpoints: CheckpointWriter,
+}
+
+/// Writes outputs to the sinks, epoch by epoch, and commits offsets after each.
+pub trait WriteToSinks {
+    /// Consumes the stream.
+    fn write_to_sinks(self, context: SinkContext);
+}
+
+impl WriteToSinks for Stream<'_, u64, Vec<Output>> {
+    fn write_to_sinks(self, mut cx: SinkContext) {
+        let mut stash: BTreeMap<u64, Vec<Output>> = BTreeMap::new();
+        self.sink(Pipeline, "Sinks", move |(input, frontier)| {
+            input.for_each_stamp(|cap, data| {
+                if let Some(&epoch) = cap.least() {
+                    let outputs = stash.entry(epoch).or_default();
+                    for batch in data {
+                        outputs.append(batch);
+                    }
+                }
+            });
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let epoch = *entry.key();
+                let outputs = entry.remove();
+                if cx.source.failed.borrow().is_some() {
+                    continue;
+                }
+                if let Err(message) = cx.write_epoch(epoch, outputs) {
+                    tracing::error!(error = %message, "a sink failed for good; stopping");
+                    *cx.source.failed.borrow_mut() = Some(message);
+                }
+            }
+        });
+    }
+}
+
+impl SinkContext {
+    fn write_epoch(&mut self, epoch: u64, outputs: Vec<Output>) -> Result<(), String> {
+        let mut batch = Batch::default();
+        let mut checkpoints = Vec::new();
+        for output in outputs {
+            if let Some(c) = batch.push(output) {
+                checkpoints.push(c);
+            }
+        }
+        if !self.mirror_rooms {
+            batch.room_versions.clear();
+        }
+        if !batch.is_empty() {
+            self.runtime
+                .block_on(self.sinks.write(&batch))
+                .map_err(|e| e.to_string())?;
+        }
+        self.commit(&checkpoints);
+        self.account(epoch, &batch, &checkpoints);
+        Ok(())
+    }
+
+    /// Checkpoints, then commits the group's offsets (for lag monitoring). A failure is
+    /// not lost data: the next epoch checkpoints again, and a restart resumes from the last
+    /// checkpoint that was written.
+    fn commit(&self, checkpoints: &[Checkpoint]) {
+        if checkpoints.is_empty() {
+            return;
+        }
+        if let Err(error) = self.runtime.block_on(self.checkpoints.write(checkpoints)) {
+            tracing::warn!(%error, "writing checkpoints failed; the next epoch retries");
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for c in checkpoints {
+            let offset = Offset::Offset(c.commit_offset);
+            if let Err(error) =
+                tpl.add_partition_offset(&c.tenant.readings_topic(), c.partition, offset)
+            {
+                tracing::warn!(%error, "bad offset to commit");
+            }
+        }
+        if let Err(error) = self.source.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(%error, "committing offsets failed; the next epoch retries");
+        }
+    }
+
+    fn account(&mut self, epoch: u64, batch: &Batch, checkpoints: &[Checkpoint]) {
+        let m = &self.metrics;
+        let mut stats = self.stats.borrow_mut();
+        stats.epochs += 1;
+        stats.room_rows += batch.rooms.len() as u64;
+        stats.office_rows += batch.offices.len() as u64;
+        stats.live_keys += (batch.live_rooms.len() + batch.live_offices.len()) as u64;
+        stats.dead_letters += batch.dead_letters.len() as u64;
+        for d in &batch.dead_letters {
+            m.dead_letters
+                .with_label_values(&[d.tenant.as_str(), d.reason.as_str()])
+                .inc();
+        }
+        for c in checkpoints {
+            let labels = [c.tenant.as_str(), &c.partition.to_string()];
+            m.counted.with_label_values(&labels).inc_by(c.counted);
+            m.replaced.with_label_values(&labels).inc_by(c.replaced);
+            m.watermark
+                .with_label_values(&labels)
+                .set(c.current_watermark);
+            stats.counted += c.counted;
+            stats.replaced += c.replaced;
+        }
+        for (sink, n) in [
+            ("clickhouse", batch.rooms.len() + batch.offices.len()),
+            ("redis", batch.live_rooms.len() + batch.live_offices.len()),
+            ("deadletter", batch.dead_letters.len()),
+        ] {
+            if n > 0 {
+                m.batch_size.with_label_values(&[sink]).observe(n as f64);
+            }
+        }
+        let mut started = self.source.epoch_started.borrow_mut();
+        if let Some(at) = started.remove(&epoch) {
+            let secs = at.elapsed().as_secs_f64();
+            m.epoch_latency.with_label_values(&["all"]).observe(secs);
+            if stats.latencies.len() >= MAX_LATENCY_SAMPLES {
+                stats.latencies.drain(..MAX_LATENCY_SAMPLES / 2);
+            }
+            stats.latencies.push(secs);
+        }
+        // Epochs that produced no output leave their start time behind.
+        started.retain(|e, _| *e > epoch);
+    }
+}

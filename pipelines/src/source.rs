@@ -1,0 +1,388 @@
+//! The Kafka source: which partitions each worker owns, the consumers, and the timely
+//! source operator that turns polls into epochs.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, Stream};
+
+use rf_operators::{Aggregator, RawRecord, Topic};
+use rf_schemas::TenantId;
+
+use crate::checkpoint::Resume;
+use crate::config::{KafkaConfig, PipelineConfig};
+use crate::metrics::Metrics;
+use crate::PipelineError;
+
+/// The tenants a pipeline serves and their partition counts.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    /// `(tenant, readings partitions, rooms partitions)`, sorted by tenant.
+    pub tenants: Vec<(TenantId, i32, i32)>,
+}
+
+impl Topology {
+    /// Finds every tenant with an `occupancy.<tenant>` topic (or only `wanted`, when given).
+    pub fn discover(kafka: &KafkaConfig, wanted: &[String]) -> Result<Self, PipelineError> {
+        let consumer: BaseConsumer = kafka
+            .client_config()
+            .create()
+            .map_err(|e| PipelineError::Kafka(format!("cannot create a consumer: {e}")))?;
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(kafka.timeout_secs))
+            .map_err(|e| {
+                PipelineError::Kafka(format!("cannot list topics at {}: {e}", kafka.brokers))
+            })?;
+        let partitions: HashMap<&str, i32> = metadata
+            .topics()
+            .iter()
+            .map(|t| (t.name(), t.partitions().len() as i32))
+            .collect();
+        let mut tenants = Vec::new();
+        for (name, &count) in &partitions {
+            let Some(tenant) = name.strip_prefix(rf_schemas::tenant::READINGS_PREFIX) else {
+                continue;
+            };
+            let Ok(tenant) = TenantId::parse(tenant) else {
+                continue;
+            };
+            if !wanted.is_empty() && !wanted.iter().any(|w| w == tenant.as_str()) {
+                continue;
+            }
+            let rooms = partitions
+                .get(tenant.rooms_topic().as_str())
+                .copied()
+                .unwrap_or(0);
+            tenants.push((tenant, count, rooms));
+        }
+        tenants.sort();
+        for w in wanted {
+            if !tenants.iter().any(|(t, _, _)| t.as_str() == w) {
+                return Err(PipelineError::Kafka(format!(
+                    "tenant {w} has no topic occupancy.{w}; create it with `roomflow tenant create {w}`"
+                )));
+            }
+        }
+        Ok(Self { tenants })
+    }
+
+    /// The readings partitions worker `index` of `peers` owns: every `peers`-th of the
+    /// sorted list, so that partitions spread evenly over the workers of every process.
+    pub fn readings_for(&self, index: usize, peers: usize) -> Vec<(TenantId, i32)> {
+        self.tenants
+            .iter()
+            .flat_map(|(t, n, _)| (0..*n).map(move |p| (t.clone(), p)))
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .map(|(_, tp)| tp)
+            .collect()
+    }
+}
+
+/// How long the source reads only room metadata at start, at most.
+const ROOMS_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When the source stops.
+#[derive(Clone)]
+pub struct StopWhen {
+    /// Stop once every owned partition reached the end it had when the run started.
+    pub caught_up: bool,
+    /// Stop when this is set (Ctrl-C).
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// What a worker's source shares with the rest of its dataflow.
+pub struct SourceHandles {
+    /// The readings consumer; the sink commits through it.
+    pub consumer: Rc<BaseConsumer>,
+    /// When each epoch's poll ended.
+    pub epoch_started: Rc<RefCell<BTreeMap<u64, Instant>>>,
+    /// Set when the sink failed for good: the source stops.
+    pub failed: Rc<RefCell<Option<String>>>,
+}
+
+/// One worker's consumers, assigned and positioned.
+pub struct Consumers {
+    readings: Rc<BaseConsumer>,
+    rooms: BaseConsumer,
+    topics: HashMap<String, (TenantId, Topic)>,
+    /// Where each owned readings partition ended when the run started.
+    ends: HashMap<(String, i32), i64>,
+    /// Where each rooms partition ends now: the catalog is loaded up to here first.
+    rooms_ends: HashMap<(String, i32), i64>,
+}
+
+impl Consumers {
+    /// Assigns worker `index`'s readings partitions where their checkpoints say (restoring
+    /// each partition's aggregation state), else at the group's committed offsets, else
+    /// from the beginning; and every rooms partition from the beginning.
+    pub fn assign(
+        kafka: &KafkaConfig,
+        topology: &Topology,
+        index: usize,
+        peers: usize,
+        resumes: &HashMap<(String, i32), Resume>,
+        aggregator: &mut Aggregator,
+    ) -> Result<Self, PipelineError> {
+        let timeout = Duration::from_secs(kafka.timeout_secs);
+        let kerr = |what: &str, e: rdkafka::error::KafkaError| {
+            PipelineError::Kafka(format!("{what}: {e}"))
+        };
+        let mut config = kafka.client_config();
+        config
+            .set("group.id", &kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        let readings: BaseConsumer = config
+            .create()
+            .map_err(|e| kerr("cannot create the readings consumer", e))?;
+        let rooms: BaseConsumer = config
+            .create()
+            .map_err(|e| kerr("cannot create the rooms consumer", e))?;
+
+        let mut topics = HashMap::new();
+        let mut wanted = TopicPartitionList::new();
+        for (tenant, partition) in topology.readings_for(index, peers) {
+            topics.insert(tenant.readings_topic(), (tenant.clone(), Topic::Readings));
+            wanted.add_partition(&tenant.readings_topic(), partition);
+        }
+        let committed = if wanted.count() == 0 {
+            TopicPartitionList::new()
+        } else {
+            readings
+                .committed_offsets(wanted, timeout)
+                .map_err(|e| kerr("cannot read committed offsets", e))?
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = HashMap::new();
+        for elem in committed.elements() {
+            let (tenant, _) = &topics[elem.topic()];
+            let (low, high) = readings
+                .fetch_watermarks(elem.topic(), elem.partition(), timeout)
+                .map_err(|e| kerr("cannot read partition ends", e))?;
+            let resume = resumes.get(&(elem.topic().to_owned(), elem.partition()));
+            let (start, first) = match (resume, elem.offset()) {
+                (Some(r), _) => {
+                    tracing::info!(
+                        tenant = %tenant,
+                        partition = elem.partition(),
+                        offset = r.offset,
+                        watermark = r.watermark,
+                        "resuming from the checkpoint"
+                    );
+                    aggregator.restore(tenant, elem.partition(), r.watermark, r.processed_until);
+                    (Offset::Offset(r.offset), r.offset)
+                }
+                (None, Offset::Offset(o)) => {
+                    tracing::warn!(tenant = %tenant, partition = elem.partition(), offset = o, "no checkpoint; resuming at the committed offset without state");
+                    (Offset::Offset(o), o)
+                }
+                (None, _) => (Offset::Beginning, low),
+            };
+            assignment
+                .add_partition_offset(elem.topic(), elem.partition(), start)
+                .map_err(|e| kerr("bad offset", e))?;
+            if first < high {
+                ends.insert((elem.topic().to_owned(), elem.partition()), high);
+            }
+        }
+        readings
+            .assign(&assignment)
+            .map_err(|e| kerr("cannot assign partitions", e))?;
+
+        let mut rooms_assignment = TopicPartitionList::new();
+        let mut rooms_ends = HashMap::new();
+        for (tenant, _, n) in &topology.tenants {
+            topics.insert(tenant.rooms_topic(), (tenant.clone(), Topic::Rooms));
+            for p in 0..*n {
+                rooms_assignment
+                    .add_partition_offset(&tenant.rooms_topic(), p, Offset::Beginning)
+                    .map_err(|e| kerr("bad offset", e))?;
+                let (low, high) = rooms
+                    .fetch_watermarks(&tenant.rooms_topic(), p, timeout)
+                    .map_err(|e| kerr("cannot read rooms partition ends", e))?;
+                if high > low {
+                    rooms_ends.insert((tenant.rooms_topic(), p), high);
+                }
+            }
+        }
+        rooms
+            .assign(&rooms_assignment)
+            .map_err(|e| kerr("cannot assign rooms partitions", e))?;
+        Ok(Self {
+            readings: Rc::new(readings),
+            rooms,
+            topics,
+            ends,
+            rooms_ends,
+        })
+    }
+}
+
+/// The source operator: each activation polls up to one epoch of records (room metadata
+/// first), emits them at the current epoch and moves on to the next.
+pub fn kafka_source<'s>(
+    scope: Scope<'s, u64>,
+    consumers: Consumers,
+    config: &PipelineConfig,
+    stop: StopWhen,
+    metrics: Metrics,
+) -> (Stream<'s, u64, Vec<RawRecord>>, SourceHandles) {
+    let handles = SourceHandles {
+        consumer: consumers.readings.clone(),
+        epoch_started: Rc::default(),
+        failed: Rc::default(),
+    };
+    let epoch_started = handles.epoch_started.clone();
+    let failed = handles.failed.clone();
+    let max_records = config.max_epoch_records;
+    let max_wait = Duration::from_millis(config.max_epoch_millis);
+    let stream = source(scope, "KafkaSource", move |capability, info| {
+        let activator = scope.activator_for(info.address);
+        let mut capability = Some(capability);
+        let Consumers {
+            readings,
+            rooms,
+            topics,
+            mut ends,
+            mut rooms_ends,
+        } = consumers;
+        let mut consumed: HashMap<(TenantId, i32), u64> = HashMap::new();
+        // A compacted topic may have lost its last offset; metadata loading gives up
+        // waiting for it after this.
+        let rooms_deadline = Instant::now() + ROOMS_LOAD_TIMEOUT;
+        move |output| {
+            let Some(cap) = capability.as_mut() else {
+                return;
+            };
+            let stopping = failed.borrow().is_some()
+                || stop.shutdown.load(Ordering::Relaxed)
+                || (stop.caught_up && ends.is_empty() && rooms_ends.is_empty());
+            if stopping {
+                capability = None;
+                return;
+            }
+            let mut batch = Vec::new();
+            let started = Instant::now();
+            // Until the catalog is loaded to where the rooms topics ended at start, only
+            // room metadata is read: readings then find their rooms.
+            if Instant::now() > rooms_deadline && !rooms_ends.is_empty() {
+                tracing::warn!(
+                    partitions = rooms_ends.len(),
+                    "room metadata did not load completely in time; going on"
+                );
+                rooms_ends.clear();
+            }
+            let loading_rooms = !rooms_ends.is_empty();
+            while batch.len() < max_records {
+                let Some(message) = rooms.poll(Duration::ZERO) else {
+                    break;
+                };
+                match message {
+                    Ok(m) => {
+                        let key = (m.topic().to_owned(), m.partition());
+                        if rooms_ends
+                            .get(&key)
+                            .is_some_and(|end| m.offset() + 1 >= *end)
+                        {
+                            rooms_ends.remove(&key);
+                        }
+                        batch.push(raw(&topics, &m));
+                    }
+                    Err(error) => tracing::warn!(%error, "polling room metadata failed"),
+                }
+            }
+            while !loading_rooms && batch.len() < max_records {
+                let elapsed = started.elapsed();
+                if elapsed >= max_wait {
+                    break;
+                }
+                let wait = if batch.is_empty() {
+                    (max_wait - elapsed).min(Duration::from_millis(50))
+                } else {
+                    Duration::ZERO
+                };
+                let Some(message) = readings.poll(wait) else {
+                    break;
+                };
+                match message {
+                    Ok(m) => {
+                        let key = (m.topic().to_owned(), m.partition());
+                        if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+                            ends.remove(&key);
+                        }
+                        let record = raw(&topics, &m);
+                        *consumed
+                            .entry((record.tenant.clone(), record.partition))
+                            .or_default() += 1;
+                        batch.push(record);
+                    }
+                    Err(error) => tracing::warn!(%error, "polling readings failed"),
+                }
+            }
+            if loading_rooms && batch.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !batch.is_empty() {
+                for ((tenant, partition), n) in consumed.drain() {
+                    metrics
+                        .consumed
+                        .with_label_values(&[tenant.as_str(), &partition.to_string()])
+                        .inc_by(n);
+                }
+                let epoch = *cap.time();
+                epoch_started.borrow_mut().insert(epoch, Instant::now());
+                output.session(cap).give_iterator(batch.into_iter());
+                cap.downgrade(&(epoch + 1));
+            }
+            activator.activate();
+        }
+    });
+    (stream, handles)
+}
+
+fn raw(
+    topics: &HashMap<String, (TenantId, Topic)>,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+) -> RawRecord {
+    let (tenant, topic) = topics[m.topic()].clone();
+    RawRecord {
+        tenant,
+        topic,
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(0),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_spread_over_all_workers() {
+        let t = |s| TenantId::parse(s).unwrap();
+        let topology = Topology {
+            tenants: vec![(t("acme"), 3, 1), (t("globex"), 2, 1)],
+        };
+        let all: Vec<_> = (0..2).flat_map(|w| topology.readings_for(w, 2)).collect();
+        assert_eq!(all.len(), 5);
+        assert_eq!(topology.readings_for(0, 2).len(), 3);
+        assert_eq!(
+            topology.readings_for(1, 2),
+            vec![(t("acme"), 1), (t("globex"), 0)]
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clickhouse::Row;
+use prometheus::Encoder;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use rf_schemas::TenantId;
+
+use crate::AppState;
+
+/// An answer other than 200: a status and a message naming what was wrong.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    parameter: Option<&'static str>,
+}
+
+impl ApiError {
+    fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            parameter: Some(parameter),
+        }
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: what.into(),
+            parameter: None,
+        }
+    }
+
+    fn unavailable(error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, "a backing store failed");
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "a backing store is unavailable; retry shortly".into(),
+            parameter: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match self.parameter {
+            Some(p) => json!({ "error": self.message, "parameter": p }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
+    let header = headers.get("authorization").and_then(|h| h.to_str().ok());
+    state.verifier.tenant(header).map_err(|e| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        message: e.to_string(),
+        parameter: None,
+    })
+}
+
+/// Ids in paths: what the contract's producers use, nothing that could escape a key.
+fn id(parameter: &'static str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            parameter,
+            "must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_' or '.'",
+        ))
+    }
+}
+
+fn iso(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&state.registry.gather(), &mut buf)
+        .expect("text encoding cannot fail");
+    ([("content-type", "text/plain; version=0.0.4")], buf)
+}
+
+/// `GET /v1/offices/{office_id}/occupancy`: the office's live occupancy.
+pub async fn office_occupancy(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(office_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    id("office_id", &office_id)?;
+    let key = rf_sinks::redis::office_key(&tenant, &office_id);
+    let mut redis = state.redis.clone();
+    let hash: HashMap<String, String> = redis.hgetall(&key).await.map_err(ApiError::unavailable)?;
+    if hash.is_empty() {
+        return Err(ApiError::not_found(format!("no office {office_id}")));
+    }
+    let num = |f: &str| {
+        hash.get(f)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Json(json!({
+        "office_id": office_id,
+        "people": num("people") as i64,
+        "capacity": num("capacity") as u64,
+        "rooms_reporting": num("rooms_reporting") as u64,
+        "utilization": num("utilization"),
+        "as_of": iso(num("ts") as i64),
+    })))
+}
+
+/// Query parameters of a utilization series.
+#[derive(Deserialize)]
+pub struct SeriesQuery {
+    granularity: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+#[derive(Row, Deserialize, Serialize)]
+struct WindowRow {
+    office_id: String,
+    window_start: u32,
+    window_end: u32,
+    samples: u32,
+    avg_people: f64,
+    peak_people: u32,
+    occupied_ratio: f64,
+    capacity: u32,
+    utilization: f64,
+    is_final: u8,
+}
+
+fn time(
+    parameter: &'static str,
+    value: Option<&str>,
+    default: DateTime<Utc>,
+) -> Result<DateTime<Utc>, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) => DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::bad(
+                    parameter,
+                    "must be an ISO-8601 time with a zone, e.g. 2026-11-24T09:00:00Z",
+                )
+            }),
+    }
+}
+
+/// `GET /v1/rooms/{room_id}/utilization?granularity=1h&from=…&to=…`: the room's windows
+/// that start in `[from, to)`, latest revision of each.
+pub async fn room_utilization(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    id("room_id", &room_id)?;
+    let label = q.granularity.as_deref().unwrap_or("1h");
+    if !matches!(label, "15m" | "1h" | "1d") {
+        return Err(ApiError::bad("granularity", "must be one of 15m, 1h, 1d"));
+    }
+    let now = Utc::now();
+    let to = time("to", q.to.as_deref(), now)?;
+    let from = time("from", q.from.as_deref(), to - chrono::Duration::days(1))?;
+    if from >= to {
+        return Err(ApiError::bad("from", "must be before to"));
+    }
+    if to - from > chrono::Duration::days(state.config.max_range_days as i64) {
+        return Err(ApiError::bad(
+            "to",
+            format!(
+                "the range may span at most {} days",
+                state.config.max_range_days
+            ),
+        ));
+    }
+    let clamp = |t: DateTime<Utc>| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+    // The database name comes from the validated tenant id; values are bound.
+    let sql = format!(
+        "SELECT office_id, toUInt32(window_start), toUInt32(window_end), samples, avg_people, peak_people, \
+         occupied_ratio, capacity, utilization, final \
+         FROM {}.room_utilization FINAL \
+         WHERE granularity = ? AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+         ORDER BY window_start LIMIT 10000",
+        tenant.clickhouse_db()
+    );
+    let rows: Vec<WindowRow> = state
+        .clickhouse
+        .query(&sql)
+        .bind(label)
+        .bind(room_id.as_str())
+        .bind(clamp(from))
+        .bind(clamp(to))
+        .fetch_all()
+        .await
+        .map_err(ApiError::unavailable)?;
+    let Some(office_id) = rows.first().map(|r| r.office_id.clone()) else {
+        return Err(ApiError::not_found(format!(
+            "no windows for room {room_id} in that range"
+        )));
+    };
+    let windows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "start": iso(i64::from(r.window_start) * 1000),
+                "end": iso(i64::from(r.window_end) * 1000),
+                "samples": r.samples,
+                "avg_people": r.avg_people,
+                "peak_people": r.peak_people,
+                "occupied_ratio": r.occupied_ratio,
+                "capacity": r.capacity,
+                "utilization": r.utilization,
+                "final": r.is_final == 1,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "room_id": room_id,
+        "office_id": office_id,
+        "granularity": label,
+        "from": from.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "to": to.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "windows": windows,
+    })))
+}

@@ -1,0 +1,132 @@
+//! The ClickHouse row layouts (RowBinary, in table column order).
+
+use clickhouse::Row;
+use serde::Serialize;
+
+use rf_operators::{OfficeRow, RoomRow};
+use rf_schemas::RoomVersion;
+
+fn secs(ms: i64) -> u32 {
+    u32::try_from(ms.div_euclid(1000)).unwrap_or(u32::MAX)
+}
+
+/// A row of `room_utilization`.
+#[derive(Row, Serialize)]
+pub struct RoomUtilization<'a> {
+    granularity: i8,
+    office_id: &'a str,
+    room_id: &'a str,
+    window_start: u32,
+    window_end: u32,
+    samples: u32,
+    avg_people: f64,
+    peak_people: u32,
+    occupied_ratio: f64,
+    capacity: u32,
+    utilization: f64,
+    #[serde(rename = "final")]
+    is_final: u8,
+    version: u64,
+    updated_at: u32,
+}
+
+impl<'a> RoomUtilization<'a> {
+    /// The row for one revision, stamped `updated_at` (seconds).
+    pub fn new(r: &'a RoomRow, updated_at: u32) -> Self {
+        Self {
+            granularity: r.granularity.enum_value(),
+            office_id: &r.office_id,
+            room_id: &r.room_id,
+            window_start: secs(r.window_start),
+            window_end: secs(r.window_end),
+            samples: r.samples,
+            avg_people: r.avg_people,
+            peak_people: r.peak_people,
+            occupied_ratio: r.occupied_ratio,
+            capacity: r.capacity,
+            utilization: r.utilization,
+            is_final: u8::from(r.is_final),
+            version: r.version,
+            updated_at,
+        }
+    }
+}
+
+/// A row of `office_utilization`.
+#[derive(Row, Serialize)]
+pub struct OfficeUtilization<'a> {
+    granularity: i8,
+    office_id: &'a str,
+    window_start: u32,
+    window_end: u32,
+    rooms_reporting: u32,
+    avg_people: f64,
+    peak_people: f64,
+    capacity: u32,
+    utilization: f64,
+    #[serde(rename = "final")]
+    is_final: u8,
+    version: u64,
+    updated_at: u32,
+}
+
+impl<'a> OfficeUtilization<'a> {
+    /// The row for one revision, stamped `updated_at` (seconds).
+    pub fn new(o: &'a OfficeRow, updated_at: u32) -> Self {
+        Self {
+            granularity: o.granularity.enum_value(),
+            office_id: &o.office_id,
+            window_start: secs(o.window_start),
+            window_end: secs(o.window_end),
+            rooms_reporting: o.rooms_reporting,
+            avg_people: o.avg_people,
+            peak_people: o.peak_people,
+            capacity: o.capacity,
+            utilization: o.utilization,
+            is_final: u8::from(o.is_final),
+            version: o.version,
+            updated_at,
+        }
+    }
+}
+
+/// A row of `rooms`.
+#[derive(Row, Serialize)]
+pub struct Room<'a> {
+    room_id: &'a str,
+    office_id: &'a str,
+    office_name: &'a str,
+    region: &'a str,
+    country_code: &'a str,
+    timezone: &'a str,
+    floor: i32,
+    name: &'a str,
+    kind: i8,
+    capacity: u32,
+    area_m2: Option<f32>,
+    monthly_cost: Option<f64>,
+    effective_from: u32,
+    version: u64,
+}
+
+impl<'a> Room<'a> {
+    /// The row for one room version.
+    pub fn new(r: &'a RoomVersion, version: u64) -> Self {
+        Self {
+            room_id: &r.room_id,
+            office_id: &r.office_id,
+            office_name: &r.office_name,
+            region: &r.region,
+            country_code: &r.country_code,
+            timezone: r.timezone.name(),
+            floor: r.floor,
+            name: &r.name,
+            kind: r.kind.enum_value(),
+            capacity: r.capacity,
+            area_m2: r.area_m2,
+            monthly_cost: r.monthly_cost,
+            effective_from: secs(r.effective_from),
+            version,
+        }
+    }
+}
