@@ -53,38 +53,47 @@ impl<S: SchemaSource> Decoder<S> {
         }
     }
 
-    /// Decodes one record: a reading, a room version or a tombstone, or a dead letter.
-    pub fn decode(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
+    /// Decodes one record: a reading, a room version or a tombstone, or a dead letter
+    /// (boxed: letters are rare, and the good path stays small).
+    pub fn decode(&mut self, record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
         match record.topic {
             Topic::Readings => self.reading(record),
             Topic::Rooms => self.room(record),
         }
     }
 
-    fn reading(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
+    fn reading(&mut self, record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
         use DeadLetterReason::*;
         let Some(value) = record.value.as_deref() else {
-            return Err(record.dead_letter(Malformed, "a reading without a value (tombstone)"));
+            return Err(Box::new(
+                record.dead_letter(Malformed, "a reading without a value (tombstone)"),
+            ));
         };
         let (id, body) = match unframe(value) {
             Ok(framed) => framed,
-            Err(e) => return Err(record.dead_letter(Malformed, e.to_string())),
+            Err(e) => return Err(Box::new(record.dead_letter(Malformed, e.to_string()))),
         };
         let decoder = match self.lookup(Topic::Readings, id) {
             Ok(Entry::Reading(Ok(d))) => d.clone(),
             Ok(Entry::Reading(Err(why))) => {
                 let detail = format!("schema id {id} cannot be read as OccupancyReading v1: {why}");
-                return Err(record.dead_letter(IncompatibleSchema, detail));
+                return Err(Box::new(record.dead_letter(IncompatibleSchema, detail)));
             }
             Ok(_) => unreachable!("readings entries are readings"),
-            Err(detail) => return Err(record.dead_letter(UnknownSchema, detail)),
+            Err(detail) => return Err(Box::new(record.dead_letter(UnknownSchema, detail))),
         };
         let reading = match decoder.decode(body) {
             Ok(r) => r,
-            Err(e) => return Err(record.dead_letter(Malformed, format!("schema id {id}: {e}"))),
+            Err(e) => {
+                return Err(Box::new(
+                    record.dead_letter(Malformed, format!("schema id {id}: {e}")),
+                ))
+            }
         };
         if let Err(rejection) = reading.validate(record.timestamp, record.key.as_deref()) {
-            return Err(record.dead_letter(rejection.reason, rejection.detail));
+            return Err(Box::new(
+                record.dead_letter(rejection.reason, rejection.detail),
+            ));
         }
         Ok(Decoded::Reading(Box::new(DecodedReading {
             reading,
@@ -92,7 +101,7 @@ impl<S: SchemaSource> Decoder<S> {
         })))
     }
 
-    fn room(&mut self, record: RawRecord) -> Result<Decoded, DeadLetter> {
+    fn room(&mut self, record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
         use DeadLetterReason::*;
         let key = record
             .key
@@ -101,11 +110,11 @@ impl<S: SchemaSource> Decoder<S> {
             .unwrap_or_default();
         let Some((room_id, from)) = key.rsplit_once('@') else {
             let detail = format!("room key {key:?} is not <room_id>@<effective_from>");
-            return Err(record.dead_letter(Malformed, detail));
+            return Err(Box::new(record.dead_letter(Malformed, detail)));
         };
         let Ok(effective_from) = from.parse::<i64>() else {
             let detail = format!("room key {key:?} has a non-numeric effective_from");
-            return Err(record.dead_letter(Malformed, detail));
+            return Err(Box::new(record.dead_letter(Malformed, detail)));
         };
         let Some(value) = record.value.as_deref() else {
             return Ok(Decoded::RoomWithdrawn {
@@ -116,24 +125,28 @@ impl<S: SchemaSource> Decoder<S> {
         };
         let (id, body) = match unframe(value) {
             Ok(framed) => framed,
-            Err(e) => return Err(record.dead_letter(Malformed, e.to_string())),
+            Err(e) => return Err(Box::new(record.dead_letter(Malformed, e.to_string()))),
         };
         let writer = match self.lookup(Topic::Rooms, id) {
             Ok(Entry::Room(Ok(s))) => s.clone(),
             Ok(Entry::Room(Err(why))) => {
                 let detail = format!("schema id {id} cannot be read as Room: {why}");
-                return Err(record.dead_letter(IncompatibleSchema, detail));
+                return Err(Box::new(record.dead_letter(IncompatibleSchema, detail)));
             }
             Ok(_) => unreachable!("rooms entries are rooms"),
-            Err(detail) => return Err(record.dead_letter(UnknownSchema, detail)),
+            Err(detail) => return Err(Box::new(record.dead_letter(UnknownSchema, detail))),
         };
         let room = match RoomVersion::decode(&writer, &self.room_reader, body) {
             Ok(room) => room,
-            Err(why) => return Err(record.dead_letter(Malformed, format!("schema id {id}: {why}"))),
+            Err(why) => {
+                return Err(Box::new(
+                    record.dead_letter(Malformed, format!("schema id {id}: {why}")),
+                ))
+            }
         };
         if room.room_id != room_id || room.effective_from != effective_from {
             let detail = format!("room key {key:?} does not match the value's {}", room.key());
-            return Err(record.dead_letter(Malformed, detail));
+            return Err(Box::new(record.dead_letter(Malformed, detail)));
         }
         Ok(Decoded::Room {
             tenant: record.tenant,

@@ -15,26 +15,20 @@ use crate::aggregate::Aggregator;
 use crate::decode::{Decoder, SchemaSource};
 use crate::records::{DeadLetter, Decoded, Output, RawRecord};
 
+/// Decoded inputs and, beside them, the dead letters, both in input order.
+pub type Split<'s> = (
+    Stream<'s, u64, Vec<Decoded>>,
+    Stream<'s, u64, Vec<Box<DeadLetter>>>,
+);
+
 /// Decodes raw records: returns the decoded inputs and, beside them, the dead letters.
 pub trait DecodeRecords<'s> {
     /// Splits records into decoded events and dead letters, in their original order.
-    fn decode_records<S: SchemaSource + 'static>(
-        self,
-        decoder: Decoder<S>,
-    ) -> (
-        Stream<'s, u64, Vec<Decoded>>,
-        Stream<'s, u64, Vec<DeadLetter>>,
-    );
+    fn decode_records<S: SchemaSource + 'static>(self, decoder: Decoder<S>) -> Split<'s>;
 }
 
 impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<RawRecord>> {
-    fn decode_records<S: SchemaSource + 'static>(
-        self,
-        mut decoder: Decoder<S>,
-    ) -> (
-        Stream<'s, u64, Vec<Decoded>>,
-        Stream<'s, u64, Vec<DeadLetter>>,
-    ) {
+    fn decode_records<S: SchemaSource + 'static>(self, mut decoder: Decoder<S>) -> Split<'s> {
         self.ok_err(move |record| decoder.decode(record))
     }
 }

@@ -146,7 +146,7 @@ pub fn run(
             let (decoded, rejected) = records.decode_records(Decoder::new(registry));
             decoded
                 .aggregate(aggregator.clone())
-                .concat(rejected.map(Output::DeadLetter))
+                .concat(rejected.map(|letter| Output::DeadLetter(*letter)))
                 .probe_with(&probe)
                 .write_to_sinks(SinkContext {
                     sinks,

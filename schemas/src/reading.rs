@@ -87,7 +87,7 @@ impl ReadingDecoder {
         if record.name.name() != "OccupancyReading" {
             return Err(format!(
                 "writer record is {}, expected OccupancyReading",
-                record.name.fullname(None.into())
+                record.name.fullname(None)
             ));
         }
         let mut steps = Vec::with_capacity(record.fields.len());

@@ -25,6 +25,14 @@ pub fn client(config: &ClickHouseConfig) -> Client {
     client
 }
 
+/// Indices into a batch's vectors of one tenant's rows.
+#[derive(Default)]
+struct TenantRows {
+    rooms: Vec<usize>,
+    offices: Vec<usize>,
+    versions: Vec<usize>,
+}
+
 /// Writes window rows and room versions to each tenant's database.
 pub struct ClickHouseSink {
     client: Client,
@@ -44,17 +52,33 @@ impl ClickHouseSink {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
-        let mut by_db: BTreeMap<String, (Vec<usize>, Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        let mut by_db: BTreeMap<String, TenantRows> = BTreeMap::new();
         for (i, r) in batch.rooms.iter().enumerate() {
-            by_db.entry(r.tenant.clickhouse_db()).or_default().0.push(i);
+            by_db
+                .entry(r.tenant.clickhouse_db())
+                .or_default()
+                .rooms
+                .push(i);
         }
         for (i, o) in batch.offices.iter().enumerate() {
-            by_db.entry(o.tenant.clickhouse_db()).or_default().1.push(i);
+            by_db
+                .entry(o.tenant.clickhouse_db())
+                .or_default()
+                .offices
+                .push(i);
         }
         for (i, (t, _)) in batch.room_versions.iter().enumerate() {
-            by_db.entry(t.clickhouse_db()).or_default().2.push(i);
+            by_db.entry(t.clickhouse_db()).or_default().versions.push(i);
         }
-        for (db, (rooms, offices, versions)) in by_db {
+        for (
+            db,
+            TenantRows {
+                rooms,
+                offices,
+                versions,
+            },
+        ) in by_db
+        {
             let client = self.client.clone().with_database(db);
             if !rooms.is_empty() {
                 let mut insert = client
