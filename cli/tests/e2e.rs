@@ -362,6 +362,8 @@ async fn fixed_readings_end_to_end() {
     assert!(hash(format!("rf:{tenant}:room:lon-z")).await.is_empty());
     let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
 
+    check_query_service(&s, &tenant).await;
+
     // Dead letters: original bytes, reason and provenance headers.
     let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 3);
     let mut by_reason: Vec<(String, i64, Vec<u8>, String)> = letters
@@ -427,6 +429,94 @@ async fn fixed_readings_end_to_end() {
         .execute()
         .await
         .unwrap();
+}
+
+/// The query service answers from the same stores, for the token's tenant only.
+async fn check_query_service(s: &Settings, tenant: &TenantId) {
+    let config = rf_service::ServiceConfig::default();
+    let router = rf_service::app(&config, &s.clickhouse, &s.redis)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let token = rf_service::mint(&config.jwt_secret, tenant, "e2e", 300);
+    let stranger = rf_service::mint(
+        &config.jwt_secret,
+        &TenantId::parse("someone-else").unwrap(),
+        "e2e",
+        300,
+    );
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let get = |path: &str, token: Option<&str>| {
+            let mut request = agent.get(format!("{base}{path}"));
+            if let Some(t) = token {
+                request = request.header("Authorization", format!("Bearer {t}"));
+            }
+            let response = request.call().unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.into_body().read_json().unwrap_or_default();
+            (status, body)
+        };
+        let (status, office) = get("/v1/offices/lon/occupancy", Some(&token));
+        assert_eq!(status, 200, "{office}");
+        assert_eq!(
+            (
+                office["people"].as_i64(),
+                office["rooms_reporting"].as_i64()
+            ),
+            (Some(1), Some(1))
+        );
+        assert_eq!(office["as_of"], "2026-01-06T10:00:00Z");
+        assert_eq!(
+            get("/v1/offices/lon/occupancy", Some(&stranger)).0,
+            404,
+            "another tenant sees nothing"
+        );
+        assert_eq!(get("/v1/offices/lon/occupancy", None).0, 401);
+        assert_eq!(get("/v1/offices/lon/occupancy", Some("not.a.jwt")).0, 401);
+
+        let range = "from=2026-01-05T09:00:00Z&to=2026-01-05T10:00:00%2B00:00";
+        let (status, series) = get(
+            &format!("/v1/rooms/lon-a/utilization?granularity=15m&{range}"),
+            Some(&token),
+        );
+        assert_eq!(status, 200, "{series}");
+        let windows = series["windows"].as_array().unwrap();
+        assert_eq!(windows.len(), 1);
+        assert_eq!(windows[0]["start"], "2026-01-05T09:00:00Z");
+        assert_eq!(
+            (
+                windows[0]["samples"].as_u64(),
+                windows[0]["final"].as_bool()
+            ),
+            (Some(3), Some(true))
+        );
+        assert_eq!(series["office_id"], "lon");
+        let (status, err) = get(
+            &format!("/v1/rooms/lon-a/utilization?granularity=2h&{range}"),
+            Some(&token),
+        );
+        assert_eq!(
+            (status, err["parameter"].as_str()),
+            (400, Some("granularity"))
+        );
+        let (status, err) = get("/v1/rooms/lon-a/utilization?from=yesterday", Some(&token));
+        assert_eq!((status, err["parameter"].as_str()), (400, Some("from")));
+        let (status, err) = get("/v1/rooms/lon-a'%20OR%201=1/utilization", Some(&token));
+        assert_eq!((status, err["parameter"].as_str()), (400, Some("room_id")));
+        let (status, _) = get(
+            &format!("/v1/rooms/lon-a/utilization?granularity=15m&{range}"),
+            Some(&stranger),
+        );
+        assert_eq!(status, 404);
+    })
+    .await
+    .unwrap();
 }
 
 type Letter = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);

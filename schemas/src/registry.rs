@@ -57,13 +57,6 @@ struct IdBody {
 }
 
 #[derive(Deserialize)]
-struct CompatBody {
-    is_compatible: bool,
-    #[serde(default)]
-    messages: Vec<String>,
-}
-
-#[derive(Deserialize)]
 struct ErrorBody {
     message: String,
 }
@@ -106,38 +99,6 @@ impl RegistryClient {
             .map_err(|e| self.unreachable(e))?;
         match resp.status().as_u16() {
             200 => Ok(self.json::<IdBody>(resp)?.id),
-            _ => Err(self.refused(resp)),
-        }
-    }
-
-    /// Whether `schema` may follow the latest version of `subject`: `Ok(None)` when it
-    /// may (or the subject is new), `Ok(Some(reason))` when it may not.
-    pub fn incompatibility(
-        &self,
-        subject: &str,
-        schema: &str,
-    ) -> Result<Option<String>, RegistryError> {
-        let resp = self
-            .agent
-            .post(format!(
-                "{}/compatibility/subjects/{subject}/versions/latest?verbose=true",
-                self.base
-            ))
-            .send_json(serde_json::json!({ "schema": schema }))
-            .map_err(|e| self.unreachable(e))?;
-        match resp.status().as_u16() {
-            200 => {
-                let body = self.json::<CompatBody>(resp)?;
-                Ok((!body.is_compatible).then(|| {
-                    if body.messages.is_empty() {
-                        "not compatible with the latest version".to_owned()
-                    } else {
-                        body.messages.join("; ")
-                    }
-                }))
-            }
-            404 => Ok(None),
-            409 | 422 => Ok(Some(self.refused(resp).to_string())),
             _ => Err(self.refused(resp)),
         }
     }

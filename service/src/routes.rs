@@ -220,7 +220,13 @@ pub async fn room_utilization(
         .bind(clamp(to))
         .fetch_all()
         .await
-        .map_err(ApiError::unavailable)?;
+        .map_err(|e| match e {
+            // A valid token for a tenant that has no database yet: nothing to find.
+            clickhouse::error::Error::BadResponse(ref m) if m.contains("Code: 81") => {
+                ApiError::not_found(format!("no windows for room {room_id}"))
+            }
+            e => ApiError::unavailable(e),
+        })?;
     let Some(office_id) = rows.first().map(|r| r.office_id.clone()) else {
         return Err(ApiError::not_found(format!(
             "no windows for room {room_id} in that range"
