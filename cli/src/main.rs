@@ -334,17 +334,18 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     let s = &report.stats;
     println!(
         "pipeline stopped after {:.1} s: {} tenants, {} epochs, {} room rows, {} office rows, {} live keys, \
-         {} dead letters, {} readings counted, {} replaced, {} held in open windows",
+         {} readings consumed = {} counted + {} replaced + {} dead letters + {} in open 15m windows",
         report.elapsed.as_secs_f64(),
         report.tenants,
         s.epochs,
         s.room_rows,
         s.office_rows,
         s.live_keys,
-        s.dead_letters,
+        s.consumed,
         s.counted,
         s.replaced,
-        s.held
+        s.dead_letters,
+        s.pending
     );
     Ok(())
 }
@@ -424,8 +425,12 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         s.epochs
     );
     println!(
-        "output    {} room rows, {} office rows, {} live keys, {} dead letters; {} counted + {} replaced + {} held",
-        s.room_rows, s.office_rows, s.live_keys, s.dead_letters, s.counted, s.replaced, s.held
+        "output    {} room rows, {} office rows, {} live keys, {} dead letters",
+        s.room_rows, s.office_rows, s.live_keys, s.dead_letters
+    );
+    println!(
+        "accounts  {} consumed = {} counted + {} replaced + {} dead letters + {} in open 15m windows",
+        s.consumed, s.counted, s.replaced, s.dead_letters, s.pending
     );
     println!(
         "memory    peak RSS {:.0} MiB during the pipeline run",

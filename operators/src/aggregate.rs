@@ -77,6 +77,8 @@ struct PartitionState {
     replay_until: i64,
     counted: u64,
     replaced: u64,
+    /// Readings whose 15m window is not final yet: neither counted nor rejected.
+    pending: u64,
     touched: bool,
 }
 
@@ -93,6 +95,7 @@ impl PartitionState {
             replay_until: 0,
             counted: 0,
             replaced: 0,
+            pending: 0,
             touched: false,
         }
     }
@@ -116,8 +119,10 @@ pub struct Aggregator {
 /// How many readings and windows an aggregator holds: its memory, in units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateSize {
-    /// Readings held in open windows.
+    /// Readings held in memory for open windows.
     pub readings: usize,
+    /// Readings not yet counted or rejected: their 15m window is still open.
+    pub pending: usize,
     /// Open room and office windows.
     pub windows: usize,
 }
@@ -213,6 +218,7 @@ impl Aggregator {
         let mut size = StateSize::default();
         for p in self.tenants.values().flat_map(|t| t.partitions.values()) {
             size.readings += p.held.len();
+            size.pending += p.pending as usize;
             size.windows += p.open.len();
         }
         size
@@ -284,11 +290,16 @@ impl Aggregator {
             pending,
         };
         let samples = p.rooms.entry(r.room_id.clone()).or_default();
-        if let Some(old) = samples.insert((r.ts, r.sensor_id), sample) {
-            p.held.remove(&old.offset);
-            if !replaying {
-                p.replaced += 1;
+        match samples.insert((r.ts, r.sensor_id), sample) {
+            // The replaced reading was pending too: its window cannot be final, or this
+            // one would have been late.
+            Some(old) => {
+                p.held.remove(&old.offset);
+                if !replaying {
+                    p.replaced += 1;
+                }
             }
+            None => p.pending += 1,
         }
         p.held.insert(offset, p.watermark);
         open_windows(p, &r.room_id, r.ts, version.as_deref(), lateness);
@@ -432,6 +443,7 @@ fn judge(
     let range = (key.start, String::new())..(key.end, String::new());
     let mut rejected = Vec::new();
     for ((ts, sensor), sample) in samples.range_mut(range) {
+        p.pending -= 1;
         let Some(pending) = sample.pending.take() else {
             p.counted += u64::from(!replaying);
             continue;

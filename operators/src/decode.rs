@@ -27,6 +27,8 @@ impl SchemaSource for RegistryClient {
 
 /// How long an id the registry did not know is remembered as unknown.
 const UNKNOWN_TTL: Duration = Duration::from_secs(10);
+/// Cached schema ids, at most (known schemas are few; unknown ids are forgotten first).
+const MAX_CACHED: usize = 4096;
 /// The longest wait between two tries of an unreachable registry.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -164,6 +166,10 @@ impl<S: SchemaSource> Decoder<S> {
         };
         if !fresh {
             let entry = self.fetch(topic, id);
+            if self.cache.len() >= MAX_CACHED {
+                // Garbage ids must not grow the cache without bound: forget the unknown ones.
+                self.cache.retain(|_, e| !matches!(e, Entry::Unknown(_)));
+            }
             self.cache.insert((topic, id), entry);
         }
         match &self.cache[&(topic, id)] {

@@ -186,6 +186,8 @@ fn rows_duplicates_lateness_and_unknown_rooms() {
     );
     let c = checkpoint(&out);
     assert_eq!(c.counted, 5, "r1's three and r2's two readings");
+    // 10 consumed = 5 counted + 1 replaced + 3 dead letters + 1 pending (offset 8).
+    assert_eq!(f.aggregator.size().pending, 1);
     assert_eq!(c.commit_offset, 0, "the day windows still hold offset 0");
     // Hour and day windows are still open, with the same readings.
     let hours = rooms(&out, Granularity::H1, false);

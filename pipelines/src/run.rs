@@ -140,9 +140,11 @@ pub fn run(
             shutdown: options.shutdown.clone(),
         };
         let probe = ProbeHandle::new();
+        let mut consumed = Rc::default();
         worker.dataflow::<u64, _, _>(|scope| {
             let (records, handles) =
                 kafka_source(scope, consumers, &settings.pipeline, stop, metrics.clone());
+            consumed = handles.consumed.clone();
             let (decoded, rejected) = records.decode_records(Decoder::new(registry));
             decoded
                 .aggregate(aggregator.clone())
@@ -180,7 +182,10 @@ pub fn run(
             }
         }
         let mut stats = stats.borrow().clone();
-        stats.held = aggregator.borrow().size().readings as u64;
+        let size = aggregator.borrow().size();
+        stats.held = size.readings as u64;
+        stats.pending = size.pending as u64;
+        stats.consumed = consumed.get();
         let mut totals = worker_totals
             .lock()
             .expect("no worker panics while holding it");
@@ -207,6 +212,8 @@ fn merge(into: &mut SinkStats, from: SinkStats) {
     into.dead_letters += from.dead_letters;
     into.counted += from.counted;
     into.held += from.held;
+    into.pending += from.pending;
+    into.consumed += from.consumed;
     into.replaced += from.replaced;
     into.latencies.extend(from.latencies);
 }

@@ -38,7 +38,11 @@ pub struct SinkStats {
     pub counted: u64,
     /// Readings replaced by later revisions.
     pub replaced: u64,
-    /// Readings still held in open windows when the run ended.
+    /// Readings consumed (by the source).
+    pub consumed: u64,
+    /// Readings not yet counted when the run ended: their 15m window was still open.
+    pub pending: u64,
+    /// Readings held in memory for open windows when the run ended.
     pub held: u64,
     /// Per epoch: seconds from the end of its poll to its acknowledgement.
     pub latencies: Vec<f64>,

@@ -107,6 +107,8 @@ pub struct SourceHandles {
     pub epoch_started: Rc<RefCell<BTreeMap<u64, Instant>>>,
     /// Set when the sink failed for good: the source stops.
     pub failed: Rc<RefCell<Option<String>>>,
+    /// Readings consumed so far.
+    pub consumed: Rc<std::cell::Cell<u64>>,
 }
 
 /// One worker's consumers, assigned and positioned.
@@ -242,7 +244,9 @@ pub fn kafka_source<'s>(
         consumer: consumers.readings.clone(),
         epoch_started: Rc::default(),
         failed: Rc::default(),
+        consumed: Rc::default(),
     };
+    let total = handles.consumed.clone();
     let epoch_started = handles.epoch_started.clone();
     let failed = handles.failed.clone();
     let max_records = config.max_epoch_records;
@@ -335,6 +339,7 @@ pub fn kafka_source<'s>(
             }
             if !batch.is_empty() {
                 for ((tenant, partition), n) in consumed.drain() {
+                    total.set(total.get() + n);
                     metrics
                         .consumed
                         .with_label_values(&[tenant.as_str(), &partition.to_string()])
