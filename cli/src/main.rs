@@ -300,7 +300,7 @@ fn shutdown_flag() -> anyhow::Result<Arc<AtomicBool>> {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
                 }
-                tracing::info!("stopping: finishing the current epoch");
+                tracing::info!("stopping: finishing what is under way");
                 set.store(true, Ordering::Relaxed);
             });
         })?;

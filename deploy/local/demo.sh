@@ -57,6 +57,7 @@ for _ in $(seq 1 600); do
   sleep 1
 done
 TOKEN=$("$RF" token --tenant acme --ttl 7d)
+SINCE=$(date -u -d "-2 days" +%Y-%m-%dT%H:00:00Z)
 ROOM=$(curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary \
   "SELECT room_id FROM rf_acme.room_utilization WHERE samples > 0 ORDER BY avg_people DESC LIMIT 1" || true)
 cat <<MSG
@@ -70,7 +71,7 @@ roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more ev
 
   Query service (token for tenant acme, valid 7 days):
     curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18080/v1/offices/lon/occupancy
-    curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:18080/v1/rooms/${ROOM:-lon-r0000}/utilization?granularity=1h"
+    curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:18080/v1/rooms/${ROOM:-lon-r0000}/utilization?granularity=1h&from=$SINCE"
 
   Redis (live state):
     redis-cli -p $REDIS_PORT HGETALL rf:acme:office:lon

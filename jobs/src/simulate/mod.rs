@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::ClientContext;
 
 use rf_pipelines::{KafkaConfig, RegistryConfig};
@@ -55,6 +57,7 @@ pub struct SimulateReport {
 #[derive(Default)]
 struct Deliveries {
     failed: AtomicU64,
+    purged: AtomicU64,
 }
 
 impl ClientContext for Deliveries {}
@@ -63,7 +66,12 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((error, _)) = result {
-            if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+            if matches!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::PurgeQueue)
+            ) {
+                self.purged.fetch_add(1, Ordering::Relaxed);
+            } else if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::error!(%error, "the broker refused a simulated reading");
             }
         }
@@ -102,7 +110,7 @@ pub fn simulate(
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.messages", "200000")
         .set("partitioner", "murmur2_random");
     let producer: ThreadedProducer<Deliveries> = config
         .create_with_context(Deliveries::default())
@@ -175,7 +183,7 @@ pub fn simulate(
         minute += MINUTE;
     }
     bar.finish_and_clear();
-    flush(&producer)?;
+    report.readings -= finish(&producer, &shutdown)?;
     tracing::info!(
         readings = report.readings,
         rooms = report.rooms,
@@ -201,7 +209,7 @@ pub fn simulate(
                 .map_err(|e| JobError::Kafka(e.to_string()))?;
             std::thread::sleep(Duration::from_millis(100));
         }
-        flush(&producer)?;
+        report.readings -= finish(&producer, &shutdown)?;
     }
     report.failed = producer.context().failed.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
@@ -232,6 +240,17 @@ where
             Err((e, _)) => return Err(JobError::Kafka(e.to_string())),
         }
     }
+}
+
+/// Waits for every queued record, or, when stopping, drops what is still queued (a
+/// simulation cut short loses nothing real) and waits only for what is in flight.
+/// Returns how many records were dropped.
+fn finish(producer: &ThreadedProducer<Deliveries>, shutdown: &AtomicBool) -> Result<u64, JobError> {
+    if shutdown.load(Ordering::Relaxed) {
+        producer.purge(PurgeConfig::default().queue());
+    }
+    flush(producer)?;
+    Ok(producer.context().purged.swap(0, Ordering::Relaxed))
 }
 
 fn flush(producer: &ThreadedProducer<Deliveries>) -> Result<(), JobError> {
