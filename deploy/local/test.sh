@@ -20,4 +20,13 @@ stop_ours() {
 trap stop_ours EXIT
 
 log "building and running the tests"
-cargo test --workspace --locked --no-fail-fast
+out=$(mktemp)
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+stop_ours
+trap - EXIT
+# One closing line over every test binary (cargo's own last line is a doc-test run's).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$out"
+rm -f "$out"
+exit "$status"
