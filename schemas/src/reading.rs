@@ -494,80 +494,37 @@ mod tests {
         assert_eq!(ok.validate(ok.ts, key), Ok(()));
         // The sensor clock may run up to 5 minutes ahead of the record timestamp.
         assert_eq!(ok.validate(ok.ts - MAX_CLOCK_SKEW_MS, key), Ok(()));
-        let reason = |r: Reading, record_ts: i64, key: Option<&[u8]>| {
-            r.validate(record_ts, key).unwrap_err().reason
+        let with = |change: fn(&mut Reading)| {
+            let mut r = sample();
+            change(&mut r);
+            r
         };
-        assert_eq!(
-            reason(ok.clone(), ok.ts - MAX_CLOCK_SKEW_MS - 1, key),
-            FutureTimestamp
-        );
-        assert_eq!(
-            reason(
-                Reading {
-                    people_count: -1,
-                    ..ok.clone()
-                },
-                ok.ts,
-                key
+        let cases: [(Reading, i64, Option<&[u8]>, DeadLetterReason); 10] = [
+            (
+                ok.clone(),
+                ok.ts - MAX_CLOCK_SKEW_MS - 1,
+                key,
+                FutureTimestamp,
             ),
-            OutOfRange
-        );
-        assert_eq!(
-            reason(
-                Reading {
-                    people_count: 10_001,
-                    ..ok.clone()
-                },
+            (with(|r| r.people_count = -1), ok.ts, key, OutOfRange),
+            (with(|r| r.people_count = 10_001), ok.ts, key, OutOfRange),
+            (with(|r| r.humidity = Some(101.0)), ok.ts, key, OutOfRange),
+            (
+                with(|r| r.temperature = Some(f32::NAN)),
                 ok.ts,
-                key
+                key,
+                OutOfRange,
             ),
-            OutOfRange
-        );
-        assert_eq!(
-            reason(
-                Reading {
-                    humidity: Some(101.0),
-                    ..ok.clone()
-                },
-                ok.ts,
-                key
-            ),
-            OutOfRange
-        );
-        assert_eq!(
-            reason(
-                Reading {
-                    temperature: Some(f32::NAN),
-                    ..ok.clone()
-                },
-                ok.ts,
-                key
-            ),
-            OutOfRange
-        );
-        assert_eq!(
-            reason(
-                Reading {
-                    ts: 5,
-                    ..ok.clone()
-                },
-                ok.ts,
-                key
-            ),
-            OutOfRange
-        );
-        assert_eq!(
-            reason(
-                Reading {
-                    room_id: String::new(),
-                    ..ok.clone()
-                },
-                ok.ts,
-                key
-            ),
-            Malformed
-        );
-        assert_eq!(reason(ok.clone(), ok.ts, Some(b"nyc")), OfficeMismatch);
-        assert_eq!(reason(ok.clone(), ok.ts, None), OfficeMismatch);
+            (with(|r| r.ts = 5), ok.ts, key, OutOfRange),
+            (with(|r| r.room_id.clear()), ok.ts, key, Malformed),
+            (with(|r| r.sensor_id.clear()), ok.ts, key, Malformed),
+            (ok.clone(), ok.ts, Some(b"nyc"), OfficeMismatch),
+            (ok.clone(), ok.ts, None, OfficeMismatch),
+        ];
+        for (reading, record_ts, key, reason) in cases {
+            let rejection = reading.validate(record_ts, key).unwrap_err();
+            assert_eq!(rejection.reason, reason, "{reading:?}");
+            assert!(!rejection.detail.is_empty());
+        }
     }
 }
