@@ -195,6 +195,7 @@ async fn fixed_readings_end_to_end() {
             framed(reading_id, &reading("lon-b", T0 + 5 * MIN, 7)),
             CLOSER_TS,
         ), // 9: late
+        (vec![0, 0, 0, 0], CLOSER_TS), // 10: malformed, the partition's last record
     ];
     for (value, ts) in &fixture {
         produce(&producer, &topic, "lon", value, ts + 1_000).await;
@@ -207,10 +208,16 @@ async fn fixed_readings_end_to_end() {
     .await
     .unwrap();
     let st = &report.stats;
-    // Accounting: 10 consumed = 5 counted + 1 replaced + 3 dead letters + 1 still open.
+    // Accounting: 11 consumed = 5 counted + 1 replaced + 4 dead letters + 1 still open.
     assert_eq!(
-        (st.counted, st.replaced, st.dead_letters, st.held),
-        (5, 1, 3, 1),
+        (
+            st.consumed,
+            st.counted,
+            st.replaced,
+            st.dead_letters,
+            st.pending
+        ),
+        (11, 5, 1, 4, 1),
         "{st:?}"
     );
 
@@ -361,11 +368,9 @@ async fn fixed_readings_end_to_end() {
     );
     assert!(hash(format!("rf:{tenant}:room:lon-z")).await.is_empty());
     let _: () = redis::cmd("PING").query_async(&mut conn).await.unwrap();
-
     check_query_service(&s, &tenant).await;
-
     // Dead letters: original bytes, reason and provenance headers.
-    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 3);
+    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 4);
     let mut by_reason: Vec<(String, i64, Vec<u8>, String)> = letters
         .iter()
         .map(|(key, value, headers)| {
@@ -390,7 +395,12 @@ async fn fixed_readings_end_to_end() {
     let reasons: Vec<(&str, i64)> = by_reason.iter().map(|l| (l.0.as_str(), l.1)).collect();
     assert_eq!(
         reasons,
-        vec![("late", 9), ("malformed", 6), ("unknown_room", 7)]
+        vec![
+            ("late", 9),
+            ("malformed", 6),
+            ("malformed", 10),
+            ("unknown_room", 7)
+        ]
     );
     for (reason, offset, value, _) in &by_reason {
         assert_eq!(
@@ -398,7 +408,6 @@ async fn fixed_readings_end_to_end() {
             "{reason} carries the original value"
         );
     }
-
     // A second run resumes from the committed checkpoint: it replays only what is still
     // held (the closing reading), writes no dead letter twice and changes no final row.
     let again = tokio::task::spawn_blocking({
@@ -407,17 +416,13 @@ async fn fixed_readings_end_to_end() {
     })
     .await
     .unwrap();
+    let st = &again.stats;
     assert_eq!(
-        (
-            again.stats.dead_letters,
-            again.stats.counted,
-            again.stats.held
-        ),
-        (0, 0, 1),
-        "{:?}",
-        again.stats
+        (st.consumed, st.dead_letters, st.counted, st.pending),
+        (3, 0, 0, 1),
+        "replays offsets 8 to 10: {st:?}"
     );
-    assert_eq!(read_topic(&s.kafka, &tenant.deadletter_topic(), 3).len(), 3);
+    assert_eq!(read_topic(&s.kafka, &tenant.deadletter_topic(), 4).len(), 4);
     let finals: u64 = ch
         .query("SELECT count() FROM room_utilization FINAL WHERE final = 1")
         .fetch_one()

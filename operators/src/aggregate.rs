@@ -12,7 +12,9 @@ use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
 
 use crate::catalog::RoomCatalog;
 use crate::live::LiveState;
-use crate::records::{Checkpoint, Decoded, DecodedReading, OfficeRow, Output, RawRecord, RoomRow};
+use crate::records::{
+    Checkpoint, DeadLetter, Decoded, DecodedReading, OfficeRow, Output, RawRecord, RoomRow, Topic,
+};
 use crate::windows::Granularity;
 
 /// Settings of the aggregation.
@@ -155,6 +157,7 @@ impl Aggregator {
     pub fn apply(&mut self, event: Decoded, out: &mut Vec<Output>) {
         match event {
             Decoded::Reading(r) => self.on_reading(*r, out),
+            Decoded::Rejected(letter) => self.on_rejected(*letter, out),
             Decoded::Room { tenant, room } => {
                 out.push(Output::RoomVersion(tenant.clone(), room.clone()));
                 let room_id = room.room_id.clone();
@@ -231,6 +234,18 @@ impl Aggregator {
             .partitions
             .entry(partition)
             .or_insert_with(PartitionState::new)
+    }
+
+    fn on_rejected(&mut self, letter: DeadLetter, out: &mut Vec<Output>) {
+        if letter.topic == Topic::Rooms {
+            return out.push(Output::RoomRejected(letter));
+        }
+        let p = self.partition(&letter.tenant, letter.partition);
+        p.processed_until = p.processed_until.max(letter.offset + 1);
+        p.touched = true;
+        if letter.offset >= p.replay_until {
+            out.push(Output::DeadLetter(letter));
+        }
     }
 
     fn on_reading(

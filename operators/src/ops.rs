@@ -8,28 +8,29 @@ use std::rc::Rc;
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::OkErr;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::aggregate::Aggregator;
 use crate::decode::{Decoder, SchemaSource};
-use crate::records::{DeadLetter, Decoded, Output, RawRecord};
+use crate::records::{Decoded, Output, RawRecord};
 
-/// Decoded inputs and, beside them, the dead letters, both in input order.
-pub type Split<'s> = (
-    Stream<'s, u64, Vec<Decoded>>,
-    Stream<'s, u64, Vec<Box<DeadLetter>>>,
-);
-
-/// Decodes raw records: returns the decoded inputs and, beside them, the dead letters.
+/// Decodes raw records.
 pub trait DecodeRecords<'s> {
-    /// Splits records into decoded events and dead letters, in their original order.
-    fn decode_records<S: SchemaSource + 'static>(self, decoder: Decoder<S>) -> Split<'s>;
+    /// Decodes and validates records, in their original order; what fails becomes a
+    /// [`Decoded::Rejected`] carrying its dead letter.
+    fn decode_records<S: SchemaSource + 'static>(
+        self,
+        decoder: Decoder<S>,
+    ) -> Stream<'s, u64, Vec<Decoded>>;
 }
 
 impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<RawRecord>> {
-    fn decode_records<S: SchemaSource + 'static>(self, mut decoder: Decoder<S>) -> Split<'s> {
-        self.ok_err(move |record| decoder.decode(record))
+    fn decode_records<S: SchemaSource + 'static>(
+        self,
+        mut decoder: Decoder<S>,
+    ) -> Stream<'s, u64, Vec<Decoded>> {
+        self.map(move |record| decoder.decode(record).unwrap_or_else(Decoded::Rejected))
     }
 }
 

@@ -48,6 +48,7 @@ impl RawRecord {
     pub fn dead_letter(self, reason: DeadLetterReason, detail: impl Into<String>) -> DeadLetter {
         DeadLetter {
             source_topic: self.topic_name(),
+            topic: self.topic,
             tenant: self.tenant,
             partition: self.partition,
             offset: self.offset,
@@ -71,6 +72,9 @@ pub enum Decoded {
         /// The version.
         room: Arc<RoomVersion>,
     },
+    /// An input that failed decoding or validation. It goes through the aggregator like
+    /// any other event, so that replays after a restart do not write it twice.
+    Rejected(Box<DeadLetter>),
     /// A room version was withdrawn (a tombstone for `room_id@effective_from`).
     RoomWithdrawn {
         /// The tenant.
@@ -98,6 +102,8 @@ pub struct DeadLetter {
     pub tenant: TenantId,
     /// Header `rf-source-topic`.
     pub source_topic: String,
+    /// Readings or rooms.
+    pub topic: Topic,
     /// Header `rf-source-partition`.
     pub partition: i32,
     /// Header `rf-source-offset`.
@@ -246,8 +252,11 @@ pub enum Output {
     LiveRoom(LiveRoom),
     /// An office's latest state.
     LiveOffice(LiveOffice),
-    /// A rejected input.
+    /// A rejected reading, for the tenant's dead-letter topic.
     DeadLetter(DeadLetter),
+    /// A rejected room metadata record: logged and counted, not dead-lettered (the rooms
+    /// topic is read from its start on every start, and dead letters are for readings).
+    RoomRejected(DeadLetter),
     /// A room version to mirror into ClickHouse.
     RoomVersion(TenantId, Arc<RoomVersion>),
     /// Progress of a partition.

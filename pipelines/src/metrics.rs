@@ -18,8 +18,10 @@ pub struct Metrics {
     pub counted: IntCounterVec,
     /// Readings replaced by a later reading with the same key.
     pub replaced: IntCounterVec,
-    /// Dead letters written, by tenant and reason.
+    /// Dead letters written, by tenant, partition and reason.
     pub dead_letters: IntCounterVec,
+    /// Room metadata records rejected, by tenant and reason.
+    pub rejected_rooms: IntCounterVec,
     /// Failed sink attempts that will be retried, by sink.
     pub sink_retries: IntCounterVec,
     /// Rows and keys per written batch, by sink.
@@ -61,6 +63,11 @@ impl Metrics {
         let dead_letters = counter(
             "rf_dead_letters_total",
             "Dead letters written.",
+            &["tenant", "partition", "reason"],
+        );
+        let rejected_rooms = counter(
+            "rf_room_metadata_rejected_total",
+            "Room metadata records rejected.",
             &["tenant", "reason"],
         );
         let sink_retries = counter(
@@ -109,6 +116,7 @@ impl Metrics {
             counted,
             replaced,
             dead_letters,
+            rejected_rooms,
             sink_retries,
             batch_size,
             epoch_latency,

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
-use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concat, Probe};
+use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-use rf_operators::{Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder, Output};
+use rf_operators::{Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder};
 use rf_schemas::registry::RegistryClient;
 use rf_sinks::clickhouse::ClickHouseSink;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
@@ -133,6 +132,7 @@ pub fn run(
                 retries.sink_retries.with_label_values(&[error.sink]).inc();
                 tracing::warn!(worker = index, %error, attempt, "sink write failed; retrying");
             }),
+            shutdown: options.shutdown.clone(),
         };
         let stats = Rc::new(RefCell::new(SinkStats::default()));
         let stop = StopWhen {
@@ -141,14 +141,15 @@ pub fn run(
         };
         let probe = ProbeHandle::new();
         let mut consumed = Rc::default();
+        let mut failed = Rc::default();
         worker.dataflow::<u64, _, _>(|scope| {
             let (records, handles) =
                 kafka_source(scope, consumers, &settings.pipeline, stop, metrics.clone());
             consumed = handles.consumed.clone();
-            let (decoded, rejected) = records.decode_records(Decoder::new(registry));
-            decoded
+            failed = handles.failed.clone();
+            records
+                .decode_records(Decoder::new(registry))
                 .aggregate(aggregator.clone())
-                .concat(rejected.map(|letter| Output::DeadLetter(*letter)))
                 .probe_with(&probe)
                 .write_to_sinks(SinkContext {
                     sinks,
@@ -180,6 +181,9 @@ pub fn run(
                     .with_label_values(&[&w, "windows"])
                     .set(size.windows as i64);
             }
+        }
+        if let Some(message) = failed.borrow_mut().take() {
+            return Err(PipelineError::Sink(message));
         }
         let mut stats = stats.borrow().clone();
         let size = aggregator.borrow().size();

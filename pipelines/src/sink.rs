@@ -158,9 +158,16 @@ impl SinkContext {
         stats.live_keys += (batch.live_rooms.len() + batch.live_offices.len()) as u64;
         stats.dead_letters += batch.dead_letters.len() as u64;
         for d in &batch.dead_letters {
+            let partition = d.partition.to_string();
             m.dead_letters
+                .with_label_values(&[d.tenant.as_str(), &partition, d.reason.as_str()])
+                .inc();
+        }
+        for d in &batch.rejected_rooms {
+            m.rejected_rooms
                 .with_label_values(&[d.tenant.as_str(), d.reason.as_str()])
                 .inc();
+            tracing::warn!(tenant = %d.tenant, offset = d.offset, reason = %d.reason, detail = %d.detail, "room metadata rejected");
         }
         for c in checkpoints {
             let labels = [c.tenant.as_str(), &c.partition.to_string()];

@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod redis;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct Batch {
     pub dead_letters: Vec<DeadLetter>,
     /// Room versions to mirror.
     pub room_versions: Vec<(TenantId, Arc<RoomVersion>)>,
+    /// Rejected room metadata: logged and counted by the pipeline, written nowhere.
+    pub rejected_rooms: Vec<DeadLetter>,
 }
 
 impl Batch {
@@ -46,6 +49,7 @@ impl Batch {
             Output::LiveOffice(o) => self.live_offices.push(o),
             Output::DeadLetter(d) => self.dead_letters.push(d),
             Output::RoomVersion(t, r) => self.room_versions.push((t, r)),
+            Output::RoomRejected(d) => self.rejected_rooms.push(d),
             Output::Checkpoint(c) => return Some(c),
         }
         None
@@ -111,6 +115,9 @@ pub struct Sinks {
     pub redis: redis::RedisSink,
     /// Called on every failed attempt, with the attempt number.
     pub on_retry: RetryReport,
+    /// Set when the process is stopping: a failing sink stops retrying, and the epoch is
+    /// left uncommitted (a restart replays it).
+    pub shutdown: Arc<AtomicBool>,
 }
 
 /// The longest wait between two attempts of a failing sink.
@@ -120,9 +127,9 @@ impl Sinks {
     /// Writes `batch` to every sink, retrying each failing sink with exponential backoff
     /// until it succeeds or fails for good. A sink that succeeded is not written again.
     pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        retry(&mut self.dlq, batch, &self.on_retry).await?;
-        retry(&mut self.clickhouse, batch, &self.on_retry).await?;
-        retry(&mut self.redis, batch, &self.on_retry).await
+        retry(&mut self.dlq, batch, &self.on_retry, &self.shutdown).await?;
+        retry(&mut self.clickhouse, batch, &self.on_retry, &self.shutdown).await?;
+        retry(&mut self.redis, batch, &self.on_retry, &self.shutdown).await
     }
 }
 
@@ -130,11 +137,22 @@ async fn retry<S: Sink>(
     sink: &mut S,
     batch: &Batch,
     on_retry: &RetryReport,
+    shutdown: &AtomicBool,
 ) -> Result<(), SinkError> {
     let mut backoff = Duration::from_millis(200);
     for attempt in 1.. {
         match sink.write(batch).await {
             Ok(()) => return Ok(()),
+            Err(e) if e.retryable && shutdown.load(Ordering::Relaxed) => {
+                return Err(SinkError {
+                    sink: e.sink,
+                    message: format!(
+                        "stopping while the sink fails ({}); the epoch stays uncommitted",
+                        e.message
+                    ),
+                    retryable: false,
+                })
+            }
             Err(e) if e.retryable => {
                 on_retry(&e, attempt);
                 tokio::time::sleep(backoff).await;
@@ -144,4 +162,54 @@ async fn retry<S: Sink>(
         }
     }
     unreachable!("the loop returns")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Flaky {
+        failures: u32,
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+
+        async fn write(&mut self, _: &Batch) -> Result<(), SinkError> {
+            if self.failures == 0 {
+                return Ok(());
+            }
+            self.failures -= 1;
+            Err(SinkError::transient("flaky", "down"))
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_with_growing_attempts_until_the_sink_recovers() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let report: RetryReport = Box::new(move |_, attempt| log.borrow_mut().push(attempt));
+        let stop = AtomicBool::new(false);
+        let mut sink = Flaky { failures: 2 };
+        retry(&mut sink, &Batch::default(), &report, &stop)
+            .await
+            .unwrap();
+        assert_eq!(*seen.borrow(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_the_retries_without_success() {
+        let report: RetryReport = Box::new(|_, _| {});
+        let stop = AtomicBool::new(true);
+        let mut sink = Flaky { failures: 100 };
+        let err = retry(&mut sink, &Batch::default(), &report, &stop)
+            .await
+            .unwrap_err();
+        assert!(!err.retryable);
+        assert_eq!(sink.failures, 99, "one attempt, then it stopped");
+    }
 }
