@@ -55,7 +55,12 @@ fn an_incompatible_change_is_refused_with_the_registry_reason() {
         r#"{"name": "people_count", "type": "int", "doc": "People in the room at ts."}, {"name": "badge_count", "type": "int"},"#,
     );
     assert_ne!(breaking, OCCUPANCY_READING_AVSC);
-    let err = register(&registry, &[tenant.clone()], &[("occupancy.", &breaking)]).unwrap_err();
+    let err = register(
+        &registry,
+        std::slice::from_ref(&tenant),
+        &[("occupancy.", &breaking)],
+    )
+    .unwrap_err();
     let JobError::Registry(RegistryError::Refused { message, .. }) = &err else {
         panic!("expected a refusal, got {err:?}");
     };

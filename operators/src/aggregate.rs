@@ -77,6 +77,9 @@ struct PartitionState {
     held: BTreeMap<i64, i64>,
     processed_until: i64,
     replay_until: i64,
+    /// During a replay: windows with `end + lateness` at or below this were final and
+    /// written before the restart; they are never reopened.
+    replay_final: i64,
     counted: u64,
     replaced: u64,
     /// Readings whose 15m window is not final yet: neither counted nor rejected.
@@ -95,6 +98,7 @@ impl PartitionState {
             held: BTreeMap::new(),
             processed_until: 0,
             replay_until: 0,
+            replay_final: i64::MIN,
             counted: 0,
             replaced: 0,
             pending: 0,
@@ -139,16 +143,19 @@ impl Aggregator {
         }
     }
 
-    /// Resumes a partition from a checkpoint: its watermark as it was at the committed
-    /// offset, and the offset below which effects were already written.
+    /// Resumes a partition from a checkpoint: its watermark as it was at the resume
+    /// offset, the offset below which effects were already written, and the watermark
+    /// reached by then (windows final by it were written and stay closed).
     pub fn restore(
         &mut self,
         tenant: &TenantId,
         partition: i32,
         watermark: i64,
         processed_until: i64,
+        final_watermark: i64,
     ) {
         let p = self.partition(tenant, partition);
+        p.replay_final = final_watermark;
         p.watermark = watermark;
         p.replay_until = processed_until;
     }
@@ -299,6 +306,10 @@ impl Aggregator {
             })),
         };
 
+        // Replaying a reading whose 15m window was final before the restart: it was
+        // judged and counted then; it only feeds the hour and day windows still open.
+        let judged = replaying && end15 + lateness <= p.replay_final;
+        let pending = if judged { None } else { pending };
         let sample = Sample {
             people: r.people_count,
             offset,
@@ -314,6 +325,7 @@ impl Aggregator {
                     p.replaced += 1;
                 }
             }
+            None if judged => {}
             None => p.pending += 1,
         }
         p.held.insert(offset, p.watermark);
@@ -353,7 +365,7 @@ fn open_windows(
 ) {
     let mut add = |granularity: Granularity, level: Level, id: &str, tz| {
         let (start, end) = granularity.window(ts, tz);
-        if end + lateness > p.watermark {
+        if end + lateness > p.watermark && end + lateness > p.replay_final {
             let key = WindowKey {
                 end,
                 granularity,

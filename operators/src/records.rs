@@ -230,7 +230,8 @@ pub struct Checkpoint {
     pub commit_offset: i64,
     /// The partition watermark just before `commit_offset` was first processed.
     pub watermark: i64,
-    /// The partition watermark now.
+    /// The partition watermark now: windows final by it are written once this epoch is
+    /// acknowledged, and a replay must not reopen them.
     pub current_watermark: i64,
     /// The next offset after everything processed so far: effects of offsets below it
     /// have been written and must not be written again during a replay.

@@ -36,13 +36,15 @@ pub struct Resume {
     pub watermark: i64,
     /// Effects of offsets below this were written already.
     pub processed_until: i64,
+    /// The watermark reached at `processed_until`: windows final by it were written.
+    pub final_watermark: i64,
 }
 
 impl Resume {
     fn encode(&self) -> String {
         format!(
-            "offset={};wm={};until={}",
-            self.offset, self.watermark, self.processed_until
+            "offset={};wm={};until={};final={}",
+            self.offset, self.watermark, self.processed_until, self.final_watermark
         )
     }
 
@@ -53,6 +55,7 @@ impl Resume {
             offset: next("offset=")?,
             watermark: next("wm=")?,
             processed_until: next("until=")?,
+            final_watermark: next("final=")?,
         })
     }
 }
@@ -181,6 +184,7 @@ impl CheckpointWriter {
                 offset: c.commit_offset,
                 watermark: c.watermark,
                 processed_until: c.processed_until,
+                final_watermark: c.current_watermark,
             }
             .encode();
             let record = FutureRecord::to(TOPIC).key(&key).payload(&value);
@@ -212,9 +216,11 @@ mod tests {
             offset: 42,
             watermark: i64::MIN,
             processed_until: 50,
+            final_watermark: 7,
         };
         assert_eq!(Resume::decode(&r.encode()), Some(r));
         assert_eq!(Resume::decode("offset=1;wm=2"), None);
+        assert_eq!(Resume::decode("offset=1;wm=2;until=3"), None);
         assert_eq!(Resume::decode("wm=2;offset=1;until=3"), None);
         assert_eq!(key("g", "occupancy.acme", 3), "g/occupancy.acme/3");
     }

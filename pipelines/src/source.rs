@@ -182,7 +182,13 @@ impl Consumers {
                         watermark = r.watermark,
                         "resuming from the checkpoint"
                     );
-                    aggregator.restore(tenant, elem.partition(), r.watermark, r.processed_until);
+                    aggregator.restore(
+                        tenant,
+                        elem.partition(),
+                        r.watermark,
+                        r.processed_until,
+                        r.final_watermark,
+                    );
                     (Offset::Offset(r.offset), r.offset)
                 }
                 (None, Offset::Offset(o)) => {

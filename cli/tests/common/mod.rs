@@ -1,0 +1,212 @@
+//! Helpers shared by the tests that run against the local stack.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
+use rf_schemas::TenantId;
+
+/// A tenant id no other test run uses.
+pub fn fresh_tenant(tag: &str) -> TenantId {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    TenantId::parse(&format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000
+    ))
+    .unwrap()
+}
+
+/// Settings for a pipeline serving only `tenant`, with its own consumer group.
+pub fn settings(tenant: &TenantId) -> Settings {
+    let mut s = Settings::default();
+    s.kafka.group_id = format!("test-{tenant}");
+    s.pipeline.tenants = vec![tenant.to_string()];
+    s.pipeline.metrics_listen = String::new();
+    s.pipeline.workers = 2;
+    s
+}
+
+/// Fails with a clear message when the local stack is not running.
+pub fn stack_is_up(s: &Settings) {
+    let probe: BaseConsumer = s.kafka.client_config().create().unwrap();
+    if probe.fetch_metadata(None, Duration::from_secs(5)).is_err() {
+        panic!(
+            "no broker at {}: start the local stack with deploy/local/stack.sh start",
+            s.kafka.brokers
+        );
+    }
+}
+
+/// Runs the pipeline in this process until it has caught up.
+pub fn run_until_caught_up(s: &Settings) -> RunReport {
+    let options = RunOptions {
+        until_caught_up: true,
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+    run(s, options, Metrics::new()).expect("the pipeline runs")
+}
+
+/// Produces records in order and waits for each delivery.
+pub async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>, i64)],
+) {
+    let mut pending = Vec::new();
+    for (key, value, ts) in records {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .timestamp(*ts);
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueued"),
+        );
+        if pending.len() >= 10_000 {
+            for d in pending.drain(..) {
+                d.await.unwrap().map_err(|(e, _)| e).expect("delivered");
+            }
+        }
+    }
+    for d in pending {
+        d.await.unwrap().map_err(|(e, _)| e).expect("delivered");
+    }
+}
+
+/// A record as read back: key, value, headers.
+pub type Letter = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
+
+/// Reads every message of `topic` (all partitions), waiting for at least `want`.
+pub fn read_topic(kafka: &KafkaConfig, topic: &str, want: usize) -> Vec<Letter> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "test-reader")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
+                    headers,
+                ));
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None if out.len() >= want => break,
+            None => {}
+        }
+    }
+    out
+}
+
+/// The distinct dead letters of a tenant as (reason, partition, offset).
+pub fn dead_letter_set(
+    kafka: &KafkaConfig,
+    tenant: &TenantId,
+    want: usize,
+) -> BTreeSet<(String, String, i64)> {
+    read_topic(kafka, &tenant.deadletter_topic(), want)
+        .into_iter()
+        .map(|(_, _, h)| {
+            (
+                h["rf-reason"].clone(),
+                h["rf-source-partition"].clone(),
+                h["rf-source-offset"].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs a query over ClickHouse's HTTP interface and returns its tab-separated lines.
+pub fn clickhouse_lines(sql: &str) -> Vec<String> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent.post("http://127.0.0.1:18123/").send(sql).unwrap();
+    let body = response.body_mut().read_to_string().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{sql}: {body}");
+    body.lines().map(str::to_owned).collect()
+}
+
+/// The latest revision of every room and office window of a tenant, without the
+/// `version` and `updated_at` columns (they differ between runs by design).
+pub fn window_rows(tenant: &TenantId) -> (Vec<String>, Vec<String>) {
+    let db = tenant.clickhouse_db();
+    let rooms = clickhouse_lines(&format!(
+        "SELECT granularity, office_id, room_id, window_start, window_end, samples, avg_people, peak_people, \
+         occupied_ratio, capacity, utilization, final FROM {db}.room_utilization FINAL \
+         ORDER BY granularity, office_id, room_id, window_start"
+    ));
+    let offices = clickhouse_lines(&format!(
+        "SELECT granularity, office_id, window_start, window_end, rooms_reporting, avg_people, peak_people, \
+         capacity, utilization, final FROM {db}.office_utilization FINAL ORDER BY granularity, office_id, window_start"
+    ));
+    (rooms, offices)
+}
+
+/// Every Redis hash of a tenant, keyed without the tenant prefix.
+pub async fn redis_state(
+    url: &str,
+    tenant: &TenantId,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let prefix = tenant.redis_prefix();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut state = BTreeMap::new();
+    for key in keys {
+        let hash: BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        state.insert(key[prefix.len()..].to_owned(), hash);
+    }
+    state
+}
