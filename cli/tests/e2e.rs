@@ -2,42 +2,24 @@
 //! readings and room metadata through the broker, the pipeline, ClickHouse, Redis and
 //! the dead-letter topic, with every row, key and letter checked exactly.
 
+mod common;
+
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clickhouse::Row;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use rf_pipelines::{run, KafkaConfig, Metrics, RegistryConfig, RunOptions, RunReport, Settings};
+use common::{read_topic, run_until_caught_up, settings, stack_is_up};
+use rf_pipelines::Settings;
 use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
-use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 
 const T0: i64 = 1_767_603_600_000; // 2026-01-05T09:00:00Z, a Monday; London is on UTC
 const MIN: i64 = 60_000;
 const DAY_START: u32 = 1_767_571_200; // 2026-01-05T00:00:00Z, London midnight
 const CLOSER_TS: i64 = T0 + 25 * 3_600_000; // 2026-01-06T10:00:00Z
-
-fn settings(tenant: &TenantId) -> Settings {
-    let mut s = Settings {
-        kafka: KafkaConfig::default(),
-        registry: RegistryConfig::default(),
-        clickhouse: ClickHouseConfig::default(),
-        redis: RedisConfig::default(),
-        ..Default::default()
-    };
-    s.kafka.group_id = format!("test-{tenant}");
-    s.pipeline.tenants = vec![tenant.to_string()];
-    s.pipeline.metrics_listen = String::new();
-    s.pipeline.workers = 2;
-    s
-}
 
 fn room(id: &str, capacity: u32) -> RoomVersion {
     RoomVersion {
@@ -113,24 +95,6 @@ struct OfficeRowOut {
     peak_people: f64,
     capacity: u32,
     utilization: f64,
-}
-
-fn run_until_caught_up(s: &Settings) -> RunReport {
-    let options = RunOptions {
-        until_caught_up: true,
-        shutdown: Arc::new(AtomicBool::new(false)),
-    };
-    run(s, options, Metrics::new()).expect("the pipeline runs")
-}
-
-fn stack_is_up(s: &Settings) {
-    let probe: BaseConsumer = s.kafka.client_config().create().unwrap();
-    if probe.fetch_metadata(None, Duration::from_secs(5)).is_err() {
-        panic!(
-            "no broker at {}: start the local stack with deploy/local/stack.sh start",
-            s.kafka.brokers
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,55 +486,4 @@ async fn check_query_service(s: &Settings, tenant: &TenantId) {
     })
     .await
     .unwrap();
-}
-
-type Letter = (Option<Vec<u8>>, Option<Vec<u8>>, HashMap<String, String>);
-
-/// Reads every message of `topic` (all partitions), waiting for at least `want`.
-fn read_topic(kafka: &KafkaConfig, topic: &str, want: usize) -> Vec<Letter> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", "e2e-reader")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((
-                    m.key().map(<[u8]>::to_vec),
-                    m.payload().map(<[u8]>::to_vec),
-                    headers,
-                ));
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None if out.len() >= want => break,
-            None => {}
-        }
-    }
-    out
 }
