@@ -12,8 +12,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use rf_jobs::simulate::Fleet;
 use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
-use rf_schemas::TenantId;
+use rf_schemas::framing::frame_header;
+use rf_schemas::{Reading, TenantId};
 
 /// A tenant id no other test run uses.
 pub fn fresh_tenant(tag: &str) -> TenantId {
@@ -209,4 +211,108 @@ pub async fn redis_state(
         state.insert(key[prefix.len()..].to_owned(), hash);
     }
     state
+}
+
+pub const MIN: i64 = 60_000;
+/// 2026-03-28T18:00:00Z, a Saturday: the input spans London's spring-forward day.
+pub const START: i64 = 1_774_720_800_000;
+
+/// xorshift64*: a small, seeded generator, so a failing run can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub fn framed(id: u32, r: &Reading) -> Vec<u8> {
+    let mut v = Vec::new();
+    frame_header(id, &mut v);
+    r.encode_v1(&mut v);
+    v
+}
+
+/// The fleet's readings minute by minute, messed up: about 10% arrive 1 to 3 minutes
+/// late (out of order, within the allowed lateness), 0.5% arrive 30 minutes late (past
+/// it), 1.5% are followed by a revision with the same key, 0.2% are replaced by bytes
+/// that do not decode.
+pub fn messy_stream(
+    fleet: &Fleet,
+    minutes: i64,
+    schema_id: u32,
+    rng: &mut Rng,
+) -> Vec<(String, Vec<u8>, i64)> {
+    let rooms = &fleet.tenants[0].1;
+    let mut out = Vec::new();
+    let mut delayed: Vec<(i64, Reading)> = Vec::new();
+    for m in 0..minutes + 40 {
+        let now = START + m * MIN;
+        if m < minutes {
+            for room in rooms {
+                let r = fleet.reading(room, now);
+                let u = rng.unit();
+                if u < 0.10 {
+                    delayed.push((m + 1 + (rng.next() % 3) as i64, r));
+                } else if u < 0.105 {
+                    delayed.push((m + 30, r));
+                } else if u < 0.107 {
+                    out.push((
+                        r.office_id.clone(),
+                        b"\x00\x00\x00\x00garbage".to_vec(),
+                        now + 1_000,
+                    ));
+                } else {
+                    if u < 0.122 {
+                        let revision = Reading {
+                            people_count: r.people_count + 1,
+                            ..r.clone()
+                        };
+                        delayed.push((m + 1, revision));
+                    }
+                    out.push((r.office_id.clone(), framed(schema_id, &r), now + 1_000));
+                }
+            }
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = delayed.into_iter().partition(|(at, _)| *at <= m);
+        delayed = rest;
+        for (_, r) in due {
+            out.push((r.office_id.clone(), framed(schema_id, &r), now + 1_000));
+        }
+    }
+    out
+}
+
+pub async fn provision(tenant: &TenantId, fleet: &Fleet, readings: &[(String, Vec<u8>, i64)]) {
+    let s = settings(tenant);
+    let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, tenant)
+        .await
+        .unwrap();
+    let room_id = created
+        .schemas
+        .iter()
+        .find(|r| r.subject.starts_with("rooms."))
+        .unwrap()
+        .id;
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let schema = apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).unwrap();
+    let rooms: Vec<_> = fleet.tenants[0]
+        .1
+        .iter()
+        .map(|r| {
+            let mut value = Vec::new();
+            frame_header(room_id, &mut value);
+            value.extend(r.version.encode(&schema));
+            (r.version.key(), value, START)
+        })
+        .collect();
+    produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
+    produce_all(&producer, &tenant.readings_topic(), readings).await;
 }
