@@ -19,6 +19,11 @@ use rf_schemas::TenantId;
 
 use crate::config::Config;
 
+// The window state churns through many small allocations in a sliding pattern; glibc's
+// allocator fragments under it and the resident size creeps up, mimalloc's stays flat.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Office occupancy sensors in, trustworthy space utilization out.
 ///
 /// Every command reads one config: built-in defaults that match the local stack
@@ -329,6 +334,7 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     let options = RunOptions {
         until_caught_up: args.until_caught_up,
         shutdown: shutdown_flag()?,
+        memory_every: None,
     };
     let report = run(&config.settings(), options, metrics)?;
     let s = &report.stats;
@@ -433,9 +439,28 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         s.consumed, s.counted, s.replaced, s.dead_letters, s.pending
     );
     println!(
-        "memory    peak RSS {:.0} MiB during the pipeline run",
-        report.peak_rss as f64 / 1048576.0
+        "state     {} readings held for open windows at the end",
+        s.held
     );
+    let mib = |b: u64| b as f64 / 1048576.0;
+    println!(
+        "memory    peak RSS {:.0} MiB during the pipeline run",
+        mib(report.peak_rss)
+    );
+    if let (Some(first), Some(last)) = (run.memory.first(), run.memory.last()) {
+        let samples: Vec<String> = run
+            .memory
+            .iter()
+            .map(|(n, rss)| format!("{:.0}M: {:.0} MiB", *n as f64 / 1e6, mib(*rss)))
+            .collect();
+        println!("          RSS by readings consumed: {}", samples.join(", "));
+        println!(
+            "          RSS after {:.0}M readings vs after {:.0}M: {:+.1}%",
+            last.0 as f64 / 1e6,
+            first.0 as f64 / 1e6,
+            (mib(last.1) / mib(first.1) - 1.0) * 100.0
+        );
+    }
     Ok(())
 }
 

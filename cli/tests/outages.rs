@@ -70,6 +70,7 @@ async fn clickhouse_and_redis_outages_delay_but_do_not_change_results() {
                 let options = RunOptions {
                     until_caught_up: true,
                     shutdown: Arc::new(AtomicBool::new(false)),
+                    memory_every: None,
                 };
                 run(&s, options, metrics)
             }

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
+use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
 
@@ -101,11 +102,12 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
     let options_run = RunOptions {
         until_caught_up: true,
         shutdown: Arc::new(AtomicBool::new(false)),
+        memory_every: Some(1_000_000),
     };
     let run = tokio::task::spawn_blocking(move || run(&run_settings, options_run, Metrics::new()))
         .await
         .map_err(|e| JobError::Invalid(format!("pipeline task failed: {e}")))??;
-    let peak_rss = peak_rss();
+    let peak_rss = peak_rss_bytes();
 
     if !options.keep {
         drop_tenant(settings, &tenant).await?;
@@ -153,16 +155,4 @@ fn reset_peak_rss() {
     if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
         tracing::debug!(%error, "cannot reset the peak RSS mark");
     }
-}
-
-/// Peak resident memory of this process, bytes (VmHWM), or 0 where unknown.
-pub fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }

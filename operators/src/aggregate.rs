@@ -6,6 +6,7 @@
 //! with the same room metadata, give the same rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
@@ -62,13 +63,23 @@ struct Sample {
     pending: Option<Box<Pending>>,
 }
 
-type Samples = BTreeMap<(i64, String), Sample>;
+/// Readings by (ts, sensor): sensor ids are interned, so holding a reading allocates
+/// nothing beyond its map entry.
+type Samples = BTreeMap<(i64, Arc<str>), Sample>;
+
+/// The keys of the readings with `start <= ts < end`.
+fn span(start: i64, end: i64) -> std::ops::Range<(i64, Arc<str>)> {
+    let first: Arc<str> = Arc::from("");
+    (start, first.clone())..(end, first)
+}
 
 #[derive(Debug)]
 struct PartitionState {
     watermark: i64,
     /// Readings by room, keyed by (ts, sensor): a second reading with the same key replaces.
     rooms: HashMap<String, Samples>,
+    /// Interned sensor ids; those no reading refers to any more are dropped when days close.
+    sensors: HashSet<Arc<str>>,
     /// Rooms with counted readings, by the office their metadata names.
     offices: HashMap<String, BTreeSet<String>>,
     open: BTreeSet<WindowKey>,
@@ -92,6 +103,7 @@ impl PartitionState {
         Self {
             watermark: i64::MIN,
             rooms: HashMap::new(),
+            sensors: HashSet::new(),
             offices: HashMap::new(),
             open: BTreeSet::new(),
             dirty: HashSet::new(),
@@ -315,8 +327,16 @@ impl Aggregator {
             offset,
             pending,
         };
+        let sensor = match p.sensors.get(r.sensor_id.as_str()) {
+            Some(s) => s.clone(),
+            None => {
+                let s: Arc<str> = r.sensor_id.into();
+                p.sensors.insert(s.clone());
+                s
+            }
+        };
         let samples = p.rooms.entry(r.room_id.clone()).or_default();
-        match samples.insert((r.ts, r.sensor_id), sample) {
+        match samples.insert((r.ts, sensor), sample) {
             // The replaced reading was pending too: its window cannot be final, or this
             // one would have been late.
             Some(old) => {
@@ -437,11 +457,12 @@ fn close_windows(
             retire.push((key.id, key.end));
         }
     }
+    let retired_any = !retire.is_empty();
     for (room_id, end) in retire {
         let Some(samples) = p.rooms.get_mut(&room_id) else {
             continue;
         };
-        let kept = samples.split_off(&(end, String::new()));
+        let kept = samples.split_off(&(end, Arc::from("")));
         for sample in std::mem::replace(samples, kept).into_values() {
             p.held.remove(&sample.offset);
         }
@@ -452,6 +473,9 @@ fn close_windows(
                 !rooms.is_empty()
             });
         }
+    }
+    if retired_any {
+        p.sensors.retain(|s| Arc::strong_count(s) > 1);
     }
 }
 
@@ -467,7 +491,7 @@ fn judge(
     let Some(samples) = p.rooms.get_mut(&key.id) else {
         return;
     };
-    let range = (key.start, String::new())..(key.end, String::new());
+    let range = span(key.start, key.end);
     let mut rejected = Vec::new();
     for ((ts, sensor), sample) in samples.range_mut(range) {
         p.pending -= 1;
@@ -533,7 +557,7 @@ fn room_stats(
     end: i64,
 ) -> RoomStats {
     let mut s = RoomStats::default();
-    for ((ts, _), sample) in samples.range((start, String::new())..(end, String::new())) {
+    for ((ts, _), sample) in samples.range(span(start, end)) {
         if counts(catalog, room_id, *ts, sample) {
             s.samples += 1;
             s.sum += i64::from(sample.people);
@@ -621,7 +645,7 @@ fn office_row(
         avg_people += s.sum as f64 / f64::from(s.samples);
         capacity += v.capacity;
         let mut minute = (i64::MIN, 0i64, 0u32);
-        let range = (key.start, String::new())..(key.end, String::new());
+        let range = span(key.start, key.end);
         for ((ts, _), sample) in samples.range(range) {
             if !counts(catalog, room_id, *ts, sample) {
                 continue;

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use rf_sinks::Sinks;
 
 use crate::checkpoint::{self, CheckpointWriter};
 use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{rss_bytes, Metrics};
 use crate::sink::{SinkContext, SinkStats, WriteToSinks};
 use crate::source::{kafka_source, Consumers, StopWhen, Topology};
 use crate::PipelineError;
@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub until_caught_up: bool,
     /// Set to stop gracefully: the current epoch is written and committed first.
     pub shutdown: Arc<AtomicBool>,
+    /// Sample the resident memory each time this many more readings were consumed (over
+    /// all workers), for benchmarks.
+    pub memory_every: Option<u64>,
 }
 
 /// What a run did.
@@ -59,6 +62,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Totals over every worker.
     pub stats: SinkStats,
+    /// (readings consumed, resident bytes) samples, when asked for.
+    pub memory: Vec<(u64, u64)>,
 }
 
 /// Runs the pipeline on `settings.pipeline.workers` timely workers until `options` say stop.
@@ -101,6 +106,9 @@ pub fn run(
     ));
     let totals = Arc::new(Mutex::new(SinkStats::default()));
     let worker_totals = totals.clone();
+    let memory = Arc::new(Mutex::new(Vec::new()));
+    let worker_memory = memory.clone();
+    let consumed_total = Arc::new(AtomicU64::new(0));
     let config = timely::Config::process(settings.pipeline.workers);
     let guards = timely::execute(config, move |worker| {
         let (settings, topology, producer, runtime, metrics, resumes) = &*shared;
@@ -166,8 +174,22 @@ pub fn run(
                 });
         });
         let mut last_report = Instant::now();
+        let (mut added, mut next_sample) = (0, options.memory_every.unwrap_or(u64::MAX));
         while !probe.done() {
             worker.step();
+            let mine = consumed.get();
+            let total = consumed_total.fetch_add(mine - added, Ordering::Relaxed) + mine - added;
+            added = mine;
+            if let Some(every) = options
+                .memory_every
+                .filter(|_| index == 0 && total >= next_sample)
+            {
+                worker_memory
+                    .lock()
+                    .expect("no worker panics holding it")
+                    .push((total, rss_bytes()));
+                next_sample = (total / every + 1) * every;
+            }
             if last_report.elapsed() > Duration::from_secs(5) {
                 last_report = Instant::now();
                 let size = aggregator.borrow().size();
@@ -201,10 +223,12 @@ pub fn run(
         result.map_err(PipelineError::Dataflow)??;
     }
     let stats = std::mem::take(&mut *totals.lock().expect("workers are done"));
+    let memory = std::mem::take(&mut *memory.lock().expect("workers are done"));
     Ok(RunReport {
         tenants,
         elapsed: started.elapsed(),
         stats,
+        memory,
     })
 }
 

@@ -98,6 +98,10 @@ impl WriteToSinks for Stream<'_, u64, Vec<Output>> {
                     *cx.source.failed.borrow_mut() = Some(message);
                 }
             }
+            // Every epoch before the frontier is written now, with or without outputs:
+            // the source may read further.
+            let written = frontier.frontier().first().copied().unwrap_or(u64::MAX);
+            cx.source.written_before.set(written);
         });
     }
 }

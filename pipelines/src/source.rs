@@ -1,7 +1,7 @@
 //! The Kafka source: which partitions each worker owns, the consumers, and the timely
 //! source operator that turns polls into epochs.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +87,9 @@ impl Topology {
     }
 }
 
+/// Epochs read but not yet written by the sinks, at most.
+const MAX_IN_FLIGHT: u64 = 2;
+
 /// How long the source reads only room metadata at start, at most.
 const ROOMS_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -108,7 +111,9 @@ pub struct SourceHandles {
     /// Set when the sink failed for good: the source stops.
     pub failed: Rc<RefCell<Option<String>>>,
     /// Readings consumed so far.
-    pub consumed: Rc<std::cell::Cell<u64>>,
+    pub consumed: Rc<Cell<u64>>,
+    /// Every epoch below this is written by the sinks (set by the sink operator).
+    pub written_before: Rc<Cell<u64>>,
 }
 
 /// One worker's consumers, assigned and positioned.
@@ -251,7 +256,9 @@ pub fn kafka_source<'s>(
         epoch_started: Rc::default(),
         failed: Rc::default(),
         consumed: Rc::default(),
+        written_before: Rc::default(),
     };
+    let written_before = handles.written_before.clone();
     let total = handles.consumed.clone();
     let epoch_started = handles.epoch_started.clone();
     let failed = handles.failed.clone();
@@ -275,6 +282,13 @@ pub fn kafka_source<'s>(
             let Some(cap) = capability.as_mut() else {
                 return;
             };
+            // Backpressure: at most MAX_IN_FLIGHT epochs between this source and the
+            // sinks' acknowledgement, so memory does not grow when the sinks are slower
+            // than the broker.
+            if *cap.time() >= written_before.get() + MAX_IN_FLIGHT {
+                activator.activate();
+                return;
+            }
             let stopping = failed.borrow().is_some()
                 || stop.shutdown.load(Ordering::Relaxed)
                 || (stop.caught_up && ends.is_empty() && rooms_ends.is_empty());

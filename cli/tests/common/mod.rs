@@ -57,6 +57,7 @@ pub fn run_until_caught_up(s: &Settings) -> RunReport {
     let options = RunOptions {
         until_caught_up: true,
         shutdown: Arc::new(AtomicBool::new(false)),
+        memory_every: None,
     };
     run(s, options, Metrics::new()).expect("the pipeline runs")
 }
