@@ -1,0 +1,476 @@
+//! A seeded, generated scenario against an independent, deliberately plain computation
+//! of the contract (written here, sharing no code with the pipeline): out-of-order
+//! readings, readings past the allowed lateness, revisions, a capacity change, a
+//! withdrawn room version, readings before their room exists, a room that never exists,
+//! wrong keys, malformed bytes, London's 23-hour day, and an office that goes idle.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{NaiveTime, TimeZone};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use rf_schemas::framing::frame_header;
+use rf_schemas::{Reading, RoomKind, RoomVersion};
+
+use common::*;
+
+const LATENESS: i64 = 5 * MIN;
+const HOUR: i64 = 60 * MIN;
+/// 2026-03-28T20:00:00Z; London springs forward on the 29th.
+const T: i64 = 1_774_728_000_000;
+
+fn version(room: &str, office: &str, tz: chrono_tz::Tz, capacity: u32, from: i64) -> RoomVersion {
+    RoomVersion {
+        room_id: room.into(),
+        office_id: office.into(),
+        office_name: office.into(),
+        region: "EMEA".into(),
+        country_code: "GB".into(),
+        timezone: tz,
+        floor: 1,
+        name: room.into(),
+        kind: RoomKind::Desk,
+        capacity,
+        area_m2: None,
+        monthly_cost: None,
+        effective_from: from,
+    }
+}
+
+/// One input record as the model sees it.
+struct Input {
+    partition: i32,
+    key: String,
+    reading: Option<Reading>, // None: malformed bytes
+}
+
+fn day_of(ts: i64, tz: chrono_tz::Tz) -> (i64, i64) {
+    // Plainly: local date of ts, then the instants of that midnight and the next.
+    let date = tz.timestamp_millis_opt(ts).unwrap().date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        tz.from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .earliest()
+            .unwrap()
+            .timestamp_millis()
+    };
+    (midnight(date), midnight(date.succ_opt().unwrap()))
+}
+
+fn windows_of(ts: i64, tz: chrono_tz::Tz) -> [(&'static str, i64, i64); 3] {
+    let q = ts - ts.rem_euclid(15 * MIN);
+    let h = ts - ts.rem_euclid(HOUR);
+    let (ds, de) = day_of(ts, tz);
+    [
+        ("15m", q, q + 15 * MIN),
+        ("1h", h, h + HOUR),
+        ("1d", ds, de),
+    ]
+}
+
+fn fmt_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// ClickHouse prints Float64 with up to 17 significant digits, like Rust's `{}` does not;
+/// compare numbers rounded to 9 decimals.
+fn num(x: f64) -> String {
+    format!("{:.9}", x)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_scenario_matches_a_plain_computation() {
+    let tenant = fresh_tenant("scen");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, &tenant)
+        .await
+        .unwrap();
+    let reading_id = created
+        .schemas
+        .iter()
+        .find(|r| r.subject.starts_with("occupancy."))
+        .unwrap()
+        .id;
+    let room_id = created
+        .schemas
+        .iter()
+        .find(|r| r.subject.starts_with("rooms."))
+        .unwrap()
+        .id;
+    let london = chrono_tz::Europe::London;
+    let new_york = chrono_tz::America::New_York;
+
+    // Room metadata, all published before the readings.
+    let versions = vec![
+        version("lon-1", "lon", london, 4, T - 24 * HOUR),
+        version("lon-1", "lon", london, 8, T + 3 * HOUR), // capacity change
+        version("lon-2", "lon", london, 6, T - 24 * HOUR),
+        version("lon-2", "lon", london, 10, T + 2 * HOUR), // withdrawn below
+        version("lon-3", "lon", london, 5, T + HOUR),      // readings before it are unknown_room
+        version("lon-4", "lon", london, 12, T - 24 * HOUR),
+        version("nyc-1", "nyc", new_york, 6, T - 24 * HOUR),
+    ];
+    let withdrawn = ("lon-2", T + 2 * HOUR);
+    let catalog: Vec<&RoomVersion> = versions
+        .iter()
+        .filter(|v| (v.room_id.as_str(), v.effective_from) != withdrawn)
+        .collect();
+    let version_at = |room: &str, ts: i64| {
+        catalog
+            .iter()
+            .filter(|v| v.room_id == room && v.effective_from <= ts)
+            .max_by_key(|v| v.effective_from)
+            .copied()
+    };
+
+    // Readings: every minute for 30 hours in London (plus a room with no metadata), New
+    // York for the first 2 hours only (then idle), messed up by a seeded generator.
+    let mut rng = Rng(0x5ce7_a410);
+    let mut inputs = Vec::new();
+    let mut delayed: Vec<(i64, Input)> = Vec::new();
+    for m in 0..30 * 60 + 60 {
+        let now = T + m * MIN;
+        let rooms: Vec<(&str, &str, i32)> = if m < 30 * 60 {
+            let mut r = vec![
+                ("lon-1", "lon", 0),
+                ("lon-2", "lon", 0),
+                ("lon-3", "lon", 0),
+                ("lon-4", "lon", 0),
+                ("lon-9", "lon", 0),
+            ];
+            if m < 120 {
+                r.push(("nyc-1", "nyc", 1));
+            }
+            r
+        } else {
+            Vec::new()
+        };
+        for (room, office, partition) in rooms {
+            let reading = Reading {
+                sensor_id: format!("s-{room}"),
+                office_id: office.into(),
+                room_id: room.into(),
+                ts: now + (rng.next() % 50) as i64 * 1000,
+                people_count: (rng.next() % 9) as i32,
+                temperature: None,
+                humidity: None,
+            };
+            let input = |reading: Option<Reading>, key: &str| Input {
+                partition,
+                key: key.into(),
+                reading,
+            };
+            let u = rng.unit();
+            if u < 0.12 {
+                delayed.push((
+                    m + 1 + (rng.next() % 4) as i64,
+                    input(Some(reading), office),
+                ));
+            } else if u < 0.13 {
+                delayed.push((m + 40, input(Some(reading), office)));
+            } else if u < 0.133 {
+                inputs.push((now, input(None, office)));
+            } else if u < 0.136 {
+                inputs.push((now, input(Some(reading), "elsewhere")));
+            } else {
+                if u < 0.156 {
+                    let revision = Reading {
+                        people_count: reading.people_count + 1,
+                        ..reading.clone()
+                    };
+                    delayed.push((
+                        m + 1 + (rng.next() % 3) as i64,
+                        input(Some(revision), office),
+                    ));
+                }
+                inputs.push((now, input(Some(reading), office)));
+            }
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = delayed.into_iter().partition(|(at, _)| *at <= m);
+        delayed = rest;
+        inputs.extend(due.into_iter().map(|(_, i)| (now, i)));
+    }
+
+    // Publish: metadata, then readings with explicit partitions (one per office).
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let schema = apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).unwrap();
+    let mut rooms = Vec::new();
+    for v in &versions {
+        let mut value = Vec::new();
+        frame_header(room_id, &mut value);
+        value.extend(v.encode(&schema));
+        rooms.push((v.key(), value, T));
+    }
+    produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
+    let (rooms_topic, readings_topic) = (tenant.rooms_topic(), tenant.readings_topic());
+    let tombstone_key = format!("{}@{}", withdrawn.0, withdrawn.1);
+    let tombstone = FutureRecord::<str, [u8]>::to(&rooms_topic).key(&tombstone_key);
+    producer
+        .send(tombstone, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut stream: Vec<(i32, i64, &Input)> = Vec::new(); // (partition, offset, input)
+    let mut deliveries = Vec::new();
+    for (now, input) in &inputs {
+        let value = match &input.reading {
+            Some(r) => framed(reading_id, r),
+            None => b"\x00\x00\x00".to_vec(),
+        };
+        let record = FutureRecord::to(&readings_topic)
+            .key(&input.key)
+            .payload(&value)
+            .partition(input.partition)
+            .timestamp(now + 1_000);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        let offset = offsets.entry(input.partition).or_default();
+        stream.push((input.partition, *offset, input));
+        *offset += 1;
+    }
+
+    // The model assumes each partition's offsets follow the order of production.
+    for (delivery, (partition, offset, _)) in deliveries.into_iter().zip(&stream) {
+        let delivered = delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+        assert_eq!(
+            (delivered.partition, delivered.offset),
+            (*partition, *offset)
+        );
+    }
+
+    // The plain computation, per partition in offset order.
+    let mut accepted: BTreeMap<(String, i64, String), (i32, i32)> = BTreeMap::new(); // (room, ts, sensor) -> (people, partition)
+    let mut letters: BTreeSet<(String, String, i64)> = BTreeSet::new();
+    let mut watermark: BTreeMap<i32, i64> = BTreeMap::new();
+    for &(partition, offset, input) in &stream {
+        let dead = |reason: &str| (reason.to_owned(), partition.to_string(), offset);
+        let Some(r) = &input.reading else {
+            letters.insert(dead("malformed"));
+            continue;
+        };
+        if input.key != r.office_id {
+            letters.insert(dead("office_mismatch"));
+            continue;
+        }
+        let end15 = r.ts - r.ts.rem_euclid(15 * MIN) + 15 * MIN;
+        if watermark
+            .get(&partition)
+            .is_some_and(|wm| end15 + LATENESS <= *wm)
+        {
+            letters.insert(dead("late"));
+            continue;
+        }
+        accepted.insert(
+            (r.room_id.clone(), r.ts, r.sensor_id.clone()),
+            (r.people_count, partition),
+        );
+        let wm = watermark.entry(partition).or_insert(i64::MIN);
+        *wm = (*wm).max(r.ts);
+    }
+    let is_final = |partition: i32, end: i64| {
+        watermark
+            .get(&partition)
+            .is_some_and(|wm| end + LATENESS <= *wm)
+    };
+    // Readings without a room version at their time: dead once their 15m window is final.
+    let mut counted: BTreeMap<(String, i64, String), (i32, i32)> = BTreeMap::new();
+    for ((room, ts, sensor), (people, partition)) in &accepted {
+        let end15 = ts - ts.rem_euclid(15 * MIN) + 15 * MIN;
+        if version_at(room, *ts).is_none() {
+            if is_final(*partition, end15) {
+                let offset = stream
+                    .iter()
+                    .rev()
+                    .find(|(p, _, i)| {
+                        p == partition
+                            && i.reading.as_ref().is_some_and(|r| {
+                                &r.room_id == room && r.ts == *ts && &r.sensor_id == sensor
+                            })
+                    })
+                    .unwrap()
+                    .1;
+                letters.insert(("unknown_room".into(), partition.to_string(), offset));
+            }
+            continue;
+        }
+        counted.insert((room.clone(), *ts, sensor.clone()), (*people, *partition));
+    }
+
+    // Expected final rows.
+    type Key = (&'static str, String, i64, i64); // granularity, id, start, end
+    let mut by_room: BTreeMap<(Key, String), Vec<(i64, i32)>> = BTreeMap::new(); // ((g, room, start, end), office) -> (ts, people)
+    for ((room, ts, _), (people, partition)) in &counted {
+        let v = version_at(room, *ts).unwrap();
+        for (g, start, end) in windows_of(*ts, v.timezone) {
+            if is_final(*partition, end) {
+                by_room
+                    .entry(((g, room.clone(), start, end), v.office_id.clone()))
+                    .or_default()
+                    .push((*ts, *people));
+            }
+        }
+    }
+    let order = |g: &str| ["15m", "1h", "1d"].iter().position(|x| *x == g).unwrap();
+    let mut expected_rooms = Vec::new();
+    let mut offices: BTreeMap<
+        (&str, String, i64, i64),
+        Vec<(u32, f64, BTreeMap<i64, (i64, i64)>)>,
+    > = BTreeMap::new();
+    for (((g, room, start, end), office), samples) in &by_room {
+        let v = version_at(room, end - 1).unwrap();
+        let n = samples.len() as f64;
+        let sum: i64 = samples.iter().map(|s| i64::from(s.1)).sum();
+        let avg = sum as f64 / n;
+        let peak = samples.iter().map(|s| s.1).max().unwrap();
+        let occupied = samples.iter().filter(|s| s.1 > 0).count() as f64 / n;
+        expected_rooms.push((
+            order(g),
+            format!(
+                "{g}\t{office}\t{room}\t{}\t{}\t{}\t{}\t{peak}\t{}\t{}\t{}",
+                fmt_time(*start),
+                fmt_time(*end),
+                samples.len(),
+                num(avg),
+                num(occupied),
+                v.capacity,
+                num(avg / f64::from(v.capacity))
+            ),
+        ));
+        let mut minutes: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (ts, people) in samples {
+            let e = minutes.entry(ts.div_euclid(MIN)).or_default();
+            e.0 += i64::from(*people);
+            e.1 += 1;
+        }
+        offices
+            .entry((g, office.clone(), *start, *end))
+            .or_default()
+            .push((v.capacity, avg, minutes));
+    }
+    expected_rooms.sort();
+    let mut expected_offices = Vec::new();
+    for ((g, office, start, end), rooms) in &offices {
+        let capacity: u32 = rooms.iter().map(|r| r.0).sum();
+        let avg: f64 = rooms.iter().map(|r| r.1).sum();
+        let mut per_minute: BTreeMap<i64, f64> = BTreeMap::new();
+        for (_, _, minutes) in rooms {
+            for (m, (sum, n)) in minutes {
+                *per_minute.entry(*m).or_default() += *sum as f64 / *n as f64;
+            }
+        }
+        let peak = per_minute.values().copied().fold(0.0, f64::max);
+        expected_offices.push((
+            order(g),
+            format!(
+                "{g}\t{office}\t{}\t{}\t{}\t{}\t{}\t{capacity}\t{}",
+                fmt_time(*start),
+                fmt_time(*end),
+                rooms.len(),
+                num(avg),
+                num(peak),
+                num(avg / f64::from(capacity))
+            ),
+        ));
+    }
+    expected_offices.sort();
+
+    // The pipeline.
+    let report = tokio::task::spawn_blocking(move || run_until_caught_up(&s))
+        .await
+        .unwrap();
+    let st = &report.stats;
+    assert_eq!(st.consumed, stream.len() as u64);
+    assert_eq!(
+        st.consumed,
+        st.counted + st.replaced + st.dead_letters + st.pending,
+        "{st:?}"
+    );
+    let out_of_order = stream
+        .windows(2)
+        .filter(|w| match (&w[0].2.reading, &w[1].2.reading) {
+            (Some(a), Some(b)) => w[0].0 == w[1].0 && b.ts < a.ts,
+            _ => false,
+        });
+    assert!(
+        out_of_order.count() * 10 >= stream.len() / 2,
+        "at least 10% out of order per office stream"
+    );
+
+    let db = tenant.clickhouse_db();
+    let reformat = |line: &str, floats: &[usize]| {
+        line.split('\t')
+            .enumerate()
+            .map(|(i, f)| {
+                if floats.contains(&i) {
+                    num(f.parse().unwrap())
+                } else {
+                    f.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\t")
+    };
+    let got_rooms: Vec<String> = clickhouse_lines(&format!(
+        "SELECT granularity, office_id, room_id, window_start, window_end, samples, avg_people, peak_people, \
+         occupied_ratio, capacity, utilization FROM {db}.room_utilization FINAL WHERE final = 1 \
+         ORDER BY granularity, office_id, room_id, window_start"
+    ))
+    .iter()
+    .map(|l| reformat(l, &[6, 8, 10]))
+    .collect();
+    let want_rooms: Vec<String> = expected_rooms.into_iter().map(|(_, l)| l).collect();
+    eprintln!(
+        "{} readings, {} final room rows, {} final office rows, {} dead letters",
+        stream.len(),
+        want_rooms.len(),
+        offices.len(),
+        letters.len()
+    );
+    assert_eq!(got_rooms.len(), want_rooms.len(), "final room rows");
+    for (got, want) in got_rooms.iter().zip(&want_rooms) {
+        assert_eq!(got, want);
+    }
+    let got_offices: Vec<String> = clickhouse_lines(&format!(
+        "SELECT granularity, office_id, window_start, window_end, rooms_reporting, avg_people, peak_people, \
+         capacity, utilization FROM {db}.office_utilization FINAL WHERE final = 1 \
+         ORDER BY granularity, office_id, window_start"
+    ))
+    .iter()
+    .map(|l| reformat(l, &[5, 6, 8]))
+    .collect();
+    let want_offices: Vec<String> = expected_offices.into_iter().map(|(_, l)| l).collect();
+    assert_eq!(got_offices, want_offices, "final office rows");
+
+    // New York went idle after two hours: its later windows stay open, London's close.
+    assert!(
+        got_offices
+            .iter()
+            .any(|l| l.starts_with("1d\tlon\t2026-03-29 00:00:00\t2026-03-29 23:00:00")),
+        "London's 23-hour day is final"
+    );
+    assert!(
+        !got_offices
+            .iter()
+            .any(|l| l.starts_with("1h\tnyc\t2026-03-28 21:00:00")),
+        "the idle office's last hour stays open"
+    );
+
+    let reasons: BTreeSet<&str> = letters.iter().map(|l| l.0.as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["late", "malformed", "office_mismatch", "unknown_room"]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        dead_letter_set(&settings(&tenant).kafka, &tenant, letters.len()),
+        letters
+    );
+    clickhouse_lines(&format!("DROP DATABASE {db}"));
+}
