@@ -318,10 +318,9 @@ async fn generated_scenario_matches_a_plain_computation() {
     }
     let order = |g: &str| ["15m", "1h", "1d"].iter().position(|x| *x == g).unwrap();
     let mut expected_rooms = Vec::new();
-    let mut offices: BTreeMap<
-        (&str, String, i64, i64),
-        Vec<(u32, f64, BTreeMap<i64, (i64, i64)>)>,
-    > = BTreeMap::new();
+    // Per office window, per reporting room: capacity, mean, and (sum, count) per minute.
+    type RoomPart = (u32, f64, BTreeMap<i64, (i64, i64)>);
+    let mut offices: BTreeMap<Key, Vec<RoomPart>> = BTreeMap::new();
     for (((g, room, start, end), office), samples) in &by_room {
         let v = version_at(room, end - 1).unwrap();
         let n = samples.len() as f64;
