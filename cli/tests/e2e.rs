@@ -11,7 +11,10 @@ use clickhouse::Row;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 
-use common::{read_topic, run_until_caught_up, settings, stack_is_up};
+use common::{
+    create_tenant, produce_all, read_topic, room_records, run_until_caught_up, settings,
+    stack_is_up,
+};
 use rf_pipelines::Settings;
 use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
@@ -111,30 +114,11 @@ async fn fixed_readings_end_to_end() {
     .unwrap();
     let s = settings(&tenant);
     stack_is_up(&s);
-    let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, &tenant)
-        .await
-        .expect("tenant created");
-    let reading_id = created
-        .schemas
-        .iter()
-        .find(|r| r.subject.starts_with("occupancy."))
-        .unwrap()
-        .id;
-    let room_id = created
-        .schemas
-        .iter()
-        .find(|r| r.subject.starts_with("rooms."))
-        .unwrap()
-        .id;
+    let (reading_id, room_id) = create_tenant(&tenant).await;
 
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
-    let room_schema = apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).unwrap();
-    for r in [room("lon-a", 4), room("lon-b", 10)] {
-        let mut value = Vec::new();
-        frame_header(room_id, &mut value);
-        value.extend(r.encode(&room_schema));
-        produce(&producer, &tenant.rooms_topic(), &r.key(), &value, T0).await;
-    }
+    let rooms = room_records(&[room("lon-a", 4), room("lon-b", 10)], room_id, T0);
+    produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
     let topic = tenant.readings_topic();
     let fixture: Vec<(Vec<u8>, i64)> = vec![
         (framed(reading_id, &reading("lon-a", T0, 2)), T0), // 0

@@ -30,20 +30,7 @@ async fn killed_three_times_equals_an_uninterrupted_run() {
         seed: 5,
     });
     // Both tenants register the same two schemas, which the registry shares by content.
-    let ids = rf_jobs::tenant::create(
-        &settings(&clean).kafka,
-        &settings(&clean).clickhouse,
-        &settings(&clean).registry,
-        &clean,
-    )
-    .await
-    .unwrap()
-    .schemas;
-    let reading_id = ids
-        .iter()
-        .find(|r| r.subject.starts_with("occupancy."))
-        .unwrap()
-        .id;
+    let (reading_id, _) = create_tenant(&clean).await;
     let readings = messy_stream(&fleet, 30 * 60, reading_id, &mut rng);
     provision(&clean, &fleet, &readings).await;
     provision(&crash, &fleet, &readings).await;

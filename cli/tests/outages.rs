@@ -36,15 +36,7 @@ async fn clickhouse_and_redis_outages_delay_but_do_not_change_results() {
         seed: 11,
     });
     let s = settings(&reference);
-    let ids = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, &reference)
-        .await
-        .unwrap()
-        .schemas;
-    let reading_id = ids
-        .iter()
-        .find(|r| r.subject.starts_with("occupancy."))
-        .unwrap()
-        .id;
+    let (reading_id, _) = create_tenant(&reference).await;
     let readings = messy_stream(&fleet, 8 * 60, reading_id, &mut Rng(0x5eed));
     provision(&reference, &fleet, &readings).await;
     tokio::task::spawn_blocking(move || run_until_caught_up(&s))
@@ -57,9 +49,6 @@ async fn clickhouse_and_redis_outages_delay_but_do_not_change_results() {
     for (service, sink) in [("clickhouse", "clickhouse"), ("redis", "redis")] {
         let tenant = fresh_tenant(&format!("out-{service}"));
         let s = settings(&tenant);
-        rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, &tenant)
-            .await
-            .unwrap();
         provision(&tenant, &fleet, &readings).await;
 
         stack(&["stop", service]);

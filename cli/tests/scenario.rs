@@ -12,7 +12,6 @@ use std::time::Duration;
 use chrono::{NaiveTime, TimeZone};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomKind, RoomVersion};
 
 use common::*;
@@ -88,21 +87,7 @@ async fn generated_scenario_matches_a_plain_computation() {
     let tenant = fresh_tenant("scen");
     let s = settings(&tenant);
     stack_is_up(&s);
-    let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, &tenant)
-        .await
-        .unwrap();
-    let reading_id = created
-        .schemas
-        .iter()
-        .find(|r| r.subject.starts_with("occupancy."))
-        .unwrap()
-        .id;
-    let room_id = created
-        .schemas
-        .iter()
-        .find(|r| r.subject.starts_with("rooms."))
-        .unwrap()
-        .id;
+    let (reading_id, room_id) = create_tenant(&tenant).await;
     let london = chrono_tz::Europe::London;
     let new_york = chrono_tz::America::New_York;
 
@@ -199,14 +184,7 @@ async fn generated_scenario_matches_a_plain_computation() {
 
     // Publish: metadata, then readings with explicit partitions (one per office).
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
-    let schema = apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).unwrap();
-    let mut rooms = Vec::new();
-    for v in &versions {
-        let mut value = Vec::new();
-        frame_header(room_id, &mut value);
-        value.extend(v.encode(&schema));
-        rooms.push((v.key(), value, T));
-    }
+    let rooms = room_records(&versions, room_id, T);
     produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
     let (rooms_topic, readings_topic) = (tenant.rooms_topic(), tenant.readings_topic());
     let tombstone_key = format!("{}@{}", withdrawn.0, withdrawn.1);

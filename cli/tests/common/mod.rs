@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use rf_jobs::simulate::Fleet;
 use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::framing::frame_header;
-use rf_schemas::{Reading, TenantId};
+use rf_schemas::{Reading, RoomVersion, TenantId};
 
 /// A tenant id no other test run uses.
 pub fn fresh_tenant(tag: &str) -> TenantId {
@@ -291,29 +291,50 @@ pub fn messy_stream(
     out
 }
 
-pub async fn provision(tenant: &TenantId, fleet: &Fleet, readings: &[(String, Vec<u8>, i64)]) {
+/// Creates `tenant` and returns the ids of its readings and rooms schemas.
+pub async fn create_tenant(tenant: &TenantId) -> (u32, u32) {
     let s = settings(tenant);
     let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, tenant)
         .await
-        .unwrap();
-    let room_id = created
-        .schemas
-        .iter()
-        .find(|r| r.subject.starts_with("rooms."))
-        .unwrap()
-        .id;
-    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+        .expect("tenant created");
+    let id = |prefix: &str| {
+        created
+            .schemas
+            .iter()
+            .find(|r| r.subject.starts_with(prefix))
+            .unwrap()
+            .id
+    };
+    (id("occupancy."), id("rooms."))
+}
+
+/// Room versions as records of the rooms topic, framed with `schema_id`.
+pub fn room_records<'a>(
+    versions: impl IntoIterator<Item = &'a RoomVersion>,
+    schema_id: u32,
+    ts: i64,
+) -> Vec<(String, Vec<u8>, i64)> {
     let schema = apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).unwrap();
-    let rooms: Vec<_> = fleet.tenants[0]
-        .1
-        .iter()
-        .map(|r| {
+    versions
+        .into_iter()
+        .map(|v| {
             let mut value = Vec::new();
-            frame_header(room_id, &mut value);
-            value.extend(r.version.encode(&schema));
-            (r.version.key(), value, START)
+            frame_header(schema_id, &mut value);
+            value.extend(v.encode(&schema));
+            (v.key(), value, ts)
         })
-        .collect();
+        .collect()
+}
+
+/// Creates `tenant` and publishes the fleet's room metadata, then `readings`.
+pub async fn provision(tenant: &TenantId, fleet: &Fleet, readings: &[(String, Vec<u8>, i64)]) {
+    let (_, room_id) = create_tenant(tenant).await;
+    let producer: FutureProducer = settings(tenant).kafka.client_config().create().unwrap();
+    let rooms = room_records(
+        fleet.tenants[0].1.iter().map(|r| &r.version),
+        room_id,
+        START,
+    );
     produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
     produce_all(&producer, &tenant.readings_topic(), readings).await;
 }
