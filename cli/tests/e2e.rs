@@ -149,12 +149,7 @@ async fn fixed_readings_end_to_end() {
         produce(&producer, &topic, "lon", value, ts + 1_000).await;
     }
 
-    let report = tokio::task::spawn_blocking({
-        let s = s.clone();
-        move || run_until_caught_up(&s)
-    })
-    .await
-    .unwrap();
+    let report = run_until_caught_up(&s).await;
     let st = &report.stats;
     // Accounting: 11 consumed = 5 counted + 1 replaced + 4 dead letters + 1 still open.
     assert_eq!(
@@ -358,12 +353,7 @@ async fn fixed_readings_end_to_end() {
     }
     // A second run resumes from the committed checkpoint: it replays only what is still
     // held (the closing reading), writes no dead letter twice and changes no final row.
-    let again = tokio::task::spawn_blocking({
-        let s = s.clone();
-        move || run_until_caught_up(&s)
-    })
-    .await
-    .unwrap();
+    let again = run_until_caught_up(&s).await;
     let st = &again.stats;
     assert_eq!(
         (st.consumed, st.dead_letters, st.counted, st.pending),

@@ -35,19 +35,10 @@ async fn killed_three_times_equals_an_uninterrupted_run() {
     provision(&clean, &fleet, &readings).await;
     provision(&crash, &fleet, &readings).await;
 
-    let reference = tokio::task::spawn_blocking({
-        let s = settings(&clean);
-        move || run_until_caught_up(&s)
-    })
-    .await
-    .unwrap();
+    let reference = run_until_caught_up(&settings(&clean)).await;
     let st = &reference.stats;
     assert_eq!(st.consumed, readings.len() as u64);
-    assert_eq!(
-        st.consumed,
-        st.counted + st.replaced + st.dead_letters + st.pending,
-        "{st:?}"
-    );
+    assert_accounts(&reference);
     assert!(
         st.replaced > 100 && st.dead_letters > 100,
         "the input is messy enough: {st:?}"
@@ -69,9 +60,7 @@ async fn killed_three_times_equals_an_uninterrupted_run() {
         child.wait().unwrap();
         eprintln!("round {round}: killed after {delay:?}");
     }
-    let resumed = tokio::task::spawn_blocking(move || run_until_caught_up(&crash_settings))
-        .await
-        .unwrap();
+    let resumed = run_until_caught_up(&crash_settings).await;
     eprintln!("after the kills: {:?}", resumed.stats);
 
     let (clean_rooms, clean_offices) = window_rows(&clean);

@@ -52,8 +52,26 @@ pub fn stack_is_up(s: &Settings) {
     }
 }
 
-/// Runs the pipeline in this process until it has caught up.
-pub fn run_until_caught_up(s: &Settings) -> RunReport {
+/// Runs the pipeline in this process until it has caught up, off the async runtime.
+pub async fn run_until_caught_up(s: &Settings) -> RunReport {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || run_caught_up(&s))
+        .await
+        .unwrap()
+}
+
+/// The contract's accounting: every consumed reading is counted, replaced by a later
+/// revision, dead-lettered, or still in an open 15m window.
+pub fn assert_accounts(report: &RunReport) {
+    let st = &report.stats;
+    assert_eq!(
+        st.consumed,
+        st.counted + st.replaced + st.dead_letters + st.pending,
+        "{st:?}"
+    );
+}
+
+fn run_caught_up(s: &Settings) -> RunReport {
     let options = RunOptions {
         until_caught_up: true,
         shutdown: Arc::new(AtomicBool::new(false)),
