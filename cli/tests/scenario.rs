@@ -82,6 +82,121 @@ fn num(x: f64) -> String {
     format!("{:.9}", x)
 }
 
+type Counted = BTreeMap<(String, i64, String), (i32, i32)>; // (room, ts, sensor) -> (people, partition)
+
+/// The final room and office rows the contract expects from the counted readings, with
+/// `catalog`'s versions in effect, tab-separated.
+fn expected_rows(
+    catalog: &[&RoomVersion],
+    counted: &Counted,
+    is_final: &dyn Fn(i32, i64) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let version_at = |room: &str, ts: i64| {
+        catalog
+            .iter()
+            .filter(|v| v.room_id == room && v.effective_from <= ts)
+            .max_by_key(|v| v.effective_from)
+            .copied()
+    };
+    type Key = (&'static str, String, i64, i64); // granularity, id, start, end
+    let mut by_room: BTreeMap<(Key, String), Vec<(i64, i32)>> = BTreeMap::new(); // ((g, room, start, end), office) -> (ts, people)
+    for ((room, ts, _), (people, partition)) in counted {
+        let v = version_at(room, *ts).unwrap();
+        for (g, start, end) in windows_of(*ts, v.timezone) {
+            if is_final(*partition, end) {
+                by_room
+                    .entry(((g, room.clone(), start, end), v.office_id.clone()))
+                    .or_default()
+                    .push((*ts, *people));
+            }
+        }
+    }
+    let mut expected_rooms = Vec::new();
+    // Per office window, per reporting room: capacity, mean, and (sum, count) per minute.
+    type RoomPart = (u32, f64, BTreeMap<i64, (i64, i64)>);
+    let mut offices: BTreeMap<Key, Vec<RoomPart>> = BTreeMap::new();
+    for (((g, room, start, end), office), samples) in &by_room {
+        let v = version_at(room, end - 1).unwrap();
+        let n = samples.len() as f64;
+        let sum: i64 = samples.iter().map(|s| i64::from(s.1)).sum();
+        let avg = sum as f64 / n;
+        let peak = samples.iter().map(|s| s.1).max().unwrap();
+        let occupied = samples.iter().filter(|s| s.1 > 0).count() as f64 / n;
+        expected_rooms.push(format!(
+            "{g}\t{office}\t{room}\t{}\t{}\t{}\t{}\t{peak}\t{}\t{}\t{}",
+            fmt_time(*start),
+            fmt_time(*end),
+            samples.len(),
+            num(avg),
+            num(occupied),
+            v.capacity,
+            num(avg / f64::from(v.capacity))
+        ));
+        let mut minutes: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (ts, people) in samples {
+            let e = minutes.entry(ts.div_euclid(MIN)).or_default();
+            e.0 += i64::from(*people);
+            e.1 += 1;
+        }
+        offices
+            .entry((g, office.clone(), *start, *end))
+            .or_default()
+            .push((v.capacity, avg, minutes));
+    }
+    expected_rooms.sort();
+    let mut expected_offices = Vec::new();
+    for ((g, office, start, end), rooms) in &offices {
+        let capacity: u32 = rooms.iter().map(|r| r.0).sum();
+        let avg: f64 = rooms.iter().map(|r| r.1).sum();
+        let mut per_minute: BTreeMap<i64, f64> = BTreeMap::new();
+        for (_, _, minutes) in rooms {
+            for (m, (sum, n)) in minutes {
+                *per_minute.entry(*m).or_default() += *sum as f64 / *n as f64;
+            }
+        }
+        let peak = per_minute.values().copied().fold(0.0, f64::max);
+        expected_offices.push(format!(
+            "{g}\t{office}\t{}\t{}\t{}\t{}\t{}\t{capacity}\t{}",
+            fmt_time(*start),
+            fmt_time(*end),
+            rooms.len(),
+            num(avg),
+            num(peak),
+            num(avg / f64::from(capacity))
+        ));
+    }
+    // In the order of `final_rows`: by line.
+    expected_offices.sort();
+    (expected_rooms, expected_offices)
+}
+
+/// The final rows in ClickHouse, as the model prints them, with each row's version.
+fn final_rows(db: &str) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let reformat = |line: &str, floats: &[usize]| {
+        let mut fields: Vec<String> = line.split('\t').map(String::from).collect();
+        let version = fields.pop().unwrap().parse().unwrap();
+        for &i in floats {
+            fields[i] = num(fields[i].parse().unwrap());
+        }
+        (fields.join("\t"), version)
+    };
+    let rooms = clickhouse_lines(&format!(
+        "SELECT granularity, office_id, room_id, window_start, window_end, samples, avg_people, peak_people, \
+         occupied_ratio, capacity, utilization, version FROM {db}.room_utilization FINAL WHERE final = 1"
+    ))
+    .iter()
+    .map(|l| reformat(l, &[6, 8, 10]))
+    .collect();
+    let offices = clickhouse_lines(&format!(
+        "SELECT granularity, office_id, window_start, window_end, rooms_reporting, avg_people, peak_people, \
+         capacity, utilization, version FROM {db}.office_utilization FINAL WHERE final = 1"
+    ))
+    .iter()
+    .map(|l| reformat(l, &[5, 6, 8]))
+    .collect();
+    (rooms, offices)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_scenario_matches_a_plain_computation() {
     let tenant = fresh_tenant("scen");
@@ -187,13 +302,7 @@ async fn generated_scenario_matches_a_plain_computation() {
     let rooms = room_records(&versions, room_id, T);
     produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
     let (rooms_topic, readings_topic) = (tenant.rooms_topic(), tenant.readings_topic());
-    let tombstone_key = format!("{}@{}", withdrawn.0, withdrawn.1);
-    let tombstone = FutureRecord::<str, [u8]>::to(&rooms_topic).key(&tombstone_key);
-    producer
-        .send(tombstone, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
+    withdraw(&producer, &rooms_topic, withdrawn.0, withdrawn.1).await;
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut stream: Vec<(i32, i64, &Input)> = Vec::new(); // (partition, offset, input)
     let mut deliveries = Vec::new();
@@ -257,7 +366,7 @@ async fn generated_scenario_matches_a_plain_computation() {
             .is_some_and(|wm| end + LATENESS <= *wm)
     };
     // Readings without a room version at their time: dead once their 15m window is final.
-    let mut counted: BTreeMap<(String, i64, String), (i32, i32)> = BTreeMap::new();
+    let mut counted = Counted::new();
     for ((room, ts, sensor), (people, partition)) in &accepted {
         let end15 = ts - ts.rem_euclid(15 * MIN) + 15 * MIN;
         if version_at(room, *ts).is_none() {
@@ -280,82 +389,7 @@ async fn generated_scenario_matches_a_plain_computation() {
         counted.insert((room.clone(), *ts, sensor.clone()), (*people, *partition));
     }
 
-    // Expected final rows.
-    type Key = (&'static str, String, i64, i64); // granularity, id, start, end
-    let mut by_room: BTreeMap<(Key, String), Vec<(i64, i32)>> = BTreeMap::new(); // ((g, room, start, end), office) -> (ts, people)
-    for ((room, ts, _), (people, partition)) in &counted {
-        let v = version_at(room, *ts).unwrap();
-        for (g, start, end) in windows_of(*ts, v.timezone) {
-            if is_final(*partition, end) {
-                by_room
-                    .entry(((g, room.clone(), start, end), v.office_id.clone()))
-                    .or_default()
-                    .push((*ts, *people));
-            }
-        }
-    }
-    let order = |g: &str| ["15m", "1h", "1d"].iter().position(|x| *x == g).unwrap();
-    let mut expected_rooms = Vec::new();
-    // Per office window, per reporting room: capacity, mean, and (sum, count) per minute.
-    type RoomPart = (u32, f64, BTreeMap<i64, (i64, i64)>);
-    let mut offices: BTreeMap<Key, Vec<RoomPart>> = BTreeMap::new();
-    for (((g, room, start, end), office), samples) in &by_room {
-        let v = version_at(room, end - 1).unwrap();
-        let n = samples.len() as f64;
-        let sum: i64 = samples.iter().map(|s| i64::from(s.1)).sum();
-        let avg = sum as f64 / n;
-        let peak = samples.iter().map(|s| s.1).max().unwrap();
-        let occupied = samples.iter().filter(|s| s.1 > 0).count() as f64 / n;
-        expected_rooms.push((
-            order(g),
-            format!(
-                "{g}\t{office}\t{room}\t{}\t{}\t{}\t{}\t{peak}\t{}\t{}\t{}",
-                fmt_time(*start),
-                fmt_time(*end),
-                samples.len(),
-                num(avg),
-                num(occupied),
-                v.capacity,
-                num(avg / f64::from(v.capacity))
-            ),
-        ));
-        let mut minutes: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for (ts, people) in samples {
-            let e = minutes.entry(ts.div_euclid(MIN)).or_default();
-            e.0 += i64::from(*people);
-            e.1 += 1;
-        }
-        offices
-            .entry((g, office.clone(), *start, *end))
-            .or_default()
-            .push((v.capacity, avg, minutes));
-    }
-    expected_rooms.sort();
-    let mut expected_offices = Vec::new();
-    for ((g, office, start, end), rooms) in &offices {
-        let capacity: u32 = rooms.iter().map(|r| r.0).sum();
-        let avg: f64 = rooms.iter().map(|r| r.1).sum();
-        let mut per_minute: BTreeMap<i64, f64> = BTreeMap::new();
-        for (_, _, minutes) in rooms {
-            for (m, (sum, n)) in minutes {
-                *per_minute.entry(*m).or_default() += *sum as f64 / *n as f64;
-            }
-        }
-        let peak = per_minute.values().copied().fold(0.0, f64::max);
-        expected_offices.push((
-            order(g),
-            format!(
-                "{g}\t{office}\t{}\t{}\t{}\t{}\t{}\t{capacity}\t{}",
-                fmt_time(*start),
-                fmt_time(*end),
-                rooms.len(),
-                num(avg),
-                num(peak),
-                num(avg / f64::from(capacity))
-            ),
-        ));
-    }
-    expected_offices.sort();
+    let (want_rooms, want_offices) = expected_rows(&catalog, &counted, &is_final);
 
     // The pipeline.
     let report = run_until_caught_up(&s).await;
@@ -374,48 +408,20 @@ async fn generated_scenario_matches_a_plain_computation() {
     );
 
     let db = tenant.clickhouse_db();
-    let reformat = |line: &str, floats: &[usize]| {
-        line.split('\t')
-            .enumerate()
-            .map(|(i, f)| {
-                if floats.contains(&i) {
-                    num(f.parse().unwrap())
-                } else {
-                    f.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\t")
-    };
-    let got_rooms: Vec<String> = clickhouse_lines(&format!(
-        "SELECT granularity, office_id, room_id, window_start, window_end, samples, avg_people, peak_people, \
-         occupied_ratio, capacity, utilization FROM {db}.room_utilization FINAL WHERE final = 1 \
-         ORDER BY granularity, office_id, room_id, window_start"
-    ))
-    .iter()
-    .map(|l| reformat(l, &[6, 8, 10]))
-    .collect();
-    let want_rooms: Vec<String> = expected_rooms.into_iter().map(|(_, l)| l).collect();
+    let (rooms_v1, offices_v1) = final_rows(&db);
+    let got_rooms: Vec<String> = rooms_v1.keys().cloned().collect();
+    let got_offices: Vec<String> = offices_v1.keys().cloned().collect();
     eprintln!(
         "{} readings, {} final room rows, {} final office rows, {} dead letters",
         stream.len(),
         want_rooms.len(),
-        offices.len(),
+        want_offices.len(),
         letters.len()
     );
     assert_eq!(got_rooms.len(), want_rooms.len(), "final room rows");
     for (got, want) in got_rooms.iter().zip(&want_rooms) {
         assert_eq!(got, want);
     }
-    let got_offices: Vec<String> = clickhouse_lines(&format!(
-        "SELECT granularity, office_id, window_start, window_end, rooms_reporting, avg_people, peak_people, \
-         capacity, utilization FROM {db}.office_utilization FINAL WHERE final = 1 \
-         ORDER BY granularity, office_id, window_start"
-    ))
-    .iter()
-    .map(|l| reformat(l, &[5, 6, 8]))
-    .collect();
-    let want_offices: Vec<String> = expected_offices.into_iter().map(|(_, l)| l).collect();
     assert_eq!(got_offices, want_offices, "final office rows");
 
     // New York went idle after two hours: its later windows stay open, London's close.
@@ -443,5 +449,69 @@ async fn generated_scenario_matches_a_plain_computation() {
         dead_letter_set(&settings(&tenant).kafka, &tenant, letters.len()),
         letters
     );
+
+    // Corrections in the past, after their windows are final: lon-4 has had 20 seats
+    // since T + 5 h, and lon-1's change to 8 seats at T + 3 h is withdrawn. Exactly the
+    // final rows of the windows they cover are rewritten; no other row changes.
+    let correction = version("lon-4", "lon", london, 20, T + 5 * HOUR);
+    let rooms = room_records([&correction], room_id, T);
+    produce_all(&producer, &rooms_topic, &rooms).await;
+    withdraw(&producer, &rooms_topic, "lon-1", T + 3 * HOUR).await;
+    let mut corrected: Vec<&RoomVersion> = catalog
+        .iter()
+        .copied()
+        .filter(|v| (v.room_id.as_str(), v.effective_from) != ("lon-1", T + 3 * HOUR))
+        .collect();
+    corrected.push(&correction);
+    let (want_rooms, want_offices) = expected_rows(&corrected, &counted, &is_final);
+    let report = run_until_caught_up(&s).await;
+    // The restart replays the readings of open windows: none is counted or rejected twice.
+    assert_eq!((report.stats.counted, report.stats.dead_letters), (0, 0));
+    let (rooms_v2, offices_v2) = final_rows(&db);
+    assert_eq!(rooms_v2.keys().cloned().collect::<Vec<_>>(), want_rooms);
+    assert_eq!(offices_v2.keys().cloned().collect::<Vec<_>>(), want_offices);
+    let (mut kept, mut rewritten) = (0, 0);
+    for (v1, v2) in [(&rooms_v1, &rooms_v2), (&offices_v1, &offices_v2)] {
+        for (line, version) in v2 {
+            match v1.get(line) {
+                Some(before) => {
+                    assert_eq!(before, version, "an unaffected row was rewritten: {line}");
+                    kept += 1;
+                }
+                None => rewritten += 1,
+            }
+        }
+    }
+    eprintln!("corrections: {rewritten} final rows rewritten, {kept} kept");
+    assert!(rewritten > 0 && kept > 0);
+    // Withdrawn versions leave the mirror through a mutation, which ClickHouse applies
+    // in the background.
+    let mirror = || {
+        clickhouse_lines(&format!(
+            "SELECT room_id, capacity FROM {db}.rooms FINAL \
+             WHERE room_id IN ('lon-1', 'lon-2', 'lon-4') ORDER BY room_id, effective_from"
+        ))
+    };
+    let want = ["lon-1\t4", "lon-2\t6", "lon-4\t12", "lon-4\t20"];
+    for _ in 0..100 {
+        if mirror() == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(mirror(), want);
     clickhouse_lines(&format!("DROP DATABASE {db}"));
+}
+
+/// Publishes the tombstone of `room@from`.
+async fn withdraw(producer: &FutureProducer, topic: &str, room: &str, from: i64) {
+    let key = format!("{room}@{from}");
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(topic).key(&key),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }

@@ -14,7 +14,8 @@ use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
 use crate::catalog::RoomCatalog;
 use crate::live::LiveState;
 use crate::records::{
-    Checkpoint, DeadLetter, Decoded, DecodedReading, OfficeRow, Output, RawRecord, RoomRow, Topic,
+    Checkpoint, DeadLetter, Decoded, DecodedReading, OfficeRow, Output, RawRecord, Restate,
+    RoomEvent, RoomRow, Topic,
 };
 use crate::windows::Granularity;
 
@@ -124,6 +125,11 @@ struct TenantState {
     catalog: RoomCatalog,
     partitions: BTreeMap<i32, PartitionState>,
     live: LiveState,
+    /// Next offset to read, per rooms partition.
+    rooms_read: BTreeMap<i32, i64>,
+    /// Per rooms partition, the offset from which room versions were not yet applied to
+    /// final rows before a restart; below it they were, and only rebuild the catalog.
+    restate_from: BTreeMap<i32, i64>,
 }
 
 /// Aggregates the readings of the partitions one worker owns.
@@ -172,28 +178,20 @@ impl Aggregator {
         p.replay_until = processed_until;
     }
 
+    /// Resumes a rooms partition: versions from `offset` on may not have been applied to
+    /// final rows before the restart, so they are (again); those before it only rebuild
+    /// the catalog.
+    pub fn restate_from(&mut self, tenant: &TenantId, partition: i32, offset: i64) {
+        let state = self.tenants.entry(tenant.clone()).or_default();
+        state.restate_from.insert(partition, offset);
+    }
+
     /// Applies one event, in partition order.
     pub fn apply(&mut self, event: Decoded, out: &mut Vec<Output>) {
         match event {
             Decoded::Reading(r) => self.on_reading(*r, out),
             Decoded::Rejected(letter) => self.on_rejected(*letter, out),
-            Decoded::Room { tenant, room } => {
-                out.push(Output::RoomVersion(tenant.clone(), room.clone()));
-                let room_id = room.room_id.clone();
-                let state = self.tenants.entry(tenant).or_default();
-                state.catalog.insert(room);
-                rewindow_room(state, &room_id, self.config.allowed_lateness_ms);
-            }
-            Decoded::RoomWithdrawn {
-                tenant,
-                room_id,
-                effective_from,
-            } => {
-                let state = self.tenants.entry(tenant).or_default();
-                if state.catalog.withdraw(&room_id, effective_from) {
-                    rewindow_room(state, &room_id, self.config.allowed_lateness_ms);
-                }
-            }
+            Decoded::Room(e) => self.on_room(*e, out),
         }
     }
 
@@ -228,6 +226,7 @@ impl Aggregator {
                         processed_until: p.processed_until,
                         counted: std::mem::take(&mut p.counted),
                         replaced: std::mem::take(&mut p.replaced),
+                        rooms: state.rooms_read.iter().map(|(&p, &o)| (p, o)).collect(),
                     }));
                 }
             }
@@ -255,8 +254,69 @@ impl Aggregator {
             .or_insert_with(PartitionState::new)
     }
 
+    /// A room version published or withdrawn: open windows of the room are revised in
+    /// memory; final rows whose capacity it changes are restated in the stores.
+    fn on_room(&mut self, e: RoomEvent, out: &mut Vec<Output>) {
+        let state = self.tenants.entry(e.tenant.clone()).or_default();
+        state.rooms_read.insert(e.partition, e.offset + 1);
+        let fresh = e.offset >= state.restate_from.get(&e.partition).copied().unwrap_or(0);
+        let before = state.catalog.at(&e.room_id, e.effective_from).cloned();
+        let changed = match e.version {
+            Some(v) => {
+                out.push(Output::RoomVersion(e.tenant.clone(), v.clone()));
+                state.catalog.insert(v);
+                true
+            }
+            None => {
+                let withdrawn = state.catalog.withdraw(&e.room_id, e.effective_from);
+                if withdrawn || fresh {
+                    let (room, from) = (e.room_id.clone(), e.effective_from);
+                    out.push(Output::RoomWithdrawn(e.tenant.clone(), room, from));
+                }
+                withdrawn
+            }
+        };
+        if !changed {
+            return;
+        }
+        rewindow_room(state, &e.room_id, self.config.allowed_lateness_ms);
+        let (Some(before), Some(after)) = (before, state.catalog.at(&e.room_id, e.effective_from))
+        else {
+            // A room's first version: its earlier readings were judged when their windows
+            // closed. A withdrawn first version: readings counted stay counted.
+            return;
+        };
+        if !fresh || before.capacity == after.capacity {
+            return;
+        }
+        if before.office_id != after.office_id {
+            tracing::warn!(
+                tenant = %e.tenant,
+                room = %e.room_id,
+                from = e.effective_from,
+                "a room version moves the room to another office in the past; final rows keep their office"
+            );
+            return;
+        }
+        self.last_version = next_version(self.last_version);
+        out.push(Output::Restate(Restate {
+            room_id: e.room_id.clone(),
+            office_id: after.office_id.clone(),
+            from: e.effective_from,
+            until: state
+                .catalog
+                .next_after(&e.room_id, e.effective_from)
+                .unwrap_or(i64::MAX),
+            capacity: after.capacity,
+            version: self.last_version,
+            tenant: e.tenant,
+        }));
+    }
+
     fn on_rejected(&mut self, letter: DeadLetter, out: &mut Vec<Output>) {
         if letter.topic == Topic::Rooms {
+            let state = self.tenants.entry(letter.tenant.clone()).or_default();
+            state.rooms_read.insert(letter.partition, letter.offset + 1);
             return out.push(Output::RoomRejected(letter));
         }
         let p = self.partition(&letter.tenant, letter.partition);
@@ -278,6 +338,7 @@ impl Aggregator {
             catalog,
             partitions,
             live,
+            ..
         } = self.tenants.entry(tenant.clone()).or_default();
         let p = partitions
             .entry(record.partition)

@@ -36,6 +36,12 @@ impl RoomCatalog {
             .map(|(_, v)| v)
     }
 
+    /// Where the version of `room_id` in effect at `ts` ends: the next version's start.
+    pub fn next_after(&self, room_id: &str, ts: i64) -> Option<i64> {
+        let versions = self.rooms.get(room_id)?;
+        versions.range(ts + 1..).next().map(|(from, _)| *from)
+    }
+
     /// Number of rooms with at least one version.
     pub fn len(&self) -> usize {
         self.rooms.values().filter(|v| !v.is_empty()).count()
@@ -79,6 +85,8 @@ pub(crate) mod tests {
         assert_eq!(c.at("r", 100).unwrap().capacity, 4);
         assert_eq!(c.at("r", 199).unwrap().capacity, 4);
         assert_eq!(c.at("r", 200).unwrap().capacity, 8);
+        assert_eq!(c.next_after("r", 100), Some(200));
+        assert_eq!(c.next_after("r", 200), None);
         assert!(c.withdraw("r", 200));
         assert!(!c.withdraw("r", 200));
         assert_eq!(c.at("r", 500).unwrap().capacity, 4);

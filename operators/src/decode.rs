@@ -11,7 +11,7 @@ use rf_schemas::reading::ReadingDecoder;
 use rf_schemas::registry::{RegistryClient, RegistryError};
 use rf_schemas::{DeadLetterReason, RoomVersion, ROOM_AVSC};
 
-use crate::records::{DeadLetter, Decoded, DecodedReading, RawRecord, Topic};
+use crate::records::{DeadLetter, Decoded, DecodedReading, RawRecord, RoomEvent, Topic};
 
 /// Where writer schemas come from.
 pub trait SchemaSource {
@@ -119,11 +119,14 @@ impl<S: SchemaSource> Decoder<S> {
             return Err(Box::new(record.dead_letter(Malformed, detail)));
         };
         let Some(value) = record.value.as_deref() else {
-            return Ok(Decoded::RoomWithdrawn {
+            return Ok(Decoded::Room(Box::new(RoomEvent {
                 tenant: record.tenant.clone(),
+                partition: record.partition,
+                offset: record.offset,
                 room_id: room_id.to_owned(),
                 effective_from,
-            });
+                version: None,
+            })));
         };
         let (id, body) = match unframe(value) {
             Ok(framed) => framed,
@@ -150,10 +153,14 @@ impl<S: SchemaSource> Decoder<S> {
             let detail = format!("room key {key:?} does not match the value's {}", room.key());
             return Err(Box::new(record.dead_letter(Malformed, detail)));
         }
-        Ok(Decoded::Room {
+        Ok(Decoded::Room(Box::new(RoomEvent {
             tenant: record.tenant,
-            room: Arc::new(room),
-        })
+            partition: record.partition,
+            offset: record.offset,
+            room_id: room.room_id.clone(),
+            effective_from,
+            version: Some(Arc::new(room)),
+        })))
     }
 
     /// The cached entry for `id`, fetching it on first use. An unreachable registry is

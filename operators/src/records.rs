@@ -65,25 +65,29 @@ impl RawRecord {
 pub enum Decoded {
     /// A reading, with the record it came from (kept to dead-letter it later if needed).
     Reading(Box<DecodedReading>),
-    /// A room version was published.
-    Room {
-        /// The tenant.
-        tenant: TenantId,
-        /// The version.
-        room: Arc<RoomVersion>,
-    },
+    /// A room version was published or withdrawn.
+    Room(Box<RoomEvent>),
     /// An input that failed decoding or validation. It goes through the aggregator like
     /// any other event, so that replays after a restart do not write it twice.
     Rejected(Box<DeadLetter>),
-    /// A room version was withdrawn (a tombstone for `room_id@effective_from`).
-    RoomWithdrawn {
-        /// The tenant.
-        tenant: TenantId,
-        /// The room.
-        room_id: String,
-        /// The withdrawn version's start.
-        effective_from: i64,
-    },
+}
+
+/// A record of a rooms topic: the version of `room_id` starting at `effective_from`,
+/// published, or withdrawn by a tombstone.
+#[derive(Clone, Debug)]
+pub struct RoomEvent {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The rooms partition it was read from.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The room.
+    pub room_id: String,
+    /// The version's start.
+    pub effective_from: i64,
+    /// The version; `None` withdraws it.
+    pub version: Option<Arc<RoomVersion>>,
 }
 
 /// A reading that passed decoding and the metadata-free validation rules.
@@ -240,6 +244,31 @@ pub struct Checkpoint {
     pub counted: u64,
     /// Readings replaced by a later reading with the same key during the epoch.
     pub replaced: u64,
+    /// The tenant's rooms partitions with the next offset read by this worker: what
+    /// room versions before them changed in final rows is written once this epoch is.
+    pub rooms: Vec<(i32, i64)>,
+}
+
+/// A room version changed the capacity of windows that are final already: every final
+/// row of `room_id` in `office_id` whose last instant lies in `[from, until)` gets
+/// `capacity` and the utilization that follows, and so do the office's rows of those
+/// windows. The rows' readings are gone from memory, but these columns need none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restate {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The room.
+    pub room_id: String,
+    /// Its office over the range.
+    pub office_id: String,
+    /// First instant whose version changed, epoch ms.
+    pub from: i64,
+    /// End of the changed range, epoch ms (exclusive; `i64::MAX` when open).
+    pub until: i64,
+    /// The capacity in effect over the range now.
+    pub capacity: u32,
+    /// The revision's version: above every row it replaces.
+    pub version: u64,
 }
 
 /// Everything the dataflow hands to the sinks.
@@ -260,6 +289,10 @@ pub enum Output {
     RoomRejected(DeadLetter),
     /// A room version to mirror into ClickHouse.
     RoomVersion(TenantId, Arc<RoomVersion>),
+    /// A withdrawn room version (room id, effective_from) to remove from ClickHouse.
+    RoomWithdrawn(TenantId, String, i64),
+    /// Final rows to rewrite after a room version changed in the past.
+    Restate(Restate),
     /// Progress of a partition.
     Checkpoint(Checkpoint),
 }

@@ -13,30 +13,28 @@ fn tenant() -> TenantId {
     TenantId::parse("acme").unwrap()
 }
 
-fn room(id: &str, capacity: u32, from: i64) -> Decoded {
-    Decoded::Room {
-        tenant: tenant(),
-        room: Arc::new(RoomVersion {
-            room_id: id.into(),
-            office_id: "lon".into(),
-            office_name: "London".into(),
-            region: "EMEA".into(),
-            country_code: "GB".into(),
-            timezone: chrono_tz::Europe::London,
-            floor: 2,
-            name: id.into(),
-            kind: RoomKind::Meeting,
-            capacity,
-            area_m2: None,
-            monthly_cost: None,
-            effective_from: from,
-        }),
-    }
+fn room(id: &str, capacity: u32, from: i64) -> Arc<RoomVersion> {
+    Arc::new(RoomVersion {
+        room_id: id.into(),
+        office_id: "lon".into(),
+        office_name: "London".into(),
+        region: "EMEA".into(),
+        country_code: "GB".into(),
+        timezone: chrono_tz::Europe::London,
+        floor: 2,
+        name: id.into(),
+        kind: RoomKind::Meeting,
+        capacity,
+        area_m2: None,
+        monthly_cost: None,
+        effective_from: from,
+    })
 }
 
 struct Feed {
     aggregator: Aggregator,
     offset: i64,
+    rooms_offset: i64,
     out: Vec<Output>,
 }
 
@@ -45,12 +43,32 @@ impl Feed {
         Self {
             aggregator: Aggregator::new(AggregateConfig::default()),
             offset: 0,
+            rooms_offset: 0,
             out: Vec::new(),
         }
     }
 
-    fn room(&mut self, event: Decoded) {
-        self.aggregator.apply(event, &mut self.out);
+    fn room(&mut self, version: Arc<RoomVersion>) {
+        let (room_id, from) = (version.room_id.clone(), version.effective_from);
+        self.room_event(room_id, from, Some(version));
+    }
+
+    fn withdraw(&mut self, room_id: &str, from: i64) {
+        self.room_event(room_id.into(), from, None);
+    }
+
+    fn room_event(&mut self, room_id: String, from: i64, version: Option<Arc<RoomVersion>>) {
+        let event = RoomEvent {
+            tenant: tenant(),
+            partition: 0,
+            offset: self.rooms_offset,
+            room_id,
+            effective_from: from,
+            version,
+        };
+        self.rooms_offset += 1;
+        self.aggregator
+            .apply(Decoded::Room(Box::new(event)), &mut self.out);
     }
 
     fn reading(&mut self, room_id: &str, office: &str, ts: i64, people: i32) {
@@ -244,4 +262,85 @@ fn day_windows_close_and_free_their_readings() {
         "only the new day's reading is held"
     );
     assert_eq!(checkpoint(&out).commit_offset, 60);
+}
+
+fn restates(out: &[Output]) -> Vec<&Restate> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Restate(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_capacity_change_after_windows_are_final_restates_them() {
+    let mut f = Feed::new();
+    f.room(room("r1", 4, 0));
+    f.reading("r1", "lon", T0, 2);
+    f.reading("r1", "lon", T0 + 30 * MIN, 2); // 09:00–09:15 is final
+    let out = f.flush();
+    assert_eq!(rooms(&out, Granularity::M15, true).len(), 1);
+    assert_eq!(checkpoint(&out).rooms, vec![(0, 1)]);
+
+    f.room(room("r1", 8, T0 - MIN));
+    let out = f.flush();
+    let version = restates(&out)[0].version;
+    assert_eq!(
+        restates(&out),
+        [&Restate {
+            tenant: tenant(),
+            room_id: "r1".into(),
+            office_id: "lon".into(),
+            from: T0 - MIN,
+            until: i64::MAX,
+            capacity: 8,
+            version,
+        }]
+    );
+    let open = rooms(&out, Granularity::M15, false);
+    assert_eq!((open[0].window_start, open[0].capacity), (T0 + 30 * MIN, 8));
+    assert!(rooms(&out, Granularity::M15, true).is_empty());
+
+    // The same version again changes nothing that is final.
+    f.room(room("r1", 8, T0 - MIN));
+    assert!(restates(&f.flush()).is_empty());
+
+    // A version after it bounds the range; withdrawing the change restores capacity 4.
+    f.room(room("r1", 6, T0 + 3_600_000));
+    f.flush();
+    f.withdraw("r1", T0 - MIN);
+    let out = f.flush();
+    let r = restates(&out);
+    assert_eq!(
+        (r[0].from, r[0].until, r[0].capacity),
+        (T0 - MIN, T0 + 3_600_000, 4)
+    );
+    assert!(r[0].version > version);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RoomWithdrawn(_, room, from) if room == "r1" && *from == T0 - MIN
+    )));
+
+    // Withdrawing a room's only version in effect leaves counted readings counted.
+    f.withdraw("r1", 0);
+    assert!(restates(&f.flush()).is_empty());
+}
+
+#[test]
+fn versions_applied_before_a_restart_only_rebuild_the_catalog() {
+    let mut f = Feed::new();
+    f.aggregator.restate_from(&tenant(), 0, 2);
+    f.room(room("r1", 4, 0)); // offset 0
+    f.room(room("r1", 8, T0)); // offset 1: applied before the restart
+    assert!(restates(&f.flush()).is_empty());
+    f.room(room("r1", 6, T0 + 3_600_000)); // offset 2: maybe not
+    let out = f.flush();
+    assert_eq!(
+        restates(&out)
+            .iter()
+            .map(|r| (r.from, r.capacity))
+            .collect::<Vec<_>>(),
+        [(T0 + 3_600_000, 6)]
+    );
 }

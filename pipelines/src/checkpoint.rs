@@ -28,7 +28,7 @@ use crate::PipelineError;
 pub const TOPIC: &str = "roomflow.checkpoints";
 
 /// Where a partition resumes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resume {
     /// First offset to read.
     pub offset: i64,
@@ -38,24 +38,53 @@ pub struct Resume {
     pub processed_until: i64,
     /// The watermark reached at `processed_until`: windows final by it were written.
     pub final_watermark: i64,
+    /// Per rooms partition of the tenant, the offset below which room versions had been
+    /// applied to final rows by the worker that wrote this checkpoint.
+    pub rooms: Vec<(i32, i64)>,
 }
 
 impl Resume {
     fn encode(&self) -> String {
+        let rooms: Vec<String> = self.rooms.iter().map(|(p, o)| format!("{p}:{o}")).collect();
         format!(
-            "offset={};wm={};until={};final={}",
-            self.offset, self.watermark, self.processed_until, self.final_watermark
+            "offset={};wm={};until={};final={};rooms={}",
+            self.offset,
+            self.watermark,
+            self.processed_until,
+            self.final_watermark,
+            rooms.join(",")
         )
     }
 
     fn decode(s: &str) -> Option<Self> {
         let mut fields = s.split(';');
         let mut next = |name: &str| fields.next()?.strip_prefix(name)?.parse().ok();
+        let (offset, watermark, processed_until, final_watermark) = (
+            next("offset=")?,
+            next("wm=")?,
+            next("until=")?,
+            next("final=")?,
+        );
+        // Checkpoints written before room restatements carry no rooms field: every room
+        // version is then applied to final rows again, which changes nothing that is right.
+        let rooms = match fields.next() {
+            None => Vec::new(),
+            Some(f) => f
+                .strip_prefix("rooms=")?
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|po| {
+                    let (p, o) = po.split_once(':')?;
+                    Some((p.parse().ok()?, o.parse().ok()?))
+                })
+                .collect::<Option<_>>()?,
+        };
         Some(Self {
-            offset: next("offset=")?,
-            watermark: next("wm=")?,
-            processed_until: next("until=")?,
-            final_watermark: next("final=")?,
+            offset,
+            watermark,
+            processed_until,
+            final_watermark,
+            rooms,
         })
     }
 }
@@ -185,6 +214,7 @@ impl CheckpointWriter {
                 watermark: c.watermark,
                 processed_until: c.processed_until,
                 final_watermark: c.current_watermark,
+                rooms: c.rooms.clone(),
             }
             .encode();
             let record = FutureRecord::to(TOPIC).key(&key).payload(&value);
@@ -212,13 +242,26 @@ mod tests {
 
     #[test]
     fn resume_round_trips() {
-        let r = Resume {
+        let mut r = Resume {
             offset: 42,
             watermark: i64::MIN,
             processed_until: 50,
             final_watermark: 7,
+            rooms: Vec::new(),
         };
+        assert_eq!(Resume::decode(&r.encode()), Some(r.clone()));
+        r.rooms = vec![(0, 12), (1, 3)];
+        assert_eq!(
+            r.encode(),
+            "offset=42;wm=-9223372036854775808;until=50;final=7;rooms=0:12,1:3"
+        );
         assert_eq!(Resume::decode(&r.encode()), Some(r));
+        let old = Resume::decode("offset=1;wm=2;until=3;final=4").unwrap();
+        assert!(old.rooms.is_empty());
+        assert_eq!(
+            Resume::decode("offset=1;wm=2;until=3;final=4;rooms=0"),
+            None
+        );
         assert_eq!(Resume::decode("offset=1;wm=2"), None);
         assert_eq!(Resume::decode("offset=1;wm=2;until=3"), None);
         assert_eq!(Resume::decode("wm=2;offset=1;until=3"), None);

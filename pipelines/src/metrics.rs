@@ -22,6 +22,8 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Room metadata records rejected, by tenant and reason.
     pub rejected_rooms: IntCounterVec,
+    /// Room versions that changed the capacity of final rows, which were rewritten.
+    pub restatements: IntCounterVec,
     /// Failed sink attempts that will be retried, by sink.
     pub sink_retries: IntCounterVec,
     /// Rows and keys per written batch, by sink.
@@ -70,6 +72,11 @@ impl Metrics {
             "Room metadata records rejected.",
             &["tenant", "reason"],
         );
+        let restatements = counter(
+            "rf_restatements_total",
+            "Room versions whose capacity change in the past rewrote final rows.",
+            &["tenant"],
+        );
         let sink_retries = counter(
             "rf_sink_retries_total",
             "Failed sink writes that were retried.",
@@ -117,6 +124,7 @@ impl Metrics {
             replaced,
             dead_letters,
             rejected_rooms,
+            restatements,
             sink_retries,
             batch_size,
             epoch_latency,

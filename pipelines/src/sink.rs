@@ -117,6 +117,7 @@ impl SinkContext {
         }
         if !self.mirror_rooms {
             batch.room_versions.clear();
+            batch.withdrawn_rooms.clear();
         }
         if !batch.is_empty() {
             self.runtime
@@ -172,6 +173,10 @@ impl SinkContext {
                 .with_label_values(&[d.tenant.as_str(), d.reason.as_str()])
                 .inc();
             tracing::warn!(tenant = %d.tenant, offset = d.offset, reason = %d.reason, detail = %d.detail, "room metadata rejected");
+        }
+        for r in &batch.restates {
+            m.restatements.with_label_values(&[r.tenant.as_str()]).inc();
+            tracing::info!(tenant = %r.tenant, room = %r.room_id, from = r.from, capacity = r.capacity, "capacity changed in the past; final rows restated");
         }
         for c in checkpoints {
             let labels = [c.tenant.as_str(), &c.partition.to_string()];

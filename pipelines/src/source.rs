@@ -217,6 +217,14 @@ impl Consumers {
         let mut rooms_ends = HashMap::new();
         for (tenant, _, n) in &topology.tenants {
             topics.insert(tenant.rooms_topic(), (tenant.clone(), Topic::Rooms));
+            // Room versions that every checkpointed partition's worker had applied to final
+            // rows are not applied again; without a checkpoint no final row was written.
+            let readings_topic = tenant.readings_topic();
+            let checkpointed: Vec<&Resume> = resumes
+                .iter()
+                .filter(|((topic, _), _)| *topic == readings_topic)
+                .map(|(_, r)| r)
+                .collect();
             for p in 0..*n {
                 rooms_assignment
                     .add_partition_offset(&tenant.rooms_topic(), p, Offset::Beginning)
@@ -227,6 +235,12 @@ impl Consumers {
                 if high > low {
                     rooms_ends.insert((tenant.rooms_topic(), p), high);
                 }
+                let applied = checkpointed
+                    .iter()
+                    .map(|r| r.rooms.iter().find(|(q, _)| *q == p).map_or(0, |(_, o)| *o))
+                    .min()
+                    .unwrap_or(high);
+                aggregator.restate_from(tenant, p, applied);
             }
         }
         rooms

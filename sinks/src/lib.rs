@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rf_operators::{DeadLetter, LiveOffice, LiveRoom, OfficeRow, Output, RoomRow};
+use rf_operators::{DeadLetter, LiveOffice, LiveRoom, OfficeRow, Output, Restate, RoomRow};
 use rf_schemas::{RoomVersion, TenantId};
 
 pub use config::Secret;
@@ -35,6 +35,10 @@ pub struct Batch {
     pub dead_letters: Vec<DeadLetter>,
     /// Room versions to mirror.
     pub room_versions: Vec<(TenantId, Arc<RoomVersion>)>,
+    /// Withdrawn room versions (room id, effective_from) to remove from the mirror.
+    pub withdrawn_rooms: Vec<(TenantId, String, i64)>,
+    /// Final rows to rewrite after a room's capacity changed in the past.
+    pub restates: Vec<Restate>,
     /// Rejected room metadata: logged and counted by the pipeline, written nowhere.
     pub rejected_rooms: Vec<DeadLetter>,
 }
@@ -49,6 +53,8 @@ impl Batch {
             Output::LiveOffice(o) => self.live_offices.push(o),
             Output::DeadLetter(d) => self.dead_letters.push(d),
             Output::RoomVersion(t, r) => self.room_versions.push((t, r)),
+            Output::RoomWithdrawn(t, room, from) => self.withdrawn_rooms.push((t, room, from)),
+            Output::Restate(r) => self.restates.push(r),
             Output::RoomRejected(d) => self.rejected_rooms.push(d),
             Output::Checkpoint(c) => return Some(c),
         }
@@ -63,6 +69,8 @@ impl Batch {
             && self.live_offices.is_empty()
             && self.dead_letters.is_empty()
             && self.room_versions.is_empty()
+            && self.withdrawn_rooms.is_empty()
+            && self.restates.is_empty()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The ClickHouse sink: window revisions and room versions, one insert per tenant and
-//! table per batch.
+//! table per batch; then restatements of final rows whose room capacity changed in the
+//! past, and withdrawn room versions.
 
 mod rows;
 
@@ -31,6 +32,8 @@ struct TenantRows {
     rooms: Vec<usize>,
     offices: Vec<usize>,
     versions: Vec<usize>,
+    withdrawn: Vec<usize>,
+    restates: Vec<usize>,
 }
 
 /// Writes window rows and room versions to each tenant's database.
@@ -70,12 +73,28 @@ impl ClickHouseSink {
         for (i, (t, _)) in batch.room_versions.iter().enumerate() {
             by_db.entry(t.clickhouse_db()).or_default().versions.push(i);
         }
+        for (i, (t, ..)) in batch.withdrawn_rooms.iter().enumerate() {
+            by_db
+                .entry(t.clickhouse_db())
+                .or_default()
+                .withdrawn
+                .push(i);
+        }
+        for (i, r) in batch.restates.iter().enumerate() {
+            by_db
+                .entry(r.tenant.clickhouse_db())
+                .or_default()
+                .restates
+                .push(i);
+        }
         for (
             db,
             TenantRows {
                 rooms,
                 offices,
                 versions,
+                withdrawn,
+                restates,
             },
         ) in by_db
         {
@@ -114,9 +133,83 @@ impl ClickHouseSink {
                 }
                 insert.end().await?;
             }
+            // After this batch's rows: they may be among those to restate.
+            for i in restates {
+                restate(&client, &batch.restates[i]).await?;
+            }
+            for i in withdrawn {
+                let (_, room_id, from) = &batch.withdrawn_rooms[i];
+                client
+                    .query("ALTER TABLE rooms DELETE WHERE room_id = ? AND effective_from = ?")
+                    .bind(room_id.as_str())
+                    .bind(seconds(*from))
+                    .execute()
+                    .await?;
+            }
         }
         Ok(())
     }
+}
+
+/// Epoch ms as ClickHouse `DateTime` seconds, clamped to its range.
+fn seconds(ms: i64) -> u32 {
+    ms.div_euclid(1000).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// Rewrites the final rows of the windows `r` covers (last instant in `[from, until)`)
+/// with the new capacity: the room's rows, then its office's rows from the capacities
+/// of the office's final room rows. Rows already right are left alone, so a repeated
+/// restatement writes nothing. Plain `INSERT … SELECT … FINAL`, which 18.16 runs too.
+async fn restate(client: &Client, r: &rf_operators::Restate) -> clickhouse::error::Result<()> {
+    // `window_end - 1 ms` in [from, until) is, in whole seconds, from < end <= until.
+    let range = if r.until == i64::MAX {
+        format!("window_end > toDateTime({})", seconds(r.from))
+    } else {
+        format!(
+            "window_end > toDateTime({}) AND window_end <= toDateTime({})",
+            seconds(r.from),
+            seconds(r.until)
+        )
+    };
+    client
+        .query(&format!(
+            "INSERT INTO room_utilization (granularity, office_id, room_id, window_start, \
+             window_end, samples, avg_people, peak_people, occupied_ratio, capacity, \
+             utilization, final, version, updated_at) \
+             SELECT granularity, office_id, room_id, window_start, window_end, samples, \
+             avg_people, peak_people, occupied_ratio, toUInt32(?), avg_people / ?, final, \
+             toUInt64(?), now() FROM room_utilization FINAL \
+             WHERE room_id = ? AND office_id = ? AND final = 1 AND {range} AND capacity != ?"
+        ))
+        .bind(r.capacity)
+        .bind(f64::from(r.capacity))
+        .bind(r.version)
+        .bind(r.room_id.as_str())
+        .bind(r.office_id.as_str())
+        .bind(r.capacity)
+        .execute()
+        .await?;
+    client
+        .query(&format!(
+            "INSERT INTO office_utilization (granularity, office_id, window_start, window_end, \
+             rooms_reporting, avg_people, peak_people, capacity, utilization, final, version, \
+             updated_at) \
+             SELECT granularity, office_id, window_start, window_end, rooms_reporting, \
+             avg_people, peak_people, room_capacity, avg_people / room_capacity, final, \
+             toUInt64(?), now() \
+             FROM (SELECT * FROM office_utilization FINAL \
+                   WHERE office_id = ? AND final = 1 AND {range}) \
+             ALL INNER JOIN \
+             (SELECT granularity, window_start, toUInt32(sum(capacity)) AS room_capacity \
+              FROM room_utilization FINAL WHERE office_id = ? AND final = 1 AND {range} \
+              GROUP BY granularity, window_start) USING (granularity, window_start) \
+             WHERE room_capacity != capacity"
+        ))
+        .bind(r.version)
+        .bind(r.office_id.as_str())
+        .bind(r.office_id.as_str())
+        .execute()
+        .await
 }
 
 impl Sink for ClickHouseSink {
@@ -125,7 +218,12 @@ impl Sink for ClickHouseSink {
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        if batch.rooms.is_empty() && batch.offices.is_empty() && batch.room_versions.is_empty() {
+        if batch.rooms.is_empty()
+            && batch.offices.is_empty()
+            && batch.room_versions.is_empty()
+            && batch.withdrawn_rooms.is_empty()
+            && batch.restates.is_empty()
+        {
             return Ok(());
         }
         match tokio::time::timeout(self.timeout, self.insert_all(batch)).await {
