@@ -3,15 +3,20 @@
 //! readings, readings past the allowed lateness, revisions, a capacity change, a
 //! withdrawn room version, readings before their room exists, a room that never exists,
 //! wrong keys, malformed bytes, London's 23-hour day, and an office that goes idle.
+//! Then corrections to room history after the windows are final (restated in place),
+//! and a live run in which the idle office's partition follows the tenant's event time.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveTime, TimeZone};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use rf_pipelines::{run, Metrics, RunOptions};
 use rf_schemas::{Reading, RoomKind, RoomVersion};
 
 use common::*;
@@ -500,6 +505,36 @@ async fn generated_scenario_matches_a_plain_computation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(mirror(), want);
+
+    // Running on, live: New York's partition is caught up and silent, so after the idle
+    // timeout it follows London's event time and its open windows close.
+    let tenant_watermark = *watermark.values().max().unwrap();
+    let follows = |_: i32, end: i64| end + LATENESS <= tenant_watermark;
+    let (want_rooms, want_offices) = expected_rows(&corrected, &counted, &follows);
+    assert!(want_offices.len() > offices_v2.len());
+    let mut live = s.clone();
+    live.pipeline.idle_timeout_secs = 1;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let running = tokio::task::spawn_blocking({
+        let shutdown = shutdown.clone();
+        move || {
+            let options = RunOptions {
+                until_caught_up: false,
+                shutdown,
+                memory_every: None,
+            };
+            run(&live, options, Metrics::new())
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while final_rows(&db).1.len() < want_offices.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    running.await.unwrap().expect("the pipeline runs");
+    let (rooms_v3, offices_v3) = final_rows(&db);
+    assert_eq!(rooms_v3.keys().cloned().collect::<Vec<_>>(), want_rooms);
+    assert_eq!(offices_v3.keys().cloned().collect::<Vec<_>>(), want_offices);
     clickhouse_lines(&format!("DROP DATABASE {db}"));
 }
 

@@ -6,7 +6,7 @@
 //! with the same room metadata, give the same rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
@@ -24,13 +24,38 @@ use crate::windows::Granularity;
 pub struct AggregateConfig {
     /// How long after a window's end it stays open for late readings, in ms.
     pub allowed_lateness_ms: i64,
+    /// The tenants' event time, shared by the aggregators of one process.
+    pub clock: EventClock,
 }
 
 impl Default for AggregateConfig {
     fn default() -> Self {
         Self {
             allowed_lateness_ms: 5 * 60_000,
+            clock: EventClock::default(),
         }
+    }
+}
+
+/// Each tenant's event time: the largest watermark of its partitions, as far as the
+/// aggregators sharing this clock have seen. An idle partition moves up to it.
+#[derive(Clone, Debug, Default)]
+pub struct EventClock(Arc<Mutex<HashMap<TenantId, i64>>>);
+
+impl EventClock {
+    fn advance(&self, tenant: &TenantId, watermark: i64) {
+        let mut tenants = self.0.lock().expect("no panics while holding it");
+        match tenants.get_mut(tenant) {
+            Some(t) => *t = (*t).max(watermark),
+            None => {
+                tenants.insert(tenant.clone(), watermark);
+            }
+        }
+    }
+
+    fn now(&self, tenant: &TenantId) -> Option<i64> {
+        let tenants = self.0.lock().expect("no panics while holding it");
+        tenants.get(tenant).copied()
     }
 }
 
@@ -192,7 +217,39 @@ impl Aggregator {
             Decoded::Reading(r) => self.on_reading(*r, out),
             Decoded::Rejected(letter) => self.on_rejected(*letter, out),
             Decoded::Room(e) => self.on_room(*e, out),
+            Decoded::Idle { tenant, partition } => self.on_idle(tenant, partition, out),
         }
+    }
+
+    /// An idle partition follows its tenant's event time: the windows its readings left
+    /// open close as the other partitions' watermarks pass them. Readings arriving for
+    /// them afterwards are late.
+    fn on_idle(&mut self, tenant: TenantId, partition: i32, out: &mut Vec<Output>) {
+        let lateness = self.config.allowed_lateness_ms;
+        let Some(now) = self.config.clock.now(&tenant) else {
+            return;
+        };
+        let Some(state) = self.tenants.get_mut(&tenant) else {
+            return;
+        };
+        let Some(p) = state.partitions.get_mut(&partition) else {
+            return;
+        };
+        if now <= p.watermark || p.watermark == i64::MIN {
+            return;
+        }
+        tracing::debug!(%tenant, partition, from = p.watermark, to = now, "idle partition follows its tenant");
+        p.watermark = now;
+        p.touched = true;
+        close_windows(
+            &tenant,
+            &state.catalog,
+            p,
+            false,
+            lateness,
+            &mut self.last_version,
+            out,
+        );
     }
 
     /// Emits a revision of every window changed since the last flush, the live state,
@@ -231,6 +288,9 @@ impl Aggregator {
                 }
             }
             state.live.flush(tenant, out);
+            if let Some(wm) = state.partitions.values().map(|p| p.watermark).max() {
+                self.config.clock.advance(tenant, wm);
+            }
         }
     }
 
@@ -354,11 +414,17 @@ impl Aggregator {
         };
 
         let (_, end15) = Granularity::M15.window(r.ts, chrono_tz::UTC);
-        if p.watermark != i64::MIN && end15 + lateness <= p.watermark {
+        // After a replay, the watermark the first run reached (an idle partition's may
+        // have been moved past its own readings) judges what comes next.
+        let watermark = if replaying {
+            p.watermark
+        } else {
+            p.watermark.max(p.replay_final)
+        };
+        if watermark != i64::MIN && end15 + lateness <= watermark {
             let detail = format!(
-                "ts {} is in a window that closed at {end15} (watermark {}, allowed lateness {} s)",
+                "ts {} is in a window that closed at {end15} (watermark {watermark}, allowed lateness {} s)",
                 r.ts,
-                p.watermark,
                 lateness / 1000
             );
             return reject(record, DeadLetterReason::Late, detail, out);

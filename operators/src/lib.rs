@@ -9,7 +9,7 @@ pub mod ops;
 pub mod records;
 pub mod windows;
 
-pub use aggregate::{AggregateConfig, Aggregator, StateSize};
+pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
 pub use decode::{Decoder, SchemaSource};
 pub use ops::{Aggregate, DecodeRecords};
 pub use records::*;

@@ -13,24 +13,27 @@ use timely::dataflow::Stream;
 
 use crate::aggregate::Aggregator;
 use crate::decode::{Decoder, SchemaSource};
-use crate::records::{Decoded, Output, RawRecord};
+use crate::records::{Decoded, Input, Output};
 
 /// Decodes raw records.
 pub trait DecodeRecords<'s> {
     /// Decodes and validates records, in their original order; what fails becomes a
-    /// [`Decoded::Rejected`] carrying its dead letter.
+    /// [`Decoded::Rejected`] carrying its dead letter. Idle markers pass through.
     fn decode_records<S: SchemaSource + 'static>(
         self,
         decoder: Decoder<S>,
     ) -> Stream<'s, u64, Vec<Decoded>>;
 }
 
-impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<RawRecord>> {
+impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
     fn decode_records<S: SchemaSource + 'static>(
         self,
         mut decoder: Decoder<S>,
     ) -> Stream<'s, u64, Vec<Decoded>> {
-        self.map(move |record| decoder.decode(record).unwrap_or_else(Decoded::Rejected))
+        self.map(move |input| match input {
+            Input::Record(record) => decoder.decode(record).unwrap_or_else(Decoded::Rejected),
+            Input::Idle { tenant, partition } => Decoded::Idle { tenant, partition },
+        })
     }
 }
 

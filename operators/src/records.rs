@@ -16,6 +16,21 @@ pub enum Topic {
     Rooms,
 }
 
+/// What a source hands to the dataflow.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A consumed record.
+    Record(RawRecord),
+    /// A readings partition has been caught up and silent for the idle timeout: its
+    /// windows may close as the tenant's other partitions progress.
+    Idle {
+        /// The tenant.
+        tenant: TenantId,
+        /// The readings partition.
+        partition: i32,
+    },
+}
+
 /// A Kafka record as consumed, before decoding.
 #[derive(Clone, Debug)]
 pub struct RawRecord {
@@ -67,6 +82,13 @@ pub enum Decoded {
     Reading(Box<DecodedReading>),
     /// A room version was published or withdrawn.
     Room(Box<RoomEvent>),
+    /// A readings partition is idle (see [`Input::Idle`]).
+    Idle {
+        /// The tenant.
+        tenant: TenantId,
+        /// The readings partition.
+        partition: i32,
+    },
     /// An input that failed decoding or validation. It goes through the aggregator like
     /// any other event, so that replays after a restart do not write it twice.
     Rejected(Box<DeadLetter>),

@@ -72,6 +72,10 @@ impl Feed {
     }
 
     fn reading(&mut self, room_id: &str, office: &str, ts: i64, people: i32) {
+        self.reading_on(0, room_id, office, ts, people);
+    }
+
+    fn reading_on(&mut self, partition: i32, room_id: &str, office: &str, ts: i64, people: i32) {
         let reading = Reading {
             sensor_id: format!("s-{room_id}"),
             office_id: office.into(),
@@ -84,7 +88,7 @@ impl Feed {
         let record = RawRecord {
             tenant: tenant(),
             topic: Topic::Readings,
-            partition: 0,
+            partition,
             offset: self.offset,
             timestamp: ts,
             key: Some(office.as_bytes().to_vec()),
@@ -343,4 +347,53 @@ fn versions_applied_before_a_restart_only_rebuild_the_catalog() {
             .collect::<Vec<_>>(),
         [(T0 + 3_600_000, 6)]
     );
+}
+
+#[test]
+fn an_idle_partition_follows_its_tenants_event_time() {
+    let mut f = Feed::new();
+    let mut nyc = room("n1", 6, 0);
+    Arc::make_mut(&mut nyc).office_id = "nyc".into();
+    f.room(room("r1", 4, 0));
+    f.room(nyc);
+    f.reading_on(1, "n1", "nyc", T0, 3);
+    for m in 0..120 {
+        f.reading_on(0, "r1", "lon", T0 + m * MIN, 1);
+    }
+    let out = f.flush();
+    assert!(
+        !rooms(&out, Granularity::M15, true)
+            .iter()
+            .any(|r| r.room_id == "n1"),
+        "partition 1 has not moved"
+    );
+
+    // Partition 1 goes idle: it moves to the tenant's watermark, T0 + 119 min.
+    f.aggregator.apply(
+        Decoded::Idle {
+            tenant: tenant(),
+            partition: 1,
+        },
+        &mut f.out,
+    );
+    let out = f.flush();
+    let n1: Vec<_> = rooms(&out, Granularity::H1, true)
+        .into_iter()
+        .filter(|r| r.room_id == "n1")
+        .collect();
+    assert_eq!((n1.len(), n1[0].samples, n1[0].capacity), (1, 1, 6));
+    let c = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Checkpoint(c) if c.partition == 1 => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((c.counted, c.current_watermark), (1, T0 + 119 * MIN));
+
+    // A reading for the closed window is now late; one for an open window is not.
+    f.reading_on(1, "n1", "nyc", T0 + MIN, 1);
+    f.reading_on(1, "n1", "nyc", T0 + 118 * MIN, 1);
+    let late = letters(&f.flush());
+    assert_eq!(late, [(DeadLetterReason::Late, f.offset - 2)]);
 }

@@ -58,6 +58,9 @@ pub struct PipelineConfig {
     pub tenants: Vec<String>,
     /// How long a window stays open after its end for late readings, seconds.
     pub allowed_lateness_secs: u64,
+    /// How long a readings partition may be caught up and silent before its windows
+    /// follow the tenant's other partitions, seconds.
+    pub idle_timeout_secs: u64,
     /// Most records one epoch (one batch through the dataflow and the sinks) takes.
     pub max_epoch_records: usize,
     /// Longest an epoch collects records before it is handed on, milliseconds. Keeps the
@@ -73,6 +76,7 @@ impl Default for PipelineConfig {
             workers: 2,
             tenants: Vec::new(),
             allowed_lateness_secs: 300,
+            idle_timeout_secs: 30,
             max_epoch_records: 100_000,
             max_epoch_millis: 200,
             metrics_listen: "127.0.0.1:18090".into(),
@@ -112,6 +116,12 @@ impl PipelineConfig {
             return bad(
                 "pipeline.allowed_lateness_secs",
                 "must be at most 604800 (7 days)",
+            );
+        }
+        if self.idle_timeout_secs > 86_400 {
+            return bad(
+                "pipeline.idle_timeout_secs",
+                "must be at most 86400 (a day)",
             );
         }
         for t in &self.tenants {

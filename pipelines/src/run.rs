@@ -10,7 +10,7 @@ use rdkafka::producer::FutureProducer;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-use rf_operators::{Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder};
+use rf_operators::{Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder, EventClock};
 use rf_schemas::registry::RegistryClient;
 use rf_sinks::clickhouse::ClickHouseSink;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
@@ -109,6 +109,8 @@ pub fn run(
     let memory = Arc::new(Mutex::new(Vec::new()));
     let worker_memory = memory.clone();
     let consumed_total = Arc::new(AtomicU64::new(0));
+    // The tenants' event time, shared by this process's workers for idle partitions.
+    let clock = EventClock::default();
     let config = timely::Config::process(settings.pipeline.workers);
     let guards = timely::execute(config, move |worker| {
         let (settings, topology, producer, runtime, metrics, resumes) = &*shared;
@@ -117,6 +119,7 @@ pub fn run(
         let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
         let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
             allowed_lateness_ms: lateness,
+            clock: clock.clone(),
         })));
         let consumers = Consumers::assign(
             &settings.kafka,

@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
-use rf_operators::{Aggregator, RawRecord, Topic};
+use rf_operators::{Aggregator, Input, RawRecord, Topic};
 use rf_schemas::TenantId;
 
 use crate::checkpoint::Resume;
@@ -123,6 +123,8 @@ pub struct Consumers {
     topics: HashMap<String, (TenantId, Topic)>,
     /// Where each owned readings partition ended when the run started.
     ends: HashMap<(String, i32), i64>,
+    /// Every owned readings partition, with the next offset to read.
+    owned: HashMap<(String, i32), (TenantId, i64)>,
     /// Where each rooms partition ends now: the catalog is loaded up to here first.
     rooms_ends: HashMap<(String, i32), i64>,
 }
@@ -172,6 +174,7 @@ impl Consumers {
         };
         let mut assignment = TopicPartitionList::new();
         let mut ends = HashMap::new();
+        let mut owned = HashMap::new();
         for elem in committed.elements() {
             let (tenant, _) = &topics[elem.topic()];
             let (low, high) = readings
@@ -208,6 +211,10 @@ impl Consumers {
             if first < high {
                 ends.insert((elem.topic().to_owned(), elem.partition()), high);
             }
+            owned.insert(
+                (elem.topic().to_owned(), elem.partition()),
+                (tenant.clone(), first),
+            );
         }
         readings
             .assign(&assignment)
@@ -251,6 +258,7 @@ impl Consumers {
             rooms,
             topics,
             ends,
+            owned,
             rooms_ends,
         })
     }
@@ -264,7 +272,7 @@ pub fn kafka_source<'s>(
     config: &PipelineConfig,
     stop: StopWhen,
     metrics: Metrics,
-) -> (Stream<'s, u64, Vec<RawRecord>>, SourceHandles) {
+) -> (Stream<'s, u64, Vec<Input>>, SourceHandles) {
     let handles = SourceHandles {
         consumer: consumers.readings.clone(),
         epoch_started: Rc::default(),
@@ -278,6 +286,7 @@ pub fn kafka_source<'s>(
     let failed = handles.failed.clone();
     let max_records = config.max_epoch_records;
     let max_wait = Duration::from_millis(config.max_epoch_millis);
+    let idle_timeout = Duration::from_secs(config.idle_timeout_secs);
     let stream = source(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
@@ -286,8 +295,15 @@ pub fn kafka_source<'s>(
             rooms,
             topics,
             mut ends,
+            owned,
             mut rooms_ends,
         } = consumers;
+        // Per owned partition: the next offset to read, and since when it has been silent.
+        let start = Instant::now();
+        let mut silent: HashMap<(String, i32), (TenantId, i64, Instant)> = owned
+            .into_iter()
+            .map(|(key, (tenant, next))| (key, (tenant, next, start)))
+            .collect();
         let mut consumed: HashMap<(TenantId, i32), u64> = HashMap::new();
         // A compacted topic may have lost its last offset; metadata loading gives up
         // waiting for it after this.
@@ -335,7 +351,7 @@ pub fn kafka_source<'s>(
                         {
                             rooms_ends.remove(&key);
                         }
-                        batch.push(raw(&topics, &m));
+                        batch.push(Input::Record(raw(&topics, &m)));
                     }
                     Err(error) => tracing::warn!(%error, "polling room metadata failed"),
                 }
@@ -359,13 +375,36 @@ pub fn kafka_source<'s>(
                         if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
                             ends.remove(&key);
                         }
+                        if let Some((_, next, since)) = silent.get_mut(&key) {
+                            (*next, *since) = (m.offset() + 1, Instant::now());
+                        }
                         let record = raw(&topics, &m);
                         *consumed
                             .entry((record.tenant.clone(), record.partition))
                             .or_default() += 1;
-                        batch.push(record);
+                        batch.push(Input::Record(record));
                     }
                     Err(error) => tracing::warn!(%error, "polling readings failed"),
+                }
+            }
+            // Partitions read to their end and silent for the idle timeout are marked idle
+            // (again every timeout while they stay so).
+            if !loading_rooms {
+                for ((topic, partition), (tenant, next, since)) in &mut silent {
+                    if since.elapsed() < idle_timeout {
+                        continue;
+                    }
+                    *since = Instant::now();
+                    match readings.fetch_watermarks(topic, *partition, Duration::from_secs(2)) {
+                        Ok((_, high)) if *next >= high => batch.push(Input::Idle {
+                            tenant: tenant.clone(),
+                            partition: *partition,
+                        }),
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, topic, partition, "cannot read a partition's end")
+                        }
+                    }
                 }
             }
             if loading_rooms && batch.is_empty() {
