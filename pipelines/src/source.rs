@@ -93,6 +93,10 @@ const MAX_IN_FLIGHT: u64 = 2;
 /// How long the source reads only room metadata at start, at most.
 const ROOMS_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A gap between two polls longer than an epoch's wait plus this is a pause (backpressure,
+/// slow sinks): partitions are not silent while nobody asks them.
+const IDLE_PAUSE: Duration = Duration::from_secs(1);
+
 /// When the source stops.
 #[derive(Clone)]
 pub struct StopWhen {
@@ -123,8 +127,8 @@ pub struct Consumers {
     topics: HashMap<String, (TenantId, Topic)>,
     /// Where each owned readings partition ended when the run started.
     ends: HashMap<(String, i32), i64>,
-    /// Every owned readings partition, with the next offset to read.
-    owned: HashMap<(String, i32), (TenantId, i64)>,
+    /// Every owned readings partition.
+    owned: HashMap<(String, i32), TenantId>,
     /// Where each rooms partition ends now: the catalog is loaded up to here first.
     rooms_ends: HashMap<(String, i32), i64>,
 }
@@ -211,10 +215,7 @@ impl Consumers {
             if first < high {
                 ends.insert((elem.topic().to_owned(), elem.partition()), high);
             }
-            owned.insert(
-                (elem.topic().to_owned(), elem.partition()),
-                (tenant.clone(), first),
-            );
+            owned.insert((elem.topic().to_owned(), elem.partition()), tenant.clone());
         }
         readings
             .assign(&assignment)
@@ -298,12 +299,16 @@ pub fn kafka_source<'s>(
             owned,
             mut rooms_ends,
         } = consumers;
-        // Per owned partition: the next offset to read, and since when it has been silent.
+        // Per owned partition: since when polling has returned nothing from it. Polling
+        // gives every partition with data its turn, so a partition silent for the idle
+        // timeout while the source kept polling has nothing to read. Pauses in polling
+        // (backpressure, loading metadata) do not count.
         let start = Instant::now();
-        let mut silent: HashMap<(String, i32), (TenantId, i64, Instant)> = owned
+        let mut silent: HashMap<(String, i32), (TenantId, Instant)> = owned
             .into_iter()
-            .map(|(key, (tenant, next))| (key, (tenant, next, start)))
+            .map(|(key, tenant)| (key, (tenant, start)))
             .collect();
+        let mut last_poll = start;
         let mut consumed: HashMap<(TenantId, i32), u64> = HashMap::new();
         // A compacted topic may have lost its last offset; metadata loading gives up
         // waiting for it after this.
@@ -375,8 +380,8 @@ pub fn kafka_source<'s>(
                         if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
                             ends.remove(&key);
                         }
-                        if let Some((_, next, since)) = silent.get_mut(&key) {
-                            (*next, *since) = (m.offset() + 1, Instant::now());
+                        if let Some((_, since)) = silent.get_mut(&key) {
+                            *since = Instant::now();
                         }
                         let record = raw(&topics, &m);
                         *consumed
@@ -387,23 +392,20 @@ pub fn kafka_source<'s>(
                     Err(error) => tracing::warn!(%error, "polling readings failed"),
                 }
             }
-            // Partitions read to their end and silent for the idle timeout are marked idle
-            // (again every timeout while they stay so).
+            // Silent partitions are marked idle, again every timeout while they stay so.
             if !loading_rooms {
-                for ((topic, partition), (tenant, next, since)) in &mut silent {
-                    if since.elapsed() < idle_timeout {
-                        continue;
-                    }
-                    *since = Instant::now();
-                    match readings.fetch_watermarks(topic, *partition, Duration::from_secs(2)) {
-                        Ok((_, high)) if *next >= high => batch.push(Input::Idle {
+                let now = Instant::now();
+                let paused = now.duration_since(last_poll) > max_wait + IDLE_PAUSE;
+                last_poll = now;
+                for ((_, partition), (tenant, since)) in &mut silent {
+                    if paused {
+                        *since = now;
+                    } else if now.duration_since(*since) >= idle_timeout {
+                        *since = now;
+                        batch.push(Input::Idle {
                             tenant: tenant.clone(),
                             partition: *partition,
-                        }),
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, topic, partition, "cannot read a partition's end")
-                        }
+                        });
                     }
                 }
             }
