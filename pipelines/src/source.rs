@@ -302,7 +302,8 @@ pub fn kafka_source<'s>(
         // Per owned partition: since when polling has returned nothing from it. Polling
         // gives every partition with data its turn, so a partition silent for the idle
         // timeout while the source kept polling has nothing to read. Pauses in polling
-        // (backpressure, loading metadata) do not count.
+        // (backpressure, loading metadata) and failed polls (an unreachable broker) do
+        // not count.
         let start = Instant::now();
         let mut silent: HashMap<(String, i32), (TenantId, Instant)> = owned
             .into_iter()
@@ -343,6 +344,7 @@ pub fn kafka_source<'s>(
                 rooms_ends.clear();
             }
             let loading_rooms = !rooms_ends.is_empty();
+            let mut poll_failed = false;
             while batch.len() < max_records {
                 let Some(message) = rooms.poll(Duration::ZERO) else {
                     break;
@@ -389,13 +391,17 @@ pub fn kafka_source<'s>(
                             .or_default() += 1;
                         batch.push(Input::Record(record));
                     }
-                    Err(error) => tracing::warn!(%error, "polling readings failed"),
+                    Err(error) => {
+                        // The broker may be unreachable: silence means nothing now.
+                        poll_failed = true;
+                        tracing::warn!(%error, "polling readings failed");
+                    }
                 }
             }
             // Silent partitions are marked idle, again every timeout while they stay so.
             if !loading_rooms {
                 let now = Instant::now();
-                let paused = now.duration_since(last_poll) > max_wait + IDLE_PAUSE;
+                let paused = poll_failed || now.duration_since(last_poll) > max_wait + IDLE_PAUSE;
                 last_poll = now;
                 for ((_, partition), (tenant, since)) in &mut silent {
                     if paused {

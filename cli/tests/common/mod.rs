@@ -311,7 +311,11 @@ pub fn messy_stream(
 
 /// Creates `tenant` and returns the ids of its readings and rooms schemas.
 pub async fn create_tenant(tenant: &TenantId) -> (u32, u32) {
-    let s = settings(tenant);
+    create_tenant_on(&settings(tenant), tenant).await
+}
+
+/// Creates `tenant` on the stores `s` names.
+pub async fn create_tenant_on(s: &Settings, tenant: &TenantId) -> (u32, u32) {
     let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, tenant)
         .await
         .expect("tenant created");
@@ -346,8 +350,18 @@ pub fn room_records<'a>(
 
 /// Creates `tenant` and publishes the fleet's room metadata, then `readings`.
 pub async fn provision(tenant: &TenantId, fleet: &Fleet, readings: &[(String, Vec<u8>, i64)]) {
-    let (_, room_id) = create_tenant(tenant).await;
-    let producer: FutureProducer = settings(tenant).kafka.client_config().create().unwrap();
+    provision_on(&settings(tenant), tenant, fleet, readings).await;
+}
+
+/// [`provision`] on the stores `s` names.
+pub async fn provision_on(
+    s: &Settings,
+    tenant: &TenantId,
+    fleet: &Fleet,
+    readings: &[(String, Vec<u8>, i64)],
+) {
+    let (_, room_id) = create_tenant_on(s, tenant).await;
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
     let rooms = room_records(
         fleet.tenants[0].1.iter().map(|r| &r.version),
         room_id,

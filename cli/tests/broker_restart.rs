@@ -1,0 +1,211 @@
+//! A broker restart: the pipeline runs against a broker of its own (nisshi on SQLite
+//! storage, port 19093), which is killed mid-run and started again on the same data. The
+//! pipeline reconnects and ends with exactly the rows, live state and dead letters of an
+//! undisturbed run on the shared broker.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::FutureProducer;
+use rf_jobs::simulate::{Fleet, FleetSpec};
+use rf_pipelines::{run, Metrics, RunOptions};
+
+use common::*;
+
+const PORT: u16 = 19093;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The broker binary the local stack installed.
+fn nisshi() -> PathBuf {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("source deploy/local/env.sh && echo \"$NISSHI_BIN\"")
+        .current_dir(root())
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The private broker, killed when dropped (also when the test fails).
+struct Broker(Child);
+
+impl Broker {
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the private broker on `dir`'s storage, once its port can be bound again (a
+/// killed broker leaves the port in TIME_WAIT for up to a minute).
+fn start_broker(dir: &PathBuf) -> Broker {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while TcpListener::bind(("127.0.0.1", PORT)).is_err() {
+        assert!(Instant::now() < deadline, "port {PORT} stays taken");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let url = format!("tcp://127.0.0.1:{PORT}");
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))
+        .unwrap();
+    let child = Command::new(nisshi())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "sqlite://nisshi.db"])
+        .env_remove("STORAGE_ENGINE")
+        .env_remove("LISTENER_URL")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("nisshi starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the private broker does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Broker(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_changes_no_result() {
+    let clean = fresh_tenant("steady");
+    let moved = fresh_tenant("restart");
+    stack_is_up(&settings(&clean));
+    let dir = root().join(".data/test-broker-restart");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let broker = start_broker(&dir);
+
+    let fleet = Fleet::new(&FleetSpec {
+        tenants: vec![clean.clone()],
+        offices: 2,
+        rooms: 30,
+        seed: 17,
+    });
+    let (reading_id, _) = create_tenant(&clean).await;
+    let readings = messy_stream(&fleet, 12 * 60, reading_id, &mut Rng(0xb0b));
+    provision(&clean, &fleet, &readings).await;
+    let reference = run_until_caught_up(&settings(&clean)).await;
+    assert_accounts(&reference);
+
+    // The first half of the readings before the broker dies, the second after it is
+    // back: the running pipeline must reconnect to read and write them.
+    let mut s = settings(&moved);
+    s.kafka.brokers = format!("127.0.0.1:{PORT}");
+    let (first, second) = readings.split_at(readings.len() / 2);
+    provision_on(&s, &moved, &fleet, first).await;
+    let metrics = Metrics::new();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let running = tokio::task::spawn_blocking({
+        let (s, metrics, shutdown) = (s.clone(), metrics.clone(), shutdown.clone());
+        move || {
+            let options = RunOptions {
+                until_caught_up: false,
+                shutdown,
+                memory_every: None,
+            };
+            run(&s, options, metrics)
+        }
+    });
+    let consumed = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let n: u64 = (0..12)
+                .map(|p| {
+                    let labels = [moved.as_str(), &p.to_string()];
+                    metrics.consumed.with_label_values(&labels).get()
+                })
+                .sum();
+            if n >= want as u64 || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(consumed(first.len()), first.len() as u64);
+    broker.kill();
+    let down = Instant::now();
+    let broker = start_broker(&dir);
+    eprintln!("broker back after {:?}", down.elapsed());
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    produce_all(&producer, &moved.readings_topic(), second).await;
+    assert_eq!(consumed(readings.len()), readings.len() as u64);
+    eprintln!("consumed all {:?} after the restart", down.elapsed());
+
+    // The running pipeline kept its state across the restart; once its sinks catch up it
+    // has written exactly what the undisturbed run wrote. (It is not restarted here:
+    // nisshi 0.8.1 on SQLite serves none of its old records after a restart, so a replay
+    // from it could not rebuild open windows. Restarts of the pipeline itself are the
+    // fault test's subject.)
+    let want = window_rows(&clean);
+    let shared = settings(&clean);
+    let want_live = redis_state(&shared.redis.url, &clean).await;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let got = window_rows(&moved);
+        let live = redis_state(&shared.redis.url, &moved).await;
+        if (got == want && live == want_live) || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("caught up {:?} after the restart", down.elapsed());
+    shutdown.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap().expect("the pipeline survives");
+    let got = window_rows(&moved);
+    for (what, want, got) in [("room", &want.0, &got.0), ("office", &want.1, &got.1)] {
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{what} rows: {} vs {}; missing {missing:#?}; unexpected {extra:#?}",
+            want.len(),
+            got.len()
+        );
+    }
+    assert_eq!(redis_state(&shared.redis.url, &moved).await, want_live);
+    let st = &report.stats;
+    assert_eq!(
+        (st.consumed, st.counted, st.replaced, st.dead_letters),
+        (
+            reference.stats.consumed,
+            reference.stats.counted,
+            reference.stats.replaced,
+            reference.stats.dead_letters
+        ),
+        "the same accounts, every dead letter written once"
+    );
+    broker.kill();
+    std::fs::remove_dir_all(&dir).unwrap();
+    for t in [&clean, &moved] {
+        clickhouse_lines(&format!("DROP DATABASE {}", t.clickhouse_db()));
+    }
+}
