@@ -133,6 +133,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(secret.starts_with("service.jwt_secret"), "{secret}");
+        for (toml, field) in [
+            ("[pipeline]\nprocess = 1\n", "pipeline.process"),
+            (
+                "[pipeline]\nprocess = 2\nhosts = [\"a:1\", \"b:2\"]\n",
+                "pipeline.process",
+            ),
+            ("[pipeline]\nhosts = [\"a:1\", \"b\"]\n", "pipeline.hosts"),
+            (
+                "[pipeline]\nidle_timeout_secs = 100000\n",
+                "pipeline.idle_timeout_secs",
+            ),
+        ] {
+            let e = load_toml(toml).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{toml}: {e}");
+        }
+        let cluster = load_toml("[pipeline]\nprocess = 1\nhosts = [\"a:1\", \"b:2\"]\n");
+        assert_eq!(cluster.unwrap().pipeline.process, 1);
         assert!(
             load_toml("[pipeline]\nworkers = 4\n")
                 .unwrap()

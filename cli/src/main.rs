@@ -87,6 +87,18 @@ struct RunArgs {
     /// Stop once every partition is consumed to where it ended at start.
     #[arg(long)]
     until_caught_up: bool,
+    /// This process's index in a cluster of pipeline processes (overrides
+    /// pipeline.process). Every process gets the same hosts and worker count.
+    #[arg(long, short = 'p')]
+    process: Option<usize>,
+    /// Number of processes of a cluster on this machine, listening on
+    /// 127.0.0.1:18200, :18201, … (instead of a host file).
+    #[arg(long, short = 'n', conflicts_with = "hostfile")]
+    processes: Option<usize>,
+    /// File with one `host:port` per line, one line per process in process order
+    /// (overrides pipeline.hosts).
+    #[arg(long, short = 'H', value_name = "FILE")]
+    hostfile: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -318,6 +330,27 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     }
     if !args.tenants.is_empty() {
         config.pipeline.tenants = args.tenants.iter().map(ToString::to_string).collect();
+    }
+    if let Some(p) = args.process {
+        config.pipeline.process = p;
+    }
+    if let Some(n) = args.processes {
+        if n == 0 {
+            anyhow::bail!("--processes: must be at least 1");
+        }
+        config.pipeline.hosts = (0..n)
+            .map(|i| format!("127.0.0.1:{}", rf_pipelines::CLUSTER_BASE_PORT as usize + i))
+            .collect();
+    }
+    if let Some(path) = &args.hostfile {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--hostfile: cannot read {}", path.display()))?;
+        config.pipeline.hosts = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect();
     }
     config.validate()?;
     let metrics = Metrics::new();

@@ -68,7 +68,16 @@ pub struct PipelineConfig {
     pub max_epoch_millis: u64,
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
     pub metrics_listen: String,
+    /// This process's index in its timely cluster (0 when it runs alone).
+    pub process: usize,
+    /// `host:port` of every process of the cluster, in process order, where timely's
+    /// workers connect to each other; empty: this process runs alone.
+    pub hosts: Vec<String>,
 }
+
+/// Ports a cluster on one machine uses when no hosts are given: process i listens on
+/// 127.0.0.1:(CLUSTER_BASE_PORT + i).
+pub const CLUSTER_BASE_PORT: u16 = 18200;
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -80,6 +89,8 @@ impl Default for PipelineConfig {
             max_epoch_records: 100_000,
             max_epoch_millis: 200,
             metrics_listen: "127.0.0.1:18090".into(),
+            process: 0,
+            hosts: Vec::new(),
         }
     }
 }
@@ -123,6 +134,21 @@ impl PipelineConfig {
                 "pipeline.idle_timeout_secs",
                 "must be at most 86400 (a day)",
             );
+        }
+        if self.hosts.is_empty() && self.process != 0 {
+            return bad("pipeline.process", "must be 0 without pipeline.hosts");
+        }
+        if !self.hosts.is_empty() && self.process >= self.hosts.len() {
+            return bad(
+                "pipeline.process",
+                "must be below the number of pipeline.hosts",
+            );
+        }
+        for host in &self.hosts {
+            let port = host.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+            if !matches!(port, Some((h, Ok(p))) if !h.is_empty() && p > 0) {
+                return bad("pipeline.hosts", "each must be host:port");
+            }
         }
         for t in &self.tenants {
             if let Err(e) = rf_schemas::TenantId::parse(t) {

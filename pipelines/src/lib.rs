@@ -8,7 +8,7 @@ pub mod run;
 pub mod sink;
 pub mod source;
 
-pub use config::{KafkaConfig, PipelineConfig, RegistryConfig};
+pub use config::{KafkaConfig, PipelineConfig, RegistryConfig, CLUSTER_BASE_PORT};
 pub use metrics::Metrics;
 pub use run::{run, RunOptions, RunReport, Settings};
 

@@ -111,7 +111,7 @@ pub fn run(
     let consumed_total = Arc::new(AtomicU64::new(0));
     // The tenants' event time, shared by this process's workers for idle partitions.
     let clock = EventClock::default();
-    let config = timely::Config::process(settings.pipeline.workers);
+    let config = timely_config(&settings.pipeline);
     let guards = timely::execute(config, move |worker| {
         let (settings, topology, producer, runtime, metrics, resumes) = &*shared;
         let index = worker.index();
@@ -247,4 +247,22 @@ fn merge(into: &mut SinkStats, from: SinkStats) {
     into.consumed += from.consumed;
     into.replaced += from.replaced;
     into.latencies.extend(from.latencies);
+}
+
+/// One process, or one process of a cluster: partitions are then spread over the workers
+/// of every process, as if they were threads of one.
+fn timely_config(pipeline: &PipelineConfig) -> timely::Config {
+    if pipeline.hosts.is_empty() {
+        return timely::Config::process(pipeline.workers);
+    }
+    timely::Config {
+        communication: timely::CommunicationConfig::Cluster {
+            threads: pipeline.workers,
+            process: pipeline.process,
+            addresses: pipeline.hosts.clone(),
+            report: false,
+            zerocopy: false,
+        },
+        worker: timely::WorkerConfig::default(),
+    }
 }
