@@ -34,6 +34,9 @@ pub struct Metrics {
     pub watermark: IntGaugeVec,
     /// Readings and open windows held by each worker.
     pub state: IntGaugeVec,
+    /// Records between the consumer's position and the partition's end, by tenant and
+    /// partition (from the Kafka client's statistics).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -117,6 +120,11 @@ impl Metrics {
             "Readings and windows held in state.",
             &["worker", "kind"],
         );
+        let consumer_lag = gauge(
+            "rf_consumer_lag",
+            "Readings not yet consumed, per partition.",
+            &["tenant", "partition"],
+        );
         Self {
             registry,
             consumed,
@@ -130,6 +138,7 @@ impl Metrics {
             epoch_latency,
             watermark,
             state,
+            consumer_lag,
         }
     }
 

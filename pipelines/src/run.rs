@@ -128,6 +128,7 @@ pub fn run(
             peers,
             resumes,
             &mut aggregator.borrow_mut(),
+            metrics,
         )?;
         let registry = RegistryClient::new(
             &settings.registry.url,

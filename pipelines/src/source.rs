@@ -106,10 +106,39 @@ pub struct StopWhen {
     pub shutdown: Arc<AtomicBool>,
 }
 
+/// The readings consumer's context: turns the Kafka client's statistics into the
+/// per-partition lag gauge.
+pub struct LagContext {
+    metrics: Metrics,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            let Some(tenant) = topic.strip_prefix("occupancy.") else {
+                continue;
+            };
+            for (id, p) in &t.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[tenant, &id.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
+
+/// The readings consumer.
+pub type ReadingsConsumer = BaseConsumer<LagContext>;
+
 /// What a worker's source shares with the rest of its dataflow.
 pub struct SourceHandles {
     /// The readings consumer; the sink commits through it.
-    pub consumer: Rc<BaseConsumer>,
+    pub consumer: Rc<ReadingsConsumer>,
     /// When each epoch's poll ended.
     pub epoch_started: Rc<RefCell<BTreeMap<u64, Instant>>>,
     /// Set when the sink failed for good: the source stops.
@@ -122,7 +151,7 @@ pub struct SourceHandles {
 
 /// One worker's consumers, assigned and positioned.
 pub struct Consumers {
-    readings: Rc<BaseConsumer>,
+    readings: Rc<ReadingsConsumer>,
     rooms: BaseConsumer,
     topics: HashMap<String, (TenantId, Topic)>,
     /// Where each owned readings partition ended when the run started.
@@ -144,6 +173,7 @@ impl Consumers {
         peers: usize,
         resumes: &HashMap<(String, i32), Resume>,
         aggregator: &mut Aggregator,
+        metrics: &Metrics,
     ) -> Result<Self, PipelineError> {
         let timeout = Duration::from_secs(kafka.timeout_secs);
         let kerr = |what: &str, e: rdkafka::error::KafkaError| {
@@ -156,8 +186,12 @@ impl Consumers {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
-        let readings: BaseConsumer = config
-            .create()
+        let readings: ReadingsConsumer = config
+            .clone()
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(LagContext {
+                metrics: metrics.clone(),
+            })
             .map_err(|e| kerr("cannot create the readings consumer", e))?;
         let rooms: BaseConsumer = config
             .create()
