@@ -142,6 +142,30 @@ impl Metrics {
         }
     }
 
+    /// The name of every metric.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 12] = [
+            &self.consumed,
+            &self.counted,
+            &self.replaced,
+            &self.dead_letters,
+            &self.rejected_rooms,
+            &self.restatements,
+            &self.sink_retries,
+            &self.batch_size,
+            &self.epoch_latency,
+            &self.watermark,
+            &self.state,
+            &self.consumer_lag,
+        ];
+        collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

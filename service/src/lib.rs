@@ -105,6 +105,9 @@ pub struct AppState {
     latency: HistogramVec,
 }
 
+/// The service's Prometheus metrics, by name.
+pub const METRICS: [&str; 2] = ["rf_api_requests_total", "rf_api_request_seconds"];
+
 /// Connects to ClickHouse and Redis and builds the router.
 pub async fn app(
     config: &ServiceConfig,
@@ -116,15 +119,12 @@ pub async fn app(
         .map_err(|e| e.to_string())?;
     let registry = Registry::new();
     let requests = IntCounterVec::new(
-        Opts::new(
-            "rf_api_requests_total",
-            "Requests answered, by route and status.",
-        ),
+        Opts::new(METRICS[0], "Requests answered, by route and status."),
         &["route", "status"],
     )
     .expect("valid metric");
     let latency = HistogramVec::new(
-        HistogramOpts::new("rf_api_request_seconds", "Request latency, by route.")
+        HistogramOpts::new(METRICS[1], "Request latency, by route.")
             .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
         &["route"],
     )
