@@ -110,6 +110,11 @@ struct PartitionState {
     offices: HashMap<String, BTreeSet<String>>,
     open: BTreeSet<WindowKey>,
     dirty: HashSet<WindowKey>,
+    /// Per room, the 15m window start and version whose windows are already marked
+    /// dirty since the last flush: the next in-order reading of the room needs no marking
+    /// (the 15m window fixes the hour and the local day, as every zone's offset is a
+    /// multiple of 15 minutes).
+    marked: HashMap<String, (i64, Option<Arc<RoomVersion>>)>,
     /// Offsets of the readings held in `rooms`, with the watermark before each arrived.
     held: BTreeMap<i64, i64>,
     processed_until: i64,
@@ -133,6 +138,7 @@ impl PartitionState {
             offices: HashMap::new(),
             open: BTreeSet::new(),
             dirty: HashSet::new(),
+            marked: HashMap::new(),
             held: BTreeMap::new(),
             processed_until: 0,
             replay_until: 0,
@@ -257,6 +263,7 @@ impl Aggregator {
     pub fn flush(&mut self, out: &mut Vec<Output>) {
         for (tenant, state) in &mut self.tenants {
             for (&partition, p) in &mut state.partitions {
+                p.marked.clear();
                 for key in std::mem::take(&mut p.dirty) {
                     self.last_version = next_version(self.last_version);
                     emit_row(
@@ -476,7 +483,20 @@ impl Aggregator {
             None => p.pending += 1,
         }
         p.held.insert(offset, p.watermark);
-        open_windows(p, &r.room_id, r.ts, version.as_deref(), lateness);
+        let (start15, _) = Granularity::M15.window(r.ts, chrono_tz::UTC);
+        let marked = p.marked.get(r.room_id.as_str()).is_some_and(|(start, v)| {
+            *start == start15
+                && match (v, &version) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    (None, None) => true,
+                    _ => false,
+                }
+        });
+        if !marked {
+            open_windows(p, &r.room_id, r.ts, version.as_deref(), lateness);
+            p.marked
+                .insert(r.room_id.clone(), (start15, version.clone()));
+        }
         if let Some(v) = &version {
             live.observe(&r.room_id, &v.office_id, r.people_count, r.ts, v.capacity);
         }
@@ -541,6 +561,7 @@ fn open_windows(
 /// Room metadata changed: every open window of the room's readings may change.
 fn rewindow_room(state: &mut TenantState, room_id: &str, lateness: i64) {
     for p in state.partitions.values_mut() {
+        p.marked.remove(room_id);
         let Some(samples) = p.rooms.get(room_id) else {
             continue;
         };
