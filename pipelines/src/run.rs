@@ -177,10 +177,12 @@ pub fn run(
                     },
                 });
         });
-        let mut last_report = Instant::now();
+        let (mut last_report, mut steps) = (Instant::now(), 0u64);
         let (mut added, mut next_sample) = (0, options.memory_every.unwrap_or(u64::MAX));
         while !probe.done() {
-            worker.step();
+            // Parks (up to a millisecond) only when no operator has work.
+            worker.step_or_park(Some(Duration::from_millis(1)));
+            steps += 1;
             let mine = consumed.get();
             let total = consumed_total.fetch_add(mine - added, Ordering::Relaxed) + mine - added;
             added = mine;
@@ -194,7 +196,7 @@ pub fn run(
                     .push((total, rss_bytes()));
                 next_sample = (total / every + 1) * every;
             }
-            if last_report.elapsed() > Duration::from_secs(5) {
+            if steps % 256 == 0 && last_report.elapsed() > Duration::from_secs(5) {
                 last_report = Instant::now();
                 let size = aggregator.borrow().size();
                 let w = index.to_string();

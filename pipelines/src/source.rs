@@ -356,7 +356,8 @@ pub fn kafka_source<'s>(
             // sinks' acknowledgement, so memory does not grow when the sinks are slower
             // than the broker.
             if *cap.time() >= written_before.get() + MAX_IN_FLIGHT {
-                activator.activate();
+                // Look again in a millisecond rather than spin: the sinks share the cores.
+                activator.activate_after(Duration::from_millis(1));
                 return;
             }
             let stopping = failed.borrow().is_some()
