@@ -405,6 +405,20 @@ async fn check_query_service(s: &Settings, tenant: &TenantId) {
             let body: serde_json::Value = response.into_body().read_json().unwrap_or_default();
             (status, body)
         };
+        // Correlation ids: the caller's is echoed, else one is made up.
+        let echoed = |id: Option<&str>| {
+            let mut request = agent.get(format!("{base}/v1/offices/lon/occupancy"));
+            request = request.header("Authorization", format!("Bearer {token}"));
+            if let Some(id) = id {
+                request = request.header(rf_service::REQUEST_ID, id);
+            }
+            let response = request.call().unwrap();
+            let header = response.headers().get(rf_service::REQUEST_ID).cloned();
+            header.unwrap().to_str().unwrap().to_owned()
+        };
+        assert_eq!(echoed(Some("trace-42.a")), "trace-42.a");
+        assert!(echoed(None).starts_with("rf-"));
+        assert!(echoed(Some("bad id with spaces")).starts_with("rf-"));
         let (status, office) = get("/v1/offices/lon/occupancy", Some(&token));
         assert_eq!(status, 200, "{office}");
         assert_eq!(

@@ -4,8 +4,11 @@
 pub mod auth;
 mod routes;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tracing::Instrument;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -159,19 +162,60 @@ pub async fn app(
         .with_state(state))
 }
 
+/// The header carrying a request's correlation id, taken from the caller when it sends a
+/// sane one, else made up; echoed in the response and in every log line of the request.
+pub const REQUEST_ID: &str = "x-request-id";
+
+fn request_id(request: &Request) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let given = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => format!(
+            "rf-{:x}-{:x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ),
+    }
+}
+
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let id = request_id(&request);
+    let span = tracing::info_span!("request", request_id = %id, route = %route, tenant = tracing::field::Empty);
     let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    state.requests.with_label_values(&[&route, &status]).inc();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request answered"
+        )
+    });
+    state
+        .requests
+        .with_label_values(&[&route, &status.to_string()])
+        .inc();
     state
         .latency
         .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     response
 }
 

@@ -64,11 +64,14 @@ impl IntoResponse for ApiError {
 
 fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
     let header = headers.get("authorization").and_then(|h| h.to_str().ok());
-    state.verifier.tenant(header).map_err(|e| ApiError {
+    let tenant = state.verifier.tenant(header).map_err(|e| ApiError {
         status: StatusCode::UNAUTHORIZED,
         message: e.to_string(),
         parameter: None,
-    })
+    })?;
+    // The request's log lines carry the tenant from here on.
+    tracing::Span::current().record("tenant", tracing::field::display(&tenant));
+    Ok(tenant)
 }
 
 /// Ids in paths: what the contract's producers use, nothing that could escape a key.
