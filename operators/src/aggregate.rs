@@ -286,8 +286,11 @@ impl Aggregator {
                         partition,
                         commit_offset,
                         watermark,
-                        current_watermark: p.watermark,
-                        processed_until: p.processed_until,
+                        // A checkpoint written while replaying never claims less than
+                        // the one restored: what was written before the restart stays
+                        // written, and its final windows stay closed.
+                        current_watermark: p.watermark.max(p.replay_final),
+                        processed_until: p.processed_until.max(p.replay_until),
                         counted: std::mem::take(&mut p.counted),
                         replaced: std::mem::take(&mut p.replaced),
                         rooms: state.rooms_read.iter().map(|(&p, &o)| (p, o)).collect(),

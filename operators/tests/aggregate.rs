@@ -397,3 +397,18 @@ fn an_idle_partition_follows_its_tenants_event_time() {
     let late = letters(&f.flush());
     assert_eq!(late, [(DeadLetterReason::Late, f.offset - 2)]);
 }
+
+#[test]
+fn a_checkpoint_during_a_replay_does_not_fall_behind_the_restored_one() {
+    let mut f = Feed::new();
+    f.aggregator
+        .restore(&tenant(), 0, i64::MIN, 50, T0 + 3_600_000);
+    f.room(room("r1", 4, 0));
+    f.reading("r1", "lon", T0, 1); // offset 0, replayed
+    let c = checkpoint(&f.flush()).clone();
+    assert_eq!(
+        (c.processed_until, c.current_watermark),
+        (50, T0 + 3_600_000)
+    );
+    assert_eq!(c.commit_offset, 0);
+}
