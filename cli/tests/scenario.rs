@@ -87,6 +87,15 @@ fn num(x: f64) -> String {
     format!("{:.9}", x)
 }
 
+/// Plainly: the version with the latest start not after `ts`.
+fn version_at<'a>(catalog: &[&'a RoomVersion], room: &str, ts: i64) -> Option<&'a RoomVersion> {
+    catalog
+        .iter()
+        .filter(|v| v.room_id == room && v.effective_from <= ts)
+        .max_by_key(|v| v.effective_from)
+        .copied()
+}
+
 type Counted = BTreeMap<(String, i64, String), (i32, i32)>; // (room, ts, sensor) -> (people, partition)
 
 /// The final room and office rows the contract expects from the counted readings, with
@@ -96,13 +105,7 @@ fn expected_rows(
     counted: &Counted,
     is_final: &dyn Fn(i32, i64) -> bool,
 ) -> (Vec<String>, Vec<String>) {
-    let version_at = |room: &str, ts: i64| {
-        catalog
-            .iter()
-            .filter(|v| v.room_id == room && v.effective_from <= ts)
-            .max_by_key(|v| v.effective_from)
-            .copied()
-    };
+    let version_at = |room: &str, ts: i64| version_at(catalog, room, ts);
     type Key = (&'static str, String, i64, i64); // granularity, id, start, end
     let mut by_room: BTreeMap<(Key, String), Vec<(i64, i32)>> = BTreeMap::new(); // ((g, room, start, end), office) -> (ts, people)
     for ((room, ts, _), (people, partition)) in counted {
@@ -226,13 +229,7 @@ async fn generated_scenario_matches_a_plain_computation() {
         .iter()
         .filter(|v| (v.room_id.as_str(), v.effective_from) != withdrawn)
         .collect();
-    let version_at = |room: &str, ts: i64| {
-        catalog
-            .iter()
-            .filter(|v| v.room_id == room && v.effective_from <= ts)
-            .max_by_key(|v| v.effective_from)
-            .copied()
-    };
+    let version_at = |room: &str, ts: i64| version_at(&catalog, room, ts);
 
     // Readings: every minute for 30 hours in London (plus a room with no metadata), New
     // York for the first 2 hours only (then idle), messed up by a seeded generator.
