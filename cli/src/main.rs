@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rf_jobs::bench::{bench, BenchOptions};
+use rf_jobs::bench::{bench, percentile, BenchOptions};
 use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions};
 use rf_pipelines::{run, Metrics, RunOptions};
 use rf_schemas::registry::RegistryClient;
@@ -449,19 +449,45 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         load.elapsed.as_secs_f64(),
         rate(load.readings, load.elapsed)
     );
+    let latency = |l: &[f64]| {
+        format!(
+            "epoch latency p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
+            percentile(l, 50.0) * 1e3,
+            percentile(l, 95.0) * 1e3,
+            percentile(l, 99.0) * 1e3,
+            percentile(l, 100.0) * 1e3,
+            l.len()
+        )
+    };
+    let mib = |b: u64| b as f64 / 1048576.0;
     println!(
-        "pipeline  {} readings in {:.1} s = {:.0} readings/s (decode, 15m/1h/1d room and office windows, ClickHouse, Redis, commits)",
+        "pipeline  {} readings in {:.1} s = {:.0} readings/s end to end (broker → decode → 15m/1h/1d room and office windows → ClickHouse, Redis, commits)",
         load.readings,
         run.elapsed.as_secs_f64(),
         rate(load.readings, run.elapsed)
     );
+    println!("          {}", latency(&s.latencies));
+    let c = &report.ceiling;
     println!(
-        "latency   epoch poll-to-ack p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
-        report.latency(50.0) * 1e3,
-        report.latency(95.0) * 1e3,
-        report.latency(99.0) * 1e3,
-        report.latency(100.0) * 1e3,
-        s.epochs
+        "broker    {} readings in {:.1} s = {:.0} readings/s ({:.0} MB/s): plain consumers, one per worker, nothing else (the broker's ceiling)",
+        c.readings,
+        c.elapsed.as_secs_f64(),
+        rate(c.readings, c.elapsed),
+        c.bytes as f64 / 1e6 / c.elapsed.as_secs_f64().max(1e-9)
+    );
+    let m = &report.compute;
+    println!(
+        "compute   {} readings in {:.1} s = {:.0} readings/s: the same operators fed from memory, no sinks ({} row revisions; the pipeline's own ceiling)",
+        m.readings,
+        m.elapsed.as_secs_f64(),
+        rate(m.readings, m.elapsed),
+        m.rows
+    );
+    println!(
+        "          {}; peak RSS {:.0} MiB incl. {:.0} MiB of records in memory",
+        latency(&m.latencies),
+        mib(report.compute_peak_rss),
+        mib(report.buffer)
     );
     println!(
         "output    {} room rows, {} office rows, {} live keys, {} dead letters",
@@ -472,10 +498,9 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         s.consumed, s.counted, s.replaced, s.dead_letters, s.pending
     );
     println!(
-        "state     {} readings held for open windows at the end",
-        s.held
+        "state     {} readings of open 15m windows and {} final 15m windows summed up, held at the end",
+        s.held, s.chunks
     );
-    let mib = |b: u64| b as f64 / 1048576.0;
     println!(
         "memory    peak RSS {:.0} MiB during the pipeline run",
         mib(report.peak_rss)

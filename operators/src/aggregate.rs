@@ -5,7 +5,7 @@
 //! checkpoints. It is deterministic per partition: the same offsets in the same order,
 //! with the same room metadata, give the same rows.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,6 +18,7 @@ use crate::records::{
     RoomEvent, RoomRow, Topic,
 };
 use crate::windows::Granularity;
+use crate::{HashMap, HashSet};
 
 /// Settings of the aggregation.
 #[derive(Clone, Debug)]
@@ -93,6 +94,28 @@ struct Sample {
 /// nothing beyond its map entry.
 type Samples = BTreeMap<(i64, Arc<str>), Sample>;
 
+/// What a room holds for its open windows.
+#[derive(Debug, Default)]
+struct RoomState {
+    /// Readings of 15m windows not final yet (and, during a replay, of windows that were
+    /// final before the restart), each replaceable by a later revision.
+    samples: Samples,
+    /// Final 15m windows by start, summed up: nothing can change them any more, and the
+    /// hour and day windows still open are built from them.
+    chunks: BTreeMap<i64, Chunk>,
+}
+
+/// A final 15m window of a room, as the open hour and day windows need it.
+#[derive(Debug)]
+struct Chunk {
+    stats: RoomStats,
+    /// The oldest offset of its readings: replays after a restart start there.
+    offset: i64,
+    /// Its first and last reading, for the room versions in effect over it.
+    first_ts: i64,
+    last_ts: i64,
+}
+
 /// The keys of the readings with `start <= ts < end`.
 fn span(start: i64, end: i64) -> std::ops::Range<(i64, Arc<str>)> {
     let first: Arc<str> = Arc::from("");
@@ -102,12 +125,16 @@ fn span(start: i64, end: i64) -> std::ops::Range<(i64, Arc<str>)> {
 #[derive(Debug)]
 struct PartitionState {
     watermark: i64,
-    /// Readings by room, keyed by (ts, sensor): a second reading with the same key replaces.
-    rooms: HashMap<String, Samples>,
+    /// Per room, readings keyed by (ts, sensor) (a second reading with the same key
+    /// replaces) and final 15m windows.
+    rooms: HashMap<String, RoomState>,
     /// Interned sensor ids; those no reading refers to any more are dropped when days close.
     sensors: HashSet<Arc<str>>,
     /// Rooms with counted readings, by the office their metadata names.
     offices: HashMap<String, BTreeSet<String>>,
+    /// Per office, the peak minute of each final 15m window (the minutes' sums need
+    /// every room's readings, which are summed up when the window is final).
+    peaks: HashMap<String, BTreeMap<i64, f64>>,
     open: BTreeSet<WindowKey>,
     dirty: HashSet<WindowKey>,
     /// Per room, the 15m window start and version whose windows are already marked
@@ -115,7 +142,8 @@ struct PartitionState {
     /// (the 15m window fixes the hour and the local day, as every zone's offset is a
     /// multiple of 15 minutes).
     marked: HashMap<String, (i64, Option<Arc<RoomVersion>>)>,
-    /// Offsets of the readings held in `rooms`, with the watermark before each arrived.
+    /// Offsets of the readings held in `rooms`, and of the oldest reading of each chunk,
+    /// with the watermark before each arrived.
     held: BTreeMap<i64, i64>,
     processed_until: i64,
     replay_until: i64,
@@ -133,12 +161,13 @@ impl PartitionState {
     fn new() -> Self {
         Self {
             watermark: i64::MIN,
-            rooms: HashMap::new(),
-            sensors: HashSet::new(),
-            offices: HashMap::new(),
+            rooms: HashMap::default(),
+            sensors: HashSet::default(),
+            offices: HashMap::default(),
+            peaks: HashMap::default(),
             open: BTreeSet::new(),
-            dirty: HashSet::new(),
-            marked: HashMap::new(),
+            dirty: HashSet::default(),
+            marked: HashMap::default(),
             held: BTreeMap::new(),
             processed_until: 0,
             replay_until: 0,
@@ -174,8 +203,10 @@ pub struct Aggregator {
 /// How many readings and windows an aggregator holds: its memory, in units.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateSize {
-    /// Readings held in memory for open windows.
+    /// Readings held one by one, for 15m windows not final yet.
     pub readings: usize,
+    /// Final 15m windows of rooms held summed up, for open hour and day windows.
+    pub chunks: usize,
     /// Readings not yet counted or rejected: their 15m window is still open.
     pub pending: usize,
     /// Open room and office windows.
@@ -187,7 +218,7 @@ impl Aggregator {
     pub fn new(config: AggregateConfig) -> Self {
         Self {
             config,
-            tenants: HashMap::new(),
+            tenants: HashMap::default(),
             last_version: 0,
         }
     }
@@ -308,7 +339,10 @@ impl Aggregator {
     pub fn size(&self) -> StateSize {
         let mut size = StateSize::default();
         for p in self.tenants.values().flat_map(|t| t.partitions.values()) {
-            size.readings += p.held.len();
+            for room in p.rooms.values() {
+                size.readings += room.samples.len();
+                size.chunks += room.chunks.len();
+            }
             size.pending += p.pending as usize;
             size.windows += p.open.len();
         }
@@ -472,8 +506,11 @@ impl Aggregator {
                 s
             }
         };
-        let samples = p.rooms.entry(r.room_id.clone()).or_default();
-        match samples.insert((r.ts, sensor), sample) {
+        let room = match p.rooms.get_mut(r.room_id.as_str()) {
+            Some(room) => room,
+            None => p.rooms.entry(r.room_id.clone()).or_default(),
+        };
+        match room.samples.insert((r.ts, sensor), sample) {
             // The replaced reading was pending too: its window cannot be final, or this
             // one would have been late.
             Some(old) => {
@@ -565,10 +602,16 @@ fn open_windows(
 fn rewindow_room(state: &mut TenantState, room_id: &str, lateness: i64) {
     for p in state.partitions.values_mut() {
         p.marked.remove(room_id);
-        let Some(samples) = p.rooms.get(room_id) else {
+        let Some(room) = p.rooms.get(room_id) else {
             continue;
         };
-        let times: Vec<i64> = samples.keys().map(|(ts, _)| *ts).collect();
+        let chunks = room.chunks.values().flat_map(|c| [c.first_ts, c.last_ts]);
+        let times: Vec<i64> = room
+            .samples
+            .keys()
+            .map(|(ts, _)| *ts)
+            .chain(chunks)
+            .collect();
         for ts in times {
             let version = state.catalog.at(room_id, ts).cloned();
             open_windows(p, room_id, ts, version.as_deref(), lateness);
@@ -582,7 +625,8 @@ fn rewindow_room(state: &mut TenantState, room_id: &str, lateness: i64) {
 }
 
 /// Closes every window of the partition that its watermark has passed by the allowed
-/// lateness: judges waiting readings, emits final rows and retires what is done.
+/// lateness: judges waiting readings, emits final rows, sums up final 15m windows and
+/// retires what is done.
 fn close_windows(
     tenant: &TenantId,
     catalog: &RoomCatalog,
@@ -592,41 +636,121 @@ fn close_windows(
     last_version: &mut u64,
     out: &mut Vec<Output>,
 ) {
-    let mut retire = Vec::new();
+    let (mut collapse, mut retire) = (Vec::new(), Vec::new());
     while let Some(first) = p.open.first() {
         if first.end + lateness > p.watermark {
             break;
         }
         let key = p.open.pop_first().expect("checked above");
         p.dirty.remove(&key);
-        if key.level == Level::Room && key.granularity == Granularity::M15 {
-            judge(catalog, p, &key, replaying, out);
-        }
         *last_version = next_version(*last_version);
-        emit_row(tenant, catalog, p, &key, true, *last_version, out);
-        if key.level == Level::Room && key.granularity == Granularity::D1 {
-            retire.push((key.id, key.end));
+        match (key.level, key.granularity) {
+            (Level::Room, Granularity::M15) => {
+                judge(catalog, p, &key, replaying, out);
+                emit_row(tenant, catalog, p, &key, true, *last_version, out);
+                collapse.push(key);
+            }
+            (Level::Office, Granularity::M15) => {
+                if let Some(row) = office_row(tenant, catalog, p, &key, true, *last_version) {
+                    let peaks = p.peaks.entry(key.id.clone()).or_default();
+                    peaks.insert(key.start, row.peak_people);
+                    out.push(Output::Office(row));
+                }
+            }
+            (_, Granularity::D1) => {
+                emit_row(tenant, catalog, p, &key, true, *last_version, out);
+                retire.push(key);
+            }
+            _ => emit_row(tenant, catalog, p, &key, true, *last_version, out),
         }
     }
+    // Only now: rows of every window closing at the same instant read the readings.
+    for key in collapse {
+        sum_up(p, &key.id, key.start, key.end);
+    }
     let retired_any = !retire.is_empty();
-    for (room_id, end) in retire {
-        let Some(samples) = p.rooms.get_mut(&room_id) else {
-            continue;
-        };
-        let kept = samples.split_off(&(end, Arc::from("")));
-        for sample in std::mem::replace(samples, kept).into_values() {
-            p.held.remove(&sample.offset);
-        }
-        if samples.is_empty() {
-            p.rooms.remove(&room_id);
-            p.offices.retain(|_, rooms| {
-                rooms.remove(&room_id);
-                !rooms.is_empty()
-            });
+    for key in retire {
+        match key.level {
+            Level::Room => retire_room(p, &key.id, key.end),
+            Level::Office => {
+                if let Some(peaks) = p.peaks.get_mut(&key.id) {
+                    *peaks = peaks.split_off(&key.end);
+                    if peaks.is_empty() {
+                        p.peaks.remove(&key.id);
+                    }
+                }
+            }
         }
     }
     if retired_any {
         p.sensors.retain(|s| Arc::strong_count(s) > 1);
+    }
+}
+
+/// A room's 15m window is final: its readings become one chunk.
+fn sum_up(p: &mut PartitionState, room_id: &str, start: i64, end: i64) {
+    let Some(room) = p.rooms.get_mut(room_id) else {
+        return;
+    };
+    let first: Arc<str> = Arc::from("");
+    let mut window = room.samples.split_off(&(start, first.clone()));
+    let mut later = window.split_off(&(end, first));
+    room.samples.append(&mut later);
+    let Some((&(first_ts, _), _)) = window.first_key_value() else {
+        return;
+    };
+    let last_ts = window.last_key_value().map_or(first_ts, |((ts, _), _)| *ts);
+    let mut stats = RoomStats::default();
+    let mut oldest: Option<(i64, i64)> = None;
+    for sample in window.into_values() {
+        stats.add(sample.people);
+        let watermark = p.held.remove(&sample.offset).unwrap_or(i64::MIN);
+        if oldest.is_none_or(|(o, _)| sample.offset < o) {
+            oldest = Some((sample.offset, watermark));
+        }
+    }
+    let (offset, watermark) = oldest.expect("the window has readings");
+    p.held.insert(offset, watermark);
+    let chunk = Chunk {
+        stats,
+        offset,
+        first_ts,
+        last_ts,
+    };
+    if let Some(old) = room.chunks.insert(start, chunk) {
+        // A window is final once; should it ever be summed up twice, nothing is lost.
+        let new = room.chunks.get_mut(&start).expect("just inserted");
+        new.stats.merge(&old.stats);
+        new.first_ts = new.first_ts.min(old.first_ts);
+        new.last_ts = new.last_ts.max(old.last_ts);
+        if old.offset < new.offset {
+            p.held.remove(&new.offset);
+            new.offset = old.offset;
+        } else {
+            p.held.remove(&old.offset);
+        }
+    }
+}
+
+/// A room's day is final: what it held before `end` goes.
+fn retire_room(p: &mut PartitionState, room_id: &str, end: i64) {
+    let Some(room) = p.rooms.get_mut(room_id) else {
+        return;
+    };
+    let kept = room.samples.split_off(&(end, Arc::from("")));
+    for sample in std::mem::replace(&mut room.samples, kept).into_values() {
+        p.held.remove(&sample.offset);
+    }
+    let kept = room.chunks.split_off(&end);
+    for chunk in std::mem::replace(&mut room.chunks, kept).into_values() {
+        p.held.remove(&chunk.offset);
+    }
+    if room.samples.is_empty() && room.chunks.is_empty() {
+        p.rooms.remove(room_id);
+        p.offices.retain(|_, rooms| {
+            rooms.remove(room_id);
+            !rooms.is_empty()
+        });
     }
 }
 
@@ -639,12 +763,12 @@ fn judge(
     replaying: bool,
     out: &mut Vec<Output>,
 ) {
-    let Some(samples) = p.rooms.get_mut(&key.id) else {
+    let Some(room) = p.rooms.get_mut(&key.id) else {
         return;
     };
     let range = span(key.start, key.end);
     let mut rejected = Vec::new();
-    for ((ts, sensor), sample) in samples.range_mut(range) {
+    for ((ts, sensor), sample) in room.samples.range_mut(range) {
         p.pending -= 1;
         let Some(pending) = sample.pending.take() else {
             p.counted += u64::from(!replaying);
@@ -677,7 +801,7 @@ fn judge(
         }
     }
     for k in rejected {
-        let sample = samples.remove(&k).expect("just seen");
+        let sample = room.samples.remove(&k).expect("just seen");
         p.held.remove(&sample.offset);
     }
 }
@@ -692,7 +816,7 @@ fn counts(catalog: &RoomCatalog, room_id: &str, ts: i64, sample: &Sample) -> boo
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct RoomStats {
     samples: u32,
     sum: i64,
@@ -700,20 +824,37 @@ struct RoomStats {
     occupied: u32,
 }
 
+impl RoomStats {
+    fn add(&mut self, people: i32) {
+        self.samples += 1;
+        self.sum += i64::from(people);
+        self.peak = self.peak.max(people);
+        self.occupied += u32::from(people > 0);
+    }
+
+    fn merge(&mut self, other: &Self) {
+        self.samples += other.samples;
+        self.sum += other.sum;
+        self.peak = self.peak.max(other.peak);
+        self.occupied += other.occupied;
+    }
+}
+
+/// A room's readings in `[start, end)`: its final 15m windows and the readings after.
 fn room_stats(
     catalog: &RoomCatalog,
     room_id: &str,
-    samples: &Samples,
+    room: &RoomState,
     start: i64,
     end: i64,
 ) -> RoomStats {
     let mut s = RoomStats::default();
-    for ((ts, _), sample) in samples.range(span(start, end)) {
+    for chunk in room.chunks.range(start..end).map(|(_, c)| c) {
+        s.merge(&chunk.stats);
+    }
+    for ((ts, _), sample) in room.samples.range(span(start, end)) {
         if counts(catalog, room_id, *ts, sample) {
-            s.samples += 1;
-            s.sum += i64::from(sample.people);
-            s.peak = s.peak.max(sample.people);
-            s.occupied += u32::from(sample.people > 0);
+            s.add(sample.people);
         }
     }
     s
@@ -730,13 +871,13 @@ fn emit_row(
 ) {
     match key.level {
         Level::Room => {
-            let Some(samples) = p.rooms.get(&key.id) else {
+            let Some(room) = p.rooms.get(&key.id) else {
                 return;
             };
             let Some(v) = catalog.at(&key.id, key.end - 1) else {
                 return;
             };
-            let s = room_stats(catalog, &key.id, samples, key.start, key.end);
+            let s = room_stats(catalog, &key.id, room, key.start, key.end);
             if s.samples == 0 {
                 return;
             }
@@ -766,6 +907,8 @@ fn emit_row(
     }
 }
 
+/// An office's row: its rooms' window stats summed, and the peak minute, from the peaks
+/// of its final 15m windows and the minutes of the readings after them.
 fn office_row(
     tenant: &TenantId,
     catalog: &RoomCatalog,
@@ -776,10 +919,11 @@ fn office_row(
 ) -> Option<OfficeRow> {
     let rooms = p.offices.get(&key.id)?;
     let (mut reporting, mut avg_people, mut capacity) = (0u32, 0.0f64, 0u32);
-    // Per minute of the window: the sum over rooms of each room's mean in that minute.
+    // Per minute of readings not summed up yet: the sum over rooms of each room's mean
+    // in that minute.
     let mut minutes: BTreeMap<i64, f64> = BTreeMap::new();
     for room_id in rooms {
-        let Some(samples) = p.rooms.get(room_id) else {
+        let Some(room) = p.rooms.get(room_id) else {
             continue;
         };
         let Some(v) = catalog
@@ -788,7 +932,7 @@ fn office_row(
         else {
             continue;
         };
-        let s = room_stats(catalog, room_id, samples, key.start, key.end);
+        let s = room_stats(catalog, room_id, room, key.start, key.end);
         if s.samples == 0 {
             continue;
         }
@@ -796,8 +940,7 @@ fn office_row(
         avg_people += s.sum as f64 / f64::from(s.samples);
         capacity += v.capacity;
         let mut minute = (i64::MIN, 0i64, 0u32);
-        let range = span(key.start, key.end);
-        for ((ts, _), sample) in samples.range(range) {
+        for ((ts, _), sample) in room.samples.range(span(key.start, key.end)) {
             if !counts(catalog, room_id, *ts, sample) {
                 continue;
             }
@@ -818,6 +961,11 @@ fn office_row(
     if reporting == 0 {
         return None;
     }
+    let summed_up = p
+        .peaks
+        .get(&key.id)
+        .into_iter()
+        .flat_map(|peaks| peaks.range(key.start..key.end).map(|(_, peak)| *peak));
     Some(OfficeRow {
         tenant: tenant.clone(),
         granularity: key.granularity,
@@ -826,7 +974,11 @@ fn office_row(
         window_end: key.end,
         rooms_reporting: reporting,
         avg_people,
-        peak_people: minutes.values().copied().fold(0.0, f64::max),
+        peak_people: minutes
+            .values()
+            .copied()
+            .chain(summed_up)
+            .fold(0.0, f64::max),
         capacity,
         utilization: avg_people / f64::from(capacity),
         is_final,

@@ -14,3 +14,7 @@ pub use decode::{Decoder, SchemaSource};
 pub use ops::{Aggregate, DecodeRecords};
 pub use records::*;
 pub use windows::Granularity;
+
+/// Hash maps and sets of the hot path: a fast hash, seeded per process.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

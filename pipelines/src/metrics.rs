@@ -28,8 +28,11 @@ pub struct Metrics {
     pub sink_retries: IntCounterVec,
     /// Rows and keys per written batch, by sink.
     pub batch_size: HistogramVec,
-    /// Seconds from the end of an epoch's poll to its acknowledgement by every sink.
+    /// Seconds from an epoch's first record consumed to its acknowledgement by every sink.
     pub epoch_latency: HistogramVec,
+    /// Per epoch with final rows: seconds from the moment its oldest final window could
+    /// be final (window end + allowed lateness, by the wall clock) to its row acknowledged.
+    pub final_delay: HistogramVec,
     /// Partition watermark (ms), by tenant and partition.
     pub watermark: IntGaugeVec,
     /// Readings and open windows held by each worker.
@@ -100,8 +103,13 @@ impl Metrics {
         );
         let epoch_latency = histogram(
             "rf_epoch_latency_seconds",
-            "From the end of an epoch's poll to every sink's acknowledgement.",
+            "From an epoch's first record consumed to every sink's acknowledgement: the worst reading-to-Redis delay of the epoch.",
             prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
+        );
+        let final_delay = histogram(
+            "rf_final_row_delay_seconds",
+            "Per epoch with final rows: from the oldest final window's end + allowed lateness (wall clock) to its final row acknowledged. Readings with event times in the past (backlogs, replays) show as long delays.",
+            prometheus::exponential_buckets(0.01, 2.0, 20).expect("valid buckets"),
         );
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -117,7 +125,7 @@ impl Metrics {
         );
         let state = gauge(
             "rf_state_size",
-            "Readings and windows held in state.",
+            "What the aggregators hold: readings of open 15m windows (kind=readings), final 15m windows summed up for open hour and day windows (chunks), open windows (windows).",
             &["worker", "kind"],
         );
         let consumer_lag = gauge(
@@ -136,6 +144,7 @@ impl Metrics {
             sink_retries,
             batch_size,
             epoch_latency,
+            final_delay,
             watermark,
             state,
             consumer_lag,
@@ -145,7 +154,7 @@ impl Metrics {
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 12] = [
+        let collectors: [&dyn Collector; 13] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
@@ -155,6 +164,7 @@ impl Metrics {
             &self.sink_retries,
             &self.batch_size,
             &self.epoch_latency,
+            &self.final_delay,
             &self.watermark,
             &self.state,
             &self.consumer_lag,

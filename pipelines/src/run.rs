@@ -170,6 +170,7 @@ pub fn run(
                     metrics: metrics.clone(),
                     mirror_rooms: index == 0,
                     stats: stats.clone(),
+                    lateness_ms: lateness,
                     checkpoints: CheckpointWriter {
                         producer: producer.clone(),
                         group: settings.kafka.group_id.clone(),
@@ -206,6 +207,10 @@ pub fn run(
                     .set(size.readings as i64);
                 metrics
                     .state
+                    .with_label_values(&[&w, "chunks"])
+                    .set(size.chunks as i64);
+                metrics
+                    .state
                     .with_label_values(&[&w, "windows"])
                     .set(size.windows as i64);
             }
@@ -216,6 +221,7 @@ pub fn run(
         let mut stats = stats.borrow().clone();
         let size = aggregator.borrow().size();
         stats.held = size.readings as u64;
+        stats.chunks = size.chunks as u64;
         stats.pending = size.pending as u64;
         stats.consumed = consumed.get();
         let mut totals = worker_totals
@@ -246,10 +252,12 @@ fn merge(into: &mut SinkStats, from: SinkStats) {
     into.dead_letters += from.dead_letters;
     into.counted += from.counted;
     into.held += from.held;
+    into.chunks += from.chunks;
     into.pending += from.pending;
     into.consumed += from.consumed;
     into.replaced += from.replaced;
     into.latencies.extend(from.latencies);
+    into.finals.extend(from.finals);
 }
 
 /// One process, or one process of a cluster: partitions are then spread over the workers

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -42,10 +43,16 @@ pub struct SinkStats {
     pub consumed: u64,
     /// Readings not yet counted when the run ended: their 15m window was still open.
     pub pending: u64,
-    /// Readings held in memory for open windows when the run ended.
+    /// Readings held one by one for open 15m windows when the run ended.
     pub held: u64,
-    /// Per epoch: seconds from the end of its poll to its acknowledgement.
+    /// Final 15m windows held summed up for open hour and day windows.
+    pub chunks: u64,
+    /// Per epoch: seconds from its first record consumed to every sink's acknowledgement
+    /// (the worst reading-to-Redis delay of the epoch).
     pub latencies: Vec<f64>,
+    /// Per epoch with final room rows: (when they were acknowledged, ms since the Unix
+    /// epoch; the oldest final window's end, ms).
+    pub finals: Vec<(i64, i64)>,
 }
 
 /// Everything the sink operator needs.
@@ -64,6 +71,8 @@ pub struct SinkContext {
     pub stats: Rc<RefCell<SinkStats>>,
     /// Writes the epoch's checkpoints before offsets are committed.
     pub checkpoints: CheckpointWriter,
+    /// How long windows stay open after their end, ms.
+    pub lateness_ms: i64,
 }
 
 /// Writes outputs to the sinks, epoch by epoch, and commits offsets after each.
@@ -205,6 +214,25 @@ impl SinkContext {
                 stats.latencies.drain(..MAX_LATENCY_SAMPLES / 2);
             }
             stats.latencies.push(secs);
+        }
+        let oldest_final = batch
+            .rooms
+            .iter()
+            .filter(|r| r.is_final)
+            .map(|r| r.window_end)
+            .min();
+        if let Some(end) = oldest_final {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let delay = (now - end - self.lateness_ms) as f64 / 1e3;
+            m.final_delay
+                .with_label_values(&["clickhouse"])
+                .observe(delay.max(0.0));
+            if stats.finals.len() >= MAX_LATENCY_SAMPLES {
+                stats.finals.drain(..MAX_LATENCY_SAMPLES / 2);
+            }
+            stats.finals.push((now, end));
         }
         // Epochs that produced no output leave their start time behind.
         started.retain(|e, _| *e > epoch);

@@ -139,7 +139,7 @@ pub type ReadingsConsumer = BaseConsumer<LagContext>;
 pub struct SourceHandles {
     /// The readings consumer; the sink commits through it.
     pub consumer: Rc<ReadingsConsumer>,
-    /// When each epoch's poll ended.
+    /// When each epoch's first record was consumed.
     pub epoch_started: Rc<RefCell<BTreeMap<u64, Instant>>>,
     /// Set when the sink failed for good: the source stops.
     pub failed: Rc<RefCell<Option<String>>>,
@@ -179,13 +179,10 @@ impl Consumers {
         let kerr = |what: &str, e: rdkafka::error::KafkaError| {
             PipelineError::Kafka(format!("{what}: {e}"))
         };
-        let mut config = kafka.client_config();
+        let mut config = kafka.consumer_config(&kafka.group_id);
         config
-            .set("group.id", &kafka.group_id)
-            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("auto.offset.reset", "earliest");
         let readings: ReadingsConsumer = config
             .clone()
             .set("statistics.interval.ms", "5000")
@@ -369,6 +366,8 @@ pub fn kafka_source<'s>(
             }
             let mut batch = Vec::new();
             let started = Instant::now();
+            // When the epoch's first record was consumed: its latency counts from there.
+            let mut first_at = started;
             // Until the catalog is loaded to where the rooms topics ended at start, only
             // room metadata is read: readings then find their rooms.
             if Instant::now() > rooms_deadline && !rooms_ends.is_empty() {
@@ -425,6 +424,9 @@ pub fn kafka_source<'s>(
                         if let Some((_, since)) = silent.get_mut(&key) {
                             *since = Instant::now();
                         }
+                        if batch.is_empty() {
+                            first_at = Instant::now();
+                        }
                         let record = raw(&topics, &m);
                         *consumed
                             .entry((record.tenant.clone(), record.partition))
@@ -467,7 +469,7 @@ pub fn kafka_source<'s>(
                         .inc_by(n);
                 }
                 let epoch = *cap.time();
-                epoch_started.borrow_mut().insert(epoch, Instant::now());
+                epoch_started.borrow_mut().insert(epoch, first_at);
                 output.session(cap).give_iterator(batch.into_iter());
                 cap.downgrade(&(epoch + 1));
             }

@@ -1,5 +1,10 @@
 //! `roomflow bench`: loads a backlog of simulated readings into the broker, then runs
 //! the whole pipeline over it and reports throughput, epoch latency and peak memory.
+//! Two more stages separate the limits: plain consumers reading the same backlog (the
+//! broker's ceiling), and the pipeline's operators fed from memory (its own ceiling).
+
+mod capture;
+mod compute;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,6 +16,9 @@ use rdkafka::client::DefaultClientContext;
 use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
+
+pub use capture::ConsumeReport;
+pub use compute::ComputeReport;
 
 use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
 use crate::JobError;
@@ -37,18 +45,24 @@ pub struct BenchReport {
     pub run: RunReport,
     /// Peak resident memory of this process during the pipeline run, bytes.
     pub peak_rss: u64,
+    /// Plain consumers reading the backlog.
+    pub ceiling: ConsumeReport,
+    /// The operators fed from memory.
+    pub compute: ComputeReport,
+    /// Peak resident memory during the in-memory run, bytes, including the records.
+    pub compute_peak_rss: u64,
+    /// Bytes of the records held in memory for it.
+    pub buffer: u64,
 }
 
-impl BenchReport {
-    /// Latency percentile `p` (0..=100) of epochs, seconds.
-    pub fn latency(&self, p: f64) -> f64 {
-        let mut l = self.run.stats.latencies.clone();
-        if l.is_empty() {
-            return 0.0;
-        }
-        l.sort_by(f64::total_cmp);
-        l[((p / 100.0 * (l.len() - 1) as f64).round() as usize).min(l.len() - 1)]
+/// Percentile `p` (0..=100) of `values`; 0 when there are none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut l = values.to_vec();
+    if l.is_empty() {
+        return 0.0;
     }
+    l.sort_by(f64::total_cmp);
+    l[((p / 100.0 * (l.len() - 1) as f64).round() as usize).min(l.len() - 1)]
 }
 
 /// A Tuesday at midnight UTC: the backlog covers office hours and closes day windows.
@@ -109,6 +123,28 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
         .map_err(|e| JobError::Invalid(format!("pipeline task failed: {e}")))??;
     let peak_rss = peak_rss_bytes();
 
+    let (kafka, workers) = (settings.kafka.clone(), settings.pipeline.workers);
+    let reader = tenant.clone();
+    let (captured, ceiling) =
+        tokio::task::spawn_blocking(move || capture::consume(&kafka, &reader, workers))
+            .await
+            .map_err(|e| JobError::Invalid(format!("consumer task failed: {e}")))??;
+    let buffer = captured.footprint() as u64;
+    reset_peak_rss();
+    let (registry, pipeline) = (settings.registry.clone(), settings.pipeline.clone());
+    let compute = tokio::task::spawn_blocking(move || {
+        compute::compute(
+            Arc::new(captured),
+            &registry,
+            pipeline.workers,
+            pipeline.max_epoch_records,
+            pipeline.allowed_lateness_secs as i64 * 1000,
+        )
+    })
+    .await
+    .map_err(|e| JobError::Invalid(format!("in-memory task failed: {e}")))??;
+    let compute_peak_rss = peak_rss_bytes();
+
     if !options.keep {
         drop_tenant(settings, &tenant).await?;
     }
@@ -117,6 +153,10 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
         load,
         run,
         peak_rss,
+        ceiling,
+        compute,
+        compute_peak_rss,
+        buffer,
     })
 }
 
