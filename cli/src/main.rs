@@ -3,15 +3,15 @@
 
 mod config;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rf_jobs::bench::{bench, percentile, BenchOptions};
+use rf_jobs::bench::{bench, export, live, percentile, replay, BenchOptions, LiveOptions};
 use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions};
 use rf_pipelines::{run, Metrics, RunOptions};
 use rf_schemas::registry::RegistryClient;
@@ -176,12 +176,32 @@ struct BenchArgs {
     /// Rooms in the simulated fleet (one tenant, ten offices).
     #[arg(long, default_value_t = 1_000)]
     rooms: usize,
+    /// Live mode instead of a backlog: publish --rate readings a second for --duration
+    /// while the pipeline runs, and report reading-to-Redis and final-row delays. Event
+    /// time runs rate × 60 / rooms times faster than the wall clock.
+    #[arg(long, conflicts_with = "readings")]
+    live: bool,
+    /// Instead of using the broker: write the backlog as CSV files under this folder and
+    /// replay them through roomflow's operators (decode, windows; no sinks), for a
+    /// comparison with other engines replaying the same files (bench/peers/run.sh).
+    #[arg(long, value_name = "DIR", conflicts_with = "live")]
+    files: Option<PathBuf>,
+    /// Readings per second in live mode.
+    #[arg(long, default_value_t = 100_000, requires = "live")]
+    rate: u64,
+    /// How long live mode publishes, e.g. 60s, 5m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "live")]
+    duration: Duration,
     /// Timely worker threads (overrides pipeline.workers).
     #[arg(long, short)]
     workers: Option<usize>,
     /// Keep the throwaway benchmark tenant's topics and database.
     #[arg(long)]
     keep: bool,
+    /// Skip the broker's and the operators' ceilings (they hold the backlog in memory,
+    /// about 160 bytes a reading).
+    #[arg(long)]
+    no_ceilings: bool,
 }
 
 fn main() {
@@ -431,10 +451,17 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         config.pipeline.workers = w;
     }
     config.validate()?;
+    if args.live {
+        return run_live_bench(&config, &args);
+    }
+    if let Some(dir) = &args.files {
+        return run_files_bench(&config, &args, dir);
+    }
     let options = BenchOptions {
         readings: args.readings,
         rooms: args.rooms,
         keep: args.keep,
+        ceilings: !args.no_ceilings,
     };
     let report = runtime()?.block_on(bench(&config.settings(), &options))?;
     let (load, run, s) = (&report.load, &report.run, &report.run.stats);
@@ -467,28 +494,28 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         rate(load.readings, run.elapsed)
     );
     println!("          {}", latency(&s.latencies));
-    let c = &report.ceiling;
-    println!(
+    if let Some((c, m)) = &report.ceilings {
+        println!(
         "broker    {} readings in {:.1} s = {:.0} readings/s ({:.0} MB/s): plain consumers, one per worker, nothing else (the broker's ceiling)",
         c.readings,
         c.elapsed.as_secs_f64(),
         rate(c.readings, c.elapsed),
         c.bytes as f64 / 1e6 / c.elapsed.as_secs_f64().max(1e-9)
     );
-    let m = &report.compute;
-    println!(
+        println!(
         "compute   {} readings in {:.1} s = {:.0} readings/s: the same operators fed from memory, no sinks ({} row revisions; the pipeline's own ceiling)",
         m.readings,
         m.elapsed.as_secs_f64(),
         rate(m.readings, m.elapsed),
         m.rows
     );
-    println!(
-        "          {}; peak RSS {:.0} MiB incl. {:.0} MiB of records in memory",
-        latency(&m.latencies),
-        mib(report.compute_peak_rss),
-        mib(report.buffer)
-    );
+        println!(
+            "          {}; peak RSS {:.0} MiB incl. {:.0} MiB of records in memory",
+            latency(&m.latencies),
+            mib(m.peak_rss),
+            mib(m.buffer)
+        );
+    }
     println!(
         "output    {} room rows, {} office rows, {} live keys, {} dead letters",
         s.room_rows, s.office_rows, s.live_keys, s.dead_letters
@@ -519,6 +546,88 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
             (mib(last.1) / mib(first.1) - 1.0) * 100.0
         );
     }
+    Ok(())
+}
+
+fn run_files_bench(config: &Config, args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let written = export(dir, args.readings, args.rooms)?;
+    println!(
+        "files     {written} readings of {} rooms written under {} in {:.1} s",
+        args.rooms,
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let p = &config.pipeline;
+    let report = replay(
+        dir,
+        &config.settings().registry,
+        p.workers,
+        p.max_epoch_records,
+        p.allowed_lateness_secs as i64 * 1000,
+    )?;
+    let m = &report.compute;
+    let total = report.load + m.elapsed;
+    println!(
+        "roomflow  {} readings in {:.2} s = {:.0} readings/s: read and parse the files, frame them as on the topic ({:.2} s), decode, 15m/1h/1d room and office windows ({:.2} s) on {} workers; {} row revisions",
+        m.readings,
+        total.as_secs_f64(),
+        m.readings as f64 / total.as_secs_f64().max(1e-9),
+        report.load.as_secs_f64(),
+        m.elapsed.as_secs_f64(),
+        p.workers,
+        m.rows
+    );
+    Ok(())
+}
+
+fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    let options = LiveOptions {
+        rate: args.rate,
+        rooms: args.rooms,
+        duration: args.duration,
+        keep: args.keep,
+    };
+    let report = runtime()?.block_on(live(&config.settings(), &options))?;
+    let (p, s) = (&report.published, &report.run.stats);
+    let ms = |l: &[f64], q: f64| percentile(l, q) * 1e3;
+    println!(
+        "roomflow bench --live: tenant {}, {} rooms, {} workers, event time {:.0}x the wall clock",
+        report.tenant, args.rooms, config.pipeline.workers, report.speed
+    );
+    println!(
+        "published {} readings in {:.1} s = {:.0} readings/s (asked {})",
+        p.readings,
+        p.elapsed.as_secs_f64(),
+        p.readings as f64 / p.elapsed.as_secs_f64().max(1e-9),
+        args.rate
+    );
+    println!(
+        "consumed  {} readings; {} room rows, {} office rows, {} live keys, {} dead letters",
+        s.consumed, s.room_rows, s.office_rows, s.live_keys, s.dead_letters
+    );
+    let l = &s.latencies;
+    println!(
+        "latency   reading consumed → Redis (and ClickHouse, commits) acknowledged, worst reading per epoch: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
+        ms(l, 50.0), ms(l, 95.0), ms(l, 99.0), ms(l, 100.0), l.len()
+    );
+    let f = &report.final_delays;
+    println!(
+        "final     reading that closes a window published → final ClickHouse row acknowledged, beyond the allowed lateness ({:.0} ms of wall clock here): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
+        report.lateness_wall * 1e3, ms(f, 50.0), ms(f, 99.0), ms(f, 100.0), f.len()
+    );
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let samples: Vec<String> = report
+        .run
+        .memory
+        .iter()
+        .map(|(n, rss)| format!("{:.1}M: {:.0} MiB", *n as f64 / 1e6, mib(*rss)))
+        .collect();
+    println!(
+        "memory    peak RSS {:.0} MiB (pipeline and publisher); by readings consumed: {}",
+        mib(report.peak_rss),
+        samples.join(", ")
+    );
     Ok(())
 }
 

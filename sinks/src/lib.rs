@@ -113,7 +113,7 @@ pub trait Sink {
 /// Calls `report` on each failed attempt; the default logs it.
 pub type RetryReport = Box<dyn Fn(&SinkError, u32)>;
 
-/// Every sink of a pipeline, written in a fixed order: dead letters, ClickHouse, Redis.
+/// Every sink of a pipeline: dead letters, ClickHouse and Redis, written side by side.
 pub struct Sinks {
     /// The dead-letter producer.
     pub dlq: dlq::DeadLetterSink,
@@ -132,12 +132,24 @@ pub struct Sinks {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Sinks {
-    /// Writes `batch` to every sink, retrying each failing sink with exponential backoff
-    /// until it succeeds or fails for good. A sink that succeeded is not written again.
+    /// Writes `batch` to every sink at once (an epoch's delay is the slowest sink's, not
+    /// their sum), retrying each failing sink with exponential backoff until it succeeds
+    /// or fails for good. A sink that succeeded is not written again. The epoch is
+    /// acknowledged only when all three are.
     pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        retry(&mut self.dlq, batch, &self.on_retry, &self.shutdown).await?;
-        retry(&mut self.clickhouse, batch, &self.on_retry, &self.shutdown).await?;
-        retry(&mut self.redis, batch, &self.on_retry, &self.shutdown).await
+        let Self {
+            dlq,
+            clickhouse,
+            redis,
+            on_retry,
+            shutdown,
+        } = self;
+        tokio::try_join!(
+            retry(dlq, batch, on_retry, shutdown),
+            retry(clickhouse, batch, on_retry, shutdown),
+            retry(redis, batch, on_retry, shutdown),
+        )
+        .map(|_| ())
     }
 }
 

@@ -32,16 +32,28 @@ struct Entry {
 
 impl Log {
     fn push(&mut self, m: &BorrowedMessage<'_>) {
+        let timestamp = m.timestamp().to_millis().unwrap_or(0);
+        self.push_parts(m.offset(), timestamp, m.key(), m.payload());
+    }
+
+    /// Appends a record.
+    pub fn push_parts(
+        &mut self,
+        offset: i64,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) {
         let mut keep = |b: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(b);
             start..self.bytes.len()
         };
-        let key = m.key().map(&mut keep);
-        let value = m.payload().map(&mut keep);
+        let key = key.map(&mut keep);
+        let value = value.map(&mut keep);
         self.entries.push(Entry {
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis().unwrap_or(0),
+            offset,
+            timestamp,
             key,
             value,
         });

@@ -36,6 +36,10 @@ pub struct ComputeReport {
     pub elapsed: Duration,
     /// Per epoch, seconds from being fed to being fully processed.
     pub latencies: Vec<f64>,
+    /// Peak resident memory during the run, bytes, including the records.
+    pub peak_rss: u64,
+    /// Bytes of the records held in memory.
+    pub buffer: u64,
 }
 
 /// Runs decode → aggregate on `workers` timely workers over `captured`, each worker

@@ -5,6 +5,8 @@
 
 mod capture;
 mod compute;
+mod files;
+mod live;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use rf_schemas::TenantId;
 
 pub use capture::ConsumeReport;
 pub use compute::ComputeReport;
+pub use files::{export, replay, ReplayReport};
+pub use live::{live, LiveOptions, LiveReport};
 
 use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
 use crate::JobError;
@@ -32,6 +36,9 @@ pub struct BenchOptions {
     pub rooms: usize,
     /// Keep the benchmark tenant's topics and database afterwards.
     pub keep: bool,
+    /// Also measure the broker's and the operators' ceilings (both hold the backlog in
+    /// memory, about 160 bytes a reading).
+    pub ceilings: bool,
 }
 
 /// What the benchmark measured.
@@ -45,14 +52,8 @@ pub struct BenchReport {
     pub run: RunReport,
     /// Peak resident memory of this process during the pipeline run, bytes.
     pub peak_rss: u64,
-    /// Plain consumers reading the backlog.
-    pub ceiling: ConsumeReport,
-    /// The operators fed from memory.
-    pub compute: ComputeReport,
-    /// Peak resident memory during the in-memory run, bytes, including the records.
-    pub compute_peak_rss: u64,
-    /// Bytes of the records held in memory for it.
-    pub buffer: u64,
+    /// Plain consumers reading the backlog, and the operators fed from memory.
+    pub ceilings: Option<(ConsumeReport, ComputeReport)>,
 }
 
 /// Percentile `p` (0..=100) of `values`; 0 when there are none.
@@ -75,17 +76,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
             "--readings must be at least --rooms, and --rooms at least 1".into(),
         ));
     }
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let tenant = TenantId::parse(&format!("bench-{stamp}")).expect("a valid id");
-    crate::tenant::create(
-        &settings.kafka,
-        &settings.clickhouse,
-        &settings.registry,
-        &tenant,
-    )
-    .await?;
+    let tenant = throwaway_tenant(settings).await?;
 
     let minutes = options.readings.div_ceil(options.rooms as u64) as i64;
     let sim = SimulateOptions {
@@ -123,6 +114,28 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
         .map_err(|e| JobError::Invalid(format!("pipeline task failed: {e}")))??;
     let peak_rss = peak_rss_bytes();
 
+    let ceilings = if options.ceilings {
+        Some(ceilings(settings, &tenant).await?)
+    } else {
+        None
+    };
+    if !options.keep {
+        drop_tenant(settings, &tenant).await?;
+    }
+    Ok(BenchReport {
+        tenant,
+        load,
+        run,
+        peak_rss,
+        ceilings,
+    })
+}
+
+/// The broker's ceiling, then the operators' over what it read.
+async fn ceilings(
+    settings: &Settings,
+    tenant: &TenantId,
+) -> Result<(ConsumeReport, ComputeReport), JobError> {
     let (kafka, workers) = (settings.kafka.clone(), settings.pipeline.workers);
     let reader = tenant.clone();
     let (captured, ceiling) =
@@ -143,21 +156,30 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
     })
     .await
     .map_err(|e| JobError::Invalid(format!("in-memory task failed: {e}")))??;
-    let compute_peak_rss = peak_rss_bytes();
-
-    if !options.keep {
-        drop_tenant(settings, &tenant).await?;
-    }
-    Ok(BenchReport {
-        tenant,
-        load,
-        run,
-        peak_rss,
+    Ok((
         ceiling,
-        compute,
-        compute_peak_rss,
-        buffer,
-    })
+        ComputeReport {
+            peak_rss: peak_rss_bytes(),
+            buffer,
+            ..compute
+        },
+    ))
+}
+
+/// Creates the benchmark's own tenant, named after the time.
+async fn throwaway_tenant(settings: &Settings) -> Result<TenantId, JobError> {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let tenant = TenantId::parse(&format!("bench-{stamp}")).expect("a valid id");
+    crate::tenant::create(
+        &settings.kafka,
+        &settings.clickhouse,
+        &settings.registry,
+        &tenant,
+    )
+    .await?;
+    Ok(tenant)
 }
 
 /// Deletes a tenant's topics and database (the benchmark's own throwaway tenant only).

@@ -1,0 +1,148 @@
+//! `roomflow bench --live`: a steady stream of readings published while the pipeline
+//! runs, for the delays a live deployment sees. Event time runs faster than the wall
+//! clock (so that a few thousand rooms make the rate), and every delay is reported in
+//! wall-clock time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rf_pipelines::metrics::peak_rss_bytes;
+use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
+use rf_schemas::TenantId;
+
+use super::{drop_tenant, reset_peak_rss, throwaway_tenant, BACKLOG_START};
+use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
+use crate::JobError;
+
+const MINUTE: i64 = 60_000;
+
+/// The live benchmark's shape.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Readings per second to publish.
+    pub rate: u64,
+    /// Rooms of the fleet; each sends one reading per simulated minute.
+    pub rooms: usize,
+    /// How long to publish.
+    pub duration: Duration,
+    /// Keep the benchmark tenant's topics and database afterwards.
+    pub keep: bool,
+}
+
+/// What the live benchmark measured.
+#[derive(Debug)]
+pub struct LiveReport {
+    /// The throwaway tenant used.
+    pub tenant: TenantId,
+    /// Simulated minutes per wall-clock minute.
+    pub speed: f64,
+    /// What was published.
+    pub published: SimulateReport,
+    /// The pipeline's run.
+    pub run: RunReport,
+    /// Per epoch with final rows, seconds from when the reading that could make its
+    /// oldest window final was published to the final row acknowledged.
+    pub final_delays: Vec<f64>,
+    /// Allowed lateness in wall-clock seconds at this speed.
+    pub lateness_wall: f64,
+    /// Peak resident memory of this process (pipeline and publisher), bytes.
+    pub peak_rss: u64,
+}
+
+/// Publishes `options.rate` readings a second for `options.duration` while the pipeline
+/// runs, then stops both.
+pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveReport, JobError> {
+    if options.rooms == 0 || options.rate == 0 || options.duration.is_zero() {
+        return Err(JobError::Invalid(
+            "--rate, --rooms and --duration must be above zero".into(),
+        ));
+    }
+    let speed = options.rate as f64 * 60.0 / options.rooms as f64;
+    if speed > 100_000.0 {
+        return Err(JobError::Invalid(format!(
+            "--rate {} with --rooms {} needs {speed:.0} simulated minutes a minute; at most 100000: add rooms",
+            options.rate, options.rooms
+        )));
+    }
+    let tenant = throwaway_tenant(settings).await?;
+
+    let mut run_settings = settings.clone();
+    run_settings.kafka.group_id = format!("roomflow-{tenant}");
+    run_settings.pipeline.tenants = vec![tenant.to_string()];
+    run_settings.pipeline.metrics_listen = String::new();
+    let lateness_ms = settings.pipeline.allowed_lateness_secs as i64 * 1000;
+    reset_peak_rss();
+    let stop_pipeline = Arc::new(AtomicBool::new(false));
+    let run_options = RunOptions {
+        until_caught_up: false,
+        shutdown: stop_pipeline.clone(),
+        memory_every: Some(options.rate * 10),
+    };
+    let pipeline =
+        tokio::task::spawn_blocking(move || run(&run_settings, run_options, Metrics::new()));
+    // The pipeline finds its (empty) topics before the first reading is published.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let sim = SimulateOptions {
+        spec: FleetSpec {
+            tenants: vec![tenant.clone()],
+            offices: 10,
+            rooms: options.rooms,
+            seed: 42,
+        },
+        from: BACKLOG_START,
+        to: BACKLOG_START,
+        live: true,
+        speed,
+        progress: false,
+    };
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let (kafka, registry, stop) = (
+        settings.kafka.clone(),
+        settings.registry.clone(),
+        stop_publishing.clone(),
+    );
+    // Taken before the publisher starts its clock: delays measured from it are upper bounds.
+    let wall_start = unix_ms();
+    let publisher = tokio::task::spawn_blocking(move || simulate(&kafka, &registry, &sim, stop));
+    tokio::time::sleep(options.duration).await;
+    stop_publishing.store(true, Ordering::Relaxed);
+    let published = publisher
+        .await
+        .map_err(|e| JobError::Invalid(format!("publisher task failed: {e}")))??;
+    // What was published is consumed and written before the pipeline stops.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_pipeline.store(true, Ordering::Relaxed);
+    let run = pipeline
+        .await
+        .map_err(|e| JobError::Invalid(format!("pipeline task failed: {e}")))??;
+    let peak_rss = peak_rss_bytes();
+
+    // The simulated minute m is published when the publisher's clock passes m + 1 minute.
+    let published_at = |ts: i64| wall_start as f64 + (ts + MINUTE - BACKLOG_START) as f64 / speed;
+    let final_delays = run
+        .stats
+        .finals
+        .iter()
+        .map(|&(acked, end)| (acked as f64 - published_at(end + lateness_ms)) / 1e3)
+        .collect();
+    if !options.keep {
+        drop_tenant(settings, &tenant).await?;
+    }
+    Ok(LiveReport {
+        tenant,
+        speed,
+        published,
+        run,
+        final_delays,
+        lateness_wall: lateness_ms as f64 / speed / 1e3,
+        peak_rss,
+    })
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
