@@ -20,16 +20,12 @@ use super::capture::{Captured, Log};
 use super::compute::{compute, ComputeReport};
 use super::BACKLOG_START;
 use crate::schemas::register_all;
-use crate::simulate::{Fleet, FleetSpec};
+use crate::simulate::Fleet;
 use crate::JobError;
 
 fn fleet(rooms: usize) -> Fleet {
-    Fleet::new(&FleetSpec {
-        tenants: vec![TenantId::parse("bench-files").expect("a valid id")],
-        offices: 10,
-        rooms,
-        seed: 42,
-    })
+    let tenant = TenantId::parse("bench-files").expect("a valid id");
+    Fleet::new(&super::fleet(&tenant, rooms))
 }
 
 /// Readings per file: each file is one micro-batch for engines that read a file at a time.

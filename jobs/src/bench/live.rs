@@ -11,8 +11,10 @@ use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
 
-use super::{drop_tenant, reset_peak_rss, throwaway_tenant, BACKLOG_START};
-use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
+use super::{
+    drop_tenant, fleet, pipeline_settings, reset_peak_rss, throwaway_tenant, BACKLOG_START,
+};
+use crate::simulate::{simulate, SimulateOptions, SimulateReport};
 use crate::JobError;
 
 const MINUTE: i64 = 60_000;
@@ -67,10 +69,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     }
     let tenant = throwaway_tenant(settings).await?;
 
-    let mut run_settings = settings.clone();
-    run_settings.kafka.group_id = format!("roomflow-{tenant}");
-    run_settings.pipeline.tenants = vec![tenant.to_string()];
-    run_settings.pipeline.metrics_listen = String::new();
+    let run_settings = pipeline_settings(settings, &tenant);
     let lateness_ms = settings.pipeline.allowed_lateness_secs as i64 * 1000;
     reset_peak_rss();
     let stop_pipeline = Arc::new(AtomicBool::new(false));
@@ -85,12 +84,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let sim = SimulateOptions {
-        spec: FleetSpec {
-            tenants: vec![tenant.clone()],
-            offices: 10,
-            rooms: options.rooms,
-            seed: 42,
-        },
+        spec: fleet(&tenant, options.rooms),
         from: BACKLOG_START,
         to: BACKLOG_START,
         live: true,

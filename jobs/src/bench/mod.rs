@@ -80,12 +80,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
 
     let minutes = options.readings.div_ceil(options.rooms as u64) as i64;
     let sim = SimulateOptions {
-        spec: FleetSpec {
-            tenants: vec![tenant.clone()],
-            offices: 10,
-            rooms: options.rooms,
-            seed: 42,
-        },
+        spec: fleet(&tenant, options.rooms),
         from: BACKLOG_START,
         to: BACKLOG_START + minutes * 60_000,
         live: false,
@@ -99,10 +94,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
     .await
     .map_err(|e| JobError::Invalid(format!("load task failed: {e}")))??;
 
-    let mut run_settings = settings.clone();
-    run_settings.kafka.group_id = format!("roomflow-{tenant}");
-    run_settings.pipeline.tenants = vec![tenant.to_string()];
-    run_settings.pipeline.metrics_listen = String::new();
+    let run_settings = pipeline_settings(settings, &tenant);
     reset_peak_rss();
     let options_run = RunOptions {
         until_caught_up: true,
@@ -164,6 +156,26 @@ async fn ceilings(
             ..compute
         },
     ))
+}
+
+/// The benchmark's fleet: one tenant, ten offices, always the same rooms.
+fn fleet(tenant: &TenantId, rooms: usize) -> FleetSpec {
+    FleetSpec {
+        tenants: vec![tenant.clone()],
+        offices: 10,
+        rooms,
+        seed: 42,
+    }
+}
+
+/// The pipeline for the benchmark tenant alone, in its own consumer group, without a
+/// metrics endpoint.
+fn pipeline_settings(settings: &Settings, tenant: &TenantId) -> Settings {
+    let mut s = settings.clone();
+    s.kafka.group_id = format!("roomflow-{tenant}");
+    s.pipeline.tenants = vec![tenant.to_string()];
+    s.pipeline.metrics_listen = String::new();
+    s
 }
 
 /// Creates the benchmark's own tenant, named after the time.
