@@ -72,7 +72,7 @@ struct WindowKey {
     end: i64,
     granularity: Granularity,
     level: Level,
-    id: String,
+    id: Arc<str>,
     start: i64,
 }
 
@@ -103,6 +103,11 @@ struct RoomState {
     /// Final 15m windows by start, summed up: nothing can change them any more, and the
     /// hour and day windows still open are built from them.
     chunks: BTreeMap<i64, Chunk>,
+    /// The flush, 15m window start and version whose windows are marked changed already:
+    /// the next in-order reading of the room before that flush needs no marking (the 15m
+    /// window fixes the hour and the local day, as every zone's offset is a multiple of
+    /// 15 minutes).
+    marked: Option<(u64, i64, Option<Arc<RoomVersion>>)>,
 }
 
 /// A final 15m window of a room, as the open hour and day windows need it.
@@ -130,6 +135,8 @@ struct PartitionState {
     rooms: HashMap<String, RoomState>,
     /// Interned sensor ids; those no reading refers to any more are dropped when days close.
     sensors: HashSet<Arc<str>>,
+    /// Interned room and office ids of open windows, dropped likewise.
+    ids: HashSet<Arc<str>>,
     /// Rooms with counted readings, by the office their metadata names.
     offices: HashMap<String, BTreeSet<String>>,
     /// Per office, the peak minute of each final 15m window (the minutes' sums need
@@ -137,11 +144,8 @@ struct PartitionState {
     peaks: HashMap<String, BTreeMap<i64, f64>>,
     open: BTreeSet<WindowKey>,
     dirty: HashSet<WindowKey>,
-    /// Per room, the 15m window start and version whose windows are already marked
-    /// dirty since the last flush: the next in-order reading of the room needs no marking
-    /// (the 15m window fixes the hour and the local day, as every zone's offset is a
-    /// multiple of 15 minutes).
-    marked: HashMap<String, (i64, Option<Arc<RoomVersion>>)>,
+    /// Flushes so far: a room's `marked` holds only until the next one.
+    flushes: u64,
     /// Offsets of the readings held in `rooms`, and of the oldest reading of each chunk,
     /// with the watermark before each arrived.
     held: BTreeMap<i64, i64>,
@@ -163,11 +167,12 @@ impl PartitionState {
             watermark: i64::MIN,
             rooms: HashMap::default(),
             sensors: HashSet::default(),
+            ids: HashSet::default(),
             offices: HashMap::default(),
             peaks: HashMap::default(),
             open: BTreeSet::new(),
             dirty: HashSet::default(),
-            marked: HashMap::default(),
+            flushes: 0,
             held: BTreeMap::new(),
             processed_until: 0,
             replay_until: 0,
@@ -294,7 +299,7 @@ impl Aggregator {
     pub fn flush(&mut self, out: &mut Vec<Output>) {
         for (tenant, state) in &mut self.tenants {
             for (&partition, p) in &mut state.partitions {
-                p.marked.clear();
+                p.flushes += 1;
                 for key in std::mem::take(&mut p.dirty) {
                     self.last_version = next_version(self.last_version);
                     emit_row(
@@ -522,20 +527,22 @@ impl Aggregator {
             None if judged => {}
             None => p.pending += 1,
         }
-        p.held.insert(offset, p.watermark);
         let (start15, _) = Granularity::M15.window(r.ts, chrono_tz::UTC);
-        let marked = p.marked.get(r.room_id.as_str()).is_some_and(|(start, v)| {
-            *start == start15
+        let marked = room.marked.as_ref().is_some_and(|(flush, start, v)| {
+            *flush == p.flushes
+                && *start == start15
                 && match (v, &version) {
                     (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                     (None, None) => true,
                     _ => false,
                 }
         });
+        p.held.insert(offset, p.watermark);
         if !marked {
             open_windows(p, &r.room_id, r.ts, version.as_deref(), lateness);
-            p.marked
-                .insert(r.room_id.clone(), (start15, version.clone()));
+            if let Some(room) = p.rooms.get_mut(r.room_id.as_str()) {
+                room.marked = Some((p.flushes, start15, version.clone()));
+            }
         }
         if let Some(v) = &version {
             live.observe(&r.room_id, &v.office_id, r.people_count, r.ts, v.capacity);
@@ -570,41 +577,63 @@ fn open_windows(
     version: Option<&RoomVersion>,
     lateness: i64,
 ) {
-    let mut add = |granularity: Granularity, level: Level, id: &str, tz| {
+    let room = intern(&mut p.ids, room_id);
+    let mut add = |granularity: Granularity, level: Level, id: &Arc<str>, tz| {
         let (start, end) = granularity.window(ts, tz);
         if end + lateness > p.watermark && end + lateness > p.replay_final {
             let key = WindowKey {
                 end,
                 granularity,
                 level,
-                id: id.to_owned(),
+                id: id.clone(),
                 start,
             };
-            p.open.insert(key.clone());
-            p.dirty.insert(key);
+            // A window marked changed is open already.
+            if p.dirty.insert(key.clone()) {
+                p.open.insert(key);
+            }
         }
     };
     let Some(v) = version else {
-        add(Granularity::M15, Level::Room, room_id, chrono_tz::UTC);
+        add(Granularity::M15, Level::Room, &room, chrono_tz::UTC);
         return;
     };
+    let office = intern(&mut p.ids, &v.office_id);
     for g in Granularity::ALL {
-        add(g, Level::Room, room_id, v.timezone);
-        add(g, Level::Office, &v.office_id, v.timezone);
+        add(g, Level::Room, &room, v.timezone);
+        add(g, Level::Office, &office, v.timezone);
     }
-    p.offices
-        .entry(v.office_id.clone())
-        .or_default()
-        .insert(room_id.to_owned());
+    match p.offices.get_mut(v.office_id.as_str()) {
+        Some(rooms) if rooms.contains(room_id) => {}
+        Some(rooms) => {
+            rooms.insert(room_id.to_owned());
+        }
+        None => {
+            p.offices
+                .insert(v.office_id.clone(), BTreeSet::from([room_id.to_owned()]));
+        }
+    }
+}
+
+/// The one shared copy of a room or office id in a partition's windows.
+fn intern(ids: &mut HashSet<Arc<str>>, id: &str) -> Arc<str> {
+    match ids.get(id) {
+        Some(id) => id.clone(),
+        None => {
+            let id: Arc<str> = id.into();
+            ids.insert(id.clone());
+            id
+        }
+    }
 }
 
 /// Room metadata changed: every open window of the room's readings may change.
 fn rewindow_room(state: &mut TenantState, room_id: &str, lateness: i64) {
     for p in state.partitions.values_mut() {
-        p.marked.remove(room_id);
-        let Some(room) = p.rooms.get(room_id) else {
+        let Some(room) = p.rooms.get_mut(room_id) else {
             continue;
         };
+        room.marked = None;
         let chunks = room.chunks.values().flat_map(|c| [c.first_ts, c.last_ts]);
         let times: Vec<i64> = room
             .samples
@@ -652,7 +681,7 @@ fn close_windows(
             }
             (Level::Office, Granularity::M15) => {
                 if let Some(row) = office_row(tenant, catalog, p, &key, true, *last_version) {
-                    let peaks = p.peaks.entry(key.id.clone()).or_default();
+                    let peaks = p.peaks.entry(key.id.to_string()).or_default();
                     peaks.insert(key.start, row.peak_people);
                     out.push(Output::Office(row));
                 }
@@ -673,10 +702,10 @@ fn close_windows(
         match key.level {
             Level::Room => retire_room(p, &key.id, key.end),
             Level::Office => {
-                if let Some(peaks) = p.peaks.get_mut(&key.id) {
+                if let Some(peaks) = p.peaks.get_mut(&*key.id) {
                     *peaks = peaks.split_off(&key.end);
                     if peaks.is_empty() {
-                        p.peaks.remove(&key.id);
+                        p.peaks.remove(&*key.id);
                     }
                 }
             }
@@ -684,6 +713,7 @@ fn close_windows(
     }
     if retired_any {
         p.sensors.retain(|s| Arc::strong_count(s) > 1);
+        p.ids.retain(|s| Arc::strong_count(s) > 1);
     }
 }
 
@@ -763,7 +793,7 @@ fn judge(
     replaying: bool,
     out: &mut Vec<Output>,
 ) {
-    let Some(room) = p.rooms.get_mut(&key.id) else {
+    let Some(room) = p.rooms.get_mut(&*key.id) else {
         return;
     };
     let range = span(key.start, key.end);
@@ -871,7 +901,7 @@ fn emit_row(
 ) {
     match key.level {
         Level::Room => {
-            let Some(room) = p.rooms.get(&key.id) else {
+            let Some(room) = p.rooms.get(&*key.id) else {
                 return;
             };
             let Some(v) = catalog.at(&key.id, key.end - 1) else {
@@ -886,7 +916,7 @@ fn emit_row(
                 tenant: tenant.clone(),
                 granularity: key.granularity,
                 office_id: v.office_id.clone(),
-                room_id: key.id.clone(),
+                room_id: key.id.to_string(),
                 window_start: key.start,
                 window_end: key.end,
                 samples: s.samples,
@@ -917,7 +947,7 @@ fn office_row(
     is_final: bool,
     version: u64,
 ) -> Option<OfficeRow> {
-    let rooms = p.offices.get(&key.id)?;
+    let rooms = p.offices.get(&*key.id)?;
     let (mut reporting, mut avg_people, mut capacity) = (0u32, 0.0f64, 0u32);
     // Per minute of readings not summed up yet: the sum over rooms of each room's mean
     // in that minute.
@@ -928,7 +958,7 @@ fn office_row(
         };
         let Some(v) = catalog
             .at(room_id, key.end - 1)
-            .filter(|v| v.office_id == key.id)
+            .filter(|v| *v.office_id == *key.id)
         else {
             continue;
         };
@@ -963,13 +993,13 @@ fn office_row(
     }
     let summed_up = p
         .peaks
-        .get(&key.id)
+        .get(&*key.id)
         .into_iter()
         .flat_map(|peaks| peaks.range(key.start..key.end).map(|(_, peak)| *peak));
     Some(OfficeRow {
         tenant: tenant.clone(),
         granularity: key.granularity,
-        office_id: key.id.clone(),
+        office_id: key.id.to_string(),
         window_start: key.start,
         window_end: key.end,
         rooms_reporting: reporting,

@@ -1,10 +1,11 @@
 //! Live occupancy: each room's latest reading and each office's current total.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use rf_schemas::TenantId;
 
 use crate::records::{LiveOffice, LiveRoom, Output};
+use crate::{HashMap, HashSet};
 
 /// Rooms whose latest reading is older than this, relative to the office's newest, no
 /// longer count towards the office's live total.
@@ -29,30 +30,39 @@ pub struct LiveState {
 
 impl LiveState {
     /// Records a reading of a known room; older readings than the latest are ignored.
+    /// Allocates only for a room seen for the first time or moved to another office.
     pub fn observe(&mut self, room_id: &str, office_id: &str, people: i32, ts: i64, capacity: u32) {
-        if self.rooms.get(room_id).is_some_and(|l| l.ts > ts) {
-            return;
-        }
-        let latest = Latest {
-            office_id: office_id.to_owned(),
-            people,
-            ts,
-            capacity,
-        };
-        if let Some(old) = self.rooms.insert(room_id.to_owned(), latest) {
-            if old.office_id != office_id {
-                if let Some(rooms) = self.offices.get_mut(&old.office_id) {
-                    rooms.remove(room_id);
+        match self.rooms.get_mut(room_id) {
+            Some(l) if l.ts > ts => return,
+            Some(l) if l.office_id == office_id => {
+                (l.people, l.ts, l.capacity) = (people, ts, capacity);
+            }
+            moved => {
+                if let Some(old) = moved {
+                    if let Some(rooms) = self.offices.get_mut(&old.office_id) {
+                        rooms.remove(room_id);
+                    }
+                    self.dirty_offices.insert(old.office_id.clone());
                 }
-                self.dirty_offices.insert(old.office_id);
+                let latest = Latest {
+                    office_id: office_id.to_owned(),
+                    people,
+                    ts,
+                    capacity,
+                };
+                self.rooms.insert(room_id.to_owned(), latest);
+                self.offices
+                    .entry(office_id.to_owned())
+                    .or_default()
+                    .insert(room_id.to_owned());
             }
         }
-        self.offices
-            .entry(office_id.to_owned())
-            .or_default()
-            .insert(room_id.to_owned());
-        self.dirty_rooms.insert(room_id.to_owned());
-        self.dirty_offices.insert(office_id.to_owned());
+        if !self.dirty_rooms.contains(room_id) {
+            self.dirty_rooms.insert(room_id.to_owned());
+        }
+        if !self.dirty_offices.contains(office_id) {
+            self.dirty_offices.insert(office_id.to_owned());
+        }
     }
 
     /// The capacity of a room's version changed: its live utilization changes too.
