@@ -279,7 +279,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 &config.registry.url,
                 Duration::from_secs(config.registry.timeout_secs),
             );
-            for r in rf_jobs::schemas::register_all(&registry, &tenants)? {
+            let check = config.registry.compatibility_check;
+            for r in rf_jobs::schemas::register_all(&registry, &tenants, check)? {
                 println!("{} -> schema id {}", r.subject, r.id);
             }
             Ok(())

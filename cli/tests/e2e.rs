@@ -51,6 +51,8 @@ fn reading(room_id: &str, ts: i64, people: i32) -> Reading {
         people_count: people,
         temperature: Some(21.0),
         humidity: None,
+        co2_ppm: None,
+        battery_pct: None,
     }
 }
 
@@ -58,6 +60,14 @@ fn framed(id: u32, r: &Reading) -> Vec<u8> {
     let mut v = Vec::new();
     frame_header(id, &mut v);
     r.encode_v1(&mut v);
+    v
+}
+
+/// A reading of an upgraded sensor (`OccupancyReading` v2).
+fn framed_v2(id: u32, r: &Reading) -> Vec<u8> {
+    let mut v = Vec::new();
+    frame_header(id, &mut v);
+    r.encode_v2(&mut v);
     v
 }
 
@@ -115,6 +125,13 @@ async fn fixed_readings_end_to_end() {
     let s = settings(&tenant);
     stack_is_up(&s);
     let (reading_id, room_id) = create_tenant(&tenant).await;
+    let v2_id = common::reading_v2_id(&s, &tenant);
+    assert_ne!(v2_id, reading_id);
+    let upgraded = Reading {
+        co2_ppm: Some(912),
+        battery_pct: Some(55.5),
+        ..reading("lon-b", T0 + MIN, 5)
+    };
 
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
     let rooms = room_records(&[room("lon-a", 4), room("lon-b", 10)], room_id, T0);
@@ -128,7 +145,7 @@ async fn fixed_readings_end_to_end() {
         ), // 1: out of order
         (framed(reading_id, &reading("lon-a", T0 + MIN, 4)), T0 + MIN), // 2: replaced by 5
         (framed(reading_id, &reading("lon-b", T0, 5)), T0), // 3
-        (framed(reading_id, &reading("lon-b", T0 + MIN, 5)), T0 + MIN), // 4
+        (framed_v2(v2_id, &upgraded), T0 + MIN),            // 4: v2, beside v1
         (framed(reading_id, &reading("lon-a", T0 + MIN, 3)), T0 + MIN), // 5: duplicate key
         (b"not avro at all".to_vec(), T0 + MIN),            // 6: malformed
         (
@@ -165,6 +182,7 @@ async fn fixed_readings_end_to_end() {
     );
 
     let ch = rf_sinks::clickhouse::client(&s.clickhouse).with_database(tenant.clickhouse_db());
+    check_final_readings(&ch, reading_id, v2_id).await;
     let rooms: Vec<RoomRowOut> = ch
         .query(
             "SELECT toString(granularity), room_id, toUInt32(window_start), toUInt32(window_end), samples, \
@@ -375,6 +393,49 @@ async fn fixed_readings_end_to_end() {
 }
 
 /// The query service answers from the same stores, for the token's tenant only.
+#[derive(Row, Deserialize, Debug, PartialEq)]
+struct ReadingOut {
+    room_id: String,
+    ts_ms: i64,
+    people_count: i32,
+    co2_ppm: Option<i32>,
+    battery_pct: Option<f32>,
+    schema_id: u32,
+    version: u64,
+}
+
+/// Every counted reading of a final 15m window is in `readings`, with its v2 fields; of
+/// the duplicate, the later revision (offset 5).
+async fn check_final_readings(ch: &clickhouse::Client, v1: u32, v2: u32) {
+    let rows: Vec<ReadingOut> = ch
+        .query(
+            "SELECT room_id, ts_ms, people_count, co2_ppm, battery_pct, schema_id, version \
+             FROM readings FINAL ORDER BY room_id, ts_ms",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    let row = |room: &str, ts, people, co2, battery, schema_id, version| ReadingOut {
+        room_id: room.into(),
+        ts_ms: ts,
+        people_count: people,
+        co2_ppm: co2,
+        battery_pct: battery,
+        schema_id,
+        version,
+    };
+    assert_eq!(
+        rows,
+        vec![
+            row("lon-a", T0, 2, None, None, v1, 0),
+            row("lon-a", T0 + MIN, 3, None, None, v1, 5),
+            row("lon-a", T0 + 2 * MIN, 0, None, None, v1, 1),
+            row("lon-b", T0, 5, None, None, v1, 3),
+            row("lon-b", T0 + MIN, 5, Some(912), Some(55.5), v2, 4),
+        ]
+    );
+}
+
 async fn check_query_service(s: &Settings, tenant: &TenantId) {
     let config = rf_service::ServiceConfig::default();
     let router = rf_service::app(&config, &s.clickhouse, &s.redis)

@@ -262,6 +262,8 @@ async fn generated_scenario_matches_a_plain_computation() {
                 people_count: (rng.next() % 9) as i32,
                 temperature: None,
                 humidity: None,
+                co2_ppm: None,
+                battery_pct: None,
             };
             let input = |reading: Option<Reading>, key: &str| Input {
                 partition,

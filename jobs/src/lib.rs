@@ -21,6 +21,14 @@ pub enum JobError {
     /// The pipeline failed.
     #[error(transparent)]
     Pipeline(#[from] rf_pipelines::PipelineError),
+    /// A schema change was refused before it reached the registry.
+    #[error("schema for {subject} refused: {reason}")]
+    Incompatible {
+        /// The subject.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),

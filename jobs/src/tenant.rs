@@ -75,9 +75,10 @@ pub async fn create(
             .map_err(|e| JobError::ClickHouse(e.to_string()))?;
     }
 
+    let check = registry.compatibility_check;
     let registry = RegistryClient::new(&registry.url, Duration::from_secs(registry.timeout_secs));
     let owner = tenant.clone();
-    let schemas = tokio::task::spawn_blocking(move || register_all(&registry, &[owner]))
+    let schemas = tokio::task::spawn_blocking(move || register_all(&registry, &[owner], check))
         .await
         .map_err(|e| JobError::Invalid(format!("registration task failed: {e}")))??;
     Ok(Created {

@@ -14,8 +14,8 @@ use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
 use crate::catalog::RoomCatalog;
 use crate::live::LiveState;
 use crate::records::{
-    Checkpoint, DeadLetter, Decoded, DecodedReading, OfficeRow, Output, RawRecord, Restate,
-    RoomEvent, RoomRow, Topic,
+    Checkpoint, DeadLetter, Decoded, DecodedReading, Extra, FinalReading, FinalReadings, OfficeRow,
+    Output, RawRecord, Restate, RoomEvent, RoomRow, Topic,
 };
 use crate::windows::Granularity;
 use crate::{HashMap, HashSet};
@@ -86,8 +86,11 @@ struct Pending {
 #[derive(Debug)]
 struct Sample {
     people: i32,
+    schema_id: u32,
     offset: i64,
     pending: Option<Box<Pending>>,
+    /// The optional measurements, when the reading has any.
+    extra: Option<Box<Extra>>,
 }
 
 /// Readings by (ts, sensor): sensor ids are interned, so holding a reading allocates
@@ -129,6 +132,8 @@ fn span(start: i64, end: i64) -> std::ops::Range<(i64, Arc<str>)> {
 
 #[derive(Debug)]
 struct PartitionState {
+    /// The readings partition.
+    partition: i32,
     watermark: i64,
     /// Per room, readings keyed by (ts, sensor) (a second reading with the same key
     /// replaces) and final 15m windows.
@@ -162,8 +167,9 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    fn new() -> Self {
+    fn new(partition: i32) -> Self {
         Self {
+            partition,
             watermark: i64::MIN,
             rooms: HashMap::default(),
             sensors: HashSet::default(),
@@ -360,7 +366,7 @@ impl Aggregator {
             .or_default()
             .partitions
             .entry(partition)
-            .or_insert_with(PartitionState::new)
+            .or_insert_with(|| PartitionState::new(partition))
     }
 
     /// A room version published or withdrawn: open windows of the room are revised in
@@ -438,7 +444,11 @@ impl Aggregator {
 
     fn on_reading(
         &mut self,
-        DecodedReading { reading: r, record }: DecodedReading,
+        DecodedReading {
+            reading: r,
+            record,
+            schema_id,
+        }: DecodedReading,
         out: &mut Vec<Output>,
     ) {
         let lateness = self.config.allowed_lateness_ms;
@@ -451,7 +461,7 @@ impl Aggregator {
         } = self.tenants.entry(tenant.clone()).or_default();
         let p = partitions
             .entry(record.partition)
-            .or_insert_with(PartitionState::new);
+            .or_insert_with(|| PartitionState::new(record.partition));
         let offset = record.offset;
         let replaying = offset < p.replay_until;
         p.processed_until = p.processed_until.max(offset + 1);
@@ -498,10 +508,13 @@ impl Aggregator {
         // judged and counted then; it only feeds the hour and day windows still open.
         let judged = replaying && end15 + lateness <= p.replay_final;
         let pending = if judged { None } else { pending };
+        let extra = Extra::of(&r);
         let sample = Sample {
             people: r.people_count,
+            schema_id,
             offset,
             pending,
+            extra: (extra != Extra::default()).then(|| Box::new(extra)),
         };
         let sensor = match p.sensors.get(r.sensor_id.as_str()) {
             Some(s) => s.clone(),
@@ -695,7 +708,7 @@ fn close_windows(
     }
     // Only now: rows of every window closing at the same instant read the readings.
     for key in collapse {
-        sum_up(p, &key.id, key.start, key.end);
+        sum_up(tenant, catalog, p, &key, out);
     }
     let retired_any = !retire.is_empty();
     for key in retire {
@@ -717,9 +730,16 @@ fn close_windows(
     }
 }
 
-/// A room's 15m window is final: its readings become one chunk.
-fn sum_up(p: &mut PartitionState, room_id: &str, start: i64, end: i64) {
-    let Some(room) = p.rooms.get_mut(room_id) else {
+/// A room's 15m window is final: its readings are written out and become one chunk.
+fn sum_up(
+    tenant: &TenantId,
+    catalog: &RoomCatalog,
+    p: &mut PartitionState,
+    key: &WindowKey,
+    out: &mut Vec<Output>,
+) {
+    let (start, end) = (key.start, key.end);
+    let Some(room) = p.rooms.get_mut(&*key.id) else {
         return;
     };
     let first: Arc<str> = Arc::from("");
@@ -732,8 +752,17 @@ fn sum_up(p: &mut PartitionState, room_id: &str, start: i64, end: i64) {
     let last_ts = window.last_key_value().map_or(first_ts, |((ts, _), _)| *ts);
     let mut stats = RoomStats::default();
     let mut oldest: Option<(i64, i64)> = None;
-    for sample in window.into_values() {
+    let mut readings = Vec::with_capacity(window.len());
+    for ((ts, sensor_id), sample) in window {
         stats.add(sample.people);
+        readings.push(FinalReading {
+            sensor_id,
+            ts,
+            people_count: sample.people,
+            extra: sample.extra.as_deref().copied().unwrap_or_default(),
+            schema_id: sample.schema_id,
+            offset: sample.offset,
+        });
         let watermark = p.held.remove(&sample.offset).unwrap_or(i64::MIN);
         if oldest.is_none_or(|(o, _)| sample.offset < o) {
             oldest = Some((sample.offset, watermark));
@@ -741,6 +770,15 @@ fn sum_up(p: &mut PartitionState, room_id: &str, start: i64, end: i64) {
     }
     let (offset, watermark) = oldest.expect("the window has readings");
     p.held.insert(offset, watermark);
+    if let Some(v) = catalog.at(&key.id, end - 1) {
+        out.push(Output::Readings(FinalReadings {
+            tenant: tenant.clone(),
+            office_id: intern(&mut p.ids, &v.office_id),
+            room_id: key.id.clone(),
+            partition: p.partition,
+            readings,
+        }));
+    }
     let chunk = Chunk {
         stats,
         offset,

@@ -100,6 +100,7 @@ impl<S: SchemaSource> Decoder<S> {
         Ok(Decoded::Reading(Box::new(DecodedReading {
             reading,
             record,
+            schema_id: id,
         })))
     }
 
@@ -268,6 +269,8 @@ mod tests {
             people_count: 3,
             temperature: None,
             humidity: None,
+            co2_ppm: None,
+            battery_pct: None,
         }
     }
 

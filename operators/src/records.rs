@@ -119,6 +119,66 @@ pub struct DecodedReading {
     pub reading: Reading,
     /// The record it came from.
     pub record: RawRecord,
+    /// The writer schema's registry id.
+    pub schema_id: u32,
+}
+
+/// The readings of one room's 15m window, once the window is final: every counted
+/// reading with all its fields (`readings`), the later revision of a duplicate only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinalReadings {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The room's office.
+    pub office_id: Arc<str>,
+    /// The room.
+    pub room_id: Arc<str>,
+    /// The readings partition they came from.
+    pub partition: i32,
+    /// The readings, by (ts, sensor).
+    pub readings: Vec<FinalReading>,
+}
+
+/// One counted reading.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinalReading {
+    /// The sensor.
+    pub sensor_id: Arc<str>,
+    /// Event time, ms.
+    pub ts: i64,
+    /// People counted.
+    pub people_count: i32,
+    /// The optional measurements (v1: temperature, humidity; v2: co2, battery).
+    pub extra: Extra,
+    /// The writer schema's registry id.
+    pub schema_id: u32,
+    /// Its offset: a later revision of the same (room, sensor, ts) has a higher one.
+    pub offset: i64,
+}
+
+/// A reading's optional measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Extra {
+    /// °C.
+    pub temperature: Option<f32>,
+    /// %.
+    pub humidity: Option<f32>,
+    /// ppm (v2).
+    pub co2_ppm: Option<i32>,
+    /// % (v2).
+    pub battery_pct: Option<f32>,
+}
+
+impl Extra {
+    /// The optional fields of `r`.
+    pub fn of(r: &Reading) -> Self {
+        Self {
+            temperature: r.temperature,
+            humidity: r.humidity,
+            co2_ppm: r.co2_ppm,
+            battery_pct: r.battery_pct,
+        }
+    }
 }
 
 /// A rejected input with the original bytes and where they came from.
@@ -300,6 +360,8 @@ pub enum Output {
     Room(RoomRow),
     /// An office window revision.
     Office(OfficeRow),
+    /// The counted readings of a room's 15m window that just became final.
+    Readings(FinalReadings),
     /// A room's latest state.
     LiveRoom(LiveRoom),
     /// An office's latest state.

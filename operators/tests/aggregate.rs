@@ -84,6 +84,8 @@ impl Feed {
             people_count: people,
             temperature: None,
             humidity: None,
+            co2_ppm: None,
+            battery_pct: None,
         };
         let record = RawRecord {
             tenant: tenant(),
@@ -95,7 +97,11 @@ impl Feed {
             value: Some(vec![self.offset as u8]),
         };
         self.offset += 1;
-        let event = Decoded::Reading(Box::new(DecodedReading { reading, record }));
+        let event = Decoded::Reading(Box::new(DecodedReading {
+            reading,
+            record,
+            schema_id: 1,
+        }));
         self.aggregator.apply(event, &mut self.out);
     }
 

@@ -37,6 +37,24 @@ pub struct RegistryConfig {
     pub url: String,
     /// Per-request timeout, seconds.
     pub timeout_secs: u64,
+    /// Who refuses a schema change that is not BACKWARD compatible. roomflow always
+    /// checks every new version against all registered ones first; `registry` then also
+    /// lets the registry apply its own compatibility level (Confluent Schema Registry);
+    /// `roomflow` sets the roomflow subjects to `NONE` in the registry and relies on
+    /// roomflow's check alone, for registries whose own check is wrong (the local
+    /// stand-in refuses timestamp-millis against itself).
+    pub compatibility_check: CompatibilityCheck,
+}
+
+/// See [`RegistryConfig::compatibility_check`].
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CompatibilityCheck {
+    /// roomflow's check, then the registry's.
+    Registry,
+    /// roomflow's check only.
+    #[default]
+    Roomflow,
 }
 
 impl Default for RegistryConfig {
@@ -44,6 +62,7 @@ impl Default for RegistryConfig {
         Self {
             url: "http://127.0.0.1:18081".into(),
             timeout_secs: 5,
+            compatibility_check: CompatibilityCheck::default(),
         }
     }
 }

@@ -8,7 +8,9 @@ pub mod run;
 pub mod sink;
 pub mod source;
 
-pub use config::{KafkaConfig, PipelineConfig, RegistryConfig, CLUSTER_BASE_PORT};
+pub use config::{
+    CompatibilityCheck, KafkaConfig, PipelineConfig, RegistryConfig, CLUSTER_BASE_PORT,
+};
 pub use metrics::Metrics;
 pub use run::{run, RunOptions, RunReport, Settings};
 

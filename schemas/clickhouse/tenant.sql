@@ -55,3 +55,24 @@ CREATE TABLE IF NOT EXISTS {db}.rooms (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (office_id, room_id, effective_from);
+
+-- Every counted reading with all its fields (v1 and v2), written once its room's 15m
+-- window is final; of a duplicate (room, sensor, ts) the later revision (higher offset).
+-- `ts` to the second for date functions, `ts_ms` exact; `version` is the source offset.
+CREATE TABLE IF NOT EXISTS {db}.readings (
+    office_id String,
+    room_id String,
+    sensor_id String,
+    ts DateTime('UTC'),
+    ts_ms Int64,
+    people_count Int32,
+    temperature Nullable(Float32),
+    humidity Nullable(Float32),
+    co2_ppm Nullable(Int32),
+    battery_pct Nullable(Float32),
+    schema_id UInt32,
+    source_partition Int32,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (office_id, room_id, ts_ms, sensor_id);

@@ -15,6 +15,9 @@ pub use tenant::TenantId;
 
 /// The Avro schema of `io.roomflow.OccupancyReading` (v1).
 pub const OCCUPANCY_READING_AVSC: &str = include_str!("../avro/occupancy_reading.avsc");
+/// The Avro schema of `io.roomflow.OccupancyReading` v2: v1 plus `co2_ppm` and
+/// `battery_pct`, both optional with defaults (BACKWARD compatible).
+pub const OCCUPANCY_READING_V2_AVSC: &str = include_str!("../avro/occupancy_reading_v2.avsc");
 /// The Avro schema of `io.roomflow.Room`.
 pub const ROOM_AVSC: &str = include_str!("../avro/room.avsc");
 /// ClickHouse DDL of one tenant's database, with `{db}` standing for its name.
@@ -26,6 +29,10 @@ pub const SUBJECT_SCHEMAS: [(&str, &str); 2] = [
     (tenant::READINGS_PREFIX, OCCUPANCY_READING_AVSC),
     (tenant::ROOMS_PREFIX, ROOM_AVSC),
 ];
+
+/// Later versions, registered after every tenant's [`SUBJECT_SCHEMAS`] (so that adding one
+/// changes no earlier id), in this order.
+pub const LATER_SCHEMAS: [(&str, &str); 1] = [(tenant::READINGS_PREFIX, OCCUPANCY_READING_V2_AVSC)];
 
 /// The DDL statements that create `tenant`'s database and tables, one per element.
 pub fn tenant_ddl(tenant: &TenantId) -> Vec<String> {
@@ -50,7 +57,7 @@ mod tests {
     fn ddl_names_the_tenant_database() {
         let t = TenantId::parse("acme-eu").unwrap();
         let ddl = tenant_ddl(&t);
-        assert_eq!(ddl.len(), 4);
+        assert_eq!(ddl.len(), 5);
         assert!(ddl.iter().all(|s| s.starts_with("CREATE ")), "{ddl:#?}");
         assert!(ddl[0].contains("CREATE DATABASE IF NOT EXISTS rf_acme_eu"));
         assert!(ddl[1].contains("rf_acme_eu.room_utilization"));

@@ -8,6 +8,8 @@ use crate::deadletter::{DeadLetterReason, Rejection};
 
 /// Largest plausible head count in one room.
 pub const MAX_PEOPLE: i32 = 10_000;
+/// The largest `co2_ppm` a reading may carry (the range of common NDIR sensors).
+pub const MAX_CO2_PPM: i32 = 40_000;
 /// How far `ts` may run ahead of the Kafka record timestamp.
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Readings before 2000-01-01 are impossible for this fleet.
@@ -30,6 +32,10 @@ pub struct Reading {
     pub temperature: Option<f32>,
     /// Relative humidity in percent, when the sensor has a hygrometer.
     pub humidity: Option<f32>,
+    /// Carbon dioxide in parts per million (v2), when the sensor measures it.
+    pub co2_ppm: Option<i32>,
+    /// Battery charge in percent (v2), when the sensor reports it.
+    pub battery_pct: Option<f32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +47,8 @@ enum Target {
     People,
     Temperature,
     Humidity,
+    Co2,
+    Battery,
 }
 
 /// How one writer field is laid out on the wire.
@@ -101,6 +109,8 @@ impl ReadingDecoder {
                 "people_count" => Target::People,
                 "temperature" => Target::Temperature,
                 "humidity" => Target::Humidity,
+                "co2_ppm" => Target::Co2,
+                "battery_pct" => Target::Battery,
                 _ => {
                     steps.push(Step::Skip(field.schema.clone()));
                     continue;
@@ -141,6 +151,8 @@ impl ReadingDecoder {
             people_count: 0,
             temperature: None,
             humidity: None,
+            co2_ppm: None,
+            battery_pct: None,
         };
         for step in &self.steps {
             match step {
@@ -152,6 +164,8 @@ impl ReadingDecoder {
                     Target::People => r.people_count = cur.int()?,
                     Target::Temperature => r.temperature = cur.number(wire)?.map(|v| v as f32),
                     Target::Humidity => r.humidity = cur.number(wire)?.map(|v| v as f32),
+                    Target::Co2 => r.co2_ppm = cur.number(wire)?.map(|v| v as i32),
+                    Target::Battery => r.battery_pct = cur.number(wire)?.map(|v| v as f32),
                 },
                 Step::Skip(schema) => {
                     let mut rest = &cur.buf[cur.pos..];
@@ -191,7 +205,24 @@ fn wire_for(target: Target, schema: &Schema) -> Option<Wire> {
             Schema::Int => Some(Wire::Int),
             _ => None,
         },
-        Target::Temperature | Target::Humidity => match schema {
+        // CO2 is read from ints (or longs within range) only: a float would be rounded.
+        Target::Co2 => match schema {
+            Schema::Union(u) => {
+                let variants = u.variants();
+                let null_index = variants.iter().position(|v| matches!(v, Schema::Null))?;
+                let value = match (variants.len(), &variants[1 - null_index]) {
+                    (2, Schema::Int) => Wire::Int,
+                    _ => return None,
+                };
+                Some(Wire::Nullable {
+                    null_index: null_index as i64,
+                    value: Box::new(value),
+                })
+            }
+            Schema::Int => Some(Wire::Int),
+            _ => None,
+        },
+        Target::Temperature | Target::Humidity | Target::Battery => match schema {
             Schema::Union(u) => {
                 let variants = u.variants();
                 let null_index = variants.iter().position(|v| matches!(v, Schema::Null))?;
@@ -309,6 +340,19 @@ impl Reading {
         put_nullable_float(out, self.humidity);
     }
 
+    /// Appends the v2 Avro body of this reading to `out` (no Confluent header).
+    pub fn encode_v2(&self, out: &mut Vec<u8>) {
+        self.encode_v1(out);
+        match self.co2_ppm {
+            None => put_long(out, 0),
+            Some(v) => {
+                put_long(out, 1);
+                put_long(out, i64::from(v));
+            }
+        }
+        put_nullable_float(out, self.battery_pct);
+    }
+
     /// Applies the contract's rules that need no room metadata. `record_ts` is the
     /// Kafka record timestamp, so that replays are judged like live runs; `key` is the
     /// record key, which must be the office id the reading names.
@@ -342,6 +386,18 @@ impl Reading {
             return Err(Rejection::new(
                 OutOfRange,
                 format!("humidity {h} outside 0..=100 %"),
+            ));
+        }
+        if let Some(c) = self.co2_ppm.filter(|c| !(0..=MAX_CO2_PPM).contains(c)) {
+            return Err(Rejection::new(
+                OutOfRange,
+                format!("co2_ppm {c} outside 0..={MAX_CO2_PPM}"),
+            ));
+        }
+        if let Some(b) = self.battery_pct.filter(|b| !(0.0..=100.0).contains(b)) {
+            return Err(Rejection::new(
+                OutOfRange,
+                format!("battery_pct {b} outside 0..=100 %"),
             ));
         }
         if self.ts < MIN_TS_MS {
@@ -388,6 +444,8 @@ mod tests {
             people_count: 4,
             temperature: Some(21.5),
             humidity: None,
+            co2_ppm: None,
+            battery_pct: None,
         }
     }
 
@@ -448,9 +506,79 @@ mod tests {
         let body = write(&v2, value);
         let r = ReadingDecoder::new(&v2).unwrap().decode(&body).unwrap();
         assert_eq!(
-            (r.room_id.as_str(), r.people_count, r.temperature),
-            ("r", 2, None)
+            (r.room_id.as_str(), r.people_count, r.temperature, r.co2_ppm),
+            ("r", 2, None, Some(800))
         );
+    }
+
+    #[test]
+    fn v2_encoder_matches_apache_avro_and_v1_readers_skip_its_fields() {
+        let v2 = Schema::parse_str(crate::OCCUPANCY_READING_V2_AVSC).unwrap();
+        let r = Reading {
+            co2_ppm: Some(612),
+            battery_pct: Some(87.5),
+            ..sample()
+        };
+        let mut ours = Vec::new();
+        r.encode_v2(&mut ours);
+        let value = Value::Record(vec![
+            ("sensor_id".into(), Value::String("s-1".into())),
+            ("office_id".into(), Value::String("lon".into())),
+            ("room_id".into(), Value::String("lon-r1".into())),
+            ("ts".into(), Value::TimestampMillis(r.ts)),
+            ("people_count".into(), Value::Int(4)),
+            (
+                "temperature".into(),
+                Value::Union(1, Box::new(Value::Float(21.5))),
+            ),
+            ("humidity".into(), Value::Union(0, Box::new(Value::Null))),
+            ("co2_ppm".into(), Value::Union(1, Box::new(Value::Int(612)))),
+            (
+                "battery_pct".into(),
+                Value::Union(1, Box::new(Value::Float(87.5))),
+            ),
+        ]);
+        assert_eq!(ours, write(&v2, value));
+        assert_eq!(ReadingDecoder::new(&v2).unwrap().decode(&ours).unwrap(), r);
+        // Old readings under the new schema's decoder, new ones in the old shape: the
+        // v1 body decoded as v1 carries no v2 fields.
+        let mut old = Vec::new();
+        r.encode_v1(&mut old);
+        let as_v1 = ReadingDecoder::new(&v1()).unwrap().decode(&old).unwrap();
+        assert_eq!((as_v1.co2_ppm, as_v1.battery_pct), (None, None));
+    }
+
+    #[test]
+    fn v2_fields_are_validated() {
+        let ok = sample();
+        let key = Some(ok.office_id.as_bytes());
+        for bad in [
+            Reading {
+                co2_ppm: Some(-1),
+                ..sample()
+            },
+            Reading {
+                co2_ppm: Some(MAX_CO2_PPM + 1),
+                ..sample()
+            },
+            Reading {
+                battery_pct: Some(100.5),
+                ..sample()
+            },
+            Reading {
+                battery_pct: Some(f32::NAN),
+                ..sample()
+            },
+        ] {
+            let rejection = bad.validate(ok.ts, key).unwrap_err();
+            assert_eq!(rejection.reason, DeadLetterReason::OutOfRange, "{bad:?}");
+        }
+        let good = Reading {
+            co2_ppm: Some(40_000),
+            battery_pct: Some(0.0),
+            ..sample()
+        };
+        assert!(good.validate(ok.ts, key).is_ok());
     }
 
     #[test]

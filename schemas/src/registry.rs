@@ -103,6 +103,50 @@ impl RegistryClient {
         }
     }
 
+    /// The versions registered under `subject`, oldest first; none for a new subject.
+    pub fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        let resp = self
+            .agent
+            .get(format!("{}/subjects/{subject}/versions", self.base))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status().as_u16() {
+            200 => self.json(resp),
+            404 => Ok(Vec::new()),
+            _ => Err(self.refused(resp)),
+        }
+    }
+
+    /// The schema text of `version` of `subject`.
+    pub fn schema_at(&self, subject: &str, version: u32) -> Result<String, RegistryError> {
+        let resp = self
+            .agent
+            .get(format!(
+                "{}/subjects/{subject}/versions/{version}",
+                self.base
+            ))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status().as_u16() {
+            200 => Ok(self.json::<SchemaBody>(resp)?.schema),
+            _ => Err(self.refused(resp)),
+        }
+    }
+
+    /// Sets the compatibility level the registry itself enforces for `subject`
+    /// (`BACKWARD`, `NONE`, …).
+    pub fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
+        let resp = self
+            .agent
+            .put(format!("{}/config/{subject}", self.base))
+            .send_json(serde_json::json!({ "compatibility": level }))
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            _ => Err(self.refused(resp)),
+        }
+    }
+
     fn unreachable(&self, e: ureq::Error) -> RegistryError {
         RegistryError::Unreachable {
             url: self.base.clone(),

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rf_operators::{DeadLetter, LiveOffice, LiveRoom, OfficeRow, Output, Restate, RoomRow};
+use rf_operators::{
+    DeadLetter, FinalReadings, LiveOffice, LiveRoom, OfficeRow, Output, Restate, RoomRow,
+};
 use rf_schemas::{RoomVersion, TenantId};
 
 pub use config::Secret;
@@ -27,6 +29,8 @@ pub struct Batch {
     pub rooms: Vec<RoomRow>,
     /// Office window revisions.
     pub offices: Vec<OfficeRow>,
+    /// Counted readings of 15m windows that became final.
+    pub readings: Vec<FinalReadings>,
     /// Latest room states.
     pub live_rooms: Vec<LiveRoom>,
     /// Latest office states.
@@ -49,6 +53,7 @@ impl Batch {
         match output {
             Output::Room(r) => self.rooms.push(r),
             Output::Office(o) => self.offices.push(o),
+            Output::Readings(r) => self.readings.push(r),
             Output::LiveRoom(r) => self.live_rooms.push(r),
             Output::LiveOffice(o) => self.live_offices.push(o),
             Output::DeadLetter(d) => self.dead_letters.push(d),
@@ -65,6 +70,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
             && self.offices.is_empty()
+            && self.readings.is_empty()
             && self.live_rooms.is_empty()
             && self.live_offices.is_empty()
             && self.dead_letters.is_empty()

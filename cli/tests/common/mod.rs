@@ -330,6 +330,24 @@ pub async fn create_tenant_on(s: &Settings, tenant: &TenantId) -> (u32, u32) {
     (id("occupancy."), id("rooms."))
 }
 
+/// The schema id of `OccupancyReading` v2 under `tenant`'s readings subject (registered
+/// by [`create_tenant`]; registering it again returns its id).
+pub fn reading_v2_id(s: &Settings, tenant: &TenantId) -> u32 {
+    let client = rf_schemas::registry::RegistryClient::new(
+        &s.registry.url,
+        Duration::from_secs(s.registry.timeout_secs),
+    );
+    let v2 = [("occupancy.", rf_schemas::OCCUPANCY_READING_V2_AVSC)];
+    let registered = rf_jobs::schemas::register(
+        &client,
+        std::slice::from_ref(tenant),
+        &v2,
+        s.registry.compatibility_check,
+    )
+    .expect("v2 is registered");
+    registered[0].id
+}
+
 /// Room versions as records of the rooms topic, framed with `schema_id`.
 pub fn room_records<'a>(
     versions: impl IntoIterator<Item = &'a RoomVersion>,

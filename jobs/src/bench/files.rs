@@ -105,14 +105,19 @@ pub fn replay(
     let started = Instant::now();
     let tenant = TenantId::parse("bench-files").expect("a valid id");
     let client = RegistryClient::new(&registry.url, Duration::from_secs(registry.timeout_secs));
-    let ids = register_all(&client, std::slice::from_ref(&tenant))?;
-    let id_of = |topic: String| {
+    let ids = register_all(
+        &client,
+        std::slice::from_ref(&tenant),
+        registry.compatibility_check,
+    )?;
+    let id_of = |topic: String, schema: &str| {
         ids.iter()
-            .find(|r| r.subject == format!("{topic}-value"))
+            .find(|r| r.subject == format!("{topic}-value") && r.schema == schema)
             .map(|r| r.id)
             .expect("registered above")
     };
-    let (reading_id, room_id) = (id_of(tenant.readings_topic()), id_of(tenant.rooms_topic()));
+    let reading_id = id_of(tenant.readings_topic(), rf_schemas::OCCUPANCY_READING_AVSC);
+    let room_id = id_of(tenant.rooms_topic(), rf_schemas::ROOM_AVSC);
 
     // The rooms' full metadata (time zones, names) comes from the fleet that wrote the
     // files; the file's columns must agree with it.
@@ -175,6 +180,8 @@ pub fn replay(
                 people_count: number(people, path)?,
                 temperature: None,
                 humidity: None,
+                co2_ppm: None,
+                battery_pct: None,
             };
             value.clear();
             frame_header(reading_id, &mut value);

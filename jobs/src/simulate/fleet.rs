@@ -72,6 +72,8 @@ pub struct SimRoom {
     phase_ms: i64,
     /// Whether the sensor measures temperature and humidity.
     climate: bool,
+    /// Whether the sensor was upgraded to `OccupancyReading` v2 (CO2 and battery).
+    pub v2: bool,
     key: u64,
 }
 
@@ -134,6 +136,18 @@ impl Fleet {
         } else {
             (None, None)
         };
+        // Upgraded sensors: CO2 rises with the people in the room; the battery drains
+        // over a month and is swapped.
+        let (co2_ppm, battery_pct) = if room.v2 {
+            let co2 = 420.0 + 38.0 * people as f64 + 30.0 * (unit(mix(mix(h))) - 0.5);
+            let hours = (ts.div_euclid(3_600_000) as u64).wrapping_add(room.key) % 720;
+            (
+                Some(co2.round() as i32),
+                Some((100.0 - hours as f32 / 12.0).round()),
+            )
+        } else {
+            (None, None)
+        };
         Reading {
             sensor_id: room.sensor_id.clone(),
             office_id: room.version.office_id.clone(),
@@ -142,6 +156,8 @@ impl Fleet {
             people_count: people,
             temperature,
             humidity,
+            co2_ppm,
+            battery_pct,
         }
     }
 
@@ -275,6 +291,7 @@ fn rooms_of(spec: &FleetSpec, tenant: u64) -> Vec<SimRoom> {
                 usage,
                 phase_ms: (key % 60) as i64 * 1000,
                 climate: key % 10 < 7,
+                v2: key % 3 == 0,
                 key,
             }
         })

@@ -16,6 +16,7 @@ use rdkafka::ClientContext;
 use rf_pipelines::{KafkaConfig, RegistryConfig};
 use rf_schemas::framing::frame_header;
 use rf_schemas::registry::RegistryClient;
+use rf_schemas::{OCCUPANCY_READING_AVSC, OCCUPANCY_READING_V2_AVSC, ROOM_AVSC};
 
 use crate::schemas::register_all;
 use crate::JobError;
@@ -96,11 +97,12 @@ pub fn simulate(
     }
     let started = Instant::now();
     let fleet = Fleet::new(&options.spec);
+    let check = registry.compatibility_check;
     let registry = RegistryClient::new(&registry.url, Duration::from_secs(registry.timeout_secs));
-    let ids = register_all(&registry, &options.spec.tenants)?;
-    let id_of = |subject: &str| {
+    let ids = register_all(&registry, &options.spec.tenants, check)?;
+    let id_of = |subject: &str, schema: &str| {
         ids.iter()
-            .find(|r| r.subject == subject)
+            .find(|r| r.subject == subject && r.schema == schema)
             .map(|r| r.id)
             .expect("registered above")
     };
@@ -121,7 +123,7 @@ pub fn simulate(
 
     for (tenant, rooms) in &fleet.tenants {
         let topic = tenant.rooms_topic();
-        let id = id_of(&format!("{topic}-value"));
+        let id = id_of(&format!("{topic}-value"), ROOM_AVSC);
         for room in rooms {
             let mut value = Vec::new();
             frame_header(id, &mut value);
@@ -132,24 +134,32 @@ pub fn simulate(
         }
     }
 
-    let targets: Vec<(String, u32)> = fleet
+    // Per tenant: the readings topic and the ids of v1 and v2 (upgraded sensors).
+    let targets: Vec<(String, u32, u32)> = fleet
         .tenants
         .iter()
         .map(|(t, _)| {
+            let subject = format!("{}-value", t.readings_topic());
             (
                 t.readings_topic(),
-                id_of(&format!("{}-value", t.readings_topic())),
+                id_of(&subject, OCCUPANCY_READING_AVSC),
+                id_of(&subject, OCCUPANCY_READING_V2_AVSC),
             )
         })
         .collect();
     let mut buf = Vec::with_capacity(128);
     let mut publish_minute = |minute: i64, report: &mut SimulateReport| -> Result<(), JobError> {
-        for ((_, rooms), (topic, id)) in fleet.tenants.iter().zip(&targets) {
+        for ((_, rooms), (topic, v1, v2)) in fleet.tenants.iter().zip(&targets) {
             for room in rooms {
                 let reading = fleet.reading(room, minute);
                 buf.clear();
-                frame_header(*id, &mut buf);
-                reading.encode_v1(&mut buf);
+                if room.v2 {
+                    frame_header(*v2, &mut buf);
+                    reading.encode_v2(&mut buf);
+                } else {
+                    frame_header(*v1, &mut buf);
+                    reading.encode_v1(&mut buf);
+                }
                 let delay = 500 + (reading.ts.rem_euclid(7) * 300);
                 let record = BaseRecord::to(topic)
                     .key(&reading.office_id)

@@ -1,4 +1,4 @@
-//! The ClickHouse sink: window revisions and room versions, one insert per tenant and
+//! The ClickHouse sink: window revisions, final readings and room versions, one insert per tenant and
 //! table per batch; then restatements of final rows whose room capacity changed in the
 //! past, and withdrawn room versions.
 
@@ -12,7 +12,7 @@ use clickhouse::Client;
 use crate::config::ClickHouseConfig;
 use crate::{Batch, Sink, SinkError};
 
-pub use rows::{OfficeUtilization, Room, RoomUtilization};
+pub use rows::{OfficeUtilization, ReadingRow, Room, RoomUtilization};
 
 /// A client for `config`, without a database (tables are named per tenant).
 pub fn client(config: &ClickHouseConfig) -> Client {
@@ -31,6 +31,7 @@ pub fn client(config: &ClickHouseConfig) -> Client {
 struct TenantRows {
     rooms: Vec<usize>,
     offices: Vec<usize>,
+    readings: Vec<usize>,
     versions: Vec<usize>,
     withdrawn: Vec<usize>,
     restates: Vec<usize>,
@@ -70,6 +71,13 @@ impl ClickHouseSink {
                 .offices
                 .push(i);
         }
+        for (i, r) in batch.readings.iter().enumerate() {
+            by_db
+                .entry(r.tenant.clickhouse_db())
+                .or_default()
+                .readings
+                .push(i);
+        }
         for (i, (t, _)) in batch.room_versions.iter().enumerate() {
             by_db.entry(t.clickhouse_db()).or_default().versions.push(i);
         }
@@ -92,6 +100,7 @@ impl ClickHouseSink {
             TenantRows {
                 rooms,
                 offices,
+                readings,
                 versions,
                 withdrawn,
                 restates,
@@ -99,6 +108,16 @@ impl ClickHouseSink {
         ) in by_db
         {
             let client = self.client.clone().with_database(db);
+            if !readings.is_empty() {
+                let mut insert = client.insert::<ReadingRow<'_>>("readings").await?;
+                for i in readings {
+                    let window = &batch.readings[i];
+                    for r in &window.readings {
+                        insert.write(&ReadingRow::new(window, r)).await?;
+                    }
+                }
+                insert.end().await?;
+            }
             if !rooms.is_empty() {
                 let mut insert = client
                     .insert::<RoomUtilization<'_>>("room_utilization")
@@ -220,6 +239,7 @@ impl Sink for ClickHouseSink {
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         if batch.rooms.is_empty()
             && batch.offices.is_empty()
+            && batch.readings.is_empty()
             && batch.room_versions.is_empty()
             && batch.withdrawn_rooms.is_empty()
             && batch.restates.is_empty()

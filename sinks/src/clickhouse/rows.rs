@@ -3,7 +3,7 @@
 use clickhouse::Row;
 use serde::Serialize;
 
-use rf_operators::{OfficeRow, RoomRow};
+use rf_operators::{FinalReading, FinalReadings, OfficeRow, RoomRow};
 use rf_schemas::RoomVersion;
 
 fn secs(ms: i64) -> u32 {
@@ -48,6 +48,45 @@ impl<'a> RoomUtilization<'a> {
             is_final: u8::from(r.is_final),
             version: r.version,
             updated_at,
+        }
+    }
+}
+
+/// A row of `readings`.
+#[derive(Row, Serialize)]
+pub struct ReadingRow<'a> {
+    office_id: &'a str,
+    room_id: &'a str,
+    sensor_id: &'a str,
+    ts: u32,
+    ts_ms: i64,
+    people_count: i32,
+    temperature: Option<f32>,
+    humidity: Option<f32>,
+    co2_ppm: Option<i32>,
+    battery_pct: Option<f32>,
+    schema_id: u32,
+    source_partition: i32,
+    version: u64,
+}
+
+impl<'a> ReadingRow<'a> {
+    /// The row of one reading of `window`; its offset is the version.
+    pub fn new(window: &'a FinalReadings, r: &'a FinalReading) -> Self {
+        Self {
+            office_id: &window.office_id,
+            room_id: &window.room_id,
+            sensor_id: &r.sensor_id,
+            ts: secs(r.ts),
+            ts_ms: r.ts,
+            people_count: r.people_count,
+            temperature: r.extra.temperature,
+            humidity: r.extra.humidity,
+            co2_ppm: r.extra.co2_ppm,
+            battery_pct: r.extra.battery_pct,
+            schema_id: r.schema_id,
+            source_partition: window.partition,
+            version: r.offset as u64,
         }
     }
 }
