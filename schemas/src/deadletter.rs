@@ -11,7 +11,7 @@ pub enum DeadLetterReason {
     UnknownSchema,
     /// The writer schema cannot be read as an `OccupancyReading`.
     IncompatibleSchema,
-    /// `people_count` outside 0..=10000, or a bad temperature or humidity.
+    /// `people_count` outside 0..=10000, or a bad temperature, humidity, CO2 or battery.
     OutOfRange,
     /// No room version in effect at `ts` when its window became final.
     UnknownRoom,

@@ -291,7 +291,7 @@ fn rooms_of(spec: &FleetSpec, tenant: u64) -> Vec<SimRoom> {
                 usage,
                 phase_ms: (key % 60) as i64 * 1000,
                 climate: key % 10 < 7,
-                v2: key % 3 == 0,
+                v2: key.is_multiple_of(3),
                 key,
             }
         })
