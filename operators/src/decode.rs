@@ -328,4 +328,42 @@ mod tests {
             Some(OfficeMismatch)
         );
     }
+
+    /// A registry that is down for the first `down` calls.
+    struct Flaky {
+        down: Cell<u32>,
+        calls: Cell<u32>,
+    }
+
+    impl SchemaSource for Flaky {
+        fn fetch(&self, _: u32) -> Result<String, RegistryError> {
+            self.calls.set(self.calls.get() + 1);
+            if self.down.get() > 0 {
+                self.down.set(self.down.get() - 1);
+                return Err(RegistryError::Unreachable {
+                    url: "http://127.0.0.1:1".into(),
+                    reason: "connection refused".into(),
+                });
+            }
+            Ok(OCCUPANCY_READING_AVSC.into())
+        }
+    }
+
+    #[test]
+    fn an_unreachable_registry_delays_a_new_id_and_never_drops_it() {
+        let mut d = Decoder::new(Flaky {
+            down: Cell::new(2),
+            calls: Cell::new(0),
+        });
+        let decoded = d.decode(record(Some(framed(1, &reading())), "lon"));
+        assert!(matches!(decoded, Ok(Decoded::Reading(_))), "{decoded:?}");
+        assert_eq!(d.source.calls.get(), 3, "two failed tries, then the schema");
+        // Down again: the cached id goes on without asking.
+        d.source.down.set(u32::MAX);
+        for _ in 0..3 {
+            let decoded = d.decode(record(Some(framed(1, &reading())), "lon"));
+            assert!(matches!(decoded, Ok(Decoded::Reading(_))));
+        }
+        assert_eq!(d.source.calls.get(), 3);
+    }
 }
