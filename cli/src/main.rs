@@ -63,6 +63,9 @@ enum Command {
     Schemas(SchemasCommand),
     /// Publish a simulated sensor fleet: room metadata, history, then live readings.
     Simulate(SimulateArgs),
+    /// Look into a tenant's dead letters.
+    #[command(subcommand)]
+    Deadletter(DeadletterCommand),
     /// Mint a bearer token for the query service.
     Token(TokenArgs),
     /// Load a backlog into the broker, run the pipeline over it, report readings/s,
@@ -99,6 +102,22 @@ struct RunArgs {
     /// (overrides pipeline.hosts).
     #[arg(long, short = 'H', value_name = "FILE")]
     hostfile: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DeadletterCommand {
+    /// Count a tenant's dead letters by reason and hour, and show the first ones of each
+    /// reason with their detail, their source offset and the reading where it decodes.
+    Inspect {
+        /// The tenant.
+        tenant: TenantId,
+        /// Only letters written since: RFC 3339 time or date, or an age like 24h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Examples per reason.
+        #[arg(long, default_value_t = 3)]
+        examples: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -286,6 +305,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => run_simulate(config, args),
+        Command::Deadletter(DeadletterCommand::Inspect {
+            tenant,
+            since,
+            examples,
+        }) => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let since = since
+                .map(|s| parse_time(&s, now))
+                .transpose()
+                .context("--since")?;
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let found = rf_jobs::deadletter::inspect(
+                &config.kafka,
+                &config.registry,
+                &tenant,
+                since,
+                examples,
+                progress,
+            )?;
+            print!("{}", render_inspection(&tenant, &found));
+            Ok(())
+        }
         Command::Token(args) => {
             let ttl = parse_duration(&args.ttl).context("--ttl")?;
             println!(
@@ -641,6 +682,79 @@ fn render_masked(config: &Config) -> anyhow::Result<String> {
         }
     }
     Ok(format!("{:#}\n", value))
+}
+
+fn render_inspection(tenant: &TenantId, found: &rf_jobs::deadletter::Inspection) -> String {
+    use std::fmt::Write;
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+            || ms.to_string(),
+            |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        )
+    };
+    let mut s = String::new();
+    let topic = tenant.deadletter_topic();
+    let _ = writeln!(s, "{topic}: {} dead letters", found.total);
+    if found.total == 0 {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\n{:<20} {:>8}  {:<21} {:<21}",
+        "reason", "count", "first", "last"
+    );
+    for (reason, (n, first, last)) in &found.reasons {
+        let _ = writeln!(
+            s,
+            "{reason:<20} {n:>8}  {:<21} {:<21}",
+            time(*first),
+            time(*last)
+        );
+    }
+    let reasons: Vec<&String> = found.reasons.keys().collect();
+    let _ = write!(s, "\n{:<17}", "hour (UTC)");
+    for r in &reasons {
+        let _ = write!(s, " {:>w$}", r, w = r.len().max(6));
+    }
+    let _ = writeln!(s);
+    for (hour, counts) in &found.hours {
+        let _ = write!(s, "{:<17}", &time(*hour)[..16]);
+        for r in &reasons {
+            let n = counts.get(*r).copied().unwrap_or(0);
+            let _ = write!(s, " {:>w$}", n, w = r.len().max(6));
+        }
+        let _ = writeln!(s);
+    }
+    for (reason, examples) in &found.examples {
+        let _ = writeln!(s, "\n{reason}:");
+        for e in examples {
+            let _ = writeln!(
+                s,
+                "  {} partition {} offset {}: {}",
+                time(e.at),
+                e.source.0,
+                e.source.1,
+                e.detail
+            );
+            match &e.reading {
+                Some(r) => {
+                    let _ = writeln!(
+                        s,
+                        "    reading: sensor {} office {} room {} ts {} people {}",
+                        r.sensor_id,
+                        r.office_id,
+                        r.room_id,
+                        time(r.ts),
+                        r.people_count
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "    (the bytes do not decode with a known schema)");
+                }
+            }
+        }
+    }
+    s
 }
 
 /// `7d`, `12h`, `30m`, `45s`.

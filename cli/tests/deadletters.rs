@@ -176,4 +176,33 @@ async fn every_reason_is_dead_lettered_with_its_record() {
         rf_schemas::DeadLetterReason::ALL.len(),
         "every reason of the contract"
     );
+
+    // `roomflow deadletter inspect` counts them and decodes what decodes.
+    let found =
+        rf_jobs::deadletter::inspect(&s.kafka, &s.registry, &tenant, None, 5, false).unwrap();
+    assert_eq!(found.total, got.len() as u64);
+    assert_eq!(found.reasons["out_of_range"].0, 2);
+    assert_eq!(
+        found.hours.values().flat_map(|h| h.values()).sum::<u64>(),
+        found.total
+    );
+    let shown = |reason: &str| &found.examples[reason];
+    let late = shown("late")[0]
+        .reading
+        .as_ref()
+        .expect("a late reading decodes");
+    assert_eq!((late.room_id.as_str(), late.ts), ("lon-a", T0 + 4 * MIN));
+    let co2 = shown("out_of_range")[1]
+        .reading
+        .as_ref()
+        .expect("v2 decodes too");
+    assert_eq!(co2.co2_ppm, Some(50_000));
+    assert!(shown("malformed")[0].reading.is_none());
+    assert!(shown("unknown_schema")[0].reading.is_none());
+    assert_eq!(shown("unknown_room")[0].source.1, 8);
+    // Since a moment after they were written: nothing.
+    let later = chrono::Utc::now().timestamp_millis() + 1_000;
+    let none = rf_jobs::deadletter::inspect(&s.kafka, &s.registry, &tenant, Some(later), 5, false)
+        .unwrap();
+    assert_eq!(none.total, 0);
 }

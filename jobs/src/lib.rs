@@ -2,6 +2,7 @@
 //! simulator and the end-to-end benchmark.
 
 pub mod bench;
+pub mod deadletter;
 pub mod schemas;
 pub mod simulate;
 pub mod tenant;

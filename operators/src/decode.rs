@@ -78,7 +78,7 @@ impl<S: SchemaSource> Decoder<S> {
         let decoder = match self.lookup(Topic::Readings, id) {
             Ok(Entry::Reading(Ok(d))) => d.clone(),
             Ok(Entry::Reading(Err(why))) => {
-                let detail = format!("schema id {id} cannot be read as OccupancyReading v1: {why}");
+                let detail = format!("schema id {id} cannot be read as an OccupancyReading: {why}");
                 return Err(Box::new(record.dead_letter(IncompatibleSchema, detail)));
             }
             Ok(_) => unreachable!("readings entries are readings"),
