@@ -366,4 +366,28 @@ mod tests {
         }
         assert_eq!(d.source.calls.get(), 3);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Whatever a record holds, decoding gives a reading or a dead letter, never a
+        /// panic; a framed id the source does not know is `unknown_schema`.
+        #[test]
+        fn any_record_is_decoded_or_dead_lettered(
+            value in proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)),
+            key in "[a-z]{0,4}",
+            id in 0u32..4,
+        ) {
+            let mut d = Decoder::new(Fixed { calls: Cell::new(0) });
+            let _ = d.decode(record(value.clone(), &key));
+            let mut framed = Vec::new();
+            frame_header(id, &mut framed);
+            framed.extend(value.unwrap_or_default());
+            let out = d.decode(record(Some(framed), &key));
+            if id == 3 || id == 0 {
+                let letter = out.expect_err("unknown ids are dead letters");
+                proptest::prop_assert_eq!(letter.reason, DeadLetterReason::UnknownSchema);
+            }
+        }
+    }
 }

@@ -160,7 +160,13 @@ impl ReadingDecoder {
                     Target::SensorId => r.sensor_id = cur.string()?,
                     Target::OfficeId => r.office_id = cur.string()?,
                     Target::RoomId => r.room_id = cur.string()?,
-                    Target::Ts => r.ts = cur.number(wire)?.expect("ts is not nullable") as i64,
+                    // Read as an integer: through f64, longs above 2^53 would round.
+                    Target::Ts => {
+                        r.ts = match wire {
+                            Wire::Int => i64::from(cur.int()?),
+                            _ => cur.long()?,
+                        }
+                    }
                     Target::People => r.people_count = cur.int()?,
                     Target::Temperature => r.temperature = cur.number(wire)?.map(|v| v as f32),
                     Target::Humidity => r.humidity = cur.number(wire)?.map(|v| v as f32),
@@ -412,7 +418,7 @@ impl Reading {
                 format!(
                     "ts {} is {} s after the record timestamp {record_ts}",
                     self.ts,
-                    (self.ts - record_ts) / 1000
+                    self.ts.saturating_sub(record_ts) / 1000
                 ),
             ));
         }
