@@ -676,8 +676,18 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
 fn render_masked(config: &Config) -> anyhow::Result<String> {
     // Printed as JSON; secrets serialize as themselves, so they are masked first.
     let mut value = serde_json::to_value(config)?;
-    for path in [["clickhouse", "password"], ["service", "jwt_secret"]] {
-        if let Some(v) = value.get_mut(path[0]).and_then(|s| s.get_mut(path[1])) {
+    for path in [
+        &["clickhouse", "password"][..],
+        &["service", "jwt_secret"],
+        &["kafka", "security", "password"],
+        &["kafka", "security", "key_password"],
+        &["kafka", "security", "client_secret"],
+    ] {
+        let mut v = Some(&mut value);
+        for key in path {
+            v = v.and_then(|v| v.get_mut(*key));
+        }
+        if let Some(v) = v.filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
             *v = serde_json::Value::String("***".into());
         }
     }
@@ -793,6 +803,19 @@ fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_output_masks_every_secret() {
+        let mut config = Config::default();
+        config.kafka.security.password = rf_sinks::Secret::new("kafka-pass");
+        config.kafka.security.client_secret = rf_sinks::Secret::new("oidc-secret");
+        config.clickhouse.password = rf_sinks::Secret::new("ch-pass");
+        let shown = render_masked(&config).unwrap();
+        for secret in ["kafka-pass", "oidc-secret", "ch-pass"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
+        assert!(shown.contains("***"));
+    }
 
     #[test]
     fn durations_and_times() {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the local stack's services, pinned, skipping whatever is already there:
 #   nisshi (Kafka-protocol broker), rivven-schema (schema registry),
-#   clickhouse-server + clickhouse-client and redis-server (Debian packages).
+#   clickhouse-server + clickhouse-client and redis-server (Debian packages), and
+#   OpenSSL's and libcurl's headers for roomflow's own build (libssl-dev,
+#   libcurl4-openssl-dev, pkg-config).
 # The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
 # ~/.cache/roomflow); the first build takes about 30 minutes of two cores.
 set -euo pipefail
@@ -11,6 +13,10 @@ need_apt=()
 command -v clickhouse-server >/dev/null || need_apt+=(clickhouse-server)
 command -v clickhouse-client >/dev/null || need_apt+=(clickhouse-client)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# The Kafka client's TLS and SASL link the system's OpenSSL, and OAUTHBEARER (OIDC)
+# its libcurl.
+pkg-config --exists openssl 2>/dev/null || need_apt+=(pkg-config libssl-dev)
+pkg-config --exists libcurl 2>/dev/null || need_apt+=(pkg-config libcurl4-openssl-dev)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use rf_sinks::Secret;
+
 /// How to reach the Kafka-protocol brokers.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -12,10 +14,180 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Consumer group the pipeline commits its offsets under.
     pub group_id: String,
-    /// Extra librdkafka properties (e.g. `security.protocol`), passed through as they are.
+    /// Extra librdkafka properties (e.g. `fetch.max.bytes`), passed through as they are.
+    /// Security settings belong in `security`, where secrets stay secret.
     pub properties: BTreeMap<String, String>,
     /// Timeout of metadata, commit and delivery calls, seconds.
     pub timeout_secs: u64,
+    /// TLS and SASL towards the brokers.
+    pub security: KafkaSecurity,
+}
+
+/// How the Kafka client authenticates and encrypts: `protocol` `plaintext` (default),
+/// `ssl`, `sasl_plaintext` or `sasl_ssl`; SASL `mechanism` `PLAIN`, `SCRAM-SHA-256`,
+/// `SCRAM-SHA-512` (with `username`, `password`) or `OAUTHBEARER` (OIDC client
+/// credentials: `token_endpoint`, `client_id`, `client_secret`, optional `scope`).
+/// Secrets are never printed or logged.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: String,
+    /// CA certificate(s) to verify the brokers with (PEM file); empty: the system's.
+    pub ca_location: String,
+    /// Client certificate for mutual TLS (PEM file).
+    pub certificate_location: String,
+    /// Client private key for mutual TLS (PEM file).
+    pub key_location: String,
+    /// Password of the private key.
+    pub key_password: Secret,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
+    pub mechanism: String,
+    /// SASL user (PLAIN, SCRAM).
+    pub username: String,
+    /// SASL password (PLAIN, SCRAM).
+    pub password: Secret,
+    /// OAUTHBEARER: the identity provider's token endpoint (https).
+    pub token_endpoint: String,
+    /// OAUTHBEARER: the client id.
+    pub client_id: String,
+    /// OAUTHBEARER: the client secret.
+    pub client_secret: Secret,
+    /// OAUTHBEARER: scope to ask for, if the provider needs one.
+    pub scope: String,
+}
+
+impl KafkaSecurity {
+    /// The librdkafka properties these settings stand for.
+    fn properties(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        let mut put = |key, value: &str| {
+            if !value.is_empty() {
+                p.push((key, value.to_owned()));
+            }
+        };
+        put("security.protocol", &self.protocol);
+        put("ssl.ca.location", &self.ca_location);
+        put("ssl.certificate.location", &self.certificate_location);
+        put("ssl.key.location", &self.key_location);
+        put("ssl.key.password", self.key_password.expose());
+        put("sasl.mechanism", &self.mechanism);
+        put("sasl.username", &self.username);
+        put("sasl.password", self.password.expose());
+        if self.mechanism == "OAUTHBEARER" {
+            put("sasl.oauthbearer.method", "oidc");
+            put("sasl.oauthbearer.token.endpoint.url", &self.token_endpoint);
+            put("sasl.oauthbearer.client.id", &self.client_id);
+            put(
+                "sasl.oauthbearer.client.secret",
+                self.client_secret.expose(),
+            );
+            put("sasl.oauthbearer.scope", &self.scope);
+        }
+        p
+    }
+
+    /// Checks that the settings make one consistent whole.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |field, problem: &str| {
+            Err(InvalidSetting {
+                field,
+                problem: problem.into(),
+            })
+        };
+        let protocol = self.protocol.as_str();
+        if !["", "plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol) {
+            return bad(
+                "kafka.security.protocol",
+                "must be plaintext, ssl, sasl_plaintext or sasl_ssl",
+            );
+        }
+        let tls = protocol.ends_with("ssl");
+        let sasl = protocol.starts_with("sasl");
+        for (field, path) in [
+            ("kafka.security.ca_location", &self.ca_location),
+            (
+                "kafka.security.certificate_location",
+                &self.certificate_location,
+            ),
+            ("kafka.security.key_location", &self.key_location),
+        ] {
+            if path.is_empty() {
+                continue;
+            }
+            if !tls {
+                return bad(field, "needs protocol ssl or sasl_ssl");
+            }
+            if !std::path::Path::new(path).is_file() {
+                return bad(field, &format!("{path} is not a readable file"));
+            }
+        }
+        if self.certificate_location.is_empty() != self.key_location.is_empty() {
+            return bad(
+                "kafka.security.key_location",
+                "mutual TLS needs both certificate_location and key_location",
+            );
+        }
+        match (sasl, self.mechanism.as_str()) {
+            (false, "") => {}
+            (false, _) => {
+                return bad(
+                    "kafka.security.mechanism",
+                    "needs protocol sasl_plaintext or sasl_ssl",
+                )
+            }
+            (true, "") => {
+                return bad(
+                    "kafka.security.mechanism",
+                    "is required with a sasl protocol",
+                )
+            }
+            (true, "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") => {
+                if self.username.is_empty() {
+                    return bad(
+                        "kafka.security.username",
+                        &format!("is required for {}", self.mechanism),
+                    );
+                }
+                if self.password.expose().is_empty() {
+                    return bad(
+                        "kafka.security.password",
+                        &format!("is required for {}", self.mechanism),
+                    );
+                }
+                if self.mechanism == "PLAIN" && !tls {
+                    return bad(
+                        "kafka.security.protocol",
+                        "PLAIN sends the password in clear: use sasl_ssl",
+                    );
+                }
+            }
+            (true, "OAUTHBEARER") => {
+                if !self.token_endpoint.starts_with("https://") {
+                    return bad(
+                        "kafka.security.token_endpoint",
+                        "must be an https:// URL for OAUTHBEARER",
+                    );
+                }
+                if self.client_id.is_empty() {
+                    return bad("kafka.security.client_id", "is required for OAUTHBEARER");
+                }
+                if self.client_secret.expose().is_empty() {
+                    return bad(
+                        "kafka.security.client_secret",
+                        "is required for OAUTHBEARER",
+                    );
+                }
+            }
+            (true, _) => {
+                return bad(
+                    "kafka.security.mechanism",
+                    "must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
+                )
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for KafkaConfig {
@@ -25,6 +197,7 @@ impl Default for KafkaConfig {
             group_id: "roomflow-pipeline".into(),
             properties: BTreeMap::new(),
             timeout_secs: 10,
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -197,6 +370,9 @@ impl KafkaConfig {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
+        for (k, v) in self.security.properties() {
+            c.set(k, v);
+        }
         c
     }
 
@@ -235,6 +411,127 @@ impl KafkaConfig {
                 problem: "must not be empty".into(),
             });
         }
-        Ok(())
+        if let Some(key) = self
+            .properties
+            .keys()
+            .find(|k| k.starts_with("sasl.") || k.starts_with("ssl.") || *k == "security.protocol")
+        {
+            return Err(InvalidSetting {
+                field: "kafka.properties",
+                problem: format!("{key} belongs in [kafka.security], where secrets stay secret"),
+            });
+        }
+        self.security.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    fn scram() -> KafkaConfig {
+        KafkaConfig {
+            security: KafkaSecurity {
+                protocol: "sasl_ssl".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+                username: "roomflow".into(),
+                password: Secret::new("hunter2"),
+                ..KafkaSecurity::default()
+            },
+            ..KafkaConfig::default()
+        }
+    }
+
+    fn field_of(c: &KafkaConfig) -> &'static str {
+        c.validate().expect_err("invalid").field
+    }
+
+    #[test]
+    fn each_inconsistency_names_its_field() {
+        let with = |f: &dyn Fn(&mut KafkaConfig)| {
+            let mut c = scram();
+            f(&mut c);
+            c
+        };
+        let cases: [(KafkaConfig, &str); 9] = [
+            (
+                with(&|c| c.security.protocol = "tls".into()),
+                "kafka.security.protocol",
+            ),
+            (
+                with(&|c| c.security.mechanism = String::new()),
+                "kafka.security.mechanism",
+            ),
+            (
+                with(&|c| c.security.mechanism = "GSSAPI".into()),
+                "kafka.security.mechanism",
+            ),
+            (
+                with(&|c| c.security.password = Secret::default()),
+                "kafka.security.password",
+            ),
+            (
+                with(&|c| c.security.username = String::new()),
+                "kafka.security.username",
+            ),
+            (
+                with(&|c| {
+                    c.security.protocol = "sasl_plaintext".into();
+                    c.security.mechanism = "PLAIN".into();
+                }),
+                "kafka.security.protocol",
+            ),
+            (
+                with(&|c| {
+                    c.security.mechanism = "OAUTHBEARER".into();
+                    c.security.token_endpoint = "http://idp/token".into();
+                }),
+                "kafka.security.token_endpoint",
+            ),
+            (
+                with(&|c| c.security.ca_location = "/nonexistent/ca.pem".into()),
+                "kafka.security.ca_location",
+            ),
+            (
+                with(&|c| {
+                    c.properties.insert("sasl.password".into(), "x".into());
+                }),
+                "kafka.properties",
+            ),
+        ];
+        for (config, field) in &cases {
+            assert_eq!(field_of(config), *field, "{:?}", config.security);
+        }
+        let mut plain = KafkaConfig::default();
+        plain.security.mechanism = "SCRAM-SHA-256".into();
+        assert_eq!(field_of(&plain), "kafka.security.mechanism");
+    }
+
+    #[test]
+    fn the_client_is_built_with_tls_scram_and_oauthbearer() {
+        // Creating a client checks every property against what librdkafka was built
+        // with; it connects only later.
+        let c = scram();
+        c.validate().unwrap();
+        c.client_config().create::<BaseConsumer>().unwrap();
+        let mut oauth = scram();
+        oauth.security.mechanism = "OAUTHBEARER".into();
+        oauth.security.token_endpoint = "https://127.0.0.1:1/oauth2/token".into();
+        oauth.security.client_id = "roomflow".into();
+        oauth.security.client_secret = Secret::new("s3cret");
+        oauth.validate().unwrap();
+        oauth.client_config().create::<BaseConsumer>().unwrap();
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let mut c = scram();
+        c.security.client_secret = Secret::new("s3cret");
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

@@ -9,7 +9,8 @@ pub mod sink;
 pub mod source;
 
 pub use config::{
-    CompatibilityCheck, KafkaConfig, PipelineConfig, RegistryConfig, CLUSTER_BASE_PORT,
+    CompatibilityCheck, KafkaConfig, KafkaSecurity, PipelineConfig, RegistryConfig,
+    CLUSTER_BASE_PORT,
 };
 pub use metrics::Metrics;
 pub use run::{run, RunOptions, RunReport, Settings};
