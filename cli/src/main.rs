@@ -545,7 +545,7 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
         c.bytes as f64 / 1e6 / c.elapsed.as_secs_f64().max(1e-9)
     );
         println!(
-        "compute   {} readings in {:.1} s = {:.0} readings/s: the same operators fed from memory, no sinks ({} row revisions; the pipeline's own ceiling)",
+        "compute   {} readings in {:.1} s = {:.0} readings/s: the same operators fed from memory, no sinks ({} rows for ClickHouse; the pipeline's own ceiling)",
         m.readings,
         m.elapsed.as_secs_f64(),
         rate(m.readings, m.elapsed),
@@ -601,17 +601,11 @@ fn run_files_bench(config: &Config, args: &BenchArgs, dir: &Path) -> anyhow::Res
         started.elapsed().as_secs_f64()
     );
     let p = &config.pipeline;
-    let report = replay(
-        dir,
-        &config.settings().registry,
-        p.workers,
-        p.max_epoch_records,
-        p.allowed_lateness_secs as i64 * 1000,
-    )?;
+    let report = replay(dir, &config.settings().registry, p)?;
     let m = &report.compute;
     let total = report.load + m.elapsed;
     println!(
-        "roomflow  {} readings in {:.2} s = {:.0} readings/s: read and parse the files, frame them as on the topic ({:.2} s), decode, 15m/1h/1d room and office windows ({:.2} s) on {} workers; {} row revisions",
+        "roomflow  {} readings in {:.2} s = {:.0} readings/s: read and parse the files, frame them as on the topic ({:.2} s), decode, 15m/1h/1d room and office windows ({:.2} s) on {} workers; {} rows for ClickHouse",
         m.readings,
         total.as_secs_f64(),
         m.readings as f64 / total.as_secs_f64().max(1e-9),

@@ -27,6 +27,8 @@ pub struct AggregateConfig {
     pub allowed_lateness_ms: i64,
     /// The tenants' event time, shared by the aggregators of one process.
     pub clock: EventClock,
+    /// Emit the counted readings of each 15m window once it is final.
+    pub store_readings: bool,
 }
 
 impl Default for AggregateConfig {
@@ -34,6 +36,7 @@ impl Default for AggregateConfig {
         Self {
             allowed_lateness_ms: 5 * 60_000,
             clock: EventClock::default(),
+            store_readings: true,
         }
     }
 }
@@ -273,7 +276,6 @@ impl Aggregator {
     /// open close as the other partitions' watermarks pass them. Readings arriving for
     /// them afterwards are late.
     fn on_idle(&mut self, tenant: TenantId, partition: i32, out: &mut Vec<Output>) {
-        let lateness = self.config.allowed_lateness_ms;
         let Some(now) = self.config.clock.now(&tenant) else {
             return;
         };
@@ -294,7 +296,7 @@ impl Aggregator {
             &state.catalog,
             p,
             false,
-            lateness,
+            &self.config,
             &mut self.last_version,
             out,
         );
@@ -567,7 +569,7 @@ impl Aggregator {
             catalog,
             p,
             replaying,
-            lateness,
+            &self.config,
             &mut self.last_version,
             out,
         );
@@ -674,10 +676,11 @@ fn close_windows(
     catalog: &RoomCatalog,
     p: &mut PartitionState,
     replaying: bool,
-    lateness: i64,
+    config: &AggregateConfig,
     last_version: &mut u64,
     out: &mut Vec<Output>,
 ) {
+    let lateness = config.allowed_lateness_ms;
     let (mut collapse, mut retire) = (Vec::new(), Vec::new());
     while let Some(first) = p.open.first() {
         if first.end + lateness > p.watermark {
@@ -708,7 +711,7 @@ fn close_windows(
     }
     // Only now: rows of every window closing at the same instant read the readings.
     for key in collapse {
-        sum_up(tenant, catalog, p, &key, out);
+        sum_up(tenant, catalog, p, &key, config.store_readings, out);
     }
     let retired_any = !retire.is_empty();
     for key in retire {
@@ -736,6 +739,7 @@ fn sum_up(
     catalog: &RoomCatalog,
     p: &mut PartitionState,
     key: &WindowKey,
+    store_readings: bool,
     out: &mut Vec<Output>,
 ) {
     let (start, end) = (key.start, key.end);
@@ -752,17 +756,19 @@ fn sum_up(
     let last_ts = window.last_key_value().map_or(first_ts, |((ts, _), _)| *ts);
     let mut stats = RoomStats::default();
     let mut oldest: Option<(i64, i64)> = None;
-    let mut readings = Vec::with_capacity(window.len());
+    let mut readings = Vec::with_capacity(if store_readings { window.len() } else { 0 });
     for ((ts, sensor_id), sample) in window {
         stats.add(sample.people);
-        readings.push(FinalReading {
-            sensor_id,
-            ts,
-            people_count: sample.people,
-            extra: sample.extra.as_deref().copied().unwrap_or_default(),
-            schema_id: sample.schema_id,
-            offset: sample.offset,
-        });
+        if store_readings {
+            readings.push(FinalReading {
+                sensor_id,
+                ts,
+                people_count: sample.people,
+                extra: sample.extra.as_deref().copied().unwrap_or_default(),
+                schema_id: sample.schema_id,
+                offset: sample.offset,
+            });
+        }
         let watermark = p.held.remove(&sample.offset).unwrap_or(i64::MIN);
         if oldest.is_none_or(|(o, _)| sample.offset < o) {
             oldest = Some((sample.offset, watermark));
@@ -770,7 +776,7 @@ fn sum_up(
     }
     let (offset, watermark) = oldest.expect("the window has readings");
     p.held.insert(offset, watermark);
-    if let Some(v) = catalog.at(&key.id, end - 1) {
+    if let Some(v) = catalog.at(&key.id, end - 1).filter(|_| store_readings) {
         out.push(Output::Readings(FinalReadings {
             tenant: tenant.clone(),
             office_id: intern(&mut p.ids, &v.office_id),

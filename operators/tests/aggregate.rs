@@ -421,3 +421,33 @@ fn a_checkpoint_during_a_replay_does_not_fall_behind_the_restored_one() {
     );
     assert_eq!(c.commit_offset, 0);
 }
+
+#[test]
+fn final_15m_windows_hand_over_their_readings_unless_told_not_to() {
+    let stored = |store_readings: bool| {
+        let mut f = Feed::new();
+        f.aggregator = Aggregator::new(AggregateConfig {
+            store_readings,
+            ..AggregateConfig::default()
+        });
+        f.room(room("r1", 4, 0));
+        f.reading("r1", "lon", T0, 1);
+        f.reading("r1", "lon", T0 + MIN, 2);
+        f.reading("r1", "lon", T0 + MIN, 3); // replaces the one before
+        f.reading("r1", "lon", T0 + 25 * MIN, 0); // closes [T0, T0 + 15 min)
+        f.flush()
+            .iter()
+            .filter_map(|o| match o {
+                Output::Readings(r) => Some(
+                    r.readings
+                        .iter()
+                        .map(|x| (x.ts, x.people_count, x.offset))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stored(true), vec![vec![(T0, 1, 0), (T0 + MIN, 3, 2)]]);
+    assert!(stored(false).is_empty());
+}

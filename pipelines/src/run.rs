@@ -120,6 +120,7 @@ pub fn run(
         let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
             allowed_lateness_ms: lateness,
             clock: clock.clone(),
+            store_readings: settings.pipeline.store_readings,
         })));
         let consumers = Consumers::assign(
             &settings.kafka,

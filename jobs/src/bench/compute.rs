@@ -14,7 +14,7 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 use rf_operators::{
     Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder, Input, Output, Topic,
 };
-use rf_pipelines::RegistryConfig;
+use rf_pipelines::{PipelineConfig, RegistryConfig};
 use rf_schemas::registry::RegistryClient;
 
 use super::capture::Captured;
@@ -30,7 +30,7 @@ const FETCH: usize = 1_000;
 pub struct ComputeReport {
     /// Readings fed.
     pub readings: u64,
-    /// Room and office row revisions produced.
+    /// Rows produced for ClickHouse: room and office revisions, stored readings.
     pub rows: u64,
     /// Wall time.
     pub elapsed: Duration,
@@ -42,25 +42,27 @@ pub struct ComputeReport {
     pub buffer: u64,
 }
 
-/// Runs decode → aggregate on `workers` timely workers over `captured`, each worker
-/// taking the partitions the Kafka source would give it, in epochs of `epoch_records`.
+/// Runs decode → aggregate as `pipeline` configures them (workers, epoch size, lateness,
+/// stored readings) over `captured`, each worker taking the partitions the Kafka source
+/// would give it.
 pub fn compute(
     captured: Arc<Captured>,
     registry: &RegistryConfig,
-    workers: usize,
-    epoch_records: usize,
-    lateness_ms: i64,
+    pipeline: &PipelineConfig,
 ) -> Result<ComputeReport, JobError> {
     let registry = registry.clone();
+    let (workers, epoch_records) = (pipeline.workers, pipeline.max_epoch_records);
+    let config = AggregateConfig {
+        allowed_lateness_ms: pipeline.allowed_lateness_secs as i64 * 1000,
+        store_readings: pipeline.store_readings,
+        ..AggregateConfig::default()
+    };
     let totals = Arc::new(Mutex::new(ComputeReport::default()));
     let worker_totals = totals.clone();
     let started = Instant::now();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
-            allowed_lateness_ms: lateness_ms,
-            ..AggregateConfig::default()
-        })));
+        let aggregator = Rc::new(RefCell::new(Aggregator::new(config.clone())));
         let decoder = Decoder::new(RegistryClient::new(
             &registry.url,
             Duration::from_secs(registry.timeout_secs),
@@ -75,9 +77,12 @@ pub fn compute(
                 .decode_records(decoder)
                 .aggregate(aggregator)
                 .inspect(move |o| {
-                    if matches!(o, Output::Room(_) | Output::Office(_)) {
-                        counter.set(counter.get() + 1);
-                    }
+                    let rows = match o {
+                        Output::Room(_) | Output::Office(_) => 1,
+                        Output::Readings(r) => r.readings.len() as u64,
+                        _ => 0,
+                    };
+                    counter.set(counter.get() + rows);
                 })
                 .probe_with(&probe);
         });

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rf_pipelines::RegistryConfig;
+use rf_pipelines::{PipelineConfig, RegistryConfig};
 use rf_schemas::framing::frame_header;
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::{Reading, RoomVersion, TenantId};
@@ -98,9 +98,7 @@ pub struct ReplayReport {
 pub fn replay(
     dir: &Path,
     registry: &RegistryConfig,
-    workers: usize,
-    epoch_records: usize,
-    lateness_ms: i64,
+    pipeline: &PipelineConfig,
 ) -> Result<ReplayReport, JobError> {
     let started = Instant::now();
     let tenant = TenantId::parse("bench-files").expect("a valid id");
@@ -198,13 +196,7 @@ pub fn replay(
         readings,
     };
     let load = started.elapsed();
-    let compute = compute(
-        Arc::new(captured),
-        registry,
-        workers,
-        epoch_records,
-        lateness_ms,
-    )?;
+    let compute = compute(Arc::new(captured), registry, pipeline)?;
     Ok(ReplayReport { load, compute })
 }
 

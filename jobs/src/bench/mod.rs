@@ -138,13 +138,7 @@ async fn ceilings(
     reset_peak_rss();
     let (registry, pipeline) = (settings.registry.clone(), settings.pipeline.clone());
     let compute = tokio::task::spawn_blocking(move || {
-        compute::compute(
-            Arc::new(captured),
-            &registry,
-            pipeline.workers,
-            pipeline.max_epoch_records,
-            pipeline.allowed_lateness_secs as i64 * 1000,
-        )
+        compute::compute(Arc::new(captured), &registry, &pipeline)
     })
     .await
     .map_err(|e| JobError::Invalid(format!("in-memory task failed: {e}")))??;
