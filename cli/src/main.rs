@@ -205,6 +205,10 @@ struct BenchArgs {
     /// comparison with other engines replaying the same files (bench/peers/run.sh).
     #[arg(long, value_name = "DIR", conflicts_with = "live")]
     files: Option<PathBuf>,
+    /// Live mode: run it twice, the second time beside a tenant flooding this many
+    /// malformed messages a second, and compare the quiet tenant's delays.
+    #[arg(long, value_name = "PER_SEC", requires = "live")]
+    noise_rate: Option<u64>,
     /// Readings per second in live mode.
     #[arg(long, default_value_t = 100_000, requires = "live")]
     rate: u64,
@@ -618,13 +622,34 @@ fn run_files_bench(config: &Config, args: &BenchArgs, dir: &Path) -> anyhow::Res
 }
 
 fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
-    let options = LiveOptions {
+    let mut options = LiveOptions {
         rate: args.rate,
         rooms: args.rooms,
         duration: args.duration,
         keep: args.keep,
+        noise_rate: None,
     };
-    let report = runtime()?.block_on(live(&config.settings(), &options))?;
+    let runtime = runtime()?;
+    let quiet = runtime.block_on(live(&config.settings(), &options))?;
+    print_live(config, args, &quiet);
+    let Some(rate) = args.noise_rate else {
+        return Ok(());
+    };
+    options.noise_rate = Some(rate);
+    let noisy = runtime.block_on(live(&config.settings(), &options))?;
+    println!();
+    print_live(config, args, &noisy);
+    let p99 = |r: &rf_jobs::bench::LiveReport| percentile(&r.run.stats.latencies, 99.0);
+    println!(
+        "\nnoisy neighbour: the quiet tenant's reading-to-Redis p99 {:.0} ms alone, {:.0} ms beside a tenant flooding {rate} malformed messages/s: {:.2}x",
+        p99(&quiet) * 1e3,
+        p99(&noisy) * 1e3,
+        p99(&noisy) / p99(&quiet).max(1e-9)
+    );
+    Ok(())
+}
+
+fn print_live(config: &Config, args: &BenchArgs, report: &rf_jobs::bench::LiveReport) {
     let (p, s) = (&report.published, &report.run.stats);
     let ms = |l: &[f64], q: f64| percentile(l, q) * 1e3;
     println!(
@@ -664,7 +689,12 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         mib(report.peak_rss),
         samples.join(", ")
     );
-    Ok(())
+    if let Some((tenant, sent)) = &report.noise {
+        println!(
+            "noise     tenant {tenant} flooded {sent} malformed messages; {} dead letters written in all",
+            s.dead_letters
+        );
+    }
 }
 
 fn render_masked(config: &Config) -> anyhow::Result<String> {

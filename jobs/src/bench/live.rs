@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
 use rf_pipelines::metrics::peak_rss_bytes;
-use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
+use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
 
 use super::{
@@ -30,6 +33,8 @@ pub struct LiveOptions {
     pub duration: Duration,
     /// Keep the benchmark tenant's topics and database afterwards.
     pub keep: bool,
+    /// Meanwhile, a second tenant floods this many malformed messages a second.
+    pub noise_rate: Option<u64>,
 }
 
 /// What the live benchmark measured.
@@ -50,6 +55,8 @@ pub struct LiveReport {
     pub lateness_wall: f64,
     /// Peak resident memory of this process (pipeline and publisher), bytes.
     pub peak_rss: u64,
+    /// The noisy tenant and how many messages it flooded in, if one did.
+    pub noise: Option<(TenantId, u64)>,
 }
 
 /// Publishes `options.rate` readings a second for `options.duration` while the pipeline
@@ -67,9 +74,17 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
             options.rate, options.rooms
         )));
     }
-    let tenant = throwaway_tenant(settings).await?;
+    let tenant = throwaway_tenant(settings, "bench").await?;
+    let noisy = match options.noise_rate {
+        Some(_) => Some(throwaway_tenant(settings, "noisy").await?),
+        None => None,
+    };
 
-    let run_settings = pipeline_settings(settings, &tenant);
+    let mut run_settings = pipeline_settings(settings, &tenant);
+    run_settings
+        .pipeline
+        .tenants
+        .extend(noisy.iter().map(ToString::to_string));
     let lateness_ms = settings.pipeline.allowed_lateness_secs as i64 * 1000;
     reset_peak_rss();
     let stop_pipeline = Arc::new(AtomicBool::new(false));
@@ -100,11 +115,28 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     // Taken before the publisher starts its clock: delays measured from it are upper bounds.
     let wall_start = unix_ms();
     let publisher = tokio::task::spawn_blocking(move || simulate(&kafka, &registry, &sim, stop));
+    let flood = match (&noisy, options.noise_rate) {
+        (Some(noisy), Some(rate)) => {
+            let (kafka, topic) = (settings.kafka.clone(), noisy.readings_topic());
+            let stop = stop_publishing.clone();
+            Some(tokio::task::spawn_blocking(move || {
+                flood(&kafka, &topic, rate, &stop)
+            }))
+        }
+        _ => None,
+    };
     tokio::time::sleep(options.duration).await;
     stop_publishing.store(true, Ordering::Relaxed);
     let published = publisher
         .await
         .map_err(|e| JobError::Invalid(format!("publisher task failed: {e}")))??;
+    let flooded = match flood {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| JobError::Invalid(format!("flood task failed: {e}")))??,
+        ),
+        None => None,
+    };
     // What was published is consumed and written before the pipeline stops.
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop_pipeline.store(true, Ordering::Relaxed);
@@ -123,6 +155,9 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         .collect();
     if !options.keep {
         drop_tenant(settings, &tenant).await?;
+        if let Some(noisy) = &noisy {
+            drop_tenant(settings, noisy).await?;
+        }
     }
     Ok(LiveReport {
         tenant,
@@ -132,7 +167,40 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         final_delays,
         lateness_wall: lateness_ms as f64 / speed / 1e3,
         peak_rss,
+        noise: noisy.zip(flooded),
     })
+}
+
+/// Sends `rate` malformed messages a second to `topic` (keys spread over its
+/// partitions) until `stop`; returns how many were delivered.
+fn flood(kafka: &KafkaConfig, topic: &str, rate: u64, stop: &AtomicBool) -> Result<u64, JobError> {
+    let producer: BaseProducer = kafka
+        .client_config()
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+        while sent < due {
+            let key = format!("noisy-office-{}", sent % 24);
+            let value = format!("not avro {sent}");
+            match producer.send(BaseRecord::to(topic).key(&key).payload(&value)) {
+                Ok(()) => sent += 1,
+                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(JobError::Kafka(e.to_string())),
+            }
+        }
+        producer.poll(Duration::from_millis(10));
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .map_err(|e| JobError::Kafka(format!("flushing the flood: {e}")))?;
+    Ok(sent)
 }
 
 fn unix_ms() -> i64 {

@@ -76,7 +76,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
             "--readings must be at least --rooms, and --rooms at least 1".into(),
         ));
     }
-    let tenant = throwaway_tenant(settings).await?;
+    let tenant = throwaway_tenant(settings, "bench").await?;
 
     let minutes = options.readings.div_ceil(options.rooms as u64) as i64;
     let sim = SimulateOptions {
@@ -172,12 +172,12 @@ fn pipeline_settings(settings: &Settings, tenant: &TenantId) -> Settings {
     s
 }
 
-/// Creates the benchmark's own tenant, named after the time.
-async fn throwaway_tenant(settings: &Settings) -> Result<TenantId, JobError> {
+/// Creates one of the benchmark's own tenants, named `<tag>-<the time>`.
+async fn throwaway_tenant(settings: &Settings, tag: &str) -> Result<TenantId, JobError> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let tenant = TenantId::parse(&format!("bench-{stamp}")).expect("a valid id");
+    let tenant = TenantId::parse(&format!("{tag}-{stamp}")).expect("a valid id");
     crate::tenant::create(
         &settings.kafka,
         &settings.clickhouse,
