@@ -466,24 +466,28 @@ mod tests {
         Schema::parse_str(crate::OCCUPANCY_READING_AVSC).unwrap()
     }
 
-    #[test]
-    fn encoder_matches_apache_avro_and_decoder_round_trips() {
-        let r = sample();
-        let mut ours = Vec::new();
-        r.encode_v1(&mut ours);
-        let value = Value::Record(vec![
+    /// [`sample`]'s v1 fields as apache-avro values.
+    fn sample_v1_fields() -> Vec<(String, Value)> {
+        vec![
             ("sensor_id".into(), Value::String("s-1".into())),
             ("office_id".into(), Value::String("lon".into())),
             ("room_id".into(), Value::String("lon-r1".into())),
-            ("ts".into(), Value::TimestampMillis(r.ts)),
+            ("ts".into(), Value::TimestampMillis(sample().ts)),
             ("people_count".into(), Value::Int(4)),
             (
                 "temperature".into(),
                 Value::Union(1, Box::new(Value::Float(21.5))),
             ),
             ("humidity".into(), Value::Union(0, Box::new(Value::Null))),
-        ]);
-        let theirs = write(&v1(), value);
+        ]
+    }
+
+    #[test]
+    fn encoder_matches_apache_avro_and_decoder_round_trips() {
+        let r = sample();
+        let mut ours = Vec::new();
+        r.encode_v1(&mut ours);
+        let theirs = write(&v1(), Value::Record(sample_v1_fields()));
         assert_eq!(ours, theirs);
         assert_eq!(
             ReadingDecoder::new(&v1()).unwrap().decode(&ours).unwrap(),
@@ -527,24 +531,15 @@ mod tests {
         };
         let mut ours = Vec::new();
         r.encode_v2(&mut ours);
-        let value = Value::Record(vec![
-            ("sensor_id".into(), Value::String("s-1".into())),
-            ("office_id".into(), Value::String("lon".into())),
-            ("room_id".into(), Value::String("lon-r1".into())),
-            ("ts".into(), Value::TimestampMillis(r.ts)),
-            ("people_count".into(), Value::Int(4)),
-            (
-                "temperature".into(),
-                Value::Union(1, Box::new(Value::Float(21.5))),
-            ),
-            ("humidity".into(), Value::Union(0, Box::new(Value::Null))),
+        let mut fields = sample_v1_fields();
+        fields.extend([
             ("co2_ppm".into(), Value::Union(1, Box::new(Value::Int(612)))),
             (
                 "battery_pct".into(),
                 Value::Union(1, Box::new(Value::Float(87.5))),
             ),
         ]);
-        assert_eq!(ours, write(&v2, value));
+        assert_eq!(ours, write(&v2, Value::Record(fields)));
         assert_eq!(ReadingDecoder::new(&v2).unwrap().decode(&ours).unwrap(), r);
         // Old readings under the new schema's decoder, new ones in the old shape: the
         // v1 body decoded as v1 carries no v2 fields.
