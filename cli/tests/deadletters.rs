@@ -7,10 +7,9 @@ mod common;
 use rdkafka::producer::FutureProducer;
 
 use common::{
-    assert_accounts, create_tenant, produce_all, read_topic, reading_v2_id, room_records,
-    run_until_caught_up, settings, stack_is_up,
+    assert_accounts, create_tenant, framed as v1, framed_v2 as v2, produce_all, read_topic,
+    reading_v2_id, room_records, run_until_caught_up, settings, stack_is_up,
 };
-use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
 
 const T0: i64 = 1_767_603_600_000; // 2026-01-05T09:00:00Z
@@ -46,20 +45,6 @@ fn reading(room_id: &str, ts: i64, people: i32) -> Reading {
         co2_ppm: None,
         battery_pct: None,
     }
-}
-
-fn v1(id: u32, r: &Reading) -> Vec<u8> {
-    let mut v = Vec::new();
-    frame_header(id, &mut v);
-    r.encode_v1(&mut v);
-    v
-}
-
-fn v2(id: u32, r: &Reading) -> Vec<u8> {
-    let mut v = Vec::new();
-    frame_header(id, &mut v);
-    r.encode_v2(&mut v);
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

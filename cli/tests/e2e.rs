@@ -12,11 +12,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 
 use common::{
-    create_tenant, produce_all, read_topic, room_records, run_until_caught_up, settings,
-    stack_is_up,
+    create_tenant, framed, framed_v2, produce_all, read_topic, room_records, run_until_caught_up,
+    settings, stack_is_up,
 };
 use rf_pipelines::Settings;
-use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
 
 const T0: i64 = 1_767_603_600_000; // 2026-01-05T09:00:00Z, a Monday; London is on UTC
@@ -54,21 +53,6 @@ fn reading(room_id: &str, ts: i64, people: i32) -> Reading {
         co2_ppm: None,
         battery_pct: None,
     }
-}
-
-fn framed(id: u32, r: &Reading) -> Vec<u8> {
-    let mut v = Vec::new();
-    frame_header(id, &mut v);
-    r.encode_v1(&mut v);
-    v
-}
-
-/// A reading of an upgraded sensor (`OccupancyReading` v2).
-fn framed_v2(id: u32, r: &Reading) -> Vec<u8> {
-    let mut v = Vec::new();
-    frame_header(id, &mut v);
-    r.encode_v2(&mut v);
-    v
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, key: &str, value: &[u8], ts: i64) {

@@ -259,6 +259,14 @@ pub fn framed(id: u32, r: &Reading) -> Vec<u8> {
     v
 }
 
+/// `r` as a reading of an upgraded sensor (`OccupancyReading` v2), framed with `id`.
+pub fn framed_v2(id: u32, r: &Reading) -> Vec<u8> {
+    let mut v = Vec::new();
+    frame_header(id, &mut v);
+    r.encode_v2(&mut v);
+    v
+}
+
 /// The fleet's readings minute by minute, messed up: about 10% arrive 1 to 3 minutes
 /// late (out of order, within the allowed lateness), 0.5% arrive 30 minutes late (past
 /// it), 1.5% are followed by a revision with the same key, 0.2% are replaced by bytes
