@@ -7,7 +7,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use rf_pipelines::{KafkaConfig, PipelineConfig, RegistryConfig, Settings};
+use rf_pipelines::{KafkaConfig, PipelineConfig, RegionsConfig, RegistryConfig, Settings};
 use rf_service::ServiceConfig;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 
@@ -27,6 +27,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// The query service.
     pub service: ServiceConfig,
+    /// Data residency: the regions' stores and which this deployment serves.
+    pub regions: RegionsConfig,
 }
 
 /// Environment variables that are not config fields.
@@ -55,6 +57,7 @@ impl Config {
         self.kafka.validate()?;
         self.pipeline.validate()?;
         self.service.validate()?;
+        self.regions.validate(&self.kafka.brokers)?;
         for (field, url) in [
             ("registry.url", &self.registry.url),
             ("clickhouse.url", &self.clickhouse.url),
@@ -77,6 +80,7 @@ impl Config {
             clickhouse: self.clickhouse.clone(),
             redis: self.redis.clone(),
             pipeline: self.pipeline.clone(),
+            regions: self.regions.clone(),
         }
     }
 }

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rf_jobs::bench::{bench, export, live, percentile, replay, BenchOptions, LiveOptions};
+use rf_jobs::bench::{bench, export, live, percentile, replay, BenchOptions, LiveOptions, Noise};
 use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions};
-use rf_pipelines::{run, Metrics, RunOptions};
+use rf_pipelines::{run, Metrics, RunOptions, Settings};
 use rf_schemas::registry::RegistryClient;
-use rf_schemas::TenantId;
+use rf_schemas::tenant::AlertTarget;
+use rf_schemas::{TenantId, Tier};
 
 use crate::config::Config;
 
@@ -55,7 +56,7 @@ enum Command {
     Run(RunArgs),
     /// Run the read-only HTTP query service.
     Serve,
-    /// Create and list tenants.
+    /// Create, list, describe, update and delete tenants; report where their data lives.
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Manage the Avro schemas in the registry.
@@ -122,16 +123,88 @@ enum DeadletterCommand {
 
 #[derive(Subcommand)]
 enum TenantCommand {
-    /// Create a tenant's topics (readings with 12 partitions, compacted rooms,
-    /// dead letters), its ClickHouse database and tables, and register its schemas.
-    /// Idempotent: what exists is kept.
+    /// Create tenants in their region: topics (readings with 12 partitions, compacted
+    /// rooms, dead letters) on the region's broker, the ClickHouse database and tables in
+    /// the region's ClickHouse, the schemas, and the entry in the tenant registry
+    /// (roomflow.tenants, mirrored to rf_platform.tenants). A running pipeline serving the
+    /// region picks the tenant up within pipeline.discover_secs. Idempotent: what exists
+    /// is kept, an existing entry too (change it with `update`).
     Create {
         /// Tenant ids (`^[a-z][a-z0-9-]{1,39}$`).
         #[arg(required = true)]
         tenants: Vec<TenantId>,
+        #[command(flatten)]
+        fields: TenantFields,
     },
-    /// List the tenants that have a readings topic.
+    /// List every tenant: id, name, tier, region and status.
     List,
+    /// Show a tenant's entry (alert URLs masked) and where its resources are.
+    Describe {
+        /// The tenant.
+        tenant: TenantId,
+        /// Print the registry entry as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a tenant's entry; the region never changes.
+    Update {
+        /// The tenant.
+        tenant: TenantId,
+        #[command(flatten)]
+        fields: TenantFields,
+        /// Remove every alert target.
+        #[arg(long, conflicts_with = "alerts")]
+        clear_alerts: bool,
+    },
+    /// Mark a tenant deleted: pipelines stop serving it from their next start, and its
+    /// data is erased after the grace period.
+    Delete {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// Where the tenant's data lives: its topics, ClickHouse tables and Redis keys in
+    /// every configured region, as JSON. Exits with 1 if any is outside its region.
+    ResidencyReport {
+        /// The tenant.
+        tenant: TenantId,
+    },
+}
+
+/// A tenant's settings, for `create` and `update`.
+#[derive(Args)]
+struct TenantFields {
+    /// The name people see (created with the id).
+    #[arg(long = "name")]
+    display_name: Option<String>,
+    /// The customer's industry.
+    #[arg(long)]
+    industry: Option<String>,
+    /// free, standard or enterprise (created standard); rate limits follow it.
+    #[arg(long)]
+    tier: Option<Tier>,
+    /// Where the tenant's data lives (created in regions.home); fixed once created.
+    #[arg(long)]
+    region: Option<String>,
+    /// How long the tenant's rows are kept (created with 730).
+    #[arg(long, value_name = "DAYS")]
+    retention_days: Option<u32>,
+    /// An alert destination, KIND=URL with KIND slack, teams or webhook; repeatable;
+    /// replaces the list.
+    #[arg(long = "alert", value_name = "KIND=URL")]
+    alerts: Vec<AlertTarget>,
+}
+
+impl TenantFields {
+    fn spec(self, clear_alerts: bool) -> rf_jobs::tenant::TenantSpec {
+        rf_jobs::tenant::TenantSpec {
+            display_name: self.display_name,
+            industry: self.industry,
+            tier: self.tier,
+            region: self.region,
+            retention_days: self.retention_days,
+            alert_targets: (clear_alerts || !self.alerts.is_empty()).then_some(self.alerts),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -209,6 +282,15 @@ struct BenchArgs {
     /// malformed messages a second, and compare the quiet tenant's delays.
     #[arg(long, value_name = "PER_SEC", requires = "live")]
     noise_rate: Option<u64>,
+    /// Live mode: run it twice, the second time beside a tenant with a backlog of this
+    /// many readings to replay, and compare the quiet tenant's delays.
+    #[arg(
+        long,
+        value_name = "READINGS",
+        requires = "live",
+        conflicts_with = "noise_rate"
+    )]
+    noise_backlog: Option<u64>,
     /// Readings per second in live mode.
     #[arg(long, default_value_t = 100_000, requires = "live")]
     rate: u64,
@@ -262,39 +344,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)
         }),
-        Command::Tenant(TenantCommand::Create { tenants }) => runtime()?.block_on(async {
-            for tenant in &tenants {
-                let created = rf_jobs::tenant::create(
-                    &config.kafka,
-                    &config.clickhouse,
-                    &config.registry,
-                    tenant,
-                )
-                .await
-                .with_context(|| format!("creating tenant {tenant}"))?;
-                let subjects: Vec<String> = created
-                    .schemas
-                    .iter()
-                    .map(|r| format!("{} (id {})", r.subject, r.id))
-                    .collect();
-                println!(
-                    "tenant {tenant}: topics created {:?}, database {}, schemas {}",
-                    created.topics_created,
-                    created.database,
-                    subjects.join(", ")
-                );
-            }
-            Ok(())
-        }),
-        Command::Tenant(TenantCommand::List) => {
-            for tenant in rf_jobs::tenant::list(&config.kafka)? {
-                println!("{tenant}");
-            }
-            Ok(())
-        }
+        Command::Tenant(command) => tenant_command(&config, command),
         Command::Schemas(SchemasCommand::Register { tenants }) => {
             let tenants = if tenants.is_empty() {
-                rf_jobs::tenant::list(&config.kafka)?
+                rf_jobs::tenant::with_topics(&config.kafka)?
             } else {
                 tenants
             };
@@ -627,21 +680,23 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         rooms: args.rooms,
         duration: args.duration,
         keep: args.keep,
-        noise_rate: None,
+        noise: None,
     };
     let runtime = runtime()?;
     let quiet = runtime.block_on(live(&config.settings(), &options))?;
     print_live(config, args, &quiet);
-    let Some(rate) = args.noise_rate else {
-        return Ok(());
+    let noise = match (args.noise_rate, args.noise_backlog) {
+        (Some(rate), _) => Noise::Malformed(rate),
+        (_, Some(readings)) => Noise::Backlog(readings),
+        _ => return Ok(()),
     };
-    options.noise_rate = Some(rate);
+    options.noise = Some(noise);
     let noisy = runtime.block_on(live(&config.settings(), &options))?;
     println!();
     print_live(config, args, &noisy);
-    let p99 = |r: &rf_jobs::bench::LiveReport| percentile(&r.run.stats.latencies, 99.0);
+    let p99 = |r: &rf_jobs::bench::LiveReport| percentile(&r.publish_to_redis, 99.0);
     println!(
-        "\nnoisy neighbour: the quiet tenant's reading-to-Redis p99 {:.0} ms alone, {:.0} ms beside a tenant flooding {rate} malformed messages/s: {:.2}x",
+        "\nnoisy neighbour: the quiet tenant's reading published → Redis p99 {:.0} ms alone, {:.0} ms beside a tenant {noise}: {:.2}x",
         p99(&quiet) * 1e3,
         p99(&noisy) * 1e3,
         p99(&noisy) / p99(&quiet).max(1e-9)
@@ -672,6 +727,11 @@ fn print_live(config: &Config, args: &BenchArgs, report: &rf_jobs::bench::LiveRe
         "latency   reading consumed → Redis (and ClickHouse, commits) acknowledged, worst reading per epoch: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
         ms(l, 50.0), ms(l, 95.0), ms(l, 99.0), ms(l, 100.0), l.len()
     );
+    let r = &report.publish_to_redis;
+    println!(
+        "          reading published → Redis acknowledged (waiting in the broker included), oldest reading of the tenant per epoch: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        ms(r, 50.0), ms(r, 95.0), ms(r, 99.0), ms(r, 100.0)
+    );
     let f = &report.final_delays;
     println!(
         "final     reading that closes a window published → final ClickHouse row acknowledged, beyond the allowed lateness ({:.0} ms of wall clock here): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} epochs",
@@ -691,15 +751,173 @@ fn print_live(config: &Config, args: &BenchArgs, report: &rf_jobs::bench::LiveRe
     );
     if let Some((tenant, sent)) = &report.noise {
         println!(
-            "noise     tenant {tenant} flooded {sent} malformed messages; {} dead letters written in all",
+            "noise     tenant {tenant} sent {sent} messages; {} dead letters written in all",
             s.dead_letters
         );
     }
 }
 
+fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
+    use rf_jobs::tenant;
+    let settings = config.settings();
+    match command {
+        TenantCommand::Create { tenants, fields } => runtime()?.block_on(async {
+            let spec = fields.spec(false);
+            for id in &tenants {
+                let created = tenant::create(&settings, id, &spec)
+                    .await
+                    .with_context(|| format!("creating tenant {id}"))?;
+                let subjects: Vec<String> = created
+                    .schemas
+                    .iter()
+                    .map(|r| format!("{} (id {})", r.subject, r.id))
+                    .collect();
+                println!(
+                    "tenant {id} in region {}: topics created {:?}, database {}, schemas {}",
+                    created.config.region,
+                    created.topics_created,
+                    created.database,
+                    subjects.join(", ")
+                );
+            }
+            Ok(())
+        }),
+        TenantCommand::List => {
+            println!("{:<40} {:<28} {:<10} {:<10} status", "tenant", "name", "tier", "region");
+            for (id, entry) in tenant::list(&config.kafka)? {
+                match entry {
+                    Some(c) => println!(
+                        "{:<40} {:<28} {:<10} {:<10} {}",
+                        id.as_str(),
+                        c.display_name,
+                        c.tier.as_str(),
+                        c.region,
+                        if c.is_deleted() { "deleted" } else { "active" }
+                    ),
+                    None => println!(
+                        "{:<40} {:<28} {:<10} {:<10} active (no registry entry)",
+                        id.as_str(),
+                        "-", "standard", config.regions.home
+                    ),
+                }
+            }
+            Ok(())
+        }
+        TenantCommand::Describe { tenant, json } => {
+            let mut entry = tenant::entry(&settings, &tenant)?;
+            for target in &mut entry.alert_targets {
+                target.url = target.masked_url();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entry)?);
+            } else {
+                print!("{}", render_tenant(&settings, &tenant, &entry));
+            }
+            Ok(())
+        }
+        TenantCommand::Update {
+            tenant,
+            fields,
+            clear_alerts,
+        } => runtime()?.block_on(async {
+            let entry = tenant::update(&settings, &tenant, &fields.spec(clear_alerts)).await?;
+            print!("{}", render_tenant(&settings, &tenant, &entry));
+            Ok(())
+        }),
+        TenantCommand::Delete { tenant } => runtime()?.block_on(async {
+            let entry = tenant::delete(&settings, &tenant).await?;
+            println!(
+                "tenant {tenant} deleted at {}; pipelines stop serving it at their next start, and its data is erased after the grace period",
+                format_ms(entry.deleted_ms.unwrap_or_default())
+            );
+            Ok(())
+        }),
+        TenantCommand::ResidencyReport { tenant } => runtime()?.block_on(async {
+            let report = tenant::residency_report(&settings, &tenant).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.violations.is_empty() {
+                anyhow::bail!(
+                    "tenant {tenant}'s data was found outside region {}: {}",
+                    report.region,
+                    report.violations.join("; ")
+                );
+            }
+            Ok(())
+        }),
+    }
+}
+
+fn render_tenant(settings: &Settings, tenant: &TenantId, c: &rf_schemas::TenantConfig) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let region = settings.region(&c.region);
+    let _ = writeln!(s, "tenant      {tenant}");
+    let _ = writeln!(s, "name        {}", c.display_name);
+    let _ = writeln!(
+        s,
+        "industry    {}",
+        if c.industry.is_empty() {
+            "-"
+        } else {
+            &c.industry
+        }
+    );
+    let _ = writeln!(s, "tier        {}", c.tier.as_str());
+    match &region {
+        Some(r) => {
+            let _ = writeln!(
+                s,
+                "region      {} (brokers {}, ClickHouse {})",
+                c.region, r.brokers, r.clickhouse.url
+            );
+        }
+        None => {
+            let _ = writeln!(s, "region      {} (not configured here)", c.region);
+        }
+    }
+    let _ = writeln!(s, "retention   {} days", c.retention_days);
+    if c.alert_targets.is_empty() {
+        let _ = writeln!(s, "alerts      -");
+    }
+    for t in &c.alert_targets {
+        let _ = writeln!(s, "alerts      {:?} {}", t.kind, t.masked_url());
+    }
+    let _ = writeln!(s, "created     {}", format_ms(c.created_ms));
+    let _ = writeln!(s, "updated     {}", format_ms(c.updated_ms));
+    if let Some(at) = c.deleted_ms {
+        let _ = writeln!(s, "deleted     {}", format_ms(at));
+    }
+    let _ = writeln!(
+        s,
+        "topics      {}, {}, {}",
+        tenant.readings_topic(),
+        tenant.rooms_topic(),
+        tenant.deadletter_topic()
+    );
+    let _ = writeln!(s, "database    {}", tenant.clickhouse_db());
+    let _ = writeln!(s, "redis keys  {}*", tenant.redis_prefix());
+    s
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+    )
+}
+
 fn render_masked(config: &Config) -> anyhow::Result<String> {
     // Printed as JSON; secrets serialize as themselves, so they are masked first.
     let mut value = serde_json::to_value(config)?;
+    let mask = |value: &mut serde_json::Value, path: &[&str]| {
+        let mut v = Some(value);
+        for key in path {
+            v = v.and_then(|v| v.get_mut(*key));
+        }
+        if let Some(v) = v.filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+            *v = serde_json::Value::String("***".into());
+        }
+    };
     for path in [
         &["clickhouse", "password"][..],
         &["service", "jwt_secret"],
@@ -707,25 +925,20 @@ fn render_masked(config: &Config) -> anyhow::Result<String> {
         &["kafka", "security", "key_password"],
         &["kafka", "security", "client_secret"],
     ] {
-        let mut v = Some(&mut value);
-        for key in path {
-            v = v.and_then(|v| v.get_mut(*key));
-        }
-        if let Some(v) = v.filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
-            *v = serde_json::Value::String("***".into());
-        }
+        mask(&mut value, path);
+    }
+    for region in config.regions.remote.keys() {
+        mask(
+            &mut value,
+            &["regions", "remote", region, "clickhouse", "password"],
+        );
     }
     Ok(format!("{:#}\n", value))
 }
 
 fn render_inspection(tenant: &TenantId, found: &rf_jobs::deadletter::Inspection) -> String {
     use std::fmt::Write;
-    let time = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-            || ms.to_string(),
-            |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-        )
-    };
+    let time = format_ms;
     let mut s = String::new();
     let topic = tenant.deadletter_topic();
     let _ = writeln!(s, "{topic}: {} dead letters", found.total);
@@ -834,8 +1047,11 @@ mod tests {
         config.kafka.security.password = rf_sinks::Secret::new("kafka-pass");
         config.kafka.security.client_secret = rf_sinks::Secret::new("oidc-secret");
         config.clickhouse.password = rf_sinks::Secret::new("ch-pass");
+        let mut eu = rf_pipelines::RegionStores::default();
+        eu.clickhouse.password = rf_sinks::Secret::new("eu-pass");
+        config.regions.remote.insert("eu".into(), eu);
         let shown = render_masked(&config).unwrap();
-        for secret in ["kafka-pass", "oidc-secret", "ch-pass"] {
+        for secret in ["kafka-pass", "oidc-secret", "ch-pass", "eu-pass"] {
             assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
         }
         assert!(shown.contains("***"));

@@ -16,5 +16,9 @@ REGISTRY_PORT=18081
 CLICKHOUSE_HTTP_PORT=18123
 CLICKHOUSE_TCP_PORT=19000
 REDIS_PORT=16379
+# The second region ("eu" in deploy/local/regions.toml): its own ClickHouse and Redis.
+CLICKHOUSE_EU_HTTP_PORT=18124
+CLICKHOUSE_EU_TCP_PORT=19001
+REDIS_EU_PORT=16380
 
 log() { printf '[roomflow-stack] %s\n' "$*" >&2; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack: start, stop or report the status of the broker (nisshi), the schema
-# registry (rivven-schema), ClickHouse and Redis; loopback only, data under .data/.
+# registry (rivven-schema), ClickHouse and Redis, and the second region's ClickHouse and
+# Redis (clickhouse-eu, redis-eu); loopback only, data under .data/.
 #
 #   deploy/local/stack.sh start [--broker-storage sqlite|memory]   (default sqlite)
 #   deploy/local/stack.sh stop [broker|registry|clickhouse|redis ...]   (default all)
@@ -60,7 +61,7 @@ start() {
   esac
   [ -x "$NISSHI_BIN" ] && [ -x "$RIVVEN_SCHEMA_BIN" ] && command -v clickhouse-server >/dev/null \
     && command -v redis-server >/dev/null || "$ROOT/deploy/local/install.sh"
-  mkdir -p "$PIDS" "$LOGS" "$DATA/broker" "$DATA/registry" "$DATA/clickhouse/log" "$DATA/redis"
+  mkdir -p "$PIDS" "$LOGS" "$DATA/broker" "$DATA/registry" "$DATA/redis" "$DATA/redis-eu"
 
   # nisshi reads a .env from its working folder: its own folder has none.
   start_bg broker "$BROKER_PORT" "$DATA/broker" env -u STORAGE_ENGINE -u LISTENER_URL "$NISSHI_BIN" broker \
@@ -69,24 +70,38 @@ start() {
     --storage-engine "$engine"
   start_bg registry "$REGISTRY_PORT" "$DATA/registry" "$RIVVEN_SCHEMA_BIN" serve --host 127.0.0.1 --port "$REGISTRY_PORT"
 
-  sed "s|@DATA@|$DATA|g" "$ROOT/deploy/local/clickhouse-config.xml" >"$DATA/clickhouse/config.xml"
-  cp "$ROOT/deploy/local/clickhouse-users.xml" "$DATA/clickhouse/users.xml"
-  start_bg clickhouse "$CLICKHOUSE_HTTP_PORT" "$DATA/clickhouse" clickhouse-server --config-file="$DATA/clickhouse/config.xml"
-
-  start_bg redis "$REDIS_PORT" "$DATA/redis" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
-    --save "" --appendonly no --dir "$DATA/redis"
+  start_clickhouse clickhouse "$CLICKHOUSE_HTTP_PORT" "$CLICKHOUSE_TCP_PORT" 19009
+  start_clickhouse clickhouse-eu "$CLICKHOUSE_EU_HTTP_PORT" "$CLICKHOUSE_EU_TCP_PORT" 19010
+  start_redis redis "$REDIS_PORT"
+  start_redis redis-eu "$REDIS_EU_PORT"
 
   wait_for broker port_open "$BROKER_PORT"
   wait_for registry curl -sf "http://127.0.0.1:$REGISTRY_PORT/subjects"
   wait_for clickhouse curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/ping"
   wait_for redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+  wait_for clickhouse-eu curl -sf "http://127.0.0.1:$CLICKHOUSE_EU_HTTP_PORT/ping"
+  wait_for redis-eu redis-cli -h 127.0.0.1 -p "$REDIS_EU_PORT" ping
   echo "$storage" >"$DATA/broker/storage"
-  log "stack ready: broker 127.0.0.1:$BROKER_PORT ($storage), registry :$REGISTRY_PORT, clickhouse :$CLICKHOUSE_HTTP_PORT/:$CLICKHOUSE_TCP_PORT, redis :$REDIS_PORT"
+  log "stack ready: broker 127.0.0.1:$BROKER_PORT ($storage), registry :$REGISTRY_PORT, clickhouse :$CLICKHOUSE_HTTP_PORT/:$CLICKHOUSE_TCP_PORT, redis :$REDIS_PORT; region eu: clickhouse :$CLICKHOUSE_EU_HTTP_PORT, redis :$REDIS_EU_PORT"
+}
+
+start_clickhouse() { # name http-port tcp-port interserver-port
+  local name=$1 dir="$DATA/$1"
+  mkdir -p "$dir/log"
+  sed -e "s|@DIR@|$dir|g" -e "s|@HTTP_PORT@|$2|" -e "s|@TCP_PORT@|$3|" -e "s|@INTERSERVER_PORT@|$4|" \
+    "$ROOT/deploy/local/clickhouse-config.xml" >"$dir/config.xml"
+  cp "$ROOT/deploy/local/clickhouse-users.xml" "$dir/users.xml"
+  start_bg "$name" "$2" "$dir" clickhouse-server --config-file="$dir/config.xml"
+}
+
+start_redis() { # name port
+  start_bg "$1" "$2" "$DATA/$1" redis-server --port "$2" --bind 127.0.0.1 \
+    --save "" --appendonly no --dir "$DATA/$1"
 }
 
 stop() { # [names...] (default: all)
   local names=("$@")
-  [ ${#names[@]} -gt 0 ] || names=(redis clickhouse registry broker)
+  [ ${#names[@]} -gt 0 ] || names=(redis-eu clickhouse-eu redis clickhouse registry broker)
   for name in "${names[@]}"; do
     local f="$PIDS/$name.pid"
     [ -f "$f" ] || continue
@@ -102,7 +117,7 @@ stop() { # [names...] (default: all)
 }
 
 running_names() {
-  for name in broker registry clickhouse redis; do
+  for name in broker registry clickhouse redis clickhouse-eu redis-eu; do
     if running "$name"; then printf '%s ' "$name"; fi
   done
   echo
@@ -110,7 +125,8 @@ running_names() {
 
 status() {
   local ok=0
-  for spec in broker:$BROKER_PORT registry:$REGISTRY_PORT clickhouse:$CLICKHOUSE_HTTP_PORT redis:$REDIS_PORT; do
+  for spec in broker:$BROKER_PORT registry:$REGISTRY_PORT clickhouse:$CLICKHOUSE_HTTP_PORT redis:$REDIS_PORT \
+    clickhouse-eu:$CLICKHOUSE_EU_HTTP_PORT redis-eu:$REDIS_EU_PORT; do
     local name=${spec%%:*} port=${spec##*:}
     if running "$name" && port_open "$port"; then
       printf '%-10s up    pid %-7s 127.0.0.1:%s\n' "$name" "$(cat "$PIDS/$name.pid")" "$port"

@@ -1,15 +1,21 @@
-//! Provisioning a tenant: its topics, its ClickHouse database and its schemas.
+//! Tenants: provisioning (topics, ClickHouse database, schemas) in the tenant's region, and
+//! the tenant registry, a compacted topic (`roomflow.tenants`) mirrored into ClickHouse
+//! (`rf_platform.tenants`).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
 
-use rf_pipelines::{KafkaConfig, RegistryConfig};
+use rf_pipelines::{KafkaConfig, Region, Settings};
 use rf_schemas::registry::RegistryClient;
-use rf_schemas::TenantId;
+use rf_schemas::tenant::{AlertTarget, DEFAULT_RETENTION_DAYS, TENANTS_TOPIC};
+use rf_schemas::{TenantConfig, TenantId, Tier};
 use rf_sinks::config::ClickHouseConfig;
 
 use crate::schemas::{register_all, Registered};
@@ -18,6 +24,23 @@ use crate::JobError;
 /// Partitions of a new tenant's readings topic: offices spread over them, and they bound
 /// how many workers can share the tenant.
 pub const READINGS_PARTITIONS: i32 = 12;
+
+/// What to set on a tenant; `None` leaves a field as it is (or at its default on create).
+#[derive(Clone, Debug, Default)]
+pub struct TenantSpec {
+    /// The name people see (default: the id).
+    pub display_name: Option<String>,
+    /// The customer's industry.
+    pub industry: Option<String>,
+    /// The service tier (default: standard).
+    pub tier: Option<Tier>,
+    /// The region (default: the home region); fixed once created.
+    pub region: Option<String>,
+    /// Retention of the tenant's rows, days (default 730).
+    pub retention_days: Option<u32>,
+    /// Where alerts go (replaces the list).
+    pub alert_targets: Option<Vec<AlertTarget>>,
+}
 
 /// What `create` made.
 #[derive(Debug)]
@@ -28,15 +51,93 @@ pub struct Created {
     pub database: String,
     /// The registered subjects.
     pub schemas: Vec<Registered>,
+    /// The registry entry (an existing one is kept as it was).
+    pub config: TenantConfig,
 }
 
-/// Creates whatever of `tenant`'s resources is missing; running it twice is harmless.
+/// Creates whatever of `tenant`'s resources is missing, in its region, and its registry
+/// entry; running it twice is harmless. A deleted tenant cannot be created again until it
+/// is erased.
 pub async fn create(
-    kafka: &KafkaConfig,
-    clickhouse: &ClickHouseConfig,
-    registry: &RegistryConfig,
+    settings: &Settings,
     tenant: &TenantId,
+    spec: &TenantSpec,
 ) -> Result<Created, JobError> {
+    let existing = registry(&settings.kafka)?.remove(tenant);
+    if let Some(entry) = existing.as_ref().filter(|e| e.is_deleted()) {
+        let at = chrono::DateTime::from_timestamp_millis(entry.deleted_ms.unwrap_or_default())
+            .map_or_else(String::new, |t| {
+                t.format(" on %Y-%m-%d %H:%M:%SZ").to_string()
+            });
+        return Err(JobError::Invalid(format!(
+            "tenant {tenant} was deleted{at} and awaits erasure; it cannot be created again before"
+        )));
+    }
+    let is_new = existing.is_none();
+    let config = match existing {
+        Some(entry) => entry,
+        None => {
+            let now = now_ms();
+            let mut config = TenantConfig {
+                tenant: tenant.to_string(),
+                display_name: tenant.to_string(),
+                industry: String::new(),
+                tier: Tier::Standard,
+                region: settings.regions.home.clone(),
+                retention_days: DEFAULT_RETENTION_DAYS,
+                alert_targets: Vec::new(),
+                created_ms: now,
+                updated_ms: now,
+                deleted_ms: None,
+            };
+            apply(&mut config, spec)?;
+            config
+        }
+    };
+    if spec.region.as_ref().is_some_and(|r| *r != config.region) {
+        return Err(JobError::Invalid(format!(
+            "tenant {tenant} exists in region {}; a region never changes",
+            config.region
+        )));
+    }
+    // The registry entry first and the topics last: a running pipeline picks a tenant up
+    // when its readings topic appears, and by then knows its region and finds its database.
+    let region = region_of(settings, &config)?;
+    if is_new {
+        put(settings, &config).await?;
+    }
+    let client = rf_sinks::clickhouse::client(&region.clickhouse);
+    for statement in rf_schemas::tenant_ddl(tenant) {
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    }
+
+    let check = settings.registry.compatibility_check;
+    let registry = RegistryClient::new(
+        &settings.registry.url,
+        Duration::from_secs(settings.registry.timeout_secs),
+    );
+    let owner = tenant.clone();
+    let schemas = tokio::task::spawn_blocking(move || register_all(&registry, &[owner], check))
+        .await
+        .map_err(|e| JobError::Invalid(format!("registration task failed: {e}")))??;
+    let region_kafka = KafkaConfig {
+        brokers: region.brokers.clone(),
+        ..settings.kafka.clone()
+    };
+    let topics_created = create_topics(&region_kafka, tenant).await?;
+    Ok(Created {
+        topics_created,
+        database: tenant.clickhouse_db(),
+        schemas,
+        config,
+    })
+}
+
+async fn create_topics(kafka: &KafkaConfig, tenant: &TenantId) -> Result<Vec<String>, JobError> {
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config()
         .create()
@@ -49,47 +150,130 @@ pub async fn create(
         NewTopic::new(&rooms, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
         NewTopic::new(&deadletter, 3, TopicReplication::Fixed(1)),
     ];
+    create_new_topics(kafka, &admin, &topics).await
+}
+
+async fn create_new_topics(
+    kafka: &KafkaConfig,
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[NewTopic<'_>],
+) -> Result<Vec<String>, JobError> {
     let options =
         AdminOptions::new().operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
-    let mut topics_created = Vec::new();
+    let mut created = Vec::new();
     for result in admin
-        .create_topics(&topics, &options)
+        .create_topics(topics, &options)
         .await
         .map_err(|e| JobError::Kafka(e.to_string()))?
     {
         match result {
-            Ok(topic) => topics_created.push(topic),
+            Ok(topic) => created.push(topic),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
                 return Err(JobError::Kafka(format!("cannot create {topic}: {code}")))
             }
         }
     }
+    Ok(created)
+}
 
-    let client = rf_sinks::clickhouse::client(clickhouse);
-    for statement in rf_schemas::tenant_ddl(tenant) {
-        client
-            .query(&statement)
-            .execute()
-            .await
-            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+/// Changes `tenant`'s registry entry; the region cannot change (its data would stay behind).
+pub async fn update(
+    settings: &Settings,
+    tenant: &TenantId,
+    spec: &TenantSpec,
+) -> Result<TenantConfig, JobError> {
+    let mut config = entry(settings, tenant)?;
+    if config.is_deleted() {
+        return Err(JobError::Invalid(format!(
+            "tenant {tenant} is deleted; it can no longer change"
+        )));
     }
+    if spec.region.as_ref().is_some_and(|r| *r != config.region) {
+        return Err(JobError::Invalid(format!(
+            "--region: tenant {tenant} lives in {}; a region never changes (its data would stay behind): erase the tenant and create it anew",
+            config.region
+        )));
+    }
+    apply(&mut config, spec)?;
+    config.updated_ms = now_ms().max(config.updated_ms + 1);
+    put(settings, &config).await?;
+    Ok(config)
+}
 
-    let check = registry.compatibility_check;
-    let registry = RegistryClient::new(&registry.url, Duration::from_secs(registry.timeout_secs));
-    let owner = tenant.clone();
-    let schemas = tokio::task::spawn_blocking(move || register_all(&registry, &[owner], check))
+/// Marks `tenant` deleted: the pipeline no longer serves it from its next start, and the
+/// erasure job removes its data after the grace period. Deleting twice keeps the first
+/// time.
+pub async fn delete(settings: &Settings, tenant: &TenantId) -> Result<TenantConfig, JobError> {
+    let mut config = entry(settings, tenant)?;
+    if !config.is_deleted() {
+        let now = now_ms().max(config.updated_ms + 1);
+        config.deleted_ms = Some(now);
+        config.updated_ms = now;
+        put(settings, &config).await?;
+    }
+    Ok(config)
+}
+
+/// Removes `tenant` from the registry and its mirror altogether (a tombstone): for tenants
+/// whose data is gone.
+pub async fn forget(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
+    send(&settings.kafka, tenant, None).await?;
+    let client = rf_sinks::clickhouse::client(&settings.clickhouse);
+    client
+        .query("ALTER TABLE rf_platform.tenants DELETE WHERE tenant = ?")
+        .bind(tenant.as_str())
+        .execute()
         .await
-        .map_err(|e| JobError::Invalid(format!("registration task failed: {e}")))??;
-    Ok(Created {
-        topics_created,
-        database: tenant.clickhouse_db(),
-        schemas,
-    })
+        .map_err(|e| JobError::ClickHouse(e.to_string()))
+}
+
+/// `tenant`'s registry entry; a tenant with topics but no entry (provisioned before the
+/// registry) gets one, in the home region, the first time it is asked for.
+pub fn entry(settings: &Settings, tenant: &TenantId) -> Result<TenantConfig, JobError> {
+    if let Some(config) = registry(&settings.kafka)?.remove(tenant) {
+        return Ok(config);
+    }
+    if with_topics(&settings.kafka)?.contains(tenant) {
+        let now = now_ms();
+        return Ok(TenantConfig {
+            tenant: tenant.to_string(),
+            display_name: tenant.to_string(),
+            industry: String::new(),
+            tier: Tier::Standard,
+            region: settings.regions.home.clone(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+            alert_targets: Vec::new(),
+            created_ms: now,
+            updated_ms: now,
+            deleted_ms: None,
+        });
+    }
+    Err(JobError::Invalid(format!(
+        "no tenant {tenant}; create it with `roomflow tenant create {tenant}`"
+    )))
+}
+
+/// Every registry entry, deleted ones included.
+pub fn registry(kafka: &KafkaConfig) -> Result<BTreeMap<TenantId, TenantConfig>, JobError> {
+    Ok(rf_pipelines::tenants::load(kafka)?)
+}
+
+/// Every tenant: the registry's entries, and tenants that only have topics (provisioned
+/// before the registry), as `(id, entry if any)`.
+pub fn list(kafka: &KafkaConfig) -> Result<Vec<(TenantId, Option<TenantConfig>)>, JobError> {
+    let mut all: BTreeMap<TenantId, Option<TenantConfig>> = registry(kafka)?
+        .into_iter()
+        .map(|(t, c)| (t, Some(c)))
+        .collect();
+    for tenant in with_topics(kafka)? {
+        all.entry(tenant).or_insert(None);
+    }
+    Ok(all.into_iter().collect())
 }
 
 /// Every tenant with a readings topic on the broker.
-pub fn list(kafka: &KafkaConfig) -> Result<Vec<TenantId>, JobError> {
+pub fn with_topics(kafka: &KafkaConfig) -> Result<Vec<TenantId>, JobError> {
     let consumer: BaseConsumer = kafka
         .client_config()
         .create()
@@ -105,4 +289,392 @@ pub fn list(kafka: &KafkaConfig) -> Result<Vec<TenantId>, JobError> {
         .collect();
     tenants.sort();
     Ok(tenants)
+}
+
+fn apply(config: &mut TenantConfig, spec: &TenantSpec) -> Result<(), JobError> {
+    if let Some(name) = &spec.display_name {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(JobError::Invalid(
+                "--name: must be 1 to 200 characters".into(),
+            ));
+        }
+        config.display_name = name.trim().to_owned();
+    }
+    if let Some(industry) = &spec.industry {
+        config.industry = industry.trim().to_owned();
+    }
+    if let Some(tier) = spec.tier {
+        config.tier = tier;
+    }
+    if let Some(region) = &spec.region {
+        config.region = region.clone();
+    }
+    if let Some(days) = spec.retention_days {
+        if !(1..=36_500).contains(&days) {
+            return Err(JobError::Invalid(
+                "--retention-days: must be between 1 and 36500".into(),
+            ));
+        }
+        config.retention_days = days;
+    }
+    if let Some(targets) = &spec.alert_targets {
+        config.alert_targets = targets.clone();
+    }
+    Ok(())
+}
+
+fn region_of(settings: &Settings, config: &TenantConfig) -> Result<Region, JobError> {
+    settings.region(&config.region).ok_or_else(|| {
+        let known: Vec<String> = settings.regions().into_iter().map(|r| r.name).collect();
+        JobError::Invalid(format!(
+            "--region: {:?} is not a configured region ({})",
+            config.region,
+            known.join(", ")
+        ))
+    })
+}
+
+/// Writes `config` to the registry topic, then to its ClickHouse mirror.
+async fn put(settings: &Settings, config: &TenantConfig) -> Result<(), JobError> {
+    let tenant = config.id().map_err(|e| JobError::Invalid(e.to_string()))?;
+    let json = serde_json::to_vec(config).expect("a tenant config serializes");
+    send(&settings.kafka, &tenant, Some(&json)).await?;
+    mirror(&settings.clickhouse, config).await
+}
+
+async fn send(
+    kafka: &KafkaConfig,
+    tenant: &TenantId,
+    value: Option<&[u8]>,
+) -> Result<(), JobError> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client_config()
+        .create()
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let topic = NewTopic::new(TENANTS_TOPIC, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact");
+    create_new_topics(kafka, &admin, &[topic]).await?;
+    let producer: FutureProducer = kafka
+        .client_config()
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let key = tenant.as_str();
+    let mut record = FutureRecord::<str, [u8]>::to(TENANTS_TOPIC).key(key);
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    producer
+        .send(record, Duration::from_secs(kafka.timeout_secs))
+        .await
+        .map_err(|(e, _)| JobError::Kafka(format!("cannot write to {TENANTS_TOPIC}: {e}")))?;
+    Ok(())
+}
+
+#[derive(clickhouse::Row, Serialize)]
+struct TenantRow<'a> {
+    tenant: &'a str,
+    display_name: &'a str,
+    industry: &'a str,
+    tier: &'a str,
+    region: &'a str,
+    retention_days: u32,
+    alert_targets: u32,
+    created_at: u32,
+    updated_at: u32,
+    deleted: u8,
+    deleted_at: u32,
+    version: u64,
+}
+
+/// Mirrors one registry entry into `rf_platform.tenants` (creating the table if needed).
+pub async fn mirror(clickhouse: &ClickHouseConfig, config: &TenantConfig) -> Result<(), JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    for statement in rf_schemas::platform_ddl() {
+        client.query(&statement).execute().await.map_err(ch)?;
+    }
+    let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
+    let mut insert = client
+        .with_database("rf_platform")
+        .insert::<TenantRow>("tenants")
+        .await
+        .map_err(ch)?;
+    insert
+        .write(&TenantRow {
+            tenant: &config.tenant,
+            display_name: &config.display_name,
+            industry: &config.industry,
+            tier: config.tier.as_str(),
+            region: &config.region,
+            retention_days: config.retention_days,
+            alert_targets: config.alert_targets.len() as u32,
+            created_at: secs(config.created_ms),
+            updated_at: secs(config.updated_ms),
+            deleted: u8::from(config.is_deleted()),
+            deleted_at: config.deleted_ms.map_or(0, secs),
+            version: config.updated_ms.max(0) as u64,
+        })
+        .await
+        .map_err(ch)?;
+    insert.end().await.map_err(ch)
+}
+
+/// Where a tenant's data lives, store by store, over every configured region.
+#[derive(Debug, Serialize)]
+pub struct Residency {
+    /// The tenant.
+    pub tenant: String,
+    /// Its region.
+    pub region: String,
+    /// What each region holds of it.
+    pub regions: Vec<RegionHoldings>,
+    /// Data found outside the tenant's region; empty when residency holds.
+    pub violations: Vec<String>,
+}
+
+/// What one region holds of a tenant.
+#[derive(Debug, Serialize)]
+pub struct RegionHoldings {
+    /// The region.
+    pub region: String,
+    /// Whether it is the tenant's.
+    pub home_of_tenant: bool,
+    /// The region's brokers and the tenant's topics there with their message counts.
+    pub brokers: String,
+    /// Topic → messages (high - low watermark, summed over partitions).
+    pub topics: BTreeMap<String, i64>,
+    /// The region's ClickHouse and the tenant's tables there with their row counts.
+    pub clickhouse: String,
+    /// `database.table` → rows.
+    pub tables: BTreeMap<String, u64>,
+    /// The region's Redis and how many `rf:<tenant>:` keys it holds.
+    pub redis: String,
+    /// Keys of the tenant there.
+    pub redis_keys: u64,
+}
+
+/// Looks in every configured region's broker, ClickHouse and Redis for `tenant`'s data.
+pub async fn residency_report(
+    settings: &Settings,
+    tenant: &TenantId,
+) -> Result<Residency, JobError> {
+    let config = entry(settings, tenant)?;
+    let mut regions = Vec::new();
+    let mut violations = Vec::new();
+    let home_brokers = region_of(settings, &config)?.brokers;
+    for region in settings.regions() {
+        let home_of_tenant = region.name == config.region;
+        let kafka = KafkaConfig {
+            brokers: region.brokers.clone(),
+            ..settings.kafka.clone()
+        };
+        let topics = tenant_topics(&kafka, tenant)?;
+        let tables = tenant_tables(&region.clickhouse, tenant).await?;
+        let redis_keys = tenant_keys(&region.redis.url, tenant).await?;
+        if !home_of_tenant {
+            if region.brokers != home_brokers && !topics.is_empty() {
+                violations.push(format!(
+                    "{}: topics {:?} on {}",
+                    region.name,
+                    topics.keys(),
+                    region.brokers
+                ));
+            }
+            if !tables.is_empty() {
+                violations.push(format!(
+                    "{}: tables {:?} in ClickHouse {}",
+                    region.name,
+                    tables.keys(),
+                    region.clickhouse.url
+                ));
+            }
+            if redis_keys > 0 {
+                violations.push(format!(
+                    "{}: {redis_keys} Redis keys in {}",
+                    region.name,
+                    redact(&region.redis.url)
+                ));
+            }
+        }
+        regions.push(RegionHoldings {
+            region: region.name,
+            home_of_tenant,
+            brokers: region.brokers,
+            topics,
+            clickhouse: region.clickhouse.url,
+            tables,
+            redis: redact(&region.redis.url),
+            redis_keys,
+        });
+    }
+    Ok(Residency {
+        tenant: tenant.to_string(),
+        region: config.region,
+        regions,
+        violations,
+    })
+}
+
+fn tenant_topics(
+    kafka: &KafkaConfig,
+    tenant: &TenantId,
+) -> Result<BTreeMap<String, i64>, JobError> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .create()
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let timeout = Duration::from_secs(kafka.timeout_secs);
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|e| JobError::Kafka(format!("cannot list topics at {}: {e}", kafka.brokers)))?;
+    let names = [
+        tenant.readings_topic(),
+        tenant.rooms_topic(),
+        tenant.deadletter_topic(),
+    ];
+    let mut topics = BTreeMap::new();
+    for t in metadata
+        .topics()
+        .iter()
+        .filter(|t| names.iter().any(|n| n == t.name()))
+    {
+        let mut messages = 0;
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(t.name(), p.id(), timeout)
+                .map_err(|e| JobError::Kafka(format!("cannot read {}: {e}", t.name())))?;
+            messages += high - low;
+        }
+        topics.insert(t.name().to_owned(), messages);
+    }
+    Ok(topics)
+}
+
+async fn tenant_tables(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+) -> Result<BTreeMap<String, u64>, JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(format!("{}: {e}", clickhouse.url));
+    let db = tenant.clickhouse_db();
+    let names: Vec<String> = client
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(&db)
+        .fetch_all()
+        .await
+        .map_err(ch)?;
+    let mut tables = BTreeMap::new();
+    for name in names {
+        let rows: u64 = client
+            .query(&format!("SELECT count() FROM {db}.{name}"))
+            .fetch_one()
+            .await
+            .map_err(ch)?;
+        tables.insert(format!("{db}.{name}"), rows);
+    }
+    // The platform's tables name tenants too, but hold no sensor data: not counted here.
+    Ok(tables)
+}
+
+async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
+    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
+    let client = redis::Client::open(url).map_err(rerr)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(rerr)?;
+    let pattern = format!("{}*", tenant.redis_prefix());
+    let mut cursor: u64 = 0;
+    let mut keys = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        keys += batch.len() as u64;
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// A Redis URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_passwords_are_not_reported() {
+        assert_eq!(
+            redact("redis://:pw@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact("redis://127.0.0.1:16379/0"),
+            "redis://127.0.0.1:16379/0"
+        );
+    }
+
+    #[test]
+    fn specs_are_checked_and_applied() {
+        let mut c = TenantConfig {
+            tenant: "acme".into(),
+            display_name: "acme".into(),
+            industry: String::new(),
+            tier: Tier::Standard,
+            region: "default".into(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+            alert_targets: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            deleted_ms: None,
+        };
+        let spec = TenantSpec {
+            display_name: Some(" Acme Corp ".into()),
+            tier: Some(Tier::Enterprise),
+            retention_days: Some(90),
+            ..Default::default()
+        };
+        apply(&mut c, &spec).unwrap();
+        assert_eq!(
+            (c.display_name.as_str(), c.tier, c.retention_days),
+            ("Acme Corp", Tier::Enterprise, 90)
+        );
+        let bad = TenantSpec {
+            retention_days: Some(0),
+            ..Default::default()
+        };
+        assert!(apply(&mut c, &bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--retention-days"));
+        let bad = TenantSpec {
+            display_name: Some("  ".into()),
+            ..Default::default()
+        };
+        assert!(apply(&mut c, &bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--name"));
+    }
 }

@@ -380,3 +380,20 @@ pub enum Output {
     /// Progress of a partition.
     Checkpoint(Checkpoint),
 }
+
+impl Output {
+    /// The tenant the output belongs to.
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            Self::Room(r) => &r.tenant,
+            Self::Office(o) => &o.tenant,
+            Self::Readings(r) => &r.tenant,
+            Self::LiveRoom(r) => &r.tenant,
+            Self::LiveOffice(o) => &o.tenant,
+            Self::DeadLetter(d) | Self::RoomRejected(d) => &d.tenant,
+            Self::RoomVersion(t, _) | Self::RoomWithdrawn(t, _, _) => t,
+            Self::Restate(r) => &r.tenant,
+            Self::Checkpoint(c) => &c.tenant,
+        }
+    }
+}

@@ -246,8 +246,12 @@ impl Default for RegistryConfig {
 pub struct PipelineConfig {
     /// Timely worker threads in this process.
     pub workers: usize,
-    /// Tenants to process; empty means every tenant with an `occupancy.<tenant>` topic.
+    /// Tenants to process; empty means every tenant with an `occupancy.<tenant>` topic
+    /// that lives in a served region and is not deleted, including tenants created while
+    /// the pipeline runs.
     pub tenants: Vec<String>,
+    /// How often to look for new tenants, seconds; 0 never.
+    pub discover_secs: u64,
     /// How long a window stays open after its end for late readings, seconds.
     pub allowed_lateness_secs: u64,
     /// How long a readings partition may be caught up and silent before its windows
@@ -279,6 +283,7 @@ impl Default for PipelineConfig {
         Self {
             workers: 2,
             tenants: Vec::new(),
+            discover_secs: 10,
             allowed_lateness_secs: 300,
             idle_timeout_secs: 30,
             max_epoch_records: 100_000,

@@ -4,15 +4,18 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod regions;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod tenants;
 
 pub use config::{
     CompatibilityCheck, KafkaConfig, KafkaSecurity, PipelineConfig, RegistryConfig,
     CLUSTER_BASE_PORT,
 };
 pub use metrics::Metrics;
+pub use regions::{Region, RegionStores, RegionsConfig};
 pub use run::{run, RunOptions, RunReport, Settings};
 
 /// Why a pipeline could not start or had to stop.

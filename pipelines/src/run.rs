@@ -16,13 +16,14 @@ use rf_sinks::clickhouse::ClickHouseSink;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 use rf_sinks::dlq::DeadLetterSink;
 use rf_sinks::redis::RedisSink;
-use rf_sinks::Sinks;
+use rf_sinks::{RegionSinks, Sinks};
 
 use crate::checkpoint::{self, CheckpointWriter};
 use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
 use crate::metrics::{rss_bytes, Metrics};
+use crate::regions::RegionsConfig;
 use crate::sink::{SinkContext, SinkStats, WriteToSinks};
-use crate::source::{kafka_source, Consumers, StopWhen, Topology};
+use crate::source::{kafka_source, Consumers, LiveTopology, StopWhen, Topology};
 use crate::PipelineError;
 
 /// Everything a pipeline connects to, and how it runs.
@@ -38,6 +39,8 @@ pub struct Settings {
     pub redis: RedisConfig,
     /// The runtime.
     pub pipeline: PipelineConfig,
+    /// The regions and which of them this deployment serves.
+    pub regions: RegionsConfig,
 }
 
 /// How a run ends.
@@ -73,13 +76,17 @@ pub fn run(
     metrics: Metrics,
 ) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
-    let topology = Topology::discover(&settings.kafka, &settings.pipeline.tenants)?;
+    let topology = Topology::discover(settings)?;
     let tenants = topology.tenants.len();
     tracing::info!(
-        tenants = ?topology.tenants.iter().map(|(t, _, _)| t.as_str()).collect::<Vec<_>>(),
+        tenants = ?topology.tenants.iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>(),
+        regions = ?topology.regions,
         workers = settings.pipeline.workers,
         "pipeline starting"
     );
+    let regions = settings.served_regions();
+    let topology = Arc::new(LiveTopology::new(topology));
+    let discovery = Discovery::start(settings, topology.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,7 +102,7 @@ pub fn run(
     };
 
     runtime.block_on(checkpoint::ensure_topic(&settings.kafka))?;
-    let resumes = checkpoint::load(&settings.kafka)?;
+    let resumes = Arc::new(checkpoint::load(&settings.kafka)?);
     let shared = Arc::new((
         settings.clone(),
         topology,
@@ -124,11 +131,11 @@ pub fn run(
         })));
         let consumers = Consumers::assign(
             &settings.kafka,
-            topology,
+            &topology.get(),
             index,
             peers,
-            resumes,
-            &mut aggregator.borrow_mut(),
+            resumes.clone(),
+            aggregator.clone(),
             metrics,
         )?;
         let registry = RegistryClient::new(
@@ -139,8 +146,13 @@ pub fn run(
         let retries = metrics.clone();
         let sinks = Sinks {
             dlq: DeadLetterSink::new(producer.clone(), timeout),
-            clickhouse: ClickHouseSink::new(&settings.clickhouse),
-            redis: RedisSink::new(&settings.redis),
+            regions: regions
+                .iter()
+                .map(|r| RegionSinks {
+                    clickhouse: ClickHouseSink::new(&r.clickhouse),
+                    redis: RedisSink::new(&r.redis),
+                })
+                .collect(),
             on_retry: Box::new(move |error, attempt| {
                 retries.sink_retries.with_label_values(&[error.sink]).inc();
                 tracing::warn!(worker = index, %error, attempt, "sink write failed; retrying");
@@ -156,8 +168,14 @@ pub fn run(
         let mut consumed = Rc::default();
         let mut failed = Rc::default();
         worker.dataflow::<u64, _, _>(|scope| {
-            let (records, handles) =
-                kafka_source(scope, consumers, &settings.pipeline, stop, metrics.clone());
+            let (records, handles) = kafka_source(
+                scope,
+                consumers,
+                topology.clone(),
+                &settings.pipeline,
+                stop,
+                metrics.clone(),
+            );
             consumed = handles.consumed.clone();
             failed = handles.failed.clone();
             records
@@ -166,6 +184,7 @@ pub fn run(
                 .probe_with(&probe)
                 .write_to_sinks(SinkContext {
                     sinks,
+                    topology: topology.clone(),
                     runtime: runtime.clone(),
                     source: handles,
                     metrics: metrics.clone(),
@@ -232,7 +251,9 @@ pub fn run(
         Ok::<(), PipelineError>(())
     })
     .map_err(PipelineError::Dataflow)?;
-    for result in guards.join() {
+    let results = guards.join();
+    discovery.stop();
+    for result in results {
         result.map_err(PipelineError::Dataflow)??;
     }
     let stats = std::mem::take(&mut *totals.lock().expect("workers are done"));
@@ -243,6 +264,58 @@ pub fn run(
         stats,
         memory,
     })
+}
+
+/// Looks for new tenants every `pipeline.discover_secs` while the pipeline runs, on its
+/// own thread, and adds them to the live topology.
+struct Discovery {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Discovery {
+    fn start(settings: &Settings, topology: Arc<LiveTopology>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let every = Duration::from_secs(settings.pipeline.discover_secs);
+        // A pipeline given its tenants serves those and no others.
+        if every.is_zero() || !settings.pipeline.tenants.is_empty() {
+            return Self { stop, thread: None };
+        }
+        let settings = settings.clone();
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut next = Instant::now() + every;
+            while !stopping.load(Ordering::Relaxed) {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                next = Instant::now() + every;
+                match Topology::discover(&settings) {
+                    Ok(found) => {
+                        let added = topology.update(&found);
+                        if !added.is_empty() {
+                            tracing::info!(tenants = ?added, "new tenants discovered");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "looking for new tenants failed; trying again later")
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn merge(into: &mut SinkStats, from: SinkStats) {
@@ -259,6 +332,7 @@ fn merge(into: &mut SinkStats, from: SinkStats) {
     into.replaced += from.replaced;
     into.latencies.extend(from.latencies);
     into.finals.extend(from.finals);
+    into.live_acks.extend(from.live_acks);
 }
 
 /// One process, or one process of a cluster: partitions are then spread over the workers

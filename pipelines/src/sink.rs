@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -13,11 +14,12 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use rf_operators::{Checkpoint, Output};
+use rf_schemas::TenantId;
 use rf_sinks::{Batch, Sinks};
 
 use crate::checkpoint::CheckpointWriter;
 use crate::metrics::Metrics;
-use crate::source::SourceHandles;
+use crate::source::{LiveTopology, SourceHandles};
 
 /// Latency samples kept for the run report; older ones are dropped past this.
 const MAX_LATENCY_SAMPLES: usize = 100_000;
@@ -53,12 +55,17 @@ pub struct SinkStats {
     /// Per epoch with final room rows: (when they were acknowledged, ms since the Unix
     /// epoch; the oldest final window's end, ms).
     pub finals: Vec<(i64, i64)>,
+    /// Per epoch and tenant with live room states: (the tenant, when Redis acknowledged
+    /// them, ms since the Unix epoch; the oldest of their readings' event times, ms).
+    pub live_acks: Vec<(TenantId, i64, i64)>,
 }
 
 /// Everything the sink operator needs.
 pub struct SinkContext {
-    /// The sinks, written in order.
+    /// The sinks.
     pub sinks: Sinks,
+    /// Which region each tenant's outputs go to.
+    pub topology: Arc<LiveTopology>,
     /// Runs the sinks' futures.
     pub runtime: tokio::runtime::Handle,
     /// The source's shared handles: the consumer to commit through, epoch start times.
@@ -117,24 +124,38 @@ impl WriteToSinks for Stream<'_, u64, Vec<Output>> {
 
 impl SinkContext {
     fn write_epoch(&mut self, epoch: u64, outputs: Vec<Output>) -> Result<(), String> {
-        let mut batch = Batch::default();
+        // Each tenant's outputs go to its region's stores, and only there.
+        let topology = self.topology.get();
+        let mut batches: Vec<Batch> = topology.regions.iter().map(|_| Batch::default()).collect();
         let mut checkpoints = Vec::new();
         for output in outputs {
-            if let Some(c) = batch.push(output) {
+            let Some(region) = topology.region_of(output.tenant()) else {
+                // The source reads only tenants of the topology, which only grows.
+                return Err(format!(
+                    "tenant {} is in no served region; its outputs are written nowhere",
+                    output.tenant()
+                ));
+            };
+            if let Some(c) = batches[region].push(output) {
                 checkpoints.push(c);
             }
         }
         if !self.mirror_rooms {
-            batch.room_versions.clear();
-            batch.withdrawn_rooms.clear();
+            for batch in &mut batches {
+                batch.room_versions.clear();
+                batch.withdrawn_rooms.clear();
+            }
         }
-        if !batch.is_empty() {
+        if batches.iter().any(|b| !b.is_empty()) {
             self.runtime
-                .block_on(self.sinks.write(&batch))
+                .block_on(self.sinks.write(&batches))
                 .map_err(|e| e.to_string())?;
         }
         self.commit(&checkpoints);
-        self.account(epoch, &batch, &checkpoints);
+        for batch in &batches {
+            self.account_batch(batch);
+        }
+        self.account(epoch, &batches, &checkpoints);
         Ok(())
     }
 
@@ -163,10 +184,10 @@ impl SinkContext {
         }
     }
 
-    fn account(&mut self, epoch: u64, batch: &Batch, checkpoints: &[Checkpoint]) {
+    /// Counts what one region's batch wrote.
+    fn account_batch(&mut self, batch: &Batch) {
         let m = &self.metrics;
         let mut stats = self.stats.borrow_mut();
-        stats.epochs += 1;
         stats.room_rows += batch.rooms.len() as u64;
         stats.office_rows += batch.offices.len() as u64;
         stats.live_keys += (batch.live_rooms.len() + batch.live_offices.len()) as u64;
@@ -187,6 +208,22 @@ impl SinkContext {
             m.restatements.with_label_values(&[r.tenant.as_str()]).inc();
             tracing::info!(tenant = %r.tenant, room = %r.room_id, from = r.from, capacity = r.capacity, "capacity changed in the past; final rows restated");
         }
+        for (sink, n) in [
+            ("clickhouse", batch.rooms.len() + batch.offices.len()),
+            ("redis", batch.live_rooms.len() + batch.live_offices.len()),
+            ("deadletter", batch.dead_letters.len()),
+        ] {
+            if n > 0 {
+                m.batch_size.with_label_values(&[sink]).observe(n as f64);
+            }
+        }
+    }
+
+    /// Counts the epoch: its checkpoints, its delay, its final rows' delay.
+    fn account(&mut self, epoch: u64, batches: &[Batch], checkpoints: &[Checkpoint]) {
+        let m = &self.metrics;
+        let mut stats = self.stats.borrow_mut();
+        stats.epochs += 1;
         for c in checkpoints {
             let labels = [c.tenant.as_str(), &c.partition.to_string()];
             m.counted.with_label_values(&labels).inc_by(c.counted);
@@ -197,15 +234,6 @@ impl SinkContext {
             stats.counted += c.counted;
             stats.replaced += c.replaced;
         }
-        for (sink, n) in [
-            ("clickhouse", batch.rooms.len() + batch.offices.len()),
-            ("redis", batch.live_rooms.len() + batch.live_offices.len()),
-            ("deadletter", batch.dead_letters.len()),
-        ] {
-            if n > 0 {
-                m.batch_size.with_label_values(&[sink]).observe(n as f64);
-            }
-        }
         let mut started = self.source.epoch_started.borrow_mut();
         if let Some(at) = started.remove(&epoch) {
             let secs = at.elapsed().as_secs_f64();
@@ -215,16 +243,27 @@ impl SinkContext {
             }
             stats.latencies.push(secs);
         }
-        let oldest_final = batch
-            .rooms
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut oldest_live: BTreeMap<&TenantId, i64> = BTreeMap::new();
+        for r in batches.iter().flat_map(|b| &b.live_rooms) {
+            let oldest = oldest_live.entry(&r.tenant).or_insert(r.ts);
+            *oldest = (*oldest).min(r.ts);
+        }
+        if stats.live_acks.len() >= MAX_LATENCY_SAMPLES {
+            stats.live_acks.drain(..MAX_LATENCY_SAMPLES / 2);
+        }
+        for (tenant, ts) in oldest_live {
+            stats.live_acks.push((tenant.clone(), now, ts));
+        }
+        let oldest_final = batches
             .iter()
+            .flat_map(|b| &b.rooms)
             .filter(|r| r.is_final)
             .map(|r| r.window_end)
             .min();
         if let Some(end) = oldest_final {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
             let delay = (now - end - self.lateness_ms) as f64 / 1e3;
             m.final_delay
                 .with_label_values(&["clickhouse"])

@@ -4,8 +4,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,18 +20,40 @@ use rf_schemas::TenantId;
 use crate::checkpoint::Resume;
 use crate::config::{KafkaConfig, PipelineConfig};
 use crate::metrics::Metrics;
+use crate::run::Settings;
+use crate::tenants;
 use crate::PipelineError;
 
-/// The tenants a pipeline serves and their partition counts.
-#[derive(Clone, Debug)]
+/// A tenant the pipeline serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Partitions of its readings topic.
+    pub readings: i32,
+    /// Partitions of its rooms topic.
+    pub rooms: i32,
+    /// Its region: an index into [`Topology::regions`].
+    pub region: usize,
+}
+
+/// The tenants a pipeline serves, their partition counts and their regions.
+#[derive(Clone, Debug, Default)]
 pub struct Topology {
-    /// `(tenant, readings partitions, rooms partitions)`, sorted by tenant.
-    pub tenants: Vec<(TenantId, i32, i32)>,
+    /// Sorted by tenant.
+    pub tenants: Vec<Served>,
+    /// The names of the served regions, the home region first if it is one.
+    pub regions: Vec<String>,
 }
 
 impl Topology {
-    /// Finds every tenant with an `occupancy.<tenant>` topic (or only `wanted`, when given).
-    pub fn discover(kafka: &KafkaConfig, wanted: &[String]) -> Result<Self, PipelineError> {
+    /// Finds every tenant with an `occupancy.<tenant>` topic (or only those
+    /// `settings.pipeline.tenants` names) that is not deleted in the tenant registry and
+    /// lives in a region this deployment serves. A tenant missing from the registry lives
+    /// in the home region.
+    pub fn discover(settings: &Settings) -> Result<Self, PipelineError> {
+        let kafka = &settings.kafka;
+        let wanted = &settings.pipeline.tenants;
         let consumer: BaseConsumer = kafka
             .client_config()
             .create()
@@ -46,7 +68,14 @@ impl Topology {
             .iter()
             .map(|t| (t.name(), t.partitions().len() as i32))
             .collect();
-        let mut tenants = Vec::new();
+        let registry = tenants::load(kafka)?;
+        let regions: Vec<String> = settings
+            .served_regions()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let mut served = Vec::new();
+        let mut elsewhere = Vec::new();
         for (name, &count) in &partitions {
             let Some(tenant) = name.strip_prefix(rf_schemas::tenant::READINGS_PREFIX) else {
                 continue;
@@ -57,33 +86,143 @@ impl Topology {
             if !wanted.is_empty() && !wanted.iter().any(|w| w == tenant.as_str()) {
                 continue;
             }
+            let region = match registry.get(&tenant) {
+                Some(entry) if entry.is_deleted() => continue,
+                Some(entry) => entry.region.as_str(),
+                None => settings.regions.home.as_str(),
+            };
+            let Some(region) = regions.iter().position(|r| r == region) else {
+                elsewhere.push((tenant, region.to_owned()));
+                continue;
+            };
             let rooms = partitions
                 .get(tenant.rooms_topic().as_str())
                 .copied()
                 .unwrap_or(0);
-            tenants.push((tenant, count, rooms));
+            served.push(Served {
+                tenant,
+                readings: count,
+                rooms,
+                region,
+            });
         }
-        tenants.sort();
+        served.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         for w in wanted {
-            if !tenants.iter().any(|(t, _, _)| t.as_str() == w) {
+            if served.iter().any(|s| s.tenant.as_str() == w) {
+                continue;
+            }
+            if let Some((_, region)) = elsewhere.iter().find(|(t, _)| t.as_str() == w) {
                 return Err(PipelineError::Kafka(format!(
-                    "tenant {w} has no topic occupancy.{w}; create it with `roomflow tenant create {w}`"
+                    "tenant {w} lives in region {region}, which this deployment does not serve (regions.serve)"
                 )));
             }
+            return Err(PipelineError::Kafka(format!(
+                "tenant {w} has no topic occupancy.{w} or is deleted; create it with `roomflow tenant create {w}`"
+            )));
         }
-        Ok(Self { tenants })
+        Ok(Self {
+            tenants: served,
+            regions,
+        })
     }
 
-    /// The readings partitions worker `index` of `peers` owns: every `peers`-th of the
-    /// sorted list, so that partitions spread evenly over the workers of every process.
+    /// The served region of `tenant`, an index into `regions`.
+    pub fn region_of(&self, tenant: &TenantId) -> Option<usize> {
+        self.tenants
+            .binary_search_by(|s| s.tenant.cmp(tenant))
+            .ok()
+            .map(|i| self.tenants[i].region)
+    }
+
+    /// The readings partitions worker `index` of `peers` owns. Partition p of a tenant goes
+    /// to worker (h + p) mod peers, h a fixed hash of the tenant id: each tenant's
+    /// partitions spread evenly over the workers of every process, and a tenant added
+    /// while the pipeline runs lands where every process expects it, with no coordination.
     pub fn readings_for(&self, index: usize, peers: usize) -> Vec<(TenantId, i32)> {
         self.tenants
             .iter()
-            .flat_map(|(t, n, _)| (0..*n).map(move |p| (t.clone(), p)))
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .map(|(_, tp)| tp)
+            .flat_map(|s| {
+                let h = stable_hash(s.tenant.as_str());
+                (0..s.readings)
+                    .filter(move |p| (h + *p as u64) % peers as u64 == index as u64)
+                    .map(move |p| (s.tenant.clone(), p))
+            })
             .collect()
+    }
+
+    /// This topology with the tenants of `newer` it lacks added. Tenants are never taken
+    /// away while a pipeline runs: one deleted keeps being served until the next start.
+    pub fn merged(&self, newer: &Topology) -> Option<Topology> {
+        let added: Vec<&Served> = newer
+            .tenants
+            .iter()
+            .filter(|s| self.region_of(&s.tenant).is_none())
+            .collect();
+        if added.is_empty() {
+            return None;
+        }
+        let mut tenants = self.tenants.clone();
+        tenants.extend(added.into_iter().cloned());
+        tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        Some(Topology {
+            tenants,
+            regions: self.regions.clone(),
+        })
+    }
+}
+
+/// FNV-1a: the same on every machine and every run, unlike the hashers of hash maps.
+fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The topology of a running pipeline: discovery replaces it as tenants are added, and
+/// the sources and sinks of every worker follow.
+#[derive(Default)]
+pub struct LiveTopology {
+    current: Mutex<Arc<Topology>>,
+    generation: AtomicU64,
+}
+
+impl LiveTopology {
+    /// Starts at `topology`.
+    pub fn new(topology: Topology) -> Self {
+        Self {
+            current: Mutex::new(Arc::new(topology)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The current topology.
+    pub fn get(&self) -> Arc<Topology> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Increases each time the topology changes; cheap to poll.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Adds the tenants of `discovered` that are new; returns them.
+    pub fn update(&self, discovered: &Topology) -> Vec<TenantId> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(merged) = current.merged(discovered) else {
+            return Vec::new();
+        };
+        let added = merged
+            .tenants
+            .iter()
+            .filter(|s| current.region_of(&s.tenant).is_none())
+            .map(|s| s.tenant.clone())
+            .collect();
+        *current = Arc::new(merged);
+        self.generation.fetch_add(1, Ordering::Release);
+        added
     }
 }
 
@@ -149,36 +288,41 @@ pub struct SourceHandles {
     pub written_before: Rc<Cell<u64>>,
 }
 
+/// A partition: (topic, partition).
+type PartitionKey = (String, i32);
+
 /// One worker's consumers, assigned and positioned.
 pub struct Consumers {
     readings: Rc<ReadingsConsumer>,
     rooms: BaseConsumer,
     topics: HashMap<String, (TenantId, Topic)>,
-    /// Where each owned readings partition ended when the run started.
+    /// Where each owned readings partition ended when it was assigned.
     ends: HashMap<(String, i32), i64>,
     /// Every owned readings partition.
     owned: HashMap<(String, i32), TenantId>,
-    /// Where each rooms partition ends now: the catalog is loaded up to here first.
+    /// Where each rooms partition ended when it was assigned: the catalog is loaded up to
+    /// here before readings are read.
     rooms_ends: HashMap<(String, i32), i64>,
+    /// What positioning new partitions needs.
+    kafka: KafkaConfig,
+    index: usize,
+    peers: usize,
+    resumes: Arc<HashMap<(String, i32), Resume>>,
+    aggregator: Rc<RefCell<Aggregator>>,
 }
 
 impl Consumers {
-    /// Assigns worker `index`'s readings partitions where their checkpoints say (restoring
-    /// each partition's aggregation state), else at the group's committed offsets, else
-    /// from the beginning; and every rooms partition from the beginning.
+    /// Creates worker `index`'s consumers and assigns the partitions of `topology`'s
+    /// tenants it owns (see [`Consumers::add`]).
     pub fn assign(
         kafka: &KafkaConfig,
         topology: &Topology,
         index: usize,
         peers: usize,
-        resumes: &HashMap<(String, i32), Resume>,
-        aggregator: &mut Aggregator,
+        resumes: Arc<HashMap<(String, i32), Resume>>,
+        aggregator: Rc<RefCell<Aggregator>>,
         metrics: &Metrics,
     ) -> Result<Self, PipelineError> {
-        let timeout = Duration::from_secs(kafka.timeout_secs);
-        let kerr = |what: &str, e: rdkafka::error::KafkaError| {
-            PipelineError::Kafka(format!("{what}: {e}"))
-        };
         let mut config = kafka.consumer_config(&kafka.group_id);
         config
             .set("enable.auto.offset.store", "false")
@@ -193,30 +337,59 @@ impl Consumers {
         let rooms: BaseConsumer = config
             .create()
             .map_err(|e| kerr("cannot create the rooms consumer", e))?;
+        let mut consumers = Self {
+            readings: Rc::new(readings),
+            rooms,
+            topics: HashMap::new(),
+            ends: HashMap::new(),
+            owned: HashMap::new(),
+            rooms_ends: HashMap::new(),
+            kafka: kafka.clone(),
+            index,
+            peers,
+            resumes,
+            aggregator,
+        };
+        consumers.add(topology, &topology.tenants)?;
+        Ok(consumers)
+    }
 
-        let mut topics = HashMap::new();
+    /// Adds `tenants` (of `topology`): their readings partitions this worker owns, where
+    /// their checkpoints say (restoring each partition's aggregation state), else at the
+    /// group's committed offsets, else from the beginning; and every rooms partition from
+    /// the beginning. Returns the readings partitions added.
+    pub fn add(
+        &mut self,
+        topology: &Topology,
+        tenants: &[Served],
+    ) -> Result<Vec<(PartitionKey, TenantId)>, PipelineError> {
+        let timeout = Duration::from_secs(self.kafka.timeout_secs);
         let mut wanted = TopicPartitionList::new();
-        for (tenant, partition) in topology.readings_for(index, peers) {
-            topics.insert(tenant.readings_topic(), (tenant.clone(), Topic::Readings));
-            wanted.add_partition(&tenant.readings_topic(), partition);
+        for (tenant, partition) in topology.readings_for(self.index, self.peers) {
+            if tenants.iter().any(|s| s.tenant == tenant) {
+                self.topics
+                    .insert(tenant.readings_topic(), (tenant.clone(), Topic::Readings));
+                wanted.add_partition(&tenant.readings_topic(), partition);
+            }
         }
         let committed = if wanted.count() == 0 {
             TopicPartitionList::new()
         } else {
-            readings
+            self.readings
                 .committed_offsets(wanted, timeout)
                 .map_err(|e| kerr("cannot read committed offsets", e))?
         };
         let mut assignment = TopicPartitionList::new();
-        let mut ends = HashMap::new();
-        let mut owned = HashMap::new();
+        let mut added = Vec::new();
+        let mut aggregator = self.aggregator.borrow_mut();
         for elem in committed.elements() {
-            let (tenant, _) = &topics[elem.topic()];
-            let (low, high) = readings
+            let (tenant, _) = &self.topics[elem.topic()];
+            let (low, high) = self
+                .readings
                 .fetch_watermarks(elem.topic(), elem.partition(), timeout)
                 .map_err(|e| kerr("cannot read partition ends", e))?;
-            let resume = resumes.get(&(elem.topic().to_owned(), elem.partition()));
-            let (start, first) = match (resume, elem.offset()) {
+            let key = (elem.topic().to_owned(), elem.partition());
+            let (start, first) = match (self.resumes.get(&key), elem.offset()) {
                 (Some(r), _) => {
                     tracing::info!(
                         tenant = %tenant,
@@ -244,35 +417,39 @@ impl Consumers {
                 .add_partition_offset(elem.topic(), elem.partition(), start)
                 .map_err(|e| kerr("bad offset", e))?;
             if first < high {
-                ends.insert((elem.topic().to_owned(), elem.partition()), high);
+                self.ends.insert(key.clone(), high);
             }
-            owned.insert((elem.topic().to_owned(), elem.partition()), tenant.clone());
+            self.owned.insert(key.clone(), tenant.clone());
+            added.push((key, tenant.clone()));
         }
-        readings
-            .assign(&assignment)
+        self.readings
+            .incremental_assign(&assignment)
             .map_err(|e| kerr("cannot assign partitions", e))?;
 
         let mut rooms_assignment = TopicPartitionList::new();
-        let mut rooms_ends = HashMap::new();
-        for (tenant, _, n) in &topology.tenants {
-            topics.insert(tenant.rooms_topic(), (tenant.clone(), Topic::Rooms));
+        for s in tenants {
+            let tenant = &s.tenant;
+            self.topics
+                .insert(tenant.rooms_topic(), (tenant.clone(), Topic::Rooms));
             // Room versions that every checkpointed partition's worker had applied to final
             // rows are not applied again; without a checkpoint no final row was written.
             let readings_topic = tenant.readings_topic();
-            let checkpointed: Vec<&Resume> = resumes
+            let checkpointed: Vec<&Resume> = self
+                .resumes
                 .iter()
                 .filter(|((topic, _), _)| *topic == readings_topic)
                 .map(|(_, r)| r)
                 .collect();
-            for p in 0..*n {
+            for p in 0..s.rooms {
                 rooms_assignment
                     .add_partition_offset(&tenant.rooms_topic(), p, Offset::Beginning)
                     .map_err(|e| kerr("bad offset", e))?;
-                let (low, high) = rooms
+                let (low, high) = self
+                    .rooms
                     .fetch_watermarks(&tenant.rooms_topic(), p, timeout)
                     .map_err(|e| kerr("cannot read rooms partition ends", e))?;
                 if high > low {
-                    rooms_ends.insert((tenant.rooms_topic(), p), high);
+                    self.rooms_ends.insert((tenant.rooms_topic(), p), high);
                 }
                 let applied = checkpointed
                     .iter()
@@ -282,25 +459,23 @@ impl Consumers {
                 aggregator.restate_from(tenant, p, applied);
             }
         }
-        rooms
-            .assign(&rooms_assignment)
+        self.rooms
+            .incremental_assign(&rooms_assignment)
             .map_err(|e| kerr("cannot assign rooms partitions", e))?;
-        Ok(Self {
-            readings: Rc::new(readings),
-            rooms,
-            topics,
-            ends,
-            owned,
-            rooms_ends,
-        })
+        Ok(added)
     }
+}
+
+fn kerr(what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
+    PipelineError::Kafka(format!("{what}: {e}"))
 }
 
 /// The source operator: each activation polls up to one epoch of records (room metadata
 /// first), emits them at the current epoch and moves on to the next.
 pub fn kafka_source<'s>(
     scope: Scope<'s, u64>,
-    consumers: Consumers,
+    mut consumers: Consumers,
+    topology: Arc<LiveTopology>,
     config: &PipelineConfig,
     stop: StopWhen,
     metrics: Metrics,
@@ -322,29 +497,23 @@ pub fn kafka_source<'s>(
     let stream = source(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
         let mut capability = Some(capability);
-        let Consumers {
-            readings,
-            rooms,
-            topics,
-            mut ends,
-            owned,
-            mut rooms_ends,
-        } = consumers;
         // Per owned partition: since when polling has returned nothing from it. Polling
         // gives every partition with data its turn, so a partition silent for the idle
         // timeout while the source kept polling has nothing to read. Pauses in polling
         // (backpressure, loading metadata) and failed polls (an unreachable broker) do
         // not count.
         let start = Instant::now();
-        let mut silent: HashMap<(String, i32), (TenantId, Instant)> = owned
-            .into_iter()
-            .map(|(key, tenant)| (key, (tenant, start)))
+        let mut silent: HashMap<(String, i32), (TenantId, Instant)> = consumers
+            .owned
+            .iter()
+            .map(|(key, tenant)| (key.clone(), (tenant.clone(), start)))
             .collect();
+        let mut generation = topology.generation();
         let mut last_poll = start;
         let mut consumed: HashMap<(TenantId, i32), u64> = HashMap::new();
         // A compacted topic may have lost its last offset; metadata loading gives up
         // waiting for it after this.
-        let rooms_deadline = Instant::now() + ROOMS_LOAD_TIMEOUT;
+        let mut rooms_deadline = Instant::now() + ROOMS_LOAD_TIMEOUT;
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -357,9 +526,36 @@ pub fn kafka_source<'s>(
                 activator.activate_after(Duration::from_millis(1));
                 return;
             }
+            // Tenants added while running: their partitions join this worker's.
+            if topology.generation() != generation {
+                generation = topology.generation();
+                let current = topology.get();
+                let new: Vec<Served> = current
+                    .tenants
+                    .iter()
+                    .filter(|s| !consumers.topics.contains_key(&s.tenant.rooms_topic()))
+                    .cloned()
+                    .collect();
+                match consumers.add(&current, &new) {
+                    Ok(added) => {
+                        for s in &new {
+                            tracing::info!(tenant = %s.tenant, partitions = added.iter().filter(|(_, t)| *t == s.tenant).count(), "serving a new tenant");
+                        }
+                        let now = Instant::now();
+                        for (key, tenant) in added {
+                            silent.insert(key, (tenant, now));
+                        }
+                        rooms_deadline = now + ROOMS_LOAD_TIMEOUT;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot add the new tenants' partitions; stopping");
+                        *failed.borrow_mut() = Some(error.to_string());
+                    }
+                }
+            }
             let stopping = failed.borrow().is_some()
                 || stop.shutdown.load(Ordering::Relaxed)
-                || (stop.caught_up && ends.is_empty() && rooms_ends.is_empty());
+                || (stop.caught_up && consumers.ends.is_empty() && consumers.rooms_ends.is_empty());
             if stopping {
                 capability = None;
                 return;
@@ -370,29 +566,30 @@ pub fn kafka_source<'s>(
             let mut first_at = started;
             // Until the catalog is loaded to where the rooms topics ended at start, only
             // room metadata is read: readings then find their rooms.
-            if Instant::now() > rooms_deadline && !rooms_ends.is_empty() {
+            if Instant::now() > rooms_deadline && !consumers.rooms_ends.is_empty() {
                 tracing::warn!(
-                    partitions = rooms_ends.len(),
+                    partitions = consumers.rooms_ends.len(),
                     "room metadata did not load completely in time; going on"
                 );
-                rooms_ends.clear();
+                consumers.rooms_ends.clear();
             }
-            let loading_rooms = !rooms_ends.is_empty();
+            let loading_rooms = !consumers.rooms_ends.is_empty();
             let mut poll_failed = false;
             while batch.len() < max_records {
-                let Some(message) = rooms.poll(Duration::ZERO) else {
+                let Some(message) = consumers.rooms.poll(Duration::ZERO) else {
                     break;
                 };
                 match message {
                     Ok(m) => {
                         let key = (m.topic().to_owned(), m.partition());
-                        if rooms_ends
+                        if consumers
+                            .rooms_ends
                             .get(&key)
                             .is_some_and(|end| m.offset() + 1 >= *end)
                         {
-                            rooms_ends.remove(&key);
+                            consumers.rooms_ends.remove(&key);
                         }
-                        batch.push(Input::Record(raw(&topics, &m)));
+                        batch.push(Input::Record(raw(&consumers.topics, &m)));
                     }
                     Err(error) => tracing::warn!(%error, "polling room metadata failed"),
                 }
@@ -412,14 +609,18 @@ pub fn kafka_source<'s>(
                 } else {
                     Duration::ZERO
                 };
-                let Some(message) = readings.poll(wait) else {
+                let Some(message) = consumers.readings.poll(wait) else {
                     break;
                 };
                 match message {
                     Ok(m) => {
                         let key = (m.topic().to_owned(), m.partition());
-                        if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
-                            ends.remove(&key);
+                        if consumers
+                            .ends
+                            .get(&key)
+                            .is_some_and(|end| m.offset() + 1 >= *end)
+                        {
+                            consumers.ends.remove(&key);
                         }
                         if let Some((_, since)) = silent.get_mut(&key) {
                             *since = Instant::now();
@@ -427,7 +628,7 @@ pub fn kafka_source<'s>(
                         if batch.is_empty() {
                             first_at = Instant::now();
                         }
-                        let record = raw(&topics, &m);
+                        let record = raw(&consumers.topics, &m);
                         *consumed
                             .entry((record.tenant.clone(), record.partition))
                             .or_default() += 1;
@@ -499,18 +700,62 @@ fn raw(
 mod tests {
     use super::*;
 
+    fn served(tenant: &str, readings: i32) -> Served {
+        Served {
+            tenant: TenantId::parse(tenant).unwrap(),
+            readings,
+            rooms: 1,
+            region: 0,
+        }
+    }
+
     #[test]
     fn partitions_spread_over_all_workers() {
-        let t = |s| TenantId::parse(s).unwrap();
         let topology = Topology {
-            tenants: vec![(t("acme"), 3, 1), (t("globex"), 2, 1)],
+            tenants: vec![served("acme", 12), served("globex", 12)],
+            regions: vec!["default".into()],
         };
-        let all: Vec<_> = (0..2).flat_map(|w| topology.readings_for(w, 2)).collect();
-        assert_eq!(all.len(), 5);
-        assert_eq!(topology.readings_for(0, 2).len(), 3);
-        assert_eq!(
-            topology.readings_for(1, 2),
-            vec![(t("acme"), 1), (t("globex"), 0)]
+        let mut all: Vec<_> = (0..3).flat_map(|w| topology.readings_for(w, 3)).collect();
+        for w in 0..3 {
+            assert_eq!(topology.readings_for(w, 3).len(), 8, "worker {w}");
+        }
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 24);
+    }
+
+    #[test]
+    fn a_tenant_added_later_lands_where_every_worker_expects_it() {
+        let before = Topology {
+            tenants: vec![served("acme", 12)],
+            regions: vec!["default".into()],
+        };
+        let found = Topology {
+            tenants: vec![served("acme", 12), served("globex", 5)],
+            regions: vec!["default".into()],
+        };
+        let after = before.merged(&found).unwrap();
+        assert!(
+            after.merged(&found).is_none(),
+            "nothing new the second time"
         );
+        for w in 0..2 {
+            let mine = after.readings_for(w, 2);
+            let acme: Vec<_> = mine.iter().filter(|(t, _)| t.as_str() == "acme").collect();
+            let was: Vec<_> = before.readings_for(w, 2);
+            assert_eq!(acme, was.iter().collect::<Vec<_>>(), "acme stays put");
+        }
+        let live = LiveTopology::new(before);
+        let g = live.generation();
+        assert_eq!(
+            live.update(&found),
+            vec![TenantId::parse("globex").unwrap()]
+        );
+        assert!(live.generation() > g);
+        assert_eq!(
+            live.get().region_of(&TenantId::parse("globex").unwrap()),
+            Some(0)
+        );
+        assert!(live.update(&found).is_empty());
     }
 }

@@ -11,7 +11,7 @@ pub mod tenant;
 pub use deadletter::{DeadLetterReason, Rejection};
 pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};
-pub use tenant::TenantId;
+pub use tenant::{TenantConfig, TenantId, Tier};
 
 /// The Avro schema of `io.roomflow.OccupancyReading` (v1).
 pub const OCCUPANCY_READING_AVSC: &str = include_str!("../avro/occupancy_reading.avsc");
@@ -22,6 +22,8 @@ pub const OCCUPANCY_READING_V2_AVSC: &str = include_str!("../avro/occupancy_read
 pub const ROOM_AVSC: &str = include_str!("../avro/room.avsc");
 /// ClickHouse DDL of one tenant's database, with `{db}` standing for its name.
 pub const TENANT_DDL: &str = include_str!("../clickhouse/tenant.sql");
+/// ClickHouse DDL of the platform's tables (`rf_platform`).
+pub const PLATFORM_DDL: &str = include_str!("../clickhouse/platform.sql");
 
 /// The schemas the project registers, in the fixed order the local registry needs
 /// (it hands out ids in registration order): `(topic prefix, schema)`.
@@ -36,7 +38,20 @@ pub const LATER_SCHEMAS: [(&str, &str); 1] = [(tenant::READINGS_PREFIX, OCCUPANC
 
 /// The DDL statements that create `tenant`'s database and tables, one per element.
 pub fn tenant_ddl(tenant: &TenantId) -> Vec<String> {
-    let without_comments: Vec<&str> = TENANT_DDL
+    statements(TENANT_DDL)
+        .iter()
+        .map(|s| s.replace("{db}", &tenant.clickhouse_db()))
+        .collect()
+}
+
+/// The DDL statements that create the platform's database and tables.
+pub fn platform_ddl() -> Vec<String> {
+    statements(PLATFORM_DDL)
+}
+
+/// A SQL file's statements, comment lines left out (comments may hold `;`).
+fn statements(sql: &str) -> Vec<String> {
+    let without_comments: Vec<&str> = sql
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect();
@@ -45,7 +60,7 @@ pub fn tenant_ddl(tenant: &TenantId) -> Vec<String> {
         .split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.replace("{db}", &tenant.clickhouse_db()))
+        .map(str::to_owned)
         .collect()
 }
 

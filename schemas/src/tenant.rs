@@ -90,6 +90,162 @@ impl std::str::FromStr for TenantId {
     }
 }
 
+/// The compacted topic holding the tenant registry: key the tenant id, value a
+/// [`TenantConfig`] as JSON, a tombstone once the tenant is erased.
+pub const TENANTS_TOPIC: &str = "roomflow.tenants";
+
+/// Retention when a tenant does not say: two years.
+pub const DEFAULT_RETENTION_DAYS: u32 = 730;
+
+/// A tenant's entry in the tenant registry.
+///
+/// Readers ignore fields they do not know, so newer writers may add some.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TenantConfig {
+    /// The tenant id.
+    pub tenant: String,
+    /// The name people see.
+    pub display_name: String,
+    /// The customer's industry, free text.
+    #[serde(default)]
+    pub industry: String,
+    /// The service tier: rate limits and quotas follow it.
+    pub tier: Tier,
+    /// Where the tenant's data lives: one of the platform's regions. It never changes.
+    pub region: String,
+    /// How long the tenant's rows are kept.
+    pub retention_days: u32,
+    /// Where the tenant's alerts go.
+    #[serde(default)]
+    pub alert_targets: Vec<AlertTarget>,
+    /// When the tenant was created, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// When the entry last changed, ms since the Unix epoch; it orders revisions.
+    pub updated_ms: i64,
+    /// When the tenant was deleted (its data is erased after a grace period), if it was.
+    #[serde(default)]
+    pub deleted_ms: Option<i64>,
+}
+
+/// A tenant's service tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Trials and pilots.
+    Free,
+    /// The default.
+    Standard,
+    /// Large portfolios.
+    Enterprise,
+}
+
+impl Tier {
+    /// The tier's name in configs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Standard => "standard",
+            Self::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "free" => Ok(Self::Free),
+            "standard" => Ok(Self::Standard),
+            "enterprise" => Ok(Self::Enterprise),
+            _ => Err(format!(
+                "unknown tier {s:?}: expected free, standard or enterprise"
+            )),
+        }
+    }
+}
+
+/// One destination of a tenant's alerts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertTarget {
+    /// What receives them.
+    pub kind: AlertKind,
+    /// The webhook URL: a secret (it lets anyone post), so it is masked when shown.
+    pub url: String,
+}
+
+/// The kinds of alert receivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Microsoft Teams Workflows webhook.
+    Teams,
+    /// Any HTTPS endpoint, signed with HMAC-SHA256.
+    Webhook,
+}
+
+impl std::str::FromStr for AlertTarget {
+    type Err = String;
+    /// Parses `kind=url`, e.g. `slack=https://hooks.slack.com/services/…`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, url) = s
+            .split_once('=')
+            .ok_or_else(|| format!("alert target {s:?}: expected kind=url"))?;
+        let kind = match kind {
+            "slack" => AlertKind::Slack,
+            "teams" => AlertKind::Teams,
+            "webhook" => AlertKind::Webhook,
+            _ => {
+                return Err(format!(
+                    "alert target kind {kind:?}: expected slack, teams or webhook"
+                ))
+            }
+        };
+        if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1") {
+            return Err(format!(
+                "alert target url {url:?}: must be https:// (or http://127.0.0.1 for local receivers)"
+            ));
+        }
+        Ok(Self {
+            kind,
+            url: url.to_owned(),
+        })
+    }
+}
+
+impl AlertTarget {
+    /// The URL with everything after the host hidden: fit to print and log.
+    pub fn masked_url(&self) -> String {
+        let after_scheme = self.url.find("://").map_or(0, |i| i + 3);
+        match self.url[after_scheme..].find('/') {
+            Some(i) => format!("{}/***", &self.url[..after_scheme + i]),
+            None => self.url.clone(),
+        }
+    }
+}
+
+/// Whether `name` can name a region: 2 to 20 characters of a-z, 0-9 and '-'.
+pub fn valid_region(name: &str) -> bool {
+    (2..=20).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+impl TenantConfig {
+    /// The id, checked.
+    pub fn id(&self) -> Result<TenantId, InvalidTenant> {
+        TenantId::parse(&self.tenant)
+    }
+
+    /// Whether the tenant was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_ms.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +279,46 @@ mod tests {
         assert_eq!(t.redis_prefix(), "rf:acme-eu:");
         assert_eq!(TenantId::from_topic("rooms.acme-eu"), Some(t));
         assert_eq!(TenantId::from_topic("deadletter.acme-eu"), None);
+    }
+
+    #[test]
+    fn tenant_config_round_trips_and_ignores_unknown_fields() {
+        let config = TenantConfig {
+            tenant: "acme".into(),
+            display_name: "Acme Corp".into(),
+            industry: "finance".into(),
+            tier: Tier::Enterprise,
+            region: "eu".into(),
+            retention_days: 365,
+            alert_targets: vec!["slack=https://hooks.slack.com/services/T/B/secret"
+                .parse()
+                .unwrap()],
+            created_ms: 1,
+            updated_ms: 2,
+            deleted_ms: None,
+        };
+        let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
+        json["added_later"] = serde_json::json!(true);
+        let back: TenantConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, config);
+        assert_eq!(
+            config.alert_targets[0].masked_url(),
+            "https://hooks.slack.com/***"
+        );
+    }
+
+    #[test]
+    fn bad_alert_targets_and_regions_are_refused() {
+        assert!("slack".parse::<AlertTarget>().is_err());
+        assert!("pager=https://x".parse::<AlertTarget>().is_err());
+        assert!("teams=http://example.com/hook"
+            .parse::<AlertTarget>()
+            .is_err());
+        assert!("webhook=http://127.0.0.1:9000/hook"
+            .parse::<AlertTarget>()
+            .is_ok());
+        assert!(valid_region("eu") && valid_region("us-east-1"));
+        assert!(!valid_region("E") && !valid_region("eu_1") && !valid_region("1eu"));
+        assert!("gold".parse::<Tier>().is_err());
     }
 }

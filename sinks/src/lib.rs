@@ -119,14 +119,13 @@ pub trait Sink {
 /// Calls `report` on each failed attempt; the default logs it.
 pub type RetryReport = Box<dyn Fn(&SinkError, u32)>;
 
-/// Every sink of a pipeline: dead letters, ClickHouse and Redis, written side by side.
+/// Every sink of a pipeline: dead letters, and each served region's ClickHouse and
+/// Redis, written side by side.
 pub struct Sinks {
-    /// The dead-letter producer.
+    /// The dead-letter producer (every served region shares the deployment's broker).
     pub dlq: dlq::DeadLetterSink,
-    /// Window rows and room metadata.
-    pub clickhouse: clickhouse::ClickHouseSink,
-    /// Live state.
-    pub redis: redis::RedisSink,
+    /// Per served region, in the pipeline's region order: its stores.
+    pub regions: Vec<RegionSinks>,
     /// Called on every failed attempt, with the attempt number.
     pub on_retry: RetryReport,
     /// Set when the process is stopping: a failing sink stops retrying, and the epoch is
@@ -138,25 +137,49 @@ pub struct Sinks {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Sinks {
-    /// Writes `batch` to every sink at once (an epoch's delay is the slowest sink's, not
-    /// their sum), retrying each failing sink with exponential backoff until it succeeds
-    /// or fails for good. A sink that succeeded is not written again. The epoch is
-    /// acknowledged only when all three are.
-    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+    /// Writes `batches[i]` (the epoch's outputs of region i's tenants) to region i's
+    /// stores, and every batch's dead letters, all at once (an epoch's delay is the slowest
+    /// sink's, not their sum). Each failing sink is retried with exponential backoff until
+    /// it succeeds or fails for good; a sink that succeeded is not written again. The epoch
+    /// is acknowledged only when every sink is.
+    pub async fn write(&mut self, batches: &[Batch]) -> Result<(), SinkError> {
+        assert_eq!(batches.len(), self.regions.len(), "one batch per region");
         let Self {
             dlq,
-            clickhouse,
-            redis,
+            regions,
             on_retry,
             shutdown,
         } = self;
-        tokio::try_join!(
-            retry(dlq, batch, on_retry, shutdown),
-            retry(clickhouse, batch, on_retry, shutdown),
-            retry(redis, batch, on_retry, shutdown),
-        )
-        .map(|_| ())
+        let on_retry = &*on_retry;
+        let shutdown = &*shutdown;
+        let dead_letters = async move {
+            for batch in batches.iter().filter(|b| !b.dead_letters.is_empty()) {
+                retry(dlq, batch, on_retry, shutdown).await?;
+            }
+            Ok(())
+        };
+        let stores = regions
+            .iter_mut()
+            .zip(batches)
+            .filter(|(_, batch)| !batch.is_empty())
+            .flat_map(|(region, batch)| {
+                let RegionSinks { clickhouse, redis } = region;
+                [
+                    Box::pin(retry(clickhouse, batch, on_retry, shutdown))
+                        as std::pin::Pin<Box<dyn Future<Output = Result<(), SinkError>> + '_>>,
+                    Box::pin(retry(redis, batch, on_retry, shutdown)),
+                ]
+            });
+        tokio::try_join!(dead_letters, futures_util::future::try_join_all(stores)).map(|_| ())
     }
+}
+
+/// One region's stores.
+pub struct RegionSinks {
+    /// Window rows and room metadata.
+    pub clickhouse: clickhouse::ClickHouseSink,
+    /// Live state.
+    pub redis: redis::RedisSink,
 }
 
 async fn retry<S: Sink>(

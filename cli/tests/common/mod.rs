@@ -324,7 +324,7 @@ pub async fn create_tenant(tenant: &TenantId) -> (u32, u32) {
 
 /// Creates `tenant` on the stores `s` names.
 pub async fn create_tenant_on(s: &Settings, tenant: &TenantId) -> (u32, u32) {
-    let created = rf_jobs::tenant::create(&s.kafka, &s.clickhouse, &s.registry, tenant)
+    let created = rf_jobs::tenant::create(s, tenant, &Default::default())
         .await
         .expect("tenant created");
     let id = |prefix: &str| {

@@ -33,9 +33,30 @@ pub struct LiveOptions {
     pub duration: Duration,
     /// Keep the benchmark tenant's topics and database afterwards.
     pub keep: bool,
-    /// Meanwhile, a second tenant floods this many malformed messages a second.
-    pub noise_rate: Option<u64>,
+    /// Meanwhile, a second tenant makes noise.
+    pub noise: Option<Noise>,
 }
+
+/// What the noisy neighbour of the live benchmark does.
+#[derive(Clone, Copy, Debug)]
+pub enum Noise {
+    /// Floods this many malformed messages a second.
+    Malformed(u64),
+    /// Has this many valid readings of backlog waiting when the run starts (a replay).
+    Backlog(u64),
+}
+
+impl std::fmt::Display for Noise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(rate) => write!(f, "flooding {rate} malformed messages/s"),
+            Self::Backlog(n) => write!(f, "replaying a backlog of {n} readings"),
+        }
+    }
+}
+
+/// Rooms of the noisy tenant's backlog fleet.
+const BACKLOG_ROOMS: usize = 2_000;
 
 /// What the live benchmark measured.
 #[derive(Debug)]
@@ -53,9 +74,13 @@ pub struct LiveReport {
     pub final_delays: Vec<f64>,
     /// Allowed lateness in wall-clock seconds at this speed.
     pub lateness_wall: f64,
+    /// Per epoch, seconds from when the benchmark tenant's oldest reading in it was
+    /// published to Redis acknowledging it: the reading-to-Redis delay, waiting in the
+    /// broker included.
+    pub publish_to_redis: Vec<f64>,
     /// Peak resident memory of this process (pipeline and publisher), bytes.
     pub peak_rss: u64,
-    /// The noisy tenant and how many messages it flooded in, if one did.
+    /// The noisy tenant and how many messages it sent (flooded or backlog), if one did.
     pub noise: Option<(TenantId, u64)>,
 }
 
@@ -75,9 +100,31 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         )));
     }
     let tenant = throwaway_tenant(settings, "bench").await?;
-    let noisy = match options.noise_rate {
+    let noisy = match options.noise {
         Some(_) => Some(throwaway_tenant(settings, "noisy").await?),
         None => None,
+    };
+    // A backlog is all there before the pipeline starts.
+    let backlog = match (&noisy, options.noise) {
+        (Some(noisy), Some(Noise::Backlog(readings))) => {
+            let minutes = readings.div_ceil(BACKLOG_ROOMS as u64) as i64;
+            let sim = SimulateOptions {
+                spec: fleet(noisy, BACKLOG_ROOMS),
+                from: BACKLOG_START - minutes * MINUTE,
+                to: BACKLOG_START,
+                live: false,
+                speed: 1.0,
+                progress: true,
+            };
+            let (kafka, registry) = (settings.kafka.clone(), settings.registry.clone());
+            let published = tokio::task::spawn_blocking(move || {
+                simulate(&kafka, &registry, &sim, Arc::new(AtomicBool::new(false)))
+            })
+            .await
+            .map_err(|e| JobError::Invalid(format!("backlog task failed: {e}")))??;
+            Some(published.readings)
+        }
+        _ => None,
     };
 
     let mut run_settings = pipeline_settings(settings, &tenant);
@@ -115,8 +162,8 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     // Taken before the publisher starts its clock: delays measured from it are upper bounds.
     let wall_start = unix_ms();
     let publisher = tokio::task::spawn_blocking(move || simulate(&kafka, &registry, &sim, stop));
-    let flood = match (&noisy, options.noise_rate) {
-        (Some(noisy), Some(rate)) => {
+    let flood = match (&noisy, options.noise) {
+        (Some(noisy), Some(Noise::Malformed(rate))) => {
             let (kafka, topic) = (settings.kafka.clone(), noisy.readings_topic());
             let stop = stop_publishing.clone();
             Some(tokio::task::spawn_blocking(move || {
@@ -153,6 +200,13 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         .iter()
         .map(|&(acked, end)| (acked as f64 - published_at(end + lateness_ms)) / 1e3)
         .collect();
+    let publish_to_redis = run
+        .stats
+        .live_acks
+        .iter()
+        .filter(|(t, _, _)| *t == tenant)
+        .map(|&(_, acked, oldest)| (acked as f64 - published_at(oldest)) / 1e3)
+        .collect();
     if !options.keep {
         drop_tenant(settings, &tenant).await?;
         if let Some(noisy) = &noisy {
@@ -166,8 +220,9 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         run,
         final_delays,
         lateness_wall: lateness_ms as f64 / speed / 1e3,
+        publish_to_redis,
         peak_rss,
-        noise: noisy.zip(flooded),
+        noise: noisy.zip(flooded.or(backlog)),
     })
 }
 

@@ -22,7 +22,7 @@ use rf_schemas::TenantId;
 pub use capture::ConsumeReport;
 pub use compute::ComputeReport;
 pub use files::{export, replay, ReplayReport};
-pub use live::{live, LiveOptions, LiveReport};
+pub use live::{live, LiveOptions, LiveReport, Noise};
 
 use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
 use crate::JobError;
@@ -178,13 +178,11 @@ async fn throwaway_tenant(settings: &Settings, tag: &str) -> Result<TenantId, Jo
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let tenant = TenantId::parse(&format!("{tag}-{stamp}")).expect("a valid id");
-    crate::tenant::create(
-        &settings.kafka,
-        &settings.clickhouse,
-        &settings.registry,
-        &tenant,
-    )
-    .await?;
+    let spec = crate::tenant::TenantSpec {
+        display_name: Some(format!("roomflow bench ({tag})")),
+        ..Default::default()
+    };
+    crate::tenant::create(settings, &tenant, &spec).await?;
     Ok(tenant)
 }
 
@@ -214,7 +212,8 @@ async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobEr
         ))
         .execute()
         .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))
+        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    crate::tenant::forget(settings, tenant).await
 }
 
 /// Resets the kernel's peak-RSS mark of this process (Linux), so the next reading

@@ -1,0 +1,297 @@
+//! The tenant registry and data residency, against the local stack's two regions: "us"
+//! (the home stores) and "eu" (the second ClickHouse and Redis).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::FutureProducer;
+
+use rf_jobs::simulate::{Fleet, FleetSpec};
+use rf_jobs::tenant::{self, TenantSpec};
+use rf_pipelines::source::Topology;
+use rf_pipelines::{run, Metrics, RegionStores, RunOptions, Settings};
+use rf_schemas::{TenantId, Tier};
+
+use common::*;
+
+const EU_CLICKHOUSE: &str = "http://127.0.0.1:18124";
+const EU_REDIS: &str = "redis://127.0.0.1:16380/0";
+
+/// Home region "us" on the default stores, "eu" on the second region's.
+fn two_regions(group: &str) -> Settings {
+    let mut s = Settings::default();
+    s.kafka.group_id = format!("test-{group}");
+    s.pipeline.metrics_listen = String::new();
+    s.pipeline.workers = 2;
+    s.pipeline.discover_secs = 1;
+    s.regions.home = "us".into();
+    let mut eu = RegionStores::default();
+    eu.clickhouse.url = EU_CLICKHOUSE.into();
+    eu.redis.url = EU_REDIS.into();
+    s.regions.remote.insert("eu".into(), eu);
+    s
+}
+
+fn in_region(region: &str) -> TenantSpec {
+    TenantSpec {
+        region: Some(region.into()),
+        ..Default::default()
+    }
+}
+
+fn query(url: &str, sql: &str) -> String {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent.post(url).send(sql).unwrap();
+    let body = response.body_mut().read_to_string().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{sql}: {body}");
+    body.trim().to_owned()
+}
+
+fn has_database(url: &str, tenant: &TenantId) -> bool {
+    query(
+        url,
+        &format!(
+            "SELECT count() FROM system.databases WHERE name = '{}'",
+            tenant.clickhouse_db()
+        ),
+    ) == "1"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_creates_describes_updates_and_deletes_tenants() {
+    let t = fresh_tenant("reg");
+    let s = two_regions(t.as_str());
+    stack_is_up(&s);
+    let spec = TenantSpec {
+        display_name: Some("Registry Test Corp".into()),
+        industry: Some("insurance".into()),
+        tier: Some(Tier::Enterprise),
+        region: Some("eu".into()),
+        retention_days: Some(400),
+        alert_targets: Some(vec!["teams=https://example.webhook.office.com/flow/secret"
+            .parse()
+            .unwrap()]),
+    };
+    let created = tenant::create(&s, &t, &spec).await.unwrap();
+    assert_eq!(created.config.region, "eu");
+    assert!(has_database(EU_CLICKHOUSE, &t), "the database is in eu");
+    assert!(!has_database("http://127.0.0.1:18123", &t), "and not in us");
+    // Twice is harmless and keeps the entry.
+    let again = tenant::create(&s, &t, &TenantSpec::default())
+        .await
+        .unwrap();
+    assert_eq!(again.config, created.config);
+
+    let listed = tenant::list(&s.kafka).unwrap();
+    let (_, entry) = listed.iter().find(|(id, _)| *id == t).expect("listed");
+    let entry = entry.as_ref().expect("registered");
+    assert_eq!(
+        (
+            entry.display_name.as_str(),
+            entry.tier,
+            entry.retention_days
+        ),
+        ("Registry Test Corp", Tier::Enterprise, 400)
+    );
+
+    let moved = tenant::update(&s, &t, &in_region("us")).await.unwrap_err();
+    assert!(moved.to_string().contains("never changes"), "{moved}");
+    let renamed = TenantSpec {
+        display_name: Some("Renamed Corp".into()),
+        alert_targets: Some(Vec::new()),
+        ..Default::default()
+    };
+    let updated = tenant::update(&s, &t, &renamed).await.unwrap();
+    assert_eq!(updated.display_name, "Renamed Corp");
+    assert!(updated.alert_targets.is_empty());
+    assert_eq!(updated.retention_days, 400, "fields not given stay");
+    assert!(updated.updated_ms > created.config.updated_ms);
+
+    // The pipeline serves it in eu, until it is deleted.
+    let mut only = s.clone();
+    only.pipeline.tenants = vec![t.to_string()];
+    let topology = Topology::discover(&only).unwrap();
+    let region = topology.region_of(&t).expect("served");
+    assert_eq!(topology.regions[region], "eu");
+    let mut us_only = only.clone();
+    us_only.regions.serve = vec!["us".into()];
+    let refused = Topology::discover(&us_only).unwrap_err().to_string();
+    assert!(refused.contains("region eu"), "{refused}");
+
+    let deleted = tenant::delete(&s, &t).await.unwrap();
+    assert!(deleted.is_deleted());
+    let still = tenant::delete(&s, &t).await.unwrap();
+    assert_eq!(
+        still.deleted_ms, deleted.deleted_ms,
+        "deleting twice keeps the first time"
+    );
+    assert!(
+        Topology::discover(&only).is_err(),
+        "a deleted tenant is not served"
+    );
+    let recreate = tenant::create(&s, &t, &TenantSpec::default())
+        .await
+        .unwrap_err();
+    assert!(recreate.to_string().contains("deleted"), "{recreate}");
+    assert!(tenant::update(&s, &t, &renamed).await.is_err());
+
+    // The ClickHouse mirror has the latest revision.
+    let mirrored = query(
+        "http://127.0.0.1:18123",
+        &format!(
+            "SELECT display_name, tier, region, retention_days, deleted FROM rf_platform.tenants FINAL WHERE tenant = '{t}'"
+        ),
+    );
+    assert_eq!(mirrored, "Renamed Corp\tenterprise\teu\t400\t1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
+    let us = fresh_tenant("res-us");
+    let eu = fresh_tenant("res-eu");
+    let s = two_regions(eu.as_str());
+    stack_is_up(&s);
+
+    // The pipeline starts before either tenant exists.
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let _stop_on_failure = StopOnDrop(shutdown.clone());
+    let metrics = Metrics::new();
+    let running = tokio::task::spawn_blocking({
+        let (s, metrics, shutdown) = (s.clone(), metrics.clone(), shutdown.clone());
+        move || {
+            let options = RunOptions {
+                until_caught_up: false,
+                shutdown,
+                memory_every: None,
+            };
+            run(&s, options, metrics)
+        }
+    });
+
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let mut expected = Vec::new();
+    for (tenant, region, clickhouse) in [
+        (&us, "us", "http://127.0.0.1:18123"),
+        (&eu, "eu", EU_CLICKHOUSE),
+    ] {
+        let created = tenant::create(&s, tenant, &in_region(region))
+            .await
+            .unwrap();
+        let id = |prefix: &str| {
+            created
+                .schemas
+                .iter()
+                .find(|r| r.subject.starts_with(prefix))
+                .unwrap()
+                .id
+        };
+        let fleet = Fleet::new(&FleetSpec {
+            tenants: vec![tenant.clone()],
+            offices: 2,
+            rooms: 12,
+            seed: 5,
+        });
+        let rooms = room_records(
+            fleet.tenants[0].1.iter().map(|r| &r.version),
+            id("rooms."),
+            START,
+        );
+        produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
+        // Room metadata first, as an onboarding would: the running pipeline mirrors it
+        // into the tenant's region once it has picked the tenant up.
+        wait_until(&format!("{tenant}'s rooms in {region}"), || {
+            has_database(clickhouse, tenant)
+                && query(
+                    clickhouse,
+                    &format!(
+                        "SELECT uniqExact(room_id) FROM {}.rooms",
+                        tenant.clickhouse_db()
+                    ),
+                ) == rooms.len().to_string()
+        })
+        .await;
+        let readings = messy_stream(&fleet, 3 * 60, id("occupancy."), &mut Rng(7));
+        produce_all(&producer, &tenant.readings_topic(), &readings).await;
+        expected.push((tenant.clone(), readings.len() as u64));
+    }
+    wait_until("every reading consumed", || {
+        expected.iter().all(|(tenant, n)| {
+            let consumed: u64 = (0..12)
+                .map(|p| {
+                    metrics
+                        .consumed
+                        .with_label_values(&[tenant.as_str(), &p.to_string()])
+                        .get()
+                })
+                .sum();
+            consumed >= *n
+        })
+    })
+    .await;
+    shutdown.store(true, Ordering::Relaxed);
+    let report = running.await.unwrap().expect("the pipeline runs");
+    assert_accounts(&report);
+
+    // Each tenant's rows and live state are in its region's stores, and only there.
+    let rows = |url: &str, t: &TenantId| {
+        query(
+            url,
+            &format!("SELECT count() FROM {}.room_utilization", t.clickhouse_db()),
+        )
+        .parse::<u64>()
+        .unwrap()
+    };
+    assert!(rows(EU_CLICKHOUSE, &eu) > 0);
+    assert!(rows("http://127.0.0.1:18123", &us) > 0);
+    assert!(
+        !has_database("http://127.0.0.1:18123", &eu),
+        "eu rows reached us"
+    );
+    assert!(!has_database(EU_CLICKHOUSE, &us), "us rows reached eu");
+    let us_redis = s.redis.url.clone();
+    assert!(!redis_state(EU_REDIS, &eu).await.is_empty());
+    assert!(
+        redis_state(&us_redis, &eu).await.is_empty(),
+        "eu keys in us"
+    );
+    assert!(!redis_state(&us_redis, &us).await.is_empty());
+    assert!(redis_state(EU_REDIS, &us).await.is_empty(), "us keys in eu");
+
+    let report = tenant::residency_report(&s, &eu).await.unwrap();
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+    let held: Vec<(&str, bool, u64)> = report
+        .regions
+        .iter()
+        .map(|r| (r.region.as_str(), !r.tables.is_empty(), r.redis_keys))
+        .collect();
+    assert_eq!(held[0].0, "us");
+    assert_eq!((held[0].1, held[0].2), (false, 0), "nothing of eu's in us");
+    assert_eq!(held[1].0, "eu");
+    assert!(held[1].1 && held[1].2 > 0, "{held:?}");
+    assert!(report.regions[1].tables[&format!("{}.room_utilization", eu.clickhouse_db())] > 0);
+}
+
+/// Stops the pipeline when the test ends, failed or not: the runtime waits for it.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Polls `done` until it holds; fails after two minutes (the stack is shared and slow
+/// machines are slow, but nothing here takes that long).
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,22 @@
+-- The platform's own tables, beside the tenants' databases; the SQL runs on ClickHouse
+-- 18.16 and 24.x. Readers use FINAL (or argMax(..., version)).
+CREATE DATABASE IF NOT EXISTS rf_platform;
+
+-- A mirror of the tenant registry (the compacted topic roomflow.tenants): one revision per
+-- change, the latest by version (updated_ms). A deleted tenant keeps a row with deleted = 1
+-- until it is erased.
+CREATE TABLE IF NOT EXISTS rf_platform.tenants (
+    tenant String,
+    display_name String,
+    industry String,
+    tier String,
+    region String,
+    retention_days UInt32,
+    alert_targets UInt32,
+    created_at DateTime('UTC'),
+    updated_at DateTime('UTC'),
+    deleted UInt8,
+    deleted_at DateTime('UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY tenant;
