@@ -52,9 +52,9 @@ pub struct SinkStats {
     /// Per epoch: seconds from its first record consumed to every sink's acknowledgement
     /// (the worst reading-to-Redis delay of the epoch).
     pub latencies: Vec<f64>,
-    /// Per epoch with final room rows: (when they were acknowledged, ms since the Unix
-    /// epoch; the oldest final window's end, ms).
-    pub finals: Vec<(i64, i64)>,
+    /// Per epoch and tenant with final room rows: (the tenant, when they were
+    /// acknowledged, ms since the Unix epoch; the oldest final window's end, ms).
+    pub finals: Vec<(TenantId, i64, i64)>,
     /// Per epoch and tenant with live room states: (the tenant, when Redis acknowledged
     /// them, ms since the Unix epoch; the oldest of their readings' event times, ms).
     pub live_acks: Vec<(TenantId, i64, i64)>,
@@ -238,42 +238,54 @@ impl SinkContext {
         if let Some(at) = started.remove(&epoch) {
             let secs = at.elapsed().as_secs_f64();
             m.epoch_latency.with_label_values(&["all"]).observe(secs);
-            if stats.latencies.len() >= MAX_LATENCY_SAMPLES {
-                stats.latencies.drain(..MAX_LATENCY_SAMPLES / 2);
-            }
-            stats.latencies.push(secs);
+            push_capped(&mut stats.latencies, secs);
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let mut oldest_live: BTreeMap<&TenantId, i64> = BTreeMap::new();
-        for r in batches.iter().flat_map(|b| &b.live_rooms) {
-            let oldest = oldest_live.entry(&r.tenant).or_insert(r.ts);
-            *oldest = (*oldest).min(r.ts);
+        let live = batches
+            .iter()
+            .flat_map(|b| &b.live_rooms)
+            .map(|r| (&r.tenant, r.ts));
+        for (tenant, ts) in oldest_by_tenant(live) {
+            push_capped(&mut stats.live_acks, (tenant.clone(), now, ts));
         }
-        if stats.live_acks.len() >= MAX_LATENCY_SAMPLES {
-            stats.live_acks.drain(..MAX_LATENCY_SAMPLES / 2);
-        }
-        for (tenant, ts) in oldest_live {
-            stats.live_acks.push((tenant.clone(), now, ts));
-        }
-        let oldest_final = batches
+        let finals = batches
             .iter()
             .flat_map(|b| &b.rooms)
             .filter(|r| r.is_final)
-            .map(|r| r.window_end)
-            .min();
-        if let Some(end) = oldest_final {
+            .map(|r| (&r.tenant, r.window_end));
+        let oldest_final = oldest_by_tenant(finals);
+        if let Some(end) = oldest_final.values().min() {
             let delay = (now - end - self.lateness_ms) as f64 / 1e3;
             m.final_delay
                 .with_label_values(&["clickhouse"])
                 .observe(delay.max(0.0));
-            if stats.finals.len() >= MAX_LATENCY_SAMPLES {
-                stats.finals.drain(..MAX_LATENCY_SAMPLES / 2);
-            }
-            stats.finals.push((now, end));
+        }
+        for (tenant, end) in oldest_final {
+            push_capped(&mut stats.finals, (tenant.clone(), now, end));
         }
         // Epochs that produced no output leave their start time behind.
         started.retain(|e, _| *e > epoch);
     }
+}
+
+/// The smallest time of each tenant.
+fn oldest_by_tenant<'a>(
+    times: impl Iterator<Item = (&'a TenantId, i64)>,
+) -> BTreeMap<&'a TenantId, i64> {
+    let mut oldest = BTreeMap::new();
+    for (tenant, t) in times {
+        let o = oldest.entry(tenant).or_insert(t);
+        *o = (*o).min(t);
+    }
+    oldest
+}
+
+/// Keeps a sample list bounded: past the cap, the older half goes.
+fn push_capped<T>(samples: &mut Vec<T>, sample: T) {
+    if samples.len() >= MAX_LATENCY_SAMPLES {
+        samples.drain(..MAX_LATENCY_SAMPLES / 2);
+    }
+    samples.push(sample);
 }

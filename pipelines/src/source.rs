@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -277,7 +278,7 @@ pub type ReadingsConsumer = BaseConsumer<LagContext>;
 /// What a worker's source shares with the rest of its dataflow.
 pub struct SourceHandles {
     /// The readings consumer; the sink commits through it.
-    pub consumer: Rc<ReadingsConsumer>,
+    pub consumer: Arc<ReadingsConsumer>,
     /// When each epoch's first record was consumed.
     pub epoch_started: Rc<RefCell<BTreeMap<u64, Instant>>>,
     /// Set when the sink failed for good: the source stops.
@@ -293,7 +294,10 @@ type PartitionKey = (String, i32);
 
 /// One worker's consumers, assigned and positioned.
 pub struct Consumers {
-    readings: Rc<ReadingsConsumer>,
+    readings: Arc<ReadingsConsumer>,
+    /// One queue per owned readings partition, split off the consumer's, so that
+    /// partitions take turns instead of waiting behind each other's prefetched backlog.
+    queues: Vec<PartitionQueue<LagContext>>,
     rooms: BaseConsumer,
     topics: HashMap<String, (TenantId, Topic)>,
     /// Where each owned readings partition ended when it was assigned.
@@ -338,7 +342,8 @@ impl Consumers {
             .create()
             .map_err(|e| kerr("cannot create the rooms consumer", e))?;
         let mut consumers = Self {
-            readings: Rc::new(readings),
+            readings: Arc::new(readings),
+            queues: Vec::new(),
             rooms,
             topics: HashMap::new(),
             ends: HashMap::new(),
@@ -421,6 +426,19 @@ impl Consumers {
             }
             self.owned.insert(key.clone(), tenant.clone());
             added.push((key, tenant.clone()));
+            // Split before the partition is assigned: no record of it reaches the
+            // consumer's own queue.
+            let queue = self
+                .readings
+                .split_partition_queue(elem.topic(), elem.partition())
+                .ok_or_else(|| {
+                    PipelineError::Kafka(format!(
+                        "cannot split off the queue of {} partition {}",
+                        elem.topic(),
+                        elem.partition()
+                    ))
+                })?;
+            self.queues.push(queue);
         }
         self.readings
             .incremental_assign(&assignment)
@@ -514,6 +532,9 @@ pub fn kafka_source<'s>(
         // A compacted topic may have lost its last offset; metadata loading gives up
         // waiting for it after this.
         let mut rooms_deadline = Instant::now() + ROOMS_LOAD_TIMEOUT;
+        let mut queues = std::mem::take(&mut consumers.queues);
+        // The queue that takes the first turn in the next round.
+        let mut next_turn = 0;
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -545,6 +566,7 @@ pub fn kafka_source<'s>(
                         for (key, tenant) in added {
                             silent.insert(key, (tenant, now));
                         }
+                        queues.append(&mut consumers.queues);
                         rooms_deadline = now + ROOMS_LOAD_TIMEOUT;
                     }
                     Err(error) => {
@@ -563,7 +585,7 @@ pub fn kafka_source<'s>(
             let mut batch = Vec::new();
             let started = Instant::now();
             // When the epoch's first record was consumed: its latency counts from there.
-            let mut first_at = started;
+            let first_at = started;
             // Until the catalog is loaded to where the rooms topics ended at start, only
             // room metadata is read: readings then find their rooms.
             if Instant::now() > rooms_deadline && !consumers.rooms_ends.is_empty() {
@@ -574,7 +596,6 @@ pub fn kafka_source<'s>(
                 consumers.rooms_ends.clear();
             }
             let loading_rooms = !consumers.rooms_ends.is_empty();
-            let mut poll_failed = false;
             while batch.len() < max_records {
                 let Some(message) = consumers.rooms.poll(Duration::ZERO) else {
                     break;
@@ -594,53 +615,61 @@ pub fn kafka_source<'s>(
                     Err(error) => tracing::warn!(%error, "polling room metadata failed"),
                 }
             }
-            while !loading_rooms && batch.len() < max_records {
-                // Reading the clock per record costs more than the record; every 256 do.
-                let wait = if batch.is_empty() || batch.len() % 256 == 0 {
-                    let elapsed = started.elapsed();
-                    if elapsed >= max_wait {
+            // Readings: every owned partition in turn gives up to RECORDS_PER_TURN records,
+            // until the epoch is full or its time is up. A tenant replaying a backlog then
+            // fills epochs no faster than a live one, and the live one's records never wait
+            // behind the backlog's prefetched ones.
+            let mut epoch = Epoch {
+                batch,
+                first_at,
+                consumed: &mut consumed,
+                silent: &mut silent,
+                poll_failed: false,
+            };
+            while !loading_rooms && epoch.batch.len() < max_records {
+                let elapsed = started.elapsed();
+                if elapsed >= max_wait {
+                    break;
+                }
+                let before = epoch.batch.len();
+                // Records fetched before their partition's queue was split, and errors,
+                // come through the consumer's own queue, which also serves its callbacks.
+                while let Some(message) = consumers.readings.poll(Duration::ZERO) {
+                    epoch.take(&consumers.topics, &mut consumers.ends, message);
+                }
+                let n = queues.len();
+                for i in 0..n {
+                    let queue = &queues[(next_turn + i) % n];
+                    for _ in 0..RECORDS_PER_TURN {
+                        let Some(message) = queue.poll(Duration::ZERO) else {
+                            break;
+                        };
+                        epoch.take(&consumers.topics, &mut consumers.ends, message);
+                    }
+                    if epoch.batch.len() >= max_records {
+                        next_turn = (next_turn + i + 1) % n;
                         break;
                     }
-                    if batch.is_empty() {
-                        (max_wait - elapsed).min(Duration::from_millis(50))
-                    } else {
-                        Duration::ZERO
+                }
+                if epoch.batch.len() == before {
+                    if !epoch.batch.is_empty() {
+                        break;
                     }
-                } else {
-                    Duration::ZERO
-                };
-                let Some(message) = consumers.readings.poll(wait) else {
-                    break;
-                };
-                match message {
-                    Ok(m) => {
-                        let key = (m.topic().to_owned(), m.partition());
-                        if consumers
-                            .ends
-                            .get(&key)
-                            .is_some_and(|end| m.offset() + 1 >= *end)
-                        {
-                            consumers.ends.remove(&key);
-                        }
-                        if let Some((_, since)) = silent.get_mut(&key) {
-                            *since = Instant::now();
-                        }
-                        if batch.is_empty() {
-                            first_at = Instant::now();
-                        }
-                        let record = raw(&consumers.topics, &m);
-                        *consumed
-                            .entry((record.tenant.clone(), record.partition))
-                            .or_default() += 1;
-                        batch.push(Input::Record(record));
-                    }
-                    Err(error) => {
-                        // The broker may be unreachable: silence means nothing now.
-                        poll_failed = true;
-                        tracing::warn!(%error, "polling readings failed");
+                    // Nothing anywhere: wait a moment, serving callbacks meanwhile.
+                    if let Some(message) = consumers
+                        .readings
+                        .poll((max_wait - elapsed).min(Duration::from_millis(1)))
+                    {
+                        epoch.take(&consumers.topics, &mut consumers.ends, message);
                     }
                 }
             }
+            let Epoch {
+                mut batch,
+                first_at,
+                poll_failed,
+                ..
+            } = epoch;
             // Silent partitions are marked idle, again every timeout while they stay so.
             if !loading_rooms {
                 let now = Instant::now();
@@ -678,6 +707,55 @@ pub fn kafka_source<'s>(
         }
     });
     (stream, handles)
+}
+
+/// Records one partition gives an epoch per turn.
+const RECORDS_PER_TURN: usize = 256;
+
+/// An epoch's readings as they are polled.
+struct Epoch<'a> {
+    batch: Vec<Input>,
+    /// When its first reading was consumed: its latency counts from there.
+    first_at: Instant,
+    consumed: &'a mut HashMap<(TenantId, i32), u64>,
+    silent: &'a mut HashMap<PartitionKey, (TenantId, Instant)>,
+    /// Whether a poll failed (the broker may be unreachable: silence means nothing now).
+    poll_failed: bool,
+}
+
+impl Epoch<'_> {
+    /// Takes one polled readings message.
+    fn take(
+        &mut self,
+        topics: &HashMap<String, (TenantId, Topic)>,
+        ends: &mut HashMap<PartitionKey, i64>,
+        message: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+    ) {
+        let m = match message {
+            Ok(m) => m,
+            Err(error) => {
+                self.poll_failed = true;
+                tracing::warn!(%error, "polling readings failed");
+                return;
+            }
+        };
+        let key = (m.topic().to_owned(), m.partition());
+        if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+            ends.remove(&key);
+        }
+        if let Some((_, since)) = self.silent.get_mut(&key) {
+            *since = Instant::now();
+        }
+        if self.batch.is_empty() {
+            self.first_at = Instant::now();
+        }
+        let record = raw(topics, &m);
+        *self
+            .consumed
+            .entry((record.tenant.clone(), record.partition))
+            .or_default() += 1;
+        self.batch.push(Input::Record(record));
+    }
 }
 
 fn raw(

@@ -198,7 +198,8 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         .stats
         .finals
         .iter()
-        .map(|&(acked, end)| (acked as f64 - published_at(end + lateness_ms)) / 1e3)
+        .filter(|(t, _, _)| *t == tenant)
+        .map(|&(_, acked, end)| (acked as f64 - published_at(end + lateness_ms)) / 1e3)
         .collect();
     let publish_to_redis = run
         .stats
