@@ -72,6 +72,17 @@ impl Config {
         Ok(())
     }
 
+    /// What the query service reads from: the served regions' stores.
+    pub fn service_stores(&self) -> rf_service::Stores {
+        let settings = self.settings();
+        let served = settings.served_regions().into_iter();
+        rf_service::Stores::new(
+            &self.regions.home,
+            &self.clickhouse,
+            served.map(|r| (r.name, r.clickhouse, r.redis)),
+        )
+    }
+
     /// What the pipeline and the jobs need.
     pub fn settings(&self) -> Settings {
         Settings {

@@ -162,11 +162,38 @@ enum TenantCommand {
         /// The tenant.
         tenant: TenantId,
     },
+    /// API keys for integrations (`X-Api-Key`): kept as SHA-256 hashes only.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
     /// Where the tenant's data lives: its topics, ClickHouse tables and Redis keys in
     /// every configured region, as JSON. Exits with 1 if any is outside its region.
     ResidencyReport {
         /// The tenant.
         tenant: TenantId,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key and print it, once: only its hash is kept.
+    Create {
+        /// The tenant the key reads.
+        tenant: TenantId,
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+    },
+    /// List a tenant's keys (ids and names, never the keys).
+    List {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// Revoke a key: query services refuse it within service.directory_refresh_secs.
+    Revoke {
+        /// The tenant.
+        tenant: TenantId,
+        /// The key's id, as `list` shows it.
+        key_id: String,
     },
 }
 
@@ -336,7 +363,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run_pipeline(config, args),
         Command::Serve => runtime()?.block_on(async {
-            rf_service::serve(&config.service, &config.clickhouse, &config.redis, async {
+            rf_service::serve(&config.service, &config.service_stores(), async {
                 if let Err(error) = tokio::signal::ctrl_c().await {
                     tracing::warn!(%error, "cannot listen for Ctrl-C");
                 }
@@ -830,6 +857,52 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
                 "tenant {tenant} deleted at {}; pipelines stop serving it at their next start, and its data is erased after the grace period",
                 format_ms(entry.deleted_ms.unwrap_or_default())
             );
+            Ok(())
+        }),
+        TenantCommand::Apikey(command) => runtime()?.block_on(async {
+            use rf_jobs::apikey;
+            let entry = tenant::entry(&settings, match &command {
+                ApikeyCommand::Create { tenant, .. }
+                | ApikeyCommand::List { tenant }
+                | ApikeyCommand::Revoke { tenant, .. } => tenant,
+            })?;
+            if entry.is_deleted() {
+                anyhow::bail!("tenant {} is deleted", entry.tenant);
+            }
+            match command {
+                ApikeyCommand::Create { tenant, name } => {
+                    let (key, listed) = apikey::create(&config.clickhouse, &tenant, &name).await?;
+                    println!("{key}");
+                    eprintln!(
+                        "API key {} ({}) for tenant {tenant}: shown this once; only its hash is kept",
+                        listed.key_id, listed.name
+                    );
+                }
+                ApikeyCommand::List { tenant } => {
+                    println!("{:<14} {:<20} {:<22} status", "key id", "created", "name");
+                    for k in apikey::list(&config.clickhouse, &tenant).await? {
+                        let status = if k.revoked == 1 {
+                            format!("revoked {}", format_ms(i64::from(k.revoked_at) * 1000))
+                        } else {
+                            "active".into()
+                        };
+                        println!(
+                            "{:<14} {:<20} {:<22} {status}",
+                            k.key_id,
+                            format_ms(i64::from(k.created_at) * 1000),
+                            k.name
+                        );
+                    }
+                }
+                ApikeyCommand::Revoke { tenant, key_id } => {
+                    let k = apikey::revoke(&config.clickhouse, &tenant, &key_id).await?;
+                    println!(
+                        "API key {} of tenant {tenant} revoked at {}",
+                        k.key_id,
+                        format_ms(i64::from(k.revoked_at) * 1000)
+                    );
+                }
+            }
             Ok(())
         }),
         TenantCommand::ResidencyReport { tenant } => runtime()?.block_on(async {

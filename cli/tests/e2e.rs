@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use common::{
     create_tenant, framed, framed_v2, produce_all, read_topic, room_records, run_until_caught_up,
-    settings, stack_is_up,
+    service_stores, settings, stack_is_up,
 };
 use rf_pipelines::Settings;
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
@@ -422,9 +422,7 @@ async fn check_final_readings(ch: &clickhouse::Client, v1: u32, v2: u32) {
 
 async fn check_query_service(s: &Settings, tenant: &TenantId) {
     let config = rf_service::ServiceConfig::default();
-    let router = rf_service::app(&config, &s.clickhouse, &s.redis)
-        .await
-        .unwrap();
+    let router = rf_service::app(&config, &service_stores(s)).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });

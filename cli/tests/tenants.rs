@@ -191,12 +191,7 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
                 .unwrap()
                 .id
         };
-        let fleet = Fleet::new(&FleetSpec {
-            tenants: vec![tenant.clone()],
-            offices: 2,
-            rooms: 12,
-            seed: 5,
-        });
+        let fleet = fleet(tenant);
         let rooms = room_records(
             fleet.tenants[0].1.iter().map(|r| &r.version),
             id("rooms."),
@@ -275,6 +270,111 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
     assert_eq!(held[1].0, "eu");
     assert!(held[1].1 && held[1].2 > 0, "{held:?}");
     assert!(report.regions[1].tables[&format!("{}.room_utilization", eu.clickhouse_db())] > 0);
+
+    // The query service reads each tenant from its region, by token or API key.
+    let offices = |t: &TenantId| -> std::collections::BTreeSet<String> {
+        fleet(t).tenants[0]
+            .1
+            .iter()
+            .map(|r| r.version.office_id.clone())
+            .collect()
+    };
+    let eu_office = offices(&eu).into_iter().next().unwrap();
+    // An office only us has: eu's own office of the same name would be eu's.
+    let us_office = offices(&us)
+        .difference(&offices(&eu))
+        .next()
+        .unwrap()
+        .clone();
+    let config = rf_service::ServiceConfig {
+        directory_refresh_secs: 1,
+        ..Default::default()
+    };
+    let base = serve(&config, &s).await;
+    let mut us_only = s.clone();
+    us_only.regions.serve = vec!["us".into()];
+    let us_base = serve(&config, &us_only).await;
+    let token = rf_service::mint(&config.jwt_secret, &eu, "residency", 300);
+    let (key, listed) = rf_jobs::apikey::create(&s.clickhouse, &eu, "dashboard")
+        .await
+        .unwrap();
+    let get = |base: &str, path: &str, header: (&'static str, String)| {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let response = agent
+            .get(format!("{base}{path}"))
+            .header(header.0, header.1)
+            .call()
+            .unwrap();
+        response.status().as_u16()
+    };
+    let bearer = || ("Authorization", format!("Bearer {token}"));
+    let api_key = || (rf_service::API_KEY, key.clone());
+    let eu_path = format!("/v1/offices/{eu_office}/occupancy");
+    assert_eq!(
+        get(&base, &eu_path, bearer()),
+        200,
+        "eu's live state, from eu's Redis"
+    );
+    assert_eq!(
+        get(&us_base, &eu_path, bearer()),
+        421,
+        "a us-only service refuses eu"
+    );
+    wait_until("the new API key", || get(&base, &eu_path, api_key()) == 200).await;
+    let us_path = format!("/v1/offices/{us_office}/occupancy");
+    assert_eq!(
+        get(&base, &us_path, api_key()),
+        404,
+        "eu's key reads eu only"
+    );
+    assert_eq!(
+        get(&base, &eu_path, (rf_service::API_KEY, format!("{key}x"))),
+        401
+    );
+    let stored = query(
+        "http://127.0.0.1:18123",
+        &format!(
+            "SELECT sha256 FROM rf_platform.api_keys FINAL WHERE key_id = '{}'",
+            listed.key_id
+        ),
+    );
+    assert_eq!(
+        stored,
+        rf_schemas::tenant::api_key_hash(&key),
+        "only the hash is kept"
+    );
+    rf_jobs::apikey::revoke(&s.clickhouse, &eu, &listed.key_id)
+        .await
+        .unwrap();
+    wait_until("the revocation", || get(&base, &eu_path, api_key()) == 401).await;
+    tenant::delete(&s, &eu).await.unwrap();
+    wait_until("the deletion", || get(&base, &eu_path, bearer()) == 403).await;
+}
+
+/// The fleet of a test tenant: us tenants have one office more than eu ones.
+fn fleet(tenant: &TenantId) -> Fleet {
+    Fleet::new(&FleetSpec {
+        tenants: vec![tenant.clone()],
+        offices: if tenant.as_str().starts_with("res-us") {
+            3
+        } else {
+            2
+        },
+        rooms: 12,
+        seed: 5,
+    })
+}
+
+/// Starts a query service over `s`'s served regions; returns its base URL.
+async fn serve(config: &rf_service::ServiceConfig, s: &Settings) -> String {
+    let router = rf_service::app(config, &service_stores(s)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
 }
 
 /// Stops the pipeline when the test ends, failed or not: the runtime waits for it.

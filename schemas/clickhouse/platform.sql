@@ -20,3 +20,17 @@ CREATE TABLE IF NOT EXISTS rf_platform.tenants (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY tenant;
+
+-- API keys of integrations: only the SHA-256 of each key is kept. One revision per
+-- change, the latest by version; a revoked key keeps its row with revoked = 1.
+CREATE TABLE IF NOT EXISTS rf_platform.api_keys (
+    key_id String,
+    tenant String,
+    name String,
+    sha256 String,
+    created_at DateTime('UTC'),
+    revoked UInt8,
+    revoked_at DateTime('UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY key_id;

@@ -225,6 +225,15 @@ impl AlertTarget {
     }
 }
 
+/// The SHA-256 of an API key, hex: all that is stored of it, and what a verifier looks up.
+pub fn api_key_hash(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Whether `name` can name a region: 2 to 20 characters of a-z, 0-9 and '-'.
 pub fn valid_region(name: &str) -> bool {
     (2..=20).contains(&name.len())
@@ -320,5 +329,13 @@ mod tests {
         assert!(valid_region("eu") && valid_region("us-east-1"));
         assert!(!valid_region("E") && !valid_region("eu_1") && !valid_region("1eu"));
         assert!("gold".parse::<Tier>().is_err());
+    }
+
+    #[test]
+    fn api_keys_hash_to_sha256_hex() {
+        assert_eq!(
+            api_key_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! from ClickHouse, each behind a bearer token that names the tenant.
 
 pub mod auth;
+pub mod directory;
 mod routes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,10 +19,11 @@ use axum::Router;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
-use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 use rf_sinks::Secret;
 
 pub use auth::{mint, Verifier};
+pub use directory::{Directory, RegionStores, Stores};
+pub use routes::API_KEY;
 
 /// The service's settings.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -36,6 +38,9 @@ pub struct ServiceConfig {
     pub jwt_leeway_secs: u64,
     /// Longest range a series request may span, days.
     pub max_range_days: u64,
+    /// How often the tenants' states and the API keys are read again, seconds: a new or
+    /// revoked key, a deleted tenant take effect within this.
+    pub directory_refresh_secs: u64,
 }
 
 /// The local stack's token key; refused on non-loopback addresses.
@@ -48,6 +53,7 @@ impl Default for ServiceConfig {
             jwt_secret: Secret::new(LOCAL_DEV_SECRET),
             jwt_leeway_secs: 60,
             max_range_days: 400,
+            directory_refresh_secs: 5,
         }
     }
 }
@@ -87,6 +93,12 @@ impl ServiceConfig {
                 problem: "must be at most 60".into(),
             });
         }
+        if !(1..=300).contains(&self.directory_refresh_secs) {
+            return Err(InvalidSetting {
+                field: "service.directory_refresh_secs",
+                problem: "must be between 1 and 300".into(),
+            });
+        }
         if !(1..=3660).contains(&self.max_range_days) {
             return Err(InvalidSetting {
                 field: "service.max_range_days",
@@ -97,11 +109,18 @@ impl ServiceConfig {
     }
 }
 
+/// One served region's connections.
+struct RegionClients {
+    clickhouse: clickhouse::Client,
+    redis: redis::aio::ConnectionManager,
+}
+
 /// What every handler shares.
 pub struct AppState {
     verifier: Verifier,
-    clickhouse: clickhouse::Client,
-    redis: redis::aio::ConnectionManager,
+    directory: Directory,
+    /// Per served region, in the directory's order.
+    regions: Vec<RegionClients>,
     config: ServiceConfig,
     registry: Registry,
     requests: IntCounterVec,
@@ -111,15 +130,27 @@ pub struct AppState {
 /// The service's Prometheus metrics, by name.
 pub const METRICS: [&str; 2] = ["rf_api_requests_total", "rf_api_request_seconds"];
 
-/// Connects to ClickHouse and Redis and builds the router.
-pub async fn app(
-    config: &ServiceConfig,
-    clickhouse: &ClickHouseConfig,
-    redis: &RedisConfig,
-) -> Result<Router, String> {
-    let redis = rf_sinks::redis::connect(redis)
-        .await
-        .map_err(|e| e.to_string())?;
+/// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
+/// keeps it fresh, and builds the router.
+pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, String> {
+    let mut regions = Vec::new();
+    for r in &stores.regions {
+        let redis = rf_sinks::redis::connect(&r.redis)
+            .await
+            .map_err(|e| format!("region {}: {e}", r.name))?;
+        regions.push(RegionClients {
+            clickhouse: rf_sinks::clickhouse::client(&r.clickhouse),
+            redis,
+        });
+    }
+    let platform = rf_sinks::clickhouse::client(&stores.platform);
+    let directory = Directory::new(stores);
+    directory.refresh(&platform).await.map_err(|e| {
+        format!(
+            "cannot read the tenant directory at {}: {e}",
+            stores.platform.url
+        )
+    })?;
     let registry = Registry::new();
     let requests = IntCounterVec::new(
         Opts::new(METRICS[0], "Requests answered, by route and status."),
@@ -140,12 +171,26 @@ pub async fn app(
         .expect("unique metric");
     let state = Arc::new(AppState {
         verifier: Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
-        clickhouse: rf_sinks::clickhouse::client(clickhouse),
-        redis,
+        directory,
+        regions,
         config: config.clone(),
         registry,
         requests,
         latency,
+    });
+    let every = std::time::Duration::from_secs(config.directory_refresh_secs);
+    let refreshed = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            // The task ends with the service.
+            let Some(state) = refreshed.upgrade() else {
+                return;
+            };
+            if let Err(error) = state.directory.refresh(&platform).await {
+                tracing::warn!(%error, "refreshing the tenant directory failed; keeping the last one");
+            }
+        }
     });
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -222,11 +267,10 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     config: &ServiceConfig,
-    clickhouse: &ClickHouseConfig,
-    redis: &RedisConfig,
+    stores: &Stores,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let router = app(config, clickhouse, redis).await?;
+    let router = app(config, stores).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -16,7 +16,8 @@ use serde_json::json;
 
 use rf_schemas::TenantId;
 
-use crate::AppState;
+use crate::directory::Refusal;
+use crate::{AppState, RegionClients};
 
 /// An answer other than 200: a status and a message naming what was wrong.
 pub struct ApiError {
@@ -62,16 +63,54 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn tenant(state: &AppState, headers: &HeaderMap) -> Result<TenantId, ApiError> {
-    let header = headers.get("authorization").and_then(|h| h.to_str().ok());
-    let tenant = state.verifier.tenant(header).map_err(|e| ApiError {
+/// The header integrations send their API key in.
+pub const API_KEY: &str = "x-api-key";
+
+/// The caller's tenant, from its credential alone (an API key, else a bearer token), and
+/// the stores of the tenant's region.
+fn tenant<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+) -> Result<(TenantId, &'s RegionClients), ApiError> {
+    let unauthorized = |message: String| ApiError {
         status: StatusCode::UNAUTHORIZED,
-        message: e.to_string(),
+        message,
         parameter: None,
-    })?;
+    };
+    let tenant = match headers.get(API_KEY) {
+        Some(key) => {
+            let key = key.to_str().unwrap_or_default();
+            let (tenant, _) = state
+                .directory
+                .key(key)
+                .ok_or_else(|| unauthorized("unknown or revoked API key".into()))?;
+            tenant
+        }
+        None => {
+            let header = headers.get("authorization").and_then(|h| h.to_str().ok());
+            state
+                .verifier
+                .tenant(header)
+                .map_err(|e| unauthorized(e.to_string()))?
+        }
+    };
     // The request's log lines carry the tenant from here on.
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
-    Ok(tenant)
+    match state.directory.region_of(&tenant) {
+        Ok(region) => Ok((tenant, &state.regions[region])),
+        Err(Refusal::Deleted) => Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: format!("tenant {tenant} is deleted"),
+            parameter: None,
+        }),
+        Err(Refusal::Elsewhere(region)) => Err(ApiError {
+            status: StatusCode::MISDIRECTED_REQUEST,
+            message: format!(
+                "tenant {tenant}'s data lives in region {region}, which this service does not serve"
+            ),
+            parameter: None,
+        }),
+    }
 }
 
 /// Ids in paths: what the contract's producers use, nothing that could escape a key.
@@ -112,10 +151,10 @@ pub async fn office_occupancy(
     headers: HeaderMap,
     Path(office_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&state, &headers)?;
+    let (tenant, stores) = tenant(&state, &headers)?;
     id("office_id", &office_id)?;
     let key = rf_sinks::redis::office_key(&tenant, &office_id);
-    let mut redis = state.redis.clone();
+    let mut redis = stores.redis.clone();
     let hash: HashMap<String, String> = redis.hgetall(&key).await.map_err(ApiError::unavailable)?;
     if hash.is_empty() {
         return Err(ApiError::not_found(format!("no office {office_id}")));
@@ -183,7 +222,7 @@ pub async fn room_utilization(
     Path(room_id): Path<String>,
     Query(q): Query<SeriesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let tenant = tenant(&state, &headers)?;
+    let (tenant, stores) = tenant(&state, &headers)?;
     id("room_id", &room_id)?;
     let label = q.granularity.as_deref().unwrap_or("1h");
     if !matches!(label, "15m" | "1h" | "1d") {
@@ -214,7 +253,7 @@ pub async fn room_utilization(
          ORDER BY window_start LIMIT 10000",
         tenant.clickhouse_db()
     );
-    let rows: Vec<WindowRow> = state
+    let rows: Vec<WindowRow> = stores
         .clickhouse
         .query(&sql)
         .bind(label)

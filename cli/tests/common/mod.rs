@@ -41,6 +41,16 @@ pub fn settings(tenant: &TenantId) -> Settings {
     s
 }
 
+/// The stores of `s`'s served regions, for the query service.
+pub fn service_stores(s: &Settings) -> rf_service::Stores {
+    let served = s.served_regions().into_iter();
+    rf_service::Stores::new(
+        &s.regions.home,
+        &s.clickhouse,
+        served.map(|r| (r.name, r.clickhouse, r.redis)),
+    )
+}
+
 /// Fails with a clear message when the local stack is not running.
 pub fn stack_is_up(s: &Settings) {
     let probe: BaseConsumer = s.kafka.client_config().create().unwrap();

@@ -1,0 +1,172 @@
+//! API keys of a tenant's integrations: created, listed and revoked here, kept in
+//! ClickHouse `rf_platform.api_keys` as SHA-256 hashes only. The key itself is shown once,
+//! when it is created.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clickhouse::Row;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use rf_schemas::tenant::api_key_hash as hash;
+use rf_schemas::TenantId;
+use rf_sinks::config::ClickHouseConfig;
+
+use crate::JobError;
+
+/// Every key starts with this, so that leaked keys are easy to find in code and logs.
+pub const KEY_PREFIX: &str = "rfk_";
+
+/// A key as listed: never the key itself.
+#[derive(Clone, Debug, Row, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// The key's public id (part of the key).
+    pub key_id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// What it is for.
+    pub name: String,
+    /// When it was created, seconds since the Unix epoch.
+    pub created_at: u32,
+    /// Whether it was revoked.
+    pub revoked: u8,
+    /// When, seconds since the Unix epoch (0: not revoked).
+    pub revoked_at: u32,
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct KeyRow {
+    key_id: String,
+    tenant: String,
+    name: String,
+    sha256: String,
+    created_at: u32,
+    revoked: u8,
+    revoked_at: u32,
+    version: u64,
+}
+
+/// Creates a key for `tenant`; returns it (shown once) and its listing.
+pub async fn create(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<(String, ApiKey), JobError> {
+    if name.is_empty() || name.len() > 100 {
+        return Err(JobError::Invalid(
+            "--name: must be 1 to 100 characters".into(),
+        ));
+    }
+    let mut bytes = [0u8; 28];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let key_id = hex[..12].to_owned();
+    let key = format!("{KEY_PREFIX}{key_id}_{}", &hex[12..]);
+    let now = now_secs();
+    let row = KeyRow {
+        key_id: key_id.clone(),
+        tenant: tenant.to_string(),
+        name: name.to_owned(),
+        sha256: hash(&key),
+        created_at: now,
+        revoked: 0,
+        revoked_at: 0,
+        version: now_ms(),
+    };
+    write(clickhouse, &row).await?;
+    let listed = ApiKey {
+        key_id,
+        tenant: row.tenant,
+        name: row.name,
+        created_at: now,
+        revoked: 0,
+        revoked_at: 0,
+    };
+    Ok((key, listed))
+}
+
+/// `tenant`'s keys, revoked ones included, oldest first.
+pub async fn list(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+) -> Result<Vec<ApiKey>, JobError> {
+    let client = platform(clickhouse).await?;
+    client
+        .query(
+            "SELECT key_id, tenant, name, toUInt32(created_at), revoked, toUInt32(revoked_at) \
+             FROM rf_platform.api_keys FINAL WHERE tenant = ? ORDER BY created_at, key_id",
+        )
+        .bind(tenant.as_str())
+        .fetch_all()
+        .await
+        .map_err(|e| JobError::ClickHouse(e.to_string()))
+}
+
+/// Revokes `tenant`'s key `key_id`; revoking twice keeps the first time. A key of another
+/// tenant is not found.
+pub async fn revoke(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    key_id: &str,
+) -> Result<ApiKey, JobError> {
+    let client = platform(clickhouse).await?;
+    let rows: Vec<KeyRow> = client
+        .query(
+            "SELECT key_id, tenant, name, sha256, toUInt32(created_at), revoked, toUInt32(revoked_at), version \
+             FROM rf_platform.api_keys FINAL WHERE tenant = ? AND key_id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .fetch_all()
+        .await
+        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    let Some(mut row) = rows.into_iter().next() else {
+        return Err(JobError::Invalid(format!(
+            "tenant {tenant} has no API key {key_id}"
+        )));
+    };
+    if row.revoked == 0 {
+        row.revoked = 1;
+        row.revoked_at = now_secs();
+        row.version = now_ms().max(row.version + 1);
+        write(clickhouse, &row).await?;
+    }
+    Ok(ApiKey {
+        key_id: row.key_id,
+        tenant: row.tenant,
+        name: row.name,
+        created_at: row.created_at,
+        revoked: row.revoked,
+        revoked_at: row.revoked_at,
+    })
+}
+
+async fn platform(clickhouse: &ClickHouseConfig) -> Result<clickhouse::Client, JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    for statement in rf_schemas::platform_ddl() {
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    }
+    Ok(client)
+}
+
+async fn write(clickhouse: &ClickHouseConfig, row: &KeyRow) -> Result<(), JobError> {
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let client = platform(clickhouse).await?.with_database("rf_platform");
+    let mut insert = client.insert::<KeyRow>("api_keys").await.map_err(ch)?;
+    insert.write(row).await.map_err(ch)?;
+    insert.end().await.map_err(ch)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn now_secs() -> u32 {
+    (now_ms() / 1000) as u32
+}

@@ -1,0 +1,201 @@
+//! Who is who: the tenants' regions and states and the active API keys, read from the
+//! platform's ClickHouse tables (`rf_platform.tenants`, `rf_platform.api_keys`) and
+//! refreshed every few seconds; and each served region's stores.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use rf_schemas::TenantId;
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+
+/// One region this service reads from.
+#[derive(Clone, Debug)]
+pub struct RegionStores {
+    /// The region's name.
+    pub name: String,
+    /// Its ClickHouse.
+    pub clickhouse: ClickHouseConfig,
+    /// Its Redis.
+    pub redis: RedisConfig,
+}
+
+/// What the service reads from.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// The home region's name: tenants without a registry entry live there.
+    pub home: String,
+    /// The ClickHouse holding `rf_platform` (the home region's).
+    pub platform: ClickHouseConfig,
+    /// The regions this service serves.
+    pub regions: Vec<RegionStores>,
+}
+
+impl Stores {
+    /// The stores of the `served` regions `(name, ClickHouse, Redis)`, the home region
+    /// named `home` with its ClickHouse holding the platform's tables.
+    pub fn new(
+        home: &str,
+        platform: &ClickHouseConfig,
+        served: impl IntoIterator<Item = (String, ClickHouseConfig, RedisConfig)>,
+    ) -> Self {
+        Self {
+            home: home.to_owned(),
+            platform: platform.clone(),
+            regions: served
+                .into_iter()
+                .map(|(name, clickhouse, redis)| RegionStores {
+                    name,
+                    clickhouse,
+                    redis,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a tenant's data cannot be served here.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The tenant was deleted.
+    Deleted,
+    /// Its data lives in a region this service does not serve.
+    Elsewhere(String),
+}
+
+#[derive(Row, Deserialize)]
+struct TenantRow {
+    tenant: String,
+    region: String,
+    tier: String,
+    deleted: u8,
+}
+
+#[derive(Row, Deserialize)]
+struct KeyRow {
+    sha256: String,
+    tenant: String,
+    key_id: String,
+}
+
+/// A tenant as the service knows it.
+#[derive(Clone, Debug)]
+pub struct Known {
+    /// Its region.
+    pub region: String,
+    /// Its tier.
+    pub tier: String,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// The tenants and keys, as of the last refresh.
+pub struct Directory {
+    home: String,
+    regions: Vec<String>,
+    tenants: RwLock<HashMap<String, Known>>,
+    /// Active keys: SHA-256 → (tenant, key id).
+    keys: RwLock<HashMap<String, (TenantId, String)>>,
+}
+
+impl Directory {
+    /// An empty directory for `stores`' regions.
+    pub fn new(stores: &Stores) -> Self {
+        Self {
+            home: stores.home.clone(),
+            regions: stores.regions.iter().map(|r| r.name.clone()).collect(),
+            tenants: RwLock::default(),
+            keys: RwLock::default(),
+        }
+    }
+
+    /// Reads both tables again. Absent tables (no tenant registered yet) are empty.
+    pub async fn refresh(
+        &self,
+        platform: &clickhouse::Client,
+    ) -> Result<(), clickhouse::error::Error> {
+        let tenants: Vec<TenantRow> = absent_is_empty(
+            platform
+                .query("SELECT tenant, region, tier, deleted FROM rf_platform.tenants FINAL")
+                .fetch_all()
+                .await,
+        )?;
+        let keys: Vec<KeyRow> = absent_is_empty(
+            platform
+                .query("SELECT sha256, tenant, key_id FROM rf_platform.api_keys FINAL WHERE revoked = 0")
+                .fetch_all()
+                .await,
+        )?;
+        let tenants = tenants
+            .into_iter()
+            .map(|t| {
+                let known = Known {
+                    region: t.region,
+                    tier: t.tier,
+                    deleted: t.deleted == 1,
+                };
+                (t.tenant, known)
+            })
+            .collect();
+        let keys = keys
+            .into_iter()
+            .filter_map(|k| Some((k.sha256, (TenantId::parse(&k.tenant).ok()?, k.key_id))))
+            .collect();
+        *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = tenants;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(())
+    }
+
+    /// The tenant and key id of an active API key.
+    pub fn key(&self, key: &str) -> Option<(TenantId, String)> {
+        let hash = rf_schemas::tenant::api_key_hash(key);
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()
+    }
+
+    /// What the directory knows of `tenant`; a tenant without an entry is an active one
+    /// of the home region.
+    pub fn known(&self, tenant: &TenantId) -> Known {
+        self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant.as_str())
+            .cloned()
+            .unwrap_or_else(|| Known {
+                region: self.home.clone(),
+                tier: "standard".into(),
+                deleted: false,
+            })
+    }
+
+    /// The index of `tenant`'s region among the served ones.
+    pub fn region_of(&self, tenant: &TenantId) -> Result<usize, Refusal> {
+        let known = self.known(tenant);
+        if known.deleted {
+            return Err(Refusal::Deleted);
+        }
+        self.regions
+            .iter()
+            .position(|r| *r == known.region)
+            .ok_or(Refusal::Elsewhere(known.region))
+    }
+}
+
+fn absent_is_empty<T>(
+    result: Result<Vec<T>, clickhouse::error::Error>,
+) -> Result<Vec<T>, clickhouse::error::Error> {
+    match result {
+        // 60: no such table, 81: no such database.
+        Err(clickhouse::error::Error::BadResponse(m))
+            if m.contains("Code: 60") || m.contains("Code: 81") =>
+        {
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
