@@ -26,8 +26,9 @@ deploy/local/stack.sh start --broker-storage sqlite
 # in the same order, so ids match those already in the topics.
 "$RF" schemas register >/dev/null
 fresh=1
-if "$RF" tenant list | grep -qx acme; then fresh=0; fi
-"$RF" tenant create acme globex
+if "$RF" tenant list | awk 'NR > 1 { print $1 }' | grep -qx acme; then fresh=0; fi
+"$RF" tenant create acme --name "Acme Corp" --industry finance --tier enterprise
+"$RF" tenant create globex --name "Globex" --industry manufacturing
 
 mkdir -p "$DATA/logs"
 pids=()

@@ -76,6 +76,18 @@ pub async fn create(
     let is_new = existing.is_none();
     let config = match existing {
         Some(entry) => entry,
+        // Provisioned before the registry: its data is in the home region already.
+        None if with_topics(&settings.kafka)?.contains(tenant) => {
+            let mut config = entry(settings, tenant)?;
+            let home = config.region.clone();
+            apply(&mut config, spec)?;
+            if config.region != home {
+                return Err(JobError::Invalid(format!(
+                    "--region: tenant {tenant} has data in the home region {home} already; a region never changes"
+                )));
+            }
+            config
+        }
         None => {
             let now = now_ms();
             let mut config = TenantConfig {
