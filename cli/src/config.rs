@@ -159,10 +159,28 @@ mod tests {
                 "[pipeline]\nidle_timeout_secs = 100000\n",
                 "pipeline.idle_timeout_secs",
             ),
+            (
+                "[service.rate_limits.standard]\ngeneral = { requests = 0, window_secs = 60 }\nanalytics = { requests = 1, window_secs = 60 }\n",
+                "service.rate_limits",
+            ),
+            ("[regions]\nserve = [\"mars\"]\n", "regions.serve"),
+            (
+                "[regions.remote.eu]\nredis.url = \"http://x\"\n",
+                "regions.remote.redis.url",
+            ),
         ] {
             let e = load_toml(toml).unwrap_err().to_string();
             assert!(e.starts_with(field), "{toml}: {e}");
         }
+        let limits = load_toml(
+            "[service.rate_limits.free]\ngeneral = { requests = 5, window_secs = 60 }\nanalytics = { requests = 1, window_secs = 60 }\n",
+        )
+        .unwrap();
+        assert_eq!(limits.service.rate_limits["free"].general.requests, 5);
+        assert_eq!(
+            limits.service.rate_limits["enterprise"].general.requests, 1000,
+            "the other tiers keep their defaults"
+        );
         let cluster = load_toml("[pipeline]\nprocess = 1\nhosts = [\"a:1\", \"b:2\"]\n");
         assert_eq!(cluster.unwrap().pipeline.process, 1);
         assert!(

@@ -148,6 +148,11 @@ impl Directory {
         Ok(())
     }
 
+    /// The served regions' names, in order.
+    pub fn region_names(&self) -> &[String] {
+        &self.regions
+    }
+
     /// The tenant and key id of an active API key.
     pub fn key(&self, key: &str) -> Option<(TenantId, String)> {
         let hash = rf_schemas::tenant::api_key_hash(key);

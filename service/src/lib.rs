@@ -3,8 +3,11 @@
 
 pub mod auth;
 pub mod directory;
+pub mod limits;
+mod portfolio;
 mod routes;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +26,7 @@ use rf_sinks::Secret;
 
 pub use auth::{mint, Verifier};
 pub use directory::{Directory, RegionStores, Stores};
+use limits::TierLimits;
 pub use routes::API_KEY;
 
 /// The service's settings.
@@ -41,6 +45,10 @@ pub struct ServiceConfig {
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
     pub directory_refresh_secs: u64,
+    /// Requests per tenant, by tier (`free`, `standard`, `enterprise`): `general` and
+    /// `analytics` (ranges over seven days, heatmaps, rankings), each a number of
+    /// `requests` per `window_secs`; shared by every `serve` process of a region.
+    pub rate_limits: BTreeMap<String, TierLimits>,
 }
 
 /// The local stack's token key; refused on non-loopback addresses.
@@ -54,6 +62,7 @@ impl Default for ServiceConfig {
             jwt_leeway_secs: 60,
             max_range_days: 400,
             directory_refresh_secs: 5,
+            rate_limits: limits::default_limits(),
         }
     }
 }
@@ -98,6 +107,24 @@ impl ServiceConfig {
                 field: "service.directory_refresh_secs",
                 problem: "must be between 1 and 300".into(),
             });
+        }
+        for tier in ["free", "standard", "enterprise"] {
+            let Some(l) = self.rate_limits.get(tier) else {
+                return Err(InvalidSetting {
+                    field: "service.rate_limits",
+                    problem: format!("tier {tier} has no limits"),
+                });
+            };
+            for limit in [l.general, l.analytics] {
+                if limit.requests == 0 || !(1..=86_400).contains(&limit.window_secs) {
+                    return Err(InvalidSetting {
+                        field: "service.rate_limits",
+                        problem: format!(
+                            "{tier}: requests must be at least 1 and window_secs between 1 and 86400"
+                        ),
+                    });
+                }
+            }
         }
         if !(1..=3660).contains(&self.max_range_days) {
             return Err(InvalidSetting {
@@ -194,7 +221,19 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
     });
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(routes::metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/offices", get(portfolio::offices))
+        .route("/v1/offices/{office_id}/rooms", get(portfolio::rooms))
+        .route(
+            "/v1/offices/{office_id}/utilization",
+            get(portfolio::office_utilization),
+        )
+        .route(
+            "/v1/rooms/{room_id}/occupancy",
+            get(portfolio::room_occupancy),
+        )
         .route(
             "/v1/offices/{office_id}/occupancy",
             get(routes::office_occupancy),
@@ -205,6 +244,35 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state))
+}
+
+/// The service's OpenAPI 3 description.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([("content-type", "application/json")], OPENAPI)
+}
+
+/// `GET /readyz`: 200 when every served region's ClickHouse and Redis answer, else 503
+/// naming the first that does not.
+async fn readyz(State(state): State<Arc<AppState>>) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    for (name, r) in state.directory.region_names().iter().zip(&state.regions) {
+        if let Err(e) = r.clickhouse.query("SELECT 1").execute().await {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("region {name}: ClickHouse: {e}"),
+            );
+        }
+        let mut redis = r.redis.clone();
+        if let Err(e) = redis::cmd("PING").query_async::<String>(&mut redis).await {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("region {name}: Redis: {e}"),
+            );
+        }
+    }
+    (StatusCode::OK, "ready".into())
 }
 
 /// The header carrying a request's correlation id, taken from the caller when it sends a
@@ -240,7 +308,17 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let id = request_id(&request);
     let span = tracing::info_span!("request", request_id = %id, route = %route, tenant = tracing::field::Empty);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let (mut response, quota) = limits::QUOTA
+        .scope(std::cell::Cell::new(None), async {
+            let response = next.run(request).instrument(span.clone()).await;
+            (response, limits::QUOTA.with(std::cell::Cell::get))
+        })
+        .await;
+    for (name, value) in quota.iter().flat_map(limits::Quota::headers) {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| {
@@ -279,4 +357,31 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let all = include_str!("lib.rs");
+        let source = &all[..all.find("#[cfg(test)]").unwrap()];
+        let routes: Vec<&str> = source
+            .match_indices(".route(")
+            .map(|(i, _)| {
+                let rest = &source[i..];
+                let start = rest.find('"').unwrap() + 1;
+                let end = start + rest[start..].find('"').unwrap();
+                &rest[start..end]
+            })
+            .collect();
+        assert!(routes.len() >= 10, "{routes:?}");
+        for route in routes {
+            assert!(paths.contains_key(route), "{route} is not in openapi.json");
+        }
+        assert_eq!(paths.len(), 10, "no route described that does not exist");
+    }
 }

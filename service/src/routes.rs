@@ -17,6 +17,7 @@ use serde_json::json;
 use rf_schemas::TenantId;
 
 use crate::directory::Refusal;
+use crate::limits::{self, Class};
 use crate::{AppState, RegionClients};
 
 /// An answer other than 200: a status and a message naming what was wrong.
@@ -27,7 +28,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad(parameter: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -35,21 +36,24 @@ impl ApiError {
         }
     }
 
-    fn not_found(what: impl Into<String>) -> Self {
+    pub(crate) fn status(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::NOT_FOUND,
-            message: what.into(),
+            status,
+            message: message.into(),
             parameter: None,
         }
     }
 
-    fn unavailable(error: impl std::fmt::Display) -> Self {
+    pub(crate) fn not_found(what: impl Into<String>) -> Self {
+        Self::status(StatusCode::NOT_FOUND, what)
+    }
+
+    pub(crate) fn unavailable(error: impl std::fmt::Display) -> Self {
         tracing::warn!(%error, "a backing store failed");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "a backing store is unavailable; retry shortly".into(),
-            parameter: None,
-        }
+        Self::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a backing store is unavailable; retry shortly",
+        )
     }
 }
 
@@ -63,20 +67,59 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An authenticated caller.
+pub(crate) struct Caller<'s> {
+    pub(crate) tenant: TenantId,
+    pub(crate) stores: &'s RegionClients,
+    tier: String,
+}
+
+impl Caller<'_> {
+    /// Counts the request against the tenant's `class` limit, or answers 429. Either way
+    /// the response carries the quota's headers (see [`limits::QUOTA`]).
+    pub(crate) async fn limit(&self, state: &AppState, class: Class) -> Result<(), ApiError> {
+        // The config has every tier (validated); a tier added later falls back to standard.
+        let limits = state
+            .config
+            .rate_limits
+            .get(&self.tier)
+            .or_else(|| state.config.rate_limits.get("standard"))
+            .ok_or_else(|| {
+                ApiError::status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no rate limits configured",
+                )
+            })?;
+        let mut redis = self.stores.redis.clone();
+        let quota = limits::count(&mut redis, &self.tenant, class, limits)
+            .await
+            .map_err(ApiError::unavailable)?;
+        limits::remember(quota);
+        if quota.exceeded {
+            return Err(ApiError::status(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "rate limit: {} requests per window; retry in {} s",
+                    quota.limit, quota.reset_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A 200 with a JSON body.
+pub(crate) fn answer(body: serde_json::Value) -> Response {
+    Json(body).into_response()
+}
+
 /// The header integrations send their API key in.
 pub const API_KEY: &str = "x-api-key";
 
-/// The caller's tenant, from its credential alone (an API key, else a bearer token), and
+/// The caller's tenant, from its credential alone (an API key, else a bearer token), with
 /// the stores of the tenant's region.
-fn tenant<'s>(
-    state: &'s AppState,
-    headers: &HeaderMap,
-) -> Result<(TenantId, &'s RegionClients), ApiError> {
-    let unauthorized = |message: String| ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        message,
-        parameter: None,
-    };
+pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Caller<'s>, ApiError> {
+    let unauthorized = |message: String| ApiError::status(StatusCode::UNAUTHORIZED, message);
     let tenant = match headers.get(API_KEY) {
         Some(key) => {
             let key = key.to_str().unwrap_or_default();
@@ -97,24 +140,26 @@ fn tenant<'s>(
     // The request's log lines carry the tenant from here on.
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     match state.directory.region_of(&tenant) {
-        Ok(region) => Ok((tenant, &state.regions[region])),
-        Err(Refusal::Deleted) => Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            message: format!("tenant {tenant} is deleted"),
-            parameter: None,
+        Ok(region) => Ok(Caller {
+            tier: state.directory.known(&tenant).tier,
+            stores: &state.regions[region],
+            tenant,
         }),
-        Err(Refusal::Elsewhere(region)) => Err(ApiError {
-            status: StatusCode::MISDIRECTED_REQUEST,
-            message: format!(
+        Err(Refusal::Deleted) => Err(ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!("tenant {tenant} is deleted"),
+        )),
+        Err(Refusal::Elsewhere(region)) => Err(ApiError::status(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
                 "tenant {tenant}'s data lives in region {region}, which this service does not serve"
             ),
-            parameter: None,
-        }),
+        )),
     }
 }
 
 /// Ids in paths: what the contract's producers use, nothing that could escape a key.
-fn id(parameter: &'static str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn id(parameter: &'static str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 128
         && value
@@ -130,7 +175,7 @@ fn id(parameter: &'static str, value: &str) -> Result<(), ApiError> {
     }
 }
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -150,11 +195,12 @@ pub async fn office_occupancy(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(office_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (tenant, stores) = tenant(&state, &headers)?;
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
     id("office_id", &office_id)?;
-    let key = rf_sinks::redis::office_key(&tenant, &office_id);
-    let mut redis = stores.redis.clone();
+    caller.limit(&state, Class::General).await?;
+    let key = rf_sinks::redis::office_key(&caller.tenant, &office_id);
+    let mut redis = caller.stores.redis.clone();
     let hash: HashMap<String, String> = redis.hgetall(&key).await.map_err(ApiError::unavailable)?;
     if hash.is_empty() {
         return Err(ApiError::not_found(format!("no office {office_id}")));
@@ -164,7 +210,7 @@ pub async fn office_occupancy(
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Ok(Json(json!({
+    Ok(answer(json!({
         "office_id": office_id,
         "people": num("people") as i64,
         "capacity": num("capacity") as u64,
@@ -180,6 +226,56 @@ pub struct SeriesQuery {
     granularity: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// Offices only: the floor's rooms alone.
+    pub floor: Option<i32>,
+}
+
+/// A series request, checked.
+pub struct Series {
+    /// `15m`, `1h` or `1d`.
+    pub label: &'static str,
+    /// Windows starting at or after this…
+    pub from: DateTime<Utc>,
+    /// …and before this.
+    pub to: DateTime<Utc>,
+}
+
+impl SeriesQuery {
+    /// Checks the granularity (default 1h) and the range (default the last day).
+    pub fn parse(&self, max_range_days: u64) -> Result<Series, ApiError> {
+        let label = match self.granularity.as_deref().unwrap_or("1h") {
+            "15m" => "15m",
+            "1h" => "1h",
+            "1d" => "1d",
+            _ => return Err(ApiError::bad("granularity", "must be one of 15m, 1h, 1d")),
+        };
+        let to = time("to", self.to.as_deref(), Utc::now())?;
+        let from = time("from", self.from.as_deref(), to - chrono::Duration::days(1))?;
+        if from >= to {
+            return Err(ApiError::bad("from", "must be before to"));
+        }
+        if to - from > chrono::Duration::days(max_range_days as i64) {
+            return Err(ApiError::bad(
+                "to",
+                format!("the range may span at most {max_range_days} days"),
+            ));
+        }
+        Ok(Series { label, from, to })
+    }
+
+    /// Ranges over seven days are analytics.
+    pub fn class(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Class {
+        if to - from > chrono::Duration::days(7) {
+            Class::Analytics
+        } else {
+            Class::General
+        }
+    }
+}
+
+/// Seconds since the Unix epoch as ClickHouse's `DateTime` takes them.
+pub fn secs(t: DateTime<Utc>) -> u32 {
+    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
 }
 
 #[derive(Row, Deserialize, Serialize)]
@@ -221,29 +317,11 @@ pub async fn room_utilization(
     headers: HeaderMap,
     Path(room_id): Path<String>,
     Query(q): Query<SeriesQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (tenant, stores) = tenant(&state, &headers)?;
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
     id("room_id", &room_id)?;
-    let label = q.granularity.as_deref().unwrap_or("1h");
-    if !matches!(label, "15m" | "1h" | "1d") {
-        return Err(ApiError::bad("granularity", "must be one of 15m, 1h, 1d"));
-    }
-    let now = Utc::now();
-    let to = time("to", q.to.as_deref(), now)?;
-    let from = time("from", q.from.as_deref(), to - chrono::Duration::days(1))?;
-    if from >= to {
-        return Err(ApiError::bad("from", "must be before to"));
-    }
-    if to - from > chrono::Duration::days(state.config.max_range_days as i64) {
-        return Err(ApiError::bad(
-            "to",
-            format!(
-                "the range may span at most {} days",
-                state.config.max_range_days
-            ),
-        ));
-    }
-    let clamp = |t: DateTime<Utc>| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32;
+    let Series { label, from, to } = q.parse(state.config.max_range_days)?;
+    caller.limit(&state, q.class(from, to)).await?;
     // The database name comes from the validated tenant id; values are bound.
     let sql = format!(
         "SELECT office_id, toUInt32(window_start), toUInt32(window_end), samples, avg_people, peak_people, \
@@ -251,15 +329,16 @@ pub async fn room_utilization(
          FROM {}.room_utilization FINAL \
          WHERE granularity = ? AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
          ORDER BY window_start LIMIT 10000",
-        tenant.clickhouse_db()
+        caller.tenant.clickhouse_db()
     );
-    let rows: Vec<WindowRow> = stores
+    let rows: Vec<WindowRow> = caller
+        .stores
         .clickhouse
         .query(&sql)
         .bind(label)
         .bind(room_id.as_str())
-        .bind(clamp(from))
-        .bind(clamp(to))
+        .bind(secs(from))
+        .bind(secs(to))
         .fetch_all()
         .await
         .map_err(|e| match e {
@@ -290,7 +369,7 @@ pub async fn room_utilization(
             })
         })
         .collect();
-    Ok(Json(json!({
+    Ok(answer(json!({
         "room_id": room_id,
         "office_id": office_id,
         "granularity": label,

@@ -1,0 +1,249 @@
+//! The query service against the local stack: rate limits shared by several `serve`
+//! processes.
+
+mod common;
+
+use rf_jobs::simulate::{Fleet, FleetSpec};
+use rf_service::limits::{Limit, TierLimits};
+use rf_service::ServiceConfig;
+
+use common::*;
+
+/// Starts a query service; returns its base URL.
+async fn serve(config: &ServiceConfig, s: &rf_pipelines::Settings) -> String {
+    let router = rf_service::app(config, &service_stores(s)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+/// Status and headers of a GET with a bearer token.
+fn get(url: &str, token: &str) -> (u16, Vec<(String, String)>) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let response = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    (response.status().as_u16(), headers)
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_per_tenant_shared_by_every_process_and_answer_429() {
+    let tenant = fresh_tenant("limits");
+    let other = fresh_tenant("limits-other");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let mut config = ServiceConfig::default();
+    let tight = TierLimits {
+        general: Limit {
+            requests: 3,
+            window_secs: 60,
+        },
+        analytics: Limit {
+            requests: 1,
+            window_secs: 60,
+        },
+    };
+    config.rate_limits.insert("standard".into(), tight);
+    // Two processes of the same region.
+    let (a, b) = (serve(&config, &s).await, serve(&config, &s).await);
+    let token = rf_service::mint(&config.jwt_secret, &tenant, "limits", 300);
+    let path = "/v1/offices/nowhere/occupancy";
+    let results = tokio::task::spawn_blocking(move || {
+        [&a, &b, &a, &b]
+            .iter()
+            .map(|base| get(&format!("{base}{path}"), &token))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let remaining: Vec<Option<&str>> = results[..3]
+        .iter()
+        .map(|(_, h)| header(h, "ratelimit-remaining"))
+        .collect();
+    assert_eq!(remaining, [Some("2"), Some("1"), Some("0")]);
+    assert!(
+        results[..3].iter().all(|(status, _)| *status == 404),
+        "counted, then answered"
+    );
+    let (status, headers) = &results[3];
+    assert_eq!(*status, 429);
+    let retry: u64 = header(headers, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(header(headers, "ratelimit-limit"), Some("3"));
+
+    // Another tenant has its own count; analytics (a range over seven days) its own limit.
+    let c = serve(&config, &settings(&other)).await;
+    let token = rf_service::mint(&config.jwt_secret, &other, "limits", 300);
+    let long =
+        "/v1/rooms/r1/utilization?granularity=1d&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z";
+    let short =
+        "/v1/rooms/r1/utilization?granularity=1h&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z";
+    let statuses = tokio::task::spawn_blocking(move || {
+        [long, long, short]
+            .iter()
+            .map(|path| get(&format!("{c}{path}"), &token).0)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [404, 429, 404],
+        "one analytics request, then general ones"
+    );
+}
+
+/// Status and JSON body of a GET with a bearer token.
+fn get_json(url: &str, token: &str) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let response = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.into_body().read_json().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portfolio_endpoints_answer_from_the_tenants_stores() {
+    let tenant = fresh_tenant("portfolio");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let fleet = Fleet::new(&FleetSpec {
+        tenants: vec![tenant.clone()],
+        offices: 3,
+        rooms: 18,
+        seed: 3,
+    });
+    let (reading_id, _) = create_tenant(&tenant).await;
+    let readings = messy_stream(&fleet, 3 * 60, reading_id, &mut Rng(9));
+    provision(&tenant, &fleet, &readings).await;
+    run_until_caught_up(&s).await;
+
+    let config = ServiceConfig::default();
+    let base = serve(&config, &s).await;
+    let token = rf_service::mint(&config.jwt_secret, &tenant, "portfolio", 300);
+    let rooms: Vec<rf_schemas::RoomVersion> = fleet.tenants[0]
+        .1
+        .iter()
+        .map(|r| r.version.clone())
+        .collect();
+    let db = tenant.clickhouse_db();
+    let expected_series = clickhouse_lines(&format!(
+        "SELECT office_id, count() FROM {db}.office_utilization FINAL WHERE granularity = '1h' GROUP BY office_id ORDER BY office_id"
+    ));
+    tokio::task::spawn_blocking(move || {
+        let get = |path: &str| get_json(&format!("{base}{path}"), &token);
+        // Offices, a page at a time.
+        let mut offices = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = get(&format!("/v1/offices?limit=2&cursor={cursor}"));
+            assert_eq!(status, 200, "{page}");
+            offices.extend(page["offices"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => break,
+            }
+        }
+        let ids: std::collections::BTreeSet<String> =
+            rooms.iter().map(|r| r.office_id.clone()).collect();
+        let listed: Vec<&str> = offices
+            .iter()
+            .map(|o| o["office_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+
+        // Each office's rooms and capacity match the fleet's metadata.
+        for office in &offices {
+            let id = office["office_id"].as_str().unwrap();
+            let mine: Vec<_> = rooms.iter().filter(|r| r.office_id == id).collect();
+            let capacity: u64 = mine.iter().map(|r| u64::from(r.capacity)).sum();
+            assert_eq!(
+                office["rooms"].as_u64(),
+                Some(mine.len() as u64),
+                "{office}"
+            );
+            assert_eq!(office["capacity"].as_u64(), Some(capacity), "{office}");
+            let (status, listed) = get(&format!("/v1/offices/{id}/rooms"));
+            assert_eq!(status, 200);
+            assert_eq!(listed["rooms"].as_array().unwrap().len(), mine.len());
+        }
+
+        // A room's live state; an office's series, whole and by floor.
+        let room = &rooms[0];
+        let (status, live) = get(&format!("/v1/rooms/{}/occupancy", room.room_id));
+        assert_eq!(status, 200, "{live}");
+        assert_eq!(live["office_id"], room.office_id.as_str());
+        let range = "granularity=1h&from=2026-03-28T00:00:00Z&to=2026-03-30T00:00:00Z";
+        for line in &expected_series {
+            let (office, count) = line.split_once('\t').unwrap();
+            let (status, series) = get(&format!("/v1/offices/{office}/utilization?{range}"));
+            assert_eq!(status, 200, "{series}");
+            assert_eq!(
+                series["windows"].as_array().unwrap().len().to_string(),
+                count
+            );
+        }
+        let (status, floor) = get(&format!(
+            "/v1/offices/{}/utilization?{range}&floor={}",
+            room.office_id, room.floor
+        ));
+        assert_eq!(status, 200, "{floor}");
+        let windows = floor["windows"].as_array().unwrap();
+        assert!(!windows.is_empty());
+        assert!(windows
+            .iter()
+            .all(|w| w["utilization"].as_f64().unwrap() >= 0.0));
+
+        // Clear 4xx answers naming the parameter.
+        for (path, parameter) in [
+            ("/v1/offices?limit=0", "limit"),
+            ("/v1/offices?cursor=a%20b", "cursor"),
+            (
+                &format!("/v1/offices/{}/utilization?floor=9999", room.office_id),
+                "floor",
+            ),
+            (
+                &format!("/v1/offices/{}/utilization?granularity=2h", room.office_id),
+                "granularity",
+            ),
+        ] {
+            let (status, body) = get(path);
+            assert_eq!(
+                (status, body["parameter"].as_str()),
+                (400, Some(parameter)),
+                "{path}"
+            );
+        }
+        assert_eq!(get("/v1/offices/nowhere/rooms").0, 404);
+        assert_eq!(get("/v1/rooms/nowhere/occupancy").0, 404);
+        let (status, spec) = get("/openapi.json");
+        assert_eq!(status, 200);
+        assert_eq!(spec["openapi"], "3.0.3");
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,299 @@
+//! The tenant's portfolio: offices and rooms with their current metadata, a room's live
+//! occupancy, and an office's (or one of its floors') utilization series.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use clickhouse::Row;
+use redis::AsyncCommands;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::limits::Class;
+use crate::routes::{answer, caller, id, iso, secs, ApiError, Caller, SeriesQuery};
+use crate::AppState;
+
+/// Pagination: `limit` (1 to 1000, default 100) items after `cursor` (the last id of the
+/// previous page).
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+impl Page {
+    fn parse(&self) -> Result<(u32, String), ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::bad("limit", "must be between 1 and 1000"));
+        }
+        let cursor = self.cursor.clone().unwrap_or_default();
+        if !cursor.is_empty() {
+            id("cursor", &cursor)?;
+        }
+        Ok((limit, cursor))
+    }
+}
+
+/// The current version of every room (the latest `effective_from` not in the future),
+/// as a subquery over the tenant's `rooms` mirror. Runs on ClickHouse 18.16.
+fn current_rooms(caller: &Caller<'_>, office_filter: &str) -> String {
+    format!(
+        "SELECT office_id, room_id, argMax(office_name, effective_from) AS c_office_name, \
+         argMax(region, effective_from) AS c_region, argMax(country_code, effective_from) AS c_country, \
+         argMax(timezone, effective_from) AS c_timezone, argMax(floor, effective_from) AS c_floor, \
+         argMax(name, effective_from) AS c_name, toString(argMax(kind, effective_from)) AS c_kind, \
+         argMax(capacity, effective_from) AS c_capacity, argMax(area_m2, effective_from) AS c_area, \
+         argMax(monthly_cost, effective_from) AS c_cost \
+         FROM {}.rooms FINAL WHERE effective_from <= now() {office_filter} GROUP BY office_id, room_id",
+        caller.tenant.clickhouse_db()
+    )
+}
+
+/// A query over a tenant database that may not exist yet answers nothing.
+fn no_database_is_empty<T>(result: clickhouse::error::Result<Vec<T>>) -> Result<Vec<T>, ApiError> {
+    match result {
+        Ok(rows) => Ok(rows),
+        Err(clickhouse::error::Error::BadResponse(m)) if m.contains("Code: 81") => Ok(Vec::new()),
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct OfficeRow {
+    office_id: String,
+    office_name: String,
+    region: String,
+    country_code: String,
+    timezone: String,
+    rooms: u64,
+    capacity: u64,
+}
+
+/// `GET /v1/offices?limit=&cursor=`: the tenant's offices, by id.
+pub async fn offices(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let (limit, cursor) = page.parse()?;
+    caller.limit(&state, Class::General).await?;
+    let sql = format!(
+        "SELECT office_id, any(c_office_name), any(c_region), any(c_country), any(c_timezone), \
+         count(), sum(c_capacity) FROM ({}) WHERE office_id > ? \
+         GROUP BY office_id ORDER BY office_id LIMIT ?",
+        current_rooms(&caller, "")
+    );
+    let rows: Vec<OfficeRow> = no_database_is_empty(
+        caller
+            .stores
+            .clickhouse
+            .query(&sql)
+            .bind(cursor.as_str())
+            .bind(limit)
+            .fetch_all()
+            .await,
+    )?;
+    let next = (rows.len() == limit as usize).then(|| rows[rows.len() - 1].office_id.clone());
+    let offices: Vec<_> = rows
+        .iter()
+        .map(|o| {
+            json!({
+                "office_id": o.office_id,
+                "name": o.office_name,
+                "region": o.region,
+                "country_code": o.country_code,
+                "timezone": o.timezone,
+                "rooms": o.rooms,
+                "capacity": o.capacity,
+            })
+        })
+        .collect();
+    Ok(answer(json!({ "offices": offices, "next_cursor": next })))
+}
+
+#[derive(Row, Deserialize)]
+struct RoomRow {
+    room_id: String,
+    floor: i32,
+    name: String,
+    kind: String,
+    capacity: u32,
+    area_m2: Option<f32>,
+    monthly_cost: Option<f64>,
+}
+
+/// `GET /v1/offices/{office_id}/rooms?limit=&cursor=`: an office's rooms, by id.
+pub async fn rooms(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(office_id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    id("office_id", &office_id)?;
+    let (limit, cursor) = page.parse()?;
+    caller.limit(&state, Class::General).await?;
+    let sql = format!(
+        "SELECT room_id, c_floor, c_name, c_kind, c_capacity, c_area, c_cost FROM ({}) \
+         WHERE room_id > ? ORDER BY room_id LIMIT ?",
+        current_rooms(&caller, "AND office_id = ?")
+    );
+    let rows: Vec<RoomRow> = no_database_is_empty(
+        caller
+            .stores
+            .clickhouse
+            .query(&sql)
+            .bind(office_id.as_str())
+            .bind(cursor.as_str())
+            .bind(limit)
+            .fetch_all()
+            .await,
+    )?;
+    if rows.is_empty() && cursor.is_empty() {
+        return Err(ApiError::not_found(format!("no office {office_id}")));
+    }
+    let next = (rows.len() == limit as usize).then(|| rows[rows.len() - 1].room_id.clone());
+    let rooms: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "room_id": r.room_id,
+                "floor": r.floor,
+                "name": r.name,
+                "kind": r.kind,
+                "capacity": r.capacity,
+                "area_m2": r.area_m2,
+                "monthly_cost": r.monthly_cost,
+            })
+        })
+        .collect();
+    Ok(answer(
+        json!({ "office_id": office_id, "rooms": rooms, "next_cursor": next }),
+    ))
+}
+
+/// `GET /v1/rooms/{room_id}/occupancy`: the room's latest reading (Redis).
+pub async fn room_occupancy(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    id("room_id", &room_id)?;
+    caller.limit(&state, Class::General).await?;
+    let key = format!("{}room:{room_id}", caller.tenant.redis_prefix());
+    let mut redis = caller.stores.redis.clone();
+    let hash: HashMap<String, String> = redis.hgetall(&key).await.map_err(ApiError::unavailable)?;
+    if hash.is_empty() {
+        return Err(ApiError::not_found(format!("no room {room_id}")));
+    }
+    let num = |f: &str| {
+        hash.get(f)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(answer(json!({
+        "room_id": room_id,
+        "office_id": hash.get("office_id"),
+        "people": num("people") as i64,
+        "capacity": num("capacity") as u64,
+        "utilization": num("utilization"),
+        "as_of": iso(num("ts") as i64),
+    })))
+}
+
+#[derive(Row, Deserialize)]
+struct WindowRow {
+    window_start: u32,
+    window_end: u32,
+    rooms_reporting: u32,
+    avg_people: f64,
+    peak_people: f64,
+    capacity: u64,
+    utilization: f64,
+    is_final: u8,
+}
+
+/// `GET /v1/offices/{office_id}/utilization?granularity=&from=&to=[&floor=N]`: the
+/// office's windows starting in `[from, to)`, latest revision each; with `floor`, the
+/// floor's rooms summed up per window.
+pub async fn office_utilization(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(office_id): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    id("office_id", &office_id)?;
+    let series = q.parse(state.config.max_range_days)?;
+    if q.floor.is_some_and(|f| !(-50..=500).contains(&f)) {
+        return Err(ApiError::bad("floor", "must be between -50 and 500"));
+    }
+    caller
+        .limit(&state, q.class(series.from, series.to))
+        .await?;
+    let db = caller.tenant.clickhouse_db();
+    let sql = match q.floor {
+        None => format!(
+            "SELECT toUInt32(window_start), toUInt32(window_end), rooms_reporting, avg_people, peak_people, \
+             toUInt64(capacity), utilization, final FROM {db}.office_utilization FINAL \
+             WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+             ORDER BY window_start LIMIT 10000"
+        ),
+        Some(_) => format!(
+            "SELECT toUInt32(window_start), toUInt32(any(window_end)), toUInt32(count()), sum(avg_people), \
+             toFloat64(sum(peak_people)), sum(toUInt64(capacity)), \
+             if(sum(capacity) = 0, 0., sum(avg_people) / sum(capacity)), min(final) \
+             FROM {db}.room_utilization FINAL \
+             WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+             AND room_id IN (SELECT room_id FROM ({}) WHERE c_floor = ?) \
+             GROUP BY window_start ORDER BY window_start LIMIT 10000",
+            current_rooms(&caller, "AND office_id = ?")
+        ),
+    };
+    let mut query = caller
+        .stores
+        .clickhouse
+        .query(&sql)
+        .bind(series.label)
+        .bind(office_id.as_str())
+        .bind(secs(series.from))
+        .bind(secs(series.to));
+    if let Some(floor) = q.floor {
+        query = query.bind(office_id.as_str()).bind(floor);
+    }
+    let rows: Vec<WindowRow> = no_database_is_empty(query.fetch_all().await)?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no windows for office {office_id} in that range"
+        )));
+    }
+    let windows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "start": iso(i64::from(r.window_start) * 1000),
+                "end": iso(i64::from(r.window_end) * 1000),
+                "rooms_reporting": r.rooms_reporting,
+                "avg_people": r.avg_people,
+                "peak_people": r.peak_people,
+                "capacity": r.capacity,
+                "utilization": r.utilization,
+                "final": r.is_final == 1,
+            })
+        })
+        .collect();
+    Ok(answer(json!({
+        "office_id": office_id,
+        "floor": q.floor,
+        "granularity": series.label,
+        "from": iso(series.from.timestamp_millis()),
+        "to": iso(series.to.timestamp_millis()),
+        "windows": windows,
+    })))
+}
