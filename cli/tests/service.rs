@@ -154,6 +154,13 @@ async fn portfolio_endpoints_answer_from_the_tenants_stores() {
     let expected_series = clickhouse_lines(&format!(
         "SELECT office_id, count() FROM {db}.office_utilization FINAL WHERE granularity = '1h' GROUP BY office_id ORDER BY office_id"
     ));
+    let expected_ranking = clickhouse_lines(&format!(
+        "SELECT office_id FROM {db}.office_utilization FINAL WHERE granularity = '1d' \
+         GROUP BY office_id ORDER BY avg(utilization) DESC, office_id"
+    ));
+    let rooms_with_days = clickhouse_lines(&format!(
+        "SELECT count(DISTINCT room_id) FROM {db}.room_utilization FINAL WHERE granularity = '1d'"
+    ));
     tokio::task::spawn_blocking(move || {
         let get = |path: &str| get_json(&format!("{base}{path}"), &token);
         // Offices, a page at a time.
@@ -240,6 +247,55 @@ async fn portfolio_endpoints_answer_from_the_tenants_stores() {
         }
         assert_eq!(get("/v1/offices/nowhere/rooms").0, 404);
         assert_eq!(get("/v1/rooms/nowhere/occupancy").0, 404);
+        // Analytics over the stream's days (to: the day after).
+        let to = "to=2026-03-30T00:00:00Z";
+        let (status, ranking) = get(&format!("/v1/offices/ranking?days=7&{to}"));
+        assert_eq!(status, 200, "{ranking}");
+        let ranked: Vec<&str> = ranking["offices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["office_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ranked, expected_ranking);
+        let (status, under) = get(&format!("/v1/insights/underused?days=7&threshold=1&{to}"));
+        assert_eq!(status, 200, "{under}");
+        assert_eq!(under["rooms_below"].to_string(), rooms_with_days[0]);
+        let listed = under["rooms"].as_array().unwrap();
+        let savings: Vec<f64> = listed
+            .iter()
+            .map(|r| r["monthly_saving"].as_f64().unwrap_or(0.0))
+            .collect();
+        assert!(
+            savings.windows(2).all(|w| w[0] >= w[1]),
+            "the costliest first"
+        );
+        let total: f64 = savings.iter().sum();
+        assert!((under["monthly_saving"].as_f64().unwrap() - total).abs() < 1e-6);
+        let (status, heat) = get(&format!(
+            "/v1/offices/{}/heatmap?weeks=1&{to}",
+            room.office_id
+        ));
+        assert_eq!(status, 200, "{heat}");
+        let grid = heat["utilization"].as_array().unwrap();
+        assert_eq!(grid.len(), 7);
+        assert!(grid.iter().all(|day| day.as_array().unwrap().len() == 24));
+        let seen = grid
+            .iter()
+            .flat_map(|day| day.as_array().unwrap())
+            .filter(|c| !c.is_null())
+            .count();
+        assert!(
+            seen > 0 && heat["hours_seen"].as_u64().unwrap() >= seen as u64,
+            "{heat}"
+        );
+        assert_eq!(get("/v1/offices/ranking?days=0").1["parameter"], "days");
+        assert_eq!(
+            get("/v1/insights/underused?threshold=2").1["parameter"],
+            "threshold"
+        );
+        assert_eq!(get("/v1/offices/nowhere/heatmap").0, 404);
+
         let (status, spec) = get("/openapi.json");
         assert_eq!(status, 200);
         assert_eq!(spec["openapi"], "3.0.3");

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod directory;
+mod insights;
 pub mod limits;
 mod portfolio;
 mod routes;
@@ -225,6 +226,9 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/offices", get(portfolio::offices))
+        .route("/v1/offices/ranking", get(insights::ranking))
+        .route("/v1/offices/{office_id}/heatmap", get(insights::heatmap))
+        .route("/v1/insights/underused", get(insights::underused))
         .route("/v1/offices/{office_id}/rooms", get(portfolio::rooms))
         .route(
             "/v1/offices/{office_id}/utilization",
@@ -382,6 +386,6 @@ mod tests {
         for route in routes {
             assert!(paths.contains_key(route), "{route} is not in openapi.json");
         }
-        assert_eq!(paths.len(), 10, "no route described that does not exist");
+        assert_eq!(paths.len(), 13, "no route described that does not exist");
     }
 }

@@ -40,7 +40,7 @@ impl Page {
 
 /// The current version of every room (the latest `effective_from` not in the future),
 /// as a subquery over the tenant's `rooms` mirror. Runs on ClickHouse 18.16.
-fn current_rooms(caller: &Caller<'_>, office_filter: &str) -> String {
+pub(crate) fn current_rooms(caller: &Caller<'_>, office_filter: &str) -> String {
     format!(
         "SELECT office_id, room_id, argMax(office_name, effective_from) AS c_office_name, \
          argMax(region, effective_from) AS c_region, argMax(country_code, effective_from) AS c_country, \
@@ -54,7 +54,9 @@ fn current_rooms(caller: &Caller<'_>, office_filter: &str) -> String {
 }
 
 /// A query over a tenant database that may not exist yet answers nothing.
-fn no_database_is_empty<T>(result: clickhouse::error::Result<Vec<T>>) -> Result<Vec<T>, ApiError> {
+pub(crate) fn no_database_is_empty<T>(
+    result: clickhouse::error::Result<Vec<T>>,
+) -> Result<Vec<T>, ApiError> {
     match result {
         Ok(rows) => Ok(rows),
         Err(clickhouse::error::Error::BadResponse(m)) if m.contains("Code: 81") => Ok(Vec::new()),

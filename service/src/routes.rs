@@ -292,7 +292,7 @@ struct WindowRow {
     is_final: u8,
 }
 
-fn time(
+pub(crate) fn time(
     parameter: &'static str,
     value: Option<&str>,
     default: DateTime<Utc>,

@@ -1,0 +1,278 @@
+//! Analytics: an office's hour-of-week heatmap, under-used rooms with what giving them up
+//! would save, and the offices of the portfolio ranked by utilization. Each counts against
+//! the tenant's analytics limit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use clickhouse::Row;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::limits::Class;
+use crate::portfolio::{current_rooms, no_database_is_empty};
+use crate::routes::{answer, caller, id, iso, secs, time, ApiError};
+use crate::AppState;
+
+/// A trailing period: `weeks` or `days` back from `to` (default now).
+#[derive(Deserialize)]
+pub struct Period {
+    weeks: Option<u32>,
+    days: Option<u32>,
+    to: Option<String>,
+    threshold: Option<f64>,
+    limit: Option<u32>,
+}
+
+impl Period {
+    fn range(
+        &self,
+        unit_days: i64,
+        count: u32,
+        max: u32,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let (parameter, what) = if unit_days == 7 {
+            ("weeks", "weeks")
+        } else {
+            ("days", "days")
+        };
+        if !(1..=max).contains(&count) {
+            return Err(ApiError::bad(
+                parameter,
+                format!("must be between 1 and {max} {what}"),
+            ));
+        }
+        let to = time("to", self.to.as_deref(), Utc::now())?;
+        Ok((
+            to - chrono::Duration::days(unit_days * i64::from(count)),
+            to,
+        ))
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct Cell {
+    day: u8,
+    hour: u8,
+    utilization: f64,
+    hours: u64,
+}
+
+/// `GET /v1/offices/{office_id}/heatmap?weeks=4[&to=]`: the office's average utilization
+/// by hour of the week (Monday 00:00 first, in the office's time zone) over the last weeks.
+pub async fn heatmap(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(office_id): Path<String>,
+    Query(p): Query<Period>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    id("office_id", &office_id)?;
+    let (from, to) = p.range(7, p.weeks.unwrap_or(4), 52)?;
+    caller.limit(&state, Class::Analytics).await?;
+    let client = &caller.stores.clickhouse;
+    let zones: Vec<String> = no_database_is_empty(
+        client
+            .query(&format!(
+                "SELECT any(c_timezone) FROM ({}) GROUP BY office_id",
+                current_rooms(&caller, "AND office_id = ?")
+            ))
+            .bind(office_id.as_str())
+            .fetch_all()
+            .await,
+    )?;
+    let Some(zone) = zones.into_iter().next() else {
+        return Err(ApiError::not_found(format!("no office {office_id}")));
+    };
+    // The zone comes from the tenant's own metadata, checked again before it is used.
+    let zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
+        ApiError::unavailable(format!("office {office_id} has an unknown time zone"))
+    })?;
+    let sql = format!(
+        "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(utilization), count() \
+         FROM {}.office_utilization FINAL \
+         WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+         GROUP BY d, h ORDER BY d, h",
+        caller.tenant.clickhouse_db()
+    );
+    let cells: Vec<Cell> = no_database_is_empty(
+        client
+            .query(&sql)
+            .bind(zone.name())
+            .bind(zone.name())
+            .bind(office_id.as_str())
+            .bind(secs(from))
+            .bind(secs(to))
+            .fetch_all()
+            .await,
+    )?;
+    // 7 × 24, null where no hour was seen.
+    let mut grid = vec![vec![serde_json::Value::Null; 24]; 7];
+    for c in &cells {
+        if (1..=7).contains(&c.day) && c.hour < 24 {
+            grid[usize::from(c.day - 1)][usize::from(c.hour)] = json!(c.utilization);
+        }
+    }
+    Ok(answer(json!({
+        "office_id": office_id,
+        "timezone": zone.name(),
+        "from": iso(from.timestamp_millis()),
+        "to": iso(to.timestamp_millis()),
+        "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+        "utilization": grid,
+        "hours_seen": cells.iter().map(|c| c.hours).sum::<u64>(),
+    })))
+}
+
+#[derive(Row, Deserialize)]
+struct RoomUse {
+    room_id: String,
+    utilization: f64,
+    days: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct RoomCost {
+    office_id: String,
+    room_id: String,
+    name: String,
+    capacity: u32,
+    monthly_cost: Option<f64>,
+}
+
+/// `GET /v1/insights/underused?days=30&threshold=0.2[&to=&limit=]`: rooms whose average
+/// daily utilization over the last days is below the threshold, the costliest first,
+/// with the monthly saving if they were given up.
+pub async fn underused(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<Period>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
+    let threshold = p.threshold.unwrap_or(0.2);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(ApiError::bad("threshold", "must be between 0 and 1"));
+    }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad("limit", "must be between 1 and 1000"));
+    }
+    caller.limit(&state, Class::Analytics).await?;
+    let client = &caller.stores.clickhouse;
+    let used: Vec<RoomUse> = no_database_is_empty(
+        client
+            .query(&format!(
+                "SELECT room_id, avg(utilization), count() FROM {}.room_utilization FINAL \
+                 WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                 GROUP BY room_id HAVING avg(utilization) < ?",
+                caller.tenant.clickhouse_db()
+            ))
+            .bind(secs(from))
+            .bind(secs(to))
+            .bind(threshold)
+            .fetch_all()
+            .await,
+    )?;
+    let costs: Vec<RoomCost> = no_database_is_empty(
+        client
+            .query(&format!(
+                "SELECT office_id, room_id, c_name, c_capacity, c_cost FROM ({})",
+                current_rooms(&caller, "")
+            ))
+            .fetch_all()
+            .await,
+    )?;
+    let costs: HashMap<&str, &RoomCost> = costs.iter().map(|c| (c.room_id.as_str(), c)).collect();
+    let mut rooms: Vec<(&RoomUse, &RoomCost)> = used
+        .iter()
+        .filter_map(|u| Some((u, *costs.get(u.room_id.as_str())?)))
+        .collect();
+    rooms.sort_by(|a, b| {
+        let cost = |r: &RoomCost| r.monthly_cost.unwrap_or(0.0);
+        cost(b.1)
+            .total_cmp(&cost(a.1))
+            .then_with(|| a.0.room_id.cmp(&b.0.room_id))
+    });
+    let saving: f64 = rooms.iter().filter_map(|(_, c)| c.monthly_cost).sum();
+    let listed: Vec<_> = rooms
+        .iter()
+        .take(limit as usize)
+        .map(|(u, c)| {
+            json!({
+                "room_id": u.room_id,
+                "office_id": c.office_id,
+                "name": c.name,
+                "capacity": c.capacity,
+                "utilization": u.utilization,
+                "days": u.days,
+                "monthly_saving": c.monthly_cost,
+            })
+        })
+        .collect();
+    Ok(answer(json!({
+        "from": iso(from.timestamp_millis()),
+        "to": iso(to.timestamp_millis()),
+        "threshold": threshold,
+        "rooms": listed,
+        "rooms_below": rooms.len(),
+        "monthly_saving": saving,
+    })))
+}
+
+#[derive(Row, Deserialize)]
+struct OfficeUse {
+    office_id: String,
+    utilization: f64,
+    peak: f64,
+    days: u64,
+}
+
+/// `GET /v1/offices/ranking?days=30[&to=]`: the tenant's offices by average daily
+/// utilization over the last days, highest first.
+pub async fn ranking(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<Period>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
+    caller.limit(&state, Class::Analytics).await?;
+    let rows: Vec<OfficeUse> = no_database_is_empty(
+        caller
+            .stores
+            .clickhouse
+            .query(&format!(
+                "SELECT office_id, avg(utilization), max(utilization), count() FROM {}.office_utilization FINAL \
+                 WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                 GROUP BY office_id ORDER BY avg(utilization) DESC, office_id",
+                caller.tenant.clickhouse_db()
+            ))
+            .bind(secs(from))
+            .bind(secs(to))
+            .fetch_all()
+            .await,
+    )?;
+    let offices: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            json!({
+                "rank": i + 1,
+                "office_id": o.office_id,
+                "utilization": o.utilization,
+                "peak_day_utilization": o.peak,
+                "days": o.days,
+            })
+        })
+        .collect();
+    Ok(answer(json!({
+        "from": iso(from.timestamp_millis()),
+        "to": iso(to.timestamp_millis()),
+        "offices": offices,
+    })))
+}
