@@ -164,6 +164,7 @@ mod tests {
                 "service.rate_limits",
             ),
             ("[regions]\nserve = [\"mars\"]\n", "regions.serve"),
+            ("[service]\njwt_algorithm = \"RS256\"\n", "service.jwks"),
             (
                 "[regions.remote.eu]\nredis.url = \"http://x\"\n",
                 "regions.remote.redis.url",

@@ -412,6 +412,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => {
+            if config.service.jwt_algorithm != rf_service::JwtAlgorithm::Hs256 {
+                anyhow::bail!(
+                    "service.jwt_algorithm is RS256: tokens come from the identity provider, not from roomflow"
+                );
+            }
             let ttl = parse_duration(&args.ttl).context("--ttl")?;
             println!(
                 "{}",

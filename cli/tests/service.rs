@@ -303,3 +303,48 @@ async fn portfolio_endpoints_answer_from_the_tenants_stores() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
+    let tenant = fresh_tenant("rs256");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    let config = ServiceConfig {
+        jwt_algorithm: rf_service::JwtAlgorithm::Rs256,
+        jwks: testdata
+            .join("jwt-test-rs256.jwks.json")
+            .display()
+            .to_string(),
+        ..Default::default()
+    };
+    let base = serve(&config, &s).await;
+    let pem = std::fs::read(testdata.join("jwt-test-rs256.pem")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = rf_service::auth::Claims {
+        sub: "app".into(),
+        tenant: tenant.to_string(),
+        exp: now + 300,
+        nbf: now - 1,
+        scope: rf_service::READ_SCOPE.into(),
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("roomflow-test-1".into());
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    let rs = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let hs = rf_service::mint(&ServiceConfig::default().jwt_secret, &tenant, "x", 300);
+    let statuses = tokio::task::spawn_blocking(move || {
+        let url = format!("{base}/v1/offices/nowhere/occupancy");
+        [get(&url, &rs).0, get(&url, &hs).0]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [404, 401],
+        "RS256 passes (nothing there), HS256 does not"
+    );
+}

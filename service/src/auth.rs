@@ -1,12 +1,18 @@
-//! Bearer tokens: HS256 JWTs whose `tenant` claim names the only tenant they can read.
+//! Bearer tokens: JWTs whose `tenant` claim names the only tenant they can read, signed
+//! with HS256 (a shared key) or RS256 (keys from a JWKS file or URL); the algorithm is
+//! pinned by the config, so a token naming another one, or `none`, is refused.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use rf_schemas::TenantId;
 use rf_sinks::Secret;
+
+/// The scope a token needs to read.
+pub const READ_SCOPE: &str = "read";
 
 /// The claims roomflow reads.
 #[derive(Debug, Serialize, Deserialize)]
@@ -19,6 +25,8 @@ pub struct Claims {
     pub exp: u64,
     /// Not valid before, seconds since the epoch.
     pub nbf: u64,
+    /// Space-separated scopes; reading needs `read`.
+    pub scope: String,
 }
 
 /// Why a request is not authenticated.
@@ -32,25 +40,41 @@ pub enum AuthError {
     Invalid(String),
 }
 
-/// Verifies tokens with the service's key.
+/// Verifies tokens.
 #[derive(Clone)]
 pub struct Verifier {
-    key: DecodingKey,
+    /// `(key id, key)`; a shared key has no id.
+    keys: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
 }
 
 impl Verifier {
     /// A verifier for HS256 tokens signed with `secret`, allowing `leeway_secs` of clock skew.
     pub fn new(secret: &Secret, leeway_secs: u64) -> Self {
-        // The algorithm is pinned: a token naming another (or `none`) is refused.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = leeway_secs;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
         Self {
-            key: DecodingKey::from_secret(secret.expose().as_bytes()),
-            validation,
+            keys: vec![(None, DecodingKey::from_secret(secret.expose().as_bytes()))],
+            validation: validation(Algorithm::HS256, leeway_secs),
         }
+    }
+
+    /// A verifier for RS256 tokens signed by one of the RSA keys of a JWKS document.
+    pub fn rs256(jwks: &str, leeway_secs: u64) -> Result<Self, String> {
+        let set: JwkSet =
+            serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            if let jsonwebtoken::jwk::AlgorithmParameters::RSA(_) = jwk.algorithm {
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("a JWKS key: {e}"))?;
+                keys.push((jwk.common.key_id.clone(), key));
+            }
+        }
+        if keys.is_empty() {
+            return Err("the JWKS document has no RSA key".into());
+        }
+        Ok(Self {
+            keys,
+            validation: validation(Algorithm::RS256, leeway_secs),
+        })
     }
 
     /// The tenant a `Bearer` authorization header grants.
@@ -60,11 +84,42 @@ impl Verifier {
                 h.strip_prefix("Bearer ")
                     .or_else(|| h.strip_prefix("bearer "))
             })
-            .ok_or(AuthError::Missing)?;
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.key, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            .ok_or(AuthError::Missing)?
+            .trim();
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::Invalid(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        // The key the token names, else the only one.
+        let key = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(id, _)| id.as_deref() == Some(kid.as_str())),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+        .map(|(_, key)| key)
+        .ok_or_else(|| AuthError::Invalid("the token's key id is not known".into()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(invalid)?;
+        if !data
+            .claims
+            .scope
+            .split_whitespace()
+            .any(|s| s == READ_SCOPE)
+        {
+            return Err(AuthError::Invalid(format!(
+                "the token's scope lacks {READ_SCOPE:?}"
+            )));
+        }
         TenantId::parse(&data.claims.tenant).map_err(|e| AuthError::Invalid(e.to_string()))
     }
+}
+
+fn validation(algorithm: Algorithm, leeway_secs: u64) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = leeway_secs;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
+    validation
 }
 
 /// Mints a token for `tenant`, valid for `ttl_secs`, signed with `secret`.
@@ -77,6 +132,7 @@ pub fn mint(secret: &Secret, tenant: &TenantId, subject: &str, ttl_secs: u64) ->
         tenant: tenant.to_string(),
         exp: now + ttl_secs,
         nbf: now,
+        scope: READ_SCOPE.into(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -107,6 +163,7 @@ mod tests {
             tenant: "acme".into(),
             exp: 1_000,
             nbf: 0,
+            scope: "read".into(),
         };
         let expired = jsonwebtoken::encode(
             &Header::default(),
@@ -122,6 +179,58 @@ mod tests {
             b64(r#"{"sub":"x","tenant":"acme","exp":9999999999,"nbf":0}"#)
         );
         assert!(v.tenant(Some(&format!("Bearer {none}"))).is_err());
+        // A token without the read scope.
+        let mut claims = Claims {
+            sub: "x".into(),
+            tenant: "acme".into(),
+            exp: 9_999_999_999,
+            nbf: 0,
+            scope: "write".into(),
+        };
+        let sign = |c: &Claims, h: &Header, k: &EncodingKey| {
+            format!("Bearer {}", jsonwebtoken::encode(h, c, k).unwrap())
+        };
+        let hs = EncodingKey::from_secret(b"s3cret");
+        assert!(v
+            .tenant(Some(&sign(&claims, &Header::default(), &hs)))
+            .is_err());
+        claims.scope = "profile read".into();
+        assert_eq!(
+            v.tenant(Some(&sign(&claims, &Header::default(), &hs))),
+            Ok(acme)
+        );
+    }
+
+    #[test]
+    fn rs256_tokens_verify_against_the_jwks_and_nothing_else_does() {
+        let jwks = include_str!("../../testdata/jwt-test-rs256.jwks.json");
+        let pem = include_bytes!("../../testdata/jwt-test-rs256.pem");
+        let v = Verifier::rs256(jwks, 60).unwrap();
+        let claims = Claims {
+            sub: "app".into(),
+            tenant: "acme".into(),
+            exp: 9_999_999_999,
+            nbf: 0,
+            scope: "read".into(),
+        };
+        let rsa = EncodingKey::from_rsa_pem(pem).unwrap();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("roomflow-test-1".into());
+        let token = jsonwebtoken::encode(&header, &claims, &rsa).unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(v.tenant(Some(&format!("Bearer {token}"))), Ok(acme));
+        // Another kid, an HS256 token (the algorithm is pinned), a token signed with the
+        // public key's bytes as an HMAC secret: all refused.
+        header.kid = Some("other".into());
+        let unknown = jsonwebtoken::encode(&header, &claims, &rsa).unwrap();
+        assert!(v.tenant(Some(&format!("Bearer {unknown}"))).is_err());
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some("roomflow-test-1".into());
+        let confused =
+            jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(jwks.as_bytes())).unwrap();
+        assert!(v.tenant(Some(&format!("Bearer {confused}"))).is_err());
+        assert!(Verifier::rs256("{\"keys\": []}", 60).is_err());
+        assert!(Verifier::rs256("not json", 60).is_err());
     }
 
     fn b64(s: &str) -> String {

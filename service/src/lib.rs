@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use rf_sinks::Secret;
 
-pub use auth::{mint, Verifier};
+pub use auth::{mint, Verifier, READ_SCOPE};
 pub use directory::{Directory, RegionStores, Stores};
 use limits::TierLimits;
 pub use routes::API_KEY;
@@ -36,9 +36,14 @@ pub use routes::API_KEY;
 pub struct ServiceConfig {
     /// Address to listen on.
     pub listen: String,
+    /// How bearer tokens are signed, pinned: `HS256` (with `jwt_secret`) or `RS256` (with
+    /// the keys of `jwks`). Tokens naming another algorithm, or `none`, are refused.
+    pub jwt_algorithm: JwtAlgorithm,
     /// HS256 key of the bearer tokens. The default is for the local stack only: the
     /// service refuses it on any address but loopback.
     pub jwt_secret: Secret,
+    /// RS256: the identity provider's JWKS, a file path or an http(s) URL, read at start.
+    pub jwks: String,
     /// Clock skew allowed on `exp` and `nbf`, seconds (at most 60).
     pub jwt_leeway_secs: u64,
     /// Longest range a series request may span, days.
@@ -52,6 +57,17 @@ pub struct ServiceConfig {
     pub rate_limits: BTreeMap<String, TierLimits>,
 }
 
+/// See [`ServiceConfig::jwt_algorithm`].
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// A shared secret.
+    #[serde(rename = "HS256")]
+    Hs256,
+    /// RSA keys from a JWKS.
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
 /// The local stack's token key; refused on non-loopback addresses.
 pub const LOCAL_DEV_SECRET: &str = "roomflow-local-development-only";
 
@@ -59,7 +75,9 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:18080".into(),
+            jwt_algorithm: JwtAlgorithm::Hs256,
             jwt_secret: Secret::new(LOCAL_DEV_SECRET),
+            jwks: String::new(),
             jwt_leeway_secs: 60,
             max_range_days: 400,
             directory_refresh_secs: 5,
@@ -85,13 +103,23 @@ impl ServiceConfig {
             field: "service.listen",
             problem: format!("{:?} is not an address like 127.0.0.1:18080", self.listen),
         })?;
-        if self.jwt_secret.expose().len() < 16 {
+        if self.jwt_algorithm == JwtAlgorithm::Rs256 {
+            if self.jwks.is_empty() {
+                return Err(InvalidSetting {
+                    field: "service.jwks",
+                    problem: "RS256 needs the JWKS: a file path or an http(s) URL".into(),
+                });
+            }
+        } else if self.jwt_secret.expose().len() < 16 {
             return Err(InvalidSetting {
                 field: "service.jwt_secret",
                 problem: "must be at least 16 characters".into(),
             });
         }
-        if self.jwt_secret.expose() == LOCAL_DEV_SECRET && !addr.ip().is_loopback() {
+        if self.jwt_algorithm == JwtAlgorithm::Hs256
+            && self.jwt_secret.expose() == LOCAL_DEV_SECRET
+            && !addr.ip().is_loopback()
+        {
             return Err(InvalidSetting {
                 field: "service.jwt_secret",
                 problem: "the local development key may only be used on a loopback address".into(),
@@ -197,8 +225,19 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
     registry
         .register(Box::new(latency.clone()))
         .expect("unique metric");
+    let verifier = match config.jwt_algorithm {
+        JwtAlgorithm::Hs256 => Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
+        JwtAlgorithm::Rs256 => {
+            let source = config.jwks.clone();
+            let jwks = tokio::task::spawn_blocking(move || read_jwks(&source))
+                .await
+                .map_err(|e| e.to_string())??;
+            Verifier::rs256(&jwks, config.jwt_leeway_secs)
+                .map_err(|e| format!("service.jwks {}: {e}", config.jwks))?
+        }
+    };
     let state = Arc::new(AppState {
-        verifier: Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
+        verifier,
         directory,
         regions,
         config: config.clone(),
@@ -248,6 +287,24 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state))
+}
+
+/// The JWKS document at `source`: an http(s) URL or a file.
+fn read_jwks(source: &str) -> Result<String, String> {
+    if source.starts_with("https://") || source.starts_with("http://") {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        agent
+            .get(source)
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .map_err(|e| format!("service.jwks: cannot fetch {source}: {e}"))
+    } else {
+        std::fs::read_to_string(source)
+            .map_err(|e| format!("service.jwks: cannot read {source}: {e}"))
+    }
 }
 
 /// The service's OpenAPI 3 description.
