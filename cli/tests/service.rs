@@ -302,6 +302,32 @@ async fn portfolio_endpoints_answer_from_the_tenants_stores() {
     })
     .await
     .unwrap();
+
+    // Every authenticated request is in the tenant's audit table, with its parameters.
+    let audited = |filter: &str| {
+        clickhouse_lines(&format!(
+            "SELECT count() FROM {db}.audit WHERE tenant = '{tenant}' AND subject = 'portfolio' {filter}"
+        ))[0]
+            .parse::<u64>()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while audited("") < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit rows did not arrive"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let heatmaps =
+        "AND route = '/v1/offices/{office_id}/heatmap' AND status = 200 AND request_id != ''";
+    assert_eq!(audited(heatmaps), 1);
+    let rejected = "AND status = 400 AND query = 'limit=0'";
+    assert_eq!(
+        audited(rejected),
+        1,
+        "bad requests of an authenticated caller too"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,3 +76,20 @@ CREATE TABLE IF NOT EXISTS {db}.readings (
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (office_id, room_id, ts_ms, sensor_id);
+
+-- Every data access of the query service to this tenant (written by the service, the
+-- only thing it writes): who, what, the answer and how long it took.
+CREATE TABLE IF NOT EXISTS {db}.audit (
+    ts DateTime('UTC'),
+    ts_ms UInt64,
+    tenant String,
+    subject String,
+    route String,
+    path String,
+    query String,
+    status UInt16,
+    duration_ms Float64,
+    request_id String
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(ts)
+ORDER BY (ts, request_id);

@@ -79,6 +79,11 @@ impl Verifier {
 
     /// The tenant a `Bearer` authorization header grants.
     pub fn tenant(&self, authorization: Option<&str>) -> Result<TenantId, AuthError> {
+        self.verify(authorization).map(|(tenant, _)| tenant)
+    }
+
+    /// The tenant a `Bearer` authorization header grants, and the token's subject.
+    pub fn verify(&self, authorization: Option<&str>) -> Result<(TenantId, String), AuthError> {
         let token = authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -110,7 +115,9 @@ impl Verifier {
                 "the token's scope lacks {READ_SCOPE:?}"
             )));
         }
-        TenantId::parse(&data.claims.tenant).map_err(|e| AuthError::Invalid(e.to_string()))
+        let tenant =
+            TenantId::parse(&data.claims.tenant).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        Ok((tenant, data.claims.sub))
     }
 }
 

@@ -1,6 +1,7 @@
 //! roomflow's read-only query service: current occupancy from Redis, utilization series
 //! from ClickHouse, each behind a bearer token that names the tenant.
 
+pub mod audit;
 pub mod auth;
 pub mod directory;
 mod insights;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use rf_sinks::Secret;
 
+use audit::AuditLog;
 pub use auth::{mint, Verifier, READ_SCOPE};
 pub use directory::{Directory, RegionStores, Stores};
 use limits::TierLimits;
@@ -181,10 +183,15 @@ pub struct AppState {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    audit: AuditLog,
 }
 
 /// The service's Prometheus metrics, by name.
-pub const METRICS: [&str; 2] = ["rf_api_requests_total", "rf_api_request_seconds"];
+pub const METRICS: [&str; 3] = [
+    "rf_api_requests_total",
+    "rf_api_request_seconds",
+    "rf_api_audit_dropped_total",
+];
 
 /// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
 /// keeps it fresh, and builds the router.
@@ -225,6 +232,18 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
     registry
         .register(Box::new(latency.clone()))
         .expect("unique metric");
+    let dropped = prometheus::IntCounter::new(
+        METRICS[2],
+        "Audit rows not written to ClickHouse (the log lines keep them).",
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(dropped.clone()))
+        .expect("unique metric");
+    let audit = AuditLog::start(
+        regions.iter().map(|r| r.clickhouse.clone()).collect(),
+        dropped,
+    );
     let verifier = match config.jwt_algorithm {
         JwtAlgorithm::Hs256 => Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
         JwtAlgorithm::Rs256 => {
@@ -244,6 +263,7 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
         registry,
         requests,
         latency,
+        audit,
     });
     let every = std::time::Duration::from_secs(config.directory_refresh_secs);
     let refreshed = Arc::downgrade(&state);
@@ -369,10 +389,13 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let id = request_id(&request);
     let span = tracing::info_span!("request", request_id = %id, route = %route, tenant = tracing::field::Empty);
     let started = Instant::now();
-    let (mut response, quota) = limits::QUOTA
-        .scope(std::cell::Cell::new(None), async {
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let (mut response, quota, who) = audit::SCOPE
+        .scope(audit::Scope::default(), async {
             let response = next.run(request).instrument(span.clone()).await;
-            (response, limits::QUOTA.with(std::cell::Cell::get))
+            let (quota, who) = audit::SCOPE.with(|s| (s.quota.get(), s.who.take()));
+            (response, quota, who)
         })
         .await;
     for (name, value) in quota.iter().flat_map(limits::Quota::headers) {
@@ -382,13 +405,31 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let subject = who.as_ref().map_or("", |w| w.subject.as_str());
     span.in_scope(|| {
-        tracing::info!(
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request answered"
-        )
+        tracing::info!(status, duration_ms, subject, path = %path, query = %query, "request answered")
     });
+    if let Some(who) = who {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        state.audit.record(
+            who.region,
+            audit::AuditRow {
+                ts: now.as_secs() as u32,
+                ts_ms: now.as_millis() as u64,
+                tenant: who.tenant.to_string(),
+                subject: who.subject,
+                route: route.clone(),
+                path,
+                query,
+                status,
+                duration_ms,
+                request_id: id.clone(),
+            },
+        );
+    }
     state
         .requests
         .with_label_values(&[&route, &status.to_string()])

@@ -102,17 +102,6 @@ impl Quota {
     }
 }
 
-tokio::task_local! {
-    /// The quota of the request being answered, once counted: the service's middleware
-    /// adds its headers to the response, whatever the handler answered.
-    pub static QUOTA: std::cell::Cell<Option<Quota>>;
-}
-
-/// Keeps `quota` for the response's headers (outside a request: nowhere).
-pub fn remember(quota: Quota) {
-    let _ = QUOTA.try_with(|q| q.set(Some(quota)));
-}
-
 /// Counts one request of `tenant` in `class` against `limits`.
 pub async fn count(
     redis: &mut redis::aio::ConnectionManager,

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use rf_schemas::TenantId;
 
+use crate::audit::{self, Who};
 use crate::directory::Refusal;
 use crate::limits::{self, Class};
 use crate::{AppState, RegionClients};
@@ -76,7 +77,7 @@ pub(crate) struct Caller<'s> {
 
 impl Caller<'_> {
     /// Counts the request against the tenant's `class` limit, or answers 429. Either way
-    /// the response carries the quota's headers (see [`limits::QUOTA`]).
+    /// the response carries the quota's headers (see [`audit::SCOPE`]).
     pub(crate) async fn limit(&self, state: &AppState, class: Class) -> Result<(), ApiError> {
         // The config has every tier (validated); a tier added later falls back to standard.
         let limits = state
@@ -94,7 +95,7 @@ impl Caller<'_> {
         let quota = limits::count(&mut redis, &self.tenant, class, limits)
             .await
             .map_err(ApiError::unavailable)?;
-        limits::remember(quota);
+        audit::remember_quota(quota);
         if quota.exceeded {
             return Err(ApiError::status(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -120,31 +121,38 @@ pub const API_KEY: &str = "x-api-key";
 /// the stores of the tenant's region.
 pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Caller<'s>, ApiError> {
     let unauthorized = |message: String| ApiError::status(StatusCode::UNAUTHORIZED, message);
-    let tenant = match headers.get(API_KEY) {
+    let (tenant, subject) = match headers.get(API_KEY) {
         Some(key) => {
             let key = key.to_str().unwrap_or_default();
-            let (tenant, _) = state
+            let (tenant, key_id) = state
                 .directory
                 .key(key)
                 .ok_or_else(|| unauthorized("unknown or revoked API key".into()))?;
-            tenant
+            (tenant, format!("apikey:{key_id}"))
         }
         None => {
             let header = headers.get("authorization").and_then(|h| h.to_str().ok());
             state
                 .verifier
-                .tenant(header)
+                .verify(header)
                 .map_err(|e| unauthorized(e.to_string()))?
         }
     };
     // The request's log lines carry the tenant from here on.
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     match state.directory.region_of(&tenant) {
-        Ok(region) => Ok(Caller {
-            tier: state.directory.known(&tenant).tier,
-            stores: &state.regions[region],
-            tenant,
-        }),
+        Ok(region) => {
+            audit::remember_caller(Who {
+                tenant: tenant.clone(),
+                subject,
+                region,
+            });
+            Ok(Caller {
+                tier: state.directory.known(&tenant).tier,
+                stores: &state.regions[region],
+                tenant,
+            })
+        }
         Err(Refusal::Deleted) => Err(ApiError::status(
             StatusCode::FORBIDDEN,
             format!("tenant {tenant} is deleted"),
