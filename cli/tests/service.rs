@@ -374,3 +374,247 @@ async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
         "RS256 passes (nothing there), HS256 does not"
     );
 }
+
+/// Status and body text of a GET with the given headers.
+fn fetch(url: &str, headers: &[(&str, String)]) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.call().unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.into_body().read_to_string().unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_parameter_or_id_reaches_another_tenants_data() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let a = fresh_tenant("iso-a");
+    let b = fresh_tenant("iso-b");
+    let mut s = settings(&a);
+    s.pipeline.tenants.push(b.to_string());
+    stack_is_up(&s);
+    let fleet = |t: &rf_schemas::TenantId, offices| {
+        Fleet::new(&FleetSpec {
+            tenants: vec![t.clone()],
+            offices,
+            rooms: 9,
+            seed: 4,
+        })
+    };
+    let (fa, fb) = (fleet(&a, 2), fleet(&b, 3));
+    for (t, f) in [(&a, &fa), (&b, &fb)] {
+        let (reading_id, _) = create_tenant(t).await;
+        let readings = messy_stream(f, 2 * 60, reading_id, &mut Rng(5));
+        provision(t, f, &readings).await;
+    }
+    run_until_caught_up(&s).await;
+    // An office and a room only b has.
+    let a_offices: Vec<String> = fa.tenants[0]
+        .1
+        .iter()
+        .map(|r| r.version.office_id.clone())
+        .collect();
+    let b_only = fb.tenants[0]
+        .1
+        .iter()
+        .map(|r| &r.version)
+        .find(|v| !a_offices.contains(&v.office_id))
+        .unwrap()
+        .clone();
+    let a_room = fa.tenants[0].1[0].version.clone();
+
+    let config = ServiceConfig::default();
+    let base = serve(&config, &s).await;
+    let secret = config.jwt_secret.clone();
+    let token = rf_service::mint(&secret, &a, "iso", 300);
+    tokio::task::spawn_blocking(move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = |tenant: &str, exp: u64, nbf: u64, scope: &str| rf_service::auth::Claims {
+            sub: "iso".into(),
+            tenant: tenant.into(),
+            exp,
+            nbf,
+            scope: scope.into(),
+        };
+        let key = EncodingKey::from_secret(secret.expose().as_bytes());
+        let hs = |c: &rf_service::auth::Claims| encode(&Header::default(), c, &key).unwrap();
+        let bad_tokens = [
+            (
+                "expired",
+                hs(&claims(a.as_str(), now - 3600, now - 7200, "read")),
+            ),
+            (
+                "not yet valid",
+                hs(&claims(a.as_str(), now + 7200, now + 3600, "read")),
+            ),
+            (
+                "no read scope",
+                hs(&claims(a.as_str(), now + 300, now, "write")),
+            ),
+            (
+                "injected tenant",
+                hs(&claims("iso-a' OR '1'='1", now + 300, now, "read")),
+            ),
+            (
+                "wrong key",
+                encode(
+                    &Header::default(),
+                    &claims(a.as_str(), now + 300, now, "read"),
+                    &EncodingKey::from_secret(b"another-key-entirely"),
+                )
+                .unwrap(),
+            ),
+            (
+                "wrong algorithm",
+                encode(
+                    &Header::new(Algorithm::HS384),
+                    &claims(a.as_str(), now + 300, now, "read"),
+                    &key,
+                )
+                .unwrap(),
+            ),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    b64(r#"{"alg":"none","typ":"JWT"}"#),
+                    b64(&format!(
+                        r#"{{"sub":"x","tenant":"{a}","exp":{},"nbf":0,"scope":"read"}}"#,
+                        now + 300
+                    ))
+                ),
+            ),
+            (
+                "forged signature",
+                format!("{}x", &token[..token.len() - 1]),
+            ),
+            ("garbage", "not.a.token".to_owned()),
+        ];
+        let office = &a_room.office_id;
+        let room = &a_room.room_id;
+        let endpoints = [
+            "/v1/offices".to_owned(),
+            format!("/v1/offices/{office}/rooms"),
+            format!("/v1/offices/{office}/occupancy"),
+            format!("/v1/offices/{office}/utilization"),
+            format!("/v1/offices/{office}/heatmap"),
+            "/v1/offices/ranking".to_owned(),
+            "/v1/insights/underused".to_owned(),
+            format!("/v1/rooms/{room}/occupancy"),
+            format!("/v1/rooms/{room}/utilization"),
+        ];
+        let bearer = |t: &str| vec![("Authorization", format!("Bearer {t}"))];
+        for path in &endpoints {
+            let url = format!("{base}{path}");
+            assert!(fetch(&url, &bearer(&token)).0 < 500, "{path}");
+            assert_eq!(fetch(&url, &[]).0, 401, "{path} without a credential");
+            for (what, bad) in &bad_tokens {
+                assert_eq!(
+                    fetch(&url, &bearer(bad)).0,
+                    401,
+                    "{path} with a token {what}"
+                );
+            }
+            let key = vec![(rf_service::API_KEY, "rfk_000000000000_guess".to_owned())];
+            assert_eq!(fetch(&url, &key).0, 401, "{path} with a made-up API key");
+        }
+        // b's ids with a's token: nothing.
+        for path in [
+            format!("/v1/offices/{}/rooms", b_only.office_id),
+            format!("/v1/offices/{}/occupancy", b_only.office_id),
+            format!("/v1/offices/{}/utilization", b_only.office_id),
+            format!(
+                "/v1/offices/{}/heatmap?to=2026-03-30T00:00:00Z",
+                b_only.office_id
+            ),
+            format!("/v1/rooms/{}/occupancy", b_only.room_id),
+        ] {
+            assert_eq!(
+                fetch(&format!("{base}{path}"), &bearer(&token)).0,
+                404,
+                "{path}"
+            );
+        }
+        // Hostile and absurd values in every parameter: never 5xx, never b's data (some
+        // are valid values, e.g. `-1` as a cursor).
+        let hostile = [
+            "x' OR '1'='1",
+            "1; DROP TABLE rooms --",
+            "../../etc/passwd",
+            "%00",
+            "-1",
+            "NaN",
+            "99999999999999999999",
+            "9999-99-99T99:99:99Z",
+            &"a".repeat(5000),
+        ];
+        for value in hostile {
+            let v = urlencode(value);
+            for path in [
+                format!("/v1/offices/{v}/rooms"),
+                format!("/v1/offices/{v}/occupancy"),
+                format!("/v1/rooms/{v}/utilization"),
+                format!("/v1/offices?limit={v}"),
+                format!("/v1/offices?cursor={v}"),
+                format!("/v1/offices/{office}/utilization?granularity={v}"),
+                format!("/v1/offices/{office}/utilization?from={v}"),
+                format!("/v1/offices/{office}/utilization?floor={v}"),
+                format!("/v1/offices/{office}/heatmap?weeks={v}"),
+                format!("/v1/offices/ranking?days={v}"),
+                format!("/v1/insights/underused?threshold={v}"),
+                format!("/v1/insights/underused?to={v}"),
+            ] {
+                let (status, body) = fetch(&format!("{base}{path}"), &bearer(&token));
+                assert!(status < 500, "{path}: {status} {body}");
+                assert!(!body.contains(&b_only.office_id), "{path} leaked b: {body}");
+            }
+        }
+        let huge = format!(
+            "{base}/v1/rooms/{room}/utilization?from=1970-01-01T00:00:00Z&to=2100-01-01T00:00:00Z"
+        );
+        let (status, body) = fetch(&huge, &bearer(&token));
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("\"parameter\":\"to\""), "{body}");
+    })
+    .await
+    .unwrap();
+}
+
+/// Base64url without padding, for hand-made tokens.
+fn b64(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
