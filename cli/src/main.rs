@@ -811,6 +811,17 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
                     created.database,
                     subjects.join(", ")
                 );
+                let a = &created.analyst;
+                // Shown this once: only hashes are kept.
+                if let Some(password) = &a.clickhouse_password {
+                    println!("  ClickHouse analyst user {} password {password} (read-only, {} only)", a.clickhouse_user, created.database);
+                }
+                if let Some(why) = &a.clickhouse_missing {
+                    eprintln!("  no ClickHouse analyst user: {why}");
+                }
+                if let Some(password) = &a.redis_password {
+                    println!("  Redis analyst user {} password {password} (reads {}* only)", a.redis_user, id.redis_prefix());
+                }
             }
             Ok(())
         }),

@@ -395,3 +395,95 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysts_read_their_own_tenant_only() {
+    let a = fresh_tenant("anl-a");
+    let b = fresh_tenant("anl-b");
+    let mut s = two_regions(a.as_str());
+    stack_is_up(&s);
+    let data = std::env::var("ROOMFLOW_DATA")
+        .unwrap_or_else(|_| format!("{}/../.data", env!("CARGO_MANIFEST_DIR")));
+    s.clickhouse.analyst_users_dir = format!("{data}/clickhouse/users.d");
+    let mut access = Vec::new();
+    for t in [&a, &b] {
+        let created = tenant::create(&s, t, &TenantSpec::default()).await.unwrap();
+        let analyst = created.analyst;
+        assert!(analyst.clickhouse_missing.is_none(), "{analyst:?}");
+        access.push((
+            analyst.clickhouse_user,
+            analyst.clickhouse_password.expect("made now"),
+            analyst.redis_user,
+            analyst.redis_password.expect("made now"),
+        ));
+    }
+    let again = tenant::create(&s, &a, &TenantSpec::default())
+        .await
+        .unwrap();
+    assert!(
+        again.analyst.clickhouse_password.is_none(),
+        "passwords are shown once"
+    );
+
+    let (ch_user, ch_password, redis_user, redis_password) = &access[0];
+    let as_analyst = |sql: &str| {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut response = agent
+            .post("http://127.0.0.1:18123/")
+            .query("user", ch_user)
+            .query("password", ch_password)
+            .send(sql)
+            .unwrap();
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), body)
+    };
+    // The server reads its users.d within seconds.
+    let own = format!("SELECT count() FROM {}.rooms", a.clickhouse_db());
+    wait_until("the analyst user", || as_analyst(&own).0 == 200).await;
+    let (status, body) = as_analyst(&format!("SELECT count() FROM {}.rooms", b.clickhouse_db()));
+    assert_ne!(status, 200, "{body}");
+    assert!(body.contains("Access denied"), "{body}");
+    let (status, body) = as_analyst(&format!(
+        "INSERT INTO {}.audit (tenant) VALUES ('x')",
+        a.clickhouse_db()
+    ));
+    assert!(status != 200 && body.contains("readonly"), "{body}");
+    let (_, databases) = as_analyst("SELECT name FROM system.databases ORDER BY name");
+    assert_eq!(databases.trim(), format!("{}\nsystem", a.clickhouse_db()));
+
+    // Redis: a's keys by name, nothing of b's, no listing, no writes.
+    let url = s.redis.url.replace(
+        "redis://",
+        &format!("redis://{redis_user}:{redis_password}@"),
+    );
+    let client = redis::Client::open(url).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let try_cmd = |cmd: redis::Cmd| {
+        let mut conn = conn.clone();
+        async move { cmd.query_async::<redis::Value>(&mut conn).await }
+    };
+    assert!(try_cmd(
+        redis::cmd("HGETALL")
+            .arg(format!("{}room:x", a.redis_prefix()))
+            .clone()
+    )
+    .await
+    .is_ok());
+    for denied in [
+        redis::cmd("HGETALL")
+            .arg(format!("{}room:x", b.redis_prefix()))
+            .clone(),
+        redis::cmd("KEYS").arg("*").clone(),
+        redis::cmd("SCAN").arg(0).clone(),
+        redis::cmd("SET")
+            .arg(format!("{}x", a.redis_prefix()))
+            .arg(1)
+            .clone(),
+    ] {
+        let error = try_cmd(denied).await.unwrap_err();
+        assert!(error.to_string().to_lowercase().contains("noperm"), "{error}");
+    }
+}

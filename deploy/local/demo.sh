@@ -21,6 +21,8 @@ log "building roomflow (release)"
 cargo build --release --locked -p roomflow
 RF="$ROOT/target/release/roomflow"
 deploy/local/stack.sh start --broker-storage sqlite
+# The local ClickHouse (18.16) takes analyst users as files in its users.d folder.
+export ROOMFLOW_CLICKHOUSE__ANALYST_USERS_DIR="$DATA/clickhouse/users.d"
 
 # The registry forgets everything on restart: register every known tenant's schemas again,
 # in the same order, so ids match those already in the topics.

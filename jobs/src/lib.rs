@@ -1,6 +1,7 @@
 //! roomflow's jobs: tenant provisioning, schema registration, the sensor fleet
 //! simulator and the end-to-end benchmark.
 
+pub mod analyst;
 pub mod apikey;
 pub mod bench;
 pub mod deadletter;

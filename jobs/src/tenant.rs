@@ -18,6 +18,7 @@ use rf_schemas::tenant::{AlertTarget, DEFAULT_RETENTION_DAYS, TENANTS_TOPIC};
 use rf_schemas::{TenantConfig, TenantId, Tier};
 use rf_sinks::config::ClickHouseConfig;
 
+use crate::analyst::{self, AnalystAccess};
 use crate::schemas::{register_all, Registered};
 use crate::JobError;
 
@@ -53,6 +54,8 @@ pub struct Created {
     pub schemas: Vec<Registered>,
     /// The registry entry (an existing one is kept as it was).
     pub config: TenantConfig,
+    /// The analysts' users (passwords only when made now).
+    pub analyst: AnalystAccess,
 }
 
 /// Creates whatever of `tenant`'s resources is missing, in its region, and its registry
@@ -127,6 +130,8 @@ pub async fn create(
             .map_err(|e| JobError::ClickHouse(e.to_string()))?;
     }
 
+    let analyst = analyst::provision(&region.clickhouse, &region.redis, tenant).await?;
+
     let check = settings.registry.compatibility_check;
     let registry = RegistryClient::new(
         &settings.registry.url,
@@ -146,6 +151,7 @@ pub async fn create(
         database: tenant.clickhouse_db(),
         schemas,
         config,
+        analyst,
     })
 }
 

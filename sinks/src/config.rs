@@ -42,6 +42,10 @@ pub struct ClickHouseConfig {
     pub validation: bool,
     /// Per-request timeout, seconds.
     pub timeout_secs: u64,
+    /// Servers without SQL user management (before 20.x, e.g. the local stack's 18.16):
+    /// the server's `users.d` folder, where `tenant create` writes each tenant's analyst
+    /// user. Empty: analyst users are created with SQL (`CREATE USER`, `GRANT`).
+    pub analyst_users_dir: String,
 }
 
 impl Default for ClickHouseConfig {
@@ -52,6 +56,7 @@ impl Default for ClickHouseConfig {
             password: Secret::default(),
             validation: false,
             timeout_secs: 30,
+            analyst_users_dir: String::new(),
         }
     }
 }

@@ -1,0 +1,190 @@
+//! Analyst access: per tenant, a read-only ClickHouse user that sees the tenant's database
+//! only (with an execution-time limit), and a Redis ACL user that reads `rf:<tenant>:*`
+//! keys only. Passwords are generated, shown once, and stored as SHA-256 hashes only.
+
+use std::time::Duration;
+
+use rand::RngCore;
+
+use rf_schemas::tenant::api_key_hash as sha256_hex;
+use rf_schemas::TenantId;
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+
+use crate::JobError;
+
+/// The longest an analyst's query may run, seconds.
+pub const MAX_EXECUTION_SECS: u32 = 30;
+
+/// What `provision` made; the passwords are not kept anywhere.
+#[derive(Debug)]
+pub struct AnalystAccess {
+    /// The ClickHouse user.
+    pub clickhouse_user: String,
+    /// Its password, or `None` when the user existed already or was not made.
+    pub clickhouse_password: Option<String>,
+    /// Why the ClickHouse user was not made, if it was not.
+    pub clickhouse_missing: Option<String>,
+    /// The Redis ACL user.
+    pub redis_user: String,
+    /// Its password, or `None` when the user existed already.
+    pub redis_password: Option<String>,
+}
+
+/// `tenant`'s analyst user names: `rf_<tenant>_analyst` in ClickHouse,
+/// `rf-<tenant>-analyst` in Redis.
+pub fn user_names(tenant: &TenantId) -> (String, String) {
+    (
+        format!("{}_analyst", tenant.clickhouse_db()),
+        format!("rf-{tenant}-analyst"),
+    )
+}
+
+/// Creates `tenant`'s analyst users where they are missing (an existing one keeps its
+/// password).
+pub async fn provision(
+    clickhouse: &ClickHouseConfig,
+    redis: &RedisConfig,
+    tenant: &TenantId,
+) -> Result<AnalystAccess, JobError> {
+    let (ch_user, redis_user) = user_names(tenant);
+    let (clickhouse_password, clickhouse_missing) =
+        match provision_clickhouse(clickhouse, tenant, &ch_user).await {
+            Ok(password) => (password, None),
+            Err(Unsupported(why)) => (None, Some(why)),
+        };
+    let redis_password = provision_redis(redis, tenant, &redis_user).await?;
+    Ok(AnalystAccess {
+        clickhouse_user: ch_user,
+        clickhouse_password,
+        clickhouse_missing,
+        redis_user,
+        redis_password,
+    })
+}
+
+fn password() -> String {
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a ClickHouse analyst user could not be made.
+struct Unsupported(String);
+
+async fn provision_clickhouse(
+    config: &ClickHouseConfig,
+    tenant: &TenantId,
+    user: &str,
+) -> Result<Option<String>, Unsupported> {
+    let failed = |e: &dyn std::fmt::Display| Unsupported(e.to_string());
+    let db = tenant.clickhouse_db();
+    if !config.analyst_users_dir.is_empty() {
+        // A users.d file, read by the server within seconds of being written.
+        let dir = std::path::Path::new(&config.analyst_users_dir);
+        let file = dir.join(format!("{user}.xml"));
+        if file.exists() {
+            return Ok(None);
+        }
+        let secret = password();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            failed(&format!(
+                "clickhouse.analyst_users_dir {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let xml = format!(
+            "<?xml version=\"1.0\"?>\n<!-- Tenant {tenant}'s analysts: read-only, database {db} only. Written by roomflow tenant create. -->\n\
+             <yandex>\n  <profiles>\n    <{user}>\n      <readonly>1</readonly>\n      <max_execution_time>{MAX_EXECUTION_SECS}</max_execution_time>\n    </{user}>\n  </profiles>\n\
+             <users>\n    <{user}>\n      <password_sha256_hex>{}</password_sha256_hex>\n      <networks><ip>::/0</ip></networks>\n      <profile>{user}</profile>\n      <quota>default</quota>\n\
+             <allow_databases><database>{db}</database></allow_databases>\n    </{user}>\n  </users>\n</yandex>\n",
+            sha256_hex(&secret)
+        );
+        // Written whole, then renamed: the server never reads half a file.
+        let partial = dir.join(format!(".{user}.xml.partial"));
+        std::fs::write(&partial, xml)
+            .and_then(|()| std::fs::rename(&partial, &file))
+            .map_err(|e| failed(&format!("cannot write {}: {e}", file.display())))?;
+        return Ok(Some(secret));
+    }
+    let client = rf_sinks::clickhouse::client(config);
+    let exists: u64 = client
+        .query("SELECT count() FROM system.users WHERE name = ?")
+        .bind(user)
+        .fetch_one()
+        .await
+        .map_err(|e| {
+            failed(&format!(
+                "the server has no SQL user management ({e}); set clickhouse.analyst_users_dir to its users.d folder"
+            ))
+        })?;
+    if exists > 0 {
+        return Ok(None);
+    }
+    let secret = password();
+    for statement in [
+        format!(
+            "CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_hash BY '{}' \
+             SETTINGS readonly = 1, max_execution_time = {MAX_EXECUTION_SECS}",
+            sha256_hex(&secret)
+        ),
+        format!("GRANT SELECT ON {db}.* TO {user}"),
+    ] {
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(Some(secret))
+}
+
+async fn provision_redis(
+    config: &RedisConfig,
+    tenant: &TenantId,
+    user: &str,
+) -> Result<Option<String>, JobError> {
+    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis ACL for {user}: {e}"));
+    let client = redis::Client::open(config.url.as_str()).map_err(rerr)?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(config.timeout_secs),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| JobError::Invalid(format!("redis ACL for {user}: timed out")))?
+    .map_err(rerr)?;
+    let users: Vec<String> = redis::cmd("ACL")
+        .arg("USERS")
+        .query_async(&mut conn)
+        .await
+        .map_err(rerr)?;
+    if users.iter().any(|u| u == user) {
+        return Ok(None);
+    }
+    let secret = password();
+    // Reads of the tenant's keys by name only: no KEYS or SCAN (they would show other
+    // tenants' key names), no writes, nothing else.
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(user)
+        .arg("reset")
+        .arg("on")
+        .arg(format!("#{}", sha256_hex(&secret)))
+        .arg(format!("~{}*", tenant.redis_prefix()))
+        .arg("resetchannels")
+        .arg("-@all")
+        .arg("+ping")
+        .arg("+hget")
+        .arg("+hgetall")
+        .arg("+hmget")
+        .arg("+hexists")
+        .arg("+hlen")
+        .arg("+get")
+        .arg("+mget")
+        .arg("+exists")
+        .arg("+type")
+        .arg("+ttl")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(rerr)?;
+    Ok(Some(secret))
+}
