@@ -18,8 +18,8 @@ async fn serve(config: &ServiceConfig, s: &rf_pipelines::Settings) -> String {
     base
 }
 
-/// Status and headers of a GET with a bearer token.
-fn get(url: &str, token: &str) -> (u16, Vec<(String, String)>) {
+/// Status, headers and JSON body (null if none) of a GET with a bearer token.
+fn get_full(url: &str, token: &str) -> (u16, Vec<(String, String)>, serde_json::Value) {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -34,7 +34,18 @@ fn get(url: &str, token: &str) -> (u16, Vec<(String, String)>) {
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
         .collect();
-    (response.status().as_u16(), headers)
+    let status = response.status().as_u16();
+    (
+        status,
+        headers,
+        response.into_body().read_json().unwrap_or_default(),
+    )
+}
+
+/// Status and headers of a GET with a bearer token.
+fn get(url: &str, token: &str) -> (u16, Vec<(String, String)>) {
+    let (status, headers, _) = get_full(url, token);
+    (status, headers)
 }
 
 fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -113,17 +124,8 @@ async fn rate_limits_are_per_tenant_shared_by_every_process_and_answer_429() {
 
 /// Status and JSON body of a GET with a bearer token.
 fn get_json(url: &str, token: &str) -> (u16, serde_json::Value) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let response = agent
-        .get(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.into_body().read_json().unwrap_or_default())
+    let (status, _, body) = get_full(url, token);
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,4 +619,70 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_responses_never_outlive_a_write() {
+    let tenant = fresh_tenant("cache");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let fleet = Fleet::new(&FleetSpec {
+        tenants: vec![tenant.clone()],
+        offices: 1,
+        rooms: 6,
+        seed: 8,
+    });
+    let (reading_id, _) = create_tenant(&tenant).await;
+    let stream = messy_stream(&fleet, 4 * 60, reading_id, &mut Rng(3));
+    let split = START + 2 * 60 * MIN;
+    let (first, later): (Vec<_>, Vec<_>) = stream.into_iter().partition(|(_, _, ts)| *ts < split);
+    provision(&tenant, &fleet, &first).await;
+    run_until_caught_up(&s).await;
+
+    let config = ServiceConfig::default();
+    let base = serve(&config, &s).await;
+    let token = rf_service::mint(&config.jwt_secret, &tenant, "cache", 300);
+    let office = fleet.tenants[0].1[0].version.office_id.clone();
+    let url = format!(
+        "{base}/v1/offices/{office}/utilization?granularity=15m&from=2026-03-28T00:00:00Z&to=2026-03-29T00:00:00Z"
+    );
+    // (X-Cache, windows, body) of one request.
+    let series = || {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let (_, headers, body) = get_full(&url, &token);
+                let cache = header(&headers, "x-cache").map(str::to_owned);
+                (cache, body["windows"].as_array().unwrap().len(), body)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let miss = series().await;
+    let hit = series().await;
+    assert_eq!(miss.0.as_deref(), Some("miss"));
+    assert_eq!(hit.0.as_deref(), Some("hit"));
+    assert_eq!(hit.2, miss.2, "the cached answer is the answer");
+
+    // More readings of the same range: the pipeline's write makes the cache miss again,
+    // and the answer has the new windows.
+    let producer: rdkafka::producer::FutureProducer = s.kafka.client_config().create().unwrap();
+    produce_all(&producer, &tenant.readings_topic(), &later).await;
+    run_until_caught_up(&s).await;
+    let db = tenant.clickhouse_db();
+    let windows: usize = clickhouse_lines(&format!(
+        "SELECT count() FROM {db}.office_utilization FINAL WHERE granularity = '15m' AND office_id = '{office}'"
+    ))[0]
+        .parse()
+        .unwrap();
+    let after = series().await;
+    assert_eq!(after.0.as_deref(), Some("miss"));
+    assert!(
+        after.1 > miss.1,
+        "{} windows before, {} after",
+        miss.1,
+        after.1
+    );
+    assert_eq!(after.1, windows);
 }

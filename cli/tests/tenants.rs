@@ -180,21 +180,11 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
         (&us, "us", "http://127.0.0.1:18123"),
         (&eu, "eu", EU_CLICKHOUSE),
     ] {
-        let created = tenant::create(&s, tenant, &in_region(region))
-            .await
-            .unwrap();
-        let id = |prefix: &str| {
-            created
-                .schemas
-                .iter()
-                .find(|r| r.subject.starts_with(prefix))
-                .unwrap()
-                .id
-        };
+        let (reading_id, room_id) = create_tenant_with(&s, tenant, &in_region(region)).await;
         let fleet = fleet(tenant);
         let rooms = room_records(
             fleet.tenants[0].1.iter().map(|r| &r.version),
-            id("rooms."),
+            room_id,
             START,
         );
         produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
@@ -211,7 +201,7 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
                 ) == rooms.len().to_string()
         })
         .await;
-        let readings = messy_stream(&fleet, 3 * 60, id("occupancy."), &mut Rng(7));
+        let readings = messy_stream(&fleet, 3 * 60, reading_id, &mut Rng(7));
         produce_all(&producer, &tenant.readings_topic(), &readings).await;
         expected.push((tenant.clone(), readings.len() as u64));
     }
@@ -484,6 +474,9 @@ async fn analysts_read_their_own_tenant_only() {
             .clone(),
     ] {
         let error = try_cmd(denied).await.unwrap_err();
-        assert!(error.to_string().to_lowercase().contains("noperm"), "{error}");
+        assert!(
+            error.to_string().to_lowercase().contains("noperm"),
+            "{error}"
+        );
     }
 }

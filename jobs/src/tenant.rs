@@ -92,19 +92,7 @@ pub async fn create(
             config
         }
         None => {
-            let now = now_ms();
-            let mut config = TenantConfig {
-                tenant: tenant.to_string(),
-                display_name: tenant.to_string(),
-                industry: String::new(),
-                tier: Tier::Standard,
-                region: settings.regions.home.clone(),
-                retention_days: DEFAULT_RETENTION_DAYS,
-                alert_targets: Vec::new(),
-                created_ms: now,
-                updated_ms: now,
-                deleted_ms: None,
-            };
+            let mut config = defaults(settings, tenant);
             apply(&mut config, spec)?;
             config
         }
@@ -253,19 +241,7 @@ pub fn entry(settings: &Settings, tenant: &TenantId) -> Result<TenantConfig, Job
         return Ok(config);
     }
     if with_topics(&settings.kafka)?.contains(tenant) {
-        let now = now_ms();
-        return Ok(TenantConfig {
-            tenant: tenant.to_string(),
-            display_name: tenant.to_string(),
-            industry: String::new(),
-            tier: Tier::Standard,
-            region: settings.regions.home.clone(),
-            retention_days: DEFAULT_RETENTION_DAYS,
-            alert_targets: Vec::new(),
-            created_ms: now,
-            updated_ms: now,
-            deleted_ms: None,
-        });
+        return Ok(defaults(settings, tenant));
     }
     Err(JobError::Invalid(format!(
         "no tenant {tenant}; create it with `roomflow tenant create {tenant}`"
@@ -307,6 +283,23 @@ pub fn with_topics(kafka: &KafkaConfig) -> Result<Vec<TenantId>, JobError> {
         .collect();
     tenants.sort();
     Ok(tenants)
+}
+
+/// A new entry: named by its id, standard tier, the home region, default retention.
+fn defaults(settings: &Settings, tenant: &TenantId) -> TenantConfig {
+    let now = now_ms();
+    TenantConfig {
+        tenant: tenant.to_string(),
+        display_name: tenant.to_string(),
+        industry: String::new(),
+        tier: Tier::Standard,
+        region: settings.regions.home.clone(),
+        retention_days: DEFAULT_RETENTION_DAYS,
+        alert_targets: Vec::new(),
+        created_ms: now,
+        updated_ms: now,
+        deleted_ms: None,
+    }
 }
 
 fn apply(config: &mut TenantConfig, spec: &TenantSpec) -> Result<(), JobError> {

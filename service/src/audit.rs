@@ -34,6 +34,8 @@ pub struct Scope {
     pub quota: Cell<Option<Quota>>,
     /// The caller, once authenticated.
     pub who: RefCell<Option<Who>>,
+    /// Whether the response came from the cache, if the route caches.
+    pub cache_hit: Cell<Option<bool>>,
 }
 
 tokio::task_local! {
@@ -44,6 +46,11 @@ tokio::task_local! {
 /// Keeps `quota` for the response's headers (outside a request: nowhere).
 pub fn remember_quota(quota: Quota) {
     let _ = SCOPE.try_with(|s| s.quota.set(Some(quota)));
+}
+
+/// Notes whether the response came from the cache (outside a request: nowhere).
+pub fn remember_cache(hit: bool) {
+    let _ = SCOPE.try_with(|s| s.cache_hit.set(Some(hit)));
 }
 
 /// Keeps the authenticated caller for the audit row (outside a request: nowhere).

@@ -13,9 +13,10 @@ use clickhouse::Row;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::cache::cached;
 use crate::limits::Class;
 use crate::portfolio::{current_rooms, no_database_is_empty};
-use crate::routes::{answer, caller, id, iso, secs, time, ApiError};
+use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError};
 use crate::AppState;
 
 /// A trailing period: `weeks` or `days` back from `to` (default now).
@@ -46,7 +47,7 @@ impl Period {
                 format!("must be between 1 and {max} {what}"),
             ));
         }
-        let to = time("to", self.to.as_deref(), Utc::now())?;
+        let to = time("to", self.to.as_deref(), next_minute())?;
         Ok((
             to - chrono::Duration::days(unit_days * i64::from(count)),
             to,
@@ -74,6 +75,9 @@ pub async fn heatmap(
     id("office_id", &office_id)?;
     let (from, to) = p.range(7, p.weeks.unwrap_or(4), 52)?;
     caller.limit(&state, Class::Analytics).await?;
+    let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
     let client = &caller.stores.clickhouse;
     let zones: Vec<String> = no_database_is_empty(
         client
@@ -117,7 +121,7 @@ pub async fn heatmap(
             grid[usize::from(c.day - 1)][usize::from(c.hour)] = json!(c.utilization);
         }
     }
-    Ok(answer(json!({
+    Ok(json!({
         "office_id": office_id,
         "timezone": zone.name(),
         "from": iso(from.timestamp_millis()),
@@ -125,7 +129,10 @@ pub async fn heatmap(
         "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
         "utilization": grid,
         "hours_seen": cells.iter().map(|c| c.hours).sum::<u64>(),
-    })))
+    }))
+    })
+    .await?;
+    Ok(answer(body))
 }
 
 #[derive(Row, Deserialize)]
@@ -163,6 +170,9 @@ pub async fn underused(
         return Err(ApiError::bad("limit", "must be between 1 and 1000"));
     }
     caller.limit(&state, Class::Analytics).await?;
+    let request = format!("underused:{}:{}:{threshold}:{limit}", secs(from), secs(to));
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
     let client = &caller.stores.clickhouse;
     let used: Vec<RoomUse> = no_database_is_empty(
         client
@@ -214,14 +224,17 @@ pub async fn underused(
             })
         })
         .collect();
-    Ok(answer(json!({
+    Ok(json!({
         "from": iso(from.timestamp_millis()),
         "to": iso(to.timestamp_millis()),
         "threshold": threshold,
         "rooms": listed,
         "rooms_below": rooms.len(),
         "monthly_saving": saving,
-    })))
+    }))
+    })
+    .await?;
+    Ok(answer(body))
 }
 
 #[derive(Row, Deserialize)]
@@ -242,6 +255,9 @@ pub async fn ranking(
     let caller = caller(&state, &headers)?;
     let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
     caller.limit(&state, Class::Analytics).await?;
+    let request = format!("ranking:{}:{}", secs(from), secs(to));
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
     let rows: Vec<OfficeUse> = no_database_is_empty(
         caller
             .stores
@@ -270,9 +286,12 @@ pub async fn ranking(
             })
         })
         .collect();
-    Ok(answer(json!({
+    Ok(json!({
         "from": iso(from.timestamp_millis()),
         "to": iso(to.timestamp_millis()),
         "offices": offices,
-    })))
+    }))
+    })
+    .await?;
+    Ok(answer(body))
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+mod cache;
 pub mod directory;
 mod insights;
 pub mod limits;
@@ -50,6 +51,9 @@ pub struct ServiceConfig {
     pub jwt_leeway_secs: u64,
     /// Longest range a series request may span, days.
     pub max_range_days: u64,
+    /// How long a ClickHouse-backed response stays cached in the tenant's Redis, seconds
+    /// (0: no cache). A write of the tenant's makes its cached responses unreachable.
+    pub cache_ttl_secs: u64,
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
     pub directory_refresh_secs: u64,
@@ -83,6 +87,7 @@ impl Default for ServiceConfig {
             jwt_leeway_secs: 60,
             max_range_days: 400,
             directory_refresh_secs: 5,
+            cache_ttl_secs: 60,
             rate_limits: limits::default_limits(),
         }
     }
@@ -131,6 +136,12 @@ impl ServiceConfig {
             return Err(InvalidSetting {
                 field: "service.jwt_leeway_secs",
                 problem: "must be at most 60".into(),
+            });
+        }
+        if self.cache_ttl_secs > 86_400 {
+            return Err(InvalidSetting {
+                field: "service.cache_ttl_secs",
+                problem: "must be at most 86400".into(),
             });
         }
         if !(1..=300).contains(&self.directory_refresh_secs) {
@@ -391,13 +402,20 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let started = Instant::now();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let (mut response, quota, who) = audit::SCOPE
+    let (mut response, quota, who, hit) = audit::SCOPE
         .scope(audit::Scope::default(), async {
             let response = next.run(request).instrument(span.clone()).await;
-            let (quota, who) = audit::SCOPE.with(|s| (s.quota.get(), s.who.take()));
-            (response, quota, who)
+            let (quota, who, hit) =
+                audit::SCOPE.with(|s| (s.quota.get(), s.who.take(), s.cache_hit.get()));
+            (response, quota, who, hit)
         })
         .await;
+    if let Some(hit) = hit {
+        let value = if hit { "hit" } else { "miss" };
+        response
+            .headers_mut()
+            .insert("x-cache", axum::http::HeaderValue::from_static(value));
+    }
     for (name, value) in quota.iter().flat_map(limits::Quota::headers) {
         if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);

@@ -12,6 +12,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::cache::cached;
 use crate::limits::Class;
 use crate::routes::{answer, caller, id, iso, secs, ApiError, Caller, SeriesQuery};
 use crate::AppState;
@@ -84,38 +85,44 @@ pub async fn offices(
     let caller = caller(&state, &headers)?;
     let (limit, cursor) = page.parse()?;
     caller.limit(&state, Class::General).await?;
-    let sql = format!(
+    let request = format!("offices:{limit}:{cursor}");
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
+        let sql = format!(
         "SELECT office_id, any(c_office_name), any(c_region), any(c_country), any(c_timezone), \
          count(), sum(c_capacity) FROM ({}) WHERE office_id > ? \
          GROUP BY office_id ORDER BY office_id LIMIT ?",
         current_rooms(&caller, "")
     );
-    let rows: Vec<OfficeRow> = no_database_is_empty(
-        caller
-            .stores
-            .clickhouse
-            .query(&sql)
-            .bind(cursor.as_str())
-            .bind(limit)
-            .fetch_all()
-            .await,
-    )?;
-    let next = (rows.len() == limit as usize).then(|| rows[rows.len() - 1].office_id.clone());
-    let offices: Vec<_> = rows
-        .iter()
-        .map(|o| {
-            json!({
-                "office_id": o.office_id,
-                "name": o.office_name,
-                "region": o.region,
-                "country_code": o.country_code,
-                "timezone": o.timezone,
-                "rooms": o.rooms,
-                "capacity": o.capacity,
+        let rows: Vec<OfficeRow> = no_database_is_empty(
+            caller
+                .stores
+                .clickhouse
+                .query(&sql)
+                .bind(cursor.as_str())
+                .bind(limit)
+                .fetch_all()
+                .await,
+        )?;
+        let next = (rows.len() == limit as usize).then(|| rows[rows.len() - 1].office_id.clone());
+        let offices: Vec<_> = rows
+            .iter()
+            .map(|o| {
+                json!({
+                    "office_id": o.office_id,
+                    "name": o.office_name,
+                    "region": o.region,
+                    "country_code": o.country_code,
+                    "timezone": o.timezone,
+                    "rooms": o.rooms,
+                    "capacity": o.capacity,
+                })
             })
-        })
-        .collect();
-    Ok(answer(json!({ "offices": offices, "next_cursor": next })))
+            .collect();
+        Ok(json!({ "offices": offices, "next_cursor": next }))
+    })
+    .await?;
+    Ok(answer(body))
 }
 
 #[derive(Row, Deserialize)]
@@ -140,43 +147,47 @@ pub async fn rooms(
     id("office_id", &office_id)?;
     let (limit, cursor) = page.parse()?;
     caller.limit(&state, Class::General).await?;
-    let sql = format!(
-        "SELECT room_id, c_floor, c_name, c_kind, c_capacity, c_area, c_cost FROM ({}) \
+    let request = format!("rooms:{office_id}:{limit}:{cursor}");
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
+        let sql = format!(
+            "SELECT room_id, c_floor, c_name, c_kind, c_capacity, c_area, c_cost FROM ({}) \
          WHERE room_id > ? ORDER BY room_id LIMIT ?",
-        current_rooms(&caller, "AND office_id = ?")
-    );
-    let rows: Vec<RoomRow> = no_database_is_empty(
-        caller
-            .stores
-            .clickhouse
-            .query(&sql)
-            .bind(office_id.as_str())
-            .bind(cursor.as_str())
-            .bind(limit)
-            .fetch_all()
-            .await,
-    )?;
-    if rows.is_empty() && cursor.is_empty() {
-        return Err(ApiError::not_found(format!("no office {office_id}")));
-    }
-    let next = (rows.len() == limit as usize).then(|| rows[rows.len() - 1].room_id.clone());
-    let rooms: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "room_id": r.room_id,
-                "floor": r.floor,
-                "name": r.name,
-                "kind": r.kind,
-                "capacity": r.capacity,
-                "area_m2": r.area_m2,
-                "monthly_cost": r.monthly_cost,
+            current_rooms(&caller, "AND office_id = ?")
+        );
+        let rows: Vec<RoomRow> = no_database_is_empty(
+            caller
+                .stores
+                .clickhouse
+                .query(&sql)
+                .bind(office_id.as_str())
+                .bind(cursor.as_str())
+                .bind(limit)
+                .fetch_all()
+                .await,
+        )?;
+        if rows.is_empty() && cursor.is_empty() {
+            return Err(ApiError::not_found(format!("no office {office_id}")));
+        }
+        let next = (rows.len() == limit as usize).then(|| rows[rows.len() - 1].room_id.clone());
+        let rooms: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "room_id": r.room_id,
+                    "floor": r.floor,
+                    "name": r.name,
+                    "kind": r.kind,
+                    "capacity": r.capacity,
+                    "area_m2": r.area_m2,
+                    "monthly_cost": r.monthly_cost,
+                })
             })
-        })
-        .collect();
-    Ok(answer(
-        json!({ "office_id": office_id, "rooms": rooms, "next_cursor": next }),
-    ))
+            .collect();
+        Ok(json!({ "office_id": office_id, "rooms": rooms, "next_cursor": next }))
+    })
+    .await?;
+    Ok(answer(body))
 }
 
 /// `GET /v1/rooms/{room_id}/occupancy`: the room's latest reading (Redis).
@@ -239,6 +250,15 @@ pub async fn office_utilization(
     caller
         .limit(&state, q.class(series.from, series.to))
         .await?;
+    let request = format!(
+        "office-series:{office_id}:{}:{}:{}:{:?}",
+        series.label,
+        secs(series.from),
+        secs(series.to),
+        q.floor
+    );
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
     let db = caller.tenant.clickhouse_db();
     let sql = match q.floor {
         None => format!(
@@ -290,12 +310,15 @@ pub async fn office_utilization(
             })
         })
         .collect();
-    Ok(answer(json!({
+    Ok(json!({
         "office_id": office_id,
         "floor": q.floor,
         "granularity": series.label,
         "from": iso(series.from.timestamp_millis()),
         "to": iso(series.to.timestamp_millis()),
         "windows": windows,
-    })))
+    }))
+    })
+    .await?;
+    Ok(answer(body))
 }

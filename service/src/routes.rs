@@ -17,6 +17,7 @@ use serde_json::json;
 use rf_schemas::TenantId;
 
 use crate::audit::{self, Who};
+use crate::cache::cached;
 use crate::directory::Refusal;
 use crate::limits::{self, Class};
 use crate::{AppState, RegionClients};
@@ -257,7 +258,7 @@ impl SeriesQuery {
             "1d" => "1d",
             _ => return Err(ApiError::bad("granularity", "must be one of 15m, 1h, 1d")),
         };
-        let to = time("to", self.to.as_deref(), Utc::now())?;
+        let to = time("to", self.to.as_deref(), next_minute())?;
         let from = time("from", self.from.as_deref(), to - chrono::Duration::days(1))?;
         if from >= to {
             return Err(ApiError::bad("from", "must be before to"));
@@ -279,6 +280,13 @@ impl SeriesQuery {
             Class::General
         }
     }
+}
+
+/// Now, rounded up to a whole minute: a default range stays the same for a minute, and so
+/// does its cache entry.
+pub(crate) fn next_minute() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp((now.timestamp() / 60 + 1) * 60, 0).unwrap_or(now)
 }
 
 /// Seconds since the Unix epoch as ClickHouse's `DateTime` takes them.
@@ -330,6 +338,9 @@ pub async fn room_utilization(
     id("room_id", &room_id)?;
     let Series { label, from, to } = q.parse(state.config.max_range_days)?;
     caller.limit(&state, q.class(from, to)).await?;
+    let request = format!("room-series:{room_id}:{label}:{}:{}", secs(from), secs(to));
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
     // The database name comes from the validated tenant id; values are bound.
     let sql = format!(
         "SELECT office_id, toUInt32(window_start), toUInt32(window_end), samples, avg_people, peak_people, \
@@ -377,12 +388,15 @@ pub async fn room_utilization(
             })
         })
         .collect();
-    Ok(answer(json!({
+    Ok(json!({
         "room_id": room_id,
         "office_id": office_id,
         "granularity": label,
         "from": from.to_rfc3339_opts(SecondsFormat::Secs, true),
         "to": to.to_rfc3339_opts(SecondsFormat::Secs, true),
         "windows": windows,
-    })))
+    }))
+    })
+    .await?;
+    Ok(answer(body))
 }

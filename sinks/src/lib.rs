@@ -170,7 +170,13 @@ impl Sinks {
                     Box::pin(retry(redis, batch, on_retry, shutdown)),
                 ]
             });
-        tokio::try_join!(dead_letters, futures_util::future::try_join_all(stores)).map(|_| ())
+        tokio::try_join!(dead_letters, futures_util::future::try_join_all(stores))?;
+        // Only now that ClickHouse has the rows: responses cached before become unreachable.
+        for (region, batch) in regions.iter_mut().zip(batches) {
+            let mut generations = redis::Generations(&mut region.redis);
+            retry(&mut generations, batch, on_retry, shutdown).await?;
+        }
+        Ok(())
     }
 }
 

@@ -217,7 +217,7 @@ pub fn window_rows(tenant: &TenantId) -> (Vec<String>, Vec<String>) {
     (rooms, offices)
 }
 
-/// Every Redis hash of a tenant, keyed without the tenant prefix.
+/// Every live room and office hash of a tenant, keyed without the tenant prefix.
 pub async fn redis_state(
     url: &str,
     tenant: &TenantId,
@@ -231,7 +231,13 @@ pub async fn redis_state(
         .await
         .unwrap();
     let mut state = BTreeMap::new();
-    for key in keys {
+    // The live hashes; not the generation counter or the service's cache and limits.
+    let live = |k: &&String| {
+        ["room:", "office:"]
+            .iter()
+            .any(|p| k[prefix.len()..].starts_with(p))
+    };
+    for key in keys.iter().filter(live) {
         let hash: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(&key)
             .query_async(&mut conn)
@@ -334,7 +340,16 @@ pub async fn create_tenant(tenant: &TenantId) -> (u32, u32) {
 
 /// Creates `tenant` on the stores `s` names.
 pub async fn create_tenant_on(s: &Settings, tenant: &TenantId) -> (u32, u32) {
-    let created = rf_jobs::tenant::create(s, tenant, &Default::default())
+    create_tenant_with(s, tenant, &Default::default()).await
+}
+
+/// Creates `tenant` as `spec` says; returns the ids of its readings and rooms schemas.
+pub async fn create_tenant_with(
+    s: &Settings,
+    tenant: &TenantId,
+    spec: &rf_jobs::tenant::TenantSpec,
+) -> (u32, u32) {
+    let created = rf_jobs::tenant::create(s, tenant, spec)
         .await
         .expect("tenant created");
     let id = |prefix: &str| {

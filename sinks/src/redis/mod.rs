@@ -57,6 +57,59 @@ pub fn office_key(tenant: &rf_schemas::TenantId, office_id: &str) -> String {
     format!("{}office:{office_id}", tenant.redis_prefix())
 }
 
+/// The key counting a tenant's ClickHouse writes. The query service caches responses
+/// under the current count, so a write leaves no cached response of the tenant reachable.
+pub fn generation_key(tenant: &rf_schemas::TenantId) -> String {
+    format!("{}generation", tenant.redis_prefix())
+}
+
+impl RedisSink {
+    async fn run(&mut self, pipe: redis::Pipeline) -> Result<(), SinkError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(connect(&self.config).await?),
+        };
+        let timeout = Duration::from_secs(self.config.timeout_secs);
+        let result = match tokio::time::timeout(timeout, pipe.query_async::<()>(conn)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => SinkError::transient("redis", e),
+            Err(_) => SinkError::transient("redis", "write timed out"),
+        };
+        self.conn = None;
+        Err(result)
+    }
+}
+
+/// Bumps the generation of every tenant whose rows a batch wrote to ClickHouse; written
+/// once ClickHouse acknowledged the batch, so that nothing cached before can be read after.
+pub struct Generations<'a>(pub &'a mut RedisSink);
+
+impl Sink for Generations<'_> {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let tenants: std::collections::BTreeSet<&rf_schemas::TenantId> = batch
+            .rooms
+            .iter()
+            .map(|r| &r.tenant)
+            .chain(batch.offices.iter().map(|o| &o.tenant))
+            .chain(batch.restates.iter().map(|r| &r.tenant))
+            .chain(batch.room_versions.iter().map(|(t, _)| t))
+            .chain(batch.withdrawn_rooms.iter().map(|(t, _, _)| t))
+            .collect();
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for tenant in tenants {
+            pipe.incr(generation_key(tenant), 1).ignore();
+        }
+        self.0.run(pipe).await
+    }
+}
+
 impl Sink for RedisSink {
     fn name(&self) -> &'static str {
         "redis"
@@ -93,17 +146,6 @@ impl Sink for RedisSink {
             )
             .ignore();
         }
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self.conn.insert(connect(&self.config).await?),
-        };
-        let timeout = Duration::from_secs(self.config.timeout_secs);
-        let result = match tokio::time::timeout(timeout, pipe.query_async::<()>(conn)).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => SinkError::transient("redis", e),
-            Err(_) => SinkError::transient("redis", "write timed out"),
-        };
-        self.conn = None;
-        Err(result)
+        self.run(pipe).await
     }
 }
