@@ -239,7 +239,7 @@ pub async fn redis_state(
     };
     for key in keys.iter().filter(live) {
         let hash: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(&key)
+            .arg(key)
             .query_async(&mut conn)
             .await
             .unwrap();
