@@ -62,6 +62,24 @@ pub async fn provision(
     })
 }
 
+/// Removes `tenant`'s Redis analyst user, if there is one (for throwaway tenants; the
+/// erasure job of a real tenant removes every user of it).
+pub async fn remove_redis_user(redis: &RedisConfig, tenant: &TenantId) -> Result<(), JobError> {
+    let (_, user) = user_names(tenant);
+    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis ACL for {user}: {e}"));
+    let client = redis::Client::open(redis.url.as_str()).map_err(rerr)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(rerr)?;
+    redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(rerr)
+}
+
 fn password() -> String {
     let mut bytes = [0u8; 18];
     rand::rng().fill_bytes(&mut bytes);

@@ -213,6 +213,7 @@ async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobEr
         .execute()
         .await
         .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    crate::analyst::remove_redis_user(&settings.redis, tenant).await?;
     crate::tenant::forget(settings, tenant).await
 }
 
