@@ -81,7 +81,7 @@ pub async fn create(
         Some(entry) => entry,
         // Provisioned before the registry: its data is in the home region already.
         None if with_topics(&settings.kafka)?.contains(tenant) => {
-            let mut config = entry(settings, tenant)?;
+            let mut config = defaults(settings, tenant);
             let home = config.region.clone();
             apply(&mut config, spec)?;
             if config.region != home {

@@ -178,20 +178,21 @@ impl Directory {
             })
     }
 
-    /// The index of `tenant`'s region among the served ones.
-    pub fn region_of(&self, tenant: &TenantId) -> Result<usize, Refusal> {
+    /// The index of `tenant`'s region among the served ones, and its tier.
+    pub fn region_of(&self, tenant: &TenantId) -> Result<(usize, String), Refusal> {
         let known = self.known(tenant);
         if known.deleted {
             return Err(Refusal::Deleted);
         }
-        self.regions
-            .iter()
-            .position(|r| *r == known.region)
-            .ok_or(Refusal::Elsewhere(known.region))
+        match self.regions.iter().position(|r| *r == known.region) {
+            Some(region) => Ok((region, known.tier)),
+            None => Err(Refusal::Elsewhere(known.region)),
+        }
     }
 }
 
-fn absent_is_empty<T>(
+/// A query over a database or table that does not exist (yet) answers nothing.
+pub(crate) fn absent_is_empty<T>(
     result: Result<Vec<T>, clickhouse::error::Error>,
 ) -> Result<Vec<T>, clickhouse::error::Error> {
     match result {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::cache::cached;
+use crate::directory::absent_is_empty;
 use crate::limits::Class;
 use crate::routes::{answer, caller, id, iso, secs, ApiError, Caller, SeriesQuery};
 use crate::AppState;
@@ -58,11 +59,7 @@ pub(crate) fn current_rooms(caller: &Caller<'_>, office_filter: &str) -> String 
 pub(crate) fn no_database_is_empty<T>(
     result: clickhouse::error::Result<Vec<T>>,
 ) -> Result<Vec<T>, ApiError> {
-    match result {
-        Ok(rows) => Ok(rows),
-        Err(clickhouse::error::Error::BadResponse(m)) if m.contains("Code: 81") => Ok(Vec::new()),
-        Err(e) => Err(ApiError::unavailable(e)),
-    }
+    absent_is_empty(result).map_err(ApiError::unavailable)
 }
 
 #[derive(Row, Deserialize)]

@@ -20,6 +20,7 @@ use crate::audit::{self, Who};
 use crate::cache::cached;
 use crate::directory::Refusal;
 use crate::limits::{self, Class};
+use crate::portfolio::no_database_is_empty;
 use crate::{AppState, RegionClients};
 
 /// An answer other than 200: a status and a message naming what was wrong.
@@ -142,14 +143,14 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
     // The request's log lines carry the tenant from here on.
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     match state.directory.region_of(&tenant) {
-        Ok(region) => {
+        Ok((region, tier)) => {
             audit::remember_caller(Who {
                 tenant: tenant.clone(),
                 subject,
                 region,
             });
             Ok(Caller {
-                tier: state.directory.known(&tenant).tier,
+                tier,
                 stores: &state.regions[region],
                 tenant,
             })
@@ -350,7 +351,7 @@ pub async fn room_utilization(
          ORDER BY window_start LIMIT 10000",
         caller.tenant.clickhouse_db()
     );
-    let rows: Vec<WindowRow> = caller
+    let fetched = caller
         .stores
         .clickhouse
         .query(&sql)
@@ -359,14 +360,9 @@ pub async fn room_utilization(
         .bind(secs(from))
         .bind(secs(to))
         .fetch_all()
-        .await
-        .map_err(|e| match e {
-            // A valid token for a tenant that has no database yet: nothing to find.
-            clickhouse::error::Error::BadResponse(ref m) if m.contains("Code: 81") => {
-                ApiError::not_found(format!("no windows for room {room_id}"))
-            }
-            e => ApiError::unavailable(e),
-        })?;
+        .await;
+        // A valid token for a tenant that has no database yet: nothing to find.
+    let rows: Vec<WindowRow> = no_database_is_empty(fetched)?;
     let Some(office_id) = rows.first().map(|r| r.office_id.clone()) else {
         return Err(ApiError::not_found(format!(
             "no windows for room {room_id} in that range"
