@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use rf_jobs::bench::{bench, export, live, percentile, replay, BenchOptions, LiveOptions, Noise};
+use rf_jobs::bench::{
+    bench, export, live, percentile, replay, service_bench, BenchOptions, LiveOptions, Noise,
+    ServiceBenchOptions,
+};
 use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions};
 use rf_pipelines::{run, Metrics, RunOptions, Settings};
 use rf_schemas::registry::RegistryClient;
@@ -321,9 +324,33 @@ struct BenchArgs {
     /// Readings per second in live mode.
     #[arg(long, default_value_t = 100_000, requires = "live")]
     rate: u64,
-    /// How long live mode publishes, e.g. 60s, 5m.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "live")]
-    duration: Duration,
+    /// Live mode: how long it publishes (default 60s). Service mode: how long each
+    /// endpoint is held at each connection count (default 10s). E.g. 30s, 5m.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Query-service mode: load a throwaway tenant of --rooms rooms (250 to an office)
+    /// with --days of windows into ClickHouse and live occupancy into Redis, start the
+    /// service in this process, hold every endpoint under each --connections count for
+    /// --duration, and report p50/p95/p99 per endpoint. Request log lines are off unless
+    /// RUST_LOG asks for them; audit rows are written as always.
+    #[arg(long, conflicts_with_all = ["live", "files", "readings"])]
+    service: bool,
+    /// Service mode: days of history (15m room windows are kept for 30 of them).
+    #[arg(long, default_value_t = 365, requires = "service")]
+    days: u32,
+    /// Service mode: concurrent keep-alive connections, comma-separated, e.g. 100,1000.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,1000",
+        requires = "service"
+    )]
+    connections: Vec<usize>,
+    /// Service mode: offer each endpoint this many requests a second, spread over the
+    /// connections, latency counted from when each request was due. Without it every
+    /// connection sends its next request as soon as the last is answered (capacity).
+    #[arg(long, value_name = "PER_SEC", requires = "service")]
+    request_rate: Option<u64>,
     /// Timely worker threads (overrides pipeline.workers).
     #[arg(long, short)]
     workers: Option<usize>,
@@ -338,16 +365,23 @@ struct BenchArgs {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    // The service benchmark's hundred thousand requests are not logged line by line.
+    let quiet_requests = matches!(&cli.command, Command::Bench(b) if b.service);
+    init_logging(&cli.log, quiet_requests);
     if let Err(error) = dispatch(cli) {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, quiet_requests: bool) {
+    let default = if quiet_requests {
+        "info,rdkafka=warn,rf_service=warn"
+    } else {
+        "info,rdkafka=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -585,6 +619,9 @@ fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<()> {
     if args.live {
         return run_live_bench(&config, &args);
     }
+    if args.service {
+        return run_service_bench(&config, &args);
+    }
     if let Some(dir) = &args.files {
         return run_files_bench(&config, &args, dir);
     }
@@ -710,7 +747,7 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     let mut options = LiveOptions {
         rate: args.rate,
         rooms: args.rooms,
-        duration: args.duration,
+        duration: args.duration.unwrap_or(Duration::from_secs(60)),
         keep: args.keep,
         noise: None,
     };
@@ -732,6 +769,83 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         p99(&quiet) * 1e3,
         p99(&noisy) * 1e3,
         p99(&noisy) / p99(&quiet).max(1e-9)
+    );
+    Ok(())
+}
+
+fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    let options = ServiceBenchOptions {
+        rooms: args.rooms,
+        days: args.days,
+        connections: args.connections.clone(),
+        duration: args.duration.unwrap_or(Duration::from_secs(10)),
+        rate: args.request_rate,
+        keep: args.keep,
+    };
+    let report = runtime()?.block_on(service_bench(
+        &config.settings(),
+        &config.service,
+        &config.service_stores(),
+        &options,
+    ))?;
+    println!(
+        "roomflow bench --service: tenant {}, {} rooms in {} offices, {} days of history",
+        report.tenant, report.rooms, report.offices, args.days
+    );
+    println!(
+        "load      {} window rows (rooms: 15m for {} days, 1h and 1d for {}; offices: all three for {}) and every live key in {:.0} s; {:.2} GiB on disk",
+        report.rows,
+        args.days.min(30),
+        args.days,
+        args.days,
+        report.load.as_secs_f64(),
+        report.disk_bytes as f64 / (1u64 << 30) as f64
+    );
+    let mut level = None;
+    for e in &report.endpoints {
+        if level != Some(e.connections) {
+            level = Some(e.connections);
+            let load = match options.rate {
+                Some(r) => format!("{r} requests/s offered; ms from request due to answer read"),
+                None => "each connection sending as soon as answered; ms from request sent to answer read".into(),
+            };
+            println!(
+                "\n{} connections, {:.0} s per endpoint, {load}; cached: answers from the response cache; uncached p95: the others",
+                e.connections,
+                options.duration.as_secs_f64()
+            );
+            println!(
+                "{:<34} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13}  failures",
+                "endpoint", "requests", "req/s", "p50", "p95", "p99", "cached", "uncached p95"
+            );
+        }
+        let l = &e.latencies;
+        let cached = 1.0 - e.misses.len() as f64 / (l.len() as f64).max(1.0);
+        let failures: Vec<String> = e
+            .failures
+            .iter()
+            .map(|(w, n)| format!("{n}× {w}"))
+            .collect();
+        println!(
+            "{:<34} {:>9} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>6.0}% {:>13.1}  {}",
+            e.endpoint,
+            l.len(),
+            l.len() as f64 / e.elapsed.as_secs_f64().max(1e-9),
+            percentile(l, 50.0),
+            percentile(l, 95.0),
+            percentile(l, 99.0),
+            cached * 100.0,
+            percentile(&e.misses, 95.0),
+            if failures.is_empty() {
+                "none".into()
+            } else {
+                failures.join(", ")
+            }
+        );
+    }
+    println!(
+        "\nmemory    peak RSS {:.0} MiB (the service and the load generator, one process)",
+        report.peak_rss as f64 / 1048576.0
     );
     Ok(())
 }

@@ -377,6 +377,66 @@ async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
     );
 }
 
+/// A key rotated in at the identity provider is accepted once the service reads the JWKS
+/// again, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_added_to_the_jwks_is_accepted_without_a_restart() {
+    let tenant = fresh_tenant("jwks");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    let current = std::fs::read_to_string(testdata.join("jwt-test-rs256.jwks.json")).unwrap();
+    // Before the rotation the provider publishes the same key under another id only.
+    let before = current.replace("roomflow-test-1", "roomflow-test-0");
+    let jwks = std::env::temp_dir().join(format!("roomflow-{tenant}.jwks.json"));
+    std::fs::write(&jwks, &before).unwrap();
+    let config = ServiceConfig {
+        jwt_algorithm: rf_service::JwtAlgorithm::Rs256,
+        jwks: jwks.display().to_string(),
+        jwks_refresh_secs: 1,
+        ..Default::default()
+    };
+    let base = serve(&config, &s).await;
+    let pem = std::fs::read(testdata.join("jwt-test-rs256.pem")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = rf_service::auth::Claims {
+        sub: "app".into(),
+        tenant: tenant.to_string(),
+        exp: now + 300,
+        nbf: now - 1,
+        scope: rf_service::READ_SCOPE.into(),
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("roomflow-test-1".into());
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let url = format!("{base}/v1/offices/nowhere/occupancy");
+    let status = |url: String, token: String| async move {
+        tokio::task::spawn_blocking(move || get(&url, &token).0)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        status(url.clone(), token.clone()).await,
+        401,
+        "an unknown key id"
+    );
+    std::fs::write(&jwks, &current).unwrap();
+    let mut seen = 401;
+    for _ in 0..100 {
+        seen = status(url.clone(), token.clone()).await;
+        if seen != 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(&jwks).unwrap();
+    assert_eq!(seen, 404, "the rotated-in key passes (nothing there)");
+}
+
 /// Status and body text of a GET with the given headers.
 fn fetch(url: &str, headers: &[(&str, String)]) -> (u16, String) {
     let agent = ureq::Agent::config_builder()
@@ -685,4 +745,40 @@ async fn cached_responses_never_outlive_a_write() {
         after.1
     );
     assert_eq!(after.1, windows);
+}
+
+/// The service benchmark on a small portfolio: every endpoint answers every request
+/// (none fails, none is left out), and the throwaway tenant is gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
+    let s = settings(&fresh_tenant("svcbench-unused"));
+    stack_is_up(&s);
+    let options = rf_jobs::bench::ServiceBenchOptions {
+        rooms: 600,
+        days: 40,
+        connections: vec![3],
+        duration: std::time::Duration::from_millis(500),
+        rate: None,
+        keep: false,
+    };
+    let report =
+        rf_jobs::bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &options)
+            .await
+            .unwrap();
+    assert_eq!((report.rooms, report.offices), (600, 3));
+    // Rooms: 15m for 30 days, 1h and 1d for 40; offices: all three for 40.
+    assert_eq!(
+        report.rows,
+        600 * (30 * 96 + 40 * 24 + 40) + 3 * 40 * (96 + 24 + 1)
+    );
+    assert_eq!(report.endpoints.len(), 11);
+    for e in &report.endpoints {
+        assert!(e.failures.is_empty(), "{}: {:?}", e.endpoint, e.failures);
+        assert!(!e.latencies.is_empty(), "{}: no answer", e.endpoint);
+    }
+    let left = clickhouse_lines(&format!(
+        "SELECT name FROM system.databases WHERE name = '{}'",
+        report.tenant.clickhouse_db()
+    ));
+    assert!(left.is_empty(), "the benchmark tenant's database is left");
 }

@@ -209,8 +209,10 @@ mod tests {
 
     #[test]
     fn bad_regions_name_the_field() {
-        let mut r = RegionsConfig::default();
-        r.serve = vec!["mars".into()];
+        let r = RegionsConfig {
+            serve: vec!["mars".into()],
+            ..Default::default()
+        };
         assert_eq!(r.validate("b:1").unwrap_err().field, "regions.serve");
         let mut r = RegionsConfig::default();
         r.remote.insert("EU".into(), eu());

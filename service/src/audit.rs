@@ -95,11 +95,15 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer over the served regions' ClickHouse clients.
-    pub fn start(regions: Vec<clickhouse::Client>, dropped: IntCounter) -> Self {
+    /// Starts the writer over the served regions' ClickHouse clients; it ends once every
+    /// handle is dropped and what they queued is written.
+    pub fn start(
+        regions: Vec<clickhouse::Client>,
+        dropped: IntCounter,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(regions, receiver, dropped.clone()));
-        Self { sender, dropped }
+        let writer = tokio::spawn(write_batches(regions, receiver, dropped.clone()));
+        (Self { sender, dropped }, writer)
     }
 
     /// Queues one row of the served region `region`.

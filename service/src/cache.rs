@@ -11,8 +11,9 @@ use crate::audit;
 use crate::routes::{ApiError, Caller};
 
 /// The response for `request` (a description of the route and its checked parameters):
-/// from the cache when there, else from `compute`, then cached for `ttl_secs` (0: never).
-/// A failing Redis only costs the cache.
+/// from the cache when there, else from `compute` (once a ClickHouse permit of the
+/// region is free), then cached for `ttl_secs` (0: never). A failing Redis only costs
+/// the cache.
 pub async fn cached<F>(
     caller: &Caller<'_>,
     ttl_secs: u64,
@@ -23,7 +24,7 @@ where
     F: Future<Output = Result<serde_json::Value, ApiError>>,
 {
     if ttl_secs == 0 {
-        return compute.await;
+        return queried(caller, compute).await;
     }
     let mut redis = caller.stores.redis.clone();
     let generation_key = rf_sinks::redis::generation_key(&caller.tenant);
@@ -31,7 +32,7 @@ where
         Ok(g) => g,
         Err(error) => {
             tracing::warn!(%error, "the response cache is unavailable");
-            return compute.await;
+            return queried(caller, compute).await;
         }
     };
     let key = format!(
@@ -46,7 +47,7 @@ where
             return Ok(value);
         }
     }
-    let value = compute.await?;
+    let value = queried(caller, compute).await?;
     audit::remember_cache(false);
     if let Err(error) = redis
         .set_ex::<_, _, ()>(&key, value.to_string(), ttl_secs)
@@ -55,4 +56,14 @@ where
         tracing::warn!(%error, "cannot cache a response");
     }
     Ok(value)
+}
+
+/// `compute`, holding one of the region's ClickHouse permits.
+async fn queried<F>(caller: &Caller<'_>, compute: F) -> Result<serde_json::Value, ApiError>
+where
+    F: Future<Output = Result<serde_json::Value, ApiError>>,
+{
+    // The semaphore is never closed.
+    let _permit = caller.stores.queries.acquire().await;
+    compute.await
 }

@@ -12,7 +12,7 @@ mod routes;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -45,8 +45,12 @@ pub struct ServiceConfig {
     /// HS256 key of the bearer tokens. The default is for the local stack only: the
     /// service refuses it on any address but loopback.
     pub jwt_secret: Secret,
-    /// RS256: the identity provider's JWKS, a file path or an http(s) URL, read at start.
+    /// RS256: the identity provider's JWKS, a file path or an http(s) URL, read at start
+    /// and again every `jwks_refresh_secs`, so rotated keys are picked up.
     pub jwks: String,
+    /// RS256: how often the JWKS is read again, seconds (1 to 86400). A failed read
+    /// keeps the keys already known.
+    pub jwks_refresh_secs: u64,
     /// Clock skew allowed on `exp` and `nbf`, seconds (at most 60).
     pub jwt_leeway_secs: u64,
     /// Longest range a series request may span, days.
@@ -57,6 +61,9 @@ pub struct ServiceConfig {
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
     pub directory_refresh_secs: u64,
+    /// ClickHouse queries this process runs at once per region (1 to 1000); requests
+    /// beyond wait for one to finish rather than overload the server.
+    pub clickhouse_queries: usize,
     /// Requests per tenant, by tier (`free`, `standard`, `enterprise`): `general` and
     /// `analytics` (ranges over seven days, heatmaps, rankings), each a number of
     /// `requests` per `window_secs`; shared by every `serve` process of a region.
@@ -84,9 +91,11 @@ impl Default for ServiceConfig {
             jwt_algorithm: JwtAlgorithm::Hs256,
             jwt_secret: Secret::new(LOCAL_DEV_SECRET),
             jwks: String::new(),
+            jwks_refresh_secs: 300,
             jwt_leeway_secs: 60,
             max_range_days: 400,
             directory_refresh_secs: 5,
+            clickhouse_queries: 8,
             cache_ttl_secs: 60,
             rate_limits: limits::default_limits(),
         }
@@ -138,6 +147,18 @@ impl ServiceConfig {
                 problem: "must be at most 60".into(),
             });
         }
+        if !(1..=86_400).contains(&self.jwks_refresh_secs) {
+            return Err(InvalidSetting {
+                field: "service.jwks_refresh_secs",
+                problem: "must be between 1 and 86400".into(),
+            });
+        }
+        if !(1..=1000).contains(&self.clickhouse_queries) {
+            return Err(InvalidSetting {
+                field: "service.clickhouse_queries",
+                problem: "must be between 1 and 1000".into(),
+            });
+        }
         if self.cache_ttl_secs > 86_400 {
             return Err(InvalidSetting {
                 field: "service.cache_ttl_secs",
@@ -182,11 +203,13 @@ impl ServiceConfig {
 struct RegionClients {
     clickhouse: clickhouse::Client,
     redis: redis::aio::ConnectionManager,
+    /// Permits to query `clickhouse` (`service.clickhouse_queries`).
+    queries: tokio::sync::Semaphore,
 }
 
 /// What every handler shares.
 pub struct AppState {
-    verifier: Verifier,
+    verifier: RwLock<Verifier>,
     directory: Directory,
     /// Per served region, in the directory's order.
     regions: Vec<RegionClients>,
@@ -207,6 +230,15 @@ pub const METRICS: [&str; 3] = [
 /// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
 /// keeps it fresh, and builds the router.
 pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, String> {
+    Ok(build(config, stores).await?.0)
+}
+
+/// The router, and the audit writer, which ends once the router is gone and the last
+/// rows are written.
+async fn build(
+    config: &ServiceConfig,
+    stores: &Stores,
+) -> Result<(Router, tokio::task::JoinHandle<()>), String> {
     let mut regions = Vec::new();
     for r in &stores.regions {
         let redis = rf_sinks::redis::connect(&r.redis)
@@ -215,6 +247,7 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
         regions.push(RegionClients {
             clickhouse: rf_sinks::clickhouse::client(&r.clickhouse),
             redis,
+            queries: tokio::sync::Semaphore::new(config.clickhouse_queries),
         });
     }
     let platform = rf_sinks::clickhouse::client(&stores.platform);
@@ -251,23 +284,16 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
     registry
         .register(Box::new(dropped.clone()))
         .expect("unique metric");
-    let audit = AuditLog::start(
+    let (audit, writer) = AuditLog::start(
         regions.iter().map(|r| r.clickhouse.clone()).collect(),
         dropped,
     );
     let verifier = match config.jwt_algorithm {
         JwtAlgorithm::Hs256 => Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
-        JwtAlgorithm::Rs256 => {
-            let source = config.jwks.clone();
-            let jwks = tokio::task::spawn_blocking(move || read_jwks(&source))
-                .await
-                .map_err(|e| e.to_string())??;
-            Verifier::rs256(&jwks, config.jwt_leeway_secs)
-                .map_err(|e| format!("service.jwks {}: {e}", config.jwks))?
-        }
+        JwtAlgorithm::Rs256 => jwks_verifier(config).await?,
     };
     let state = Arc::new(AppState {
-        verifier,
+        verifier: RwLock::new(verifier),
         directory,
         regions,
         config: config.clone(),
@@ -276,6 +302,24 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
         latency,
         audit,
     });
+    if config.jwt_algorithm == JwtAlgorithm::Rs256 {
+        let every = std::time::Duration::from_secs(config.jwks_refresh_secs);
+        let refreshed = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(state) = refreshed.upgrade() else {
+                    return;
+                };
+                match jwks_verifier(&state.config).await {
+                    Ok(verifier) => *state.verifier.write().expect("not poisoned") = verifier,
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the JWKS again failed; keeping the keys known")
+                    }
+                }
+            }
+        });
+    }
     let every = std::time::Duration::from_secs(config.directory_refresh_secs);
     let refreshed = Arc::downgrade(&state);
     tokio::spawn(async move {
@@ -290,7 +334,7 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
             }
         }
     });
-    Ok(Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(routes::metrics))
@@ -317,7 +361,18 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
             get(routes::room_utilization),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state))
+        .with_state(state);
+    Ok((router, writer))
+}
+
+/// A verifier for the RS256 keys of `service.jwks`, read now.
+async fn jwks_verifier(config: &ServiceConfig) -> Result<Verifier, String> {
+    let source = config.jwks.clone();
+    let jwks = tokio::task::spawn_blocking(move || read_jwks(&source))
+        .await
+        .map_err(|e| e.to_string())??;
+    Verifier::rs256(&jwks, config.jwt_leeway_secs)
+        .map_err(|e| format!("service.jwks {}: {e}", config.jwks))
 }
 
 /// The JWKS document at `source`: an http(s) URL or a file.
@@ -468,15 +523,35 @@ pub async fn serve(
     stores: &Stores,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let router = app(config, stores).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(listen = %config.listen, "query service ready");
+    serve_on(listener, config, stores, shutdown).await
+}
+
+/// Serves on a bound `listener` (its address, not `config.listen`) until `shutdown`
+/// resolves.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: &ServiceConfig,
+    stores: &Stores,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (router, audit) = build(config, stores).await?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%listen, "query service ready");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // The last audit rows, written before the process ends.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), audit)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the last audit rows were not written within 10 s; the log lines keep them");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -258,11 +258,14 @@ pub async fn office_utilization(
     let body = cached(&caller, ttl, &request, async {
     let db = caller.tenant.clickhouse_db();
     let sql = match q.floor {
+        // The latest revision of each window by argMax, which 18.16 does faster than FINAL.
         None => format!(
-            "SELECT toUInt32(window_start), toUInt32(window_end), rooms_reporting, avg_people, peak_people, \
-             toUInt64(capacity), utilization, final FROM {db}.office_utilization FINAL \
+            "SELECT toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
+             argMax(rooms_reporting, version), argMax(avg_people, version), argMax(peak_people, version), \
+             toUInt64(argMax(capacity, version)), argMax(utilization, version), argMax(final, version) \
+             FROM {db}.office_utilization \
              WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-             ORDER BY window_start LIMIT 10000"
+             GROUP BY start ORDER BY start LIMIT 10000"
         ),
         Some(_) => format!(
             "SELECT toUInt32(window_start), toUInt32(any(window_end)), toUInt32(count()), sum(avg_people), \

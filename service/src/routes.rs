@@ -136,6 +136,8 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
             let header = headers.get("authorization").and_then(|h| h.to_str().ok());
             state
                 .verifier
+                .read()
+                .expect("not poisoned")
                 .verify(header)
                 .map_err(|e| unauthorized(e.to_string()))?
         }
@@ -342,20 +344,26 @@ pub async fn room_utilization(
     let request = format!("room-series:{room_id}:{label}:{}:{}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
     let body = cached(&caller, ttl, &request, async {
-    // The database name comes from the validated tenant id; values are bound.
+    // The database name comes from the validated tenant id; values are bound. The
+    // room's offices (from its metadata) narrow the primary key to its rows; the latest
+    // revision of each window by argMax, which 18.16 does faster than FINAL.
+    let db = caller.tenant.clickhouse_db();
     let sql = format!(
-        "SELECT office_id, toUInt32(window_start), toUInt32(window_end), samples, avg_people, peak_people, \
-         occupied_ratio, capacity, utilization, final \
-         FROM {}.room_utilization FINAL \
-         WHERE granularity = ? AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-         ORDER BY window_start LIMIT 10000",
-        caller.tenant.clickhouse_db()
+        "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
+         argMax(samples, version), argMax(avg_people, version), argMax(peak_people, version), \
+         argMax(occupied_ratio, version), argMax(capacity, version), argMax(utilization, version), \
+         argMax(final, version) \
+         FROM {db}.room_utilization \
+         WHERE granularity = ? AND office_id IN (SELECT office_id FROM {db}.rooms WHERE room_id = ?) \
+         AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+         GROUP BY start ORDER BY start LIMIT 10000"
     );
     let fetched = caller
         .stores
         .clickhouse
         .query(&sql)
         .bind(label)
+        .bind(room_id.as_str())
         .bind(room_id.as_str())
         .bind(secs(from))
         .bind(secs(to))

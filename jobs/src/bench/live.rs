@@ -99,9 +99,9 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
             options.rate, options.rooms
         )));
     }
-    let tenant = throwaway_tenant(settings, "bench").await?;
+    let tenant = throwaway_tenant(settings, "bench", Default::default()).await?;
     let noisy = match options.noise {
-        Some(_) => Some(throwaway_tenant(settings, "noisy").await?),
+        Some(_) => Some(throwaway_tenant(settings, "noisy", Default::default()).await?),
         None => None,
     };
     // A backlog is all there before the pipeline starts.

@@ -7,6 +7,7 @@ mod capture;
 mod compute;
 mod files;
 mod live;
+mod service;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use capture::ConsumeReport;
 pub use compute::ComputeReport;
 pub use files::{export, replay, ReplayReport};
 pub use live::{live, LiveOptions, LiveReport, Noise};
+pub use service::{service_bench, EndpointReport, ServiceBenchOptions, ServiceBenchReport};
 
 use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
 use crate::JobError;
@@ -76,7 +78,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
             "--readings must be at least --rooms, and --rooms at least 1".into(),
         ));
     }
-    let tenant = throwaway_tenant(settings, "bench").await?;
+    let tenant = throwaway_tenant(settings, "bench", Default::default()).await?;
 
     let minutes = options.readings.div_ceil(options.rooms as u64) as i64;
     let sim = SimulateOptions {
@@ -173,14 +175,20 @@ fn pipeline_settings(settings: &Settings, tenant: &TenantId) -> Settings {
 }
 
 /// Creates one of the benchmark's own tenants, named `<tag>-<the time>`.
-async fn throwaway_tenant(settings: &Settings, tag: &str) -> Result<TenantId, JobError> {
+async fn throwaway_tenant(
+    settings: &Settings,
+    tag: &str,
+    spec: crate::tenant::TenantSpec,
+) -> Result<TenantId, JobError> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let tenant = TenantId::parse(&format!("{tag}-{stamp}")).expect("a valid id");
     let spec = crate::tenant::TenantSpec {
-        display_name: Some(format!("roomflow bench ({tag})")),
-        ..Default::default()
+        display_name: spec
+            .display_name
+            .or_else(|| Some(format!("roomflow bench ({tag})"))),
+        ..spec
     };
     crate::tenant::create(settings, &tenant, &spec).await?;
     Ok(tenant)
@@ -213,8 +221,50 @@ async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobEr
         .execute()
         .await
         .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    rf_sinks::clickhouse::client(&settings.clickhouse)
+        .query("ALTER TABLE rf_platform.api_keys DELETE WHERE tenant = ?")
+        .bind(tenant.as_str())
+        .execute()
+        .await
+        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    remove_redis_keys(&settings.redis, tenant).await?;
     crate::analyst::remove_redis_user(&settings.redis, tenant).await?;
     crate::tenant::forget(settings, tenant).await
+}
+
+/// Unlinks every `rf:<tenant>:` key.
+async fn remove_redis_keys(
+    redis: &rf_sinks::config::RedisConfig,
+    tenant: &TenantId,
+) -> Result<(), JobError> {
+    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis: {e}"));
+    let mut conn = rf_sinks::redis::connect(redis)
+        .await
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let pattern = format!("{}*", tenant.redis_prefix());
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(rerr)?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(rerr)?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// Resets the kernel's peak-RSS mark of this process (Linux), so the next reading
