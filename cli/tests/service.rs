@@ -347,6 +347,24 @@ async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
         ..Default::default()
     };
     let base = serve(&config, &s).await;
+    let rs = rs256_token(&tenant);
+    let hs = rf_service::mint(&ServiceConfig::default().jwt_secret, &tenant, "x", 300);
+    let statuses = tokio::task::spawn_blocking(move || {
+        let url = format!("{base}/v1/offices/nowhere/occupancy");
+        [get(&url, &rs).0, get(&url, &hs).0]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [404, 401],
+        "RS256 passes (nothing there), HS256 does not"
+    );
+}
+
+/// A token for `tenant` signed with the test RSA key, key id `roomflow-test-1`.
+fn rs256_token(tenant: &rf_schemas::TenantId) -> String {
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
     let pem = std::fs::read(testdata.join("jwt-test-rs256.pem")).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -362,19 +380,7 @@ async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("roomflow-test-1".into());
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
-    let rs = jsonwebtoken::encode(&header, &claims, &key).unwrap();
-    let hs = rf_service::mint(&ServiceConfig::default().jwt_secret, &tenant, "x", 300);
-    let statuses = tokio::task::spawn_blocking(move || {
-        let url = format!("{base}/v1/offices/nowhere/occupancy");
-        [get(&url, &rs).0, get(&url, &hs).0]
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        statuses,
-        [404, 401],
-        "RS256 passes (nothing there), HS256 does not"
-    );
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
 /// A key rotated in at the identity provider is accepted once the service reads the JWKS
@@ -397,22 +403,7 @@ async fn a_key_added_to_the_jwks_is_accepted_without_a_restart() {
         ..Default::default()
     };
     let base = serve(&config, &s).await;
-    let pem = std::fs::read(testdata.join("jwt-test-rs256.pem")).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = rf_service::auth::Claims {
-        sub: "app".into(),
-        tenant: tenant.to_string(),
-        exp: now + 300,
-        nbf: now - 1,
-        scope: rf_service::READ_SCOPE.into(),
-    };
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("roomflow-test-1".into());
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let token = rs256_token(&tenant);
     let url = format!("{base}/v1/offices/nowhere/occupancy");
     let status = |url: String, token: String| async move {
         tokio::task::spawn_blocking(move || get(&url, &token).0)
