@@ -357,6 +357,14 @@ struct BenchArgs {
     /// Keep the throwaway benchmark tenant's topics and database.
     #[arg(long)]
     keep: bool,
+    /// Service mode: measure the tenant an earlier `--service --keep` run kept (its
+    /// rooms and days are read from its data) instead of loading a new one.
+    #[arg(long, value_name = "TENANT", requires = "service")]
+    reuse: Option<TenantId>,
+    /// Service mode: hold only the endpoints whose name contains one of these,
+    /// comma-separated, e.g. "office series,occupancy".
+    #[arg(long, value_delimiter = ',', requires = "service")]
+    endpoints: Vec<String>,
     /// Skip the broker's and the operators' ceilings (they hold the backlog in memory,
     /// about 160 bytes a reading).
     #[arg(long)]
@@ -781,6 +789,8 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         duration: args.duration.unwrap_or(Duration::from_secs(10)),
         rate: args.request_rate,
         keep: args.keep,
+        reuse: args.reuse.clone(),
+        only: args.endpoints.clone(),
     };
     let report = runtime()?.block_on(service_bench(
         &config.settings(),
@@ -790,16 +800,23 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     ))?;
     println!(
         "roomflow bench --service: tenant {}, {} rooms in {} offices, {} days of history",
-        report.tenant, report.rooms, report.offices, args.days
+        report.tenant, report.rooms, report.offices, report.days
     );
+    let days = report.days;
+    let how = if options.reuse.is_some() {
+        "kept by an earlier run".to_owned()
+    } else {
+        format!(
+            "and every live key loaded in {:.0} s",
+            report.load.as_secs_f64()
+        )
+    };
     println!(
-        "load      {} window rows (rooms: 15m for {} days, 1h and 1d for {}; offices: all three for {}) and every live key in {:.0} s; {:.2} GiB on disk",
+        "load      {} window rows (rooms: 15m for {} days, 1h and 1d for {days}; offices: all three for {days}) {how}; {:.2} GiB on disk; merges settled after {:.0} s",
         report.rows,
-        args.days.min(30),
-        args.days,
-        args.days,
-        report.load.as_secs_f64(),
-        report.disk_bytes as f64 / (1u64 << 30) as f64
+        days.min(30),
+        report.disk_bytes as f64 / (1u64 << 30) as f64,
+        report.settle.as_secs_f64()
     );
     let mut level = None;
     for e in &report.endpoints {

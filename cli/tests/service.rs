@@ -694,12 +694,11 @@ async fn cached_responses_never_outlive_a_write() {
     let base = serve(&config, &s).await;
     let token = rf_service::mint(&config.jwt_secret, &tenant, "cache", 300);
     let office = fleet.tenants[0].1[0].version.office_id.clone();
-    let url = format!(
-        "{base}/v1/offices/{office}/utilization?granularity=15m&from=2026-03-28T00:00:00Z&to=2026-03-29T00:00:00Z"
-    );
+    let range = "from=2026-03-28T00:00:00Z&to=2026-03-29T00:00:00Z";
+    let url = format!("{base}/v1/offices/{office}/utilization?granularity=15m&{range}");
     // (X-Cache, windows, body) of one request.
-    let series = || {
-        let (url, token) = (url.clone(), token.clone());
+    let get = |url: String| {
+        let token = token.clone();
         async move {
             tokio::task::spawn_blocking(move || {
                 let (_, headers, body) = get_full(&url, &token);
@@ -710,11 +709,55 @@ async fn cached_responses_never_outlive_a_write() {
             .unwrap()
         }
     };
+    let series = || get(url.clone());
     let miss = series().await;
     let hit = series().await;
     assert_eq!(miss.0.as_deref(), Some("miss"));
     assert_eq!(hit.0.as_deref(), Some("hit"));
     assert_eq!(hit.2, miss.2, "the cached answer is the answer");
+
+    // The pipeline counted its writes by the month of their windows: March 2026 only.
+    let redis = redis::Client::open(s.redis.url.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let march = rf_sinks::redis::month_generation_key(&tenant, 202603);
+    let april = rf_sinks::redis::month_generation_key(&tenant, 202604);
+    let history = rf_sinks::redis::history_generation_key(&tenant);
+    let generation = |key: &String| {
+        let (key, mut conn) = (key.clone(), conn.clone());
+        async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<u64>>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(generation(&march).await.unwrap_or(0) > 0);
+    assert_eq!(generation(&april).await, None);
+    assert!(
+        generation(&history).await.unwrap_or(0) > 0,
+        "room metadata was mirrored"
+    );
+    // Writes to another month, and room metadata changes, leave an office's own series
+    // cached; a floor's (which rooms are on it) is read again after the metadata change.
+    let floor = get(format!("{url}&floor=1")).await;
+    assert_eq!(floor.0.as_deref(), Some("miss"));
+    assert!(floor.1 > 0);
+    assert_eq!(
+        get(format!("{url}&floor=1")).await.0.as_deref(),
+        Some("hit")
+    );
+    for key in [&april, &history] {
+        redis::cmd("INCR")
+            .arg(key)
+            .query_async::<u64>(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(series().await.0.as_deref(), Some("hit"));
+    let floor_again = get(format!("{url}&floor=1")).await;
+    assert_eq!(floor_again.0.as_deref(), Some("miss"));
+    assert_eq!(floor_again.2, floor.2);
 
     // More readings of the same range: the pipeline's write makes the cache miss again,
     // and the answer has the new windows.
@@ -751,6 +794,8 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
         duration: std::time::Duration::from_millis(500),
         rate: None,
         keep: false,
+        reuse: None,
+        only: Vec::new(),
     };
     let report =
         rf_jobs::bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &options)

@@ -59,9 +59,9 @@ where
 }
 
 /// `compute`, holding one of the region's ClickHouse permits.
-async fn queried<F>(caller: &Caller<'_>, compute: F) -> Result<serde_json::Value, ApiError>
+pub(crate) async fn queried<T, F>(caller: &Caller<'_>, compute: F) -> Result<T, ApiError>
 where
-    F: Future<Output = Result<serde_json::Value, ApiError>>,
+    F: Future<Output = Result<T, ApiError>>,
 {
     // The semaphore is never closed.
     let _permit = caller.stores.queries.acquire().await;

@@ -9,6 +9,7 @@ mod insights;
 pub mod limits;
 mod portfolio;
 mod routes;
+mod series;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,10 @@ pub struct ServiceConfig {
     /// How long a ClickHouse-backed response stays cached in the tenant's Redis, seconds
     /// (0: no cache). A write of the tenant's makes its cached responses unreachable.
     pub cache_ttl_secs: u64,
+    /// Memory this process keeps utilization series in, MiB (0: none). Series are kept
+    /// in chunks (a day of `15m`, a month of `1h` or `1d` windows) until the pipeline
+    /// writes to their month, at most `cache_ttl_secs`.
+    pub series_cache_mib: u64,
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
     pub directory_refresh_secs: u64,
@@ -97,6 +102,7 @@ impl Default for ServiceConfig {
             directory_refresh_secs: 5,
             clickhouse_queries: 8,
             cache_ttl_secs: 60,
+            series_cache_mib: 256,
             rate_limits: limits::default_limits(),
         }
     }
@@ -165,6 +171,12 @@ impl ServiceConfig {
                 problem: "must be at most 86400".into(),
             });
         }
+        if self.series_cache_mib > 1 << 20 {
+            return Err(InvalidSetting {
+                field: "service.series_cache_mib",
+                problem: "must be at most 1048576".into(),
+            });
+        }
         if !(1..=300).contains(&self.directory_refresh_secs) {
             return Err(InvalidSetting {
                 field: "service.directory_refresh_secs",
@@ -218,6 +230,8 @@ pub struct AppState {
     requests: IntCounterVec,
     latency: HistogramVec,
     audit: AuditLog,
+    /// Series chunks (none when `series_cache_mib` is 0).
+    chunks: Option<series::Chunks>,
 }
 
 /// The service's Prometheus metrics, by name.
@@ -301,6 +315,7 @@ async fn build(
         requests,
         latency,
         audit,
+        chunks: series::chunks(config.series_cache_mib),
     });
     if config.jwt_algorithm == JwtAlgorithm::Rs256 {
         let every = std::time::Duration::from_secs(config.jwks_refresh_secs);
@@ -346,7 +361,7 @@ async fn build(
         .route("/v1/offices/{office_id}/rooms", get(portfolio::rooms))
         .route(
             "/v1/offices/{office_id}/utilization",
-            get(portfolio::office_utilization),
+            get(series::office_utilization),
         )
         .route(
             "/v1/rooms/{room_id}/occupancy",
@@ -358,7 +373,7 @@ async fn build(
         )
         .route(
             "/v1/rooms/{room_id}/utilization",
-            get(routes::room_utilization),
+            get(series::room_utilization),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state);

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::cache::cached;
 use crate::directory::absent_is_empty;
 use crate::limits::Class;
-use crate::routes::{answer, caller, id, iso, secs, ApiError, Caller, SeriesQuery};
+use crate::routes::{answer, caller, id, iso, ApiError, Caller};
 use crate::AppState;
 
 /// Pagination: `limit` (1 to 1000, default 100) items after `cursor` (the last id of the
@@ -215,110 +215,4 @@ pub async fn room_occupancy(
         "utilization": num("utilization"),
         "as_of": iso(num("ts") as i64),
     })))
-}
-
-#[derive(Row, Deserialize)]
-struct WindowRow {
-    window_start: u32,
-    window_end: u32,
-    rooms_reporting: u32,
-    avg_people: f64,
-    peak_people: f64,
-    capacity: u64,
-    utilization: f64,
-    is_final: u8,
-}
-
-/// `GET /v1/offices/{office_id}/utilization?granularity=&from=&to=[&floor=N]`: the
-/// office's windows starting in `[from, to)`, latest revision each; with `floor`, the
-/// floor's rooms summed up per window.
-pub async fn office_utilization(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(office_id): Path<String>,
-    Query(q): Query<SeriesQuery>,
-) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
-    id("office_id", &office_id)?;
-    let series = q.parse(state.config.max_range_days)?;
-    if q.floor.is_some_and(|f| !(-50..=500).contains(&f)) {
-        return Err(ApiError::bad("floor", "must be between -50 and 500"));
-    }
-    caller
-        .limit(&state, q.class(series.from, series.to))
-        .await?;
-    let request = format!(
-        "office-series:{office_id}:{}:{}:{}:{:?}",
-        series.label,
-        secs(series.from),
-        secs(series.to),
-        q.floor
-    );
-    let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, async {
-    let db = caller.tenant.clickhouse_db();
-    let sql = match q.floor {
-        // The latest revision of each window by argMax, which 18.16 does faster than FINAL.
-        None => format!(
-            "SELECT toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
-             argMax(rooms_reporting, version), argMax(avg_people, version), argMax(peak_people, version), \
-             toUInt64(argMax(capacity, version)), argMax(utilization, version), argMax(final, version) \
-             FROM {db}.office_utilization \
-             WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-             GROUP BY start ORDER BY start LIMIT 10000"
-        ),
-        Some(_) => format!(
-            "SELECT toUInt32(window_start), toUInt32(any(window_end)), toUInt32(count()), sum(avg_people), \
-             toFloat64(sum(peak_people)), sum(toUInt64(capacity)), \
-             if(sum(capacity) = 0, 0., sum(avg_people) / sum(capacity)), min(final) \
-             FROM {db}.room_utilization FINAL \
-             WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-             AND room_id IN (SELECT room_id FROM ({}) WHERE c_floor = ?) \
-             GROUP BY window_start ORDER BY window_start LIMIT 10000",
-            current_rooms(&caller, "AND office_id = ?")
-        ),
-    };
-    let mut query = caller
-        .stores
-        .clickhouse
-        .query(&sql)
-        .bind(series.label)
-        .bind(office_id.as_str())
-        .bind(secs(series.from))
-        .bind(secs(series.to));
-    if let Some(floor) = q.floor {
-        query = query.bind(office_id.as_str()).bind(floor);
-    }
-    let rows: Vec<WindowRow> = no_database_is_empty(query.fetch_all().await)?;
-    if rows.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no windows for office {office_id} in that range"
-        )));
-    }
-    let windows: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "start": iso(i64::from(r.window_start) * 1000),
-                "end": iso(i64::from(r.window_end) * 1000),
-                "rooms_reporting": r.rooms_reporting,
-                "avg_people": r.avg_people,
-                "peak_people": r.peak_people,
-                "capacity": r.capacity,
-                "utilization": r.utilization,
-                "final": r.is_final == 1,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "office_id": office_id,
-        "floor": q.floor,
-        "granularity": series.label,
-        "from": iso(series.from.timestamp_millis()),
-        "to": iso(series.to.timestamp_millis()),
-        "windows": windows,
-    }))
-    })
-    .await?;
-    Ok(answer(body))
 }

@@ -3,24 +3,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
-use clickhouse::Row;
 use prometheus::Encoder;
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use rf_schemas::TenantId;
 
 use crate::audit::{self, Who};
-use crate::cache::cached;
 use crate::directory::Refusal;
 use crate::limits::{self, Class};
-use crate::portfolio::no_database_is_empty;
 use crate::{AppState, RegionClients};
 
 /// An answer other than 200: a status and a message naming what was wrong.
@@ -297,20 +294,6 @@ pub fn secs(t: DateTime<Utc>) -> u32 {
     t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
 }
 
-#[derive(Row, Deserialize, Serialize)]
-struct WindowRow {
-    office_id: String,
-    window_start: u32,
-    window_end: u32,
-    samples: u32,
-    avg_people: f64,
-    peak_people: u32,
-    occupied_ratio: f64,
-    capacity: u32,
-    utilization: f64,
-    is_final: u8,
-}
-
 pub(crate) fn time(
     parameter: &'static str,
     value: Option<&str>,
@@ -327,80 +310,4 @@ pub(crate) fn time(
                 )
             }),
     }
-}
-
-/// `GET /v1/rooms/{room_id}/utilization?granularity=1h&from=…&to=…`: the room's windows
-/// that start in `[from, to)`, latest revision of each.
-pub async fn room_utilization(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(room_id): Path<String>,
-    Query(q): Query<SeriesQuery>,
-) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
-    id("room_id", &room_id)?;
-    let Series { label, from, to } = q.parse(state.config.max_range_days)?;
-    caller.limit(&state, q.class(from, to)).await?;
-    let request = format!("room-series:{room_id}:{label}:{}:{}", secs(from), secs(to));
-    let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, async {
-    // The database name comes from the validated tenant id; values are bound. The
-    // room's offices (from its metadata) narrow the primary key to its rows; the latest
-    // revision of each window by argMax, which 18.16 does faster than FINAL.
-    let db = caller.tenant.clickhouse_db();
-    let sql = format!(
-        "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
-         argMax(samples, version), argMax(avg_people, version), argMax(peak_people, version), \
-         argMax(occupied_ratio, version), argMax(capacity, version), argMax(utilization, version), \
-         argMax(final, version) \
-         FROM {db}.room_utilization \
-         WHERE granularity = ? AND office_id IN (SELECT office_id FROM {db}.rooms WHERE room_id = ?) \
-         AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-         GROUP BY start ORDER BY start LIMIT 10000"
-    );
-    let fetched = caller
-        .stores
-        .clickhouse
-        .query(&sql)
-        .bind(label)
-        .bind(room_id.as_str())
-        .bind(room_id.as_str())
-        .bind(secs(from))
-        .bind(secs(to))
-        .fetch_all()
-        .await;
-        // A valid token for a tenant that has no database yet: nothing to find.
-    let rows: Vec<WindowRow> = no_database_is_empty(fetched)?;
-    let Some(office_id) = rows.first().map(|r| r.office_id.clone()) else {
-        return Err(ApiError::not_found(format!(
-            "no windows for room {room_id} in that range"
-        )));
-    };
-    let windows: Vec<_> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "start": iso(i64::from(r.window_start) * 1000),
-                "end": iso(i64::from(r.window_end) * 1000),
-                "samples": r.samples,
-                "avg_people": r.avg_people,
-                "peak_people": r.peak_people,
-                "occupied_ratio": r.occupied_ratio,
-                "capacity": r.capacity,
-                "utilization": r.utilization,
-                "final": r.is_final == 1,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "room_id": room_id,
-        "office_id": office_id,
-        "granularity": label,
-        "from": from.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "to": to.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "windows": windows,
-    }))
-    })
-    .await?;
-    Ok(answer(body))
 }

@@ -55,6 +55,11 @@ pub struct ServiceBenchOptions {
     pub rate: Option<u64>,
     /// Keep the throwaway tenant's database, keys and topics afterwards.
     pub keep: bool,
+    /// Measure a tenant kept by an earlier run instead of loading one; its portfolio
+    /// (rooms, days, newest window) is read from its data, and it is kept again.
+    pub reuse: Option<TenantId>,
+    /// Hold only the endpoints whose name contains one of these (all when empty).
+    pub only: Vec<String>,
 }
 
 /// One endpoint held at one connection count.
@@ -85,8 +90,13 @@ pub struct ServiceBenchReport {
     pub offices: usize,
     /// Window rows loaded into ClickHouse.
     pub rows: u64,
-    /// How long loading took.
+    /// How long loading took (zero when reused).
     pub load: Duration,
+    /// How long ClickHouse then took to finish merging the tenant's parts: the
+    /// endpoints are measured on a quiet server.
+    pub settle: Duration,
+    /// Days of history.
+    pub days: u32,
     /// The tenant's database on disk, bytes.
     pub disk_bytes: u64,
     /// Every endpoint at every connection count.
@@ -108,6 +118,22 @@ pub async fn service_bench(
         return Err(JobError::Invalid(
             "--rooms, --days and every --connections must be at least 1".into(),
         ));
+    }
+    if let Some(unknown) = options
+        .only
+        .iter()
+        .find(|o| !ENDPOINTS.iter().any(|e| e.name.contains(o.as_str())))
+    {
+        let names: Vec<&str> = ENDPOINTS.iter().map(|e| e.name).collect();
+        return Err(JobError::Invalid(format!(
+            "--endpoints: no endpoint is named like '{unknown}'; they are: {}",
+            names.join("; ")
+        )));
+    }
+    if let Some(tenant) = &options.reuse {
+        let clickhouse = rf_sinks::clickhouse::client(&settings.clickhouse);
+        let portfolio = Portfolio::of(&clickhouse, tenant).await?;
+        return measure(settings, service, stores, options, &portfolio, tenant).await;
     }
     let portfolio = Portfolio::new(options.rooms, options.days);
     let spec = crate::tenant::TenantSpec {
@@ -133,16 +159,22 @@ async fn measure(
 ) -> Result<ServiceBenchReport, JobError> {
     let started = Instant::now();
     let clickhouse = rf_sinks::clickhouse::client(&settings.clickhouse);
-    let rows = portfolio.load(&clickhouse, tenant).await?;
-    portfolio.live(&clickhouse, &settings.redis, tenant).await?;
+    let rows = if options.reuse.is_some() {
+        portfolio.rows(&clickhouse, tenant).await?
+    } else {
+        let rows = portfolio.load(&clickhouse, tenant).await?;
+        portfolio.live(&clickhouse, &settings.redis, tenant).await?;
+        rows
+    };
     let load = started.elapsed();
+    let settle = settled(&clickhouse, tenant).await?;
     let disk_bytes = clickhouse
         .query("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = ? AND active")
         .bind(tenant.clickhouse_db())
         .fetch_one::<u64>()
         .await
         .map_err(ch)?;
-    let (key, _) = crate::apikey::create(&settings.clickhouse, tenant, "bench").await?;
+    let (key, listed) = crate::apikey::create(&settings.clickhouse, tenant, "bench").await?;
 
     let mut config = service.clone();
     let unlimited = Limit {
@@ -174,7 +206,10 @@ async fn measure(
     reset_peak_rss();
     let mut endpoints = Vec::new();
     for &connections in &options.connections {
-        for endpoint in ENDPOINTS {
+        let chosen = ENDPOINTS.iter().filter(|e| {
+            options.only.is_empty() || options.only.iter().any(|o| e.name.contains(o.as_str()))
+        });
+        for endpoint in chosen {
             let pace = Pace::new(options.duration, options.rate, connections);
             let report = hold(addr, &key, endpoint, portfolio, connections, pace);
             endpoints.push(report.await);
@@ -186,12 +221,17 @@ async fn measure(
         .await
         .map_err(|e| JobError::Invalid(format!("service task failed: {e}")))?
         .map_err(JobError::Invalid)?;
+    if options.reuse.is_some() {
+        crate::apikey::revoke(&settings.clickhouse, tenant, &listed.key_id).await?;
+    }
     Ok(ServiceBenchReport {
         tenant: tenant.clone(),
         rooms: portfolio.rooms,
         offices: portfolio.offices,
         rows,
         load,
+        settle,
+        days: portfolio.days,
         disk_bytes,
         endpoints,
         peak_rss,
@@ -218,6 +258,43 @@ impl Portfolio {
             days,
             now: now - now % 3600,
         }
+    }
+
+    /// The portfolio of a tenant an earlier run kept: its rooms, and its days of history
+    /// up to its newest window.
+    async fn of(client: &clickhouse::Client, tenant: &TenantId) -> Result<Self, JobError> {
+        let db = tenant.clickhouse_db();
+        let (rooms, first, last) = client
+            .query(&format!(
+                "SELECT (SELECT count() FROM {db}.rooms), toInt64(min(window_start)), toInt64(max(window_end)) \
+                 FROM {db}.office_utilization WHERE granularity = '1d'"
+            ))
+            .fetch_one::<(u64, i64, i64)>()
+            .await
+            .map_err(|e| JobError::Invalid(format!("tenant {tenant} has no benchmark data to reuse: {e}")))?;
+        if rooms == 0 || last <= first {
+            return Err(JobError::Invalid(format!(
+                "tenant {tenant} has no benchmark data to reuse (keep one with --keep)"
+            )));
+        }
+        Ok(Self {
+            rooms: rooms as usize,
+            offices: (rooms as usize).div_ceil(ROOMS_PER_OFFICE),
+            days: ((last - first) / 86_400) as u32,
+            now: last,
+        })
+    }
+
+    /// Window rows of the tenant's room and office tables.
+    async fn rows(&self, client: &clickhouse::Client, tenant: &TenantId) -> Result<u64, JobError> {
+        let db = tenant.clickhouse_db();
+        client
+            .query(&format!(
+                "SELECT (SELECT count() FROM {db}.room_utilization) + (SELECT count() FROM {db}.office_utilization)"
+            ))
+            .fetch_one::<u64>()
+            .await
+            .map_err(ch)
     }
 
     /// Writes the rooms' metadata and their windows, and the offices' windows, with
@@ -448,6 +525,29 @@ impl Portfolio {
         let back = i64::from(self.days.saturating_sub(days));
         iso(today - rng.random_range(0..=back) * 86_400)
     }
+}
+
+/// Waits until ClickHouse has no merge of `tenant`'s parts running (loading leaves many
+/// parts behind); returns how long that took.
+async fn settled(client: &clickhouse::Client, tenant: &TenantId) -> Result<Duration, JobError> {
+    let started = Instant::now();
+    let bar =
+        ProgressBar::new_spinner().with_message("waiting for ClickHouse to merge the history");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    loop {
+        let merging = client
+            .query("SELECT count() FROM system.merges WHERE database = ?")
+            .bind(tenant.clickhouse_db())
+            .fetch_one::<u64>()
+            .await
+            .map_err(ch)?;
+        if merging == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    bar.finish_and_clear();
+    Ok(started.elapsed())
 }
 
 /// ClickHouse's office id of room `r` (an expression).

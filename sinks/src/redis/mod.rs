@@ -63,6 +63,26 @@ pub fn generation_key(tenant: &rf_schemas::TenantId) -> String {
     format!("{}generation", tenant.redis_prefix())
 }
 
+/// The key counting a tenant's writes of windows that start in one UTC month
+/// (`yyyymm`, as ClickHouse partitions them). The query service keeps the parts of a
+/// series under the counts of their months.
+pub fn month_generation_key(tenant: &rf_schemas::TenantId, yyyymm: u32) -> String {
+    format!("{}generation:{yyyymm}", tenant.redis_prefix())
+}
+
+/// The key counting a tenant's changes of the past beyond new windows: room metadata
+/// (which rooms make a floor, a room's office) and restated rows.
+pub fn history_generation_key(tenant: &rf_schemas::TenantId) -> String {
+    format!("{}generation:history", tenant.redis_prefix())
+}
+
+/// The UTC month (`yyyymm`) of an instant in epoch milliseconds.
+pub fn month_of(ms: i64) -> u32 {
+    use chrono::Datelike;
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    t.year() as u32 * 100 + t.month()
+}
+
 impl RedisSink {
     async fn run(&mut self, pipe: redis::Pipeline) -> Result<(), SinkError> {
         let conn = match &mut self.conn {
@@ -80,8 +100,10 @@ impl RedisSink {
     }
 }
 
-/// Bumps the generation of every tenant whose rows a batch wrote to ClickHouse; written
-/// once ClickHouse acknowledged the batch, so that nothing cached before can be read after.
+/// Bumps the generation of every tenant whose rows a batch wrote to ClickHouse, of every
+/// month the batch wrote windows to, and of the tenant's history when the batch changed
+/// room metadata or restated rows; written once ClickHouse acknowledged the batch, so
+/// that nothing cached before can be read after.
 pub struct Generations<'a>(pub &'a mut RedisSink);
 
 impl Sink for Generations<'_> {
@@ -102,9 +124,33 @@ impl Sink for Generations<'_> {
         if tenants.is_empty() {
             return Ok(());
         }
+        let months: std::collections::BTreeSet<(&rf_schemas::TenantId, u32)> = batch
+            .rooms
+            .iter()
+            .map(|r| (&r.tenant, month_of(r.window_start)))
+            .chain(
+                batch
+                    .offices
+                    .iter()
+                    .map(|o| (&o.tenant, month_of(o.window_start))),
+            )
+            .collect();
+        let history: std::collections::BTreeSet<&rf_schemas::TenantId> = batch
+            .restates
+            .iter()
+            .map(|r| &r.tenant)
+            .chain(batch.room_versions.iter().map(|(t, _)| t))
+            .chain(batch.withdrawn_rooms.iter().map(|(t, _, _)| t))
+            .collect();
         let mut pipe = redis::pipe();
         for tenant in tenants {
             pipe.incr(generation_key(tenant), 1).ignore();
+        }
+        for (tenant, month) in months {
+            pipe.incr(month_generation_key(tenant, month), 1).ignore();
+        }
+        for tenant in history {
+            pipe.incr(history_generation_key(tenant), 1).ignore();
         }
         self.0.run(pipe).await
     }
@@ -147,5 +193,20 @@ impl Sink for RedisSink {
             .ignore();
         }
         self.run(pipe).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::month_of;
+
+    #[test]
+    fn a_window_belongs_to_the_utc_month_it_starts_in() {
+        assert_eq!(month_of(0), 197001);
+        // 2026-02-28T23:59:59.999Z and the next millisecond.
+        assert_eq!(month_of(1_772_323_199_999), 202602);
+        assert_eq!(month_of(1_772_323_200_000), 202603);
+        // 2024-12-31T23:00:00Z, a New York evening.
+        assert_eq!(month_of(1_735_686_000_000), 202412);
     }
 }

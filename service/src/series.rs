@@ -1,0 +1,503 @@
+//! Utilization series of a room, an office or one of its floors, assembled from chunks:
+//! a UTC day of `15m` windows, a UTC month of `1h` or `1d` windows.
+//!
+//! A chunk is read from ClickHouse once and kept in this process under the tenant's
+//! generations of its month and of its history (see
+//! [`rf_sinks::redis::month_generation_key`]). The pipeline bumps them once ClickHouse has
+//! its rows, so a write to that month, a room metadata change or a restatement makes the
+//! chunk unreachable, while chunks of other months stay: a series over past months keeps
+//! being served from memory however much the pipeline writes to today. Requests for a
+//! chunk being read wait for that one read. Chunks also expire after
+//! `service.cache_ttl_secs`, each at its own moment, and the least used go first when
+//! `service.series_cache_mib` is full.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use rf_schemas::TenantId;
+
+use crate::audit;
+use crate::cache::queried;
+use crate::portfolio::{current_rooms, no_database_is_empty};
+use crate::routes::{caller, id, iso, ApiError, Caller, Series, SeriesQuery};
+use crate::AppState;
+
+/// Windows a response carries at most.
+const MAX_WINDOWS: i64 = 10_000;
+
+/// Whose windows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Subject {
+    Room(String),
+    Office(String),
+    /// An office's floor: the rooms on it now, summed up per window.
+    Floor(String, i32),
+}
+
+/// One window, the latest revision. `count` is a room's samples or an office's (floor's)
+/// rooms reporting; `occupied_ratio` is a room's only.
+#[derive(Row, Deserialize, Clone, Debug)]
+struct WindowRow {
+    office_id: String,
+    start: u32,
+    end: u32,
+    count: u32,
+    avg_people: f64,
+    peak_people: f64,
+    occupied_ratio: f64,
+    capacity: u64,
+    utilization: f64,
+    is_final: u8,
+}
+
+/// The windows of one chunk.
+#[derive(Debug)]
+pub(crate) struct Chunk(Vec<WindowRow>);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ChunkKey {
+    tenant: TenantId,
+    subject: Subject,
+    granularity: &'static str,
+    start: i64,
+    month: u64,
+    history: u64,
+    /// Which `cache_ttl_secs` period the chunk was read in, shifted per chunk so that
+    /// chunks do not all expire at once.
+    period: u64,
+}
+
+/// Bytes a chunk holds, roughly.
+#[derive(Clone)]
+pub(crate) struct ChunkWeight;
+
+impl quick_cache::Weighter<ChunkKey, Arc<Chunk>> for ChunkWeight {
+    fn weight(&self, _: &ChunkKey, chunk: &Arc<Chunk>) -> u64 {
+        let rows: usize = chunk
+            .0
+            .iter()
+            .map(|r| std::mem::size_of::<WindowRow>() + r.office_id.len())
+            .sum();
+        (rows + 128) as u64
+    }
+}
+
+/// The process's chunks, `service.series_cache_mib` at most.
+pub(crate) type Chunks = quick_cache::sync::Cache<ChunkKey, Arc<Chunk>, ChunkWeight>;
+
+/// A cache of `mib` MiB (none when 0).
+pub(crate) fn chunks(mib: u64) -> Option<Chunks> {
+    (mib > 0).then(|| {
+        let bytes = mib << 20;
+        // A month of an office's hours is about 50 KiB.
+        Chunks::with_weighter((bytes / 50_000).max(16) as usize, bytes, ChunkWeight)
+    })
+}
+
+impl Subject {
+    /// The query of the subject's windows that start in `[?, ?)`, latest revision each
+    /// by argMax, which 18.16 does faster than FINAL. The database name comes from the
+    /// validated tenant id; values are bound (see [`Subject::bind`]).
+    fn sql(&self, caller: &Caller<'_>) -> String {
+        let db = caller.tenant.clickhouse_db();
+        match self {
+            // The room's offices (from its metadata) narrow the primary key to its rows.
+            Subject::Room(_) => format!(
+                "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
+                 argMax(samples, version), argMax(avg_people, version), toFloat64(argMax(peak_people, version)), \
+                 argMax(occupied_ratio, version), toUInt64(argMax(capacity, version)), \
+                 argMax(utilization, version), argMax(final, version) \
+                 FROM {db}.room_utilization \
+                 WHERE granularity = ? AND office_id IN (SELECT office_id FROM {db}.rooms WHERE room_id = ?) \
+                 AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                 GROUP BY start ORDER BY start"
+            ),
+            Subject::Office(_) => format!(
+                "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
+                 argMax(rooms_reporting, version), argMax(avg_people, version), argMax(peak_people, version), \
+                 toFloat64(0), toUInt64(argMax(capacity, version)), argMax(utilization, version), \
+                 argMax(final, version) \
+                 FROM {db}.office_utilization \
+                 WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                 GROUP BY start ORDER BY start"
+            ),
+            Subject::Floor(..) => format!(
+                "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(any(e)), toUInt32(count()), \
+                 sum(a), toFloat64(sum(p)), toFloat64(0), sum(toUInt64(c)), \
+                 if(sum(c) = 0, 0., sum(a) / sum(c)), min(f) \
+                 FROM (SELECT office_id, window_start, argMax(window_end, version) AS e, \
+                 argMax(avg_people, version) AS a, argMax(peak_people, version) AS p, \
+                 argMax(capacity, version) AS c, argMax(final, version) AS f \
+                 FROM {db}.room_utilization \
+                 WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                 AND room_id IN (SELECT room_id FROM ({}) WHERE c_floor = ?) \
+                 GROUP BY office_id, room_id, window_start) \
+                 GROUP BY start ORDER BY start",
+                current_rooms(caller, "AND office_id = ?")
+            ),
+        }
+    }
+
+    fn bind(
+        &self,
+        query: clickhouse::query::Query,
+        label: &str,
+        (from, to): (i64, i64),
+    ) -> clickhouse::query::Query {
+        let range = |q: clickhouse::query::Query| q.bind(from).bind(to);
+        match self {
+            Subject::Room(room) => range(query.bind(label).bind(room).bind(room)),
+            Subject::Office(office) => range(query.bind(label).bind(office)),
+            Subject::Floor(office, floor) => range(query.bind(label).bind(office))
+                .bind(office)
+                .bind(floor),
+        }
+    }
+
+    /// Whether the subject's windows depend on room metadata beyond its own rows.
+    fn reads_metadata(&self) -> bool {
+        !matches!(self, Subject::Office(_))
+    }
+}
+
+/// The chunks covering `[from, to)`: (start, end, UTC month `yyyymm`), seconds.
+fn spans(label: &str, from: i64, to: i64) -> Vec<(i64, i64, u32)> {
+    let mut spans = Vec::new();
+    let mut start = match label {
+        "15m" => from - from.rem_euclid(86_400),
+        _ => month_start(from),
+    };
+    while start < to {
+        let end = match label {
+            "15m" => start + 86_400,
+            _ => month_start(start + 32 * 86_400),
+        };
+        spans.push((start, end, rf_sinks::redis::month_of(start * 1000)));
+        start = end;
+    }
+    spans
+}
+
+/// The first second of the UTC month of `t`.
+fn month_start(t: i64) -> i64 {
+    let d = DateTime::from_timestamp(t, 0).unwrap_or_default();
+    Utc.with_ymd_and_hms(d.year(), d.month(), 1, 0, 0, 0)
+        .single()
+        .map_or(t, |m| m.timestamp())
+}
+
+/// The subject's windows starting in `[from, to)` (at most [`MAX_WINDOWS`]).
+async fn windows(
+    state: &AppState,
+    caller: &Caller<'_>,
+    subject: &Subject,
+    label: &'static str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<WindowRow>, ApiError> {
+    let step = match label {
+        "15m" => 900,
+        "1h" => 3600,
+        _ => 86_400,
+    };
+    let to = to.min(from + MAX_WINDOWS * step);
+    let spans = spans(label, from, to);
+    let ttl = state.config.cache_ttl_secs;
+    let generations = match (&state.chunks, ttl) {
+        (Some(_), 1..) => generations(caller, subject, &spans).await,
+        _ => None,
+    };
+    let (Some(cache), Some((history, months))) = (&state.chunks, generations) else {
+        audit::remember_cache(false);
+        return read(caller, subject, label, (from, to)).await;
+    };
+    let now = Utc::now().timestamp() as u64;
+    let mut found = Vec::with_capacity(spans.len());
+    let mut missing = Vec::new();
+    // Guards are taken in the order of time, by every request, so two requests never
+    // wait for each other's.
+    for (i, (&(start, _, _), &month)) in spans.iter().zip(&months).enumerate() {
+        let mut key = ChunkKey {
+            tenant: caller.tenant.clone(),
+            subject: subject.clone(),
+            granularity: label,
+            start,
+            month,
+            history,
+            period: 0,
+        };
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        key.period = (now + h.finish() % ttl) / ttl;
+        match cache.get_value_or_guard_async(&key).await {
+            Ok(chunk) => found.push(Some(chunk)),
+            Err(guard) => {
+                found.push(None);
+                missing.push((i, guard));
+            }
+        }
+    }
+    audit::remember_cache(missing.is_empty());
+    if let (Some((first, _)), Some((last, _))) = (missing.first(), missing.last()) {
+        let rows = read(caller, subject, label, (spans[*first].0, spans[*last].1)).await?;
+        for (i, guard) in missing {
+            let (start, end, _) = spans[i];
+            let chunk = Arc::new(Chunk(
+                rows.iter()
+                    .filter(|r| (start..end).contains(&i64::from(r.start)))
+                    .cloned()
+                    .collect(),
+            ));
+            // Another loader cannot have filled the placeholder this guard holds.
+            let _ = guard.insert(chunk.clone());
+            found[i] = Some(chunk);
+        }
+    }
+    Ok(found
+        .iter()
+        .flatten()
+        .flat_map(|c| c.0.iter())
+        .filter(|r| (from..to).contains(&i64::from(r.start)))
+        .cloned()
+        .collect())
+}
+
+/// The tenant's history generation and the generation of each span's month, or `None`
+/// when Redis cannot say (then nothing is cached).
+async fn generations(
+    caller: &Caller<'_>,
+    subject: &Subject,
+    spans: &[(i64, i64, u32)],
+) -> Option<(u64, Vec<u64>)> {
+    let mut keys: Vec<String> = spans
+        .iter()
+        .map(|&(_, _, m)| rf_sinks::redis::month_generation_key(&caller.tenant, m))
+        .collect();
+    keys.push(rf_sinks::redis::history_generation_key(&caller.tenant));
+    let mut redis = caller.stores.redis.clone();
+    let values: Vec<Option<u64>> = match redis::cmd("MGET").arg(&keys).query_async(&mut redis).await
+    {
+        Ok(v) => v,
+        Err(error) => {
+            tracing::warn!(%error, "the series cache is unavailable");
+            return None;
+        }
+    };
+    let mut values: Vec<u64> = values.into_iter().map(Option::unwrap_or_default).collect();
+    let history = values.pop().unwrap_or_default();
+    // An office's own rows do not change with room metadata.
+    let history = if subject.reads_metadata() { history } else { 0 };
+    Some((history, values))
+}
+
+/// The subject's windows starting in `[from, to)`, from ClickHouse.
+async fn read(
+    caller: &Caller<'_>,
+    subject: &Subject,
+    label: &str,
+    range: (i64, i64),
+) -> Result<Vec<WindowRow>, ApiError> {
+    let query = subject.bind(
+        caller.stores.clickhouse.query(&subject.sql(caller)),
+        label,
+        range,
+    );
+    // A valid credential of a tenant that has no database yet: nothing to find.
+    queried(caller, async {
+        no_database_is_empty(query.fetch_all().await)
+    })
+    .await
+}
+
+#[derive(Serialize)]
+struct RoomWindow {
+    start: String,
+    end: String,
+    samples: u32,
+    avg_people: f64,
+    peak_people: u32,
+    occupied_ratio: f64,
+    capacity: u64,
+    utilization: f64,
+    #[serde(rename = "final")]
+    is_final: bool,
+}
+
+#[derive(Serialize)]
+struct RoomSeries<'a> {
+    room_id: &'a str,
+    office_id: &'a str,
+    granularity: &'a str,
+    from: String,
+    to: String,
+    windows: Vec<RoomWindow>,
+}
+
+#[derive(Serialize)]
+struct OfficeWindow {
+    start: String,
+    end: String,
+    rooms_reporting: u32,
+    avg_people: f64,
+    peak_people: f64,
+    capacity: u64,
+    utilization: f64,
+    #[serde(rename = "final")]
+    is_final: bool,
+}
+
+#[derive(Serialize)]
+struct OfficeSeries<'a> {
+    office_id: &'a str,
+    floor: Option<i32>,
+    granularity: &'a str,
+    from: String,
+    to: String,
+    windows: Vec<OfficeWindow>,
+}
+
+fn at(secs: u32) -> String {
+    iso(i64::from(secs) * 1000)
+}
+
+/// `GET /v1/rooms/{room_id}/utilization?granularity=1h&from=…&to=…`: the room's windows
+/// that start in `[from, to)`, latest revision of each.
+pub async fn room_utilization(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    id("room_id", &room_id)?;
+    let Series { label, from, to } = q.parse(state.config.max_range_days)?;
+    caller.limit(&state, q.class(from, to)).await?;
+    let subject = Subject::Room(room_id.clone());
+    let rows = windows(
+        &state,
+        &caller,
+        &subject,
+        label,
+        from.timestamp(),
+        to.timestamp(),
+    )
+    .await?;
+    let Some(office_id) = rows.first().map(|r| r.office_id.as_str()) else {
+        return Err(ApiError::not_found(format!(
+            "no windows for room {room_id} in that range"
+        )));
+    };
+    let body = RoomSeries {
+        room_id: &room_id,
+        office_id,
+        granularity: label,
+        from: iso(from.timestamp_millis()),
+        to: iso(to.timestamp_millis()),
+        windows: rows
+            .iter()
+            .map(|r| RoomWindow {
+                start: at(r.start),
+                end: at(r.end),
+                samples: r.count,
+                avg_people: r.avg_people,
+                peak_people: r.peak_people as u32,
+                occupied_ratio: r.occupied_ratio,
+                capacity: r.capacity,
+                utilization: r.utilization,
+                is_final: r.is_final == 1,
+            })
+            .collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// `GET /v1/offices/{office_id}/utilization?granularity=&from=&to=[&floor=N]`: the
+/// office's windows starting in `[from, to)`, latest revision each; with `floor`, the
+/// floor's rooms (those on it now) summed up per window.
+pub async fn office_utilization(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(office_id): Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    id("office_id", &office_id)?;
+    let Series { label, from, to } = q.parse(state.config.max_range_days)?;
+    if q.floor.is_some_and(|f| !(-50..=500).contains(&f)) {
+        return Err(ApiError::bad("floor", "must be between -50 and 500"));
+    }
+    caller.limit(&state, q.class(from, to)).await?;
+    let subject = match q.floor {
+        Some(floor) => Subject::Floor(office_id.clone(), floor),
+        None => Subject::Office(office_id.clone()),
+    };
+    let rows = windows(
+        &state,
+        &caller,
+        &subject,
+        label,
+        from.timestamp(),
+        to.timestamp(),
+    )
+    .await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no windows for office {office_id} in that range"
+        )));
+    }
+    let body = OfficeSeries {
+        office_id: &office_id,
+        floor: q.floor,
+        granularity: label,
+        from: iso(from.timestamp_millis()),
+        to: iso(to.timestamp_millis()),
+        windows: rows
+            .iter()
+            .map(|r| OfficeWindow {
+                start: at(r.start),
+                end: at(r.end),
+                rooms_reporting: r.count,
+                avg_people: r.avg_people,
+                peak_people: r.peak_people,
+                capacity: r.capacity,
+                utilization: r.utilization,
+                is_final: r.is_final == 1,
+            })
+            .collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spans;
+
+    #[test]
+    fn hours_and_days_are_read_by_utc_month_and_quarter_hours_by_day() {
+        // 2026-01-20T12:00:00Z to 2026-03-02T00:00:00Z.
+        let (from, to) = (1_768_910_400, 1_772_409_600);
+        let months = spans("1h", from, to);
+        let starts: Vec<i64> = months.iter().map(|s| s.0).collect();
+        // January, February (28 days) and March 2026.
+        assert_eq!(starts, vec![1_767_225_600, 1_769_904_000, 1_772_323_200]);
+        assert_eq!(months[1].1, 1_772_323_200);
+        assert_eq!(
+            months.iter().map(|s| s.2).collect::<Vec<_>>(),
+            vec![202601, 202602, 202603]
+        );
+        assert_eq!(spans("1d", from, to), months);
+        let days = spans("15m", from, from + 86_400);
+        assert_eq!(days.len(), 2);
+        assert_eq!(days[0], (1_768_867_200, 1_768_953_600, 202601));
+        // A range that ends where a chunk starts does not read that chunk.
+        assert_eq!(spans("15m", 1_768_867_200, 1_768_953_600).len(), 1);
+    }
+}
