@@ -15,7 +15,8 @@ use serde_json::json;
 
 use crate::cache::cached;
 use crate::limits::Class;
-use crate::portfolio::{current_rooms, no_database_is_empty};
+use crate::portfolio::no_database_is_empty;
+use crate::rooms::{metadata, Version};
 use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError};
 use crate::AppState;
 
@@ -75,31 +76,28 @@ pub async fn heatmap(
     id("office_id", &office_id)?;
     let (from, to) = p.range(7, p.weeks.unwrap_or(4), 52)?;
     caller.limit(&state, Class::Analytics).await?;
-    let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
-    let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, async {
-    let client = &caller.stores.clickhouse;
-    let zones: Vec<String> = no_database_is_empty(
-        client
-            .query(&format!(
-                "SELECT any(c_timezone) FROM ({}) GROUP BY office_id",
-                current_rooms(&caller, "AND office_id = ?")
-            ))
-            .bind(office_id.as_str())
-            .fetch_all()
-            .await,
-    )?;
-    let Some(zone) = zones.into_iter().next() else {
+    let metadata = metadata(&state, &caller).await?;
+    let Some(zone) = metadata
+        .office(&office_id)
+        .first()
+        .map(|r| r.timezone.clone())
+    else {
         return Err(ApiError::not_found(format!("no office {office_id}")));
     };
     // The zone comes from the tenant's own metadata, checked again before it is used.
     let zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
         ApiError::unavailable(format!("office {office_id} has an unknown time zone"))
     })?;
+    let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, async {
+    let client = &caller.stores.clickhouse;
+    // The latest revision of each hour by argMax, which 18.16 does faster than FINAL.
     let sql = format!(
-        "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(utilization), count() \
-         FROM {}.office_utilization FINAL \
+        "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(u), count() \
+         FROM (SELECT window_start, argMax(utilization, version) AS u FROM {}.office_utilization \
          WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+         GROUP BY window_start) \
          GROUP BY d, h ORDER BY d, h",
         caller.tenant.clickhouse_db()
     );
@@ -142,15 +140,6 @@ struct RoomUse {
     days: u64,
 }
 
-#[derive(Row, Deserialize)]
-struct RoomCost {
-    office_id: String,
-    room_id: String,
-    name: String,
-    capacity: u32,
-    monthly_cost: Option<f64>,
-}
-
 /// `GET /v1/insights/underused?days=30&threshold=0.2[&to=&limit=]`: rooms whose average
 /// daily utilization over the last days is below the threshold, the costliest first,
 /// with the monthly saving if they were given up.
@@ -170,6 +159,7 @@ pub async fn underused(
         return Err(ApiError::bad("limit", "must be between 1 and 1000"));
     }
     caller.limit(&state, Class::Analytics).await?;
+    let metadata = metadata(&state, &caller).await?;
     let request = format!("underused:{}:{}:{threshold}:{limit}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
     let body = cached(&caller, ttl, &request, async {
@@ -188,22 +178,14 @@ pub async fn underused(
             .fetch_all()
             .await,
     )?;
-    let costs: Vec<RoomCost> = no_database_is_empty(
-        client
-            .query(&format!(
-                "SELECT office_id, room_id, c_name, c_capacity, c_cost FROM ({})",
-                current_rooms(&caller, "")
-            ))
-            .fetch_all()
-            .await,
-    )?;
-    let costs: HashMap<&str, &RoomCost> = costs.iter().map(|c| (c.room_id.as_str(), c)).collect();
-    let mut rooms: Vec<(&RoomUse, &RoomCost)> = used
+    let current = metadata.current();
+    let costs: HashMap<&str, &Version> = current.map(|c| (c.room_id.as_str(), c)).collect();
+    let mut rooms: Vec<(&RoomUse, &Version)> = used
         .iter()
         .filter_map(|u| Some((u, *costs.get(u.room_id.as_str())?)))
         .collect();
     rooms.sort_by(|a, b| {
-        let cost = |r: &RoomCost| r.monthly_cost.unwrap_or(0.0);
+        let cost = |r: &Version| r.monthly_cost.unwrap_or(0.0);
         cost(b.1)
             .total_cmp(&cost(a.1))
             .then_with(|| a.0.room_id.cmp(&b.0.room_id))

@@ -8,6 +8,7 @@ pub mod directory;
 mod insights;
 pub mod limits;
 mod portfolio;
+mod rooms;
 mod routes;
 mod series;
 
@@ -59,10 +60,11 @@ pub struct ServiceConfig {
     /// How long a ClickHouse-backed response stays cached in the tenant's Redis, seconds
     /// (0: no cache). A write of the tenant's makes its cached responses unreachable.
     pub cache_ttl_secs: u64,
-    /// Memory this process keeps utilization series in, MiB (0: none). Series are kept
-    /// in chunks (a day of `15m`, a month of `1h` or `1d` windows) until the pipeline
-    /// writes to their month, at most `cache_ttl_secs`.
-    pub series_cache_mib: u64,
+    /// Memory this process keeps utilization series and room metadata in, MiB (0:
+    /// none), a quarter of it for metadata. Series are kept in chunks (a day of `15m`, a
+    /// month of `1h` or `1d` windows) until the pipeline writes to their month, metadata
+    /// until the pipeline mirrors a room version; either at most `cache_ttl_secs`.
+    pub memory_cache_mib: u64,
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
     pub directory_refresh_secs: u64,
@@ -102,7 +104,7 @@ impl Default for ServiceConfig {
             directory_refresh_secs: 5,
             clickhouse_queries: 8,
             cache_ttl_secs: 60,
-            series_cache_mib: 256,
+            memory_cache_mib: 256,
             rate_limits: limits::default_limits(),
         }
     }
@@ -171,9 +173,9 @@ impl ServiceConfig {
                 problem: "must be at most 86400".into(),
             });
         }
-        if self.series_cache_mib > 1 << 20 {
+        if self.memory_cache_mib > 1 << 20 {
             return Err(InvalidSetting {
-                field: "service.series_cache_mib",
+                field: "service.memory_cache_mib",
                 problem: "must be at most 1048576".into(),
             });
         }
@@ -230,8 +232,10 @@ pub struct AppState {
     requests: IntCounterVec,
     latency: HistogramVec,
     audit: AuditLog,
-    /// Series chunks (none when `series_cache_mib` is 0).
+    /// Series chunks (none when `memory_cache_mib` is 0).
     chunks: Option<series::Chunks>,
+    /// The tenants' room metadata (none when `memory_cache_mib` is 0).
+    metadata: Option<rooms::MetadataCache>,
 }
 
 /// The service's Prometheus metrics, by name.
@@ -315,7 +319,8 @@ async fn build(
         requests,
         latency,
         audit,
-        chunks: series::chunks(config.series_cache_mib),
+        chunks: series::chunks(config.memory_cache_mib - config.memory_cache_mib / 4),
+        metadata: rooms::cache(config.memory_cache_mib / 4),
     });
     if config.jwt_algorithm == JwtAlgorithm::Rs256 {
         let every = std::time::Duration::from_secs(config.jwks_refresh_secs);

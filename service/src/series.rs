@@ -26,7 +26,8 @@ use rf_schemas::TenantId;
 
 use crate::audit;
 use crate::cache::queried;
-use crate::portfolio::{current_rooms, no_database_is_empty};
+use crate::portfolio::no_database_is_empty;
+use crate::rooms::metadata;
 use crate::routes::{caller, id, iso, ApiError, Caller, Series, SeriesQuery};
 use crate::AppState;
 
@@ -104,19 +105,20 @@ pub(crate) fn chunks(mib: u64) -> Option<Chunks> {
 
 impl Subject {
     /// The query of the subject's windows that start in `[?, ?)`, latest revision each
-    /// by argMax, which 18.16 does faster than FINAL. The database name comes from the
-    /// validated tenant id; values are bound (see [`Subject::bind`]).
-    fn sql(&self, caller: &Caller<'_>) -> String {
-        let db = caller.tenant.clickhouse_db();
+    /// by argMax, which 18.16 does faster than FINAL. `ids` are the room's offices or
+    /// the floor's rooms, from the metadata; with the office they narrow the primary key
+    /// to the subject's rows. The database name comes from the validated tenant id;
+    /// values are bound (see [`Subject::bind`]).
+    fn sql(&self, db: &str, ids: usize) -> String {
+        let ids = vec!["?"; ids].join(", ");
         match self {
-            // The room's offices (from its metadata) narrow the primary key to its rows.
             Subject::Room(_) => format!(
                 "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
                  argMax(samples, version), argMax(avg_people, version), toFloat64(argMax(peak_people, version)), \
                  argMax(occupied_ratio, version), toUInt64(argMax(capacity, version)), \
                  argMax(utilization, version), argMax(final, version) \
                  FROM {db}.room_utilization \
-                 WHERE granularity = ? AND office_id IN (SELECT office_id FROM {db}.rooms WHERE room_id = ?) \
+                 WHERE granularity = ? AND office_id IN ({ids}) \
                  AND room_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
                  GROUP BY start ORDER BY start"
             ),
@@ -138,10 +140,9 @@ impl Subject {
                  argMax(capacity, version) AS c, argMax(final, version) AS f \
                  FROM {db}.room_utilization \
                  WHERE granularity = ? AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-                 AND room_id IN (SELECT room_id FROM ({}) WHERE c_floor = ?) \
+                 AND room_id IN ({ids}) \
                  GROUP BY office_id, room_id, window_start) \
-                 GROUP BY start ORDER BY start",
-                current_rooms(caller, "AND office_id = ?")
+                 GROUP BY start ORDER BY start"
             ),
         }
     }
@@ -151,14 +152,13 @@ impl Subject {
         query: clickhouse::query::Query,
         label: &str,
         (from, to): (i64, i64),
+        ids: &[String],
     ) -> clickhouse::query::Query {
-        let range = |q: clickhouse::query::Query| q.bind(from).bind(to);
+        let ids = |q: clickhouse::query::Query| ids.iter().fold(q, |q, id| q.bind(id));
         match self {
-            Subject::Room(room) => range(query.bind(label).bind(room).bind(room)),
-            Subject::Office(office) => range(query.bind(label).bind(office)),
-            Subject::Floor(office, floor) => range(query.bind(label).bind(office))
-                .bind(office)
-                .bind(floor),
+            Subject::Room(room) => ids(query.bind(label)).bind(room).bind(from).bind(to),
+            Subject::Office(office) => query.bind(label).bind(office).bind(from).bind(to),
+            Subject::Floor(office, _) => ids(query.bind(label).bind(office).bind(from).bind(to)),
         }
     }
 
@@ -194,11 +194,12 @@ fn month_start(t: i64) -> i64 {
         .map_or(t, |m| m.timestamp())
 }
 
-/// The subject's windows starting in `[from, to)` (at most [`MAX_WINDOWS`]).
+/// The subject's windows starting in `[from, to)` (at most [`MAX_WINDOWS`]); `ids` as
+/// for [`Subject::sql`].
 async fn windows(
     state: &AppState,
     caller: &Caller<'_>,
-    subject: &Subject,
+    (subject, ids): (&Subject, &[String]),
     label: &'static str,
     from: i64,
     to: i64,
@@ -217,7 +218,7 @@ async fn windows(
     };
     let (Some(cache), Some((history, months))) = (&state.chunks, generations) else {
         audit::remember_cache(false);
-        return read(caller, subject, label, (from, to)).await;
+        return read(caller, (subject, ids), label, (from, to)).await;
     };
     let now = Utc::now().timestamp() as u64;
     let mut found = Vec::with_capacity(spans.len());
@@ -247,7 +248,8 @@ async fn windows(
     }
     audit::remember_cache(missing.is_empty());
     if let (Some((first, _)), Some((last, _))) = (missing.first(), missing.last()) {
-        let rows = read(caller, subject, label, (spans[*first].0, spans[*last].1)).await?;
+        let range = (spans[*first].0, spans[*last].1);
+        let rows = read(caller, (subject, ids), label, range).await?;
         for (i, guard) in missing {
             let (start, end, _) = spans[i];
             let chunk = Arc::new(Chunk(
@@ -301,15 +303,15 @@ async fn generations(
 /// The subject's windows starting in `[from, to)`, from ClickHouse.
 async fn read(
     caller: &Caller<'_>,
-    subject: &Subject,
+    (subject, ids): (&Subject, &[String]),
     label: &str,
     range: (i64, i64),
 ) -> Result<Vec<WindowRow>, ApiError> {
-    let query = subject.bind(
-        caller.stores.clickhouse.query(&subject.sql(caller)),
-        label,
-        range,
-    );
+    if ids.is_empty() && subject.reads_metadata() {
+        return Ok(Vec::new());
+    }
+    let sql = subject.sql(&caller.tenant.clickhouse_db(), ids.len());
+    let query = subject.bind(caller.stores.clickhouse.query(&sql), label, range, ids);
     // A valid credential of a tenant that has no database yet: nothing to find.
     queried(caller, async {
         no_database_is_empty(query.fetch_all().await)
@@ -381,13 +383,20 @@ pub async fn room_utilization(
     let Series { label, from, to } = q.parse(state.config.max_range_days)?;
     caller.limit(&state, q.class(from, to)).await?;
     let subject = Subject::Room(room_id.clone());
+    let offices: Vec<String> = metadata(&state, &caller)
+        .await?
+        .offices_of(&room_id)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let (from_secs, to_secs) = (from.timestamp(), to.timestamp());
     let rows = windows(
         &state,
         &caller,
-        &subject,
+        (&subject, &offices),
         label,
-        from.timestamp(),
-        to.timestamp(),
+        from_secs,
+        to_secs,
     )
     .await?;
     let Some(office_id) = rows.first().map(|r| r.office_id.as_str()) else {
@@ -435,17 +444,27 @@ pub async fn office_utilization(
         return Err(ApiError::bad("floor", "must be between -50 and 500"));
     }
     caller.limit(&state, q.class(from, to)).await?;
-    let subject = match q.floor {
-        Some(floor) => Subject::Floor(office_id.clone(), floor),
-        None => Subject::Office(office_id.clone()),
+    let (subject, rooms) = match q.floor {
+        Some(floor) => {
+            let rooms = metadata(&state, &caller)
+                .await?
+                .office(&office_id)
+                .iter()
+                .filter(|r| r.floor == floor)
+                .map(|r| r.room_id.clone())
+                .collect();
+            (Subject::Floor(office_id.clone(), floor), rooms)
+        }
+        None => (Subject::Office(office_id.clone()), Vec::new()),
     };
+    let (from_secs, to_secs) = (from.timestamp(), to.timestamp());
     let rows = windows(
         &state,
         &caller,
-        &subject,
+        (&subject, &rooms),
         label,
-        from.timestamp(),
-        to.timestamp(),
+        from_secs,
+        to_secs,
     )
     .await?;
     if rows.is_empty() {

@@ -1,0 +1,321 @@
+//! A tenant's room metadata, every version, read from its `rooms` mirror and kept in this
+//! process under the tenant's history generation, which the pipeline bumps once it has
+//! mirrored or withdrawn a version; kept at most `service.cache_ttl_secs` besides. The
+//! portfolio endpoints, the floors and offices of series and the costs of insights read
+//! it, not ClickHouse.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use chrono::Utc;
+use clickhouse::Row;
+use serde::Deserialize;
+
+use rf_schemas::TenantId;
+
+use crate::audit;
+use crate::cache::queried;
+use crate::portfolio::no_database_is_empty;
+use crate::routes::{ApiError, Caller};
+use crate::AppState;
+
+/// One version of a room, in effect from `effective_from` until the room's next.
+#[derive(Row, Deserialize, Debug)]
+pub(crate) struct Version {
+    pub room_id: String,
+    pub office_id: String,
+    pub office_name: String,
+    pub region: String,
+    pub country_code: String,
+    pub timezone: String,
+    pub floor: i32,
+    pub name: String,
+    pub kind: String,
+    pub capacity: u32,
+    pub area_m2: Option<f32>,
+    pub monthly_cost: Option<f64>,
+    pub effective_from: u32,
+}
+
+/// Every version of a tenant's rooms, and those in effect when it was read.
+#[derive(Debug, Default)]
+pub(crate) struct Metadata {
+    /// By room, then time.
+    versions: Vec<Version>,
+    /// Indices of the versions in effect, by office and room.
+    current: Vec<usize>,
+    /// The offices in effect: a version of the office, rooms, capacity; by id.
+    offices: Vec<(usize, u64, u64)>,
+    /// When the next version takes effect (seconds; `i64::MAX`: none known).
+    until: i64,
+}
+
+impl Metadata {
+    /// `versions` (by room, then time) as in effect at `now`, seconds.
+    fn new(versions: Vec<Version>, now: i64) -> Self {
+        let mut current: Vec<usize> = Vec::new();
+        let mut first = 0;
+        for group in versions.chunk_by(|a, b| a.room_id == b.room_id) {
+            if let Some(i) = group
+                .iter()
+                .rposition(|v| i64::from(v.effective_from) <= now)
+            {
+                current.push(first + i);
+            }
+            first += group.len();
+        }
+        let key = |&i: &usize| (&versions[i].office_id, &versions[i].room_id);
+        current.sort_by(|a, b| key(a).cmp(&key(b)));
+        let mut offices: Vec<(usize, u64, u64)> = Vec::new();
+        for &i in &current {
+            let v = &versions[i];
+            match offices.last_mut() {
+                Some(o) if versions[o.0].office_id == v.office_id => {
+                    o.1 += 1;
+                    o.2 += u64::from(v.capacity);
+                }
+                _ => offices.push((i, 1, u64::from(v.capacity))),
+            }
+        }
+        let until = versions
+            .iter()
+            .map(|v| i64::from(v.effective_from))
+            .filter(|&t| t > now)
+            .min()
+            .unwrap_or(i64::MAX);
+        Self {
+            versions,
+            current,
+            offices,
+            until,
+        }
+    }
+
+    /// Whether a version has taken effect since this was read.
+    fn outdated(&self, now: i64) -> bool {
+        now >= self.until
+    }
+
+    /// The version of every room in effect, by office and room.
+    pub(crate) fn current(&self) -> impl Iterator<Item = &Version> {
+        self.current.iter().map(|&i| &self.versions[i])
+    }
+
+    /// The rooms in effect in `office_id`, by room.
+    pub(crate) fn office(&self, office_id: &str) -> Vec<&Version> {
+        let first = self
+            .current
+            .partition_point(|&i| self.versions[i].office_id.as_str() < office_id);
+        self.current[first..]
+            .iter()
+            .map(|&i| &self.versions[i])
+            .take_while(|v| v.office_id == office_id)
+            .collect()
+    }
+
+    /// Every office the room has been (or will be) in.
+    pub(crate) fn offices_of(&self, room_id: &str) -> Vec<&str> {
+        let first = self
+            .versions
+            .partition_point(|v| v.room_id.as_str() < room_id);
+        let mut offices: Vec<&str> = self.versions[first..]
+            .iter()
+            .take_while(|v| v.room_id == room_id)
+            .map(|v| v.office_id.as_str())
+            .collect();
+        offices.sort_unstable();
+        offices.dedup();
+        offices
+    }
+
+    /// The offices in effect after `cursor`, by id: (a room's version naming the office,
+    /// its rooms, its capacity).
+    pub(crate) fn offices_after(&self, cursor: &str) -> impl Iterator<Item = (&Version, u64, u64)> {
+        let first = self
+            .offices
+            .partition_point(|o| self.versions[o.0].office_id.as_str() <= cursor);
+        self.offices[first..]
+            .iter()
+            .map(|&(i, rooms, capacity)| (&self.versions[i], rooms, capacity))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct MetadataKey {
+    tenant: TenantId,
+    history: u64,
+    /// Which `cache_ttl_secs` period it was read in, shifted per tenant.
+    period: u64,
+}
+
+#[derive(Clone)]
+pub(crate) struct MetadataWeight;
+
+impl quick_cache::Weighter<MetadataKey, Arc<Metadata>> for MetadataWeight {
+    fn weight(&self, _: &MetadataKey, m: &Arc<Metadata>) -> u64 {
+        let strings: usize = m
+            .versions
+            .iter()
+            .map(|v| {
+                v.room_id.len()
+                    + v.office_id.len()
+                    + v.office_name.len()
+                    + v.region.len()
+                    + v.timezone.len()
+                    + v.name.len()
+                    + v.kind.len()
+            })
+            .sum();
+        (m.versions.len() * (std::mem::size_of::<Version>() + 8) + strings + 128) as u64
+    }
+}
+
+/// The process's tenants' metadata.
+pub(crate) type MetadataCache =
+    quick_cache::sync::Cache<MetadataKey, Arc<Metadata>, MetadataWeight>;
+
+/// A cache of `mib` MiB (none when 0).
+pub(crate) fn cache(mib: u64) -> Option<MetadataCache> {
+    (mib > 0).then(|| {
+        let bytes = mib << 20;
+        // 50,000 rooms take about 15 MiB.
+        MetadataCache::with_weighter((bytes >> 20).max(16) as usize, bytes, MetadataWeight)
+    })
+}
+
+/// The caller's tenant's metadata, from this process's cache when still valid.
+pub(crate) async fn metadata(
+    state: &AppState,
+    caller: &Caller<'_>,
+) -> Result<Arc<Metadata>, ApiError> {
+    let ttl = state.config.cache_ttl_secs;
+    let history = match (&state.metadata, ttl) {
+        (Some(_), 1..) => history(caller).await,
+        _ => None,
+    };
+    let (Some(cache), Some(history)) = (&state.metadata, history) else {
+        audit::remember_cache(false);
+        return read(caller).await.map(Arc::new);
+    };
+    let mut h = DefaultHasher::new();
+    caller.tenant.hash(&mut h);
+    let now = Utc::now().timestamp() as u64;
+    let key = MetadataKey {
+        tenant: caller.tenant.clone(),
+        history,
+        period: (now + h.finish() % ttl) / ttl,
+    };
+    let mut found = cache.get_value_or_guard_async(&key).await;
+    if let Ok(metadata) = &found {
+        if metadata.outdated(now as i64) {
+            // A version took effect since: read again.
+            cache.remove(&key);
+            found = cache.get_value_or_guard_async(&key).await;
+        }
+    }
+    match found {
+        Ok(metadata) => {
+            audit::remember_cache(true);
+            Ok(metadata)
+        }
+        Err(guard) => {
+            audit::remember_cache(false);
+            let metadata = Arc::new(read(caller).await?);
+            let _ = guard.insert(metadata.clone());
+            Ok(metadata)
+        }
+    }
+}
+
+/// The tenant's history generation, or `None` when Redis cannot say.
+async fn history(caller: &Caller<'_>) -> Option<u64> {
+    let mut redis = caller.stores.redis.clone();
+    let key = rf_sinks::redis::history_generation_key(&caller.tenant);
+    match redis::cmd("GET")
+        .arg(key)
+        .query_async::<Option<u64>>(&mut redis)
+        .await
+    {
+        Ok(g) => Some(g.unwrap_or_default()),
+        Err(error) => {
+            tracing::warn!(%error, "the metadata cache is unavailable");
+            None
+        }
+    }
+}
+
+async fn read(caller: &Caller<'_>) -> Result<Metadata, ApiError> {
+    let sql = format!(
+        "SELECT room_id, office_id, office_name, region, country_code, timezone, floor, name, \
+         toString(kind), capacity, area_m2, monthly_cost, toUInt32(effective_from) \
+         FROM {}.rooms FINAL ORDER BY room_id, effective_from",
+        caller.tenant.clickhouse_db()
+    );
+    let query = caller.stores.clickhouse.query(&sql);
+    // A tenant that has no database yet has no rooms.
+    let versions = queried(caller, async {
+        no_database_is_empty(query.fetch_all().await)
+    })
+    .await?;
+    Ok(Metadata::new(versions, Utc::now().timestamp()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Metadata, Version};
+
+    const NOW: i64 = 1_000;
+
+    fn version(room: &str, office: &str, floor: i32, from: u32) -> Version {
+        Version {
+            room_id: room.into(),
+            office_id: office.into(),
+            office_name: format!("Office {office}"),
+            region: "emea".into(),
+            country_code: "GB".into(),
+            timezone: "Europe/London".into(),
+            floor,
+            name: room.into(),
+            kind: "DESK".into(),
+            capacity: 4,
+            area_m2: None,
+            monthly_cost: Some(100.0),
+            effective_from: from,
+        }
+    }
+
+    #[test]
+    fn a_room_is_where_its_latest_version_in_effect_puts_it() {
+        let future = 5_000;
+        let metadata = Metadata::new(
+            vec![
+                // Moved from lon to par; a move back is planned for the future.
+                version("a", "lon", 1, 100),
+                version("a", "par", 2, 200),
+                version("a", "lon", 3, future),
+                version("b", "lon", 1, 100),
+                // Not in effect yet.
+                version("c", "par", 1, future),
+            ],
+            NOW,
+        );
+        let current: Vec<(&str, &str, i32)> = metadata
+            .current()
+            .map(|v| (v.room_id.as_str(), v.office_id.as_str(), v.floor))
+            .collect();
+        assert_eq!(current, vec![("b", "lon", 1), ("a", "par", 2)]);
+        assert_eq!(metadata.offices_of("a"), vec!["lon", "par"]);
+        assert_eq!(metadata.offices_of("c"), vec!["par"]);
+        assert!(metadata.offices_of("z").is_empty());
+        let offices: Vec<(&str, u64, u64)> = metadata
+            .offices_after("")
+            .map(|(v, rooms, capacity)| (v.office_id.as_str(), rooms, capacity))
+            .collect();
+        assert_eq!(offices, vec![("lon", 1, 4), ("par", 1, 4)]);
+        assert_eq!(metadata.offices_after("lon").count(), 1);
+        assert_eq!(metadata.office("lon")[0].room_id, "b");
+        assert!(metadata.office("ber").is_empty());
+        assert!(!metadata.outdated(4_999));
+        assert!(metadata.outdated(5_000), "room c takes effect");
+    }
+}
