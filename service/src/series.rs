@@ -9,7 +9,7 @@
 //! being served from memory however much the pipeline writes to today. Requests for a
 //! chunk being read wait for that one read. Chunks also expire after
 //! `service.cache_ttl_secs`, each at its own moment, and the least used go first when
-//! `service.series_cache_mib` is full.
+//! `service.memory_cache_mib` is full.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -91,7 +91,7 @@ impl quick_cache::Weighter<ChunkKey, Arc<Chunk>> for ChunkWeight {
     }
 }
 
-/// The process's chunks, `service.series_cache_mib` at most.
+/// The process's chunks, three quarters of `service.memory_cache_mib` at most.
 pub(crate) type Chunks = quick_cache::sync::Cache<ChunkKey, Arc<Chunk>, ChunkWeight>;
 
 /// A cache of `mib` MiB (none when 0).
