@@ -595,25 +595,10 @@ async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
         .get_multiplexed_async_connection()
         .await
         .map_err(rerr)?;
-    let pattern = format!("{}*", tenant.redis_prefix());
-    let mut cursor: u64 = 0;
-    let mut keys = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .map_err(rerr)?;
-        keys += batch.len() as u64;
-        if next == 0 {
-            return Ok(keys);
-        }
-        cursor = next;
-    }
+    let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
+        .await
+        .map_err(rerr)?;
+    Ok(keys.len() as u64)
 }
 
 /// A Redis URL without its password.

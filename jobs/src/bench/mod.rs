@@ -241,30 +241,17 @@ async fn remove_redis_keys(
     let mut conn = rf_sinks::redis::connect(redis)
         .await
         .map_err(|e| JobError::Invalid(e.to_string()))?;
-    let pattern = format!("{}*", tenant.redis_prefix());
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
+    let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
+        .await
+        .map_err(rerr)?;
+    for chunk in keys.chunks(1000) {
+        redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async::<()>(&mut conn)
             .await
             .map_err(rerr)?;
-        if !keys.is_empty() {
-            redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(rerr)?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// Resets the kernel's peak-RSS mark of this process (Linux), so the next reading

@@ -76,6 +76,31 @@ pub fn history_generation_key(tenant: &rf_schemas::TenantId) -> String {
     format!("{}generation:history", tenant.redis_prefix())
 }
 
+/// Every key of `tenant` (`rf:<tenant>:*`), found by SCAN, so Redis is never blocked.
+pub async fn tenant_keys<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    tenant: &rf_schemas::TenantId,
+) -> redis::RedisResult<Vec<String>> {
+    let pattern = format!("{}*", tenant.redis_prefix());
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
 /// The UTC month (`yyyymm`) of an instant in epoch milliseconds.
 pub fn month_of(ms: i64) -> u32 {
     use chrono::Datelike;
