@@ -2,6 +2,7 @@
 //! jobs and the simulator; all read one config tree (see `config.rs`).
 
 mod config;
+mod forecast;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +73,10 @@ enum Command {
     Deadletter(DeadletterCommand),
     /// Mint a bearer token for the query service.
     Token(TokenArgs),
+    /// Forecast a series (CSV `timestamp,value`) with roomflow's forecaster: the next
+    /// --horizon steps with 95% intervals, or with --holdout, its MASE and the
+    /// seasonal-naive forecast's on the last seasons.
+    Forecast(ForecastArgs),
     /// Load a backlog into the broker, run the pipeline over it, report readings/s,
     /// epoch latency percentiles and peak memory.
     Bench(BenchArgs),
@@ -275,6 +280,32 @@ struct SimulateArgs {
     /// Seed: the same seed gives the same fleet and readings.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Publish nothing: write the first tenant's first office's hourly occupancy (people,
+    /// averaged over each hour) from --from to --to to this CSV, for `roomflow forecast`.
+    #[arg(long, value_name = "FILE")]
+    series: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ForecastArgs {
+    /// CSV with a `timestamp,value` header; RFC 3339 timestamps with a zone, whose
+    /// wall-clock time places each value in the season (an office's local hours).
+    #[arg(long)]
+    input: PathBuf,
+    /// Steps to forecast after the last row.
+    #[arg(long, default_value_t = 336)]
+    horizon: usize,
+    /// Steps in a season: 168 for hours of a week, 7 for days of a week.
+    #[arg(long, default_value_t = 168)]
+    period: usize,
+    /// Length of a step, e.g. 1h or 1d.
+    #[arg(long, default_value = "1h")]
+    step: String,
+    /// Instead of forecasting: hold out the last this many seasons, forecast each from
+    /// everything before it, and print the MASE of the forecaster and of the
+    /// seasonal-naive forecast (the value one season before).
+    #[arg(long, default_value_t = 0)]
+    holdout: usize,
 }
 
 #[derive(Args)]
@@ -431,6 +462,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => run_simulate(config, args),
+        Command::Forecast(args) => forecast::forecast(&forecast::ForecastOptions {
+            input: &args.input,
+            horizon: args.horizon,
+            period: args.period,
+            step_secs: parse_duration(&args.step).context("--step")?.as_secs() as i64,
+            holdout: args.holdout,
+        }),
         Command::Deadletter(DeadletterCommand::Inspect {
             tenant,
             since,
@@ -595,13 +633,17 @@ fn run_simulate(config: Config, args: SimulateArgs) -> anyhow::Result<()> {
     if args.rooms == 0 || args.offices == 0 {
         anyhow::bail!("--rooms and --offices must be at least 1");
     }
+    let spec = FleetSpec {
+        tenants: args.tenants,
+        offices: args.offices,
+        rooms: args.rooms,
+        seed: args.seed,
+    };
+    if let Some(path) = &args.series {
+        return forecast::series(&spec, from, to, path);
+    }
     let options = SimulateOptions {
-        spec: FleetSpec {
-            tenants: args.tenants,
-            offices: args.offices,
-            rooms: args.rooms,
-            seed: args.seed,
-        },
+        spec,
         from,
         to,
         live: args.live,

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod decode;
+pub mod forecast;
 pub mod live;
 pub mod ops;
 pub mod records;
