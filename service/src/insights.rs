@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::cache::cached;
 use crate::limits::Class;
 use crate::portfolio::no_database_is_empty;
-use crate::rooms::{metadata, Version};
-use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError};
+use crate::rooms::{metadata, Metadata, Version};
+use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError, Caller};
 use crate::AppState;
 
 /// A trailing period: `weeks` or `days` back from `to` (default now).
@@ -90,45 +90,12 @@ pub async fn heatmap(
     })?;
     let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, async {
-    let client = &caller.stores.clickhouse;
-    // The latest revision of each hour by argMax, which 18.16 does faster than FINAL.
-    let sql = format!(
-        "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(u), count() \
-         FROM (SELECT window_start, argMax(utilization, version) AS u FROM {}.office_utilization \
-         WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-         GROUP BY window_start) \
-         GROUP BY d, h ORDER BY d, h",
-        caller.tenant.clickhouse_db()
-    );
-    let cells: Vec<Cell> = no_database_is_empty(
-        client
-            .query(&sql)
-            .bind(zone.name())
-            .bind(zone.name())
-            .bind(office_id.as_str())
-            .bind(secs(from))
-            .bind(secs(to))
-            .fetch_all()
-            .await,
-    )?;
-    // 7 × 24, null where no hour was seen.
-    let mut grid = vec![vec![serde_json::Value::Null; 24]; 7];
-    for c in &cells {
-        if (1..=7).contains(&c.day) && c.hour < 24 {
-            grid[usize::from(c.day - 1)][usize::from(c.hour)] = json!(c.utilization);
-        }
-    }
-    Ok(json!({
-        "office_id": office_id,
-        "timezone": zone.name(),
-        "from": iso(from.timestamp_millis()),
-        "to": iso(to.timestamp_millis()),
-        "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
-        "utilization": grid,
-        "hours_seen": cells.iter().map(|c| c.hours).sum::<u64>(),
-    }))
-    })
+    let body = cached(
+        &caller,
+        ttl,
+        &request,
+        heatmap_of(&caller, &office_id, zone, (from, to)),
+    )
     .await?;
     Ok(answer(body))
 }
@@ -162,7 +129,94 @@ pub async fn underused(
     let metadata = metadata(&state, &caller).await?;
     let request = format!("underused:{}:{}:{threshold}:{limit}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, async {
+    let body = cached(
+        &caller,
+        ttl,
+        &request,
+        underused_of(&caller, &metadata, (from, to), threshold, limit),
+    )
+    .await?;
+    Ok(answer(body))
+}
+
+#[derive(Row, Deserialize)]
+struct OfficeUse {
+    office_id: String,
+    utilization: f64,
+    peak: f64,
+    days: u64,
+}
+
+/// `GET /v1/offices/ranking?days=30[&to=]`: the tenant's offices by average daily
+/// utilization over the last days, highest first.
+pub async fn ranking(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(p): Query<Period>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
+    caller.limit(&state, Class::Analytics).await?;
+    let request = format!("ranking:{}:{}", secs(from), secs(to));
+    let ttl = state.config.cache_ttl_secs;
+    let body = cached(&caller, ttl, &request, ranking_of(&caller, (from, to))).await?;
+    Ok(answer(body))
+}
+
+/// The heatmap's cells from ClickHouse.
+async fn heatmap_of(
+    caller: &Caller<'_>,
+    office_id: &str,
+    zone: chrono_tz::Tz,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<serde_json::Value, ApiError> {
+    let client = &caller.stores.clickhouse;
+    // The latest revision of each hour by argMax, which 18.16 does faster than FINAL.
+    let sql = format!(
+        "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(u), count() \
+         FROM (SELECT window_start, argMax(utilization, version) AS u FROM {}.office_utilization \
+         WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+         GROUP BY window_start) \
+         GROUP BY d, h ORDER BY d, h",
+        caller.tenant.clickhouse_db()
+    );
+    let cells: Vec<Cell> = no_database_is_empty(
+        client
+            .query(&sql)
+            .bind(zone.name())
+            .bind(zone.name())
+            .bind(office_id)
+            .bind(secs(from))
+            .bind(secs(to))
+            .fetch_all()
+            .await,
+    )?;
+    // 7 × 24, null where no hour was seen.
+    let mut grid = vec![vec![serde_json::Value::Null; 24]; 7];
+    for c in &cells {
+        if (1..=7).contains(&c.day) && c.hour < 24 {
+            grid[usize::from(c.day - 1)][usize::from(c.hour)] = json!(c.utilization);
+        }
+    }
+    Ok(json!({
+        "office_id": office_id,
+        "timezone": zone.name(),
+        "from": iso(from.timestamp_millis()),
+        "to": iso(to.timestamp_millis()),
+        "days": ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"],
+        "utilization": grid,
+        "hours_seen": cells.iter().map(|c| c.hours).sum::<u64>(),
+    }))
+}
+
+/// The under-used rooms from ClickHouse and the metadata's costs.
+async fn underused_of(
+    caller: &Caller<'_>,
+    metadata: &Metadata,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    threshold: f64,
+    limit: u32,
+) -> Result<serde_json::Value, ApiError> {
     let client = &caller.stores.clickhouse;
     let used: Vec<RoomUse> = no_database_is_empty(
         client
@@ -214,32 +268,13 @@ pub async fn underused(
         "rooms_below": rooms.len(),
         "monthly_saving": saving,
     }))
-    })
-    .await?;
-    Ok(answer(body))
 }
 
-#[derive(Row, Deserialize)]
-struct OfficeUse {
-    office_id: String,
-    utilization: f64,
-    peak: f64,
-    days: u64,
-}
-
-/// `GET /v1/offices/ranking?days=30[&to=]`: the tenant's offices by average daily
-/// utilization over the last days, highest first.
-pub async fn ranking(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(p): Query<Period>,
-) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
-    let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
-    caller.limit(&state, Class::Analytics).await?;
-    let request = format!("ranking:{}:{}", secs(from), secs(to));
-    let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, async {
+/// The offices ranked, from ClickHouse.
+async fn ranking_of(
+    caller: &Caller<'_>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<serde_json::Value, ApiError> {
     let rows: Vec<OfficeUse> = no_database_is_empty(
         caller
             .stores
@@ -273,7 +308,4 @@ pub async fn ranking(
         "to": iso(to.timestamp_millis()),
         "offices": offices,
     }))
-    })
-    .await?;
-    Ok(answer(body))
 }
