@@ -4,7 +4,6 @@
 //! portfolio endpoints, the floors and offices of series and the costs of insights read
 //! it, not ClickHouse.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use rf_schemas::TenantId;
 
 use crate::audit;
-use crate::cache::queried;
+use crate::cache::{period, queried};
 use crate::portfolio::no_database_is_empty;
 use crate::routes::{ApiError, Caller};
 use crate::AppState;
@@ -48,6 +47,8 @@ pub(crate) struct Metadata {
     offices: Vec<(usize, u64, u64)>,
     /// When the next version takes effect (seconds; `i64::MAX`: none known).
     until: i64,
+    /// The memory it holds, roughly.
+    bytes: u64,
 }
 
 impl Metadata {
@@ -83,11 +84,25 @@ impl Metadata {
             .filter(|&t| t > now)
             .min()
             .unwrap_or(i64::MAX);
+        let strings: usize = versions
+            .iter()
+            .map(|v| {
+                v.room_id.len()
+                    + v.office_id.len()
+                    + v.office_name.len()
+                    + v.region.len()
+                    + v.timezone.len()
+                    + v.name.len()
+                    + v.kind.len()
+            })
+            .sum();
+        let bytes = versions.len() * (std::mem::size_of::<Version>() + 8) + strings + 128;
         Self {
             versions,
             current,
             offices,
             until,
+            bytes: bytes as u64,
         }
     }
 
@@ -153,20 +168,7 @@ pub(crate) struct MetadataWeight;
 
 impl quick_cache::Weighter<MetadataKey, Arc<Metadata>> for MetadataWeight {
     fn weight(&self, _: &MetadataKey, m: &Arc<Metadata>) -> u64 {
-        let strings: usize = m
-            .versions
-            .iter()
-            .map(|v| {
-                v.room_id.len()
-                    + v.office_id.len()
-                    + v.office_name.len()
-                    + v.region.len()
-                    + v.timezone.len()
-                    + v.name.len()
-                    + v.kind.len()
-            })
-            .sum();
-        (m.versions.len() * (std::mem::size_of::<Version>() + 8) + strings + 128) as u64
+        m.bytes
     }
 }
 
@@ -197,13 +199,11 @@ pub(crate) async fn metadata(
         audit::remember_cache(false);
         return read(caller).await.map(Arc::new);
     };
-    let mut h = DefaultHasher::new();
-    caller.tenant.hash(&mut h);
     let now = Utc::now().timestamp() as u64;
     let key = MetadataKey {
         tenant: caller.tenant.clone(),
         history,
-        period: (now + h.finish() % ttl) / ttl,
+        period: period(&caller.tenant, now, ttl),
     };
     let mut found = cache.get_value_or_guard_async(&key).await;
     if let Ok(metadata) = &found {

@@ -11,7 +11,6 @@
 //! `service.cache_ttl_secs`, each at its own moment, and the least used go first when
 //! `service.memory_cache_mib` is full.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -25,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use rf_schemas::TenantId;
 
 use crate::audit;
-use crate::cache::queried;
+use crate::cache::{period, queried};
 use crate::portfolio::no_database_is_empty;
 use crate::rooms::metadata;
 use crate::routes::{caller, id, iso, ApiError, Caller, Series, SeriesQuery};
@@ -59,9 +58,19 @@ struct WindowRow {
     is_final: u8,
 }
 
-/// The windows of one chunk.
+/// The windows of one chunk, and the bytes they hold (roughly).
 #[derive(Debug)]
-pub(crate) struct Chunk(Vec<WindowRow>);
+pub(crate) struct Chunk(Vec<WindowRow>, u64);
+
+impl Chunk {
+    fn new(rows: Vec<WindowRow>) -> Self {
+        let bytes: usize = rows
+            .iter()
+            .map(|r| std::mem::size_of::<WindowRow>() + r.office_id.len())
+            .sum();
+        Self(rows, bytes as u64 + 128)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ChunkKey {
@@ -82,12 +91,7 @@ pub(crate) struct ChunkWeight;
 
 impl quick_cache::Weighter<ChunkKey, Arc<Chunk>> for ChunkWeight {
     fn weight(&self, _: &ChunkKey, chunk: &Arc<Chunk>) -> u64 {
-        let rows: usize = chunk
-            .0
-            .iter()
-            .map(|r| std::mem::size_of::<WindowRow>() + r.office_id.len())
-            .sum();
-        (rows + 128) as u64
+        chunk.1
     }
 }
 
@@ -235,9 +239,7 @@ async fn windows(
             history,
             period: 0,
         };
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        key.period = (now + h.finish() % ttl) / ttl;
+        key.period = period(&key, now, ttl);
         match cache.get_value_or_guard_async(&key).await {
             Ok(chunk) => found.push(Some(chunk)),
             Err(guard) => {
@@ -252,7 +254,7 @@ async fn windows(
         let rows = read(caller, (subject, ids), label, range).await?;
         for (i, guard) in missing {
             let (start, end, _) = spans[i];
-            let chunk = Arc::new(Chunk(
+            let chunk = Arc::new(Chunk::new(
                 rows.iter()
                     .filter(|r| (start..end).contains(&i64::from(r.start)))
                     .cloned()
