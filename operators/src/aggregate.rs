@@ -782,6 +782,7 @@ fn sum_up(
             office_id: intern(&mut p.ids, &v.office_id),
             room_id: key.id.clone(),
             partition: p.partition,
+            capacity: v.capacity,
             readings,
         }));
     }

@@ -48,7 +48,14 @@ pub struct Forecast {
     pub low: f64,
     /// Upper bound.
     pub high: f64,
+    /// The standard deviation of the forecast error.
+    pub sd: f64,
 }
+
+/// How far outside its interval a value is robustly learnt from: an outlier counts as if
+/// it were this many standard deviations off, so that one anomaly does not teach the
+/// baseline (a Huber-type update).
+const CLIP: f64 = 3.0;
 
 impl Forecaster {
     /// A forecaster of a season of `period` slots (at least 2).
@@ -71,6 +78,22 @@ impl Forecaster {
 
     fn position(&self, slot: i64) -> usize {
         slot.rem_euclid(self.period as i64) as usize
+    }
+
+    /// The last slot observed.
+    pub fn last(&self) -> Option<i64> {
+        self.last
+    }
+
+    /// Takes the value of `slot` like [`Self::observe`], but once a season was seen, a
+    /// value beyond [`CLIP`] standard deviations of its forecast counts as if it were
+    /// at that bound: the baseline follows lasting changes, not single outliers.
+    pub fn observe_robust(&mut self, slot: i64, value: f64) {
+        let value = match self.at(slot).filter(|_| self.ready()) {
+            Some(f) => value.clamp(f.mean - CLIP * f.sd, f.mean + CLIP * f.sd),
+            None => value,
+        };
+        self.observe(slot, value);
     }
 
     /// Takes the value of `slot`. Slots must come in order; a slot not after the last
@@ -120,36 +143,44 @@ impl Forecaster {
             return Vec::new();
         };
         (1..=horizon as i64)
-            .map(|h| {
-                let slot = last + h;
-                let (mean, variance) = if self.ready() {
-                    let k = ((h - 1) / self.period as i64) as f64;
-                    let factor =
-                        1.0 + (h - 1) as f64 * ALPHA * ALPHA + k * GAMMA * (2.0 * ALPHA + GAMMA);
-                    let p = self.position(slot);
-                    let variance = self.variance[p].unwrap_or(self.spread);
-                    (self.level + self.season[p], variance * factor)
-                } else {
-                    let n = self.warmup.len() as f64;
-                    let mean = self.warmup.iter().map(|(_, v)| v).sum::<f64>() / n;
-                    let spread = self
-                        .warmup
-                        .iter()
-                        .map(|(_, v)| (v - mean).powi(2))
-                        .sum::<f64>()
-                        / n;
-                    (mean, spread)
-                };
-                let half = Z * variance.sqrt();
-                let mean = mean.max(0.0);
-                Forecast {
-                    slot,
-                    mean,
-                    low: (mean - half).max(0.0),
-                    high: mean + half,
-                }
-            })
+            .filter_map(|h| self.at(last + h))
             .collect()
+    }
+
+    /// The forecast of one slot after the last observed; `None` before any observation
+    /// or for a slot not after the last.
+    pub fn at(&self, slot: i64) -> Option<Forecast> {
+        let last = self.last?;
+        let h = slot - last;
+        if h < 1 {
+            return None;
+        }
+        let (mean, variance) = if self.ready() {
+            let k = ((h - 1) / self.period as i64) as f64;
+            let factor = 1.0 + (h - 1) as f64 * ALPHA * ALPHA + k * GAMMA * (2.0 * ALPHA + GAMMA);
+            let p = self.position(slot);
+            let variance = self.variance[p].unwrap_or(self.spread);
+            (self.level + self.season[p], variance * factor)
+        } else {
+            let n = self.warmup.len() as f64;
+            let mean = self.warmup.iter().map(|(_, v)| v).sum::<f64>() / n;
+            let spread = self
+                .warmup
+                .iter()
+                .map(|(_, v)| (v - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            (mean, spread)
+        };
+        let sd = variance.sqrt();
+        let mean = mean.max(0.0);
+        Some(Forecast {
+            slot,
+            mean,
+            low: (mean - Z * sd).max(0.0),
+            high: mean + Z * sd,
+            sd,
+        })
     }
 }
 

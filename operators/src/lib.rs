@@ -2,6 +2,7 @@
 //! rooms and offices with lateness and revisions, and live occupancy.
 
 pub mod aggregate;
+pub mod analyze;
 pub mod catalog;
 pub mod decode;
 pub mod forecast;
@@ -11,8 +12,9 @@ pub mod records;
 pub mod windows;
 
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
+pub use analyze::{AnalyzeConfig, Analyzer, Restored};
 pub use decode::{Decoder, SchemaSource};
-pub use ops::{Aggregate, DecodeRecords};
+pub use ops::{Aggregate, Analyze, DecodeRecords};
 pub use records::*;
 pub use windows::Granularity;
 

@@ -12,6 +12,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::Stream;
 
 use crate::aggregate::Aggregator;
+use crate::analyze::Analyzer;
 use crate::decode::{Decoder, SchemaSource};
 use crate::records::{Decoded, Input, Output};
 
@@ -74,6 +75,32 @@ impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
                     aggregator.flush(&mut out);
                     output.session(&cap).give_iterator(out.into_iter());
                 }
+            }
+        })
+    }
+}
+
+/// Finds anomalies and issues forecasts.
+pub trait Analyze<'s> {
+    /// Returns the aggregation's outputs (final readings only if kept), each epoch's with
+    /// the anomalies, forecasts and model states they led to.
+    fn analyze(self, analyzer: Analyzer) -> Stream<'s, u64, Vec<Output>>;
+}
+
+impl<'s> Analyze<'s> for Stream<'s, u64, Vec<Output>> {
+    fn analyze(self, mut analyzer: Analyzer) -> Stream<'s, u64, Vec<Output>> {
+        // The aggregation hands over each epoch whole and in order, so outputs are read
+        // as they come.
+        self.unary(Pipeline, "Analyze", move |_, _| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut out = Vec::new();
+                    for output in data.drain(..) {
+                        analyzer.apply(output, &mut out);
+                    }
+                    analyzer.flush(&mut out);
+                    output.session(&cap).give_iterator(out.into_iter());
+                });
             }
         })
     }

@@ -135,6 +135,8 @@ pub struct FinalReadings {
     pub room_id: Arc<str>,
     /// The readings partition they came from.
     pub partition: i32,
+    /// The room's capacity at the window's last instant.
+    pub capacity: u32,
     /// The readings, by (ts, sensor).
     pub readings: Vec<FinalReading>,
 }
@@ -379,6 +381,183 @@ pub enum Output {
     Restate(Restate),
     /// Progress of a partition.
     Checkpoint(Checkpoint),
+    /// An anomaly found, or a revision of one still going on.
+    Anomaly(Anomaly),
+    /// A forecast issued for a room or an office.
+    Forecast(ForecastSeries),
+    /// A model's state after it learnt, to persist for restarts.
+    Model(ModelState),
+}
+
+/// What kind of thing an anomaly or forecast is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntityKind {
+    /// A room.
+    Room,
+    /// An office.
+    Office,
+    /// A sensor of a room.
+    Sensor,
+}
+
+impl EntityKind {
+    /// The contract's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Room => "room",
+            Self::Office => "office",
+            Self::Sensor => "sensor",
+        }
+    }
+}
+
+/// The kinds of anomaly, with the contract's labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnomalyKind {
+    /// Occupancy far from the entity's own pattern for that hour of the week.
+    Occupancy,
+    /// Above capacity for at least the configured minutes.
+    CapacityBreach,
+    /// A sensor repeating one non-zero count for hours while its office is in use.
+    StuckSensor,
+    /// A room without readings for the configured minutes while its office reports.
+    SilentSensor,
+    /// Counts persistently above 1.5 × capacity.
+    ImplausibleValue,
+}
+
+impl AnomalyKind {
+    /// Every kind.
+    pub const ALL: [Self; 5] = [
+        Self::Occupancy,
+        Self::CapacityBreach,
+        Self::StuckSensor,
+        Self::SilentSensor,
+        Self::ImplausibleValue,
+    ];
+
+    /// The contract's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Occupancy => "occupancy",
+            Self::CapacityBreach => "capacity_breach",
+            Self::StuckSensor => "stuck_sensor",
+            Self::SilentSensor => "silent_sensor",
+            Self::ImplausibleValue => "implausible_value",
+        }
+    }
+}
+
+/// How much attention an anomaly deserves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Worth acting on.
+    Medium,
+    /// Act now.
+    High,
+}
+
+impl Severity {
+    /// The contract's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    /// Parses a label.
+    pub fn from_label(s: &str) -> Option<Self> {
+        [Self::Low, Self::Medium, Self::High]
+            .into_iter()
+            .find(|v| v.label() == s)
+    }
+}
+
+/// An anomaly of one entity over `[window_start, window_end)`. An anomaly that lasts
+/// (a breach, a silent sensor) is written when it is found and revised as it goes on,
+/// under the same (kind, entity, window_start) and a growing version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anomaly {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// What was found.
+    pub kind: AnomalyKind,
+    /// Room, office or sensor.
+    pub entity_kind: EntityKind,
+    /// The room, office or sensor id.
+    pub entity_id: String,
+    /// The office it belongs to.
+    pub office_id: String,
+    /// The room, for sensors and rooms; empty for offices.
+    pub room_id: String,
+    /// Start, ms.
+    pub window_start: i64,
+    /// End (exclusive), ms; grows while the anomaly goes on.
+    pub window_end: i64,
+    /// How unusual, in [0, 1].
+    pub score: f64,
+    /// How serious.
+    pub severity: Severity,
+    /// What was seen against what was expected, as a JSON object.
+    pub details: String,
+    /// Whether it was still going on when written.
+    pub ongoing: bool,
+}
+
+/// Forecasts of one entity, issued once the window ending at `issued_at` was final:
+/// hourly mean occupancy (`1h`) or the daily peak (`1d`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForecastSeries {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// `H1` (mean people per hour) or `D1` (peak people per local day).
+    pub granularity: Granularity,
+    /// Room or office.
+    pub entity_kind: EntityKind,
+    /// The room or office.
+    pub entity_id: String,
+    /// The office.
+    pub office_id: String,
+    /// The end of the last window learnt from, ms.
+    pub issued_at: i64,
+    /// (window start, window end, expected, low, high), in time order.
+    pub points: Vec<ForecastPoint>,
+}
+
+/// One forecast window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ForecastPoint {
+    /// Window start, ms.
+    pub start: i64,
+    /// Window end (exclusive), ms.
+    pub end: i64,
+    /// Expected value.
+    pub expected: f64,
+    /// Lower bound of the 95% interval.
+    pub low: f64,
+    /// Upper bound of the 95% interval.
+    pub high: f64,
+}
+
+/// The learnt state of one room's or office's models, as JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelState {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Room or office.
+    pub entity_kind: EntityKind,
+    /// The room or office.
+    pub entity_id: String,
+    /// The office (a worker restoring an office's state takes its rooms' too).
+    pub office_id: String,
+    /// Grows with each state written (the end of the last window learnt, ms).
+    pub version: u64,
+    /// The state.
+    pub state: String,
 }
 
 impl Output {
@@ -394,6 +573,9 @@ impl Output {
             Self::RoomVersion(t, _) | Self::RoomWithdrawn(t, _, _) => t,
             Self::Restate(r) => &r.tenant,
             Self::Checkpoint(c) => &c.tenant,
+            Self::Anomaly(a) => &a.tenant,
+            Self::Forecast(f) => &f.tenant,
+            Self::Model(m) => &m.tenant,
         }
     }
 }
