@@ -291,8 +291,7 @@ fn a_bad_day_gives_each_anomaly_once_and_a_restored_model_carries_on_alike() {
         .collect();
     let r1 = forecasts
         .iter()
-        .filter(|f| f.entity_id == "r1" && f.granularity == Granularity::H1)
-        .last()
+        .rfind(|f| f.entity_id == "r1" && f.granularity == Granularity::H1)
         .unwrap();
     assert_eq!(r1.points.len(), 336);
     // Next Wednesday 11:00 (the issue is at Wednesday 01:00), a usual busy hour: about 6.

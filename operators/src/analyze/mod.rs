@@ -73,7 +73,10 @@ impl Default for AnalyzeConfig {
 /// Model states persisted before a restart, by tenant and office, until a worker takes
 /// them.
 #[derive(Clone, Debug, Default)]
-pub struct Restored(Arc<Mutex<HashMap<(TenantId, String), Vec<ModelState>>>>);
+pub struct Restored(Arc<Mutex<HashMap<OfficeKey, Vec<ModelState>>>>);
+
+/// A tenant's office.
+type OfficeKey = (TenantId, String);
 
 impl Restored {
     /// Adds a persisted state.
