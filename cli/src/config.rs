@@ -7,7 +7,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use rf_pipelines::{KafkaConfig, PipelineConfig, RegionsConfig, RegistryConfig, Settings};
+use rf_pipelines::{
+    AnalyticsConfig, KafkaConfig, PipelineConfig, RegionsConfig, RegistryConfig, Settings,
+};
 use rf_service::ServiceConfig;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 
@@ -29,6 +31,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// Data residency: the regions' stores and which this deployment serves.
     pub regions: RegionsConfig,
+    /// Anomalies and forecasts.
+    pub analytics: AnalyticsConfig,
 }
 
 /// Environment variables that are not config fields.
@@ -56,6 +60,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.kafka.validate()?;
         self.pipeline.validate()?;
+        self.analytics.validate()?;
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         for (field, url) in [
@@ -92,6 +97,7 @@ impl Config {
             redis: self.redis.clone(),
             pipeline: self.pipeline.clone(),
             regions: self.regions.clone(),
+            analytics: self.analytics.clone(),
         }
     }
 }

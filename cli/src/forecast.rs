@@ -1,5 +1,7 @@
-//! `roomflow forecast`: roomflow's forecaster (`rf_operators::forecast`) over a CSV series, and
-//! `roomflow simulate --series`: a simulated office's hourly occupancy as such a series.
+//! `roomflow forecast` and `roomflow detect`: the pipeline's forecaster and anomaly
+//! baseline (`rf_operators::forecast`, `rf_operators::analyze::baseline`) over a CSV
+//! series, learning exactly as the pipeline does; and `roomflow simulate --series`: a
+//! simulated office's hourly occupancy as such a series.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,6 +10,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, FixedOffset};
 
 use rf_jobs::simulate::{Fleet, FleetSpec};
+use rf_operators::analyze::baseline;
 use rf_operators::forecast::{mase, Forecaster};
 
 /// What `roomflow forecast` was asked.
@@ -17,12 +20,16 @@ pub struct ForecastOptions<'a> {
     pub period: usize,
     pub step_secs: i64,
     pub holdout: usize,
+    /// The least spread an outlier is clipped at, as the pipeline's (see `detect`).
+    pub floor: f64,
 }
 
 /// One row: its slot (steps since the epoch, in the row's own wall-clock time) and value.
 struct Row {
     slot: i64,
     value: f64,
+    /// The timestamp as written.
+    at: String,
 }
 
 /// Reads `timestamp,value` rows (a header line is skipped); timestamps are RFC 3339 with
@@ -54,6 +61,7 @@ fn read(path: &Path, step_secs: i64) -> anyhow::Result<(Vec<Row>, FixedOffset)> 
         rows.push(Row {
             slot: wall.div_euclid(step_secs),
             value,
+            at: ts.to_rfc3339(),
         });
     }
     rows.sort_by_key(|r| r.slot);
@@ -84,7 +92,7 @@ pub fn forecast(o: &ForecastOptions<'_>) -> anyhow::Result<()> {
     }
     let mut model = Forecaster::new(o.period);
     for r in &rows {
-        model.observe(r.slot, r.value);
+        model.observe_robust(r.slot, r.value, o.floor);
     }
     writeln!(out, "timestamp,forecast,low,high")?;
     for f in model.forecast(o.horizon) {
@@ -105,6 +113,51 @@ pub fn forecast(o: &ForecastOptions<'_>) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// What `roomflow detect` was asked.
+pub struct DetectOptions<'a> {
+    pub input: &'a Path,
+    pub period: usize,
+    pub step_secs: i64,
+    pub floor: f64,
+}
+
+/// Prints each row judged against what the series had shown before it, as the pipeline
+/// judges a closed hour: `timestamp,value,expected,low,high,score,label`, the label
+/// `warmup` (no whole season seen yet), `normal`, or the severity of an anomaly.
+pub fn detect(o: &DetectOptions<'_>) -> anyhow::Result<()> {
+    if o.period < 2 || o.step_secs <= 0 || !(o.floor > 0.0) {
+        bail!("--period must be at least 2, --step and --floor positive");
+    }
+    let (rows, _) = read(o.input, o.step_secs)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "timestamp,value,expected,low,high,score,label")?;
+    for (r, judged) in rows.iter().zip(judge(&rows, o.period, o.floor)) {
+        match judged {
+            None => writeln!(out, "{},{},,,,,warmup", r.at, r.value)?,
+            Some(j) => writeln!(
+                out,
+                "{},{},{:.3},{:.3},{:.3},{:.3},{}",
+                r.at,
+                r.value,
+                j.expected,
+                j.low,
+                j.high,
+                j.score,
+                j.severity.map_or("normal", |s| s.label())
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Each row judged against the rows before it, then learnt from.
+fn judge(rows: &[Row], period: usize, floor: f64) -> Vec<Option<baseline::Judgement>> {
+    let mut model = Forecaster::new(period);
+    rows.iter()
+        .map(|r| baseline::judge_and_learn(&mut model, r.slot, r.value, floor))
+        .collect()
 }
 
 /// Splits the last `holdout` seasons off and forecasts each from everything before it;
@@ -134,14 +187,14 @@ fn evaluate(rows: &[Row], o: &ForecastOptions<'_>) -> anyhow::Result<(f64, f64)>
     let mut model = Forecaster::new(o.period);
     let (mut predicted, mut naive) = (Vec::new(), Vec::new());
     for (i, v) in values[..train].iter().enumerate() {
-        model.observe(first + i as i64, *v);
+        model.observe_robust(first + i as i64, *v, o.floor);
     }
     for season in 0..o.holdout {
         let start = train + season * o.period;
         predicted.extend(model.forecast(o.period).iter().map(|f| f.mean));
         naive.extend_from_slice(&values[start - o.period..start]);
         for (i, v) in values[start..start + o.period].iter().enumerate() {
-            model.observe(first + (start + i) as i64, *v);
+            model.observe_robust(first + (start + i) as i64, *v, o.floor);
         }
     }
     let actual = &values[train..];
@@ -196,29 +249,66 @@ pub fn series(spec: &FleetSpec, from: i64, to: i64, path: &Path) -> anyhow::Resu
 
 #[cfg(test)]
 mod tests {
-    use super::{evaluate, read, series, ForecastOptions};
+    use super::{evaluate, judge, read, series, ForecastOptions, Row};
     use rf_jobs::simulate::FleetSpec;
+    use rf_operators::Severity;
 
-    #[test]
-    fn the_forecaster_beats_last_week_on_a_simulated_office() {
-        let path = std::env::temp_dir().join(format!("rf-series-{}.csv", std::process::id()));
+    /// Twelve weeks (2026-06-01 to 2026-08-24) of a simulated office, hourly.
+    fn office(name: &str) -> Vec<Row> {
+        let path = std::env::temp_dir().join(format!("rf-{name}-{}.csv", std::process::id()));
         let spec = FleetSpec {
             tenants: vec!["acme".parse().unwrap()],
             offices: 2,
             rooms: 120,
             seed: 4,
         };
-        // 2026-06-01 to 2026-08-24: twelve weeks.
         series(&spec, 1_780_272_000_000, 1_787_529_600_000, &path).unwrap();
+        let (rows, _) = read(&path, 3600).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        rows
+    }
+
+    #[test]
+    fn an_empty_office_on_a_weekday_morning_stands_out_and_usual_hours_do_not() {
+        let mut rows = office("detect");
+        // Tuesday of week 11, 10:00 and 11:00: nobody came.
+        let outage = [10 * 168 + 24 + 10, 10 * 168 + 24 + 11];
+        for i in outage {
+            assert!(rows[i].value > 20.0, "a busy hour: {}", rows[i].at);
+            rows[i].value = 0.0;
+        }
+        let judged = judge(&rows, 168, 0.5);
+        assert!(
+            judged[..168].iter().all(Option::is_none),
+            "a week of warm-up"
+        );
+        for i in outage {
+            let j = judged[i].unwrap();
+            assert_eq!(j.severity, Some(Severity::High), "{}: {j:?}", rows[i].at);
+        }
+        let others = judged
+            .iter()
+            .enumerate()
+            .filter(|(i, j)| !outage.contains(i) && j.is_some_and(|j| j.severity.is_some()))
+            .count();
+        assert!(
+            others * 100 <= 3 * (rows.len() - 168),
+            "{others} other anomalies"
+        );
+    }
+
+    #[test]
+    fn the_forecaster_beats_last_week_on_a_simulated_office() {
+        let path = std::env::temp_dir().join(format!("rf-series-{}.csv", std::process::id()));
         let options = ForecastOptions {
             input: &path,
             horizon: 168,
             period: 168,
             step_secs: 3600,
             holdout: 4,
+            floor: 0.5,
         };
-        let (rows, _) = read(&path, 3600).unwrap();
-        std::fs::remove_file(&path).unwrap();
+        let rows = office("series");
         assert_eq!(rows.len(), 12 * 168);
         let (model, naive) = evaluate(&rows, &options).unwrap();
         assert!(

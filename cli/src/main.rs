@@ -77,6 +77,10 @@ enum Command {
     /// --horizon steps with 95% intervals, or with --holdout, its MASE and the
     /// seasonal-naive forecast's on the last seasons.
     Forecast(ForecastArgs),
+    /// Judge each row of a CSV series (timestamp,value) as the pipeline judges a closed
+    /// hour: against the weekly pattern learnt from the rows before it. Prints the
+    /// expectation, its 95% interval, the anomaly score (0 to 1) and a label.
+    Detect(DetectArgs),
     /// Load a backlog into the broker, run the pipeline over it, report readings/s,
     /// epoch latency percentiles and peak memory.
     Bench(BenchArgs),
@@ -306,6 +310,29 @@ struct ForecastArgs {
     /// seasonal-naive forecast (the value one season before).
     #[arg(long, default_value_t = 0)]
     holdout: usize,
+    /// The least spread a value is learnt with: one beyond 3 spreads of its forecast is
+    /// learnt as if at that bound, as in the pipeline (half a person plus 2% of the
+    /// capacity there).
+    #[arg(long, default_value_t = 0.5)]
+    floor: f64,
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    /// CSV with a `timestamp,value` header; RFC 3339 timestamps with a zone, whose
+    /// wall-clock time places each value in the season.
+    #[arg(long)]
+    input: PathBuf,
+    /// Steps in a season: 168 for hours of a week, 7 for days of a week.
+    #[arg(long, default_value_t = 168)]
+    period: usize,
+    /// Length of a step, e.g. 1h or 1d.
+    #[arg(long, default_value = "1h")]
+    step: String,
+    /// The smallest spread a value is judged with, in the series' units: the pipeline
+    /// uses half a person plus 2% of the room's or office's capacity.
+    #[arg(long, default_value_t = 0.5)]
+    floor: f64,
 }
 
 #[derive(Args)]
@@ -468,6 +495,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             period: args.period,
             step_secs: parse_duration(&args.step).context("--step")?.as_secs() as i64,
             holdout: args.holdout,
+            floor: args.floor,
+        }),
+        Command::Detect(args) => forecast::detect(&forecast::DetectOptions {
+            input: &args.input,
+            period: args.period,
+            step_secs: parse_duration(&args.step).context("--step")?.as_secs() as i64,
+            floor: args.floor,
         }),
         Command::Deadletter(DeadletterCommand::Inspect {
             tenant,

@@ -20,6 +20,11 @@ const GAMMA: f64 = 0.2;
 const ERROR_WEIGHT: f64 = 0.2;
 /// The interval: 95% under normal errors.
 const Z: f64 = 1.96;
+/// Errors of its own after which a slot's variance stands alone; before, it is pulled
+/// towards the pooled variance as if that were [`PRIOR`] errors (one squared error says
+/// little about a slot's spread).
+const SETTLED: u8 = 5;
+const PRIOR: f64 = 2.0;
 
 /// The state of one series' forecast.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -31,6 +36,9 @@ pub struct Forecaster {
     season: Vec<f64>,
     /// Squared one-step error of each slot, smoothed; `None` until its first error.
     variance: Vec<Option<f64>>,
+    /// One-step errors seen per slot, up to [`SETTLED`].
+    #[serde(default)]
+    errors: Vec<u8>,
     /// The spread of the first season: the error of a slot before any was seen.
     spread: f64,
     /// Observations while the first season fills (the model starts after it).
@@ -66,6 +74,7 @@ impl Forecaster {
             level: 0.0,
             season: Vec::new(),
             variance: Vec::new(),
+            errors: Vec::new(),
             spread: 0.0,
             warmup: Vec::new(),
         }
@@ -80,17 +89,39 @@ impl Forecaster {
         slot.rem_euclid(self.period as i64) as usize
     }
 
+    /// The squared one-step error expected at position `p`: the slot's own, shrunk
+    /// towards the mean of every slot's while it has few errors; the first season's
+    /// spread before any error.
+    fn slot_variance(&self, p: usize) -> f64 {
+        let n = f64::from(self.errors.get(p).copied().unwrap_or(SETTLED));
+        let known = self.variance.iter().flatten();
+        let count = known.clone().count();
+        let pooled = (count > 0).then(|| known.sum::<f64>() / count as f64);
+        match (self.variance[p], pooled) {
+            (Some(own), Some(pooled)) if n < f64::from(SETTLED) => {
+                (n * own + PRIOR * pooled) / (n + PRIOR)
+            }
+            (Some(own), _) => own,
+            (None, Some(pooled)) => pooled,
+            (None, None) => self.spread,
+        }
+    }
+
     /// The last slot observed.
     pub fn last(&self) -> Option<i64> {
         self.last
     }
 
     /// Takes the value of `slot` like [`Self::observe`], but once a season was seen, a
-    /// value beyond [`CLIP`] standard deviations of its forecast counts as if it were
-    /// at that bound: the baseline follows lasting changes, not single outliers.
-    pub fn observe_robust(&mut self, slot: i64, value: f64) {
+    /// value beyond [`CLIP`] standard deviations of its forecast (at least `floor`)
+    /// counts as if it were at that bound: the baseline follows lasting changes, not
+    /// single outliers. (Clipped errors still widen a spread that was too narrow.)
+    pub fn observe_robust(&mut self, slot: i64, value: f64, floor: f64) {
         let value = match self.at(slot).filter(|_| self.ready()) {
-            Some(f) => value.clamp(f.mean - CLIP * f.sd, f.mean + CLIP * f.sd),
+            Some(f) => {
+                let bound = CLIP * f.sd.max(floor);
+                value.clamp(f.mean - bound, f.mean + bound)
+            }
             None => value,
         };
         self.observe(slot, value);
@@ -118,6 +149,9 @@ impl Forecaster {
         let squared = error * error;
         let v = self.variance[p].get_or_insert(squared);
         *v += ERROR_WEIGHT * (squared - *v);
+        if let Some(n) = self.errors.get_mut(p) {
+            *n = (*n + 1).min(SETTLED);
+        }
     }
 
     /// The first season seen sets the level (its mean) and each slot's difference from
@@ -134,6 +168,7 @@ impl Forecaster {
         self.spread =
             warmup.iter().map(|(_, v)| (v - mean).powi(2)).sum::<f64>() / warmup.len() as f64;
         self.variance = vec![None; self.period];
+        self.errors = vec![0; self.period];
     }
 
     /// The next `horizon` slots after the last observed. Before a whole season was seen,
@@ -159,7 +194,7 @@ impl Forecaster {
             let k = ((h - 1) / self.period as i64) as f64;
             let factor = 1.0 + (h - 1) as f64 * ALPHA * ALPHA + k * GAMMA * (2.0 * ALPHA + GAMMA);
             let p = self.position(slot);
-            let variance = self.variance[p].unwrap_or(self.spread);
+            let variance = self.slot_variance(p);
             (self.level + self.season[p], variance * factor)
         } else {
             let n = self.warmup.len() as f64;

@@ -401,6 +401,11 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
+    /// The value of its ClickHouse Enum8.
+    pub fn enum_value(self) -> i8 {
+        self as i8 + 1
+    }
+
     /// The contract's label.
     pub fn label(self) -> &'static str {
         match self {
@@ -427,6 +432,11 @@ pub enum AnomalyKind {
 }
 
 impl AnomalyKind {
+    /// The value of its ClickHouse Enum8.
+    pub fn enum_value(self) -> i8 {
+        self as i8 + 1
+    }
+
     /// Every kind.
     pub const ALL: [Self; 5] = [
         Self::Occupancy,
@@ -460,6 +470,11 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The value of its ClickHouse Enum8.
+    pub fn enum_value(self) -> i8 {
+        self as i8 + 1
+    }
+
     /// The contract's label.
     pub fn label(self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! roomflow's pipelines: the Kafka source, the sink operator and [`run`], which wires
 //! source → decode → aggregate → sinks on every timely worker.
 
+pub mod analytics;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
@@ -10,6 +11,7 @@ pub mod sink;
 pub mod source;
 pub mod tenants;
 
+pub use analytics::AnalyticsConfig;
 pub use config::{
     CompatibilityCheck, KafkaConfig, KafkaSecurity, PipelineConfig, RegistryConfig,
     CLUSTER_BASE_PORT,

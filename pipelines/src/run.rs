@@ -10,7 +10,9 @@ use rdkafka::producer::FutureProducer;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-use rf_operators::{Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder, EventClock};
+use rf_operators::{
+    Aggregate, AggregateConfig, Aggregator, Analyze, Analyzer, DecodeRecords, Decoder, EventClock,
+};
 use rf_schemas::registry::RegistryClient;
 use rf_sinks::clickhouse::ClickHouseSink;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
@@ -18,6 +20,7 @@ use rf_sinks::dlq::DeadLetterSink;
 use rf_sinks::redis::RedisSink;
 use rf_sinks::{RegionSinks, Sinks};
 
+use crate::analytics::{self, AnalyticsConfig};
 use crate::checkpoint::{self, CheckpointWriter};
 use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
 use crate::metrics::{rss_bytes, Metrics};
@@ -41,6 +44,8 @@ pub struct Settings {
     pub pipeline: PipelineConfig,
     /// The regions and which of them this deployment serves.
     pub regions: RegionsConfig,
+    /// Anomalies and forecasts.
+    pub analytics: AnalyticsConfig,
 }
 
 /// How a run ends.
@@ -85,6 +90,7 @@ pub fn run(
         "pipeline starting"
     );
     let regions = settings.served_regions();
+    let restored = analytics::restore(settings, &topology)?;
     let topology = Arc::new(LiveTopology::new(topology));
     let discovery = Discovery::start(settings, topology.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +116,7 @@ pub fn run(
         runtime.handle().clone(),
         metrics,
         resumes,
+        restored,
     ));
     let totals = Arc::new(Mutex::new(SinkStats::default()));
     let worker_totals = totals.clone();
@@ -120,15 +127,23 @@ pub fn run(
     let clock = EventClock::default();
     let config = timely_config(&settings.pipeline);
     let guards = timely::execute(config, move |worker| {
-        let (settings, topology, producer, runtime, metrics, resumes) = &*shared;
+        let (settings, topology, producer, runtime, metrics, resumes, restored) = &*shared;
         let index = worker.index();
         let peers = worker.peers();
         let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
         let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
             allowed_lateness_ms: lateness,
             clock: clock.clone(),
-            store_readings: settings.pipeline.store_readings,
+            // The analysis reads every final window's readings; the sinks get them
+            // only when they are stored.
+            store_readings: true,
         })));
+        let analyzer = Analyzer::new(
+            settings
+                .analytics
+                .operator(settings.pipeline.store_readings),
+            restored.clone(),
+        );
         let consumers = Consumers::assign(
             &settings.kafka,
             &topology.get(),
@@ -181,6 +196,7 @@ pub fn run(
             records
                 .decode_records(Decoder::new(registry))
                 .aggregate(aggregator.clone())
+                .analyze(analyzer)
                 .probe_with(&probe)
                 .write_to_sinks(SinkContext {
                     sinks,

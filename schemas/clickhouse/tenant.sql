@@ -93,3 +93,52 @@ CREATE TABLE IF NOT EXISTS {db}.audit (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)
 ORDER BY (ts, request_id);
+
+-- Anomalies found by the pipeline (kinds in the contract). An anomaly that lasts is
+-- revised as it goes on under the same key and a growing version (its window_end, ms).
+CREATE TABLE IF NOT EXISTS {db}.anomalies (
+    kind Enum8('occupancy' = 1, 'capacity_breach' = 2, 'stuck_sensor' = 3, 'silent_sensor' = 4, 'implausible_value' = 5),
+    entity_kind Enum8('room' = 1, 'office' = 2, 'sensor' = 3),
+    entity_id String,
+    office_id String,
+    room_id String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    score Float64,
+    severity Enum8('low' = 1, 'medium' = 2, 'high' = 3),
+    details String,
+    ongoing UInt8,
+    version UInt64,
+    detected_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (kind, entity_kind, entity_id, window_start);
+
+-- Forecasts: `1h` rows forecast an hour's mean people, `1d` rows a local day's peak.
+-- The latest issue of each window replaces the earlier ones (version: issued_at, ms).
+CREATE TABLE IF NOT EXISTS {db}.forecasts (
+    granularity Enum8('15m' = 1, '1h' = 2, '1d' = 3),
+    entity_kind Enum8('room' = 1, 'office' = 2, 'sensor' = 3),
+    entity_id String,
+    office_id String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    expected Float64,
+    low Float64,
+    high Float64,
+    issued_at DateTime('UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (granularity, entity_kind, entity_id, window_start);
+
+-- The pipeline's learnt models of each room and office (JSON), restored at start.
+CREATE TABLE IF NOT EXISTS {db}.model_state (
+    office_id String,
+    entity_kind Enum8('room' = 1, 'office' = 2, 'sensor' = 3),
+    entity_id String,
+    state String,
+    version UInt64,
+    updated_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (office_id, entity_kind, entity_id);

@@ -1,6 +1,7 @@
 //! roomflow's read-only query service: current occupancy from Redis, utilization series
 //! from ClickHouse, each behind a bearer token that names the tenant.
 
+mod analytics;
 pub mod audit;
 pub mod auth;
 mod cache;
@@ -363,6 +364,15 @@ async fn build(
         .route("/v1/offices/ranking", get(insights::ranking))
         .route("/v1/offices/{office_id}/heatmap", get(insights::heatmap))
         .route("/v1/insights/underused", get(insights::underused))
+        .route("/v1/anomalies", get(analytics::anomalies))
+        .route(
+            "/v1/offices/{office_id}/forecast",
+            get(analytics::office_forecast),
+        )
+        .route(
+            "/v1/rooms/{room_id}/forecast",
+            get(analytics::room_forecast),
+        )
         .route("/v1/offices/{office_id}/rooms", get(portfolio::rooms))
         .route(
             "/v1/offices/{office_id}/utilization",
@@ -594,9 +604,13 @@ mod tests {
             })
             .collect();
         assert!(routes.len() >= 10, "{routes:?}");
-        for route in routes {
-            assert!(paths.contains_key(route), "{route} is not in openapi.json");
+        for route in &routes {
+            assert!(paths.contains_key(*route), "{route} is not in openapi.json");
         }
-        assert_eq!(paths.len(), 13, "no route described that does not exist");
+        assert_eq!(
+            paths.len(),
+            routes.len(),
+            "no route described that does not exist"
+        );
     }
 }

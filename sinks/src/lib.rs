@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rf_operators::{
-    DeadLetter, FinalReadings, LiveOffice, LiveRoom, OfficeRow, Output, Restate, RoomRow,
+    Anomaly, DeadLetter, FinalReadings, ForecastSeries, LiveOffice, LiveRoom, ModelState,
+    OfficeRow, Output, Restate, RoomRow,
 };
 use rf_schemas::{RoomVersion, TenantId};
 
@@ -45,6 +46,12 @@ pub struct Batch {
     pub restates: Vec<Restate>,
     /// Rejected room metadata: logged and counted by the pipeline, written nowhere.
     pub rejected_rooms: Vec<DeadLetter>,
+    /// Anomalies found or revised.
+    pub anomalies: Vec<Anomaly>,
+    /// Forecasts issued.
+    pub forecasts: Vec<ForecastSeries>,
+    /// Model states to persist.
+    pub models: Vec<ModelState>,
 }
 
 impl Batch {
@@ -61,6 +68,9 @@ impl Batch {
             Output::RoomWithdrawn(t, room, from) => self.withdrawn_rooms.push((t, room, from)),
             Output::Restate(r) => self.restates.push(r),
             Output::RoomRejected(d) => self.rejected_rooms.push(d),
+            Output::Anomaly(a) => self.anomalies.push(a),
+            Output::Forecast(f) => self.forecasts.push(f),
+            Output::Model(m) => self.models.push(m),
             Output::Checkpoint(c) => return Some(c),
         }
         None
@@ -77,6 +87,9 @@ impl Batch {
             && self.room_versions.is_empty()
             && self.withdrawn_rooms.is_empty()
             && self.restates.is_empty()
+            && self.anomalies.is_empty()
+            && self.forecasts.is_empty()
+            && self.models.is_empty()
     }
 }
 

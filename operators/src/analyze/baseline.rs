@@ -73,7 +73,7 @@ pub fn judge_and_learn(
     floor: f64,
 ) -> Option<Judgement> {
     let judgement = judge(model, slot, value, floor);
-    model.observe_robust(slot, value);
+    model.observe_robust(slot, value, floor);
     judgement
 }
 

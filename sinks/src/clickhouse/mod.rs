@@ -12,7 +12,9 @@ use clickhouse::Client;
 use crate::config::ClickHouseConfig;
 use crate::{Batch, Sink, SinkError};
 
-pub use rows::{OfficeUtilization, ReadingRow, Room, RoomUtilization};
+pub use rows::{
+    AnomalyRow, ForecastRow, ModelStateRow, OfficeUtilization, ReadingRow, Room, RoomUtilization,
+};
 
 /// A client for `config`, without a database (tables are named per tenant).
 pub fn client(config: &ClickHouseConfig) -> Client {
@@ -35,6 +37,9 @@ struct TenantRows {
     versions: Vec<usize>,
     withdrawn: Vec<usize>,
     restates: Vec<usize>,
+    anomalies: Vec<usize>,
+    forecasts: Vec<usize>,
+    models: Vec<usize>,
 }
 
 /// Writes window rows and room versions to each tenant's database.
@@ -95,6 +100,18 @@ impl ClickHouseSink {
                 .restates
                 .push(i);
         }
+        for (i, a) in batch.anomalies.iter().enumerate() {
+            let rows = by_db.entry(a.tenant.clickhouse_db()).or_default();
+            rows.anomalies.push(i);
+        }
+        for (i, f) in batch.forecasts.iter().enumerate() {
+            let rows = by_db.entry(f.tenant.clickhouse_db()).or_default();
+            rows.forecasts.push(i);
+        }
+        for (i, m) in batch.models.iter().enumerate() {
+            let rows = by_db.entry(m.tenant.clickhouse_db()).or_default();
+            rows.models.push(i);
+        }
         for (
             db,
             TenantRows {
@@ -104,10 +121,41 @@ impl ClickHouseSink {
                 versions,
                 withdrawn,
                 restates,
+                anomalies,
+                forecasts,
+                models,
             },
         ) in by_db
         {
             let client = self.client.clone().with_database(db);
+            if !anomalies.is_empty() {
+                let mut insert = client.insert::<AnomalyRow<'_>>("anomalies").await?;
+                for i in anomalies {
+                    insert
+                        .write(&AnomalyRow::new(&batch.anomalies[i], now))
+                        .await?;
+                }
+                insert.end().await?;
+            }
+            if !forecasts.is_empty() {
+                let mut insert = client.insert::<ForecastRow<'_>>("forecasts").await?;
+                for i in forecasts {
+                    let series = &batch.forecasts[i];
+                    for p in &series.points {
+                        insert.write(&ForecastRow::new(series, p)).await?;
+                    }
+                }
+                insert.end().await?;
+            }
+            if !models.is_empty() {
+                let mut insert = client.insert::<ModelStateRow<'_>>("model_state").await?;
+                for i in models {
+                    insert
+                        .write(&ModelStateRow::new(&batch.models[i], now))
+                        .await?;
+                }
+                insert.end().await?;
+            }
             if !readings.is_empty() {
                 let mut insert = client.insert::<ReadingRow<'_>>("readings").await?;
                 for i in readings {
@@ -243,6 +291,9 @@ impl Sink for ClickHouseSink {
             && batch.room_versions.is_empty()
             && batch.withdrawn_rooms.is_empty()
             && batch.restates.is_empty()
+            && batch.anomalies.is_empty()
+            && batch.forecasts.is_empty()
+            && batch.models.is_empty()
         {
             return Ok(());
         }

@@ -3,7 +3,10 @@
 use clickhouse::Row;
 use serde::Serialize;
 
-use rf_operators::{FinalReading, FinalReadings, OfficeRow, RoomRow};
+use rf_operators::{
+    Anomaly, FinalReading, FinalReadings, ForecastPoint, ForecastSeries, ModelState, OfficeRow,
+    RoomRow,
+};
 use rf_schemas::RoomVersion;
 
 fn secs(ms: i64) -> u32 {
@@ -166,6 +169,105 @@ impl<'a> Room<'a> {
             monthly_cost: r.monthly_cost,
             effective_from: secs(r.effective_from),
             version,
+        }
+    }
+}
+
+/// A row of `anomalies`.
+#[derive(Row, Serialize)]
+pub struct AnomalyRow<'a> {
+    kind: i8,
+    entity_kind: i8,
+    entity_id: &'a str,
+    office_id: &'a str,
+    room_id: &'a str,
+    window_start: u32,
+    window_end: u32,
+    score: f64,
+    severity: i8,
+    details: &'a str,
+    ongoing: u8,
+    version: u64,
+    detected_at: u32,
+}
+
+impl<'a> AnomalyRow<'a> {
+    /// The row of one revision of an anomaly, its version its end.
+    pub fn new(a: &'a Anomaly, detected_at: u32) -> Self {
+        Self {
+            kind: a.kind.enum_value(),
+            entity_kind: a.entity_kind.enum_value(),
+            entity_id: &a.entity_id,
+            office_id: &a.office_id,
+            room_id: &a.room_id,
+            window_start: secs(a.window_start),
+            window_end: secs(a.window_end),
+            score: a.score,
+            severity: a.severity.enum_value(),
+            details: &a.details,
+            ongoing: u8::from(a.ongoing),
+            version: a.window_end.max(0) as u64,
+            detected_at,
+        }
+    }
+}
+
+/// A row of `forecasts`.
+#[derive(Row, Serialize)]
+pub struct ForecastRow<'a> {
+    granularity: i8,
+    entity_kind: i8,
+    entity_id: &'a str,
+    office_id: &'a str,
+    window_start: u32,
+    window_end: u32,
+    expected: f64,
+    low: f64,
+    high: f64,
+    issued_at: u32,
+    version: u64,
+}
+
+impl<'a> ForecastRow<'a> {
+    /// The row of one forecast window of `f`, its version the issue time.
+    pub fn new(f: &'a ForecastSeries, p: &ForecastPoint) -> Self {
+        Self {
+            granularity: f.granularity.enum_value(),
+            entity_kind: f.entity_kind.enum_value(),
+            entity_id: &f.entity_id,
+            office_id: &f.office_id,
+            window_start: secs(p.start),
+            window_end: secs(p.end),
+            expected: p.expected,
+            low: p.low,
+            high: p.high,
+            issued_at: secs(f.issued_at),
+            version: f.issued_at.max(0) as u64,
+        }
+    }
+}
+
+/// A row of `model_state`.
+#[derive(Row, Serialize)]
+pub struct ModelStateRow<'a> {
+    office_id: &'a str,
+    entity_kind: i8,
+    entity_id: &'a str,
+    state: &'a str,
+    version: u64,
+    updated_at: u32,
+}
+
+impl<'a> ModelStateRow<'a> {
+    /// The row of one state.
+    pub fn new(m: &'a ModelState, updated_at: u32) -> Self {
+        Self {
+            office_id: &m.office_id,
+            entity_kind: m.entity_kind.enum_value(),
+            entity_id: &m.entity_id,
+            state: &m.state,
+            version: m.version,
+            updated_at,
         }
     }
 }

@@ -145,6 +145,8 @@ impl Sink for Generations<'_> {
             .chain(batch.restates.iter().map(|r| &r.tenant))
             .chain(batch.room_versions.iter().map(|(t, _)| t))
             .chain(batch.withdrawn_rooms.iter().map(|(t, _, _)| t))
+            .chain(batch.anomalies.iter().map(|a| &a.tenant))
+            .chain(batch.forecasts.iter().map(|f| &f.tenant))
             .collect();
         if tenants.is_empty() {
             return Ok(());

@@ -1,0 +1,162 @@
+//! Anomalies and forecasts in the pipeline: their settings, and the model states a
+//! starting pipeline restores from each tenant's `model_state` table.
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+use rf_operators::analyze::faults::FaultConfig;
+use rf_operators::{AnalyzeConfig, EntityKind, ModelState, Restored};
+use rf_sinks::config::ClickHouseConfig;
+
+use crate::config::InvalidSetting;
+use crate::source::Topology;
+use crate::{PipelineError, Settings};
+
+/// How anomalies are found and forecasts issued.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsConfig {
+    /// A room or office above capacity for this long is a capacity breach, minutes.
+    pub breach_minutes: u32,
+    /// A sensor repeating one non-zero count this long while its office is in use is
+    /// stuck, minutes.
+    pub stuck_minutes: u32,
+    /// A room without readings this long while its office reports is silent, minutes.
+    pub silent_minutes: u32,
+    /// A room's 15-minute means above 1.5 × capacity this long are implausible, minutes.
+    pub implausible_minutes: u32,
+    /// Forecasts are issued when an hour or day closes that ended at most this long ago
+    /// (wall clock), seconds: catching up a backlog issues no forecast for each past hour.
+    pub forecast_within_secs: u64,
+    /// A room or office without data for this long (event time) leaves memory; its
+    /// learnt state stays in `model_state`, days.
+    pub retire_after_days: u32,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        let faults = FaultConfig::default();
+        Self {
+            breach_minutes: faults.breach_minutes as u32,
+            stuck_minutes: faults.stuck_minutes as u32,
+            silent_minutes: faults.silent_minutes as u32,
+            implausible_minutes: faults.implausible_minutes as u32,
+            forecast_within_secs: 6 * 3600,
+            retire_after_days: 28,
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    /// Checks each threshold's range.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (field, value) in [
+            ("analytics.breach_minutes", self.breach_minutes),
+            ("analytics.stuck_minutes", self.stuck_minutes),
+            ("analytics.silent_minutes", self.silent_minutes),
+            ("analytics.implausible_minutes", self.implausible_minutes),
+        ] {
+            if !(1..=7 * 24 * 60).contains(&value) {
+                return Err(InvalidSetting {
+                    field,
+                    problem: "must be between 1 and 10080 (a week)".into(),
+                });
+            }
+        }
+        if !(1..=3650).contains(&self.retire_after_days) {
+            return Err(InvalidSetting {
+                field: "analytics.retire_after_days",
+                problem: "must be between 1 and 3650".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The operator's settings; `keep_readings` says whether final readings go on to
+    /// the sinks.
+    pub fn operator(&self, keep_readings: bool) -> AnalyzeConfig {
+        AnalyzeConfig {
+            faults: FaultConfig {
+                breach_minutes: i64::from(self.breach_minutes),
+                stuck_minutes: i64::from(self.stuck_minutes),
+                silent_minutes: i64::from(self.silent_minutes),
+                implausible_minutes: i64::from(self.implausible_minutes),
+            },
+            forecast_within_ms: self.forecast_within_secs.min(i64::MAX as u64 / 1000) as i64 * 1000,
+            keep_readings,
+            retire_after_ms: i64::from(self.retire_after_days) * 86_400_000,
+            ..AnalyzeConfig::default()
+        }
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct StateRow {
+    office_id: String,
+    entity_kind: i8,
+    entity_id: String,
+    state: String,
+    version: u64,
+}
+
+/// Brings each served tenant's database up to the current DDL (new tables such as
+/// `model_state`; `CREATE … IF NOT EXISTS` leaves the rest alone), then reads the latest
+/// persisted state of each of its rooms and offices.
+pub fn restore(settings: &Settings, topology: &Topology) -> Result<Restored, PipelineError> {
+    let restored = Restored::default();
+    let regions = settings.served_regions();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PipelineError::Dataflow(format!("cannot start a runtime: {e}")))?;
+    for served in &topology.tenants {
+        let name = &topology.regions[served.region];
+        let Some(region) = regions.iter().find(|r| r.name == *name) else {
+            continue;
+        };
+        let states = runtime.block_on(load(&region.clickhouse, &served.tenant))?;
+        tracing::info!(tenant = %served.tenant, states = states.len(), "model states restored");
+        for state in states {
+            restored.insert(state);
+        }
+    }
+    Ok(restored)
+}
+
+async fn load(
+    config: &ClickHouseConfig,
+    tenant: &rf_schemas::TenantId,
+) -> Result<Vec<ModelState>, PipelineError> {
+    let fail = |e: clickhouse::error::Error| {
+        PipelineError::Sink(format!("clickhouse: restoring {tenant}'s models: {e}"))
+    };
+    let client = rf_sinks::clickhouse::client(config);
+    for statement in rf_schemas::tenant_ddl(tenant) {
+        client.query(&statement).execute().await.map_err(fail)?;
+    }
+    let rows = client
+        .with_database(tenant.clickhouse_db())
+        .query(
+            "SELECT office_id, entity_kind, entity_id, \
+             argMax(state, version) AS state, max(version) AS version FROM model_state \
+             GROUP BY office_id, entity_kind, entity_id",
+        )
+        .fetch_all::<StateRow>()
+        .await
+        .map_err(fail)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ModelState {
+            tenant: tenant.clone(),
+            entity_kind: if r.entity_kind == EntityKind::Office.enum_value() {
+                EntityKind::Office
+            } else {
+                EntityKind::Room
+            },
+            entity_id: r.entity_id,
+            office_id: r.office_id,
+            version: r.version,
+            state: r.state,
+        })
+        .collect())
+}
