@@ -127,7 +127,7 @@ pub struct DetectOptions<'a> {
 /// judges a closed hour: `timestamp,value,expected,low,high,score,label`, the label
 /// `warmup` (no whole season seen yet), `normal`, or the severity of an anomaly.
 pub fn detect(o: &DetectOptions<'_>) -> anyhow::Result<()> {
-    if o.period < 2 || o.step_secs <= 0 || !(o.floor > 0.0) {
+    if o.period < 2 || o.step_secs <= 0 || o.floor.is_nan() || o.floor <= 0.0 {
         bail!("--period must be at least 2, --step and --floor positive");
     }
     let (rows, _) = read(o.input, o.step_secs)?;

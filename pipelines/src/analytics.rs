@@ -138,7 +138,7 @@ async fn load(
         .with_database(tenant.clickhouse_db())
         .query(
             "SELECT office_id, entity_kind, entity_id, \
-             argMax(state, version) AS state, max(version) AS version FROM model_state \
+             argMax(state, version) AS s, max(version) AS v FROM model_state \
              GROUP BY office_id, entity_kind, entity_id",
         )
         .fetch_all::<StateRow>()

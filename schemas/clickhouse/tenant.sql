@@ -95,7 +95,8 @@ PARTITION BY toYYYYMM(ts)
 ORDER BY (ts, request_id);
 
 -- Anomalies found by the pipeline (kinds in the contract). An anomaly that lasts is
--- revised as it goes on under the same key and a growing version (its window_end, ms).
+-- revised as it goes on under the same key and a growing version (2 × its window_end in
+-- ms, plus 1 once it ended).
 CREATE TABLE IF NOT EXISTS {db}.anomalies (
     kind Enum8('occupancy' = 1, 'capacity_breach' = 2, 'stuck_sensor' = 3, 'silent_sensor' = 4, 'implausible_value' = 5),
     entity_kind Enum8('room' = 1, 'office' = 2, 'sensor' = 3),

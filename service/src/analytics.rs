@@ -123,12 +123,11 @@ struct Filter {
 async fn anomalies_of(caller: &Caller<'_>, f: &Filter) -> Result<serde_json::Value, ApiError> {
     let (from, to) = f.range;
     // Each episode's latest revision, then the filters that revisions may change.
-    let sql =
-        format!(
-        "SELECT toString(kind) AS k, toString(entity_kind) AS ek, entity_id, office_id, room_id, \
+    let sql = format!(
+        "SELECT toString(kind) AS k, toString(entity_kind) AS ek, entity_id, oid, rid, \
          toUInt32(window_start) AS ws, toUInt32(we) AS we32, s, toString(sev) AS sv, d, o \
          FROM (SELECT kind, entity_kind, entity_id, window_start, \
-                 argMax(office_id, version) AS office_id, argMax(room_id, version) AS room_id, \
+                 argMax(office_id, version) AS oid, argMax(room_id, version) AS rid, \
                  argMax(window_end, version) AS we, argMax(score, version) AS s, \
                  argMax(severity, version) AS sev, argMax(details, version) AS d, \
                  argMax(ongoing, version) AS o \
@@ -139,7 +138,11 @@ async fn anomalies_of(caller: &Caller<'_>, f: &Filter) -> Result<serde_json::Val
          ORDER BY window_start DESC, k, entity_id LIMIT ?",
         caller.tenant.clickhouse_db(),
         if f.kind.is_some() { "AND kind = ?" } else { "" },
-        if f.office_id.is_some() { "AND office_id = ?" } else { "" },
+        if f.office_id.is_some() {
+            "AND oid = ?"
+        } else {
+            ""
+        },
     );
     let mut query = caller
         .stores

@@ -161,9 +161,9 @@ pub struct RoomWatch {
 }
 
 impl RoomWatch {
-    /// The newest reading's time, ms.
-    pub fn last_seen(&self) -> i64 {
-        self.last_seen
+    /// Whether the room is silent while its office reports.
+    pub fn silent(&self) -> bool {
+        self.silent.is_some()
     }
 
     /// Takes the readings of a final 15m window `[start, start + 15 min)`; runs that end
@@ -247,7 +247,8 @@ impl RoomWatch {
     }
 
     /// The room's office closed the 15m window ending at `end`: ongoing runs that qualify
-    /// are written, and a room silent while its office reports becomes an anomaly.
+    /// are written, and a room silent while its office reports becomes an anomaly (its
+    /// runs end with its last reading).
     pub fn check(
         &mut self,
         room: &str,
@@ -257,6 +258,22 @@ impl RoomWatch {
         scope: &mut Scope<'_>,
     ) {
         let config = scope.config.clone();
+        let silent = self.last_seen > 0
+            && office_reports
+            && end - self.last_seen >= config.silent_minutes * MINUTE;
+        if silent {
+            if let Some(mut over) = self.over.take() {
+                self.end_breach(&mut over, room, scope);
+            }
+            if let Some(mut run) = self.implausible.take() {
+                if run.written.is_some() || run.minutes() >= config.implausible_minutes {
+                    self.write_implausible(&mut run, false, room, scope);
+                }
+            }
+            for (sensor, value, mut run) in std::mem::take(&mut self.stuck) {
+                end_stuck(&sensor, value, &mut run, in_use, room, scope);
+            }
+        }
         if let Some(mut over) = self.over.take() {
             if over.due(over.minutes() >= config.breach_minutes) {
                 self.write_breach(&mut over, true, room, scope);
@@ -277,10 +294,7 @@ impl RoomWatch {
                 scope.write(run, true, finding);
             }
         }
-        if self.last_seen > 0
-            && office_reports
-            && end - self.last_seen >= config.silent_minutes * MINUTE
-        {
+        if silent {
             let mut silent = self
                 .silent
                 .take()
@@ -414,6 +428,9 @@ pub struct OfficeWindow {
     pub peak_people: f64,
     /// Capacity of the reporting rooms.
     pub capacity: u32,
+    /// Whether none of its rooms is silent: a silent room's capacity is missing from
+    /// `capacity`, so the office's breaches are not judged meanwhile.
+    pub complete: bool,
 }
 
 impl OfficeWatch {
@@ -438,7 +455,8 @@ impl OfficeWatch {
         }
         let office = scope.office_id.to_string();
         let minimum = scope.config.breach_minutes;
-        let (end, over) = (w.start + WINDOW, w.avg_people > f64::from(w.capacity));
+        let end = w.start + WINDOW;
+        let over = w.complete && w.avg_people > f64::from(w.capacity);
         let mut episode = match (self.over.take(), over) {
             (Some(mut e), true) => {
                 e.extend(end, w.peak_people);

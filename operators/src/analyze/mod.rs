@@ -406,6 +406,16 @@ impl Analyzer {
     fn office_window(&mut self, o: &OfficeRow, out: &mut Vec<Output>) {
         let config = self.config.faults.clone();
         let t = self.tenant(&o.tenant, &o.office_id);
+        let rooms = t
+            .office_rooms
+            .get(&o.office_id)
+            .cloned()
+            .unwrap_or_default();
+        let complete = !rooms.iter().any(|id| {
+            t.rooms
+                .get(id)
+                .is_some_and(|e| matches!(&e.watch, Watch::Room(r) if r.silent()))
+        });
         let mut found = Vec::new();
         let mut scope = Scope {
             tenant: &o.tenant,
@@ -423,15 +433,11 @@ impl Analyzer {
             avg_people: o.avg_people,
             peak_people: o.peak_people,
             capacity: o.capacity,
+            complete,
         };
         watch.window(&window, &mut scope);
         let watch = watch.clone();
         mark(t, EntityKind::Office, &o.office_id);
-        let rooms = t
-            .office_rooms
-            .get(&o.office_id)
-            .cloned()
-            .unwrap_or_default();
         for room in rooms {
             let Some(e) = t.rooms.get_mut(&room) else {
                 continue;

@@ -192,7 +192,8 @@ pub struct AnomalyRow<'a> {
 }
 
 impl<'a> AnomalyRow<'a> {
-    /// The row of one revision of an anomaly, its version its end.
+    /// The row of one revision of an anomaly, its version its end (and an ended episode's
+    /// above an ongoing one's with the same end).
     pub fn new(a: &'a Anomaly, detected_at: u32) -> Self {
         Self {
             kind: a.kind.enum_value(),
@@ -206,7 +207,7 @@ impl<'a> AnomalyRow<'a> {
             severity: a.severity.enum_value(),
             details: &a.details,
             ongoing: u8::from(a.ongoing),
-            version: a.window_end.max(0) as u64,
+            version: a.window_end.max(0) as u64 * 2 + u64::from(!a.ongoing),
             detected_at,
         }
     }
