@@ -12,9 +12,10 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use rf_operators::{
-    Aggregate, AggregateConfig, Aggregator, DecodeRecords, Decoder, Input, Output, Topic,
+    Aggregate, AggregateConfig, Aggregator, Analyze, Analyzer, DecodeRecords, Decoder, Input,
+    Output, Restored, Topic,
 };
-use rf_pipelines::{PipelineConfig, RegistryConfig};
+use rf_pipelines::{AnalyticsConfig, PipelineConfig, RegistryConfig};
 use rf_schemas::registry::RegistryClient;
 
 use super::capture::Captured;
@@ -54,15 +55,18 @@ pub fn compute(
     let (workers, epoch_records) = (pipeline.workers, pipeline.max_epoch_records);
     let config = AggregateConfig {
         allowed_lateness_ms: pipeline.allowed_lateness_secs as i64 * 1000,
-        store_readings: pipeline.store_readings,
+        // As in the pipeline: the analysis reads every final window's readings.
+        store_readings: true,
         ..AggregateConfig::default()
     };
+    let analytics = AnalyticsConfig::default().operator(pipeline.store_readings);
     let totals = Arc::new(Mutex::new(ComputeReport::default()));
     let worker_totals = totals.clone();
     let started = Instant::now();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let aggregator = Rc::new(RefCell::new(Aggregator::new(config.clone())));
+        let analyzer = Analyzer::new(analytics.clone(), Restored::default());
         let decoder = Decoder::new(RegistryClient::new(
             &registry.url,
             Duration::from_secs(registry.timeout_secs),
@@ -76,9 +80,12 @@ pub fn compute(
                 .input_from(&mut input)
                 .decode_records(decoder)
                 .aggregate(aggregator)
+                .analyze(analyzer)
                 .inspect(move |o| {
                     let rows = match o {
                         Output::Room(_) | Output::Office(_) => 1,
+                        Output::Anomaly(_) | Output::Model(_) => 1,
+                        Output::Forecast(f) => f.points.len() as u64,
                         Output::Readings(r) => r.readings.len() as u64,
                         _ => 0,
                     };
