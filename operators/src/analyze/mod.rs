@@ -386,8 +386,9 @@ impl Analyzer {
             Watch::Room(_) => OfficeWatch::default(),
         });
         let office = office.unwrap_or_default();
+        let end = start + 15 * 60_000;
         let e = entity(t, EntityKind::Room, &w.room_id, &w.office_id);
-        e.changed(start + 15 * 60_000, true);
+        e.active = e.active.max(end);
         let mut found = Vec::new();
         if let Watch::Room(watch) = &mut e.watch {
             let mut scope = Scope {
@@ -398,7 +399,12 @@ impl Analyzer {
             };
             watch.readings(w, start, &|a, b| office.in_use(a, b), &mut scope);
         }
-        mark(t, EntityKind::Room, &w.room_id);
+        // The runs in between are persisted with the hourly model (a restart may restart
+        // a run that was not written yet: that delays it, never repeats it).
+        if !found.is_empty() {
+            e.changed(end, true);
+            mark(t, EntityKind::Room, &w.room_id);
+        }
         out.extend(found.into_iter().map(Output::Anomaly));
     }
 
@@ -424,7 +430,7 @@ impl Analyzer {
             out: &mut found,
         };
         let e = entity(t, EntityKind::Office, &o.office_id, &o.office_id);
-        e.changed(o.window_end, true);
+        e.active = e.active.max(o.window_end);
         let Watch::Office(watch) = &mut e.watch else {
             return;
         };
@@ -437,7 +443,10 @@ impl Analyzer {
         };
         watch.window(&window, &mut scope);
         let watch = watch.clone();
-        mark(t, EntityKind::Office, &o.office_id);
+        if !scope.out.is_empty() {
+            e.changed(o.window_end, true);
+            mark(t, EntityKind::Office, &o.office_id);
+        }
         for room in rooms {
             let Some(e) = t.rooms.get_mut(&room) else {
                 continue;
