@@ -24,6 +24,11 @@ pub struct Metrics {
     pub rejected_rooms: IntCounterVec,
     /// Room versions that changed the capacity of final rows, which were rewritten.
     pub restatements: IntCounterVec,
+    /// Anomaly rows written (an episode that lasts is written more than once), by
+    /// tenant, kind and severity.
+    pub anomalies: IntCounterVec,
+    /// Forecast windows written, by tenant.
+    pub forecasts: IntCounterVec,
     /// Failed sink attempts that will be retried, by sink.
     pub sink_retries: IntCounterVec,
     /// Rows and keys per written batch, by sink.
@@ -81,6 +86,16 @@ impl Metrics {
         let restatements = counter(
             "rf_restatements_total",
             "Room versions whose capacity change in the past rewrote final rows.",
+            &["tenant"],
+        );
+        let anomalies = counter(
+            "rf_anomaly_rows_total",
+            "Anomaly rows written: new anomalies and revisions of lasting ones.",
+            &["tenant", "kind", "severity"],
+        );
+        let forecasts = counter(
+            "rf_forecast_rows_total",
+            "Forecast windows written.",
             &["tenant"],
         );
         let sink_retries = counter(
@@ -141,6 +156,8 @@ impl Metrics {
             dead_letters,
             rejected_rooms,
             restatements,
+            anomalies,
+            forecasts,
             sink_retries,
             batch_size,
             epoch_latency,
@@ -154,13 +171,15 @@ impl Metrics {
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 13] = [
+        let collectors: [&dyn Collector; 15] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
             &self.dead_letters,
             &self.rejected_rooms,
             &self.restatements,
+            &self.anomalies,
+            &self.forecasts,
             &self.sink_retries,
             &self.batch_size,
             &self.epoch_latency,

@@ -204,6 +204,18 @@ impl SinkContext {
                 .inc();
             tracing::warn!(tenant = %d.tenant, offset = d.offset, reason = %d.reason, detail = %d.detail, "room metadata rejected");
         }
+        for a in &batch.anomalies {
+            let labels = [a.tenant.as_str(), a.kind.label(), a.severity.label()];
+            m.anomalies.with_label_values(&labels).inc();
+            if a.severity == rf_operators::Severity::High {
+                tracing::info!(tenant = %a.tenant, kind = a.kind.label(), entity = %a.entity_id, office = %a.office_id, "high-severity anomaly");
+            }
+        }
+        for f in &batch.forecasts {
+            m.forecasts
+                .with_label_values(&[f.tenant.as_str()])
+                .inc_by(f.points.len() as u64);
+        }
         for r in &batch.restates {
             m.restatements.with_label_values(&[r.tenant.as_str()]).inc();
             tracing::info!(tenant = %r.tenant, room = %r.room_id, from = r.from, capacity = r.capacity, "capacity changed in the past; final rows restated");
