@@ -9,6 +9,7 @@ pub mod clickhouse;
 pub mod config;
 pub mod dlq;
 pub mod redis;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

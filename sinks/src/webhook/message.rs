@@ -1,0 +1,280 @@
+//! What an alert says, and how each kind of target wants it: Slack blocks, a Microsoft
+//! Teams Adaptive Card (Workflows webhook), or signed JSON for generic webhooks.
+
+use chrono::DateTime;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use rf_operators::{Anomaly, AnomalyKind, EntityKind, Severity};
+
+/// One alert, ready to render for any target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    /// Idempotency key: tenant, rule, entity and window start; a receiver seeing it twice
+    /// has seen the same alert.
+    pub key: String,
+    /// The anomaly it reports.
+    pub anomaly: Anomaly,
+    /// One line: what happened, where.
+    pub title: String,
+    /// What a facilities manager should know: the numbers behind it.
+    pub summary: String,
+    /// The query service's view of it.
+    pub link: String,
+}
+
+fn hhmm(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn minutes(a: &Anomaly) -> i64 {
+    (a.window_end - a.window_start) / 60_000
+}
+
+fn what(a: &Anomaly) -> String {
+    match a.entity_kind {
+        EntityKind::Room => format!("room {} in office {}", a.entity_id, a.office_id),
+        EntityKind::Office => format!("office {}", a.office_id),
+        EntityKind::Sensor => format!("sensor {} in room {}", a.entity_id, a.room_id),
+    }
+}
+
+impl Alert {
+    /// The alert for `anomaly` under `rule`, linking to the query service at `service`.
+    pub fn of(rule: &str, anomaly: &Anomaly, service: &str) -> Self {
+        let a = anomaly;
+        let details: Value = serde_json::from_str(&a.details).unwrap_or(Value::Null);
+        let number = |k: &str| details[k].as_f64().unwrap_or(0.0);
+        let since = hhmm(a.window_start);
+        let (title, summary) = match a.kind {
+            AnomalyKind::CapacityBreach => (
+                format!("Over capacity: {}", what(a)),
+                format!(
+                    "Up to {:.0} people for {} min from {since}; capacity {:.0}.",
+                    number("peak_people"),
+                    minutes(a),
+                    number("capacity")
+                ),
+            ),
+            AnomalyKind::Occupancy => {
+                let (actual, expected) = (number("actual"), number("expected"));
+                let how = if actual < expected { "empty" } else { "busy" };
+                (
+                    format!("Unusually {how}: {}", what(a)),
+                    format!(
+                        "{actual:.1} people on average in the hour from {since}; usually {expected:.1} (between {:.1} and {:.1}).",
+                        number("low"),
+                        number("high")
+                    ),
+                )
+            }
+            AnomalyKind::StuckSensor => (
+                format!("Sensor stuck: {}", what(a)),
+                format!(
+                    "It has reported {:.0} people for {} min since {since} while the office was in use. Check the sensor.",
+                    number("people_count"),
+                    minutes(a)
+                ),
+            ),
+            AnomalyKind::SilentSensor => (
+                format!("No readings: {}", what(a)),
+                format!(
+                    "Silent for {} min since {since} while the rest of the office reports. Check its sensor and network.",
+                    minutes(a)
+                ),
+            ),
+            AnomalyKind::ImplausibleValue => (
+                format!("Implausible counts: {}", what(a)),
+                format!(
+                    "Up to {:.1} people on average, over 1.5 times its capacity of {:.0}, for {} min since {since}. Check the sensor.",
+                    number("peak_mean_people"),
+                    number("capacity"),
+                    minutes(a)
+                ),
+            ),
+        };
+        let from = hhmm(a.window_start)
+            .replace(' ', "T")
+            .replace("TUTC", ":00Z");
+        let link = format!(
+            "{}/v1/anomalies?office_id={}&kind={}&from={from}",
+            service.trim_end_matches('/'),
+            a.office_id,
+            a.kind.label()
+        );
+        Self {
+            key: format!(
+                "{}/{rule}/{}/{}/{}",
+                a.tenant,
+                a.entity_kind.label(),
+                a.entity_id,
+                a.window_start
+            ),
+            anomaly: a.clone(),
+            title,
+            summary,
+            link,
+        }
+    }
+
+    fn context(&self) -> String {
+        let a = &self.anomaly;
+        let state = if a.ongoing { "ongoing" } else { "ended" };
+        format!(
+            "{} severity · {} · {} to {} · {state}",
+            a.severity.label(),
+            a.kind.label(),
+            hhmm(a.window_start),
+            hhmm(a.window_end)
+        )
+    }
+
+    /// A Slack incoming-webhook message with blocks (and a plain-text fallback).
+    pub fn slack(&self) -> Value {
+        json!({
+            "text": format!("{}: {}", self.title, self.summary),
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": self.title}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": self.summary}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": self.context()}]},
+                {"type": "actions", "elements": [{
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Open in roomflow"},
+                    "url": self.link,
+                }]},
+            ],
+        })
+    }
+
+    /// A Microsoft Teams Workflows webhook message holding an Adaptive Card (1.4).
+    pub fn teams(&self) -> Value {
+        let a = &self.anomaly;
+        let color = match a.severity {
+            Severity::High => "Attention",
+            Severity::Medium => "Warning",
+            Severity::Low => "Default",
+        };
+        let card = json!({
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [
+                {"type": "TextBlock", "text": self.title, "weight": "Bolder", "size": "Medium", "color": color, "wrap": true},
+                {"type": "TextBlock", "text": self.summary, "wrap": true},
+                {"type": "FactSet", "facts": [
+                    {"title": "Office", "value": a.office_id},
+                    {"title": "Severity", "value": a.severity.label()},
+                    {"title": "From", "value": hhmm(a.window_start)},
+                    {"title": "To", "value": hhmm(a.window_end)},
+                ]},
+            ],
+            "actions": [{"type": "Action.OpenUrl", "title": "Open in roomflow", "url": self.link}],
+        });
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": card,
+            }],
+        })
+    }
+
+    /// The generic webhook's JSON body.
+    pub fn webhook(&self) -> Value {
+        let a = &self.anomaly;
+        json!({
+            "id": self.key,
+            "tenant": a.tenant.as_str(),
+            "kind": a.kind.label(),
+            "entity_kind": a.entity_kind.label(),
+            "entity_id": a.entity_id,
+            "office_id": a.office_id,
+            "room_id": (!a.room_id.is_empty()).then_some(&a.room_id),
+            "severity": a.severity.label(),
+            "score": a.score,
+            "from": a.window_start,
+            "to": a.window_end,
+            "ongoing": a.ongoing,
+            "title": self.title,
+            "summary": self.summary,
+            "link": self.link,
+            "details": serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null),
+        })
+    }
+}
+
+/// The signature header's value for `body` sent at `timestamp` (Unix seconds):
+/// `v1=` and the hex HMAC-SHA256, keyed by the target's secret, of `"{timestamp}.{body}"`.
+/// Receivers recompute it and reject timestamps more than 5 minutes old (replays).
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any size");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v1={hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rf_schemas::TenantId;
+
+    fn breach() -> Anomaly {
+        Anomaly {
+            tenant: TenantId::parse("acme").unwrap(),
+            kind: AnomalyKind::CapacityBreach,
+            entity_kind: EntityKind::Room,
+            entity_id: "r2".into(),
+            office_id: "lon".into(),
+            room_id: "r2".into(),
+            window_start: 1_768_312_800_000,
+            window_end: 1_768_314_300_000,
+            score: 1.0,
+            severity: Severity::High,
+            details: r#"{"capacity":4.0,"minutes":25,"peak_people":7.0}"#.into(),
+            ongoing: false,
+        }
+    }
+
+    #[test]
+    fn a_breach_reads_well_everywhere() {
+        let alert = Alert::of("breaches", &breach(), "https://rooms.example.com/");
+        assert_eq!(alert.key, "acme/breaches/room/r2/1768312800000");
+        assert_eq!(alert.title, "Over capacity: room r2 in office lon");
+        assert_eq!(
+            alert.summary,
+            "Up to 7 people for 25 min from 2026-01-13 14:00 UTC; capacity 4."
+        );
+        assert_eq!(
+            alert.link,
+            "https://rooms.example.com/v1/anomalies?office_id=lon&kind=capacity_breach&from=2026-01-13T14:00:00Z"
+        );
+        let slack = alert.slack();
+        assert_eq!(slack["blocks"][0]["text"]["text"], alert.title);
+        assert_eq!(slack["blocks"][3]["elements"][0]["url"], alert.link);
+        let teams = alert.teams();
+        let card = &teams["attachments"][0]["content"];
+        assert_eq!(card["type"], "AdaptiveCard");
+        assert_eq!(card["body"][0]["color"], "Attention");
+        assert_eq!(card["actions"][0]["url"], alert.link);
+        let hook = alert.webhook();
+        assert_eq!(hook["id"], alert.key);
+        assert_eq!(hook["details"]["peak_people"], 7.0);
+    }
+
+    #[test]
+    fn signatures_are_the_hmac_of_timestamp_dot_body() {
+        // printf '1700000000.{}' | openssl dgst -sha256 -hmac key
+        assert_eq!(
+            signature("key", 1_700_000_000, b"{}"),
+            "v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+        );
+    }
+}

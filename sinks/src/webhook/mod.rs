@@ -1,0 +1,9 @@
+//! The alert sink: an alert rendered for Slack (blocks), Microsoft Teams (an Adaptive
+//! Card) or a generic HTTPS webhook (JSON signed with HMAC-SHA256 over a timestamp), sent
+//! with a timeout and retried with backoff.
+
+pub mod deliver;
+pub mod message;
+
+pub use deliver::{Delivery, Outcome, Retries, Target, TargetKind};
+pub use message::{signature, Alert};
