@@ -10,10 +10,11 @@ use axum::routing::post;
 use axum::Router;
 
 use rf_operators::{Anomaly, AnomalyKind, EntityKind, Severity};
+use rf_schemas::tenant::AlertKind;
 use rf_schemas::TenantId;
 use rf_sinks::config::Secret;
 use rf_sinks::webhook::deliver::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use rf_sinks::webhook::{signature, Alert, Delivery, Outcome, Target, TargetKind};
+use rf_sinks::webhook::{signature, Alert, Delivery, Outcome, Target};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
@@ -85,7 +86,7 @@ fn alert() -> Alert {
     Alert::of("faults", &anomaly, "http://127.0.0.1:18080")
 }
 
-fn target(kind: TargetKind, url: String) -> Target {
+fn target(kind: AlertKind, url: String) -> Target {
     Target {
         kind,
         url: Secret::new(url),
@@ -100,9 +101,9 @@ fn each_receiver_gets_an_answer_it_can_act_on() {
     let alert = alert();
     let now = 1_768_309_300;
 
-    let hook = target(TargetKind::Webhook, format!("{base}/ok"));
+    let hook = target(AlertKind::Webhook, format!("{base}/ok"));
     assert_eq!(delivery.send(&hook, &alert, now), Outcome::Delivered);
-    for kind in [TargetKind::Slack, TargetKind::Teams] {
+    for kind in [AlertKind::Slack, AlertKind::Teams] {
         let t = target(kind, format!("{base}/ok"));
         assert_eq!(delivery.send(&t, &alert, now), Outcome::Delivered);
     }
@@ -129,7 +130,7 @@ fn each_receiver_gets_an_answer_it_can_act_on() {
     );
 
     let outcome = |path: &str| {
-        let t = target(TargetKind::Webhook, format!("{base}{path}"));
+        let t = target(AlertKind::Webhook, format!("{base}{path}"));
         delivery.send(&t, &alert, now)
     };
     let retry = |after: Option<u64>, reason: &str| Outcome::Retry {

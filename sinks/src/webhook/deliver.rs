@@ -4,37 +4,16 @@
 
 use std::time::Duration;
 
+use rf_schemas::tenant::AlertKind;
+
 use crate::config::Secret;
 use crate::webhook::message::{signature, Alert};
-
-/// Where alerts go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TargetKind {
-    /// A Slack incoming webhook.
-    Slack,
-    /// A Microsoft Teams Workflows webhook.
-    Teams,
-    /// Any HTTPS endpoint taking signed JSON.
-    Webhook,
-}
-
-impl TargetKind {
-    /// Parses the tenant registry's label (`slack`, `teams`, `webhook`).
-    pub fn from_label(s: &str) -> Option<Self> {
-        match s {
-            "slack" => Some(Self::Slack),
-            "teams" => Some(Self::Teams),
-            "webhook" => Some(Self::Webhook),
-            _ => None,
-        }
-    }
-}
 
 /// One alert target of a tenant.
 #[derive(Clone, Debug)]
 pub struct Target {
     /// What it takes.
-    pub kind: TargetKind,
+    pub kind: AlertKind,
     /// Its URL (a secret: Slack's and Teams' URLs are the credential).
     pub url: Secret,
     /// The key generic webhooks are signed with.
@@ -87,9 +66,9 @@ impl Delivery {
     /// One attempt to send `alert` to `target`; `now` (Unix seconds) stamps signatures.
     pub fn send(&self, target: &Target, alert: &Alert, now: i64) -> Outcome {
         let body = match target.kind {
-            TargetKind::Slack => alert.slack(),
-            TargetKind::Teams => alert.teams(),
-            TargetKind::Webhook => alert.webhook(),
+            AlertKind::Slack => alert.slack(),
+            AlertKind::Teams => alert.teams(),
+            AlertKind::Webhook => alert.webhook(),
         }
         .to_string();
         let mut request = self
@@ -97,7 +76,7 @@ impl Delivery {
             .post(target.url.expose())
             .header("content-type", "application/json")
             .header(IDEMPOTENCY_HEADER, &alert.key);
-        if target.kind == TargetKind::Webhook {
+        if target.kind == AlertKind::Webhook {
             let signed = signature(target.secret.expose(), now, body.as_bytes());
             request = request
                 .header(TIMESTAMP_HEADER, now.to_string())

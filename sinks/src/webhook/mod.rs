@@ -5,5 +5,5 @@
 pub mod deliver;
 pub mod message;
 
-pub use deliver::{Delivery, Outcome, Retries, Target, TargetKind};
+pub use deliver::{Delivery, Outcome, Retries, Target};
 pub use message::{signature, Alert};
