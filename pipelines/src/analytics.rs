@@ -28,6 +28,9 @@ pub struct AnalyticsConfig {
     /// Forecasts are issued when an hour or day closes that ended at most this long ago
     /// (wall clock), seconds: catching up a backlog issues no forecast for each past hour.
     pub forecast_within_secs: u64,
+    /// A room's next 14 days of hours are issued again every this many hours (an
+    /// office's every hour): 336 rows each time, per room.
+    pub room_forecast_every_hours: u32,
     /// A room or office without data for this long (event time) leaves memory; its
     /// learnt state stays in `model_state`, days.
     pub retire_after_days: u32,
@@ -42,6 +45,7 @@ impl Default for AnalyticsConfig {
             silent_minutes: faults.silent_minutes as u32,
             implausible_minutes: faults.implausible_minutes as u32,
             forecast_within_secs: 6 * 3600,
+            room_forecast_every_hours: 6,
             retire_after_days: 28,
         }
     }
@@ -63,6 +67,12 @@ impl AnalyticsConfig {
                 });
             }
         }
+        if !(1..=168).contains(&self.room_forecast_every_hours) {
+            return Err(InvalidSetting {
+                field: "analytics.room_forecast_every_hours",
+                problem: "must be between 1 and 168 (a week)".into(),
+            });
+        }
         if !(1..=3650).contains(&self.retire_after_days) {
             return Err(InvalidSetting {
                 field: "analytics.retire_after_days",
@@ -83,6 +93,7 @@ impl AnalyticsConfig {
                 implausible_minutes: i64::from(self.implausible_minutes),
             },
             forecast_within_ms: self.forecast_within_secs.min(i64::MAX as u64 / 1000) as i64 * 1000,
+            room_forecast_every_hours: i64::from(self.room_forecast_every_hours),
             keep_readings,
             retire_after_ms: i64::from(self.retire_after_days) * 86_400_000,
             ..AnalyzeConfig::default()

@@ -48,6 +48,9 @@ pub struct AnalyzeConfig {
     pub forecast_hours: usize,
     /// Days forecast ahead (13 weeks).
     pub forecast_days: usize,
+    /// A room's hourly forecast is issued every this many hours (at local hours that are
+    /// multiples of it); an office's every hour. Each issue is 336 rows.
+    pub room_forecast_every_hours: i64,
     /// Forecasts are issued for windows that ended at most this long before now, ms.
     pub forecast_within_ms: i64,
     /// Pass the final readings on to the sinks (`pipeline.store_readings`).
@@ -63,6 +66,7 @@ impl Default for AnalyzeConfig {
             faults: FaultConfig::default(),
             forecast_hours: 14 * 24,
             forecast_days: 13 * 7,
+            room_forecast_every_hours: 6,
             forecast_within_ms: 6 * HOUR,
             keep_readings: true,
             retire_after_ms: 28 * DAY,
@@ -330,6 +334,7 @@ impl Analyzer {
     fn closed(&mut self, row: Closed<'_>, out: &mut Vec<Output>) {
         let live = row.end >= (self.now)() - self.config.forecast_within_ms;
         let (hours, days) = (self.config.forecast_hours, self.config.forecast_days);
+        let every = self.config.room_forecast_every_hours.max(1);
         let t = self.tenant(row.tenant, row.office_id);
         let tz = t.zones.get(row.office_id).copied().unwrap_or(Tz::UTC);
         t.newest = t.newest.max(row.end);
@@ -355,7 +360,8 @@ impl Analyzer {
                     ongoing: false,
                 }));
             }
-            live.then(|| hourly_points(&e.hourly, row.end, hours, tz))
+            let due = row.kind == EntityKind::Office || (slot + 1) % every == 0;
+            (live && due).then(|| hourly_points(&e.hourly, row.end, hours, tz))
         } else {
             e.daily.observe(local_day(row.start, tz), row.value);
             live.then(|| daily_points(&e.daily, row.end, days, tz))
