@@ -1,6 +1,9 @@
 //! Anomalies and forecasts in the pipeline: their settings, and the model states a
 //! starting pipeline restores from each tenant's `model_state` table.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +12,7 @@ use rf_operators::{AnalyzeConfig, EntityKind, ModelState, Restored};
 use rf_sinks::config::ClickHouseConfig;
 
 use crate::config::InvalidSetting;
+use crate::metrics::Metrics;
 use crate::source::Topology;
 use crate::{PipelineError, Settings};
 
@@ -112,8 +116,15 @@ struct StateRow {
 
 /// Brings each served tenant's database up to the current DDL (new tables such as
 /// `model_state`; `CREATE … IF NOT EXISTS` leaves the rest alone), then reads the latest
-/// persisted state of each of its rooms and offices.
-pub fn restore(settings: &Settings, topology: &Topology) -> Result<Restored, PipelineError> {
+/// persisted state of each of its rooms and offices. While ClickHouse cannot be reached
+/// it waits, retrying with backoff (counted in `rf_sink_retries_total`), as the sinks
+/// do: models must not start over because of an outage. `shutdown` ends the wait.
+pub fn restore(
+    settings: &Settings,
+    topology: &Topology,
+    metrics: &Metrics,
+    shutdown: &AtomicBool,
+) -> Result<Restored, PipelineError> {
     let restored = Restored::default();
     let regions = settings.served_regions();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -125,7 +136,27 @@ pub fn restore(settings: &Settings, topology: &Topology) -> Result<Restored, Pip
         let Some(region) = regions.iter().find(|r| r.name == *name) else {
             continue;
         };
-        let states = runtime.block_on(load(&region.clickhouse, &served.tenant))?;
+        let mut backoff = Duration::from_millis(200);
+        let states = loop {
+            match runtime.block_on(load(&region.clickhouse, &served.tenant)) {
+                Ok(states) => break states,
+                Err(Load::Unreachable(error)) if !shutdown.load(Ordering::Relaxed) => {
+                    metrics
+                        .sink_retries
+                        .with_label_values(&["clickhouse"])
+                        .inc();
+                    tracing::warn!(tenant = %served.tenant, %error, "cannot restore the models yet; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(Load::Unreachable(error) | Load::Failed(error)) => {
+                    return Err(PipelineError::Sink(format!(
+                        "clickhouse: restoring {}'s models: {error}",
+                        served.tenant
+                    )))
+                }
+            }
+        };
         tracing::info!(tenant = %served.tenant, states = states.len(), "model states restored");
         for state in states {
             restored.insert(state);
@@ -134,12 +165,23 @@ pub fn restore(settings: &Settings, topology: &Topology) -> Result<Restored, Pip
     Ok(restored)
 }
 
+/// Why states could not be read.
+enum Load {
+    /// ClickHouse did not answer: it may later.
+    Unreachable(clickhouse::error::Error),
+    /// It answered with an error.
+    Failed(clickhouse::error::Error),
+}
+
 async fn load(
     config: &ClickHouseConfig,
     tenant: &rf_schemas::TenantId,
-) -> Result<Vec<ModelState>, PipelineError> {
-    let fail = |e: clickhouse::error::Error| {
-        PipelineError::Sink(format!("clickhouse: restoring {tenant}'s models: {e}"))
+) -> Result<Vec<ModelState>, Load> {
+    let fail = |e: clickhouse::error::Error| match e {
+        clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut => {
+            Load::Unreachable(e)
+        }
+        e => Load::Failed(e),
     };
     let client = rf_sinks::clickhouse::client(config);
     for statement in rf_schemas::tenant_ddl(tenant) {

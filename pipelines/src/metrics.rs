@@ -100,7 +100,7 @@ impl Metrics {
         );
         let sink_retries = counter(
             "rf_sink_retries_total",
-            "Failed sink writes that were retried.",
+            "Failed sink calls that were retried: writes, and reading the models at start.",
             &["sink"],
         );
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {

@@ -90,7 +90,7 @@ pub fn run(
         "pipeline starting"
     );
     let regions = settings.served_regions();
-    let restored = analytics::restore(settings, &topology)?;
+    let restored = analytics::restore(settings, &topology, &metrics, &options.shutdown)?;
     let topology = Arc::new(LiveTopology::new(topology));
     let discovery = Discovery::start(settings, topology.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -363,7 +363,9 @@ impl Analyzer {
             let due = row.kind == EntityKind::Office || (slot + 1) % every == 0;
             (live && due).then(|| hourly_points(&e.hourly, row.end, hours, tz))
         } else {
-            e.daily.observe(local_day(row.start, tz), row.value);
+            let floor = baseline::floor(row.capacity);
+            e.daily
+                .observe_robust(local_day(row.start, tz), row.value, floor);
             live.then(|| daily_points(&e.daily, row.end, days, tz))
         };
         if let Some(points) = series.filter(|p| !p.is_empty()) {
