@@ -92,11 +92,8 @@ impl Forecaster {
     /// The squared one-step error expected at position `p`: the slot's own, shrunk
     /// towards the mean of every slot's while it has few errors; the first season's
     /// spread before any error.
-    fn slot_variance(&self, p: usize) -> f64 {
+    fn slot_variance(&self, p: usize, pooled: Option<f64>) -> f64 {
         let n = f64::from(self.errors.get(p).copied().unwrap_or(SETTLED));
-        let known = self.variance.iter().flatten();
-        let count = known.clone().count();
-        let pooled = (count > 0).then(|| known.sum::<f64>() / count as f64);
         match (self.variance[p], pooled) {
             (Some(own), Some(pooled)) if n < f64::from(SETTLED) => {
                 (n * own + PRIOR * pooled) / (n + PRIOR)
@@ -177,35 +174,58 @@ impl Forecaster {
         let Some(last) = self.last else {
             return Vec::new();
         };
-        (1..=horizon as i64)
-            .filter_map(|h| self.at(last + h))
-            .collect()
+        let at = self.predictor();
+        (1..=horizon as i64).filter_map(|h| at(last + h)).collect()
     }
 
     /// The forecast of one slot after the last observed; `None` before any observation
     /// or for a slot not after the last.
     pub fn at(&self, slot: i64) -> Option<Forecast> {
+        self.at_with(slot, &self.shared())
+    }
+
+    /// [`Self::at`] for many slots: what their forecasts share is computed once.
+    pub fn predictor(&self) -> impl Fn(i64) -> Option<Forecast> + '_ {
+        let shared = self.shared();
+        move |slot| self.at_with(slot, &shared)
+    }
+
+    /// The mean of the slots' variances (what a slot with few errors is pulled
+    /// towards), or during the warm-up the mean and spread seen so far.
+    fn shared(&self) -> Shared {
+        if self.ready() {
+            let known = self.variance.iter().flatten();
+            let count = known.clone().count();
+            let pooled = (count > 0).then(|| known.sum::<f64>() / count as f64);
+            return Shared::Pooled(pooled);
+        }
+        let n = self.warmup.len() as f64;
+        let mean = self.warmup.iter().map(|(_, v)| v).sum::<f64>() / n;
+        let spread = self
+            .warmup
+            .iter()
+            .map(|(_, v)| (v - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        Shared::Warmup(mean, spread)
+    }
+
+    fn at_with(&self, slot: i64, shared: &Shared) -> Option<Forecast> {
         let last = self.last?;
         let h = slot - last;
         if h < 1 {
             return None;
         }
-        let (mean, variance) = if self.ready() {
-            let k = ((h - 1) / self.period as i64) as f64;
-            let factor = 1.0 + (h - 1) as f64 * ALPHA * ALPHA + k * GAMMA * (2.0 * ALPHA + GAMMA);
-            let p = self.position(slot);
-            let variance = self.slot_variance(p);
-            (self.level + self.season[p], variance * factor)
-        } else {
-            let n = self.warmup.len() as f64;
-            let mean = self.warmup.iter().map(|(_, v)| v).sum::<f64>() / n;
-            let spread = self
-                .warmup
-                .iter()
-                .map(|(_, v)| (v - mean).powi(2))
-                .sum::<f64>()
-                / n;
-            (mean, spread)
+        let (mean, variance) = match *shared {
+            Shared::Pooled(pooled) => {
+                let k = ((h - 1) / self.period as i64) as f64;
+                let factor =
+                    1.0 + (h - 1) as f64 * ALPHA * ALPHA + k * GAMMA * (2.0 * ALPHA + GAMMA);
+                let p = self.position(slot);
+                let variance = self.slot_variance(p, pooled);
+                (self.level + self.season[p], variance * factor)
+            }
+            Shared::Warmup(mean, spread) => (mean, spread),
         };
         let sd = variance.sqrt();
         let mean = mean.max(0.0);
@@ -217,6 +237,14 @@ impl Forecaster {
             sd,
         })
     }
+}
+
+/// What the forecasts of one state share.
+enum Shared {
+    /// After the warm-up: the mean of the slots' variances, once any is known.
+    Pooled(Option<f64>),
+    /// During the warm-up: the mean and spread so far.
+    Warmup(f64, f64),
 }
 
 /// Mean absolute scaled error of `forecast` against `actual`, scaled by the in-sample

@@ -42,15 +42,16 @@ pub struct AnalyticsConfig {
 
 impl Default for AnalyticsConfig {
     fn default() -> Self {
-        let faults = FaultConfig::default();
+        let operator = AnalyzeConfig::default();
+        let faults = operator.faults;
         Self {
             breach_minutes: faults.breach_minutes as u32,
             stuck_minutes: faults.stuck_minutes as u32,
             silent_minutes: faults.silent_minutes as u32,
             implausible_minutes: faults.implausible_minutes as u32,
-            forecast_within_secs: 6 * 3600,
-            room_forecast_every_hours: 6,
-            retire_after_days: 28,
+            forecast_within_secs: (operator.forecast_within_ms / 1000) as u64,
+            room_forecast_every_hours: operator.room_forecast_every_hours as u32,
+            retire_after_days: (operator.retire_after_ms / 86_400_000) as u32,
         }
     }
 }

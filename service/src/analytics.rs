@@ -11,6 +11,8 @@ use clickhouse::Row;
 use serde::Deserialize;
 use serde_json::json;
 
+use rf_operators::{AnomalyKind, Severity};
+
 use crate::cache::cached;
 use crate::limits::Class;
 use crate::portfolio::no_database_is_empty;
@@ -27,15 +29,6 @@ pub struct AnomalyQuery {
     office_id: Option<String>,
     limit: Option<u32>,
 }
-
-const KINDS: [&str; 5] = [
-    "occupancy",
-    "capacity_breach",
-    "stuck_sensor",
-    "silent_sensor",
-    "implausible_value",
-];
-const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
 
 #[derive(Row, Deserialize)]
 struct AnomalyRow {
@@ -69,21 +62,17 @@ pub async fn anomalies(
             "must be before `to`, at most 366 days",
         ));
     }
-    if let Some(kind) = q.kind.as_deref().filter(|k| !KINDS.contains(k)) {
+    let labels = AnomalyKind::ALL.map(AnomalyKind::label);
+    if let Some(kind) = q.kind.as_deref().filter(|k| !labels.contains(k)) {
         return Err(ApiError::bad(
             "kind",
-            format!("{kind:?} is not one of {}", KINDS.join(", ")),
+            format!("{kind:?} is not one of {}", labels.join(", ")),
         ));
     }
     let least = match q.severity.as_deref() {
-        None => 1,
-        Some(s) => {
-            SEVERITIES
-                .iter()
-                .position(|v| *v == s)
-                .ok_or_else(|| ApiError::bad("severity", "must be low, medium or high"))?
-                + 1
-        }
+        None => Severity::Low,
+        Some(s) => Severity::from_label(s)
+            .ok_or_else(|| ApiError::bad("severity", "must be low, medium or high"))?,
     };
     if let Some(office) = q.office_id.as_deref() {
         id("office_id", office)?;
@@ -96,15 +85,16 @@ pub async fn anomalies(
     let filter = Filter {
         range: (from, to),
         kind: q.kind.clone(),
-        least_severity: least as i8,
+        least_severity: least.enum_value(),
         office_id: q.office_id.clone(),
         limit,
     };
     let request = format!(
-        "anomalies:{}:{}:{:?}:{least}:{:?}:{limit}",
+        "anomalies:{}:{}:{:?}:{}:{:?}:{limit}",
         secs(from),
         secs(to),
         filter.kind,
+        least.label(),
         filter.office_id
     );
     let ttl = state.config.cache_ttl_secs;

@@ -358,7 +358,7 @@ impl RoomWatch {
             entity_kind: EntityKind::Room,
             entity_id: room,
             room_id: room,
-            score: minutes as f64 / (minutes + 4 * scope.config.silent_minutes) as f64 * 2.0,
+            score: minutes as f64 / (4 * scope.config.silent_minutes) as f64,
             severity: if minutes >= 24 * 60 {
                 Severity::High
             } else {

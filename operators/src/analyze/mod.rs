@@ -568,10 +568,11 @@ fn retire(t: &mut TenantAnalysis, after: i64) {
 
 /// The next `hours` UTC hours after `end`, each forecast for its local hour.
 fn hourly_points(model: &Forecaster, end: i64, hours: usize, tz: Tz) -> Vec<ForecastPoint> {
+    let at = model.predictor();
     (0..hours as i64)
         .filter_map(|h| {
             let start = end + h * HOUR;
-            let f = model.at(local_hour(start, tz))?;
+            let f = at(local_hour(start, tz))?;
             Some(ForecastPoint {
                 start,
                 end: start + HOUR,
@@ -585,11 +586,12 @@ fn hourly_points(model: &Forecaster, end: i64, hours: usize, tz: Tz) -> Vec<Fore
 
 /// The next `days` local days from `end` (a local midnight).
 fn daily_points(model: &Forecaster, end: i64, days: usize, tz: Tz) -> Vec<ForecastPoint> {
+    let at = model.predictor();
     let mut points = Vec::with_capacity(days);
     let mut start = end;
     for _ in 0..days {
         let (s, e) = Granularity::D1.window(start, tz);
-        if let Some(f) = model.at(local_day(s, tz)) {
+        if let Some(f) = at(local_day(s, tz)) {
             points.push(ForecastPoint {
                 start: s,
                 end: e,
