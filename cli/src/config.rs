@@ -8,7 +8,8 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use rf_pipelines::{
-    AnalyticsConfig, KafkaConfig, PipelineConfig, RegionsConfig, RegistryConfig, Settings,
+    AlertsConfig, AnalyticsConfig, KafkaConfig, PipelineConfig, RegionsConfig, RegistryConfig,
+    Settings,
 };
 use rf_service::ServiceConfig;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
@@ -33,6 +34,8 @@ pub struct Config {
     pub regions: RegionsConfig,
     /// Anomalies and forecasts.
     pub analytics: AnalyticsConfig,
+    /// Alert delivery to Slack, Teams and webhooks.
+    pub alerts: AlertsConfig,
 }
 
 /// Environment variables that are not config fields.
@@ -61,6 +64,7 @@ impl Config {
         self.kafka.validate()?;
         self.pipeline.validate()?;
         self.analytics.validate()?;
+        self.alerts.validate()?;
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         for (field, url) in [
@@ -98,6 +102,7 @@ impl Config {
             pipeline: self.pipeline.clone(),
             regions: self.regions.clone(),
             analytics: self.analytics.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 }

@@ -19,7 +19,7 @@ use rf_jobs::bench::{
 use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions};
 use rf_pipelines::{run, Metrics, RunOptions, Settings};
 use rf_schemas::registry::RegistryClient;
-use rf_schemas::tenant::AlertTarget;
+use rf_schemas::tenant::{AlertRule, AlertTarget};
 use rf_schemas::{TenantId, Tier};
 
 use crate::config::Config;
@@ -228,9 +228,16 @@ struct TenantFields {
     #[arg(long, value_name = "DAYS")]
     retention_days: Option<u32>,
     /// An alert destination, KIND=URL with KIND slack, teams or webhook; repeatable;
-    /// replaces the list.
+    /// replaces the list. A webhook gets a signing secret, printed here.
     #[arg(long = "alert", value_name = "KIND=URL")]
     alerts: Vec<AlertTarget>,
+    /// What alerts are about; repeatable; replaces the list (created with
+    /// capacity_breach, sensor_fault, unusual_occupancy>=high and weekly_digest).
+    /// RULE[>=SEVERITY][/COOLDOWN_MINUTES] with RULE capacity_breach, sensor_fault,
+    /// unusual_occupancy or any_anomaly, or weekly_digest[:BELOW-ABOVE] (fractions of
+    /// capacity: weekly utilization under BELOW, peak over ABOVE).
+    #[arg(long = "alert-rule", value_name = "RULE")]
+    alert_rules: Vec<AlertRule>,
 }
 
 impl TenantFields {
@@ -242,6 +249,7 @@ impl TenantFields {
             region: self.region,
             retention_days: self.retention_days,
             alert_targets: (clear_alerts || !self.alerts.is_empty()).then_some(self.alerts),
+            alert_rules: (!self.alert_rules.is_empty()).then_some(self.alert_rules),
         }
     }
 }
@@ -629,12 +637,26 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
                 )
             })?;
     }
+    let shutdown = shutdown_flag()?;
+    // A long-running pipeline delivers alerts too (process 0 of a cluster does); a
+    // catch-up run leaves them in the outbox for the next long-running one.
+    let dispatcher =
+        (config.alerts.enabled && !args.until_caught_up && config.pipeline.process == 0).then(
+            || rf_pipelines::alerts::spawn(&config.settings(), metrics.clone(), shutdown.clone()),
+        );
     let options = RunOptions {
         until_caught_up: args.until_caught_up,
-        shutdown: shutdown_flag()?,
+        shutdown: shutdown.clone(),
         memory_every: None,
     };
-    let report = run(&config.settings(), options, metrics)?;
+    let result = run(&config.settings(), options, metrics);
+    if let Some(dispatcher) = dispatcher {
+        shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+        if dispatcher.join().is_err() {
+            tracing::error!("the alert dispatcher panicked");
+        }
+    }
+    let report = result?;
     let s = &report.stats;
     println!(
         "pipeline stopped after {:.1} s: {} tenants, {} epochs, {} room rows, {} office rows, {} live keys, \
@@ -1029,6 +1051,7 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
                 if let Some(password) = &a.redis_password {
                     println!("  Redis analyst user {} password {password} (reads {}* only)", a.redis_user, id.redis_prefix());
                 }
+                print_secrets(&spec, &created.config);
             }
             Ok(())
         }),
@@ -1057,6 +1080,9 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
             let mut entry = tenant::entry(&settings, &tenant)?;
             for target in &mut entry.alert_targets {
                 target.url = target.masked_url();
+                if target.secret.is_some() {
+                    target.secret = Some("***".into());
+                }
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&entry)?);
@@ -1070,8 +1096,10 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
             fields,
             clear_alerts,
         } => runtime()?.block_on(async {
-            let entry = tenant::update(&settings, &tenant, &fields.spec(clear_alerts)).await?;
+            let spec = fields.spec(clear_alerts);
+            let entry = tenant::update(&settings, &tenant, &spec).await?;
             print!("{}", render_tenant(&settings, &tenant, &entry));
+            print_secrets(&spec, &entry);
             Ok(())
         }),
         TenantCommand::Delete { tenant } => runtime()?.block_on(async {
@@ -1176,8 +1204,33 @@ fn render_tenant(settings: &Settings, tenant: &TenantId, c: &rf_schemas::TenantC
         let _ = writeln!(s, "alerts      -");
     }
     for t in &c.alert_targets {
-        let _ = writeln!(s, "alerts      {:?} {}", t.kind, t.masked_url());
+        let signed = if t.secret.is_some() { ", signed" } else { "" };
+        let state = match &t.disabled {
+            Some(d) => format!(
+                " DISABLED since {} ({}); add it again once it works",
+                format_ms(d.at_ms),
+                d.reason
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "alerts      {} {} (id {}{signed}){state}",
+            t.kind.label(),
+            t.masked_url(),
+            t.id()
+        );
     }
+    let rules: Vec<String> = c.alert_rules.iter().map(ToString::to_string).collect();
+    let _ = writeln!(
+        s,
+        "alert rules {}",
+        if rules.is_empty() {
+            "-".into()
+        } else {
+            rules.join(", ")
+        }
+    );
     let _ = writeln!(s, "created     {}", format_ms(c.created_ms));
     let _ = writeln!(s, "updated     {}", format_ms(c.updated_ms));
     if let Some(at) = c.deleted_ms {
@@ -1193,6 +1246,24 @@ fn render_tenant(settings: &Settings, tenant: &TenantId, c: &rf_schemas::TenantC
     let _ = writeln!(s, "database    {}", tenant.clickhouse_db());
     let _ = writeln!(s, "redis keys  {}*", tenant.redis_prefix());
     s
+}
+
+/// The signing secrets of the webhooks just given: their receivers need them to verify.
+fn print_secrets(spec: &rf_jobs::tenant::TenantSpec, entry: &rf_schemas::TenantConfig) {
+    let given = spec.alert_targets.iter().flatten();
+    for t in given.filter(|t| t.kind == rf_schemas::tenant::AlertKind::Webhook) {
+        let secret = entry
+            .alert_targets
+            .iter()
+            .find(|e| e.url == t.url)
+            .and_then(|e| e.secret.as_deref());
+        if let Some(secret) = secret {
+            println!(
+                "  webhook {} signing secret {secret} (x-roomflow-signature: v1=HMAC-SHA256 of \"<x-roomflow-timestamp>.<body>\")",
+                t.masked_url()
+            );
+        }
+    }
 }
 
 fn format_ms(ms: i64) -> String {

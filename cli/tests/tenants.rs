@@ -77,6 +77,7 @@ async fn the_registry_creates_describes_updates_and_deletes_tenants() {
         alert_targets: Some(vec!["teams=https://example.webhook.office.com/flow/secret"
             .parse()
             .unwrap()]),
+        alert_rules: Some(vec!["sensor_fault>=medium/30".parse().unwrap()]),
     };
     let created = tenant::create(&s, &t, &spec).await.unwrap();
     assert_eq!(created.config.region, "eu");
@@ -91,6 +92,14 @@ async fn the_registry_creates_describes_updates_and_deletes_tenants() {
     let listed = tenant::list(&s.kafka).unwrap();
     let (_, entry) = listed.iter().find(|(id, _)| *id == t).expect("listed");
     let entry = entry.as_ref().expect("registered");
+    assert_eq!(
+        entry
+            .alert_rules
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["sensor_fault>=medium/30"]
+    );
     assert_eq!(
         (
             entry.display_name.as_str(),

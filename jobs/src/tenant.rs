@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use rf_pipelines::{KafkaConfig, Region, Settings};
 use rf_schemas::registry::RegistryClient;
-use rf_schemas::tenant::{AlertTarget, DEFAULT_RETENTION_DAYS, TENANTS_TOPIC};
+use rf_schemas::tenant::{
+    AlertKind, AlertRule, AlertTarget, DEFAULT_RETENTION_DAYS, TENANTS_TOPIC,
+};
 use rf_schemas::{TenantConfig, TenantId, Tier};
 use rf_sinks::config::ClickHouseConfig;
 
@@ -39,8 +41,11 @@ pub struct TenantSpec {
     pub region: Option<String>,
     /// Retention of the tenant's rows, days (default 730).
     pub retention_days: Option<u32>,
-    /// Where alerts go (replaces the list).
+    /// Where alerts go (replaces the list; a target listed again keeps its signing secret
+    /// and is enabled again).
     pub alert_targets: Option<Vec<AlertTarget>>,
+    /// What alerts are about (replaces the list).
+    pub alert_rules: Option<Vec<AlertRule>>,
 }
 
 /// What `create` made.
@@ -296,6 +301,7 @@ fn defaults(settings: &Settings, tenant: &TenantId) -> TenantConfig {
         region: settings.regions.home.clone(),
         retention_days: DEFAULT_RETENTION_DAYS,
         alert_targets: Vec::new(),
+        alert_rules: AlertRule::defaults(),
         created_ms: now,
         updated_ms: now,
         deleted_ms: None,
@@ -329,9 +335,39 @@ fn apply(config: &mut TenantConfig, spec: &TenantSpec) -> Result<(), JobError> {
         config.retention_days = days;
     }
     if let Some(targets) = &spec.alert_targets {
-        config.alert_targets = targets.clone();
+        let mut seen = std::collections::HashSet::new();
+        let mut new = Vec::with_capacity(targets.len());
+        for t in targets {
+            if !seen.insert(&t.url) {
+                return Err(JobError::Invalid(format!(
+                    "--alert: {} is listed twice",
+                    t.masked_url()
+                )));
+            }
+            let old = config.alert_targets.iter().find(|o| o.url == t.url);
+            let mut t = t.clone();
+            t.disabled = None;
+            if t.kind == AlertKind::Webhook {
+                t.secret = old
+                    .and_then(|o| o.secret.clone())
+                    .or_else(|| Some(signing_secret()));
+            }
+            new.push(t);
+        }
+        config.alert_targets = new;
+    }
+    if let Some(rules) = &spec.alert_rules {
+        config.alert_rules = rules.clone();
     }
     Ok(())
+}
+
+/// A new webhook signing secret: 32 random bytes, hex.
+fn signing_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn region_of(settings: &Settings, config: &TenantConfig) -> Result<Region, JobError> {
@@ -641,6 +677,7 @@ mod tests {
             region: "default".into(),
             retention_days: DEFAULT_RETENTION_DAYS,
             alert_targets: Vec::new(),
+            alert_rules: AlertRule::defaults(),
             created_ms: 0,
             updated_ms: 0,
             deleted_ms: None,
@@ -672,5 +709,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("--name"));
+    }
+
+    #[test]
+    fn webhooks_get_a_secret_that_stays_and_listing_a_target_again_enables_it() {
+        let mut c = defaults(&Settings::default(), &TenantId::parse("acme").unwrap());
+        let hook: AlertTarget = "webhook=https://hooks.example.com/in".parse().unwrap();
+        let slack: AlertTarget = "slack=https://hooks.slack.com/services/x".parse().unwrap();
+        let spec = TenantSpec {
+            alert_targets: Some(vec![hook.clone(), slack.clone()]),
+            ..Default::default()
+        };
+        apply(&mut c, &spec).unwrap();
+        let secret = c.alert_targets[0]
+            .secret
+            .clone()
+            .expect("a webhook is signed");
+        assert_eq!(secret.len(), 64);
+        assert_eq!(c.alert_targets[1].secret, None, "Slack's URL is its secret");
+        c.alert_targets[0].disabled = Some(rf_schemas::alerts::Disabled {
+            at_ms: 1,
+            reason: "HTTP 500".into(),
+        });
+        apply(&mut c, &spec).unwrap();
+        assert_eq!(c.alert_targets[0].secret.as_deref(), Some(secret.as_str()));
+        assert_eq!(c.alert_targets[0].disabled, None);
+        let twice = TenantSpec {
+            alert_targets: Some(vec![hook.clone(), hook]),
+            ..Default::default()
+        };
+        assert!(apply(&mut c, &twice)
+            .unwrap_err()
+            .to_string()
+            .contains("listed twice"));
     }
 }

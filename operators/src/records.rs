@@ -458,39 +458,7 @@ impl AnomalyKind {
     }
 }
 
-/// How much attention an anomaly deserves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Severity {
-    /// Worth a look.
-    Low,
-    /// Worth acting on.
-    Medium,
-    /// Act now.
-    High,
-}
-
-impl Severity {
-    /// The value of its ClickHouse Enum8.
-    pub fn enum_value(self) -> i8 {
-        self as i8 + 1
-    }
-
-    /// The contract's label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-        }
-    }
-
-    /// Parses a label.
-    pub fn from_label(s: &str) -> Option<Self> {
-        [Self::Low, Self::Medium, Self::High]
-            .into_iter()
-            .find(|v| v.label() == s)
-    }
-}
+pub use rf_schemas::Severity;
 
 /// An anomaly of one entity over `[window_start, window_end)`. An anomaly that lasts
 /// (a breach, a silent sensor) is written when it is found and revised as it goes on,

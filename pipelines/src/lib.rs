@@ -1,6 +1,7 @@
 //! roomflow's pipelines: the Kafka source, the sink operator and [`run`], which wires
 //! source → decode → aggregate → sinks on every timely worker.
 
+pub mod alerts;
 pub mod analytics;
 pub mod checkpoint;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod sink;
 pub mod source;
 pub mod tenants;
 
+pub use alerts::AlertsConfig;
 pub use analytics::AnalyticsConfig;
 pub use config::{
     CompatibilityCheck, KafkaConfig, KafkaSecurity, PipelineConfig, RegistryConfig,

@@ -4,7 +4,8 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric of a pipeline process; cheap to clone, shared by all workers.
@@ -31,6 +32,12 @@ pub struct Metrics {
     pub forecasts: IntCounterVec,
     /// Failed sink attempts that will be retried, by sink.
     pub sink_retries: IntCounterVec,
+    /// What became of alerts, by tenant, target kind and outcome.
+    pub alerts: IntCounterVec,
+    /// Alert targets disabled after failing for the give-up period, by tenant.
+    pub alert_targets_disabled: IntCounterVec,
+    /// Alerts waiting for delivery or held by a cooldown.
+    pub alerts_pending: IntGauge,
     /// Rows and keys per written batch, by sink.
     pub batch_size: HistogramVec,
     /// Seconds from an epoch's first record consumed to its acknowledgement by every sink.
@@ -103,6 +110,24 @@ impl Metrics {
             "Failed sink calls that were retried: writes, and reading the models at start.",
             &["sink"],
         );
+        let alerts = counter(
+            "rf_alerts_total",
+            "Alerts by outcome: delivered, retried (an attempt failed and is retried), dropped (refused, or failing past the give-up period), grouped (held by a cooldown into the next message), too_old (the anomaly ended before alerts.max_age_secs), unreadable (an outbox record).",
+            &["tenant", "target", "outcome"],
+        );
+        let alert_targets_disabled = counter(
+            "rf_alert_targets_disabled_total",
+            "Alert targets disabled after their deliveries failed for the give-up period.",
+            &["tenant"],
+        );
+        let alerts_pending = IntGauge::new(
+            "rf_alerts_pending",
+            "Alerts waiting for delivery or held by a cooldown.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(alerts_pending.clone()))
+            .expect("unique metric");
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["sink"])
                 .expect("valid metric");
@@ -159,6 +184,9 @@ impl Metrics {
             anomalies,
             forecasts,
             sink_retries,
+            alerts,
+            alert_targets_disabled,
+            alerts_pending,
             batch_size,
             epoch_latency,
             final_delay,
@@ -171,7 +199,7 @@ impl Metrics {
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 15] = [
+        let collectors: [&dyn Collector; 18] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
@@ -181,6 +209,9 @@ impl Metrics {
             &self.anomalies,
             &self.forecasts,
             &self.sink_retries,
+            &self.alerts,
+            &self.alert_targets_disabled,
+            &self.alerts_pending,
             &self.batch_size,
             &self.epoch_latency,
             &self.final_delay,

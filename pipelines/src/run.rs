@@ -18,8 +18,10 @@ use rf_sinks::clickhouse::ClickHouseSink;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 use rf_sinks::dlq::DeadLetterSink;
 use rf_sinks::redis::RedisSink;
+use rf_sinks::webhook::OutboxSink;
 use rf_sinks::{RegionSinks, Sinks};
 
+use crate::alerts::AlertsConfig;
 use crate::analytics::{self, AnalyticsConfig};
 use crate::checkpoint::{self, CheckpointWriter};
 use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
@@ -46,6 +48,8 @@ pub struct Settings {
     pub regions: RegionsConfig,
     /// Anomalies and forecasts.
     pub analytics: AnalyticsConfig,
+    /// Alert delivery.
+    pub alerts: AlertsConfig,
 }
 
 /// How a run ends.
@@ -108,6 +112,7 @@ pub fn run(
     };
 
     runtime.block_on(checkpoint::ensure_topic(&settings.kafka))?;
+    runtime.block_on(crate::alerts::ensure_topics(settings))?;
     let resumes = Arc::new(checkpoint::load(&settings.kafka)?);
     let shared = Arc::new((
         settings.clone(),
@@ -161,6 +166,7 @@ pub fn run(
         let retries = metrics.clone();
         let sinks = Sinks {
             dlq: DeadLetterSink::new(producer.clone(), timeout),
+            outbox: OutboxSink::new(producer.clone(), timeout),
             regions: regions
                 .iter()
                 .map(|r| RegionSinks {

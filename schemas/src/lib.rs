@@ -1,6 +1,7 @@
 //! roomflow's data contract in code: tenants and their resource names, the Avro records
 //! with their Confluent framing, validation rules, dead-letter reasons and the ClickHouse DDL.
 
+pub mod alerts;
 pub mod deadletter;
 pub mod framing;
 pub mod reading;
@@ -8,6 +9,7 @@ pub mod registry;
 pub mod room;
 pub mod tenant;
 
+pub use alerts::Severity;
 pub use deadletter::{DeadLetterReason, Rejection};
 pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::alerts::{AlertKind, AlertRule, AlertTarget};
+
 /// Prefix of a tenant's readings topic.
 pub const READINGS_PREFIX: &str = "occupancy.";
 /// Prefix of a tenant's compacted room metadata topic.
@@ -118,6 +120,9 @@ pub struct TenantConfig {
     /// Where the tenant's alerts go.
     #[serde(default)]
     pub alert_targets: Vec<AlertTarget>,
+    /// What the tenant is alerted about; every target gets every rule's alerts.
+    #[serde(default = "AlertRule::defaults")]
+    pub alert_rules: Vec<AlertRule>,
     /// When the tenant was created, ms since the Unix epoch.
     pub created_ms: i64,
     /// When the entry last changed, ms since the Unix epoch; it orders revisions.
@@ -160,67 +165,6 @@ impl std::str::FromStr for Tier {
             _ => Err(format!(
                 "unknown tier {s:?}: expected free, standard or enterprise"
             )),
-        }
-    }
-}
-
-/// One destination of a tenant's alerts.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AlertTarget {
-    /// What receives them.
-    pub kind: AlertKind,
-    /// The webhook URL: a secret (it lets anyone post), so it is masked when shown.
-    pub url: String,
-}
-
-/// The kinds of alert receivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertKind {
-    /// A Slack incoming webhook.
-    Slack,
-    /// A Microsoft Teams Workflows webhook.
-    Teams,
-    /// Any HTTPS endpoint, signed with HMAC-SHA256.
-    Webhook,
-}
-
-impl std::str::FromStr for AlertTarget {
-    type Err = String;
-    /// Parses `kind=url`, e.g. `slack=https://hooks.slack.com/services/…`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, url) = s
-            .split_once('=')
-            .ok_or_else(|| format!("alert target {s:?}: expected kind=url"))?;
-        let kind = match kind {
-            "slack" => AlertKind::Slack,
-            "teams" => AlertKind::Teams,
-            "webhook" => AlertKind::Webhook,
-            _ => {
-                return Err(format!(
-                    "alert target kind {kind:?}: expected slack, teams or webhook"
-                ))
-            }
-        };
-        if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1") {
-            return Err(format!(
-                "alert target url {url:?}: must be https:// (or http://127.0.0.1 for local receivers)"
-            ));
-        }
-        Ok(Self {
-            kind,
-            url: url.to_owned(),
-        })
-    }
-}
-
-impl AlertTarget {
-    /// The URL with everything after the host hidden: fit to print and log.
-    pub fn masked_url(&self) -> String {
-        let after_scheme = self.url.find("://").map_or(0, |i| i + 3);
-        match self.url[after_scheme..].find('/') {
-            Some(i) => format!("{}/***", &self.url[..after_scheme + i]),
-            None => self.url.clone(),
         }
     }
 }
@@ -302,6 +246,7 @@ mod tests {
             alert_targets: vec!["slack=https://hooks.slack.com/services/T/B/secret"
                 .parse()
                 .unwrap()],
+            alert_rules: AlertRule::defaults(),
             created_ms: 1,
             updated_ms: 2,
             deleted_ms: None,
@@ -317,15 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_alert_targets_and_regions_are_refused() {
-        assert!("slack".parse::<AlertTarget>().is_err());
-        assert!("pager=https://x".parse::<AlertTarget>().is_err());
-        assert!("teams=http://example.com/hook"
-            .parse::<AlertTarget>()
-            .is_err());
-        assert!("webhook=http://127.0.0.1:9000/hook"
-            .parse::<AlertTarget>()
-            .is_ok());
+    fn bad_regions_and_tiers_are_refused() {
         assert!(valid_region("eu") && valid_region("us-east-1"));
         assert!(!valid_region("E") && !valid_region("eu_1") && !valid_region("1eu"));
         assert!("gold".parse::<Tier>().is_err());

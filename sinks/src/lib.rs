@@ -1,5 +1,6 @@
-//! roomflow's sinks: ClickHouse (window rows, room metadata), Redis (live state) and the
-//! Kafka dead-letter topics, one folder each behind the [`Sink`] trait.
+//! roomflow's sinks: ClickHouse (window rows, room metadata), Redis (live state), the
+//! Kafka dead-letter topics and the alert outbox with its webhook delivery, one folder
+//! each behind the [`Sink`] trait.
 //!
 //! A pipeline hands each completed epoch to [`Sinks::write`] as one [`Batch`]; the call
 //! returns only once every sink has acknowledged it, retrying with backoff meanwhile, so
@@ -138,6 +139,8 @@ pub type RetryReport = Box<dyn Fn(&SinkError, u32)>;
 pub struct Sinks {
     /// The dead-letter producer (every served region shares the deployment's broker).
     pub dlq: dlq::DeadLetterSink,
+    /// The alert outbox, on the deployment's broker too.
+    pub outbox: webhook::OutboxSink,
     /// Per served region, in the pipeline's region order: its stores.
     pub regions: Vec<RegionSinks>,
     /// Called on every failed attempt, with the attempt number.
@@ -160,6 +163,7 @@ impl Sinks {
         assert_eq!(batches.len(), self.regions.len(), "one batch per region");
         let Self {
             dlq,
+            outbox,
             regions,
             on_retry,
             shutdown,
@@ -169,6 +173,12 @@ impl Sinks {
         let dead_letters = async move {
             for batch in batches.iter().filter(|b| !b.dead_letters.is_empty()) {
                 retry(dlq, batch, on_retry, shutdown).await?;
+            }
+            Ok(())
+        };
+        let alerts = async move {
+            for batch in batches.iter().filter(|b| !b.anomalies.is_empty()) {
+                retry(outbox, batch, on_retry, shutdown).await?;
             }
             Ok(())
         };
@@ -184,7 +194,11 @@ impl Sinks {
                     Box::pin(retry(redis, batch, on_retry, shutdown)),
                 ]
             });
-        tokio::try_join!(dead_letters, futures_util::future::try_join_all(stores))?;
+        tokio::try_join!(
+            dead_letters,
+            alerts,
+            futures_util::future::try_join_all(stores)
+        )?;
         // Only now that ClickHouse has the rows: responses cached before become unreachable.
         for (region, batch) in regions.iter_mut().zip(batches) {
             let mut generations = redis::Generations(&mut region.redis);

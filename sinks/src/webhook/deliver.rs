@@ -76,7 +76,8 @@ impl Delivery {
             .post(target.url.expose())
             .header("content-type", "application/json")
             .header(IDEMPOTENCY_HEADER, &alert.key);
-        if target.kind == AlertKind::Webhook {
+        // A webhook added before secrets were made has none: it is sent unsigned.
+        if target.kind == AlertKind::Webhook && !target.secret.expose().is_empty() {
             let signed = signature(target.secret.expose(), now, body.as_bytes());
             request = request
                 .header(TIMESTAMP_HEADER, now.to_string())
@@ -126,33 +127,37 @@ fn kind_of(error: &ureq::Error) -> &'static str {
 }
 
 /// When to try a failing alert again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Retries {
     /// The first attempt, ms.
     pub first: i64,
     /// Attempts so far.
     pub attempts: u32,
+    /// How long after the first attempt the alert is given up, ms.
+    pub give_up_ms: i64,
 }
 
 /// The first wait; each attempt doubles it, up to [`MAX_WAIT`].
 pub const FIRST_WAIT: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
-/// How long an alert is retried before its target counts as failing for good.
+/// How long an alert is retried, and a target may fail, before they are given up.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 impl Retries {
-    /// An alert first tried at `now` (ms).
-    pub fn new(now: i64) -> Self {
+    /// An alert first tried at `now` (ms), given up `give_up` later.
+    pub fn new(now: i64, give_up: Duration) -> Self {
         Self {
             first: now,
             attempts: 0,
+            give_up_ms: give_up.as_millis() as i64,
         }
     }
 
     /// After a failed attempt at `now` (ms): when to try next (ms), at least the target's
     /// `Retry-After`, else a random moment up to the doubled wait (full jitter, so that
-    /// many alerts failing together do not retry together); `None` once 24 hours passed.
+    /// many alerts failing together do not retry together); `None` once the give-up
+    /// period (24 hours) passed.
     /// `jitter` is uniform in [0, 1).
     pub fn next(&mut self, now: i64, after: Option<Duration>, jitter: f64) -> Option<i64> {
         self.attempts += 1;
@@ -162,7 +167,7 @@ impl Retries {
         let wait = ceiling.mul_f64(jitter.clamp(0.0, 1.0)).max(FIRST_WAIT / 2);
         let wait = after.map_or(wait, |a| a.max(wait).min(GIVE_UP_AFTER));
         let at = now + wait.as_millis() as i64;
-        (at - self.first <= GIVE_UP_AFTER.as_millis() as i64).then_some(at)
+        (at - self.first <= self.give_up_ms).then_some(at)
     }
 }
 
@@ -172,10 +177,10 @@ mod tests {
 
     #[test]
     fn waits_double_with_jitter_honour_retry_after_and_end_after_a_day() {
-        let mut r = Retries::new(0);
+        let mut r = Retries::new(0, GIVE_UP_AFTER);
         let waits: Vec<i64> = (0..5).map(|_| r.next(0, None, 0.999).unwrap()).collect();
         assert_eq!(waits, [1998, 3996, 7992, 15984, 31968]);
-        let mut r = Retries::new(0);
+        let mut r = Retries::new(0, GIVE_UP_AFTER);
         assert_eq!(
             r.next(0, None, 0.0),
             Some(500),
@@ -186,7 +191,7 @@ mod tests {
             Some(120_000),
             "Retry-After wins over a shorter backoff"
         );
-        let mut r = Retries::new(0);
+        let mut r = Retries::new(0, GIVE_UP_AFTER);
         let mut now = 0;
         let mut attempts = 0;
         while let Some(at) = r.next(now, None, 0.999) {

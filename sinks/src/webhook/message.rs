@@ -7,22 +7,43 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use rf_operators::{Anomaly, AnomalyKind, EntityKind, Severity};
+use rf_schemas::TenantId;
 
 /// One alert, ready to render for any target.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Idempotency key: tenant, rule, entity and window start; a receiver seeing it twice
     /// has seen the same alert.
     pub key: String,
-    /// The anomaly it reports.
-    pub anomaly: Anomaly,
+    /// How serious (a digest is low).
+    pub severity: Severity,
     /// One line: what happened, where.
     pub title: String,
     /// What a facilities manager should know: the numbers behind it.
     pub summary: String,
+    /// One line under the summary: severity, kind, when.
+    pub context: String,
+    /// Label and value pairs for cards.
+    pub facts: Vec<(String, String)>,
     /// The query service's view of it.
     pub link: String,
+    /// What a generic webhook gets besides the texts: the anomaly's or the digest's fields.
+    pub data: Value,
 }
+
+/// One office's last week, for the weekly digest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OfficeWeek {
+    /// The office.
+    pub office_id: String,
+    /// Mean people over capacity, all hours of the week.
+    pub utilization: f64,
+    /// The week's peak people over capacity.
+    pub peak: f64,
+}
+
+/// Offices a digest lists by name; the rest are counted.
+const DIGEST_NAMED: usize = 10;
 
 fn hhmm(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
@@ -105,6 +126,14 @@ impl Alert {
             a.office_id,
             a.kind.label()
         );
+        let state = if a.ongoing { "ongoing" } else { "ended" };
+        let context = format!(
+            "{} severity · {} · {} to {} · {state}",
+            a.severity.label(),
+            a.kind.label(),
+            hhmm(a.window_start),
+            hhmm(a.window_end)
+        );
         Self {
             key: format!(
                 "{}/{rule}/{}/{}/{}",
@@ -113,23 +142,132 @@ impl Alert {
                 a.entity_id,
                 a.window_start
             ),
-            anomaly: a.clone(),
+            severity: a.severity,
             title,
             summary,
+            context,
+            facts: vec![
+                ("Office".into(), a.office_id.clone()),
+                ("Severity".into(), a.severity.label().into()),
+                ("From".into(), hhmm(a.window_start)),
+                ("To".into(), hhmm(a.window_end)),
+            ],
             link,
+            data: json!({
+                "tenant": a.tenant.as_str(),
+                "rule": rule,
+                "kind": a.kind.label(),
+                "entity_kind": a.entity_kind.label(),
+                "entity_id": a.entity_id,
+                "office_id": a.office_id,
+                "room_id": (!a.room_id.is_empty()).then_some(&a.room_id),
+                "severity": a.severity.label(),
+                "score": a.score,
+                "from": a.window_start,
+                "to": a.window_end,
+                "ongoing": a.ongoing,
+                "details": serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null),
+            }),
         }
     }
 
-    fn context(&self) -> String {
-        let a = &self.anomaly;
-        let state = if a.ongoing { "ongoing" } else { "ended" };
-        format!(
-            "{} severity · {} · {} to {} · {state}",
-            a.severity.label(),
-            a.kind.label(),
-            hhmm(a.window_start),
-            hhmm(a.window_end)
-        )
+    /// The same alert standing for `more` later ones of its entity and rule, held back
+    /// by the cooldown since `since` (ms).
+    pub fn grouped(mut self, more: u32, since: i64) -> Self {
+        if more > 0 {
+            let s = if more == 1 { "" } else { "s" };
+            self.summary = format!(
+                "{} {more} more alert{s} like this since {} were grouped into this one.",
+                self.summary,
+                hhmm(since)
+            );
+            self.data["grouped"] = json!(more);
+        }
+        self
+    }
+
+    /// The weekly digest of `tenant` for the week from `week_start` (ms): offices whose
+    /// utilization was under `below`, and offices whose peak went over `above`; `None`
+    /// when no office is either.
+    pub fn digest(
+        tenant: &TenantId,
+        week_start: i64,
+        offices: &[OfficeWeek],
+        (below, above): (f64, f64),
+        service: &str,
+    ) -> Option<Self> {
+        let mut low: Vec<&OfficeWeek> = offices.iter().filter(|o| o.utilization < below).collect();
+        let mut high: Vec<&OfficeWeek> = offices.iter().filter(|o| o.peak > above).collect();
+        if low.is_empty() && high.is_empty() {
+            return None;
+        }
+        low.sort_by(|a, b| a.utilization.total_cmp(&b.utilization));
+        high.sort_by(|a, b| b.peak.total_cmp(&a.peak));
+        let pct = |v: f64| format!("{:.0}%", v * 100.0);
+        let list = |offices: &[&OfficeWeek], value: fn(&OfficeWeek) -> f64| {
+            let mut s: Vec<String> = offices
+                .iter()
+                .take(DIGEST_NAMED)
+                .map(|o| format!("{} {}", o.office_id, pct(value(o))))
+                .collect();
+            if offices.len() > DIGEST_NAMED {
+                s.push(format!("and {} more", offices.len() - DIGEST_NAMED));
+            }
+            s.join(", ")
+        };
+        let week = DateTime::from_timestamp_millis(week_start)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        let mut lines = Vec::new();
+        if !low.is_empty() {
+            lines.push(format!(
+                "Under {} utilized: {}.",
+                pct(below),
+                list(&low, |o| o.utilization)
+            ));
+        }
+        if !high.is_empty() {
+            lines.push(format!(
+                "Peak over {} of capacity: {}.",
+                pct(above),
+                list(&high, |o| o.peak)
+            ));
+        }
+        let ids = |v: &[&OfficeWeek]| v.iter().map(|o| o.office_id.clone()).collect::<Vec<_>>();
+        Some(Self {
+            key: format!("{tenant}/weekly_digest/tenant/{tenant}/{week_start}"),
+            severity: Severity::Low,
+            title: format!("Weekly utilization, week of {week}"),
+            summary: lines.join(" "),
+            context: format!(
+                "{} offices reported · {} under-used · {} crowded",
+                offices.len(),
+                low.len(),
+                high.len()
+            ),
+            facts: vec![
+                ("Week of".into(), week.clone()),
+                ("Offices".into(), offices.len().to_string()),
+                ("Under-used".into(), low.len().to_string()),
+                ("Crowded".into(), high.len().to_string()),
+            ],
+            link: format!(
+                "{}/v1/offices/ranking?days=7&to={}",
+                service.trim_end_matches('/'),
+                DateTime::from_timestamp_millis(week_start + 7 * 86_400_000)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default()
+            ),
+            data: json!({
+                "tenant": tenant.as_str(),
+                "rule": "weekly_digest",
+                "week_start": week_start,
+                "below": below,
+                "above": above,
+                "under_used": ids(&low),
+                "crowded": ids(&high),
+            }),
+        })
     }
 
     /// A Slack incoming-webhook message with blocks (and a plain-text fallback).
@@ -139,7 +277,7 @@ impl Alert {
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": self.title}},
                 {"type": "section", "text": {"type": "mrkdwn", "text": self.summary}},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": self.context()}]},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": self.context}]},
                 {"type": "actions", "elements": [{
                     "type": "button",
                     "text": {"type": "plain_text", "text": "Open in roomflow"},
@@ -151,12 +289,16 @@ impl Alert {
 
     /// A Microsoft Teams Workflows webhook message holding an Adaptive Card (1.4).
     pub fn teams(&self) -> Value {
-        let a = &self.anomaly;
-        let color = match a.severity {
+        let color = match self.severity {
             Severity::High => "Attention",
             Severity::Medium => "Warning",
             Severity::Low => "Default",
         };
+        let facts: Vec<Value> = self
+            .facts
+            .iter()
+            .map(|(title, value)| json!({"title": title, "value": value}))
+            .collect();
         let card = json!({
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "type": "AdaptiveCard",
@@ -164,12 +306,7 @@ impl Alert {
             "body": [
                 {"type": "TextBlock", "text": self.title, "weight": "Bolder", "size": "Medium", "color": color, "wrap": true},
                 {"type": "TextBlock", "text": self.summary, "wrap": true},
-                {"type": "FactSet", "facts": [
-                    {"title": "Office", "value": a.office_id},
-                    {"title": "Severity", "value": a.severity.label()},
-                    {"title": "From", "value": hhmm(a.window_start)},
-                    {"title": "To", "value": hhmm(a.window_end)},
-                ]},
+                {"type": "FactSet", "facts": facts},
             ],
             "actions": [{"type": "Action.OpenUrl", "title": "Open in roomflow", "url": self.link}],
         });
@@ -183,27 +320,18 @@ impl Alert {
         })
     }
 
-    /// The generic webhook's JSON body.
+    /// The generic webhook's JSON body: the texts, and the anomaly's or digest's fields.
     pub fn webhook(&self) -> Value {
-        let a = &self.anomaly;
-        json!({
-            "id": self.key,
-            "tenant": a.tenant.as_str(),
-            "kind": a.kind.label(),
-            "entity_kind": a.entity_kind.label(),
-            "entity_id": a.entity_id,
-            "office_id": a.office_id,
-            "room_id": (!a.room_id.is_empty()).then_some(&a.room_id),
-            "severity": a.severity.label(),
-            "score": a.score,
-            "from": a.window_start,
-            "to": a.window_end,
-            "ongoing": a.ongoing,
-            "title": self.title,
-            "summary": self.summary,
-            "link": self.link,
-            "details": serde_json::from_str::<Value>(&a.details).unwrap_or(Value::Null),
-        })
+        let mut body = self.data.clone();
+        for (k, v) in [
+            ("id", &self.key),
+            ("title", &self.title),
+            ("summary", &self.summary),
+            ("link", &self.link),
+        ] {
+            body[k] = json!(v);
+        }
+        body
     }
 }
 
@@ -224,7 +352,6 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rf_schemas::TenantId;
 
     fn breach() -> Anomaly {
         Anomaly {
@@ -267,6 +394,59 @@ mod tests {
         let hook = alert.webhook();
         assert_eq!(hook["id"], alert.key);
         assert_eq!(hook["details"]["peak_people"], 7.0);
+    }
+
+    #[test]
+    fn grouped_alerts_and_digests_say_what_they_stand_for() {
+        let alert = Alert::of("breaches", &breach(), "https://rooms.example.com")
+            .grouped(3, 1_768_316_400_000);
+        assert!(
+            alert.summary.ends_with(
+                "3 more alerts like this since 2026-01-13 15:00 UTC were grouped into this one."
+            ),
+            "{}",
+            alert.summary
+        );
+        assert_eq!(alert.webhook()["grouped"], 3);
+        let tenant = TenantId::parse("acme").unwrap();
+        let week = |id: &str, utilization: f64, peak: f64| OfficeWeek {
+            office_id: id.into(),
+            utilization,
+            peak,
+        };
+        let offices = [
+            week("lon", 0.05, 0.4),
+            week("par", 0.3, 0.95),
+            week("ber", 0.02, 0.2),
+            week("nyc", 0.3, 0.6),
+        ];
+        let monday = 1_767_571_200_000;
+        let digest = Alert::digest(
+            &tenant,
+            monday,
+            &offices,
+            (0.1, 0.9),
+            "https://r.example.com",
+        )
+        .unwrap();
+        assert_eq!(
+            digest.key,
+            format!("acme/weekly_digest/tenant/acme/{monday}")
+        );
+        assert_eq!(digest.title, "Weekly utilization, week of 2026-01-05");
+        assert_eq!(
+            digest.summary,
+            "Under 10% utilized: ber 2%, lon 5%. Peak over 90% of capacity: par 95%."
+        );
+        assert_eq!(
+            digest.link,
+            "https://r.example.com/v1/offices/ranking?days=7&to=2026-01-12T00:00:00Z"
+        );
+        assert_eq!(digest.webhook()["crowded"], json!(["par"]));
+        assert!(
+            Alert::digest(&tenant, monday, &offices[3..], (0.1, 0.9), "x").is_none(),
+            "nothing to report: no message"
+        );
     }
 
     #[test]

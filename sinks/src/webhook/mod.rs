@@ -4,6 +4,8 @@
 
 pub mod deliver;
 pub mod message;
+pub mod outbox;
 
 pub use deliver::{Delivery, Outcome, Retries, Target};
-pub use message::{signature, Alert};
+pub use message::{signature, Alert, OfficeWeek};
+pub use outbox::OutboxSink;

@@ -1,0 +1,78 @@
+//! The weekly digest's numbers: each office's last week from the tenant's day windows.
+
+use clickhouse::Row;
+use serde::Deserialize;
+
+use rf_schemas::TenantId;
+use rf_sinks::config::ClickHouseConfig;
+use rf_sinks::webhook::OfficeWeek;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+/// A week, ms.
+pub const WEEK: i64 = 7 * DAY;
+
+/// The start (Monday 00:00 UTC, ms) of the week whose digest is the latest due at `now`:
+/// a week's digest is due from the next Monday at `hour` UTC.
+pub fn digest_week(now: i64, hour: u32) -> i64 {
+    let days = now.div_euclid(DAY);
+    // 1970-01-01 was a Thursday: three days after a Monday.
+    let monday = (days - (days + 3).rem_euclid(7)) * DAY;
+    let due = monday + hour as i64 * HOUR;
+    let end = if now >= due { monday } else { monday - WEEK };
+    end - WEEK
+}
+
+#[derive(Row, Deserialize)]
+struct Week {
+    office_id: String,
+    utilization: f64,
+    peak: f64,
+}
+
+/// Each office's week from `week_start` (ms): the day windows starting in it (the latest
+/// revision of each), utilization = their people over their capacity, peak = the
+/// largest day's peak over its capacity. Offices without capacity are left out.
+pub async fn office_weeks(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    week_start: i64,
+) -> Result<Vec<OfficeWeek>, clickhouse::error::Error> {
+    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
+    let rows: Vec<Week> = client
+        .query(
+            "SELECT office_id, sum(day_people) / sum(day_capacity) AS used, max(day_peak / day_capacity) AS top \
+             FROM (SELECT office_id, window_start, argMax(avg_people, version) AS day_people, \
+                          argMax(peak_people, version) AS day_peak, argMax(capacity, version) AS day_capacity \
+                   FROM office_utilization \
+                   WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                   GROUP BY office_id, window_start) \
+             WHERE day_capacity > 0 GROUP BY office_id ORDER BY office_id",
+        )
+        .bind(week_start / 1000)
+        .bind((week_start + WEEK) / 1000)
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|w| OfficeWeek {
+            office_id: w.office_id,
+            utilization: w.utilization,
+            peak: w.peak,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_covers_the_last_full_utc_week_once_due() {
+        let monday = 1_767_571_200_000; // 2026-01-05T00:00:00Z
+        assert_eq!(digest_week(monday + 8 * HOUR, 8), monday - WEEK);
+        assert_eq!(digest_week(monday + 8 * HOUR - 1, 8), monday - 2 * WEEK);
+        assert_eq!(digest_week(monday + 6 * DAY, 8), monday - WEEK);
+        assert_eq!(digest_week(monday + WEEK, 0), monday);
+    }
+}
