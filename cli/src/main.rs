@@ -183,6 +183,12 @@ enum TenantCommand {
         /// The tenant.
         tenant: TenantId,
     },
+    /// Send a test message to each of the tenant's alert targets (disabled ones too) and
+    /// show what each answered. Exits with 1 if any did not acknowledge.
+    TestAlerts {
+        /// The tenant.
+        tenant: TenantId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1156,6 +1162,36 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
             }
             Ok(())
         }),
+        TenantCommand::TestAlerts { tenant } => {
+            use rf_sinks::webhook::{Alert, Delivery, Outcome, Target};
+            let entry = tenant::entry(&settings, &tenant)?;
+            if entry.alert_targets.is_empty() {
+                anyhow::bail!("tenant {tenant} has no alert targets: add some with tenant update --alert");
+            }
+            let delivery = Delivery::new(Duration::from_secs(config.alerts.timeout_secs));
+            let alert = Alert::test(&tenant, &config.alerts.service_url);
+            let now = chrono::Utc::now().timestamp();
+            let mut failed = 0;
+            for t in &entry.alert_targets {
+                let target = Target {
+                    kind: t.kind,
+                    url: rf_sinks::Secret::new(t.url.clone()),
+                    secret: rf_sinks::Secret::new(t.secret.clone().unwrap_or_default()),
+                };
+                let outcome = match delivery.send(&target, &alert, now) {
+                    Outcome::Delivered => "delivered".to_string(),
+                    Outcome::Retry { reason, .. } => format!("failed, would be retried: {reason}"),
+                    Outcome::Rejected { reason } => format!("refused: {reason}"),
+                };
+                failed += usize::from(!outcome.starts_with("delivered"));
+                let disabled = if t.disabled.is_some() { " (disabled)" } else { "" };
+                println!("{} {}{disabled}: {outcome}", t.kind.label(), t.masked_url());
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} alert targets did not acknowledge", entry.alert_targets.len());
+            }
+            Ok(())
+        }
         TenantCommand::ResidencyReport { tenant } => runtime()?.block_on(async {
             let report = tenant::residency_report(&settings, &tenant).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -23,7 +23,7 @@ use rf_jobs::tenant::TenantSpec;
 use rf_pipelines::alerts::{Dispatcher, Round};
 use rf_pipelines::{Metrics, Settings};
 use rf_schemas::tenant::AlertKind;
-use rf_schemas::{Reading, RoomKind, RoomVersion, TenantConfig, TenantId};
+use rf_schemas::{TenantConfig, TenantId};
 use rf_sinks::webhook::deliver::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use rf_sinks::webhook::outbox;
 
@@ -33,24 +33,6 @@ const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
 /// The dispatcher's "now": the Monday after, 09:00, when the week's digest is due.
 const NOW: i64 = T0 + 7 * DAY + 9 * HOUR;
-
-fn room(id: &str, capacity: u32) -> RoomVersion {
-    RoomVersion {
-        room_id: id.into(),
-        office_id: "lon".into(),
-        office_name: "London".into(),
-        region: "EMEA".into(),
-        country_code: "GB".into(),
-        timezone: chrono_tz::Europe::London,
-        floor: 1,
-        name: id.into(),
-        kind: RoomKind::Meeting,
-        capacity,
-        area_m2: None,
-        monthly_cost: None,
-        effective_from: 1_704_067_200_000,
-    }
-}
 
 /// Monday: r1's sensor stuck on 3 from 8:00 and silent from 12:00; r2 (capacity 4) holds
 /// 7 people for 20 minutes at 14:00, 15:00 and 16:00, a flapping breach.
@@ -77,28 +59,6 @@ fn people(room: &str, ts: i64) -> Option<i32> {
         ("r2", true) => 2 + noise,
         _ => 0,
     })
-}
-
-fn readings(schema_id: u32) -> Vec<(String, Vec<u8>, i64)> {
-    let mut out = Vec::new();
-    for ts in (T0..T0 + DAY + 2 * HOUR).step_by(MIN as usize) {
-        for id in ["r1", "r2"] {
-            let Some(n) = people(id, ts) else { continue };
-            let r = Reading {
-                sensor_id: format!("s-{id}"),
-                office_id: "lon".into(),
-                room_id: id.into(),
-                ts,
-                people_count: n,
-                temperature: None,
-                humidity: None,
-                co2_ppm: None,
-                battery_pct: None,
-            };
-            out.push(("lon".to_string(), framed(schema_id, &r), ts));
-        }
-    }
-    out
 }
 
 /// What a receiver got: (headers, body) per request.
@@ -240,14 +200,19 @@ async fn alerts_reach_slack_teams_and_webhooks_once_grouped_retried_and_disabled
         .clone()
         .expect("a webhook gets a signing secret");
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
-    let rooms = [room("r1", 10), room("r2", 4)];
+    let rooms = [london_room("r1", 10), london_room("r2", 4)];
     produce_all(
         &producer,
         &tenant.rooms_topic(),
         &room_records(&rooms, room_id, T0),
     )
     .await;
-    produce_all(&producer, &tenant.readings_topic(), &readings(reading_id)).await;
+    produce_all(
+        &producer,
+        &tenant.readings_topic(),
+        &minute_readings(reading_id, (T0, T0 + DAY + 2 * HOUR), &["r1", "r2"], people),
+    )
+    .await;
     let report = run_until_caught_up(&s).await;
     assert_accounts(&report);
 
@@ -396,4 +361,29 @@ fn dispatch(s: &Settings, tenant: &TenantId, seen: &BTreeMap<&str, Seen>, secret
         seen["broken"].lock().unwrap().len(),
     );
     assert_eq!(after, before, "nothing sent again after a restart");
+
+    // An operator checks the targets: what each answered, and a failing exit status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
+        .args(["tenant", "test-alerts", tenant.as_str()])
+        .env("ROOMFLOW_ALERTS__TIMEOUT_SECS", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1)
+        .collect();
+    assert!(!out.status.success());
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].ends_with(": delivered"), "{stdout}");
+    assert!(lines[1].ends_with(": delivered"), "{stdout}");
+    assert!(
+        lines[2].ends_with("(disabled): failed, would be retried: no answer within the timeout"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].ends_with("(disabled): failed, would be retried: HTTP 500"),
+        "{stdout}"
+    );
+    assert_eq!(keys(ok).len(), before.0 + 1, "the test message");
 }

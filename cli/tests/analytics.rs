@@ -12,7 +12,6 @@ use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 
 use common::*;
-use rf_schemas::{Reading, RoomKind, RoomVersion};
 use rf_service::ServiceConfig;
 
 const T0: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z, a Monday; London is on UTC
@@ -22,24 +21,6 @@ const DAY: i64 = 24 * HOUR;
 /// Tuesday of the second week: r2 over capacity at 14:00, r1's sensor stuck on 3 from
 /// 8:00 and silent from 12:00.
 const BAD_DAY: i64 = T0 + 8 * DAY;
-
-fn room(id: &str, capacity: u32) -> RoomVersion {
-    RoomVersion {
-        room_id: id.into(),
-        office_id: "lon".into(),
-        office_name: "London".into(),
-        region: "EMEA".into(),
-        country_code: "GB".into(),
-        timezone: chrono_tz::Europe::London,
-        floor: 1,
-        name: id.into(),
-        kind: RoomKind::Meeting,
-        capacity,
-        area_m2: None,
-        monthly_cost: None,
-        effective_from: 1_704_067_200_000,
-    }
-}
 
 /// Busy on weekdays from 9 to 17 (give or take one), empty otherwise; `None`: no
 /// reading.
@@ -65,28 +46,6 @@ fn people(room: &str, ts: i64) -> Option<i32> {
     })
 }
 
-fn readings(schema_id: u32, from: i64, to: i64) -> Vec<(String, Vec<u8>, i64)> {
-    let mut out = Vec::new();
-    for ts in (from..to).step_by(MIN as usize) {
-        for id in ["r1", "r2"] {
-            let Some(n) = people(id, ts) else { continue };
-            let r = Reading {
-                sensor_id: format!("s-{id}"),
-                office_id: "lon".into(),
-                room_id: id.into(),
-                ts,
-                people_count: n,
-                temperature: None,
-                humidity: None,
-                co2_ppm: None,
-                battery_pct: None,
-            };
-            out.push(("lon".to_string(), framed(schema_id, &r), ts));
-        }
-    }
-    out
-}
-
 #[derive(Row, Deserialize, Debug)]
 struct Found {
     kind: String,
@@ -107,7 +66,7 @@ async fn models_survive_a_restart_and_a_bad_day_is_found_and_forecast() {
     s.analytics.forecast_within_secs = ((now - BAD_DAY) / 1000) as u64;
     let (reading_id, room_id) = create_tenant(&tenant).await;
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
-    let rooms = [room("r1", 10), room("r2", 4)];
+    let rooms = [london_room("r1", 10), london_room("r2", 4)];
     produce_all(
         &producer,
         &tenant.rooms_topic(),
@@ -116,7 +75,7 @@ async fn models_survive_a_restart_and_a_bad_day_is_found_and_forecast() {
     .await;
 
     // A week and a day of usual readings, then the pipeline stops.
-    let week = readings(reading_id, T0, BAD_DAY);
+    let week = minute_readings(reading_id, (T0, BAD_DAY), &["r1", "r2"], people);
     produce_all(&producer, &tenant.readings_topic(), &week).await;
     let first = run_until_caught_up(&s).await;
     assert_accounts(&first);
@@ -137,7 +96,12 @@ async fn models_survive_a_restart_and_a_bad_day_is_found_and_forecast() {
 
     // The bad day and the next, read by a new pipeline: only a week of hours learnt
     // before can make 10:00 with 3 people in r1 unusual.
-    let bad = readings(reading_id, BAD_DAY, BAD_DAY + DAY + 2 * HOUR);
+    let bad = minute_readings(
+        reading_id,
+        (BAD_DAY, BAD_DAY + DAY + 2 * HOUR),
+        &["r1", "r2"],
+        people,
+    );
     produce_all(&producer, &tenant.readings_topic(), &bad).await;
     // (It replays the readings of windows the first left open, so its own counts do not
     // balance; the first's did.)

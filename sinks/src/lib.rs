@@ -216,6 +216,39 @@ pub struct RegionSinks {
     pub redis: redis::RedisSink,
 }
 
+/// Produces `records` and waits for the broker to acknowledge each: the Kafka sinks'
+/// one way of writing.
+async fn produce_all<'a>(
+    producer: &rdkafka::producer::FutureProducer,
+    records: impl IntoIterator<Item = rdkafka::producer::FutureRecord<'a, [u8], [u8]>>,
+    timeout: Duration,
+    sink: &'static str,
+) -> Result<(), SinkError> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let mut deliveries = Vec::new();
+    for mut record in records {
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(SinkError::transient(sink, e)),
+            }
+        }
+    }
+    for delivery in deliveries {
+        match tokio::time::timeout(timeout, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err((e, _)))) => return Err(SinkError::transient(sink, e)),
+            Ok(Err(_)) => return Err(SinkError::transient(sink, "producer closed")),
+            Err(_) => return Err(SinkError::transient(sink, "delivery timed out")),
+        }
+    }
+    Ok(())
+}
+
 async fn retry<S: Sink>(
     sink: &mut S,
     batch: &Batch,

@@ -421,3 +421,51 @@ pub async fn provision_on(
     produce_all(&producer, &tenant.rooms_topic(), &rooms).await;
     produce_all(&producer, &tenant.readings_topic(), readings).await;
 }
+
+/// Room `id` of office `lon` (London), a meeting room with `capacity`, in effect since 2024.
+pub fn london_room(id: &str, capacity: u32) -> RoomVersion {
+    RoomVersion {
+        room_id: id.into(),
+        office_id: "lon".into(),
+        office_name: "London".into(),
+        region: "EMEA".into(),
+        country_code: "GB".into(),
+        timezone: chrono_tz::Europe::London,
+        floor: 1,
+        name: id.into(),
+        kind: rf_schemas::RoomKind::Meeting,
+        capacity,
+        area_m2: None,
+        monthly_cost: None,
+        effective_from: 1_704_067_200_000,
+    }
+}
+
+/// One reading a minute from `from` to `to` (ms) of each of office `lon`'s `rooms`
+/// (sensor `s-<room>`), as `people(room, ts)` says (`None`: no reading), framed.
+pub fn minute_readings(
+    schema_id: u32,
+    (from, to): (i64, i64),
+    rooms: &[&str],
+    people: impl Fn(&str, i64) -> Option<i32>,
+) -> Vec<(String, Vec<u8>, i64)> {
+    let mut out = Vec::new();
+    for ts in (from..to).step_by(60_000) {
+        for id in rooms {
+            let Some(n) = people(id, ts) else { continue };
+            let r = Reading {
+                sensor_id: format!("s-{id}"),
+                office_id: "lon".into(),
+                room_id: id.to_string(),
+                ts,
+                people_count: n,
+                temperature: None,
+                humidity: None,
+                co2_ppm: None,
+                battery_pct: None,
+            };
+            out.push(("lon".to_string(), framed(schema_id, &r), ts));
+        }
+    }
+    out
+}

@@ -81,6 +81,8 @@ pub enum Settled {
     Retry(i64),
     /// Refused for good, or failing past the retry period: dropped.
     Dropped(String),
+    /// Nothing was being sent any more (its target was disabled meanwhile).
+    Stale,
 }
 
 /// The state of every group and target, and what changed since the last flush.
@@ -213,10 +215,10 @@ impl Ledger {
     /// Records an attempt's outcome for the group `key`; `jitter` is uniform in [0, 1).
     pub fn settle(&mut self, key: &str, outcome: &Outcome, now: i64, jitter: f64) -> Settled {
         let Some(g) = self.groups.get_mut(key) else {
-            return Settled::Dropped("the group is gone".into());
+            return Settled::Stale;
         };
         let Some(sending) = g.sending.as_mut() else {
-            return Settled::Dropped("nothing was being sent".into());
+            return Settled::Stale;
         };
         g.touched = now;
         self.dirty.insert(format!("{GROUP}{key}"));
@@ -311,6 +313,11 @@ impl Ledger {
             }
             kept
         });
+    }
+
+    /// Marks state records as changed again: their write failed.
+    pub fn redirty(&mut self, keys: impl IntoIterator<Item = String>) {
+        self.dirty.extend(keys);
     }
 
     /// The state records changed since the last call: (key, JSON, or `None` for a

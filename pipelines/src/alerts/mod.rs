@@ -515,6 +515,7 @@ impl Dispatcher {
                 tracing::warn!(tenant = %tenant, group = %group, %reason, "alert dropped");
                 "dropped"
             }
+            Settled::Stale => return,
         };
         self.count(tenant.as_str(), kind, label);
     }
@@ -583,9 +584,10 @@ impl Dispatcher {
         if dirty.is_empty() {
             return Ok(());
         }
+        let keys: Vec<String> = dirty.iter().map(|(k, _)| k.clone()).collect();
         let timeout = Duration::from_secs(self.settings.kafka.timeout_secs);
         let producer = &self.producer;
-        self.runtime.block_on(async {
+        let written = self.runtime.block_on(async {
             let sends = dirty.iter().map(|(key, value)| {
                 let mut record = FutureRecord::<str, [u8]>::to(STATE_TOPIC).key(key.as_str());
                 if let Some(v) = value {
@@ -599,7 +601,12 @@ impl Dispatcher {
                 })?;
             }
             Ok(())
-        })
+        });
+        if written.is_err() {
+            // Written again with the next flush; offsets are not committed before.
+            self.ledger.redirty(keys);
+        }
+        written
     }
 
     fn count(&self, tenant: &str, kind: &str, outcome: &str) {

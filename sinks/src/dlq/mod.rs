@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -28,8 +27,14 @@ impl Sink for DeadLetterSink {
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let mut deliveries = Vec::with_capacity(batch.dead_letters.len());
-        for d in &batch.dead_letters {
+        // The records borrow their topic names.
+        let topics: Vec<String> = batch
+            .dead_letters
+            .iter()
+            .map(|d| d.tenant.deadletter_topic())
+            .collect();
+        let mut records = Vec::with_capacity(batch.dead_letters.len());
+        for (d, topic) in batch.dead_letters.iter().zip(&topics) {
             let partition = d.partition.to_string();
             let offset = d.offset.to_string();
             let headers = OwnedHeaders::new()
@@ -53,33 +58,15 @@ impl Sink for DeadLetterSink {
                     key: "rf-source-offset",
                     value: Some(offset.as_str()),
                 });
-            let topic = d.tenant.deadletter_topic();
-            let mut record = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
             if let Some(key) = &d.key {
                 record = record.key(key.as_slice());
             }
             if let Some(value) = &d.value {
                 record = record.payload(value.as_slice());
             }
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => break deliveries.push(delivery),
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(SinkError::transient("deadletter", e)),
-                }
-            }
+            records.push(record);
         }
-        for delivery in deliveries {
-            match tokio::time::timeout(self.timeout, delivery).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => return Err(SinkError::transient("deadletter", e)),
-                Ok(Err(_)) => return Err(SinkError::transient("deadletter", "producer closed")),
-                Err(_) => return Err(SinkError::transient("deadletter", "delivery timed out")),
-            }
-        }
-        Ok(())
+        crate::produce_all(&self.producer, records, self.timeout, "deadletter").await
     }
 }

@@ -171,6 +171,21 @@ impl Alert {
         }
     }
 
+    /// A message that only checks a target works (`roomflow tenant test-alerts`).
+    pub fn test(tenant: &TenantId, service: &str) -> Self {
+        let now = chrono::Utc::now().timestamp_millis();
+        Self {
+            key: format!("{tenant}/test/tenant/{tenant}/{now}"),
+            severity: Severity::Low,
+            title: format!("roomflow test alert for {tenant}"),
+            summary: "Alerts of this tenant reach this channel. Nothing needs doing.".into(),
+            context: format!("sent at {}", hhmm(now)),
+            facts: vec![("Tenant".into(), tenant.to_string())],
+            link: format!("{}/v1/anomalies", service.trim_end_matches('/')),
+            data: json!({"tenant": tenant.as_str(), "rule": "test"}),
+        }
+    }
+
     /// The same alert standing for `more` later ones of its entity and rule, held back
     /// by the cooldown since `since` (ms).
     pub fn grouped(mut self, more: u32, since: i64) -> Self {

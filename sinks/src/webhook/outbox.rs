@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
@@ -99,32 +98,13 @@ impl Sink for OutboxSink {
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let mut deliveries = Vec::with_capacity(batch.anomalies.len());
-        for a in &batch.anomalies {
-            let value = encode(a);
-            let mut record = FutureRecord::to(TOPIC)
-                .key(a.tenant.as_str())
-                .payload(&value);
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => break deliveries.push(delivery),
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(SinkError::transient("outbox", e)),
-                }
-            }
-        }
-        for delivery in deliveries {
-            match tokio::time::timeout(self.timeout, delivery).await {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => return Err(SinkError::transient("outbox", e)),
-                Ok(Err(_)) => return Err(SinkError::transient("outbox", "producer closed")),
-                Err(_) => return Err(SinkError::transient("outbox", "delivery timed out")),
-            }
-        }
-        Ok(())
+        let values: Vec<Vec<u8>> = batch.anomalies.iter().map(encode).collect();
+        let records = batch.anomalies.iter().zip(&values).map(|(a, value)| {
+            FutureRecord::to(TOPIC)
+                .key(a.tenant.as_str().as_bytes())
+                .payload(value.as_slice())
+        });
+        crate::produce_all(&self.producer, records, self.timeout, "outbox").await
     }
 }
 
