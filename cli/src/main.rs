@@ -73,6 +73,10 @@ enum Command {
     Deadletter(DeadletterCommand),
     /// Mint a bearer token for the query service.
     Token(TokenArgs),
+    /// Write a tenant's utilization report over whole days (UTC): every office's days as
+    /// CSV, and a one-page HTML report with charts (weekly trend, hour-of-week heatmap,
+    /// least-used rooms and what releasing them would save).
+    Report(ReportArgs),
     /// Forecast a series (CSV `timestamp,value`) with roomflow's forecaster: the next
     /// --horizon steps with 95% intervals, or with --holdout, its MASE and the
     /// seasonal-naive forecast's on the last seasons.
@@ -258,6 +262,22 @@ impl TenantFields {
             alert_rules: (!self.alert_rules.is_empty()).then_some(self.alert_rules),
         }
     }
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The tenant.
+    tenant: TenantId,
+    /// The first day: a date (2026-11-01) or an age (28d) [default: 28 days before --to].
+    #[arg(long)]
+    from: Option<String>,
+    /// The day after the last: a date or an age [default: today, so the last day is
+    /// yesterday].
+    #[arg(long)]
+    to: Option<String>,
+    /// The folder to write `<tenant>-<from>-<to>.csv` and `.html` into.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -517,6 +537,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             step_secs: parse_duration(&args.step).context("--step")?.as_secs() as i64,
             floor: args.floor,
         }),
+        Command::Report(args) => write_report(&config, args),
         Command::Deadletter(DeadletterCommand::Inspect {
             tenant,
             since,
@@ -1421,6 +1442,71 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         _ => anyhow::bail!("{s:?} is not a duration like 7d, 12h, 30m"),
     };
     Ok(Duration::from_secs(n * secs))
+}
+
+fn write_report(config: &Config, args: ReportArgs) -> anyhow::Result<()> {
+    const DAY: i64 = 86_400_000;
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = |ms: i64| ms.div_euclid(DAY) * DAY;
+    let to = match &args.to {
+        Some(s) => day(parse_time(s, now).context("--to")?),
+        None => day(now),
+    };
+    let from = match &args.from {
+        Some(s) => day(parse_time(s, now).context("--from")?),
+        None => to - 28 * DAY,
+    };
+    if from >= to {
+        anyhow::bail!("--from: must be a day before --to");
+    }
+    if to - from > 366 * DAY {
+        anyhow::bail!("--from: a report covers at most 366 days");
+    }
+    let settings = config.settings();
+    let entry = rf_jobs::tenant::entry(&settings, &args.tenant)?;
+    let region = settings.region(&entry.region).with_context(|| {
+        format!(
+            "tenant {}'s region {} is not configured here",
+            args.tenant, entry.region
+        )
+    })?;
+    let report = runtime()?.block_on(rf_jobs::report::gather(
+        &region.clickhouse,
+        &args.tenant,
+        &entry.display_name,
+        (from, to),
+    ))?;
+    if report.days.is_empty() {
+        anyhow::bail!(
+            "tenant {} has no final day windows from {} to {}",
+            args.tenant,
+            format_day(from),
+            format_day(to)
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out: cannot create {}", args.out.display()))?;
+    let stem = format!(
+        "{}-{}-{}",
+        args.tenant,
+        format_day(from),
+        format_day(to - DAY)
+    );
+    for (ext, body) in [
+        ("csv", rf_jobs::report::render::csv(&report)),
+        ("html", rf_jobs::report::render::html(&report)),
+    ] {
+        let path = args.out.join(format!("{stem}.{ext}"));
+        std::fs::write(&path, body)
+            .with_context(|| format!("--out: cannot write {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+fn format_day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d").to_string())
 }
 
 /// An RFC 3339 time, a date (midnight UTC), or an age before `now` like `7d`.

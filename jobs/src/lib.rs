@@ -1,10 +1,11 @@
 //! roomflow's jobs: tenant provisioning, schema registration, the sensor fleet
-//! simulator and the end-to-end benchmark.
+//! simulator, the end-to-end benchmark and utilization reports.
 
 pub mod analyst;
 pub mod apikey;
 pub mod bench;
 pub mod deadletter;
+pub mod report;
 pub mod schemas;
 pub mod simulate;
 pub mod tenant;
