@@ -36,6 +36,8 @@ pub struct Config {
     pub analytics: AnalyticsConfig,
     /// Alert delivery to Slack, Teams and webhooks.
     pub alerts: AlertsConfig,
+    /// Durable jobs (`roomflow jobs`).
+    pub jobs: rf_jobs::queue::worker::JobsConfig,
 }
 
 /// Environment variables that are not config fields.
@@ -65,6 +67,9 @@ impl Config {
         self.pipeline.validate()?;
         self.analytics.validate()?;
         self.alerts.validate()?;
+        if self.jobs.output_dir.as_os_str().is_empty() {
+            anyhow::bail!("jobs.output_dir: must not be empty");
+        }
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         for (field, url) in [

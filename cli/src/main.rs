@@ -77,6 +77,11 @@ enum Command {
     /// CSV, and a one-page HTML report with charts (weekly trend, hour-of-week heatmap,
     /// least-used rooms and what releasing them would save).
     Report(ReportArgs),
+    /// Submit, list, follow, cancel and read the logs of durable jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Run the job worker: take submitted jobs in order and run each (until Ctrl-C).
+    Jobs,
     /// Forecast a series (CSV `timestamp,value`) with roomflow's forecaster: the next
     /// --horizon steps with 95% intervals, or with --holdout, its MASE and the
     /// seasonal-naive forecast's on the last seasons.
@@ -278,6 +283,58 @@ struct ReportArgs {
     /// The folder to write `<tenant>-<from>-<to>.csv` and `.html` into.
     #[arg(long, default_value = ".")]
     out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submit a job; prints its id.
+    Submit {
+        #[command(subcommand)]
+        kind: JobKindArgs,
+        /// Follow it with a progress bar until it ends.
+        #[arg(long, global = true)]
+        follow: bool,
+    },
+    /// Every job, newest first.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+    },
+    /// A job's status and progress.
+    Status {
+        /// The job id.
+        id: String,
+        /// Follow it with a progress bar until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Ask a job to stop: a queued one never starts, a running one stops at its next step.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// A job's log lines.
+    Logs {
+        /// The job id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobKindArgs {
+    /// A utilization report (CSV and HTML) into the worker's jobs.output_dir.
+    Report {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The first day: a date or an age [default: 28 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// The day after the last: a date or an age [default: today].
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -538,6 +595,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             floor: args.floor,
         }),
         Command::Report(args) => write_report(&config, args),
+        Command::Job(command) => job_command(&config, command),
+        Command::Jobs => {
+            let stop = shutdown_flag()?;
+            let worker = rf_jobs::queue::worker::Worker::new(&config.settings(), &config.jobs)?;
+            tracing::info!(output_dir = %config.jobs.output_dir.display(), "job worker started");
+            worker.run(&stop);
+            Ok(())
+        }
         Command::Deadletter(DeadletterCommand::Inspect {
             tenant,
             since,
@@ -1444,15 +1509,17 @@ fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(n * secs))
 }
 
-fn write_report(config: &Config, args: ReportArgs) -> anyhow::Result<()> {
-    const DAY: i64 = 86_400_000;
+const DAY: i64 = 86_400_000;
+
+/// Whole UTC days from `--from` up to `--to` (default: the 28 days before today).
+fn report_days(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(i64, i64)> {
     let now = chrono::Utc::now().timestamp_millis();
     let day = |ms: i64| ms.div_euclid(DAY) * DAY;
-    let to = match &args.to {
+    let to = match to {
         Some(s) => day(parse_time(s, now).context("--to")?),
         None => day(now),
     };
-    let from = match &args.from {
+    let from = match from {
         Some(s) => day(parse_time(s, now).context("--from")?),
         None => to - 28 * DAY,
     };
@@ -1462,6 +1529,159 @@ fn write_report(config: &Config, args: ReportArgs) -> anyhow::Result<()> {
     if to - from > 366 * DAY {
         anyhow::bail!("--from: a report covers at most 366 days");
     }
+    Ok((from, to))
+}
+
+fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
+    use rf_jobs::queue::{self, JobKind};
+    let kafka = &config.kafka;
+    match command {
+        JobCommand::Submit { kind, follow } => {
+            let (tenant, kind) = match kind {
+                JobKindArgs::Report { tenant, from, to } => {
+                    let (from, to) = report_days(from.as_deref(), to.as_deref())?;
+                    (tenant, JobKind::Report { from, to })
+                }
+            };
+            let settings = config.settings();
+            rf_jobs::tenant::entry(&settings, &tenant)?;
+            let status =
+                runtime()?.block_on(queue::submit(kafka, &config.clickhouse, &tenant, kind))?;
+            println!("{}", status.spec.id);
+            if follow {
+                follow_job(kafka, &status.spec.id)?;
+            }
+            Ok(())
+        }
+        JobCommand::List { tenant } => {
+            let tail = queue::read(kafka)?;
+            let mut jobs: Vec<_> = tail
+                .statuses
+                .values()
+                .filter(|s| tenant.as_ref().is_none_or(|t| s.spec.tenant == t.as_str()))
+                .collect();
+            jobs.sort_by_key(|s| std::cmp::Reverse(s.spec.submitted_ms));
+            println!(
+                "{:<48} {:<8} {:<10} {:<9} {:<20} message",
+                "id", "kind", "state", "progress", "submitted"
+            );
+            for s in jobs {
+                println!(
+                    "{:<48} {:<8} {:<10} {:<9} {:<20} {}",
+                    s.spec.id,
+                    s.spec.kind.name(),
+                    state_of(&tail, s),
+                    format!("{}/{}", s.done, s.total),
+                    format_ms(s.spec.submitted_ms),
+                    s.message
+                );
+            }
+            Ok(())
+        }
+        JobCommand::Status { id, follow } => {
+            if follow {
+                return follow_job(kafka, &id);
+            }
+            let tail = queue::read(kafka)?;
+            let s = tail
+                .statuses
+                .get(&id)
+                .with_context(|| format!("no job {id:?}"))?;
+            println!("job       {}", s.spec.id);
+            println!("tenant    {}", s.spec.tenant);
+            println!("kind      {}", serde_json::to_string(&s.spec.kind)?);
+            println!("state     {}", state_of(&tail, s));
+            println!("progress  {}/{} {}", s.done, s.total, s.unit);
+            println!("attempts  {}", s.attempts);
+            println!("submitted {}", format_ms(s.spec.submitted_ms));
+            if let Some(at) = s.started_ms {
+                println!("started   {}", format_ms(at));
+            }
+            if let Some(at) = s.finished_ms {
+                println!("finished  {}", format_ms(at));
+            }
+            if !s.message.is_empty() {
+                println!("message   {}", s.message);
+            }
+            for o in &s.outputs {
+                println!("output    {o}");
+            }
+            Ok(())
+        }
+        JobCommand::Cancel { id } => {
+            let status = runtime()?.block_on(queue::cancel(kafka, &id))?;
+            println!(
+                "job {id} ({}) asked to stop: a queued job never starts, a running one stops at its next step",
+                status.state.label()
+            );
+            Ok(())
+        }
+        JobCommand::Logs { id } => {
+            let tail = queue::read(kafka)?;
+            let s = tail
+                .statuses
+                .get(&id)
+                .with_context(|| format!("no job {id:?}"))?;
+            for line in &s.logs {
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn state_of(tail: &rf_jobs::queue::StatusTail, s: &rf_jobs::queue::JobStatus) -> String {
+    let cancelling = !s.state.is_final() && tail.cancels.contains(&s.spec.id);
+    format!(
+        "{}{}",
+        s.state.label(),
+        if cancelling {
+            " (cancel requested)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Shows a job's progress (rate and ETA) until it ends; fails if it did not succeed.
+fn follow_job(kafka: &rf_pipelines::KafkaConfig, id: &str) -> anyhow::Result<()> {
+    use rf_jobs::queue::{JobState, StatusTail};
+    let mut tail = StatusTail::new(kafka, "roomflow-job-reader")?;
+    tail.catch_up(Duration::from_secs(kafka.timeout_secs))?;
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg:12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    loop {
+        let s = tail
+            .statuses
+            .get(id)
+            .with_context(|| format!("no job {id:?}"))?;
+        bar.set_length(s.total);
+        bar.set_position(s.done);
+        bar.set_message(s.state.label());
+        if s.state.is_final() {
+            bar.finish();
+            let s = s.clone();
+            println!("{} {}: {}", s.spec.id, s.state.label(), s.message);
+            for o in &s.outputs {
+                println!("  {o}");
+            }
+            if s.state != JobState::Succeeded {
+                anyhow::bail!("job {id} {}", s.state.label());
+            }
+            return Ok(());
+        }
+        bar.tick();
+        tail.poll(Duration::from_millis(500))?;
+    }
+}
+
+fn write_report(config: &Config, args: ReportArgs) -> anyhow::Result<()> {
+    let (from, to) = report_days(args.from.as_deref(), args.to.as_deref())?;
     let settings = config.settings();
     let entry = rf_jobs::tenant::entry(&settings, &args.tenant)?;
     let region = settings.region(&entry.region).with_context(|| {

@@ -108,5 +108,112 @@ async fn a_report_shows_the_weeks_the_hours_and_the_rooms_to_release() {
         html.contains("save about <b>700</b> a month"),
         "r3 is the one to release"
     );
-    let _ = std::fs::remove_dir_all(&out);
+    std::fs::remove_dir_all(&out).unwrap();
+
+    jobs(&s, &tenant).await;
+}
+
+/// The same report as durable jobs: one runs, one is cancelled before it starts, one
+/// whose worker died is run again, and a restarted worker runs none twice.
+async fn jobs(s: &rf_pipelines::Settings, tenant: &rf_schemas::TenantId) {
+    use rf_jobs::queue::worker::{JobsConfig, Worker};
+    use rf_jobs::queue::{self, JobKind, JobState};
+    let kind = JobKind::Report {
+        from: T0,
+        to: T0 + 14 * DAY,
+    };
+    let submit = || queue::submit(&s.kafka, &s.clickhouse, tenant, kind.clone());
+    let ran = submit().await.unwrap().spec.id;
+    let cancelled = submit().await.unwrap().spec.id;
+    queue::cancel(&s.kafka, &cancelled).await.unwrap();
+    let mut died = submit().await.unwrap();
+    // A worker took it and died: its status says running, its submission is uncommitted.
+    died.state = JobState::Running;
+    died.attempts = 1;
+    died.updated_ms += 1;
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    queue::put_status(&producer, &s.kafka, &s.clickhouse, &died)
+        .await
+        .unwrap();
+
+    let out = std::env::temp_dir().join(format!("rf-jobs-{tenant}"));
+    let config = JobsConfig {
+        output_dir: out.clone(),
+    };
+    let (s2, config2) = (s.clone(), config.clone());
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut worker = Worker::new(&s2, &config2).unwrap();
+        let mut ended = std::collections::BTreeMap::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while ended.len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jobs ended: {ended:?}"
+            );
+            if let Some(status) = worker.step(std::time::Duration::from_secs(1)).unwrap() {
+                ended.insert(status.spec.id.clone(), status);
+            }
+        }
+        drop(worker);
+        // A restart runs nothing again.
+        let mut worker = Worker::new(&s2, &config2).unwrap();
+        for _ in 0..5 {
+            let again = worker.step(std::time::Duration::from_secs(1)).unwrap();
+            assert!(again.is_none(), "run again: {again:?}");
+        }
+        ended
+    })
+    .await
+    .unwrap();
+    let report = &ended[&ran];
+    assert_eq!(report.state, JobState::Succeeded, "{report:?}");
+    assert_eq!((report.done, report.total, report.attempts), (3, 3, 1));
+    assert!(
+        report.message.starts_with("14 office days"),
+        "{}",
+        report.message
+    );
+    assert_eq!(report.outputs.len(), 2);
+    let html = std::fs::read_to_string(&report.outputs[1]).unwrap();
+    assert!(html.contains("save about <b>700</b> a month"));
+    let c = &ended[&cancelled];
+    assert_eq!((c.state, c.attempts), (JobState::Cancelled, 0));
+    assert_eq!(c.message, "cancelled before it started");
+    let d = &ended[&died.spec.id];
+    assert_eq!((d.state, d.attempts), (JobState::Succeeded, 2), "run again");
+
+    // The mirror, and what an operator sees.
+    assert_eq!(
+        clickhouse_lines(&format!(
+            "SELECT toString(argMax(state, version)), argMax(attempts, version) FROM rf_platform.jobs WHERE id = '{}'",
+            died.spec.id
+        )),
+        ["succeeded\t2"]
+    );
+    let cli = |args: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        String::from_utf8(run.stdout).unwrap()
+    };
+    let status = cli(&["job", "status", &ran]);
+    assert!(status.contains("state     succeeded"), "{status}");
+    assert!(status.contains("progress  3/3 steps"), "{status}");
+    let logs = cli(&["job", "logs", &ran]);
+    assert!(
+        logs.lines()
+            .next()
+            .unwrap()
+            .ends_with("started (attempt 1)"),
+        "{logs}"
+    );
+    let list = cli(&["job", "list", "--tenant", tenant.as_str()]);
+    assert_eq!(list.lines().count(), 4, "a header and three jobs: {list}");
+    std::fs::remove_dir_all(&out).unwrap();
 }

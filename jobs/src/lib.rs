@@ -5,6 +5,7 @@ pub mod analyst;
 pub mod apikey;
 pub mod bench;
 pub mod deadletter;
+pub mod queue;
 pub mod report;
 pub mod schemas;
 pub mod simulate;

@@ -34,3 +34,21 @@ CREATE TABLE IF NOT EXISTS rf_platform.api_keys (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY key_id;
+
+-- Jobs (backfills, retention, erasure, reports): a mirror of the compacted topic
+-- roomflow.job-status, one revision per status change, the latest by version (updated_ms).
+CREATE TABLE IF NOT EXISTS rf_platform.jobs (
+    id String,
+    tenant String,
+    kind String,
+    state Enum8('queued' = 1, 'running' = 2, 'succeeded' = 3, 'failed' = 4, 'cancelled' = 5),
+    done UInt64,
+    total UInt64,
+    message String,
+    attempts UInt32,
+    submitted_at DateTime('UTC'),
+    started_at DateTime('UTC'),
+    finished_at DateTime('UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY id;

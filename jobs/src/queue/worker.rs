@@ -1,0 +1,274 @@
+//! The job worker: takes submissions in order, runs each, and keeps its status; a
+//! submission's offset is committed only once its job ended.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use rf_pipelines::Settings;
+use rf_schemas::TenantId;
+
+use super::{
+    ensure_topics, now_ms, put_status, JobKind, JobSpec, JobState, JobStatus, StatusTail,
+    JOBS_TOPIC,
+};
+use crate::JobError;
+
+/// How jobs run.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Where jobs write their files (reports), one folder per job.
+    pub output_dir: PathBuf,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            output_dir: PathBuf::from("reports"),
+        }
+    }
+}
+
+/// Why a run stopped early.
+enum Stop {
+    Cancelled,
+    Failed(JobError),
+}
+
+impl From<JobError> for Stop {
+    fn from(e: JobError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Runs submitted jobs one at a time.
+pub struct Worker {
+    settings: Settings,
+    config: JobsConfig,
+    consumer: BaseConsumer,
+    tail: StatusTail,
+    producer: FutureProducer,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Worker {
+    /// Creates the job topics if missing, joins the consumer group
+    /// `<kafka.group_id>.jobs` and reads every status. It runs the jobs of the tenants
+    /// `pipeline.tenants` lists (every tenant when empty).
+    pub fn new(settings: &Settings, config: &JobsConfig) -> Result<Self, JobError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| JobError::Invalid(format!("cannot start a runtime: {e}")))?;
+        let kafka = &settings.kafka;
+        runtime.block_on(ensure_topics(kafka))?;
+        let kerr = |e: rdkafka::error::KafkaError| JobError::Kafka(format!("jobs: {e}"));
+        let consumer: BaseConsumer = kafka
+            .client_config()
+            .set("group.id", format!("{}.jobs", kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // A job may run for hours between two polls.
+            .set("max.poll.interval.ms", "86400000")
+            .create()
+            .map_err(kerr)?;
+        consumer.subscribe(&[JOBS_TOPIC]).map_err(kerr)?;
+        let producer: FutureProducer = {
+            let _guard = runtime.enter();
+            kafka.client_config().create().map_err(kerr)?
+        };
+        let mut tail = StatusTail::new(kafka, "roomflow-jobs-status")?;
+        tail.catch_up(Duration::from_secs(kafka.timeout_secs))?;
+        Ok(Self {
+            settings: settings.clone(),
+            config: config.clone(),
+            consumer,
+            tail,
+            producer,
+            runtime,
+        })
+    }
+
+    /// Runs jobs until `stop` is set (a running job finishes its current step first).
+    pub fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if let Err(error) = self.step(Duration::from_millis(500)) {
+                tracing::warn!(%error, "the job worker failed; trying again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Takes the next submission, if one comes within `wait`, and runs it to its end;
+    /// returns its final status (a job that had ended already is passed over; a job of a
+    /// tenant not served gives `None`).
+    pub fn step(&mut self, wait: Duration) -> Result<Option<JobStatus>, JobError> {
+        self.tail.poll(Duration::ZERO)?;
+        let Some(message) = self.consumer.poll(wait) else {
+            return Ok(None);
+        };
+        let m = message.map_err(|e| JobError::Kafka(format!("jobs: {e}")))?;
+        let (partition, offset) = (m.partition(), m.offset());
+        let spec = m.payload().map(serde_json::from_slice::<JobSpec>);
+        let listed = &self.settings.pipeline.tenants;
+        let status = match spec {
+            // Another deployment's tenant.
+            Some(Ok(spec)) if !listed.is_empty() && !listed.contains(&spec.tenant) => None,
+            Some(Ok(spec)) => Some(self.run_job(spec)?),
+            _ => {
+                tracing::warn!(offset, "unreadable job submission; skipped");
+                None
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(JOBS_TOPIC, partition, Offset::Offset(offset + 1))
+            .map_err(|e| JobError::Kafka(e.to_string()))?;
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| JobError::Kafka(format!("jobs: committing: {e}")))?;
+        Ok(status)
+    }
+
+    fn run_job(&mut self, spec: JobSpec) -> Result<JobStatus, JobError> {
+        let mut status = self
+            .tail
+            .statuses
+            .get(&spec.id)
+            .cloned()
+            .unwrap_or_else(|| JobStatus::queued(spec.clone()));
+        if status.state.is_final() {
+            return Ok(status);
+        }
+        let now = now_ms();
+        if self.tail.cancels.contains(&spec.id) {
+            self.finish(
+                &mut status,
+                JobState::Cancelled,
+                "cancelled before it started",
+            )?;
+            return Ok(status);
+        }
+        status.attempts += 1;
+        status.state = JobState::Running;
+        status.started_ms = Some(now);
+        status.done = 0;
+        let attempt = status.attempts;
+        status.log(now, format!("started (attempt {attempt})"));
+        self.put(&mut status)?;
+        tracing::info!(job = %spec.id, tenant = %spec.tenant, attempt, "job started");
+        let outcome = match &spec.kind {
+            JobKind::Report { from, to } => self.report(&mut status, (*from, *to)),
+        };
+        match outcome {
+            Ok(message) => self.finish(&mut status, JobState::Succeeded, &message)?,
+            Err(Stop::Cancelled) => self.finish(&mut status, JobState::Cancelled, "cancelled")?,
+            Err(Stop::Failed(error)) => {
+                self.finish(&mut status, JobState::Failed, &error.to_string())?
+            }
+        }
+        tracing::info!(job = %spec.id, tenant = %spec.tenant, state = status.state.label(), "job ended");
+        Ok(status)
+    }
+
+    fn finish(
+        &mut self,
+        status: &mut JobStatus,
+        state: JobState,
+        message: &str,
+    ) -> Result<(), JobError> {
+        let now = now_ms();
+        status.state = state;
+        status.message = message.to_string();
+        status.finished_ms = Some(now);
+        status.log(now, format!("{}: {message}", state.label()));
+        self.put(status)
+    }
+
+    fn put(&mut self, status: &mut JobStatus) -> Result<(), JobError> {
+        status.updated_ms = now_ms().max(status.updated_ms + 1);
+        let kafka = &self.settings.kafka;
+        let clickhouse = &self.settings.clickhouse;
+        self.runtime
+            .block_on(put_status(&self.producer, kafka, clickhouse, status))?;
+        self.tail
+            .statuses
+            .insert(status.spec.id.clone(), status.clone());
+        Ok(())
+    }
+
+    /// Records a step and stops if the job was asked to.
+    fn progress(&mut self, status: &mut JobStatus, done: u64, line: String) -> Result<(), Stop> {
+        status.done = done;
+        status.log(now_ms(), line);
+        self.put(status)?;
+        self.tail.poll(Duration::ZERO)?;
+        if self.tail.cancels.contains(&status.spec.id) {
+            return Err(Stop::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// A utilization report: read, then the CSV, then the HTML, into
+    /// `<output_dir>/<job id>/`.
+    fn report(&mut self, status: &mut JobStatus, (from, to): (i64, i64)) -> Result<String, Stop> {
+        (status.total, status.unit) = (3, "steps".into());
+        let tenant =
+            TenantId::parse(&status.spec.tenant).map_err(|e| JobError::Invalid(e.to_string()))?;
+        let entry = crate::tenant::entry(&self.settings, &tenant)?;
+        let region = self.settings.region(&entry.region).ok_or_else(|| {
+            JobError::Invalid(format!("region {} is not configured here", entry.region))
+        })?;
+        let report = self.runtime.block_on(crate::report::gather(
+            &region.clickhouse,
+            &tenant,
+            &entry.display_name,
+            (from, to),
+        ))?;
+        if report.days.is_empty() {
+            return Err(JobError::Invalid(format!(
+                "tenant {tenant} has no day windows in the range"
+            ))
+            .into());
+        }
+        let line = format!(
+            "read {} office days and {} rooms",
+            report.days.len(),
+            report.rooms.len()
+        );
+        self.progress(status, 1, line)?;
+        let dir = self.config.output_dir.join(&status.spec.id);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            JobError::Invalid(format!(
+                "jobs.output_dir: cannot create {}: {e}",
+                dir.display()
+            ))
+        })?;
+        status.outputs.clear();
+        for (done, ext, body) in [
+            (2, "csv", crate::report::render::csv(&report)),
+            (3, "html", crate::report::render::html(&report)),
+        ] {
+            let path = dir.join(format!("report.{ext}"));
+            std::fs::write(&path, body).map_err(|e| {
+                JobError::Invalid(format!(
+                    "jobs.output_dir: cannot write {}: {e}",
+                    path.display()
+                ))
+            })?;
+            status.outputs.push(path.display().to_string());
+            self.progress(status, done, format!("wrote {}", path.display()))?;
+        }
+        Ok(format!(
+            "{} office days; mean utilization {:.1}%",
+            report.days.len(),
+            report.mean_utilization() * 100.0
+        ))
+    }
+}
