@@ -70,6 +70,10 @@ impl Config {
         if self.jobs.output_dir.as_os_str().is_empty() {
             anyhow::bail!("jobs.output_dir: must not be empty");
         }
+        self.jobs
+            .retention
+            .validate()
+            .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         for (field, url) in [

@@ -323,6 +323,17 @@ enum JobCommand {
 
 #[derive(Subcommand)]
 enum JobKindArgs {
+    /// Retention and downsampling of a tenant's tables: partitions past the tenant's
+    /// retention_days are dropped, 15-minute windows and readings past
+    /// jobs.retention.keep_15m_days and hours past keep_1h_days deleted.
+    Retention {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Only list what would go (in the job's logs).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// A utilization report (CSV and HTML) into the worker's jobs.output_dir.
     Report {
         /// The tenant.
@@ -1538,6 +1549,9 @@ fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
     match command {
         JobCommand::Submit { kind, follow } => {
             let (tenant, kind) = match kind {
+                JobKindArgs::Retention { tenant, dry_run } => {
+                    (tenant, JobKind::Retention { dry_run })
+                }
                 JobKindArgs::Report { tenant, from, to } => {
                     let (from, to) = report_days(from.as_deref(), to.as_deref())?;
                     (tenant, JobKind::Report { from, to })

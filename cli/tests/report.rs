@@ -139,6 +139,7 @@ async fn jobs(s: &rf_pipelines::Settings, tenant: &rf_schemas::TenantId) {
     let out = std::env::temp_dir().join(format!("rf-jobs-{tenant}"));
     let config = JobsConfig {
         output_dir: out.clone(),
+        ..Default::default()
     };
     let (s2, config2) = (s.clone(), config.clone());
     let ended = tokio::task::spawn_blocking(move || {

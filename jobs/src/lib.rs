@@ -7,6 +7,7 @@ pub mod bench;
 pub mod deadletter;
 pub mod queue;
 pub mod report;
+pub mod retention;
 pub mod schemas;
 pub mod simulate;
 pub mod tenant;

@@ -43,6 +43,12 @@ pub enum JobKind {
         /// The end, ms.
         to: i64,
     },
+    /// Retention and downsampling of the tenant's tables (`jobs.retention` and the
+    /// tenant's `retention_days`); a dry run only lists what would go.
+    Retention {
+        /// Only list.
+        dry_run: bool,
+    },
 }
 
 impl JobKind {
@@ -50,6 +56,7 @@ impl JobKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Report { .. } => "report",
+            Self::Retention { .. } => "retention",
         }
     }
 }

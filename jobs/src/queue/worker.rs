@@ -18,6 +18,7 @@ use super::{
     ensure_topics, now_ms, put_status, JobKind, JobSpec, JobState, JobStatus, StatusTail,
     JOBS_TOPIC,
 };
+use crate::retention::RetentionConfig;
 use crate::JobError;
 
 /// How jobs run.
@@ -26,12 +27,15 @@ use crate::JobError;
 pub struct JobsConfig {
     /// Where jobs write their files (reports), one folder per job.
     pub output_dir: PathBuf,
+    /// How long rows of each size are kept.
+    pub retention: RetentionConfig,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
         Self {
             output_dir: PathBuf::from("reports"),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -165,6 +169,7 @@ impl Worker {
         tracing::info!(job = %spec.id, tenant = %spec.tenant, attempt, "job started");
         let outcome = match &spec.kind {
             JobKind::Report { from, to } => self.report(&mut status, (*from, *to)),
+            JobKind::Retention { dry_run } => self.retention(&mut status, *dry_run),
         };
         match outcome {
             Ok(message) => self.finish(&mut status, JobState::Succeeded, &message)?,
@@ -213,6 +218,50 @@ impl Worker {
             return Err(Stop::Cancelled);
         }
         Ok(())
+    }
+
+    /// Retention: plan, then each drop and delete (a dry run stops at the plan).
+    fn retention(&mut self, status: &mut JobStatus, dry_run: bool) -> Result<String, Stop> {
+        let tenant =
+            TenantId::parse(&status.spec.tenant).map_err(|e| JobError::Invalid(e.to_string()))?;
+        let entry = crate::tenant::entry(&self.settings, &tenant)?;
+        let region = self.settings.region(&entry.region).ok_or_else(|| {
+            JobError::Invalid(format!("region {} is not configured here", entry.region))
+        })?;
+        let plan = self.runtime.block_on(crate::retention::plan(
+            &region.clickhouse,
+            &tenant,
+            entry.retention_days,
+            &self.config.retention,
+            now_ms(),
+        ))?;
+        let lines = plan.lines();
+        (status.total, status.unit) = (lines.len() as u64 + 1, "steps".into());
+        let what = format!(
+            "{} partitions to drop and {} deletes: {} rows (retention {} days)",
+            plan.drops.len(),
+            plan.deletes.len(),
+            plan.rows(),
+            entry.retention_days
+        );
+        self.progress(status, 1, format!("planned {what}"))?;
+        if dry_run {
+            for line in &lines {
+                status.log(now_ms(), format!("would {line}"));
+            }
+            status.done = status.total;
+            return Ok(format!("dry run: {what}"));
+        }
+        for index in 0..lines.len() {
+            let line = self.runtime.block_on(crate::retention::apply_step(
+                &region.clickhouse,
+                &tenant,
+                &plan,
+                index,
+            ))?;
+            self.progress(status, index as u64 + 2, line)?;
+        }
+        Ok(format!("removed {what}"))
     }
 
     /// A utilization report: read, then the CSV, then the HTML, into

@@ -1,0 +1,117 @@
+//! Retention and downsampling on the real local stack (ClickHouse 18.16): a dry run lists
+//! what would go and removes nothing; the job then drops whole months past the tenant's
+//! retention and deletes 15-minute windows, readings and hours past theirs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rf_jobs::queue::worker::{JobsConfig, Worker};
+use rf_jobs::queue::{self, JobKind, JobState, JobStatus};
+use rf_pipelines::Settings;
+use rf_schemas::TenantId;
+
+const DAY: i64 = 86_400;
+
+fn office_row(db: &str, granularity: &str, start: i64) -> String {
+    format!(
+        "INSERT INTO {db}.office_utilization (granularity, office_id, window_start, window_end, rooms_reporting, \
+         avg_people, peak_people, capacity, utilization, final, version, updated_at) \
+         VALUES ('{granularity}', 'lon', toDateTime({start}), toDateTime({}), 1, 1.0, 1.0, 10, 0.1, 1, 1, now())",
+        start + 900
+    )
+}
+
+fn reading_row(db: &str, ts: i64) -> String {
+    format!(
+        "INSERT INTO {db}.readings (office_id, room_id, sensor_id, ts, ts_ms, people_count, schema_id, \
+         source_partition, version) VALUES ('lon', 'r1', 's1', toDateTime({ts}), {}, 1, 1, 0, 1)",
+        ts * 1000
+    )
+}
+
+/// Submits a retention job and runs it with a worker.
+async fn run(s: &Settings, tenant: &TenantId, dry_run: bool) -> JobStatus {
+    let kind = JobKind::Retention { dry_run };
+    let id = queue::submit(&s.kafka, &s.clickhouse, tenant, kind)
+        .await
+        .unwrap()
+        .spec
+        .id;
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut worker = Worker::new(&s, &JobsConfig::default()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "job {id} ended");
+            if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
+                if status.spec.id == id {
+                    return status;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_months_and_downsamples_as_configured() {
+    let tenant = fresh_tenant("retain");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant(&tenant).await;
+    let db = tenant.clickhouse_db();
+    let now = chrono::Utc::now().timestamp();
+    let day = |n: i64| (now - n * DAY) / 900 * 900;
+    for (granularity, age) in [
+        ("15m", 40), // goes: 15-minute windows live 30 days
+        ("15m", 10),
+        ("1h", 400), // goes: hours live a year
+        ("1h", 100),
+        ("1d", 400),
+        ("1d", 800), // goes with its month: past the tenant's 730 days
+    ] {
+        clickhouse_lines(&office_row(&db, granularity, day(age)));
+    }
+    for age in [40, 5] {
+        clickhouse_lines(&reading_row(&db, day(age)));
+    }
+    let left = || {
+        let mut rows = clickhouse_lines(&format!(
+            "SELECT toString(granularity), intDiv(toUInt32(now()) - toUInt32(window_start), 86400) FROM {db}.office_utilization"
+        ));
+        rows.extend(clickhouse_lines(&format!(
+            "SELECT 'readings', intDiv(toUInt32(now()) - toUInt32(ts), 86400) FROM {db}.readings"
+        )));
+        rows.sort();
+        rows
+    };
+    let all = left();
+    assert_eq!(all.len(), 8);
+
+    let dry = run(&s, &tenant, true).await;
+    assert_eq!(dry.state, JobState::Succeeded, "{dry:?}");
+    assert!(dry.message.starts_with("dry run: "), "{}", dry.message);
+    assert!(dry.message.contains(": 4 rows"), "{}", dry.message);
+    assert!(
+        dry.logs.iter().any(|l| l.contains("would drop partition")),
+        "{:#?}",
+        dry.logs
+    );
+    assert_eq!(left(), all, "a dry run removes nothing");
+
+    let done = run(&s, &tenant, false).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.done, done.total);
+    assert_eq!(
+        left(),
+        ["15m\t10", "1d\t400", "1h\t100", "readings\t5"],
+        "{:#?}",
+        done.logs
+    );
+    // Again: nothing left to remove.
+    let again = run(&s, &tenant, true).await;
+    assert!(again.message.contains(": 0 rows"), "{}", again.message);
+}

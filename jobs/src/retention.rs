@@ -1,0 +1,288 @@
+//! Retention and downsampling of a tenant's tables, with what ClickHouse 18.16 has as well
+//! as modern servers (no TTL): whole monthly partitions past every rule are dropped, and
+//! the rows past a shorter rule (15-minute windows after 30 days, hours after a year) are
+//! deleted with a mutation. Kafka's readings follow the topics' own retention.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use rf_schemas::TenantId;
+use rf_sinks::config::ClickHouseConfig;
+
+use crate::JobError;
+
+const DAY: i64 = 86_400_000;
+
+/// How long rows of each size are kept; a tenant's `retention_days` bounds them all.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// 15-minute windows and raw counted readings, days.
+    pub keep_15m_days: u32,
+    /// Hourly windows and forecasts, days.
+    pub keep_1h_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            keep_15m_days: 30,
+            keep_1h_days: 365,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Checks the ranges; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.keep_15m_days == 0 {
+            return Err("retention.keep_15m_days: must be at least 1".into());
+        }
+        if self.keep_1h_days < self.keep_15m_days {
+            return Err("retention.keep_1h_days: must be at least retention.keep_15m_days".into());
+        }
+        Ok(())
+    }
+}
+
+/// One rule: the rows of `table` matching `only` (or all) older than `days` go.
+struct Rule {
+    table: &'static str,
+    column: &'static str,
+    only: Option<&'static str>,
+    days: u32,
+}
+
+fn rules(config: &RetentionConfig, retention_days: u32) -> Vec<Rule> {
+    let short = config.keep_15m_days.min(retention_days);
+    let hours = config.keep_1h_days.min(retention_days);
+    let rule = |table, column, only, days| Rule {
+        table,
+        column,
+        only,
+        days,
+    };
+    let mut rules = Vec::new();
+    for table in ["room_utilization", "office_utilization"] {
+        rules.push(rule(table, "window_start", None, retention_days));
+        rules.push(rule(
+            table,
+            "window_start",
+            Some("granularity = '1h'"),
+            hours,
+        ));
+        rules.push(rule(
+            table,
+            "window_start",
+            Some("granularity = '15m'"),
+            short,
+        ));
+    }
+    rules.push(rule("readings", "ts", None, short));
+    rules.push(rule("forecasts", "window_start", None, hours));
+    rules.push(rule("anomalies", "window_start", None, retention_days));
+    rules.push(rule("audit", "ts", None, retention_days));
+    rules
+}
+
+/// What goes: partitions to drop and rows to delete.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// (table, partition `YYYYMM`, rows).
+    pub drops: Vec<(String, u32, u64)>,
+    /// (table, condition, rows), each a mutation.
+    pub deletes: Vec<(String, String, u64)>,
+}
+
+impl Plan {
+    /// Rows that go.
+    pub fn rows(&self) -> u64 {
+        self.drops.iter().map(|d| d.2).sum::<u64>() + self.deletes.iter().map(|d| d.2).sum::<u64>()
+    }
+
+    /// One line per step, for logs and dry runs.
+    pub fn lines(&self) -> Vec<String> {
+        let drops = self
+            .drops
+            .iter()
+            .map(|(t, p, n)| format!("drop partition {p} of {t} ({n} rows)"));
+        let deletes = self
+            .deletes
+            .iter()
+            .map(|(t, c, n)| format!("delete from {t} where {c} ({n} rows)"));
+        drops.chain(deletes).collect()
+    }
+}
+
+/// The first instant after the month of partition `yyyymm`, ms.
+fn month_end(yyyymm: u32) -> i64 {
+    let (y, m) = ((yyyymm / 100) as i32, yyyymm % 100);
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(i64::MIN, |t| t.and_utc().timestamp_millis())
+}
+
+/// What retention removes from `tenant`'s tables at `now` (ms): whole partitions that
+/// end before the cutoff of every row in them, then per rule the older rows left.
+pub async fn plan(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    retention_days: u32,
+    config: &RetentionConfig,
+    now: i64,
+) -> Result<Plan, JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let db = tenant.clickhouse_db();
+    let rules = rules(config, retention_days);
+    let mut plan = Plan::default();
+    let mut tables: Vec<&str> = rules.iter().map(|r| r.table).collect();
+    tables.dedup();
+    for table in tables {
+        let mine: Vec<&Rule> = rules.iter().filter(|r| r.table == table).collect();
+        // A partition goes whole once it ended before the longest rule's cutoff.
+        let whole = mine
+            .iter()
+            .filter(|r| r.only.is_none())
+            .map(|r| r.days)
+            .max();
+        let parts: Vec<(String, u64)> = client
+            .query(
+                "SELECT partition, sum(rows) FROM system.parts WHERE database = ? AND table = ? AND active \
+                 GROUP BY partition ORDER BY partition",
+            )
+            .bind(&db)
+            .bind(table)
+            .fetch_all()
+            .await
+            .map_err(ch)?;
+        if let Some(days) = whole {
+            let cutoff = now - days as i64 * DAY;
+            for (partition, rows) in parts {
+                let Ok(p) = partition.trim_matches('\'').parse::<u32>() else {
+                    continue;
+                };
+                if month_end(p) <= cutoff {
+                    plan.drops.push((table.to_string(), p, rows));
+                }
+            }
+        }
+        for rule in mine {
+            let cutoff = (now - rule.days as i64 * DAY) / 1000;
+            let condition = match rule.only {
+                Some(only) => format!("{only} AND {} < toDateTime({cutoff})", rule.column),
+                None => format!("{} < toDateTime({cutoff})", rule.column),
+            };
+            // Rows in partitions that are dropped anyway are not counted twice.
+            let dropped: Vec<String> = plan
+                .drops
+                .iter()
+                .filter(|d| d.0 == table)
+                .map(|d| d.1.to_string())
+                .collect();
+            let kept = if dropped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " AND toYYYYMM({}) NOT IN ({})",
+                    rule.column,
+                    dropped.join(", ")
+                )
+            };
+            let rows: u64 = client
+                .query(&format!(
+                    "SELECT count() FROM {db}.{table} WHERE {condition}{kept}"
+                ))
+                .fetch_one()
+                .await
+                .map_err(ch)?;
+            if rows > 0 {
+                plan.deletes.push((table.to_string(), condition, rows));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Carries out step `index` of the plan (its drops first, then its deletes, as
+/// [`Plan::lines`] lists them) and returns its line. A mutation is waited for.
+pub async fn apply_step(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    plan: &Plan,
+    index: usize,
+) -> Result<String, JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let db = tenant.clickhouse_db();
+    let line = plan.lines().swap_remove(index);
+    if let Some((table, partition, _)) = plan.drops.get(index) {
+        client
+            .query(&format!(
+                "ALTER TABLE {db}.{table} DROP PARTITION {partition}"
+            ))
+            .execute()
+            .await
+            .map_err(ch)?;
+        return Ok(line);
+    }
+    let (table, condition, _) = &plan.deletes[index - plan.drops.len()];
+    client
+        .query(&format!(
+            "ALTER TABLE {db}.{table} DELETE WHERE {condition}"
+        ))
+        .execute()
+        .await
+        .map_err(ch)?;
+    // Mutations run in the background: the step is done when none of the table's is.
+    loop {
+        let running: u64 = client
+            .query("SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0")
+            .bind(&db)
+            .bind(table.as_str())
+            .fetch_one()
+            .await
+            .map_err(ch)?;
+        if running == 0 {
+            return Ok(line);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_end_where_the_next_begins() {
+        assert_eq!(month_end(202601), 1_769_904_000_000); // 2026-02-01
+        assert_eq!(month_end(202512), 1_767_225_600_000); // 2026-01-01
+    }
+
+    #[test]
+    fn rules_never_keep_longer_than_the_tenant_retention() {
+        let r = rules(&RetentionConfig::default(), 14);
+        assert!(r.iter().all(|r| r.days <= 14));
+        let r = rules(&RetentionConfig::default(), 730);
+        let days = |t: &str, only: Option<&str>| {
+            r.iter()
+                .find(|r| r.table == t && r.only == only)
+                .unwrap()
+                .days
+        };
+        assert_eq!(days("room_utilization", Some("granularity = '15m'")), 30);
+        assert_eq!(days("office_utilization", Some("granularity = '1h'")), 365);
+        assert_eq!(days("office_utilization", None), 730);
+        assert_eq!(days("readings", None), 30);
+        assert!(RetentionConfig {
+            keep_15m_days: 40,
+            keep_1h_days: 30
+        }
+        .validate()
+        .is_err());
+    }
+}
