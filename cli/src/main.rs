@@ -323,6 +323,14 @@ enum JobCommand {
 
 #[derive(Subcommand)]
 enum JobKindArgs {
+    /// Erase a deleted tenant everywhere once its grace period (jobs.erasure_grace_days)
+    /// passed, ending with a JSON verification report; the worker submits it by itself
+    /// when the grace period ends.
+    Erase {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+    },
     /// Retention and downsampling of a tenant's tables: partitions past the tenant's
     /// retention_days are dropped, 15-minute windows and readings past
     /// jobs.retention.keep_15m_days and hours past keep_1h_days deleted.
@@ -1549,6 +1557,7 @@ fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
     match command {
         JobCommand::Submit { kind, follow } => {
             let (tenant, kind) = match kind {
+                JobKindArgs::Erase { tenant } => (tenant, JobKind::Erase),
                 JobKindArgs::Retention { tenant, dry_run } => {
                     (tenant, JobKind::Retention { dry_run })
                 }
@@ -1557,8 +1566,9 @@ fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
                     (tenant, JobKind::Report { from, to })
                 }
             };
-            let settings = config.settings();
-            rf_jobs::tenant::entry(&settings, &tenant)?;
+            if kind != JobKind::Erase {
+                rf_jobs::tenant::entry(&config.settings(), &tenant)?;
+            }
             let status =
                 runtime()?.block_on(queue::submit(kafka, &config.clickhouse, &tenant, kind))?;
             println!("{}", status.spec.id);

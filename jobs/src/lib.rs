@@ -5,6 +5,7 @@ pub mod analyst;
 pub mod apikey;
 pub mod bench;
 pub mod deadletter;
+pub mod erase;
 pub mod queue;
 pub mod report;
 pub mod retention;

@@ -563,7 +563,7 @@ pub async fn residency_report(
     })
 }
 
-fn tenant_topics(
+pub(crate) fn tenant_topics(
     kafka: &KafkaConfig,
     tenant: &TenantId,
 ) -> Result<BTreeMap<String, i64>, JobError> {
@@ -598,7 +598,7 @@ fn tenant_topics(
     Ok(topics)
 }
 
-async fn tenant_tables(
+pub(crate) async fn tenant_tables(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
 ) -> Result<BTreeMap<String, u64>, JobError> {
@@ -624,7 +624,7 @@ async fn tenant_tables(
     Ok(tables)
 }
 
-async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
+pub(crate) async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
     let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
     let client = redis::Client::open(url).map_err(rerr)?;
     let mut conn = client
@@ -638,7 +638,7 @@ async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
 }
 
 /// A Redis URL without its password.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),

@@ -49,6 +49,9 @@ pub enum JobKind {
         /// Only list.
         dry_run: bool,
     },
+    /// Erasure of a deleted tenant past its grace period, everywhere, ending with a
+    /// verification report (JSON) in the worker's `jobs.output_dir`.
+    Erase,
 }
 
 impl JobKind {
@@ -57,6 +60,7 @@ impl JobKind {
         match self {
             Self::Report { .. } => "report",
             Self::Retention { .. } => "retention",
+            Self::Erase => "erase",
         }
     }
 }

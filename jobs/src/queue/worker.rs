@@ -29,6 +29,9 @@ pub struct JobsConfig {
     pub output_dir: PathBuf,
     /// How long rows of each size are kept.
     pub retention: RetentionConfig,
+    /// Days between a tenant's deletion and its erasure; the worker submits the erasure
+    /// once they passed.
+    pub erasure_grace_days: u32,
 }
 
 impl Default for JobsConfig {
@@ -36,6 +39,7 @@ impl Default for JobsConfig {
         Self {
             output_dir: PathBuf::from("reports"),
             retention: RetentionConfig::default(),
+            erasure_grace_days: 30,
         }
     }
 }
@@ -102,7 +106,14 @@ impl Worker {
 
     /// Runs jobs until `stop` is set (a running job finishes its current step first).
     pub fn run(mut self, stop: &AtomicBool) {
+        let mut scheduled: Option<std::time::Instant> = None;
         while !stop.load(Ordering::Relaxed) {
+            if scheduled.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
+                scheduled = Some(std::time::Instant::now());
+                if let Err(error) = self.schedule_erasures() {
+                    tracing::warn!(%error, "cannot look for tenants to erase; trying again later");
+                }
+            }
             if let Err(error) = self.step(Duration::from_millis(500)) {
                 tracing::warn!(%error, "the job worker failed; trying again");
                 std::thread::sleep(Duration::from_secs(1));
@@ -170,6 +181,7 @@ impl Worker {
         let outcome = match &spec.kind {
             JobKind::Report { from, to } => self.report(&mut status, (*from, *to)),
             JobKind::Retention { dry_run } => self.retention(&mut status, *dry_run),
+            JobKind::Erase => self.erase(&mut status),
         };
         match outcome {
             Ok(message) => self.finish(&mut status, JobState::Succeeded, &message)?,
@@ -218,6 +230,109 @@ impl Worker {
             return Err(Stop::Cancelled);
         }
         Ok(())
+    }
+
+    /// Submits the erasure of every deleted tenant whose grace period passed and that has
+    /// none yet; returns the tenants.
+    pub fn schedule_erasures(&mut self) -> Result<Vec<TenantId>, JobError> {
+        let grace = self.config.erasure_grace_days as i64 * 86_400_000;
+        let now = now_ms();
+        self.tail.poll(Duration::ZERO)?;
+        let mut submitted = Vec::new();
+        let listed = &self.settings.pipeline.tenants;
+        for (tenant, entry) in crate::tenant::registry(&self.settings.kafka)? {
+            if !listed.is_empty() && !listed.contains(&entry.tenant) {
+                continue;
+            }
+            let due = entry.deleted_ms.is_some_and(|at| now - at >= grace);
+            let has_one = self.tail.statuses.values().any(|s| {
+                s.spec.kind == JobKind::Erase
+                    && s.spec.tenant == tenant.as_str()
+                    && s.state != JobState::Failed
+                    && s.state != JobState::Cancelled
+            });
+            if due && !has_one {
+                let status = self.runtime.block_on(super::submit(
+                    &self.settings.kafka,
+                    &self.settings.clickhouse,
+                    &tenant,
+                    JobKind::Erase,
+                ))?;
+                tracing::info!(tenant = %tenant, job = %status.spec.id, "erasure submitted: the grace period passed");
+                self.tail.statuses.insert(status.spec.id.clone(), status);
+                submitted.push(tenant);
+            }
+        }
+        Ok(submitted)
+    }
+
+    /// Erasure: each step of [`crate::erase::STEPS`], then the verification report.
+    fn erase(&mut self, status: &mut JobStatus) -> Result<String, Stop> {
+        let tenant =
+            TenantId::parse(&status.spec.tenant).map_err(|e| JobError::Invalid(e.to_string()))?;
+        if let Some(entry) = crate::tenant::registry(&self.settings.kafka)?.remove(&tenant) {
+            let grace = self.config.erasure_grace_days as i64 * 86_400_000;
+            match entry.deleted_ms {
+                None => {
+                    return Err(JobError::Invalid(format!(
+                        "tenant {tenant} is not deleted: roomflow tenant delete {tenant} first"
+                    ))
+                    .into())
+                }
+                Some(at) if now_ms() - at < grace => {
+                    let ends = chrono::DateTime::from_timestamp_millis(at + grace)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                        .unwrap_or_default();
+                    return Err(JobError::Invalid(format!(
+                        "tenant {tenant}'s grace period ends at {ends}"
+                    ))
+                    .into());
+                }
+                Some(_) => {}
+            }
+        }
+        let steps = crate::erase::STEPS.len();
+        (status.total, status.unit) = (steps as u64 + 1, "steps".into());
+        let id = status.spec.id.clone();
+        for index in 0..steps {
+            let line =
+                self.runtime
+                    .block_on(crate::erase::step(&self.settings, &tenant, &id, index))?;
+            self.progress(status, index as u64 + 1, line)?;
+        }
+        let report =
+            self.runtime
+                .block_on(crate::erase::verify(&self.settings, &tenant, &id, now_ms()))?;
+        let dir = self.config.output_dir.join(&id);
+        let path = dir.join("erasure-report.json");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::write(
+                    &path,
+                    serde_json::to_vec_pretty(&report).expect("a report serializes"),
+                )
+            })
+            .map_err(|e| {
+                JobError::Invalid(format!(
+                    "jobs.output_dir: cannot write {}: {e}",
+                    path.display()
+                ))
+            })?;
+        status.outputs = vec![path.display().to_string()];
+        let left: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.found > 0)
+            .map(|c| format!("{} {} in {}", c.found, c.what, c.store))
+            .collect();
+        self.progress(status, steps as u64 + 1, "verified every store".into())?;
+        if !left.is_empty() {
+            return Err(JobError::Invalid(format!("still found: {}", left.join("; "))).into());
+        }
+        let expiring: u64 = report.expiring.iter().map(|c| c.found).sum();
+        Ok(format!(
+            "erased; verified: nothing of the tenant remains ({expiring} records expire with their topics' retention)"
+        ))
     }
 
     /// Retention: plan, then each drop and delete (a dry run stops at the plan).

@@ -1,0 +1,159 @@
+//! Tenant erasure on the real local stack: a tenant with topics, rows, live keys,
+//! checkpoints, an API key, analyst users and a finished job is deleted; once its grace
+//! period passed the worker submits its erasure, which removes it everywhere and ends
+//! with a verification report that finds nothing of it.
+
+mod common;
+
+use std::time::Duration;
+
+use rdkafka::producer::FutureProducer;
+
+use common::*;
+use rf_jobs::queue::worker::{JobsConfig, Worker};
+use rf_jobs::queue::{self, JobKind, JobState, JobStatus};
+use rf_pipelines::Settings;
+
+const T0: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
+const HOUR: i64 = 3_600_000;
+
+/// Runs worker steps until the job `id` ended.
+fn run_job(worker: &mut Worker, id: &str) -> JobStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "job {id} ended");
+        if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
+            if status.spec.id == id {
+                return status;
+            }
+        }
+    }
+}
+
+fn worker(s: &Settings, out: &std::path::Path) -> Worker {
+    let config = JobsConfig {
+        output_dir: out.to_path_buf(),
+        erasure_grace_days: 0,
+        ..Default::default()
+    };
+    Worker::new(s, &config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
+    let tenant = fresh_tenant("erase");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let (reading_id, room_id) = create_tenant(&tenant).await;
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let rooms = [london_room("r1", 10)];
+    produce_all(
+        &producer,
+        &tenant.rooms_topic(),
+        &room_records(&rooms, room_id, T0),
+    )
+    .await;
+    let readings = minute_readings(reading_id, (T0, T0 + 3 * HOUR), &["r1"], |_, _| Some(2));
+    produce_all(&producer, &tenant.readings_topic(), &readings).await;
+    assert_accounts(&run_until_caught_up(&s).await);
+    rf_jobs::apikey::create(&s.clickhouse, &tenant, "dashboard")
+        .await
+        .unwrap();
+    let db = tenant.clickhouse_db();
+    assert_eq!(
+        clickhouse_lines(&format!("SELECT count() > 0 FROM {db}.room_utilization")),
+        ["1"]
+    );
+    assert!(!redis_state(&s.redis.url, &tenant).await.is_empty());
+    let out = std::env::temp_dir().join(format!("rf-{tenant}"));
+
+    // Not deleted yet: refused.
+    let early = queue::submit(&s.kafka, &s.clickhouse, &tenant, JobKind::Erase)
+        .await
+        .unwrap()
+        .spec
+        .id;
+    let (s2, out2, t2) = (s.clone(), out.clone(), tenant.clone());
+    let (refused, erased, again) = tokio::task::spawn_blocking(move || {
+        let mut w = worker(&s2, &out2);
+        let refused = run_job(&mut w, &early);
+        // Deleted, and the grace period (0 days here) passed: the worker submits it.
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(rf_jobs::tenant::delete(&s2, &t2))
+            .unwrap();
+        assert_eq!(w.schedule_erasures().unwrap(), std::slice::from_ref(&t2));
+        assert!(w.schedule_erasures().unwrap().is_empty(), "once");
+        let id = rf_jobs::queue::read(&s2.kafka)
+            .unwrap()
+            .statuses
+            .values()
+            .find(|st| st.spec.tenant == t2.as_str() && st.state == JobState::Queued)
+            .unwrap()
+            .spec
+            .id
+            .clone();
+        let erased = run_job(&mut w, &id);
+        // Running it again is harmless.
+        let rerun = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(queue::submit(
+                &s2.kafka,
+                &s2.clickhouse,
+                &t2,
+                JobKind::Erase,
+            ))
+            .unwrap()
+            .spec
+            .id;
+        let again = run_job(&mut w, &rerun);
+        (refused, erased, again)
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.state, JobState::Failed);
+    assert!(
+        refused.message.contains("is not deleted"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(erased.state, JobState::Succeeded, "{erased:#?}");
+    assert_eq!(erased.done, erased.total);
+    assert!(
+        erased
+            .message
+            .starts_with("erased; verified: nothing of the tenant remains"),
+        "{}",
+        erased.message
+    );
+    assert_eq!(again.state, JobState::Succeeded, "{again:#?}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&erased.outputs[0]).unwrap()).unwrap();
+    assert_eq!(report["clean"], true, "{report:#}");
+    let checks = report["checks"].as_array().unwrap();
+    assert!(
+        checks.len() >= 12,
+        "every store of every region: {report:#}"
+    );
+    assert!(checks.iter().all(|c| c["found"] == 0));
+
+    // Looked at independently of the report.
+    assert_eq!(
+        clickhouse_lines(&format!(
+            "SELECT count() FROM system.databases WHERE name = '{db}'"
+        )),
+        ["0"]
+    );
+    assert_eq!(
+        clickhouse_lines(&format!(
+            "SELECT count() FROM rf_platform.api_keys WHERE tenant = '{tenant}'"
+        )),
+        ["0"]
+    );
+    assert!(redis_state(&s.redis.url, &tenant).await.is_empty());
+    assert!(!rf_jobs::tenant::registry(&s.kafka)
+        .unwrap()
+        .contains_key(&tenant));
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -1,0 +1,536 @@
+//! Tenant erasure (the right to erasure): after a deleted tenant's grace period, its data
+//! is removed from every store of every region, then each store is checked and a JSON
+//! verification report says what, if anything, remains. Every step can run again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use rf_pipelines::{KafkaConfig, Settings};
+use rf_schemas::TenantId;
+
+use crate::tenant::{redact, tenant_keys, tenant_tables, tenant_topics};
+use crate::JobError;
+
+/// The erasure steps, in order.
+pub const STEPS: [&str; 7] = [
+    "topics",
+    "databases",
+    "redis keys",
+    "users",
+    "platform rows",
+    "compacted topics",
+    "registry",
+];
+
+/// Compacted topics whose keys name tenants: the tenant's keys get tombstones.
+const COMPACTED: [&str; 3] = [
+    "roomflow.alert-state",
+    "roomflow.checkpoints",
+    crate::queue::STATUS_TOPIC,
+];
+
+/// Topics that are not compacted: a tenant's records there expire with the topic's
+/// retention and are reported, not removed.
+const EXPIRING: [(&str, &str); 2] = [
+    (rf_sinks::webhook::outbox::TOPIC, "7 days"),
+    (crate::queue::JOBS_TOPIC, "the broker's default retention"),
+];
+
+/// One check of the verification report.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Check {
+    /// Where.
+    pub store: String,
+    /// What was looked for.
+    pub what: String,
+    /// How many were found.
+    pub found: u64,
+}
+
+/// The verification report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    /// The tenant.
+    pub tenant: String,
+    /// When it was checked, ms.
+    pub checked_ms: i64,
+    /// Every check.
+    pub checks: Vec<Check>,
+    /// Records that expire with their topic's retention.
+    pub expiring: Vec<Check>,
+    /// What is kept on purpose.
+    pub kept: Vec<String>,
+    /// Whether nothing was found.
+    pub clean: bool,
+}
+
+fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> JobError + '_ {
+    move |e| JobError::Kafka(format!("{what}: {e}"))
+}
+
+fn region_kafka(settings: &Settings, brokers: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.to_string(),
+        ..settings.kafka.clone()
+    }
+}
+
+/// Runs step `index` of [`STEPS`] for `tenant`; `job` is the erasure job's id (its own
+/// status is kept). Returns a line saying what went.
+pub async fn step(
+    settings: &Settings,
+    tenant: &TenantId,
+    job: &str,
+    index: usize,
+) -> Result<String, JobError> {
+    let regions = settings.regions();
+    match STEPS[index] {
+        "topics" => {
+            let mut deleted = 0;
+            for r in &regions {
+                let kafka = region_kafka(settings, &r.brokers);
+                let found = tenant_topics(&kafka, tenant)?;
+                if found.is_empty() {
+                    continue;
+                }
+                let admin: AdminClient<DefaultClientContext> = kafka
+                    .client_config()
+                    .create()
+                    .map_err(kafka_err("erasure"))?;
+                let names: Vec<&str> = found.keys().map(String::as_str).collect();
+                let options = AdminOptions::new()
+                    .operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
+                for result in admin
+                    .delete_topics(&names, &options)
+                    .await
+                    .map_err(kafka_err("deleting topics"))?
+                {
+                    match result {
+                        Ok(_) => deleted += 1,
+                        Err((topic, code)) => {
+                            return Err(JobError::Kafka(format!("cannot delete {topic}: {code}")))
+                        }
+                    }
+                }
+            }
+            Ok(format!("deleted {deleted} topics"))
+        }
+        "databases" => {
+            for r in &regions {
+                rf_sinks::clickhouse::client(&r.clickhouse)
+                    .query(&format!(
+                        "DROP DATABASE IF EXISTS {}",
+                        tenant.clickhouse_db()
+                    ))
+                    .execute()
+                    .await
+                    .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+            }
+            Ok(format!(
+                "dropped {} in {} regions",
+                tenant.clickhouse_db(),
+                regions.len()
+            ))
+        }
+        "redis keys" => {
+            let mut deleted = 0;
+            for r in &regions {
+                let rerr = |e: redis::RedisError| {
+                    JobError::Invalid(format!("redis {}: {e}", redact(&r.redis.url)))
+                };
+                let client = redis::Client::open(r.redis.url.as_str()).map_err(rerr)?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(rerr)?;
+                let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
+                    .await
+                    .map_err(rerr)?;
+                for chunk in keys.chunks(500) {
+                    let n: u64 = redis::cmd("DEL")
+                        .arg(chunk)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(rerr)?;
+                    deleted += n;
+                }
+            }
+            Ok(format!("deleted {deleted} Redis keys"))
+        }
+        "users" => {
+            let (ch_user, _) = crate::analyst::user_names(tenant);
+            for r in &regions {
+                crate::analyst::remove_redis_user(&r.redis, tenant).await?;
+                if r.clickhouse.analyst_users_dir.is_empty() {
+                    // Servers with SQL users; 18.16 has none and fails here harmlessly.
+                    let dropped = rf_sinks::clickhouse::client(&r.clickhouse)
+                        .query(&format!("DROP USER IF EXISTS {ch_user}"))
+                        .execute()
+                        .await;
+                    if let Err(error) = dropped {
+                        tracing::debug!(%error, "no SQL users to drop");
+                    }
+                } else {
+                    let file = std::path::Path::new(&r.clickhouse.analyst_users_dir)
+                        .join(format!("{ch_user}.xml"));
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(JobError::Invalid(format!(
+                                "cannot remove {}: {e}",
+                                file.display()
+                            )))
+                        }
+                    }
+                }
+            }
+            Ok("removed the analysts' ClickHouse and Redis users".into())
+        }
+        "platform rows" => {
+            let client = rf_sinks::clickhouse::client(&settings.clickhouse);
+            for statement in rf_schemas::platform_ddl() {
+                client
+                    .query(&statement)
+                    .execute()
+                    .await
+                    .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+            }
+            for (table, extra) in [("api_keys", ""), ("tenants", ""), ("jobs", " AND id != ?")] {
+                let mut q = client
+                    .query(&format!(
+                        "ALTER TABLE rf_platform.{table} DELETE WHERE tenant = ?{extra}"
+                    ))
+                    .bind(tenant.as_str());
+                if !extra.is_empty() {
+                    q = q.bind(job);
+                }
+                q.execute()
+                    .await
+                    .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+            }
+            wait_for_mutations(&settings.clickhouse).await?;
+            Ok("deleted the tenant's API keys, registry mirror and job rows".into())
+        }
+        "compacted topics" => {
+            let mut tombstones = 0;
+            for topic in COMPACTED {
+                let keys = live_keys(&settings.kafka, topic, |k| {
+                    names_tenant(topic, k, tenant, job)
+                })?;
+                tombstones += keys.len();
+                tombstone(&settings.kafka, topic, &keys).await?;
+            }
+            Ok(format!(
+                "{tombstones} tombstones in the platform's compacted topics"
+            ))
+        }
+        "registry" => {
+            crate::tenant::forget(settings, tenant).await?;
+            Ok("removed from the tenant registry".into())
+        }
+        _ => unreachable!("a step of STEPS"),
+    }
+}
+
+/// The tenant of a job id (`<kind>-<tenant>-<ms>`; kinds have no `-`).
+fn job_tenant(id: &str) -> Option<&str> {
+    let (rest, ms) = id.rsplit_once('-')?;
+    let (_, tenant) = rest.split_once('-')?;
+    ms.chars().all(|c| c.is_ascii_digit()).then_some(tenant)
+}
+
+/// Whether a key of `topic` names `tenant` (the erasure job `job`'s own are kept).
+fn names_tenant(topic: &str, key: &str, tenant: &TenantId, job: &str) -> bool {
+    let t = tenant.as_str();
+    match topic {
+        // `group/<tenant>/…` and `target/<tenant>/…`.
+        "roomflow.alert-state" => key.split('/').nth(1) == Some(t),
+        // `<group>/occupancy.<tenant>/<partition>`.
+        "roomflow.checkpoints" => key.contains(&format!("/{}/", tenant.readings_topic())),
+        // Job ids, and cancel requests `cancel/<id>`.
+        crate::queue::STATUS_TOPIC | crate::queue::JOBS_TOPIC => {
+            let id = key.strip_prefix("cancel/").unwrap_or(key);
+            id != job && job_tenant(id) == Some(t)
+        }
+        // The outbox: keyed by tenant.
+        _ => key == t,
+    }
+}
+
+async fn wait_for_mutations(
+    clickhouse: &rf_sinks::config::ClickHouseConfig,
+) -> Result<(), JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    loop {
+        let running: u64 = client
+            .query("SELECT count() FROM system.mutations WHERE database = 'rf_platform' AND is_done = 0")
+            .fetch_one()
+            .await
+            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+        if running == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The keys of a compacted topic whose latest record is not a tombstone and that
+/// `wanted` accepts.
+fn live_keys(
+    kafka: &KafkaConfig,
+    topic: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, JobError> {
+    let mut live = BTreeMap::new();
+    scan(kafka, topic, |key, has_value| {
+        if wanted(key) {
+            live.insert(key.to_string(), has_value);
+        }
+    })?;
+    Ok(live
+        .into_iter()
+        .filter(|(_, l)| *l)
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// Reads a topic from its start to its end, calling `f` with each keyed record's key
+/// and whether it has a value.
+fn scan(kafka: &KafkaConfig, topic: &str, mut f: impl FnMut(&str, bool)) -> Result<(), JobError> {
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", "roomflow-erasure")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kafka_err(topic))?;
+    let timeout = Duration::from_secs(kafka.timeout_secs);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kafka_err(topic))?;
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions())
+    {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(kafka_err(topic))?;
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .map_err(kafka_err(topic))?;
+            ends.insert(p.id(), high);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&tpl).map_err(kafka_err(topic))?;
+    let mut progress = Instant::now();
+    while !ends.is_empty() {
+        if progress.elapsed() > timeout {
+            return Err(JobError::Kafka(format!("{topic} not read to its end")));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = message.map_err(kafka_err(topic))?;
+        progress = Instant::now();
+        if ends
+            .get(&m.partition())
+            .is_some_and(|e| m.offset() + 1 >= *e)
+        {
+            ends.remove(&m.partition());
+        }
+        if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            f(key, m.payload().is_some());
+        }
+    }
+    Ok(())
+}
+
+async fn tombstone(kafka: &KafkaConfig, topic: &str, keys: &[String]) -> Result<(), JobError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let producer: FutureProducer = kafka.client_config().create().map_err(kafka_err(topic))?;
+    let timeout = Duration::from_secs(kafka.timeout_secs);
+    for key in keys {
+        producer
+            .send(FutureRecord::<str, [u8]>::to(topic).key(key), timeout)
+            .await
+            .map_err(|(e, _)| JobError::Kafka(format!("tombstone in {topic}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Looks for the tenant in every store of every region.
+pub async fn verify(
+    settings: &Settings,
+    tenant: &TenantId,
+    job: &str,
+    now: i64,
+) -> Result<Verification, JobError> {
+    let mut checks = Vec::new();
+    let mut check = |store: String, what: &str, found: u64| {
+        checks.push(Check {
+            store,
+            what: what.to_string(),
+            found,
+        })
+    };
+    for r in settings.regions() {
+        let kafka = region_kafka(settings, &r.brokers);
+        let topics = tenant_topics(&kafka, tenant)?;
+        check(
+            format!("{} broker {}", r.name, r.brokers),
+            "topics of the tenant",
+            topics.len() as u64,
+        );
+        let tables = tenant_tables(&r.clickhouse, tenant).await?;
+        check(
+            format!("{} ClickHouse {}", r.name, r.clickhouse.url),
+            "tables of the tenant",
+            tables.len() as u64,
+        );
+        let keys = tenant_keys(&r.redis.url, tenant).await?;
+        let redis = format!("{} Redis {}", r.name, redact(&r.redis.url));
+        check(redis.clone(), "keys rf:<tenant>:*", keys);
+        let (ch_user, redis_user) = crate::analyst::user_names(tenant);
+        check(
+            redis,
+            "the analysts' ACL user",
+            redis_user_exists(&r.redis.url, &redis_user).await?,
+        );
+        let file = !r.clickhouse.analyst_users_dir.is_empty()
+            && std::path::Path::new(&r.clickhouse.analyst_users_dir)
+                .join(format!("{ch_user}.xml"))
+                .exists();
+        check(
+            format!("{} ClickHouse {}", r.name, r.clickhouse.url),
+            "the analysts' user",
+            u64::from(file),
+        );
+    }
+    let client = rf_sinks::clickhouse::client(&settings.clickhouse);
+    for table in ["tenants", "api_keys", "jobs"] {
+        // The erasure job's own row stays.
+        let rows: u64 = client
+            .query(&format!(
+                "SELECT count() FROM rf_platform.{table} WHERE tenant = ? AND {} != ?",
+                if table == "jobs" { "id" } else { "tenant" }
+            ))
+            .bind(tenant.as_str())
+            .bind(job)
+            .fetch_one()
+            .await
+            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+        check(
+            "home ClickHouse".into(),
+            &format!("rf_platform.{table} rows"),
+            rows,
+        );
+    }
+    let registry = crate::tenant::registry(&settings.kafka)?;
+    check(
+        rf_schemas::tenant::TENANTS_TOPIC.into(),
+        "the registry entry",
+        u64::from(registry.contains_key(tenant)),
+    );
+    for topic in COMPACTED {
+        let keys = live_keys(&settings.kafka, topic, |k| {
+            names_tenant(topic, k, tenant, job)
+        })?;
+        check(
+            topic.into(),
+            "live keys naming the tenant",
+            keys.len() as u64,
+        );
+    }
+    let mut expiring = Vec::new();
+    for (topic, retention) in EXPIRING {
+        let mut found = 0;
+        scan(&settings.kafka, topic, |key, _| {
+            found += u64::from(names_tenant(topic, key, tenant, job));
+        })?;
+        expiring.push(Check {
+            store: topic.to_string(),
+            what: format!("records of the tenant, gone within {retention}"),
+            found,
+        });
+    }
+    let clean = checks.iter().all(|c| c.found == 0);
+    Ok(Verification {
+        tenant: tenant.to_string(),
+        checked_ms: now,
+        checks,
+        expiring,
+        kept: vec![format!(
+            "the status of erasure job {job} (its id names the tenant): the record that it was erased"
+        )],
+        clean,
+    })
+}
+
+async fn redis_user_exists(url: &str, user: &str) -> Result<u64, JobError> {
+    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
+    let client = redis::Client::open(url).map_err(rerr)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(rerr)?;
+    let users: Vec<String> = redis::cmd("ACL")
+        .arg("USERS")
+        .query_async(&mut conn)
+        .await
+        .map_err(rerr)?;
+    Ok(u64::from(users.iter().any(|u| u == user)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_matched_to_exactly_one_tenant() {
+        let acme = TenantId::parse("acme").unwrap();
+        let job = "erase-acme-3";
+        for (topic, key, mine) in [
+            (
+                "roomflow.alert-state",
+                "group/acme/abc/capacity_breach/room/r1",
+                true,
+            ),
+            ("roomflow.alert-state", "target/acme-eu/abc", false),
+            ("roomflow.checkpoints", "pipeline/occupancy.acme/3", true),
+            (
+                "roomflow.checkpoints",
+                "pipeline/occupancy.acme-eu/3",
+                false,
+            ),
+            (
+                crate::queue::STATUS_TOPIC,
+                "report-acme-1767571200000",
+                true,
+            ),
+            (crate::queue::STATUS_TOPIC, "cancel/report-acme-1", true),
+            (crate::queue::STATUS_TOPIC, "report-acme-eu-1", false),
+            (crate::queue::STATUS_TOPIC, job, false),
+            (rf_sinks::webhook::outbox::TOPIC, "acme", true),
+            (rf_sinks::webhook::outbox::TOPIC, "acme-eu", false),
+        ] {
+            assert_eq!(names_tenant(topic, key, &acme, job), mine, "{topic} {key}");
+        }
+    }
+}
