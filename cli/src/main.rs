@@ -755,16 +755,24 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
         (config.alerts.enabled && !args.until_caught_up && config.pipeline.process == 0).then(
             || rf_pipelines::alerts::spawn(&config.settings(), metrics.clone(), shutdown.clone()),
         );
+    let jobs = (config.jobs.in_pipeline && !args.until_caught_up && config.pipeline.process == 0)
+        .then(|| {
+            let (settings, jobs, stop) = (config.settings(), config.jobs.clone(), shutdown.clone());
+            std::thread::spawn(move || match rf_jobs::queue::worker::Worker::new(&settings, &jobs) {
+                Ok(worker) => worker.run(&stop),
+                Err(error) => tracing::error!(%error, "the job worker cannot start; run roomflow jobs instead"),
+            })
+        });
     let options = RunOptions {
         until_caught_up: args.until_caught_up,
         shutdown: shutdown.clone(),
         memory_every: None,
     };
     let result = run(&config.settings(), options, metrics);
-    if let Some(dispatcher) = dispatcher {
-        shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
-        if dispatcher.join().is_err() {
-            tracing::error!("the alert dispatcher panicked");
+    shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (name, thread) in [("alert dispatcher", dispatcher), ("job worker", jobs)] {
+        if thread.is_some_and(|t| t.join().is_err()) {
+            tracing::error!("the {name} panicked");
         }
     }
     let report = result?;

@@ -32,6 +32,8 @@ pub struct JobsConfig {
     /// Days between a tenant's deletion and its erasure; the worker submits the erasure
     /// once they passed.
     pub erasure_grace_days: u32,
+    /// Whether `roomflow run` (process 0 of a cluster) runs a worker too.
+    pub in_pipeline: bool,
 }
 
 impl Default for JobsConfig {
@@ -40,6 +42,7 @@ impl Default for JobsConfig {
             output_dir: PathBuf::from("reports"),
             retention: RetentionConfig::default(),
             erasure_grace_days: 30,
+            in_pipeline: true,
         }
     }
 }
@@ -104,7 +107,8 @@ impl Worker {
         })
     }
 
-    /// Runs jobs until `stop` is set (a running job finishes its current step first).
+    /// Runs jobs until `stop` is set (a job running then finishes first), and submits the
+    /// erasures that are due every 10 minutes.
     pub fn run(mut self, stop: &AtomicBool) {
         let mut scheduled: Option<std::time::Instant> = None;
         while !stop.load(Ordering::Relaxed) {
