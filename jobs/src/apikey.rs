@@ -90,7 +90,7 @@ pub async fn list(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
 ) -> Result<Vec<ApiKey>, JobError> {
-    let client = platform(clickhouse).await?;
+    let client = crate::platform(clickhouse).await?;
     client
         .query(
             "SELECT key_id, tenant, name, toUInt32(created_at), revoked, toUInt32(revoked_at) \
@@ -109,7 +109,7 @@ pub async fn revoke(
     tenant: &TenantId,
     key_id: &str,
 ) -> Result<ApiKey, JobError> {
-    let client = platform(clickhouse).await?;
+    let client = crate::platform(clickhouse).await?;
     let rows: Vec<KeyRow> = client
         .query(
             "SELECT key_id, tenant, name, sha256, toUInt32(created_at), revoked, toUInt32(revoked_at), version \
@@ -141,21 +141,11 @@ pub async fn revoke(
     })
 }
 
-async fn platform(clickhouse: &ClickHouseConfig) -> Result<clickhouse::Client, JobError> {
-    let client = rf_sinks::clickhouse::client(clickhouse);
-    for statement in rf_schemas::platform_ddl() {
-        client
-            .query(&statement)
-            .execute()
-            .await
-            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
-    }
-    Ok(client)
-}
-
 async fn write(clickhouse: &ClickHouseConfig, row: &KeyRow) -> Result<(), JobError> {
     let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
-    let client = platform(clickhouse).await?.with_database("rf_platform");
+    let client = crate::platform(clickhouse)
+        .await?
+        .with_database("rf_platform");
     let mut insert = client.insert::<KeyRow>("api_keys").await.map_err(ch)?;
     insert.write(row).await.map_err(ch)?;
     insert.end().await.map_err(ch)

@@ -196,14 +196,7 @@ pub async fn step(
             Ok("removed the analysts' ClickHouse and Redis users".into())
         }
         "platform rows" => {
-            let client = rf_sinks::clickhouse::client(&settings.clickhouse);
-            for statement in rf_schemas::platform_ddl() {
-                client
-                    .query(&statement)
-                    .execute()
-                    .await
-                    .map_err(|e| JobError::ClickHouse(e.to_string()))?;
-            }
+            let client = crate::platform(&settings.clickhouse).await?;
             for (table, extra) in [("api_keys", ""), ("tenants", ""), ("jobs", " AND id != ?")] {
                 let mut q = client
                     .query(&format!(

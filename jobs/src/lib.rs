@@ -13,6 +13,22 @@ pub mod schemas;
 pub mod simulate;
 pub mod tenant;
 
+/// A client of the home ClickHouse with the platform's tables (`rf_platform`) created if
+/// they were missing.
+pub(crate) async fn platform(
+    clickhouse: &rf_sinks::config::ClickHouseConfig,
+) -> Result<clickhouse::Client, JobError> {
+    let client = rf_sinks::clickhouse::client(clickhouse);
+    for statement in rf_schemas::platform_ddl() {
+        client
+            .query(&statement)
+            .execute()
+            .await
+            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    }
+    Ok(client)
+}
+
 /// Why a job failed; `retryable` errors may pass if the job is run again.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

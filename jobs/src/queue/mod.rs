@@ -249,11 +249,8 @@ struct JobRow<'a> {
 }
 
 async fn mirror(clickhouse: &ClickHouseConfig, s: &JobStatus) -> Result<(), JobError> {
-    let client = rf_sinks::clickhouse::client(clickhouse);
+    let client = crate::platform(clickhouse).await?;
     let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
-    for statement in rf_schemas::platform_ddl() {
-        client.query(&statement).execute().await.map_err(ch)?;
-    }
     let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
     let mut insert = client
         .with_database("rf_platform")

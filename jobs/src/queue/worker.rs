@@ -11,8 +11,8 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use rf_pipelines::Settings;
-use rf_schemas::TenantId;
+use rf_pipelines::{Region, Settings};
+use rf_schemas::{TenantConfig, TenantId};
 
 use super::{
     ensure_topics, now_ms, put_status, JobKind, JobSpec, JobState, JobStatus, StatusTail,
@@ -339,14 +339,20 @@ impl Worker {
         ))
     }
 
-    /// Retention: plan, then each drop and delete (a dry run stops at the plan).
-    fn retention(&mut self, status: &mut JobStatus, dry_run: bool) -> Result<String, Stop> {
+    /// The job's tenant, its registry entry and its region.
+    fn tenant_of(&self, status: &JobStatus) -> Result<(TenantId, TenantConfig, Region), JobError> {
         let tenant =
             TenantId::parse(&status.spec.tenant).map_err(|e| JobError::Invalid(e.to_string()))?;
         let entry = crate::tenant::entry(&self.settings, &tenant)?;
         let region = self.settings.region(&entry.region).ok_or_else(|| {
             JobError::Invalid(format!("region {} is not configured here", entry.region))
         })?;
+        Ok((tenant, entry, region))
+    }
+
+    /// Retention: plan, then each drop and delete (a dry run stops at the plan).
+    fn retention(&mut self, status: &mut JobStatus, dry_run: bool) -> Result<String, Stop> {
+        let (tenant, entry, region) = self.tenant_of(status)?;
         let plan = self.runtime.block_on(crate::retention::plan(
             &region.clickhouse,
             &tenant,
@@ -387,12 +393,7 @@ impl Worker {
     /// `<output_dir>/<job id>/`.
     fn report(&mut self, status: &mut JobStatus, (from, to): (i64, i64)) -> Result<String, Stop> {
         (status.total, status.unit) = (3, "steps".into());
-        let tenant =
-            TenantId::parse(&status.spec.tenant).map_err(|e| JobError::Invalid(e.to_string()))?;
-        let entry = crate::tenant::entry(&self.settings, &tenant)?;
-        let region = self.settings.region(&entry.region).ok_or_else(|| {
-            JobError::Invalid(format!("region {} is not configured here", entry.region))
-        })?;
+        let (tenant, entry, region) = self.tenant_of(status)?;
         let report = self.runtime.block_on(crate::report::gather(
             &region.clickhouse,
             &tenant,
