@@ -164,6 +164,8 @@ pub struct Dispatcher {
     registry_read: Option<Instant>,
     /// Per tenant, the week whose digest was looked at.
     digested: HashMap<TenantId, i64>,
+    /// Per tenant, when reading its week last failed: tried again a minute later.
+    digest_failed: HashMap<TenantId, Instant>,
     /// Targets with a delivery thread running.
     in_flight: HashSet<String>,
     attempts: (mpsc::SyncSender<Attempt>, mpsc::Receiver<Attempt>),
@@ -220,6 +222,7 @@ impl Dispatcher {
             tenants: BTreeMap::new(),
             registry_read: None,
             digested: HashMap::new(),
+            digest_failed: HashMap::new(),
             in_flight: HashSet::new(),
             attempts: mpsc::sync_channel(1024),
             retired: Instant::now(),
@@ -394,6 +397,10 @@ impl Dispatcher {
                 serves(&self.settings, c)
                     && c.alert_targets.iter().any(|t| t.disabled.is_none())
                     && self.digested.get(*t) != Some(&week)
+                    && self
+                        .digest_failed
+                        .get(*t)
+                        .is_none_or(|at| at.elapsed() > Duration::from_secs(60))
             })
             .map(|(t, c)| (t.clone(), c.clone()))
             .collect();
@@ -415,8 +422,8 @@ impl Dispatcher {
             let offices = match weeks {
                 Ok(offices) => offices,
                 Err(error) => {
-                    // Tried again next round.
-                    tracing::warn!(tenant = %tenant, %error, "cannot read the week for the digest");
+                    tracing::warn!(tenant = %tenant, %error, "cannot read the week for the digest; trying again in a minute");
+                    self.digest_failed.insert(tenant, Instant::now());
                     continue;
                 }
             };
