@@ -79,6 +79,10 @@ roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more ev
   Redis (live state):
     redis-cli -p $REDIS_PORT HGETALL rf:acme:office:lon
 
+  Jobs (the pipeline runs a worker):
+    $RF job submit report --tenant acme --from 2d --follow   # CSV and HTML under reports/
+    $RF job submit retention --tenant acme --dry-run --follow
+
   Metrics: curl -s http://127.0.0.1:18090/metrics | grep rf_
   Logs:    $DATA/logs/{simulate,pipeline,serve}.log
 
