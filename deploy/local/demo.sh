@@ -23,6 +23,8 @@ RF="$ROOT/target/release/roomflow"
 deploy/local/stack.sh start --broker-storage sqlite
 # The local ClickHouse (18.16) takes analyst users as files in its users.d folder.
 export ROOMFLOW_CLICKHOUSE__ANALYST_USERS_DIR="$DATA/clickhouse/users.d"
+# Job files (reports, erasure reports) stay in the git-ignored data folder.
+export ROOMFLOW_JOBS__OUTPUT_DIR="$DATA/reports"
 
 # The registry forgets everything on restart: register every known tenant's schemas again,
 # in the same order, so ids match those already in the topics.
@@ -80,7 +82,7 @@ roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more ev
     redis-cli -p $REDIS_PORT HGETALL rf:acme:office:lon
 
   Jobs (the pipeline runs a worker):
-    $RF job submit report --tenant acme --from 2d --follow   # CSV and HTML under reports/
+    $RF job submit report --tenant acme --from 2d --follow   # CSV and HTML under $DATA/reports/
     $RF job submit retention --tenant acme --dry-run --follow
 
   Metrics: curl -s http://127.0.0.1:18090/metrics | grep rf_
