@@ -16,7 +16,7 @@ use serde::Serialize;
 use rf_pipelines::{KafkaConfig, Settings};
 use rf_schemas::TenantId;
 
-use crate::tenant::{redact, tenant_keys, tenant_tables, tenant_topics};
+use crate::tenant::{redact, redis_conn, tenant_keys, tenant_tables, tenant_topics};
 use crate::JobError;
 
 /// The erasure steps, in order.
@@ -143,23 +143,16 @@ pub async fn step(
         "redis keys" => {
             let mut deleted = 0;
             for r in &regions {
-                let rerr = |e: redis::RedisError| {
-                    JobError::Invalid(format!("redis {}: {e}", redact(&r.redis.url)))
-                };
-                let client = redis::Client::open(r.redis.url.as_str()).map_err(rerr)?;
-                let mut conn = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(rerr)?;
+                let (mut conn, rerr) = redis_conn(&r.redis.url).await?;
                 let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
                     .await
-                    .map_err(rerr)?;
+                    .map_err(&rerr)?;
                 for chunk in keys.chunks(500) {
                     let n: u64 = redis::cmd("DEL")
                         .arg(chunk)
                         .query_async(&mut conn)
                         .await
-                        .map_err(rerr)?;
+                        .map_err(&rerr)?;
                     deleted += n;
                 }
             }
@@ -477,12 +470,7 @@ pub async fn verify(
 }
 
 async fn redis_user_exists(url: &str, user: &str) -> Result<u64, JobError> {
-    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
-    let client = redis::Client::open(url).map_err(rerr)?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(rerr)?;
+    let (mut conn, rerr) = redis_conn(url).await?;
     let users: Vec<String> = redis::cmd("ACL")
         .arg("USERS")
         .query_async(&mut conn)

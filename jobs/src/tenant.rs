@@ -622,16 +622,30 @@ pub(crate) async fn tenant_tables(
 }
 
 pub(crate) async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
-    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
-    let client = redis::Client::open(url).map_err(rerr)?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(rerr)?;
+    let (mut conn, rerr) = redis_conn(url).await?;
     let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
         .await
         .map_err(rerr)?;
     Ok(keys.len() as u64)
+}
+
+/// A connection to the Redis at `url`, and how to report its errors (URL redacted).
+pub(crate) async fn redis_conn(
+    url: &str,
+) -> Result<
+    (
+        redis::aio::MultiplexedConnection,
+        impl Fn(redis::RedisError) -> JobError + '_,
+    ),
+    JobError,
+> {
+    let rerr = move |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
+    let client = redis::Client::open(url).map_err(rerr)?;
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(rerr)?;
+    Ok((conn, rerr))
 }
 
 /// A Redis URL without its password.
