@@ -234,6 +234,15 @@ fn job_tenant(id: &str) -> Option<&str> {
     ms.chars().all(|c| c.is_ascii_digit()).then_some(tenant)
 }
 
+/// Every step at once, with no grace period and no report: for throwaway tenants (the
+/// benchmarks').
+pub async fn all_steps(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
+    for index in 0..STEPS.len() {
+        step(settings, tenant, "", index).await?;
+    }
+    Ok(())
+}
+
 /// Whether a key of `topic` names `tenant` (the erasure job `job`'s own are kept).
 fn names_tenant(topic: &str, key: &str, tenant: &TenantId, job: &str) -> bool {
     let t = tenant.as_str();

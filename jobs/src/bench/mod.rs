@@ -11,10 +11,7 @@ mod service;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
@@ -194,64 +191,9 @@ async fn throwaway_tenant(
     Ok(tenant)
 }
 
-/// Deletes a tenant's topics and database (the benchmark's own throwaway tenant only).
+/// Erases the benchmark's own throwaway tenant at once.
 async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
-    let admin: AdminClient<DefaultClientContext> = settings
-        .kafka
-        .client_config()
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
-    let topics = [
-        tenant.readings_topic(),
-        tenant.rooms_topic(),
-        tenant.deadletter_topic(),
-    ];
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(settings.kafka.timeout_secs)));
-    admin
-        .delete_topics(&names, &opts)
-        .await
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
-    rf_sinks::clickhouse::client(&settings.clickhouse)
-        .query(&format!(
-            "DROP DATABASE IF EXISTS {}",
-            tenant.clickhouse_db()
-        ))
-        .execute()
-        .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
-    rf_sinks::clickhouse::client(&settings.clickhouse)
-        .query("ALTER TABLE rf_platform.api_keys DELETE WHERE tenant = ?")
-        .bind(tenant.as_str())
-        .execute()
-        .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
-    remove_redis_keys(&settings.redis, tenant).await?;
-    crate::analyst::remove_redis_user(&settings.redis, tenant).await?;
-    crate::tenant::forget(settings, tenant).await
-}
-
-/// Unlinks every `rf:<tenant>:` key.
-async fn remove_redis_keys(
-    redis: &rf_sinks::config::RedisConfig,
-    tenant: &TenantId,
-) -> Result<(), JobError> {
-    let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis: {e}"));
-    let mut conn = rf_sinks::redis::connect(redis)
-        .await
-        .map_err(|e| JobError::Invalid(e.to_string()))?;
-    let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
-        .await
-        .map_err(rerr)?;
-    for chunk in keys.chunks(1000) {
-        redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(rerr)?;
-    }
-    Ok(())
+    crate::erase::all_steps(settings, tenant).await
 }
 
 /// Resets the kernel's peak-RSS mark of this process (Linux), so the next reading

@@ -248,8 +248,16 @@ struct JobRow<'a> {
     version: u64,
 }
 
+/// Inserts the status row; the platform's tables are made only when the insert finds
+/// them missing, not before every write.
 async fn mirror(clickhouse: &ClickHouseConfig, s: &JobStatus) -> Result<(), JobError> {
-    let client = crate::platform(clickhouse).await?;
+    match insert_status(rf_sinks::clickhouse::client(clickhouse), s).await {
+        Ok(()) => Ok(()),
+        Err(_) => insert_status(crate::platform(clickhouse).await?, s).await,
+    }
+}
+
+async fn insert_status(client: clickhouse::Client, s: &JobStatus) -> Result<(), JobError> {
     let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
     let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
     let mut insert = client
