@@ -74,6 +74,10 @@ impl Config {
             .retention
             .validate()
             .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
+        self.jobs
+            .backfill
+            .validate()
+            .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         for (field, url) in [

@@ -342,6 +342,21 @@ enum JobKindArgs {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Recompute a tenant's windows starting in [--from, --to) from its readings topic
+    /// with the room metadata as it is now (after a correction), beside the live
+    /// pipeline; rows the recomputation no longer produces (a room withdrawn or moved)
+    /// are then removed. Anomalies, forecasts and live state stay as they are.
+    Backfill {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The first window start: a time (2026-11-24T09:00:00Z), a date or an age (7d).
+        #[arg(long)]
+        from: String,
+        /// The end: windows starting from here on stay as they are [default: now].
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// A utilization report (CSV and HTML) into the worker's jobs.output_dir.
     Report {
         /// The tenant.
@@ -767,6 +782,7 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
         until_caught_up: args.until_caught_up,
         shutdown: shutdown.clone(),
         memory_every: None,
+        ..Default::default()
     };
     let result = run(&config.settings(), options, metrics);
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1559,6 +1575,23 @@ fn report_days(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(i64, i64
     Ok((from, to))
 }
 
+/// A backfill's range, ms: `to` defaults to now, and neither may be in the future.
+fn backfill_range(from: &str, to: Option<&str>) -> anyhow::Result<(i64, i64)> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let to = match to {
+        Some(s) => parse_time(s, now).context("--to")?,
+        None => now,
+    };
+    let from = parse_time(from, now).context("--from")?;
+    if to > now {
+        anyhow::bail!("--to: is in the future; the live pipeline writes what comes");
+    }
+    if from >= to {
+        anyhow::bail!("--from: must be before --to");
+    }
+    Ok((from, to))
+}
+
 fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
     use rf_jobs::queue::{self, JobKind};
     let kafka = &config.kafka;
@@ -1572,6 +1605,10 @@ fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
                 JobKindArgs::Report { tenant, from, to } => {
                     let (from, to) = report_days(from.as_deref(), to.as_deref())?;
                     (tenant, JobKind::Report { from, to })
+                }
+                JobKindArgs::Backfill { tenant, from, to } => {
+                    let (from, to) = backfill_range(&from, to.as_deref())?;
+                    (tenant, JobKind::Backfill { from, to })
                 }
             };
             if kind != JobKind::Erase {

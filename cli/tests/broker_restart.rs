@@ -131,6 +131,7 @@ async fn a_broker_restart_changes_no_result() {
                 until_caught_up: false,
                 shutdown,
                 memory_every: None,
+                ..Default::default()
             };
             run(&s, options, metrics)
         }

@@ -58,6 +58,7 @@ async fn clickhouse_and_redis_outages_delay_but_do_not_change_results() {
                     until_caught_up: true,
                     shutdown: Arc::new(AtomicBool::new(false)),
                     memory_every: None,
+                    ..Default::default()
                 };
                 run(&s, options, metrics)
             }

@@ -521,6 +521,7 @@ async fn generated_scenario_matches_a_plain_computation() {
                 until_caught_up: false,
                 shutdown,
                 memory_every: None,
+                ..Default::default()
             };
             run(&live, options, Metrics::new())
         }

@@ -178,6 +178,7 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
                 until_caught_up: false,
                 shutdown,
                 memory_every: None,
+                ..Default::default()
             };
             run(&s, options, metrics)
         }

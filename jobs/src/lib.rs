@@ -3,6 +3,7 @@
 
 pub mod analyst;
 pub mod apikey;
+pub mod backfill;
 pub mod bench;
 pub mod deadletter;
 pub mod erase;

@@ -230,6 +230,19 @@ pub async fn apply_step(
         return Ok(line);
     }
     let (table, condition, _) = &plan.deletes[index - plan.drops.len()];
+    mutate(&client, &db, table, condition).await?;
+    Ok(line)
+}
+
+/// Deletes the rows of `db.table` matching `condition` and waits for the mutation (and
+/// any other of the table's) to be done.
+pub(crate) async fn mutate(
+    client: &clickhouse::Client,
+    db: &str,
+    table: &str,
+    condition: &str,
+) -> Result<(), JobError> {
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
     client
         .query(&format!(
             "ALTER TABLE {db}.{table} DELETE WHERE {condition}"
@@ -237,17 +250,17 @@ pub async fn apply_step(
         .execute()
         .await
         .map_err(ch)?;
-    // Mutations run in the background: the step is done when none of the table's is.
+    // Mutations run in the background: the delete is done when none of the table's is.
     loop {
         let running: u64 = client
             .query("SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0")
-            .bind(&db)
-            .bind(table.as_str())
+            .bind(db)
+            .bind(table)
             .fetch_one()
             .await
             .map_err(ch)?;
         if running == 0 {
-            return Ok(line);
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -348,6 +348,23 @@ impl Aggregator {
         }
     }
 
+    /// The watermark of `tenant`'s `partition`, once it has seen it.
+    pub fn watermark(&self, tenant: &TenantId, partition: i32) -> Option<i64> {
+        let p = self.tenants.get(tenant)?.partitions.get(&partition)?;
+        Some(p.watermark)
+    }
+
+    /// The watermark of every partition it has seen: (tenant, partition, watermark).
+    pub fn watermarks(&self) -> Vec<(TenantId, i32, i64)> {
+        let mut all = Vec::new();
+        for (tenant, state) in &self.tenants {
+            for (&partition, p) in &state.partitions {
+                all.push((tenant.clone(), partition, p.watermark));
+            }
+        }
+        all
+    }
+
     /// What the aggregator holds now.
     pub fn size(&self) -> StateSize {
         let mut size = StateSize::default();

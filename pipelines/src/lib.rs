@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod analytics;
+pub mod backfill;
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;

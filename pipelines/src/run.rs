@@ -14,6 +14,7 @@ use rf_operators::{
     Aggregate, AggregateConfig, Aggregator, Analyze, Analyzer, DecodeRecords, Decoder, EventClock,
 };
 use rf_schemas::registry::RegistryClient;
+use rf_schemas::TenantId;
 use rf_sinks::clickhouse::ClickHouseSink;
 use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 use rf_sinks::dlq::DeadLetterSink;
@@ -23,6 +24,7 @@ use rf_sinks::{RegionSinks, Sinks};
 
 use crate::alerts::AlertsConfig;
 use crate::analytics::{self, AnalyticsConfig};
+use crate::backfill::{self, Backfill};
 use crate::checkpoint::{self, CheckpointWriter};
 use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
 use crate::metrics::{rss_bytes, Metrics};
@@ -63,6 +65,23 @@ pub struct RunOptions {
     /// Sample the resident memory each time this many more readings were consumed (over
     /// all workers), for benchmarks.
     pub memory_every: Option<u64>,
+    /// Recompute only these windows, from where the readings topics hold them, and write
+    /// only their final rows (see [`crate::backfill`]); the run then stops by itself.
+    pub backfill: Option<Backfill>,
+    /// Counts the readings consumed, over all workers, as they are (progress).
+    pub consumed: Arc<AtomicU64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            until_caught_up: false,
+            shutdown: Arc::default(),
+            memory_every: None,
+            backfill: None,
+            consumed: Arc::default(),
+        }
+    }
 }
 
 /// What a run did.
@@ -76,6 +95,8 @@ pub struct RunReport {
     pub stats: SinkStats,
     /// (readings consumed, resident bytes) samples, when asked for.
     pub memory: Vec<(u64, u64)>,
+    /// Where each partition's watermark was when the run ended: (tenant, partition, ms).
+    pub watermarks: Vec<(TenantId, i32, i64)>,
 }
 
 /// Runs the pipeline on `settings.pipeline.workers` timely workers until `options` say stop.
@@ -94,7 +115,18 @@ pub fn run(
         "pipeline starting"
     );
     let regions = settings.served_regions();
-    let restored = analytics::restore(settings, &topology, &metrics, &options.shutdown)?;
+    let backfill = options.backfill;
+    // A backfill starts from no state: its models and checkpoints are the live pipeline's.
+    let (restored, resumes) = match backfill {
+        Some(b) => (
+            Default::default(),
+            backfill::positions(&settings.kafka, &topology, b.from)?,
+        ),
+        None => (
+            analytics::restore(settings, &topology, &metrics, &options.shutdown)?,
+            checkpoint::load(&settings.kafka)?,
+        ),
+    };
     let topology = Arc::new(LiveTopology::new(topology));
     let discovery = Discovery::start(settings, topology.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -113,7 +145,7 @@ pub fn run(
 
     runtime.block_on(checkpoint::ensure_topic(&settings.kafka))?;
     runtime.block_on(crate::alerts::ensure_topics(settings))?;
-    let resumes = Arc::new(checkpoint::load(&settings.kafka)?);
+    let resumes = Arc::new(resumes);
     let shared = Arc::new((
         settings.clone(),
         topology,
@@ -127,7 +159,9 @@ pub fn run(
     let worker_totals = totals.clone();
     let memory = Arc::new(Mutex::new(Vec::new()));
     let worker_memory = memory.clone();
-    let consumed_total = Arc::new(AtomicU64::new(0));
+    let consumed_total = options.consumed.clone();
+    let watermarks = Arc::new(Mutex::new(Vec::new()));
+    let worker_watermarks = watermarks.clone();
     // The tenants' event time, shared by this process's workers for idle partitions.
     let clock = EventClock::default();
     let config = timely_config(&settings.pipeline);
@@ -182,8 +216,9 @@ pub fn run(
         };
         let stats = Rc::new(RefCell::new(SinkStats::default()));
         let stop = StopWhen {
-            caught_up: options.until_caught_up,
+            caught_up: options.until_caught_up || backfill.is_some(),
             shutdown: options.shutdown.clone(),
+            event_time: backfill.map(|b| b.stop_at(lateness)),
         };
         let probe = ProbeHandle::new();
         let mut consumed = Rc::default();
@@ -199,26 +234,30 @@ pub fn run(
             );
             consumed = handles.consumed.clone();
             failed = handles.failed.clone();
-            records
+            let windows = records
                 .decode_records(Decoder::new(registry))
-                .aggregate(aggregator.clone())
-                .analyze(analyzer)
-                .probe_with(&probe)
-                .write_to_sinks(SinkContext {
-                    sinks,
-                    topology: topology.clone(),
-                    runtime: runtime.clone(),
-                    source: handles,
-                    metrics: metrics.clone(),
-                    mirror_rooms: index == 0,
-                    stats: stats.clone(),
-                    lateness_ms: lateness,
-                    checkpoints: CheckpointWriter {
-                        producer: producer.clone(),
-                        group: settings.kafka.group_id.clone(),
-                        timeout,
-                    },
-                });
+                .aggregate(aggregator.clone());
+            // A backfill rewrites windows only: anomalies and forecasts stay as found live.
+            let outputs = match backfill {
+                Some(_) => windows,
+                None => windows.analyze(analyzer),
+            };
+            outputs.probe_with(&probe).write_to_sinks(SinkContext {
+                sinks,
+                topology: topology.clone(),
+                runtime: runtime.clone(),
+                source: handles,
+                metrics: metrics.clone(),
+                mirror_rooms: index == 0 && backfill.is_none(),
+                backfill,
+                stats: stats.clone(),
+                lateness_ms: lateness,
+                checkpoints: CheckpointWriter {
+                    producer: producer.clone(),
+                    group: settings.kafka.group_id.clone(),
+                    timeout,
+                },
+            });
         });
         let (mut last_report, mut steps) = (Instant::now(), 0u64);
         let (mut added, mut next_sample) = (0, options.memory_every.unwrap_or(u64::MAX));
@@ -260,6 +299,10 @@ pub fn run(
         if let Some(message) = failed.borrow_mut().take() {
             return Err(PipelineError::Sink(message));
         }
+        worker_watermarks
+            .lock()
+            .expect("no worker panics while holding it")
+            .extend(aggregator.borrow().watermarks());
         let mut stats = stats.borrow().clone();
         let size = aggregator.borrow().size();
         stats.held = size.readings as u64;
@@ -280,11 +323,13 @@ pub fn run(
     }
     let stats = std::mem::take(&mut *totals.lock().expect("workers are done"));
     let memory = std::mem::take(&mut *memory.lock().expect("workers are done"));
+    let watermarks = std::mem::take(&mut *watermarks.lock().expect("workers are done"));
     Ok(RunReport {
         tenants,
         elapsed: started.elapsed(),
         stats,
         memory,
+        watermarks,
     })
 }
 

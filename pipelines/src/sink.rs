@@ -17,6 +17,7 @@ use rf_operators::{Checkpoint, Output};
 use rf_schemas::TenantId;
 use rf_sinks::{Batch, Sinks};
 
+use crate::backfill::Backfill;
 use crate::checkpoint::CheckpointWriter;
 use crate::metrics::Metrics;
 use crate::source::{LiveTopology, SourceHandles};
@@ -80,6 +81,8 @@ pub struct SinkContext {
     pub checkpoints: CheckpointWriter,
     /// How long windows stay open after their end, ms.
     pub lateness_ms: i64,
+    /// A backfill's windows: only their final rows are written, and nothing is committed.
+    pub backfill: Option<Backfill>,
 }
 
 /// Writes outputs to the sinks, epoch by epoch, and commits offsets after each.
@@ -146,12 +149,17 @@ impl SinkContext {
                 batch.withdrawn_rooms.clear();
             }
         }
+        if let Some(backfill) = &self.backfill {
+            batches.iter_mut().for_each(|b| backfill.keep(b));
+        }
         if batches.iter().any(|b| !b.is_empty()) {
             self.runtime
                 .block_on(self.sinks.write(&batches))
                 .map_err(|e| e.to_string())?;
         }
-        self.commit(&checkpoints);
+        if self.backfill.is_none() {
+            self.commit(&checkpoints);
+        }
         for batch in &batches {
             self.account_batch(batch);
         }

@@ -244,6 +244,9 @@ pub struct StopWhen {
     pub caught_up: bool,
     /// Stop when this is set (Ctrl-C).
     pub shutdown: Arc<AtomicBool>,
+    /// Stop reading a partition once its watermark reached this event time, ms (a
+    /// backfill's end); the run then ends when every partition stopped or caught up.
+    pub event_time: Option<i64>,
 }
 
 /// The readings consumer's context: turns the Kafka client's statistics into the
@@ -401,7 +404,7 @@ impl Consumers {
                         partition = elem.partition(),
                         offset = r.offset,
                         watermark = r.watermark,
-                        "resuming from the checkpoint"
+                        "reading from the resume point"
                     );
                     aggregator.restore(
                         tenant,
@@ -481,6 +484,34 @@ impl Consumers {
             .incremental_assign(&rooms_assignment)
             .map_err(|e| kerr("cannot assign rooms partitions", e))?;
         Ok(added)
+    }
+}
+
+impl Consumers {
+    /// Stops reading the partitions whose watermark reached `until` (ms): they count as
+    /// caught up.
+    fn stop_past(&mut self, until: i64) {
+        let aggregator = self.aggregator.borrow();
+        let mut done = TopicPartitionList::new();
+        self.ends.retain(|(topic, partition), _| {
+            let past = self
+                .owned
+                .get(&(topic.clone(), *partition))
+                .is_some_and(|t| {
+                    aggregator
+                        .watermark(t, *partition)
+                        .is_some_and(|w| w >= until)
+                });
+            if past {
+                done.add_partition(topic, *partition);
+            }
+            !past
+        });
+        if done.count() > 0 {
+            if let Err(error) = self.readings.pause(&done) {
+                tracing::warn!(%error, "cannot pause partitions read far enough");
+            }
+        }
     }
 }
 
@@ -574,6 +605,9 @@ pub fn kafka_source<'s>(
                         *failed.borrow_mut() = Some(error.to_string());
                     }
                 }
+            }
+            if let Some(until) = stop.event_time {
+                consumers.stop_past(until);
             }
             let stopping = failed.borrow().is_some()
                 || stop.shutdown.load(Ordering::Relaxed)

@@ -86,6 +86,7 @@ fn run_caught_up(s: &Settings) -> RunReport {
         until_caught_up: true,
         shutdown: Arc::new(AtomicBool::new(false)),
         memory_every: None,
+        ..Default::default()
     };
     run(s, options, Metrics::new()).expect("the pipeline runs")
 }

@@ -139,6 +139,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         until_caught_up: false,
         shutdown: stop_pipeline.clone(),
         memory_every: Some(options.rate * 10),
+        ..Default::default()
     };
     let pipeline =
         tokio::task::spawn_blocking(move || run(&run_settings, run_options, Metrics::new()));

@@ -99,6 +99,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
         until_caught_up: true,
         shutdown: Arc::new(AtomicBool::new(false)),
         memory_every: Some(1_000_000),
+        ..Default::default()
     };
     let run = tokio::task::spawn_blocking(move || run(&run_settings, options_run, Metrics::new()))
         .await

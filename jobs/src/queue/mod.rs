@@ -49,6 +49,15 @@ pub enum JobKind {
         /// Only list.
         dry_run: bool,
     },
+    /// The tenant's windows starting in `[from, to)` (ms) recomputed from its readings
+    /// topic with the room metadata as it is now, beside the live pipeline; the range's
+    /// rows the recomputation no longer produces are then removed.
+    Backfill {
+        /// The first window start, ms.
+        from: i64,
+        /// The end, ms.
+        to: i64,
+    },
     /// Erasure of a deleted tenant past its grace period, everywhere, ending with a
     /// verification report (JSON) in the worker's `jobs.output_dir`.
     Erase,
@@ -60,6 +69,7 @@ impl JobKind {
         match self {
             Self::Report { .. } => "report",
             Self::Retention { .. } => "retention",
+            Self::Backfill { .. } => "backfill",
             Self::Erase => "erase",
         }
     }

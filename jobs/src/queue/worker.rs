@@ -18,6 +18,7 @@ use super::{
     ensure_topics, now_ms, put_status, JobKind, JobSpec, JobState, JobStatus, StatusTail,
     JOBS_TOPIC,
 };
+use crate::backfill::BackfillConfig;
 use crate::retention::RetentionConfig;
 use crate::JobError;
 
@@ -34,6 +35,8 @@ pub struct JobsConfig {
     pub erasure_grace_days: u32,
     /// Whether `roomflow run` (process 0 of a cluster) runs a worker too.
     pub in_pipeline: bool,
+    /// How backfills run beside the live pipeline.
+    pub backfill: BackfillConfig,
 }
 
 impl Default for JobsConfig {
@@ -43,6 +46,7 @@ impl Default for JobsConfig {
             retention: RetentionConfig::default(),
             erasure_grace_days: 30,
             in_pipeline: true,
+            backfill: BackfillConfig::default(),
         }
     }
 }
@@ -185,6 +189,7 @@ impl Worker {
         let outcome = match &spec.kind {
             JobKind::Report { from, to } => self.report(&mut status, (*from, *to)),
             JobKind::Retention { dry_run } => self.retention(&mut status, *dry_run),
+            JobKind::Backfill { from, to } => self.backfill(&mut status, (*from, *to)),
             JobKind::Erase => self.erase(&mut status),
         };
         match outcome {
@@ -226,8 +231,13 @@ impl Worker {
 
     /// Records a step and stops if the job was asked to.
     fn progress(&mut self, status: &mut JobStatus, done: u64, line: String) -> Result<(), Stop> {
-        status.done = done;
         status.log(now_ms(), line);
+        self.tick(status, done)
+    }
+
+    /// Records how much is done and stops if the job was asked to.
+    fn tick(&mut self, status: &mut JobStatus, done: u64) -> Result<(), Stop> {
+        status.done = done;
         self.put(status)?;
         self.tail.poll(Duration::ZERO)?;
         if self.tail.cancels.contains(&status.spec.id) {
@@ -387,6 +397,96 @@ impl Worker {
             self.progress(status, index as u64 + 2, line)?;
         }
         Ok(format!("removed {what}"))
+    }
+
+    /// Backfill: the pipeline over the range on threads of its own at a lower priority,
+    /// its progress recorded every few seconds, then the stale rows removed.
+    fn backfill(&mut self, status: &mut JobStatus, (from, to): (i64, i64)) -> Result<String, Stop> {
+        use crate::backfill::{self, day};
+        let (tenant, _, region) = self.tenant_of(status)?;
+        let range = rf_pipelines::backfill::Backfill { from, to };
+        if to > now_ms() {
+            return Err(JobError::Invalid(format!(
+                "backfill: to ({}) is in the future; the live pipeline writes what comes",
+                day(to)
+            ))
+            .into());
+        }
+        let config = self.config.backfill.clone();
+        let settings = backfill::settings_for(&self.settings, &tenant, &config);
+        let total = backfill::records_to_read(&settings, &range)?;
+        (status.total, status.unit) = (total, "records".into());
+        let line = format!(
+            "windows starting from {} to {}: up to {total} records to read",
+            day(from),
+            day(to)
+        );
+        self.progress(status, 0, line)?;
+        // Rows older than this that the backfill did not rewrite are stale afterwards.
+        let since = rf_pipelines::backfill::now_micros();
+        let options = rf_pipelines::RunOptions {
+            backfill: Some(range),
+            ..Default::default()
+        };
+        let (consumed, shutdown) = (options.consumed.clone(), options.shutdown.clone());
+        let nice = config.nice;
+        let pipeline = std::thread::Builder::new()
+            .name(format!("backfill-{tenant}"))
+            .spawn(move || {
+                backfill::lower_priority(nice);
+                rf_pipelines::run(&settings, options, rf_pipelines::Metrics::new())
+            })
+            .map_err(|e| JobError::Invalid(format!("cannot start the backfill: {e}")))?;
+        while !pipeline.is_finished() {
+            std::thread::sleep(Duration::from_millis(500));
+            let done = consumed.load(Ordering::Relaxed).min(total);
+            if let Err(stop) = self.tick(status, done) {
+                shutdown.store(true, Ordering::Relaxed);
+                let _ = pipeline.join();
+                return Err(stop);
+            }
+        }
+        let report = pipeline
+            .join()
+            .map_err(|_| JobError::Invalid("the backfill's pipeline panicked".into()))?
+            .map_err(JobError::from)?;
+        let st = &report.stats;
+        let line = format!(
+            "read {} records in {:.1} s; rewrote {} room rows and {} office rows",
+            st.consumed,
+            report.elapsed.as_secs_f64(),
+            st.room_rows,
+            st.office_rows
+        );
+        self.progress(status, total, line)?;
+        let lateness = self.settings.pipeline.allowed_lateness_secs as i64 * 1000;
+        let closed = backfill::closed_until(&report, &tenant, &range, lateness);
+        let removed = self.runtime.block_on(backfill::remove_stale(
+            &region.clickhouse,
+            &tenant,
+            &range,
+            closed,
+            since,
+        ))?;
+        self.runtime.block_on(backfill::invalidate_caches(
+            &region.redis.url,
+            &tenant,
+            &range,
+        ))?;
+        let mut message = format!(
+            "rewrote {} room rows and {} office rows of windows starting from {} to {}; removed {removed} stale rows",
+            st.room_rows,
+            st.office_rows,
+            day(from),
+            day(to)
+        );
+        if closed < range.stop_at(lateness) - lateness {
+            message += &format!(
+                "; windows ending after {} are not final yet and were left to the live pipeline",
+                day(closed)
+            );
+        }
+        Ok(message)
     }
 
     /// A utilization report: read, then the CSV, then the HTML, into

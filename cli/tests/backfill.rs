@@ -1,0 +1,252 @@
+//! Backfill on the real local stack: after a room-metadata correction, a backfill job
+//! recomputes a day of a tenant's windows from its readings topic, beside its live
+//! pipeline, and the result equals what live processing produces with the corrected
+//! metadata from the start (a control tenant that had it).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rf_jobs::queue::worker::{JobsConfig, Worker};
+use rf_jobs::queue::{self, JobKind, JobState, JobStatus};
+use rf_pipelines::{run, Metrics, RunOptions, Settings};
+use rf_schemas::TenantId;
+
+const HOUR: i64 = 3_600_000;
+/// Monday 2026-01-12 00:00 UTC: London's day starts then too.
+const DAY: i64 = 1_768_176_000_000;
+
+/// One reading a minute of r1, r2 and r3 from `from` to `to`, r2 missing every fifth.
+fn readings(schema_id: u32, (from, to): (i64, i64)) -> Vec<(String, Vec<u8>, i64)> {
+    minute_readings(schema_id, (from, to), &["r1", "r2", "r3"], |room, ts| {
+        let minute = ts / MIN;
+        match room {
+            "r2" if minute % 5 == 0 => None,
+            "r1" => Some((minute % 11) as i32),
+            "r2" => Some((minute % 7) as i32),
+            _ => Some((minute % 3) as i32),
+        }
+    })
+}
+
+/// The condition on windows starting in `[from, to)`, ms.
+fn starting_in((from, to): (i64, i64)) -> String {
+    format!(
+        "window_start >= toDateTime({}) AND window_start < toDateTime({})",
+        from / 1000,
+        to / 1000
+    )
+}
+
+/// `sql`'s lines for the tenant, `{db}` and `{where}` filled in.
+fn rows(tenant: &TenantId, sql: &str, condition: &str) -> Vec<String> {
+    clickhouse_lines(
+        &sql.replace("{db}", &tenant.clickhouse_db())
+            .replace("{where}", condition),
+    )
+}
+
+const ROOM_ROWS: &str =
+    "SELECT granularity, office_id, room_id, window_start, window_end, samples, avg_people, \
+     peak_people, occupied_ratio, capacity, utilization, final FROM {db}.room_utilization FINAL \
+     WHERE {where} ORDER BY granularity, office_id, room_id, window_start";
+const OFFICE_ROWS: &str =
+    "SELECT granularity, office_id, window_start, window_end, rooms_reporting, avg_people, \
+     peak_people, capacity, utilization, final FROM {db}.office_utilization FINAL WHERE {where} \
+     ORDER BY granularity, office_id, window_start";
+const WITH_VERSIONS: &str =
+    "SELECT granularity, room_id, window_start, version FROM {db}.room_utilization FINAL \
+     WHERE {where} ORDER BY granularity, room_id, window_start";
+
+/// Submits a backfill of `range` and runs it with a job worker.
+async fn backfill(s: &Settings, tenant: &TenantId, (from, to): (i64, i64)) -> JobStatus {
+    let kind = JobKind::Backfill { from, to };
+    let id = queue::submit(&s.kafka, &s.clickhouse, tenant, kind)
+        .await
+        .unwrap()
+        .spec
+        .id;
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut worker = Worker::new(&s, &JobsConfig::default()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            assert!(Instant::now() < deadline, "job {id} ended");
+            if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
+                if status.spec.id == id {
+                    return status;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// The event times of the tenant's dead letters saying `room` had no metadata.
+fn unknown_room_letters(s: &Settings, tenant: &TenantId, room: &str) -> Vec<i64> {
+    let prefix = format!("room {room} has no version in effect at ");
+    read_topic(&s.kafka, &tenant.deadletter_topic(), 1)
+        .into_iter()
+        .filter_map(|(_, _, h)| h["rf-detail"].strip_prefix(&prefix)?.parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it() {
+    let (fixed, control) = (fresh_tenant("backfill"), fresh_tenant("bfcontrol"));
+    let (sf, sc) = (settings(&fixed), settings(&control));
+    stack_is_up(&sf);
+    let producer: FutureProducer = sf.kafka.client_config().create().unwrap();
+    // The control tenant has the right metadata from the start: r1 and r2. The other
+    // has r1 and r3 (r3's sensor is not in a room of the fleet any more), and no r2.
+    let (r1, r2, r3) = (
+        london_room("r1", 10),
+        london_room("r2", 6),
+        london_room("r3", 8),
+    );
+    let span = (DAY - 6 * HOUR, DAY + 50 * HOUR);
+    let mut ids = Vec::new();
+    for (tenant, rooms) in [(&control, [&r1, &r2]), (&fixed, [&r1, &r3])] {
+        let (readings_id, rooms_id) = create_tenant(tenant).await;
+        let records = room_records(rooms, rooms_id, DAY - 7 * HOUR);
+        produce_all(&producer, &tenant.rooms_topic(), &records).await;
+        produce_all(
+            &producer,
+            &tenant.readings_topic(),
+            &readings(readings_id, span),
+        )
+        .await;
+        ids.push((readings_id, rooms_id));
+    }
+    let (readings_id, rooms_id) = ids[1];
+    for s in [&sc, &sf] {
+        assert_accounts(&run_until_caught_up(s).await);
+    }
+    let range = (DAY, DAY + 24 * HOUR);
+    let within = starting_in(range);
+    let before = rows(&fixed, ROOM_ROWS, &within);
+    assert!(
+        before.iter().any(|r| r.contains("\tr3\t")),
+        "r3 counted live"
+    );
+    assert_ne!(before, rows(&control, ROOM_ROWS, &within));
+    // Final windows outside the range (later ones the live pipeline may still revise).
+    let outside = format!(
+        "window_start < toDateTime({}) OR ({})",
+        DAY / 1000,
+        starting_in((DAY + 24 * HOUR, DAY + 48 * HOUR))
+    );
+    let untouched = rows(&fixed, WITH_VERSIONS, &outside);
+
+    // The correction: r2 is published, r3 withdrawn.
+    let records = room_records([&r2], rooms_id, DAY + 51 * HOUR);
+    produce_all(&producer, &fixed.rooms_topic(), &records).await;
+    let (topic, key) = (fixed.rooms_topic(), r3.key());
+    let withdraw = FutureRecord::<String, [u8]>::to(&topic)
+        .key(&key)
+        .timestamp(DAY + 51 * HOUR);
+    producer
+        .send(withdraw, Duration::from_secs(5))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+
+    // The live pipeline goes on meanwhile: a later day arrives and is written.
+    let stop = Arc::new(AtomicBool::new(false));
+    let live = {
+        let (s, shutdown) = (sf.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let options = RunOptions {
+                shutdown,
+                ..Default::default()
+            };
+            run(&s, options, Metrics::new()).expect("the live pipeline runs")
+        })
+    };
+    let later = (DAY + 50 * HOUR, DAY + 53 * HOUR);
+    produce_all(
+        &producer,
+        &fixed.readings_topic(),
+        &readings(readings_id, later),
+    )
+    .await;
+
+    let status = backfill(&sf, &fixed, range).await;
+    assert_eq!(status.state, JobState::Succeeded, "{status:#?}");
+    assert_eq!(status.unit, "records");
+    assert_eq!(status.done, status.total, "{status:#?}");
+    // From the first record that may hold a reading of the range, found by timestamp.
+    let from_range = readings(0, (DAY - 5 * MIN, later.1)).len() as u64;
+    assert_eq!(status.total, from_range, "{status:#?}");
+    assert!(
+        status.message.contains("removed ") && !status.message.contains("removed 0 "),
+        "r3's rows went: {}",
+        status.message
+    );
+
+    // Equal to live processing with the right metadata, room and office rows alike.
+    assert_eq!(
+        rows(&fixed, ROOM_ROWS, &within),
+        rows(&control, ROOM_ROWS, &within)
+    );
+    assert_eq!(
+        rows(&fixed, OFFICE_ROWS, &within),
+        rows(&control, OFFICE_ROWS, &within)
+    );
+    let counted = format!(
+        "SELECT count() FROM {{db}}.readings FINAL WHERE room_id = 'r2' \
+         AND ts >= toDateTime({}) AND ts < toDateTime({})",
+        DAY / 1000,
+        (DAY + 24 * HOUR) / 1000
+    );
+    assert_eq!(
+        rows(&fixed, &counted, ""),
+        rows(&control, &counted, ""),
+        "r2's readings stored"
+    );
+    assert_ne!(rows(&control, &counted, ""), ["0"]);
+    // Nothing outside the range changed, and nothing else was written: r3's readings of
+    // the range, no longer in a room, were counted live and are not dead letters now.
+    assert_eq!(rows(&fixed, WITH_VERSIONS, &outside), untouched);
+    let r3 = unknown_room_letters(&sf, &fixed, "r3");
+    assert!(r3.iter().all(|&ts| ts >= later.0), "{r3:?}");
+    let mut group = sf.kafka.clone();
+    group.group_id = format!("{}.backfill", sf.kafka.group_id);
+    assert!(rf_pipelines::checkpoint::load(&group).unwrap().is_empty());
+
+    // The live pipeline wrote the later day, with r2 found.
+    let later_rows = "SELECT count() FROM {db}.room_utilization FINAL WHERE {where} AND room_id = 'r2' AND final = 1";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let later_hours = starting_in((later.0, later.0 + 2 * HOUR));
+    while rows(&fixed, later_rows, &later_hours) == ["0"] {
+        assert!(
+            Instant::now() < deadline,
+            "the live pipeline wrote r2's later hours"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let report = live.join().unwrap();
+    assert!(report.stats.consumed > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_of_a_range_ending_in_the_future_is_refused() {
+    let tenant = fresh_tenant("bffuture");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant(&tenant).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let status = backfill(&s, &tenant, (now - HOUR, now + HOUR)).await;
+    assert_eq!(status.state, JobState::Failed);
+    assert!(
+        status.message.contains("in the future"),
+        "{}",
+        status.message
+    );
+}
