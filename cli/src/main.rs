@@ -504,6 +504,15 @@ struct BenchArgs {
         conflicts_with = "noise_rate"
     )]
     noise_backlog: Option<u64>,
+    /// Live mode: run it twice, the second time beside a backfill job recomputing a
+    /// tenant's history of this many readings, and compare the quiet tenant's delays.
+    #[arg(
+        long,
+        value_name = "READINGS",
+        requires = "live",
+        conflicts_with_all = ["noise_rate", "noise_backlog"]
+    )]
+    noise_backfill: Option<u64>,
     /// Readings per second in live mode.
     #[arg(long, default_value_t = 100_000, requires = "live")]
     rate: u64,
@@ -991,13 +1000,15 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         duration: args.duration.unwrap_or(Duration::from_secs(60)),
         keep: args.keep,
         noise: None,
+        backfill: config.jobs.backfill.clone(),
     };
     let runtime = runtime()?;
     let quiet = runtime.block_on(live(&config.settings(), &options))?;
     print_live(config, args, &quiet);
-    let noise = match (args.noise_rate, args.noise_backlog) {
-        (Some(rate), _) => Noise::Malformed(rate),
-        (_, Some(readings)) => Noise::Backlog(readings),
+    let noise = match (args.noise_rate, args.noise_backlog, args.noise_backfill) {
+        (Some(rate), _, _) => Noise::Malformed(rate),
+        (_, Some(readings), _) => Noise::Backlog(readings),
+        (_, _, Some(readings)) => Noise::Backfill(readings),
         _ => return Ok(()),
     };
     options.noise = Some(noise);
@@ -1149,6 +1160,18 @@ fn print_live(config: &Config, args: &BenchArgs, report: &rf_jobs::bench::LiveRe
         println!(
             "noise     tenant {tenant} sent {sent} messages; {} dead letters written in all",
             s.dead_letters
+        );
+    }
+    if let Some((read, took, finished)) = report.backfilled {
+        println!(
+            "backfill  read {read} records in {:.1} s = {:.0} records/s beside the live pipeline; {}",
+            took.as_secs_f64(),
+            read as f64 / took.as_secs_f64().max(1e-9),
+            if finished {
+                "it ended before the publishing did"
+            } else {
+                "it was still running when the publishing ended, and was stopped"
+            }
         );
     }
 }

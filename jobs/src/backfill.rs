@@ -3,6 +3,8 @@
 //! live pipeline, then the range's rows the recomputation no longer produces removed (a
 //! room withdrawn, or moved to another office).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use rf_pipelines::backfill::{self, Backfill};
 use rf_pipelines::source::Topology;
-use rf_pipelines::{RunReport, Settings};
+use rf_pipelines::{Metrics, Region, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
 use rf_sinks::config::ClickHouseConfig;
 
@@ -25,6 +27,9 @@ pub struct BackfillConfig {
     /// The nice value of a backfill's threads, 0 to 19: on shared cores the live
     /// pipeline's threads run first.
     pub nice: i32,
+    /// Records a backfill reads a second at most (0: no limit), so that the broker and
+    /// the stores it shares with the live pipeline keep their headroom.
+    pub max_records_per_sec: u64,
 }
 
 impl Default for BackfillConfig {
@@ -32,6 +37,7 @@ impl Default for BackfillConfig {
         Self {
             workers: 1,
             nice: 10,
+            max_records_per_sec: 50_000,
         }
     }
 }
@@ -75,6 +81,12 @@ pub fn records_to_read(settings: &Settings, range: &Backfill) -> Result<u64, Job
             day(range.to)
         )));
     }
+    if range.to > chrono::Utc::now().timestamp_millis() {
+        return Err(JobError::Invalid(format!(
+            "backfill: to ({}) is in the future; the live pipeline writes what comes",
+            day(range.to)
+        )));
+    }
     let topology = Topology::discover(settings)?;
     let positions = backfill::positions(&settings.kafka, &topology, range.from)?;
     let consumer: BaseConsumer = settings
@@ -93,10 +105,110 @@ pub fn records_to_read(settings: &Settings, range: &Backfill) -> Result<u64, Job
     Ok(total)
 }
 
+/// A backfill running on threads of its own.
+pub struct Running {
+    tenant: TenantId,
+    range: Backfill,
+    lateness: i64,
+    /// Rows older than this (µs) that the backfill did not rewrite are stale afterwards.
+    since: u64,
+    consumed: Arc<AtomicU64>,
+    shutdown: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<RunReport, rf_pipelines::PipelineError>>,
+}
+
+/// What a backfill did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The pipeline's run.
+    pub report: RunReport,
+    /// Stale rows removed.
+    pub removed: u64,
+    /// Windows ending after this (ms) were not final yet, and were left to the live
+    /// pipeline; `None` when every window of the range was.
+    pub open_after: Option<i64>,
+}
+
+/// Starts the backfill of `tenant`'s `range` with `settings` (see [`settings_for`]): the
+/// pipeline on threads of its own, at `config.nice`.
+pub fn start(
+    settings: Settings,
+    tenant: &TenantId,
+    range: Backfill,
+    config: &BackfillConfig,
+) -> Result<Running, JobError> {
+    let range = Backfill {
+        max_rate: (config.max_records_per_sec > 0).then_some(config.max_records_per_sec),
+        ..range
+    };
+    let options = RunOptions {
+        backfill: Some(range),
+        ..Default::default()
+    };
+    let (consumed, shutdown) = (options.consumed.clone(), options.shutdown.clone());
+    let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
+    let since = backfill::now_micros();
+    let nice = config.nice;
+    let thread = std::thread::Builder::new()
+        .name(format!("backfill-{tenant}"))
+        .spawn(move || {
+            lower_priority(nice);
+            rf_pipelines::run(&settings, options, Metrics::new())
+        })
+        .map_err(|e| JobError::Invalid(format!("cannot start the backfill: {e}")))?;
+    Ok(Running {
+        tenant: tenant.clone(),
+        range,
+        lateness,
+        since,
+        consumed,
+        shutdown,
+        thread,
+    })
+}
+
+impl Running {
+    /// Records read so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the pipeline ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Stops the pipeline after the epoch it is writing; the rows written stay, and no
+    /// stale row is removed.
+    pub fn stop(self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+
+    /// Waits for the pipeline, then removes the range's stale rows from `region`'s
+    /// ClickHouse and makes the query service's cached answers unreachable.
+    pub async fn finish(self, region: &Region) -> Result<Outcome, JobError> {
+        let report = tokio::task::spawn_blocking(move || self.thread.join())
+            .await
+            .map_err(|e| JobError::Invalid(format!("the backfill's pipeline failed: {e}")))?
+            .map_err(|_| JobError::Invalid("the backfill's pipeline panicked".into()))??;
+        let (tenant, range) = (&self.tenant, &self.range);
+        let closed = closed_until(&report, tenant, range, self.lateness);
+        let removed = remove_stale(&region.clickhouse, tenant, range, closed, self.since).await?;
+        invalidate_caches(&region.redis.url, tenant, range).await?;
+        let all = range.stop_at(self.lateness) - self.lateness;
+        Ok(Outcome {
+            report,
+            removed,
+            open_after: (closed < all).then_some(closed),
+        })
+    }
+}
+
 /// Up to where (ms, a window end) the backfill made every window of the range final:
 /// every partition it read accepted readings up to the allowed lateness past it.
 /// Partitions with no accepted reading hold none of the range's windows.
-pub fn closed_until(report: &RunReport, tenant: &TenantId, range: &Backfill, lateness: i64) -> i64 {
+fn closed_until(report: &RunReport, tenant: &TenantId, range: &Backfill, lateness: i64) -> i64 {
     report
         .watermarks
         .iter()
@@ -111,7 +223,7 @@ pub fn closed_until(report: &RunReport, tenant: &TenantId, range: &Backfill, lat
 /// are older than `since`, the backfill's start in µs) among windows ending by `closed`
 /// (ms); returns how many there were. Rows written meanwhile by the live pipeline are
 /// newer and stay.
-pub async fn remove_stale(
+async fn remove_stale(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
     range: &Backfill,
@@ -147,7 +259,7 @@ pub async fn remove_stale(
 }
 
 /// Makes the query service's cached answers about the tenant's range unreachable.
-pub async fn invalidate_caches(
+async fn invalidate_caches(
     redis_url: &str,
     tenant: &TenantId,
     range: &Backfill,
@@ -213,6 +325,7 @@ mod tests {
         let range = Backfill {
             from: 0,
             to: 24 * HOUR,
+            max_rate: None,
         };
         let lateness = 300_000;
         let r = report(&[

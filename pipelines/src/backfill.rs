@@ -25,13 +25,17 @@ use crate::PipelineError;
 /// The longest window: a local day of 25 hours (when clocks go back).
 const LONGEST_WINDOW_MS: i64 = 25 * 3_600_000;
 
-/// The windows a backfill recomputes: those starting in `[from, to)`, ms.
+/// A backfill: the windows it recomputes, those starting in `[from, to)` (ms), and how
+/// fast it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backfill {
     /// The first window start, ms.
     pub from: i64,
     /// The end, ms: windows starting from here on are not rewritten.
     pub to: i64,
+    /// At most this many records read a second, over all workers: the brokers and
+    /// stores it shares with the live pipeline keep their headroom.
+    pub max_rate: Option<u64>,
 }
 
 impl Backfill {
@@ -192,6 +196,7 @@ mod tests {
         let backfill = Backfill {
             from: 10 * HOUR,
             to: 12 * HOUR,
+            max_rate: None,
         };
         let mut batch = Batch::default();
         for (start, is_final) in [
@@ -255,7 +260,11 @@ mod tests {
 
     #[test]
     fn reads_until_every_window_starting_in_the_range_is_final() {
-        let backfill = Backfill { from: 0, to: HOUR };
+        let backfill = Backfill {
+            from: 0,
+            to: HOUR,
+            max_rate: None,
+        };
         // The latest local day starting before `to` may last 25 hours.
         assert_eq!(backfill.stop_at(300_000), HOUR + 25 * HOUR + 300_000);
     }

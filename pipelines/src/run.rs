@@ -55,7 +55,7 @@ pub struct Settings {
 }
 
 /// How a run ends.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Stop once every partition is consumed to where it ended at start (tests, benches,
     /// backfills); otherwise run until `shutdown` is set.
@@ -70,18 +70,6 @@ pub struct RunOptions {
     pub backfill: Option<Backfill>,
     /// Counts the readings consumed, over all workers, as they are (progress).
     pub consumed: Arc<AtomicU64>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            until_caught_up: false,
-            shutdown: Arc::default(),
-            memory_every: None,
-            backfill: None,
-            consumed: Arc::default(),
-        }
-    }
 }
 
 /// What a run did.
@@ -219,6 +207,9 @@ pub fn run(
             caught_up: options.until_caught_up || backfill.is_some(),
             shutdown: options.shutdown.clone(),
             event_time: backfill.map(|b| b.stop_at(lateness)),
+            max_rate: backfill
+                .and_then(|b| b.max_rate)
+                .map(|rate| rate.div_ceil(peers as u64)),
         };
         let probe = ProbeHandle::new();
         let mut consumed = Rc::default();

@@ -247,6 +247,8 @@ pub struct StopWhen {
     /// Stop reading a partition once its watermark reached this event time, ms (a
     /// backfill's end); the run then ends when every partition stopped or caught up.
     pub event_time: Option<i64>,
+    /// Read at most this many records a second (a backfill beside live processing).
+    pub max_rate: Option<u64>,
 }
 
 /// The readings consumer's context: turns the Kafka client's statistics into the
@@ -608,6 +610,14 @@ pub fn kafka_source<'s>(
             }
             if let Some(until) = stop.event_time {
                 consumers.stop_past(until);
+            }
+            // Paced: wait while ahead of the rate.
+            if let Some(rate) = stop.max_rate {
+                let allowed = start.elapsed().as_secs_f64() * rate as f64;
+                if total.get() as f64 > allowed {
+                    activator.activate_after(Duration::from_millis(10));
+                    return;
+                }
             }
             let stopping = failed.borrow().is_some()
                 || stop.shutdown.load(Ordering::Relaxed)

@@ -17,8 +17,10 @@ use rf_schemas::TenantId;
 use super::{
     drop_tenant, fleet, pipeline_settings, reset_peak_rss, throwaway_tenant, BACKLOG_START,
 };
+use crate::backfill::{self, BackfillConfig};
 use crate::simulate::{simulate, SimulateOptions, SimulateReport};
 use crate::JobError;
+use rf_pipelines::backfill::Backfill;
 
 const MINUTE: i64 = 60_000;
 
@@ -35,6 +37,8 @@ pub struct LiveOptions {
     pub keep: bool,
     /// Meanwhile, a second tenant makes noise.
     pub noise: Option<Noise>,
+    /// How a backfill beside runs ([`Noise::Backfill`]).
+    pub backfill: BackfillConfig,
 }
 
 /// What the noisy neighbour of the live benchmark does.
@@ -44,6 +48,9 @@ pub enum Noise {
     Malformed(u64),
     /// Has this many valid readings of backlog waiting when the run starts (a replay).
     Backlog(u64),
+    /// Has a history of this many readings that a backfill job recomputes meanwhile, as
+    /// [`LiveOptions::backfill`] says.
+    Backfill(u64),
 }
 
 impl std::fmt::Display for Noise {
@@ -51,6 +58,7 @@ impl std::fmt::Display for Noise {
         match self {
             Self::Malformed(rate) => write!(f, "flooding {rate} malformed messages/s"),
             Self::Backlog(n) => write!(f, "replaying a backlog of {n} readings"),
+            Self::Backfill(n) => write!(f, "backfilling a history of {n} readings"),
         }
     }
 }
@@ -80,8 +88,12 @@ pub struct LiveReport {
     pub publish_to_redis: Vec<f64>,
     /// Peak resident memory of this process (pipeline and publisher), bytes.
     pub peak_rss: u64,
-    /// The noisy tenant and how many messages it sent (flooded or backlog), if one did.
+    /// The noisy tenant and how many messages it sent (flooded, backlog or history), if
+    /// one did.
     pub noise: Option<(TenantId, u64)>,
+    /// A backfill beside: records it read, for how long, and whether it ended before the
+    /// publishing did.
+    pub backfilled: Option<(u64, Duration, bool)>,
 }
 
 /// Publishes `options.rate` readings a second for `options.duration` while the pipeline
@@ -106,7 +118,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     };
     // A backlog is all there before the pipeline starts.
     let backlog = match (&noisy, options.noise) {
-        (Some(noisy), Some(Noise::Backlog(readings))) => {
+        (Some(noisy), Some(Noise::Backlog(readings) | Noise::Backfill(readings))) => {
             let minutes = readings.div_ceil(BACKLOG_ROOMS as u64) as i64;
             let sim = SimulateOptions {
                 spec: fleet(noisy, BACKLOG_ROOMS),
@@ -128,10 +140,12 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     };
 
     let mut run_settings = pipeline_settings(settings, &tenant);
-    run_settings
-        .pipeline
-        .tenants
-        .extend(noisy.iter().map(ToString::to_string));
+    if !matches!(options.noise, Some(Noise::Backfill(_))) {
+        run_settings
+            .pipeline
+            .tenants
+            .extend(noisy.iter().map(ToString::to_string));
+    }
     let lateness_ms = settings.pipeline.allowed_lateness_secs as i64 * 1000;
     reset_peak_rss();
     let stop_pipeline = Arc::new(AtomicBool::new(false));
@@ -143,6 +157,8 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     };
     let pipeline =
         tokio::task::spawn_blocking(move || run(&run_settings, run_options, Metrics::new()));
+    // A benchmark that fails on the way stops the pipeline too.
+    let _stops = StopOnDrop(stop_pipeline.clone());
     // The pipeline finds its (empty) topics before the first reading is published.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -173,7 +189,40 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         }
         _ => None,
     };
+    let backfill = match (&noisy, options.noise, backlog) {
+        (Some(noisy), Some(Noise::Backfill(_)), Some(readings)) => {
+            let minutes = readings.div_ceil(BACKLOG_ROOMS as u64) as i64;
+            let range = Backfill {
+                from: BACKLOG_START - minutes * MINUTE,
+                to: BACKLOG_START,
+                max_rate: None,
+            };
+            let config = &options.backfill;
+            let s = backfill::settings_for(settings, noisy, config);
+            Some((
+                backfill::start(s, noisy, range, config)?,
+                std::time::Instant::now(),
+            ))
+        }
+        _ => None,
+    };
     tokio::time::sleep(options.duration).await;
+    let backfilled = match backfill {
+        Some((running, started)) => {
+            if running.is_finished() {
+                let region = settings
+                    .region(&settings.regions.home)
+                    .ok_or_else(|| JobError::Invalid("no home region".into()))?;
+                let run = running.finish(&region).await?.report;
+                Some((run.stats.consumed, run.elapsed, true))
+            } else {
+                let (read, took) = (running.consumed(), started.elapsed());
+                running.stop();
+                Some((read, took, false))
+            }
+        }
+        None => None,
+    };
     stop_publishing.store(true, Ordering::Relaxed);
     let published = publisher
         .await
@@ -225,7 +274,17 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         publish_to_redis,
         peak_rss,
         noise: noisy.zip(flooded.or(backlog)),
+        backfilled,
     })
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Sends `rate` malformed messages a second to `topic` (keys spread over its

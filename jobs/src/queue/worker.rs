@@ -404,14 +404,11 @@ impl Worker {
     fn backfill(&mut self, status: &mut JobStatus, (from, to): (i64, i64)) -> Result<String, Stop> {
         use crate::backfill::{self, day};
         let (tenant, _, region) = self.tenant_of(status)?;
-        let range = rf_pipelines::backfill::Backfill { from, to };
-        if to > now_ms() {
-            return Err(JobError::Invalid(format!(
-                "backfill: to ({}) is in the future; the live pipeline writes what comes",
-                day(to)
-            ))
-            .into());
-        }
+        let range = rf_pipelines::backfill::Backfill {
+            from,
+            to,
+            max_rate: None,
+        };
         let config = self.config.backfill.clone();
         let settings = backfill::settings_for(&self.settings, &tenant, &config);
         let total = backfill::records_to_read(&settings, &range)?;
@@ -422,57 +419,25 @@ impl Worker {
             day(to)
         );
         self.progress(status, 0, line)?;
-        // Rows older than this that the backfill did not rewrite are stale afterwards.
-        let since = rf_pipelines::backfill::now_micros();
-        let options = rf_pipelines::RunOptions {
-            backfill: Some(range),
-            ..Default::default()
-        };
-        let (consumed, shutdown) = (options.consumed.clone(), options.shutdown.clone());
-        let nice = config.nice;
-        let pipeline = std::thread::Builder::new()
-            .name(format!("backfill-{tenant}"))
-            .spawn(move || {
-                backfill::lower_priority(nice);
-                rf_pipelines::run(&settings, options, rf_pipelines::Metrics::new())
-            })
-            .map_err(|e| JobError::Invalid(format!("cannot start the backfill: {e}")))?;
-        while !pipeline.is_finished() {
+        let running = backfill::start(settings, &tenant, range, &config)?;
+        while !running.is_finished() {
             std::thread::sleep(Duration::from_millis(500));
-            let done = consumed.load(Ordering::Relaxed).min(total);
-            if let Err(stop) = self.tick(status, done) {
-                shutdown.store(true, Ordering::Relaxed);
-                let _ = pipeline.join();
+            if let Err(stop) = self.tick(status, running.consumed().min(total)) {
+                running.stop();
                 return Err(stop);
             }
         }
-        let report = pipeline
-            .join()
-            .map_err(|_| JobError::Invalid("the backfill's pipeline panicked".into()))?
-            .map_err(JobError::from)?;
+        let outcome = self.runtime.block_on(running.finish(&region))?;
+        let (report, removed) = (&outcome.report, outcome.removed);
         let st = &report.stats;
         let line = format!(
-            "read {} records in {:.1} s; rewrote {} room rows and {} office rows",
+            "read {} records in {:.1} s; rewrote {} room rows and {} office rows; removed {removed} stale rows",
             st.consumed,
             report.elapsed.as_secs_f64(),
             st.room_rows,
             st.office_rows
         );
         self.progress(status, total, line)?;
-        let lateness = self.settings.pipeline.allowed_lateness_secs as i64 * 1000;
-        let closed = backfill::closed_until(&report, &tenant, &range, lateness);
-        let removed = self.runtime.block_on(backfill::remove_stale(
-            &region.clickhouse,
-            &tenant,
-            &range,
-            closed,
-            since,
-        ))?;
-        self.runtime.block_on(backfill::invalidate_caches(
-            &region.redis.url,
-            &tenant,
-            &range,
-        ))?;
         let mut message = format!(
             "rewrote {} room rows and {} office rows of windows starting from {} to {}; removed {removed} stale rows",
             st.room_rows,
@@ -480,7 +445,7 @@ impl Worker {
             day(from),
             day(to)
         );
-        if closed < range.stop_at(lateness) - lateness {
+        if let Some(closed) = outcome.open_after {
             message += &format!(
                 "; windows ending after {} are not final yet and were left to the live pipeline",
                 day(closed)
