@@ -140,6 +140,26 @@ enum DeadletterCommand {
         #[arg(long, default_value_t = 3)]
         examples: usize,
     },
+    /// Count again the readings of a tenant's dead letters whose cause was fixed (room
+    /// metadata published late or corrected, a schema registered late): finds the letters
+    /// with --reason that decode now and whose room has a version in effect at their time
+    /// (as the live pipeline mirrored it to ClickHouse), and submits a backfill job of the
+    /// windows holding them. The windows are recomputed from the readings topic, so what
+    /// was counted already is not counted twice.
+    Replay {
+        /// The tenant.
+        tenant: TenantId,
+        /// The letters' reason: unknown_room, office_mismatch, unknown_schema or
+        /// incompatible_schema.
+        #[arg(long)]
+        reason: String,
+        /// Only letters written since: RFC 3339 time or date, or an age like 24h.
+        #[arg(long)]
+        since: Option<String>,
+        /// Follow the backfill job with a progress bar until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -668,6 +688,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print!("{}", render_inspection(&tenant, &found));
             Ok(())
         }
+        Command::Deadletter(DeadletterCommand::Replay {
+            tenant,
+            reason,
+            since,
+            follow,
+        }) => replay_dead_letters(&config, &tenant, &reason, since.as_deref(), follow),
         Command::Token(args) => {
             if config.service.jwt_algorithm != rf_service::JwtAlgorithm::Hs256 {
                 anyhow::bail!(
@@ -1596,6 +1622,73 @@ fn report_days(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(i64, i64
         anyhow::bail!("--from: a report covers at most 366 days");
     }
     Ok((from, to))
+}
+
+fn replay_dead_letters(
+    config: &Config,
+    tenant: &TenantId,
+    reason: &str,
+    since: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    use rf_jobs::deadletter::{plan_replay, rooms};
+    use rf_schemas::deadletter::DeadLetterReason;
+    let reason = DeadLetterReason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason)
+        .with_context(|| format!("--reason: {reason:?} is not a dead-letter reason"))?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let since = since
+        .map(|s| parse_time(s, now))
+        .transpose()
+        .context("--since")?;
+    let settings = config.settings();
+    let entry = rf_jobs::tenant::entry(&settings, tenant)?;
+    let region = settings
+        .region(&entry.region)
+        .with_context(|| format!("region {} is not configured here", entry.region))?;
+    let runtime = runtime()?;
+    let rooms = runtime.block_on(rooms(&region.clickhouse, tenant))?;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let plan = plan_replay(
+        &config.kafka,
+        &config.registry,
+        tenant,
+        reason,
+        since,
+        &rooms,
+        progress,
+    )?;
+    println!(
+        "{} {reason} letters: {} fixed, {} not yet",
+        plan.letters,
+        plan.fixed,
+        plan.letters - plan.fixed
+    );
+    for (why, n) in &plan.unfixed {
+        println!("  {n:>8}  {why}");
+    }
+    let Some((from, to)) = plan.range else {
+        println!("nothing to replay");
+        return Ok(());
+    };
+    let kind = rf_jobs::queue::JobKind::Backfill { from, to };
+    let status = runtime.block_on(rf_jobs::queue::submit(
+        &config.kafka,
+        &config.clickhouse,
+        tenant,
+        kind,
+    ))?;
+    println!(
+        "backfill of windows starting from {} to {}: job {}",
+        rf_jobs::backfill::day(from),
+        rf_jobs::backfill::day(to),
+        status.spec.id
+    );
+    if follow {
+        follow_job(&config.kafka, &status.spec.id)?;
+    }
+    Ok(())
 }
 
 /// A backfill's range, ms: `to` defaults to now, and neither may be in the future.

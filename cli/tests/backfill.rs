@@ -250,3 +250,95 @@ async fn a_backfill_of_a_range_ending_in_the_future_is_refused() {
         status.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_unknown_room_letters_counts_the_fixed_ones_once() {
+    use rf_jobs::deadletter::{plan_replay, rooms};
+    use rf_schemas::deadletter::DeadLetterReason;
+    let tenant = fresh_tenant("replay");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let (readings_id, rooms_id) = create_tenant(&tenant).await;
+    let r1 = london_room("r1", 10);
+    produce_all(
+        &producer,
+        &tenant.rooms_topic(),
+        &room_records([&r1], rooms_id, DAY - 7 * HOUR),
+    )
+    .await;
+    // r2's metadata comes late; r9's never does.
+    let records = minute_readings(
+        readings_id,
+        (DAY, DAY + 30 * HOUR),
+        &["r1", "r2", "r9"],
+        |_, ts| Some((ts / MIN % 5) as i32),
+    );
+    produce_all(&producer, &tenant.readings_topic(), &records).await;
+    assert_accounts(&run_until_caught_up(&s).await);
+    let r2 = london_room("r2", 6);
+    produce_all(
+        &producer,
+        &tenant.rooms_topic(),
+        &room_records([&r2], rooms_id, DAY + 31 * HOUR),
+    )
+    .await;
+    // The live pipeline reads the fix (and mirrors it).
+    run_until_caught_up(&s).await;
+
+    let rooms = rooms(&s.clickhouse, &tenant).await.unwrap();
+    let plan = {
+        let (kafka, registry, tenant) = (s.kafka.clone(), s.registry.clone(), tenant.clone());
+        tokio::task::spawn_blocking(move || {
+            plan_replay(
+                &kafka,
+                &registry,
+                &tenant,
+                DeadLetterReason::UnknownRoom,
+                None,
+                &rooms,
+                false,
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    let r2_letters = unknown_room_letters(&s, &tenant, "r2");
+    let r9_letters = unknown_room_letters(&s, &tenant, "r9");
+    assert!(!r2_letters.is_empty() && !r9_letters.is_empty());
+    assert_eq!(plan.letters as usize, r2_letters.len() + r9_letters.len());
+    assert_eq!(plan.fixed as usize, r2_letters.len());
+    assert_eq!(
+        plan.unfixed
+            .get("room r9 has no metadata at the time")
+            .copied(),
+        Some(r9_letters.len() as u64),
+        "{plan:?}"
+    );
+    let (from, to) = plan.range.unwrap();
+    assert_eq!(from, DAY, "London's day, hour and quarter start together");
+    assert_eq!(to, r2_letters.iter().max().unwrap() + 1);
+
+    let status = backfill(&s, &tenant, (from, to)).await;
+    assert_eq!(status.state, JobState::Succeeded, "{status:#?}");
+    // Each of r2's dead-lettered readings is counted once; r9's stay letters.
+    let counted = |room: &str| {
+        rows(
+            &tenant,
+            &format!(
+                "SELECT count() FROM {{db}}.readings FINAL WHERE room_id = '{room}' AND ts_ms < {to}"
+            ),
+            "",
+        )
+    };
+    assert_eq!(counted("r2"), [r2_letters.len().to_string()]);
+    assert_eq!(counted("r9"), ["0"]);
+    let samples = rows(
+        &tenant,
+        "SELECT sum(samples) FROM {db}.room_utilization FINAL WHERE granularity = '15m' \
+         AND room_id = 'r2' AND {where}",
+        &starting_in((from, to)),
+    );
+    assert_eq!(samples, [r2_letters.len().to_string()]);
+}

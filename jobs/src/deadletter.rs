@@ -9,11 +9,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use rf_operators::Granularity;
 use rf_pipelines::{KafkaConfig, RegistryConfig};
+use rf_schemas::deadletter::DeadLetterReason;
 use rf_schemas::framing::unframe;
 use rf_schemas::reading::ReadingDecoder;
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::{Reading, TenantId};
+use rf_sinks::config::ClickHouseConfig;
 
 use crate::JobError;
 
@@ -55,6 +58,55 @@ pub fn inspect(
     examples: usize,
     progress: bool,
 ) -> Result<Inspection, JobError> {
+    let mut decoders = Decoders::new(registry);
+    let mut out = Inspection::default();
+    read_letters(kafka, tenant, since, progress, |letter| {
+        let at = letter.at;
+        out.total += 1;
+        let r = out
+            .reasons
+            .entry(letter.reason.clone())
+            .or_insert((0, at, at));
+        (r.0, r.1, r.2) = (r.0 + 1, r.1.min(at), r.2.max(at));
+        *out.hours
+            .entry(at.div_euclid(HOUR) * HOUR)
+            .or_default()
+            .entry(letter.reason.clone())
+            .or_default() += 1;
+        let shown = out.examples.entry(letter.reason).or_default();
+        if shown.len() < examples {
+            shown.push(Example {
+                at,
+                detail: letter.detail,
+                source: letter.source,
+                reading: letter.value.and_then(|v| decoders.decode(v)),
+            });
+        }
+    })?;
+    Ok(out)
+}
+
+/// One dead letter as read.
+struct Letter<'a> {
+    reason: String,
+    detail: String,
+    /// The letter's record timestamp, ms.
+    at: i64,
+    /// (partition, offset) of the reading.
+    source: (i32, i64),
+    /// The reading's bytes.
+    value: Option<&'a [u8]>,
+}
+
+/// Reads `tenant`'s dead-letter topic (from `since`, ms, or its start) to where it ended
+/// when called, giving each letter to `each`.
+fn read_letters(
+    kafka: &KafkaConfig,
+    tenant: &TenantId,
+    since: Option<i64>,
+    progress: bool,
+    mut each: impl FnMut(Letter<'_>),
+) -> Result<(), JobError> {
     let topic = tenant.deadletter_topic();
     let timeout = Duration::from_secs(kafka.timeout_secs);
     let kerr = |what: &str| {
@@ -121,8 +173,6 @@ pub fn inspect(
     } else {
         ProgressBar::hidden()
     };
-    let mut decoders = Decoders::new(registry);
-    let mut out = Inspection::default();
     while !ends.is_empty() {
         let message = match consumer.poll(timeout) {
             Some(m) => m.map_err(kerr("cannot read"))?,
@@ -147,30 +197,139 @@ pub fn inspect(
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let reason = header("rf-reason");
-        let at = message.timestamp().to_millis().unwrap_or(0);
-        out.total += 1;
-        let r = out.reasons.entry(reason.clone()).or_insert((0, at, at));
-        (r.0, r.1, r.2) = (r.0 + 1, r.1.min(at), r.2.max(at));
-        *out.hours
-            .entry(at.div_euclid(HOUR) * HOUR)
-            .or_default()
-            .entry(reason.clone())
-            .or_default() += 1;
-        let shown = out.examples.entry(reason).or_default();
-        if shown.len() < examples {
-            shown.push(Example {
-                at,
-                detail: header("rf-detail"),
-                source: (
-                    header("rf-source-partition").parse().unwrap_or(-1),
-                    header("rf-source-offset").parse().unwrap_or(-1),
-                ),
-                reading: message.payload().and_then(|v| decoders.decode(v)),
-            });
-        }
+        each(Letter {
+            reason: header("rf-reason"),
+            detail: header("rf-detail"),
+            at: message.timestamp().to_millis().unwrap_or(0),
+            source: (
+                header("rf-source-partition").parse().unwrap_or(-1),
+                header("rf-source-offset").parse().unwrap_or(-1),
+            ),
+            value: message.payload(),
+        });
     }
     bar.finish_and_clear();
+    Ok(())
+}
+
+/// Dead-letter reasons that a fix outside the readings can cure: room metadata published
+/// late or corrected, a schema registered late. The others stay what they are.
+pub const REPLAYABLE: [DeadLetterReason; 4] = [
+    DeadLetterReason::UnknownRoom,
+    DeadLetterReason::OfficeMismatch,
+    DeadLetterReason::UnknownSchema,
+    DeadLetterReason::IncompatibleSchema,
+];
+
+/// What a replay of dead letters found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Letters with the reason.
+    pub letters: u64,
+    /// Of which: their cause is fixed now.
+    pub fixed: u64,
+    /// The others, by what still stands in their way: how many.
+    pub unfixed: BTreeMap<String, u64>,
+    /// The windows a backfill recomputes to count the fixed ones: those starting in
+    /// `[from, to)`, ms.
+    pub range: Option<(i64, i64)>,
+}
+
+/// A tenant's room versions, as the pipeline mirrors them to ClickHouse: per room,
+/// (effective from ms, office, time zone), by time.
+pub type Rooms = HashMap<String, Vec<(i64, String, chrono_tz::Tz)>>;
+
+/// Reads the tenant's room versions from its ClickHouse `rooms` table.
+pub async fn rooms(clickhouse: &ClickHouseConfig, tenant: &TenantId) -> Result<Rooms, JobError> {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Row {
+        room_id: String,
+        office_id: String,
+        timezone: String,
+        from_ms: i64,
+    }
+    let rows: Vec<Row> = rf_sinks::clickhouse::client(clickhouse)
+        .query(&format!(
+            "SELECT room_id, office_id, timezone, toInt64(toUInt32(effective_from)) * 1000 AS from_ms \
+             FROM {}.rooms FINAL ORDER BY room_id, from_ms",
+            tenant.clickhouse_db()
+        ))
+        .fetch_all()
+        .await
+        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+    let mut rooms = Rooms::new();
+    for r in rows {
+        let tz = r.timezone.parse().unwrap_or(chrono_tz::UTC);
+        rooms
+            .entry(r.room_id)
+            .or_default()
+            .push((r.from_ms, r.office_id, tz));
+    }
+    Ok(rooms)
+}
+
+/// Reads `tenant`'s dead letters with `reason` (since `since`, ms) and finds those whose
+/// cause is fixed now: they decode with a registered schema, and their room has a version
+/// in effect at their time, in their office. Returns the windows holding them.
+pub fn plan_replay(
+    kafka: &KafkaConfig,
+    registry: &RegistryConfig,
+    tenant: &TenantId,
+    reason: DeadLetterReason,
+    since: Option<i64>,
+    rooms: &Rooms,
+    progress: bool,
+) -> Result<Replay, JobError> {
+    if !REPLAYABLE.contains(&reason) {
+        let replayable: Vec<&str> = REPLAYABLE.iter().map(|r| r.as_str()).collect();
+        return Err(JobError::Invalid(format!(
+            "--reason: {reason} letters stay what they are; replayable: {}",
+            replayable.join(", ")
+        )));
+    }
+    let mut decoders = Decoders::new(registry);
+    let mut out = Replay::default();
+    read_letters(kafka, tenant, since, progress, |letter| {
+        if letter.reason != reason.as_str() {
+            return;
+        }
+        out.letters += 1;
+        let Some(r) = letter.value.and_then(|v| decoders.decode(v)) else {
+            *out.unfixed
+                .entry("not decodable with a registered schema".into())
+                .or_default() += 1;
+            return;
+        };
+        let version = rooms
+            .get(&r.room_id)
+            .and_then(|versions| versions.iter().rev().find(|(from, _, _)| *from <= r.ts));
+        let tz = match version {
+            None => {
+                *out.unfixed
+                    .entry(format!("room {} has no metadata at the time", r.room_id))
+                    .or_default() += 1;
+                return;
+            }
+            Some((_, office, _)) if *office != r.office_id => {
+                *out.unfixed
+                    .entry(format!(
+                        "room {} is in office {office}, not {}",
+                        r.room_id, r.office_id
+                    ))
+                    .or_default() += 1;
+                return;
+            }
+            Some((_, _, tz)) => *tz,
+        };
+        out.fixed += 1;
+        let from = [Granularity::M15, Granularity::H1, Granularity::D1]
+            .into_iter()
+            .map(|g| g.window(r.ts, tz).0)
+            .min()
+            .unwrap_or(r.ts);
+        let (lo, hi) = out.range.get_or_insert((from, r.ts + 1));
+        (*lo, *hi) = ((*lo).min(from), (*hi).max(r.ts + 1));
+    })?;
     Ok(out)
 }
 
