@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rf_jobs::queue::worker::{JobsConfig, Worker};
-use rf_jobs::queue::{self, JobKind, JobState, JobStatus};
+use rf_jobs::queue::{JobKind, JobState, JobStatus};
 use rf_pipelines::{run, Metrics, RunOptions, Settings};
 use rf_schemas::TenantId;
 
@@ -64,27 +63,7 @@ const WITH_VERSIONS: &str =
 
 /// Submits a backfill of `range` and runs it with a job worker.
 async fn backfill(s: &Settings, tenant: &TenantId, (from, to): (i64, i64)) -> JobStatus {
-    let kind = JobKind::Backfill { from, to };
-    let id = queue::submit(&s.kafka, &s.clickhouse, tenant, kind)
-        .await
-        .unwrap()
-        .spec
-        .id;
-    let s = s.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut worker = Worker::new(&s, &JobsConfig::default()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            assert!(Instant::now() < deadline, "job {id} ended");
-            if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
-                if status.spec.id == id {
-                    return status;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap()
+    run_job(s, tenant, JobKind::Backfill { from, to }).await
 }
 
 /// The event times of the tenant's dead letters saying `room` had no metadata.

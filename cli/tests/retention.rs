@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use rf_jobs::queue::worker::{JobsConfig, Worker};
-use rf_jobs::queue::{self, JobKind, JobState, JobStatus};
+use rf_jobs::queue::{JobKind, JobState, JobStatus};
 use rf_pipelines::Settings;
 use rf_schemas::TenantId;
 
@@ -33,27 +30,7 @@ fn reading_row(db: &str, ts: i64) -> String {
 
 /// Submits a retention job and runs it with a worker.
 async fn run(s: &Settings, tenant: &TenantId, dry_run: bool) -> JobStatus {
-    let kind = JobKind::Retention { dry_run };
-    let id = queue::submit(&s.kafka, &s.clickhouse, tenant, kind)
-        .await
-        .unwrap()
-        .spec
-        .id;
-    let s = s.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut worker = Worker::new(&s, &JobsConfig::default()).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            assert!(std::time::Instant::now() < deadline, "job {id} ended");
-            if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
-                if status.spec.id == id {
-                    return status;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap()
+    run_job(s, tenant, JobKind::Retention { dry_run }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -470,3 +470,33 @@ pub fn minute_readings(
     }
     out
 }
+
+/// Submits a job of `kind` for `tenant` and runs it with a job worker of default
+/// settings; returns its final status.
+pub async fn run_job(
+    s: &Settings,
+    tenant: &TenantId,
+    kind: rf_jobs::queue::JobKind,
+) -> rf_jobs::queue::JobStatus {
+    use rf_jobs::queue::worker::{JobsConfig, Worker};
+    let id = rf_jobs::queue::submit(&s.kafka, &s.clickhouse, tenant, kind)
+        .await
+        .unwrap()
+        .spec
+        .id;
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut worker = Worker::new(&s, &JobsConfig::default()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            assert!(Instant::now() < deadline, "job {id} ended");
+            if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
+                if status.spec.id == id {
+                    return status;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
