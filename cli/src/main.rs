@@ -1631,12 +1631,8 @@ fn replay_dead_letters(
     since: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    use rf_jobs::deadletter::{plan_replay, rooms};
-    use rf_schemas::deadletter::DeadLetterReason;
-    let reason = DeadLetterReason::ALL
-        .into_iter()
-        .find(|r| r.as_str() == reason)
-        .with_context(|| format!("--reason: {reason:?} is not a dead-letter reason"))?;
+    use rf_jobs::deadletter::{plan_replay, replayable, rooms};
+    let reason = replayable(reason)?;
     let now = chrono::Utc::now().timestamp_millis();
     let since = since
         .map(|s| parse_time(s, now))

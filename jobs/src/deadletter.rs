@@ -221,6 +221,21 @@ pub const REPLAYABLE: [DeadLetterReason; 4] = [
     DeadLetterReason::IncompatibleSchema,
 ];
 
+/// The replayable reason named `name`; the error names `--reason` and the choices.
+pub fn replayable(name: &str) -> Result<DeadLetterReason, JobError> {
+    let choices: Vec<&str> = REPLAYABLE.iter().map(|r| r.as_str()).collect();
+    let choices = choices.join(", ");
+    match REPLAYABLE.into_iter().find(|r| r.as_str() == name) {
+        Some(reason) => Ok(reason),
+        None if DeadLetterReason::ALL.iter().any(|r| r.as_str() == name) => Err(JobError::Invalid(
+            format!("--reason: {name} letters stay what they are; replayable: {choices}"),
+        )),
+        None => Err(JobError::Invalid(format!(
+            "--reason: {name:?} is not a dead-letter reason; replayable: {choices}"
+        ))),
+    }
+}
+
 /// What a replay of dead letters found.
 #[derive(Debug, Default)]
 pub struct Replay {
@@ -280,13 +295,7 @@ pub fn plan_replay(
     rooms: &Rooms,
     progress: bool,
 ) -> Result<Replay, JobError> {
-    if !REPLAYABLE.contains(&reason) {
-        let replayable: Vec<&str> = REPLAYABLE.iter().map(|r| r.as_str()).collect();
-        return Err(JobError::Invalid(format!(
-            "--reason: {reason} letters stay what they are; replayable: {}",
-            replayable.join(", ")
-        )));
-    }
+    replayable(reason.as_str())?;
     let mut decoders = Decoders::new(registry);
     let mut out = Replay::default();
     read_letters(kafka, tenant, since, progress, |letter| {
@@ -356,5 +365,25 @@ impl Decoders {
             ReadingDecoder::new(&schema).ok()
         });
         decoder.as_ref()?.decode(body).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reasons_a_fix_can_cure_are_replayable() {
+        assert_eq!(
+            replayable("unknown_room").unwrap(),
+            DeadLetterReason::UnknownRoom
+        );
+        for bytes_are_bad in ["malformed", "out_of_range", "future_timestamp", "late"] {
+            let error = replayable(bytes_are_bad).unwrap_err().to_string();
+            assert!(error.starts_with("--reason: "), "{error}");
+            assert!(error.contains("stay what they are"), "{error}");
+        }
+        let error = replayable("typo").unwrap_err().to_string();
+        assert!(error.contains("not a dead-letter reason"), "{error}");
     }
 }
