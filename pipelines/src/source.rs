@@ -496,14 +496,12 @@ impl Consumers {
         let aggregator = self.aggregator.borrow();
         let mut done = TopicPartitionList::new();
         self.ends.retain(|(topic, partition), _| {
-            let past = self
-                .owned
-                .get(&(topic.clone(), *partition))
-                .is_some_and(|t| {
-                    aggregator
-                        .watermark(t, *partition)
-                        .is_some_and(|w| w >= until)
-                });
+            // Looked up by the topic's name: no key to build on every activation.
+            let past = self.topics.get(topic).is_some_and(|(t, _)| {
+                aggregator
+                    .watermark(t, *partition)
+                    .is_some_and(|w| w >= until)
+            });
             if past {
                 done.add_partition(topic, *partition);
             }
