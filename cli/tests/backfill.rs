@@ -60,6 +60,8 @@ const OFFICE_ROWS: &str =
 const WITH_VERSIONS: &str =
     "SELECT granularity, room_id, window_start, version FROM {db}.room_utilization FINAL \
      WHERE {where} ORDER BY granularity, room_id, window_start";
+const READINGS: &str = "SELECT office_id, room_id, sensor_id, ts_ms, people_count \
+     FROM {db}.readings FINAL WHERE {where} ORDER BY office_id, room_id, ts_ms";
 
 /// Submits a backfill of `range` and runs it with a job worker.
 async fn backfill(s: &Settings, tenant: &TenantId, (from, to): (i64, i64)) -> JobStatus {
@@ -114,6 +116,19 @@ async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it()
         "r3 counted live"
     );
     assert_ne!(before, rows(&control, ROOM_ROWS, &within));
+    let (day_readings, earlier_readings) = (
+        format!(
+            "ts >= toDateTime({}) AND ts < toDateTime({})",
+            DAY / 1000,
+            (DAY + 24 * HOUR) / 1000
+        ),
+        format!("ts < toDateTime({})", DAY / 1000),
+    );
+    assert_ne!(
+        rows(&fixed, READINGS, &day_readings),
+        rows(&control, READINGS, &day_readings),
+        "r3's readings counted live"
+    );
     // Final windows outside the range (later ones the live pipeline may still revise).
     let outside = format!(
         "window_start < toDateTime({}) OR ({})",
@@ -121,6 +136,7 @@ async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it()
         starting_in((DAY + 24 * HOUR, DAY + 48 * HOUR))
     );
     let untouched = rows(&fixed, WITH_VERSIONS, &outside);
+    let untouched_readings = rows(&fixed, READINGS, &earlier_readings);
 
     // The correction: r2 is published, r3 withdrawn.
     let records = room_records([&r2], rooms_id, DAY + 51 * HOUR);
@@ -163,8 +179,10 @@ async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it()
     let from_range = readings(0, (DAY - 5 * MIN, later.1)).len() as u64;
     assert_eq!(status.total, from_range, "{status:#?}");
     assert!(
-        status.message.contains("removed ") && !status.message.contains("removed 0 "),
-        "r3's rows went: {}",
+        status.message.contains("removed ")
+            && !status.message.contains("removed 0 ")
+            && !status.message.contains("and 0 readings"),
+        "r3's rows and readings went: {}",
         status.message
     );
 
@@ -189,9 +207,18 @@ async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it()
         "r2's readings stored"
     );
     assert_ne!(rows(&control, &counted, ""), ["0"]);
+    assert_eq!(
+        rows(&fixed, READINGS, &day_readings),
+        rows(&control, READINGS, &day_readings),
+        "the day's counted readings"
+    );
     // Nothing outside the range changed, and nothing else was written: r3's readings of
     // the range, no longer in a room, were counted live and are not dead letters now.
     assert_eq!(rows(&fixed, WITH_VERSIONS, &outside), untouched);
+    assert_eq!(
+        rows(&fixed, READINGS, &earlier_readings),
+        untouched_readings
+    );
     let r3 = unknown_room_letters(&sf, &fixed, "r3");
     assert!(r3.iter().all(|&ts| ts >= later.0), "{r3:?}");
     let mut group = sf.kafka.clone();

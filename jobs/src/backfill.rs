@@ -122,8 +122,10 @@ pub struct Running {
 pub struct Outcome {
     /// The pipeline's run.
     pub report: RunReport,
-    /// Stale rows removed.
+    /// Stale room and office rows removed.
     pub removed: u64,
+    /// Readings no longer counted removed.
+    pub removed_readings: u64,
     /// Windows ending after this (ms) were not final yet, and were left to the live
     /// pipeline; `None` when every window of the range was.
     pub open_after: Option<i64>,
@@ -194,12 +196,14 @@ impl Running {
             .map_err(|_| JobError::Invalid("the backfill's pipeline panicked".into()))??;
         let (tenant, range) = (&self.tenant, &self.range);
         let closed = closed_until(&report, tenant, range, self.lateness);
-        let removed = remove_stale(&region.clickhouse, tenant, range, closed, self.since).await?;
+        let (removed, removed_readings) =
+            remove_stale(&region.clickhouse, tenant, range, closed, self.since).await?;
         invalidate_caches(&region.redis.url, tenant, range).await?;
         let all = range.stop_at(self.lateness) - self.lateness;
         Ok(Outcome {
             report,
             removed,
+            removed_readings,
             open_after: (closed < all).then_some(closed),
         })
     }
@@ -221,28 +225,43 @@ fn closed_until(report: &RunReport, tenant: &TenantId, range: &Backfill, latenes
 
 /// Removes the range's room and office rows the backfill did not write (their versions
 /// are older than `since`, the backfill's start in µs) among windows ending by `closed`
-/// (ms); returns how many there were. Rows written meanwhile by the live pipeline are
-/// newer and stay.
+/// (ms), then the readings of those windows no longer counted: those without their
+/// room's 15-minute row. Returns how many rows and readings there were. Rows written
+/// meanwhile by the live pipeline are newer and stay.
 async fn remove_stale(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
     range: &Backfill,
     closed: i64,
     since: u64,
-) -> Result<u64, JobError> {
+) -> Result<(u64, u64), JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
     let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
     let db = tenant.clickhouse_db();
     // Windows start and end on whole seconds.
-    let condition = format!(
-        "window_start >= toDateTime({}) AND window_start < toDateTime({}) \
-         AND window_end <= toDateTime({}) AND version < {since}",
-        ceil_secs(range.from),
-        ceil_secs(range.to),
-        closed.div_euclid(1000).min(i64::from(u32::MAX)),
+    let (from, to) = (ceil_secs(range.from), ceil_secs(range.to));
+    let closed = closed.div_euclid(1000).min(i64::from(u32::MAX));
+    let rows = format!(
+        "window_start >= toDateTime({from}) AND window_start < toDateTime({to}) \
+         AND window_end <= toDateTime({closed}) AND version < {since}"
     );
-    let mut removed = 0;
-    for table in ["room_utilization", "office_utilization"] {
+    // A reading's version is its source offset, not its writing time: it is stale when
+    // its room's row of the window went (a withdrawn room's, or one under its old office).
+    let window = "toStartOfFifteenMinutes(ts)";
+    let readings = format!(
+        "ts >= toDateTime({from}) AND {window} >= toDateTime({from}) \
+         AND {window} < toDateTime({to}) AND {window} <= toDateTime({closed} - 900) \
+         AND (office_id, room_id, {window}) NOT IN (SELECT office_id, room_id, window_start \
+         FROM {db}.room_utilization WHERE granularity = '15m' \
+         AND window_start >= toDateTime({from}) AND window_start < toDateTime({to}))"
+    );
+    let mut removed = [0; 3];
+    let tables = [
+        ("room_utilization", &rows),
+        ("office_utilization", &rows),
+        ("readings", &readings),
+    ];
+    for ((table, condition), removed) in tables.into_iter().zip(&mut removed) {
         let stale: u64 = client
             .query(&format!(
                 "SELECT count() FROM {db}.{table} WHERE {condition}"
@@ -251,11 +270,11 @@ async fn remove_stale(
             .await
             .map_err(ch)?;
         if stale > 0 {
-            crate::retention::mutate(&client, &db, table, &condition).await?;
+            crate::retention::mutate(&client, &db, table, condition).await?;
         }
-        removed += stale;
+        *removed = stale;
     }
-    Ok(removed)
+    Ok((removed[0] + removed[1], removed[2]))
 }
 
 /// Makes the query service's cached answers about the tenant's range unreachable.

@@ -428,10 +428,14 @@ impl Worker {
             }
         }
         let outcome = self.runtime.block_on(running.finish(&region))?;
-        let (report, removed) = (&outcome.report, outcome.removed);
+        let report = &outcome.report;
+        let removed = format!(
+            "removed {} stale rows and {} readings no longer counted",
+            outcome.removed, outcome.removed_readings
+        );
         let st = &report.stats;
         let line = format!(
-            "read {} records in {:.1} s; rewrote {} room rows and {} office rows; removed {removed} stale rows",
+            "read {} records in {:.1} s; rewrote {} room rows and {} office rows; {removed}",
             st.consumed,
             report.elapsed.as_secs_f64(),
             st.room_rows,
@@ -439,7 +443,7 @@ impl Worker {
         );
         self.progress(status, total, line)?;
         let mut message = format!(
-            "rewrote {} room rows and {} office rows of windows starting from {} to {}; removed {removed} stale rows",
+            "rewrote {} room rows and {} office rows of windows starting from {} to {}; {removed}",
             st.room_rows,
             st.office_rows,
             day(from),
