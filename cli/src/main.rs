@@ -663,7 +663,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let stop = shutdown_flag()?;
             let worker = rf_jobs::queue::worker::Worker::new(&config.settings(), &config.jobs)?;
             tracing::info!(output_dir = %config.jobs.output_dir.display(), "job worker started");
-            worker.run(&stop);
+            worker.stop_on(stop).run();
             Ok(())
         }
         Command::Deadletter(DeadletterCommand::Inspect {
@@ -809,7 +809,7 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
         .then(|| {
             let (settings, jobs, stop) = (config.settings(), config.jobs.clone(), shutdown.clone());
             std::thread::spawn(move || match rf_jobs::queue::worker::Worker::new(&settings, &jobs) {
-                Ok(worker) => worker.run(&stop),
+                Ok(worker) => worker.stop_on(stop).run(),
                 Err(error) => tracing::error!(%error, "the job worker cannot start; run roomflow jobs instead"),
             })
         });

@@ -242,6 +242,68 @@ async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_interrupted_by_its_worker_stopping_runs_again_when_a_worker_starts() {
+    use rf_jobs::backfill::BackfillConfig;
+    use rf_jobs::queue::worker::JobsConfig;
+    let tenant = fresh_tenant("bfstop");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let (readings_id, rooms_id) = create_tenant(&tenant).await;
+    let rooms = ["r1", "r2", "r3"].map(|room| london_room(room, 10));
+    let records = room_records(&rooms, rooms_id, DAY - 7 * HOUR);
+    produce_all(&producer, &tenant.rooms_topic(), &records).await;
+    let span = (DAY - HOUR, DAY + 50 * HOUR);
+    produce_all(
+        &producer,
+        &tenant.readings_topic(),
+        &readings(readings_id, span),
+    )
+    .await;
+    let kind = JobKind::Backfill {
+        from: DAY,
+        to: DAY + 24 * HOUR,
+    };
+    let id = rf_jobs::queue::submit(&s.kafka, &s.clickhouse, &tenant, kind)
+        .await
+        .unwrap()
+        .spec
+        .id;
+
+    // A worker reading 200 records a second (the job would take ~40 s) stops after 3 s.
+    let slow = JobsConfig {
+        backfill: BackfillConfig {
+            max_records_per_sec: 200,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        flag.store(true, Ordering::Relaxed);
+    });
+    let interrupted = take_job(&s, slow, id.clone(), stop).await;
+    assert_eq!(interrupted.state, JobState::Queued, "{interrupted:#?}");
+    assert!(interrupted.done < interrupted.total, "{interrupted:#?}");
+    assert!(interrupted.logs.last().unwrap().contains("interrupted"));
+
+    // The next worker takes the uncommitted submission and runs it to its end.
+    let rerun = take_job(&s, Default::default(), id, Default::default()).await;
+    assert_eq!(rerun.state, JobState::Succeeded, "{rerun:#?}");
+    assert_eq!((rerun.attempts, rerun.done), (2, rerun.total));
+    let quarters = "SELECT count() FROM {db}.room_utilization FINAL \
+                    WHERE {where} AND granularity = '15m' AND final = 1";
+    let day = starting_in((DAY, DAY + 24 * HOUR));
+    assert_eq!(
+        rows(&tenant, quarters, &day),
+        ["288"],
+        "3 rooms' 96 quarters"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_of_a_range_ending_in_the_future_is_refused() {
     let tenant = fresh_tenant("bffuture");
     let s = settings(&tenant);

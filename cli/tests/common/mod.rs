@@ -478,15 +478,27 @@ pub async fn run_job(
     tenant: &TenantId,
     kind: rf_jobs::queue::JobKind,
 ) -> rf_jobs::queue::JobStatus {
-    use rf_jobs::queue::worker::{JobsConfig, Worker};
     let id = rf_jobs::queue::submit(&s.kafka, &s.clickhouse, tenant, kind)
         .await
         .unwrap()
         .spec
         .id;
+    take_job(s, Default::default(), id, Default::default()).await
+}
+
+/// Runs a job worker with `config`, stopping when `stop` is set, until it returns job
+/// `id`'s status: its final one, or `queued` when the worker stopped during it.
+pub async fn take_job(
+    s: &Settings,
+    config: rf_jobs::queue::worker::JobsConfig,
+    id: String,
+    stop: Arc<AtomicBool>,
+) -> rf_jobs::queue::JobStatus {
     let s = s.clone();
     tokio::task::spawn_blocking(move || {
-        let mut worker = Worker::new(&s, &JobsConfig::default()).unwrap();
+        let mut worker = rf_jobs::queue::worker::Worker::new(&s, &config)
+            .unwrap()
+            .stop_on(stop);
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             assert!(Instant::now() < deadline, "job {id} ended");

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -54,6 +55,8 @@ impl Default for JobsConfig {
 /// Why a run stopped early.
 enum Stop {
     Cancelled,
+    /// The worker is stopping: the job runs again when a worker starts.
+    Interrupted,
     Failed(JobError),
 }
 
@@ -71,6 +74,7 @@ pub struct Worker {
     tail: StatusTail,
     producer: FutureProducer,
     runtime: tokio::runtime::Runtime,
+    stop: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -108,14 +112,23 @@ impl Worker {
             tail,
             producer,
             runtime,
+            stop: Arc::default(),
         })
     }
 
-    /// Runs jobs until `stop` is set (a job running then finishes first), and submits the
-    /// erasures that are due every 10 minutes.
-    pub fn run(mut self, stop: &AtomicBool) {
+    /// Stops when `stop` is set: a job running then is interrupted at its next step, goes
+    /// back to `queued` with its submission uncommitted, and runs again when a worker
+    /// starts (every kind reruns idempotently).
+    pub fn stop_on(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Runs jobs until stopped (see [`Worker::stop_on`]), and submits the erasures that
+    /// are due every 10 minutes.
+    pub fn run(mut self) {
         let mut scheduled: Option<std::time::Instant> = None;
-        while !stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
             if scheduled.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
                 scheduled = Some(std::time::Instant::now());
                 if let Err(error) = self.schedule_erasures() {
@@ -131,7 +144,8 @@ impl Worker {
 
     /// Takes the next submission, if one comes within `wait`, and runs it to its end;
     /// returns its final status (a job that had ended already is passed over; a job of a
-    /// tenant not served gives `None`).
+    /// tenant not served gives `None`), or its `queued` status when the worker was
+    /// stopped meanwhile, leaving the submission to the next worker.
     pub fn step(&mut self, wait: Duration) -> Result<Option<JobStatus>, JobError> {
         self.tail.poll(Duration::ZERO)?;
         let Some(message) = self.consumer.poll(wait) else {
@@ -150,6 +164,9 @@ impl Worker {
                 None
             }
         };
+        if status.as_ref().is_some_and(|s| !s.state.is_final()) {
+            return Ok(status);
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(JOBS_TOPIC, partition, Offset::Offset(offset + 1))
             .map_err(|e| JobError::Kafka(e.to_string()))?;
@@ -195,11 +212,22 @@ impl Worker {
         match outcome {
             Ok(message) => self.finish(&mut status, JobState::Succeeded, &message)?,
             Err(Stop::Cancelled) => self.finish(&mut status, JobState::Cancelled, "cancelled")?,
+            Err(Stop::Interrupted) => {
+                status.state = JobState::Queued;
+                let line = "interrupted: its worker stopped; it runs again when a worker starts";
+                status.log(now_ms(), line);
+                self.put(&mut status)?;
+            }
             Err(Stop::Failed(error)) => {
                 self.finish(&mut status, JobState::Failed, &error.to_string())?
             }
         }
-        tracing::info!(job = %spec.id, tenant = %spec.tenant, state = status.state.label(), "job ended");
+        let state = status.state.label();
+        if status.state.is_final() {
+            tracing::info!(job = %spec.id, tenant = %spec.tenant, state, "job ended");
+        } else {
+            tracing::info!(job = %spec.id, tenant = %spec.tenant, state, "job interrupted: the worker is stopping");
+        }
         Ok(status)
     }
 
@@ -242,6 +270,9 @@ impl Worker {
         self.tail.poll(Duration::ZERO)?;
         if self.tail.cancels.contains(&status.spec.id) {
             return Err(Stop::Cancelled);
+        }
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(Stop::Interrupted);
         }
         Ok(())
     }
