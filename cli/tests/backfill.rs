@@ -270,7 +270,8 @@ async fn a_backfill_interrupted_by_its_worker_stopping_runs_again_when_a_worker_
         .spec
         .id;
 
-    // A worker reading 200 records a second (the job would take ~40 s) stops after 3 s.
+    // A worker reading 200 records a second (the job would take ~40 s) stops once the
+    // job's status shows records read.
     let slow = JobsConfig {
         backfill: BackfillConfig {
             max_records_per_sec: 200,
@@ -279,14 +280,23 @@ async fn a_backfill_interrupted_by_its_worker_stopping_runs_again_when_a_worker_
         ..Default::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let (flag, job) = (stop.clone(), id.clone());
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(3));
+        let read = format!("SELECT max(done) FROM rf_platform.jobs WHERE id = '{job}'");
+        while clickhouse_lines(&read)
+            .first()
+            .is_none_or(|done| done == "0")
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         flag.store(true, Ordering::Relaxed);
     });
     let interrupted = take_job(&s, slow, id.clone(), stop).await;
     assert_eq!(interrupted.state, JobState::Queued, "{interrupted:#?}");
-    assert!(interrupted.done < interrupted.total, "{interrupted:#?}");
+    assert!(
+        0 < interrupted.done && interrupted.done < interrupted.total,
+        "{interrupted:#?}"
+    );
     assert!(interrupted.logs.last().unwrap().contains("interrupted"));
 
     // The next worker takes the uncommitted submission and runs it to its end.

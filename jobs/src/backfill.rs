@@ -181,10 +181,11 @@ impl Running {
     }
 
     /// Stops the pipeline after the epoch it is writing; the rows written stay, and no
-    /// stale row is removed.
-    pub fn stop(self) {
+    /// stale row is removed. Returns the records it read.
+    pub fn stop(self) -> u64 {
         self.shutdown.store(true, Ordering::Relaxed);
         let _ = self.thread.join();
+        self.consumed.load(Ordering::Relaxed)
     }
 
     /// Waits for the pipeline, then removes the range's stale rows from `region`'s

@@ -609,20 +609,26 @@ pub fn kafka_source<'s>(
             if let Some(until) = stop.event_time {
                 consumers.stop_past(until);
             }
-            // Paced: wait while ahead of the rate.
-            if let Some(rate) = stop.max_rate {
-                let allowed = start.elapsed().as_secs_f64() * rate as f64;
-                if total.get() as f64 > allowed {
-                    activator.activate_after(Duration::from_millis(10));
-                    return;
-                }
-            }
             let stopping = failed.borrow().is_some()
                 || stop.shutdown.load(Ordering::Relaxed)
                 || (stop.caught_up && consumers.ends.is_empty() && consumers.rooms_ends.is_empty());
             if stopping {
                 capability = None;
                 return;
+            }
+            // Paced: wait while ahead of the rate, and read at most a tenth of a second's
+            // worth ahead of it (a backlog would fill a whole epoch at once).
+            let mut limit = max_records;
+            if let Some(rate) = stop.max_rate {
+                let ahead = start.elapsed() + PACE_BURST;
+                let allowed = (ahead.as_secs_f64() * rate as f64) as u64;
+                match allowed.checked_sub(total.get()) {
+                    Some(budget) if budget > 0 => limit = limit.min(budget as usize),
+                    _ => {
+                        activator.activate_after(Duration::from_millis(10));
+                        return;
+                    }
+                }
             }
             let mut batch = Vec::new();
             let started = Instant::now();
@@ -668,7 +674,7 @@ pub fn kafka_source<'s>(
                 silent: &mut silent,
                 poll_failed: false,
             };
-            while !loading_rooms && epoch.batch.len() < max_records {
+            while !loading_rooms && epoch.batch.len() < limit {
                 let elapsed = started.elapsed();
                 if elapsed >= max_wait {
                     break;
@@ -688,7 +694,7 @@ pub fn kafka_source<'s>(
                         };
                         epoch.take(&consumers.topics, &mut consumers.ends, message);
                     }
-                    if epoch.batch.len() >= max_records {
+                    if epoch.batch.len() >= limit {
                         next_turn = (next_turn + i + 1) % n;
                         break;
                     }
@@ -753,6 +759,8 @@ pub fn kafka_source<'s>(
 
 /// Records one partition gives an epoch per turn.
 const RECORDS_PER_TURN: usize = 256;
+/// How far ahead of its rate a paced source reads.
+const PACE_BURST: Duration = Duration::from_millis(100);
 
 /// An epoch's readings as they are polled.
 struct Epoch<'a> {

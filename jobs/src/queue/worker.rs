@@ -454,7 +454,7 @@ impl Worker {
         while !running.is_finished() {
             std::thread::sleep(Duration::from_millis(500));
             if let Err(stop) = self.tick(status, running.consumed().min(total)) {
-                running.stop();
+                status.done = running.stop().min(total);
                 return Err(stop);
             }
         }
