@@ -271,7 +271,8 @@ impl Worker {
         if self.tail.cancels.contains(&status.spec.id) {
             return Err(Stop::Cancelled);
         }
-        if self.stop.load(Ordering::Relaxed) {
+        // A job whose work is all done ends, rather than running again.
+        if self.stop.load(Ordering::Relaxed) && status.done < status.total {
             return Err(Stop::Interrupted);
         }
         Ok(())
