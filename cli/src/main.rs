@@ -488,9 +488,14 @@ struct TokenArgs {
     /// Who it is for (the `sub` claim).
     #[arg(long, default_value = "cli")]
     subject: String,
-    /// Lifetime, e.g. 24h or 30d.
+    /// Lifetime, e.g. 24h or 30d; at most service.jwt_max_age_secs (30 days by default).
     #[arg(long, default_value = "24h")]
     ttl: String,
+    /// Instead of minting one: revoke every token of the tenant issued until now (a
+    /// leaked token, an employee who left). The query service refuses them within
+    /// service.directory_refresh_secs; tokens minted afterwards work.
+    #[arg(long, conflicts_with_all = ["subject", "ttl"])]
+    revoke: bool,
 }
 
 #[derive(Args)]
@@ -694,6 +699,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             since,
             follow,
         }) => replay_dead_letters(&config, &tenant, &reason, since.as_deref(), follow),
+        Command::Token(args) if args.revoke => {
+            let not_before = runtime()?.block_on(rf_jobs::apikey::revoke_tokens(
+                &config.clickhouse,
+                &args.tenant,
+                "roomflow token --revoke",
+            ))?;
+            let at = chrono::DateTime::from_timestamp(i64::from(not_before), 0).unwrap_or_default();
+            println!(
+                "revoked every token of tenant {} issued before {}",
+                args.tenant,
+                at.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            Ok(())
+        }
         Command::Token(args) => {
             if config.service.jwt_algorithm != rf_service::JwtAlgorithm::Hs256 {
                 anyhow::bail!(
@@ -701,10 +720,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             let ttl = parse_duration(&args.ttl).context("--ttl")?;
+            let max = config.service.jwt_max_age_secs;
+            if ttl.as_secs() > max {
+                anyhow::bail!(
+                    "--ttl: {} exceeds service.jwt_max_age_secs ({max} s); the service would refuse the token",
+                    args.ttl
+                );
+            }
             println!(
                 "{}",
-                rf_service::mint(
+                rf_service::mint_with(
                     &config.service.jwt_secret,
+                    &config.service.token_policy(),
                     &args.tenant,
                     &args.subject,
                     ttl.as_secs()

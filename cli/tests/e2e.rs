@@ -474,8 +474,8 @@ async fn check_query_service(s: &Settings, tenant: &TenantId) {
         assert_eq!(office["as_of"], "2026-01-06T10:00:00Z");
         assert_eq!(
             get("/v1/offices/lon/occupancy", Some(&stranger)).0,
-            404,
-            "another tenant sees nothing"
+            401,
+            "a tenant the platform does not have is refused"
         );
         assert_eq!(get("/v1/offices/lon/occupancy", None).0, 401);
         assert_eq!(get("/v1/offices/lon/occupancy", Some("not.a.jwt")).0, 401);
@@ -513,7 +513,7 @@ async fn check_query_service(s: &Settings, tenant: &TenantId) {
             &format!("/v1/rooms/lon-a/utilization?granularity=15m&{range}"),
             Some(&stranger),
         );
-        assert_eq!(status, 404);
+        assert_eq!(status, 401);
     })
     .await
     .unwrap();

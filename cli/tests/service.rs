@@ -61,6 +61,8 @@ async fn rate_limits_are_per_tenant_shared_by_every_process_and_answer_429() {
     let other = fresh_tenant("limits-other");
     let s = settings(&tenant);
     stack_is_up(&s);
+    create_tenant(&tenant).await;
+    create_tenant(&other).await;
     let mut config = ServiceConfig::default();
     let tight = TierLimits {
         general: Limit {
@@ -337,14 +339,14 @@ async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
     let tenant = fresh_tenant("rs256");
     let s = settings(&tenant);
     stack_is_up(&s);
+    create_tenant(&tenant).await;
     let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
     let config = ServiceConfig {
-        jwt_algorithm: rf_service::JwtAlgorithm::Rs256,
         jwks: testdata
             .join("jwt-test-rs256.jwks.json")
             .display()
             .to_string(),
-        ..Default::default()
+        ..idp_config()
     };
     let base = serve(&config, &s).await;
     let rs = rs256_token(&tenant);
@@ -363,6 +365,19 @@ async fn rs256_tokens_from_a_jwks_file_are_the_only_ones_accepted() {
 }
 
 /// A token for `tenant` signed with the test RSA key, key id `roomflow-test-1`.
+/// A service taking RS256 tokens of the test identity provider (its JWKS to be set).
+fn idp_config() -> ServiceConfig {
+    ServiceConfig {
+        jwt_algorithm: rf_service::JwtAlgorithm::Rs256,
+        jwt_issuer: IDP_ISSUER.into(),
+        jwt_audience: IDP_AUDIENCE.into(),
+        ..Default::default()
+    }
+}
+
+const IDP_ISSUER: &str = "https://idp.test.roomflow";
+const IDP_AUDIENCE: &str = "roomflow-api";
+
 fn rs256_token(tenant: &rf_schemas::TenantId) -> String {
     let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
     let pem = std::fs::read(testdata.join("jwt-test-rs256.pem")).unwrap();
@@ -376,6 +391,9 @@ fn rs256_token(tenant: &rf_schemas::TenantId) -> String {
         exp: now + 300,
         nbf: now - 1,
         scope: rf_service::READ_SCOPE.into(),
+        iat: Some(now - 1),
+        iss: Some(IDP_ISSUER.into()),
+        aud: Some(IDP_AUDIENCE.into()),
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("roomflow-test-1".into());
@@ -390,6 +408,7 @@ async fn a_key_added_to_the_jwks_is_accepted_without_a_restart() {
     let tenant = fresh_tenant("jwks");
     let s = settings(&tenant);
     stack_is_up(&s);
+    create_tenant(&tenant).await;
     let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
     let current = std::fs::read_to_string(testdata.join("jwt-test-rs256.jwks.json")).unwrap();
     // Before the rotation the provider publishes the same key under another id only.
@@ -397,10 +416,9 @@ async fn a_key_added_to_the_jwks_is_accepted_without_a_restart() {
     let jwks = std::env::temp_dir().join(format!("roomflow-{tenant}.jwks.json"));
     std::fs::write(&jwks, &before).unwrap();
     let config = ServiceConfig {
-        jwt_algorithm: rf_service::JwtAlgorithm::Rs256,
         jwks: jwks.display().to_string(),
         jwks_refresh_secs: 1,
-        ..Default::default()
+        ..idp_config()
     };
     let base = serve(&config, &s).await;
     let token = rs256_token(&tenant);
@@ -499,6 +517,9 @@ async fn no_credential_parameter_or_id_reaches_another_tenants_data() {
             exp,
             nbf,
             scope: scope.into(),
+            iat: Some(nbf.min(now)),
+            iss: None,
+            aud: None,
         };
         let key = EncodingKey::from_secret(secret.expose().as_bytes());
         let hs = |c: &rf_service::auth::Claims| encode(&Header::default(), c, &key).unwrap();

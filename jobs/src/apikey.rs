@@ -160,3 +160,40 @@ fn now_ms() -> u64 {
 fn now_secs() -> u32 {
     (now_ms() / 1000) as u32
 }
+
+#[derive(Row, Serialize)]
+struct RevocationRow<'a> {
+    tenant: &'a str,
+    not_before: u32,
+    revoked_at: u32,
+    reason: &'a str,
+}
+
+/// Revokes every bearer token of `tenant` issued before now: the query service refuses
+/// them within `service.directory_refresh_secs`. Returns the time (s) from which tokens
+/// are accepted again.
+pub async fn revoke_tokens(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    reason: &str,
+) -> Result<u32, JobError> {
+    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let client = crate::platform(clickhouse)
+        .await?
+        .with_database("rf_platform");
+    let now = now_secs();
+    // Tokens minted in this very second are refused too: `iat` has whole seconds.
+    let row = RevocationRow {
+        tenant: tenant.as_str(),
+        not_before: now + 1,
+        revoked_at: now,
+        reason,
+    };
+    let mut insert = client
+        .insert::<RevocationRow>("token_revocations")
+        .await
+        .map_err(ch)?;
+    insert.write(&row).await.map_err(ch)?;
+    insert.end().await.map_err(ch)?;
+    Ok(row.not_before)
+}

@@ -91,6 +91,10 @@ pub async fn step(
     job: &str,
     index: usize,
 ) -> Result<String, JobError> {
+    // A reserved id's names are the platform's: erasing them would erase every tenant's.
+    if let Some(why) = tenant.reserved() {
+        return Err(JobError::Invalid(why));
+    }
     let regions = settings.regions();
     match STEPS[index] {
         "topics" => {
@@ -190,7 +194,12 @@ pub async fn step(
         }
         "platform rows" => {
             let client = crate::platform(&settings.clickhouse).await?;
-            for (table, extra) in [("api_keys", ""), ("tenants", ""), ("jobs", " AND id != ?")] {
+            for (table, extra) in [
+                ("api_keys", ""),
+                ("token_revocations", ""),
+                ("tenants", ""),
+                ("jobs", " AND id != ?"),
+            ] {
                 let mut q = client
                     .query(&format!(
                         "ALTER TABLE rf_platform.{table} DELETE WHERE tenant = ?{extra}"
@@ -204,7 +213,7 @@ pub async fn step(
                     .map_err(|e| JobError::ClickHouse(e.to_string()))?;
             }
             wait_for_mutations(&settings.clickhouse).await?;
-            Ok("deleted the tenant's API keys, registry mirror and job rows".into())
+            Ok("deleted the tenant's API keys, token revocations, registry mirror and job rows".into())
         }
         "compacted topics" => {
             let mut tombstones = 0;
@@ -419,7 +428,7 @@ pub async fn verify(
         );
     }
     let client = rf_sinks::clickhouse::client(&settings.clickhouse);
-    for table in ["tenants", "api_keys", "jobs"] {
+    for table in ["tenants", "api_keys", "token_revocations", "jobs"] {
         // The erasure job's own row stays.
         let rows: u64 = client
             .query(&format!(

@@ -2,8 +2,9 @@
 //! the tenant registry, a compacted topic (`roomflow.tenants`) mirrored into ClickHouse
 //! (`rf_platform.tenants`).
 
+use rf_schemas::unix_ms as now_ms;
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -71,6 +72,9 @@ pub async fn create(
     tenant: &TenantId,
     spec: &TenantSpec,
 ) -> Result<Created, JobError> {
+    if let Some(why) = tenant.reserved() {
+        return Err(JobError::Invalid(why));
+    }
     let existing = registry(&settings.kafka)?.remove(tenant);
     if let Some(entry) = existing.as_ref().filter(|e| e.is_deleted()) {
         let at = chrono::DateTime::from_timestamp_millis(entry.deleted_ms.unwrap_or_default())
@@ -656,11 +660,6 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[cfg(test)]
 mod tests {

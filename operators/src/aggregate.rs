@@ -29,6 +29,9 @@ pub struct AggregateConfig {
     pub clock: EventClock,
     /// Emit the counted readings of each 15m window once it is final.
     pub store_readings: bool,
+    /// How far a watermark may run ahead of the consumer's clock, in ms: no reading moves
+    /// event time past the wall clock plus this, whatever its producer's clock says.
+    pub clock_skew_ms: i64,
 }
 
 impl Default for AggregateConfig {
@@ -37,6 +40,7 @@ impl Default for AggregateConfig {
             allowed_lateness_ms: 5 * 60_000,
             clock: EventClock::default(),
             store_readings: true,
+            clock_skew_ms: rf_schemas::reading::MAX_CLOCK_SKEW_MS,
         }
     }
 }
@@ -472,6 +476,10 @@ impl Aggregator {
     ) {
         let lateness = self.config.allowed_lateness_ms;
         let tenant = record.tenant.clone();
+        // A producer's clock never moves event time past the consumer's plus the skew.
+        let event_time = r
+            .ts
+            .min(record.received.saturating_add(self.config.clock_skew_ms));
         let TenantState {
             catalog,
             partitions,
@@ -580,7 +588,7 @@ impl Aggregator {
             live.observe(&r.room_id, &v.office_id, r.people_count, r.ts, v.capacity);
         }
 
-        p.watermark = p.watermark.max(r.ts);
+        p.watermark = p.watermark.max(event_time);
         close_windows(
             &tenant,
             catalog,

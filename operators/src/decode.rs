@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use rf_schemas::framing::unframe;
-use rf_schemas::reading::ReadingDecoder;
+use rf_schemas::reading::{ReadingDecoder, MAX_CLOCK_SKEW_MS};
 use rf_schemas::registry::{RegistryClient, RegistryError};
 use rf_schemas::{DeadLetterReason, RoomVersion, ROOM_AVSC};
 
@@ -43,6 +43,8 @@ pub struct Decoder<S> {
     source: S,
     cache: HashMap<(Topic, u32), Entry>,
     room_reader: Schema,
+    /// How far `ts` may run ahead of the consumer's clock, ms.
+    clock_skew_ms: i64,
 }
 
 impl<S: SchemaSource> Decoder<S> {
@@ -52,7 +54,15 @@ impl<S: SchemaSource> Decoder<S> {
             source,
             cache: HashMap::new(),
             room_reader: Schema::parse_str(ROOM_AVSC).expect("the embedded schema parses"),
+            clock_skew_ms: MAX_CLOCK_SKEW_MS,
         }
+    }
+
+    /// Lets `ts` run up to `ms` ahead of the consumer's clock (default: the contract's
+    /// five minutes). Only a simulation that runs faster than real time needs more.
+    pub fn with_clock_skew(mut self, ms: i64) -> Self {
+        self.clock_skew_ms = ms;
+        self
     }
 
     /// Decodes one record: a reading, a room version or a tombstone, or a dead letter
@@ -96,6 +106,17 @@ impl<S: SchemaSource> Decoder<S> {
             return Err(Box::new(
                 record.dead_letter(rejection.reason, rejection.detail),
             ));
+        }
+        // The record timestamp is the producer's word; the consumer's clock is not.
+        if reading.ts > record.received.saturating_add(self.clock_skew_ms) {
+            let detail = format!(
+                "ts {} is {} s ahead of the pipeline's clock ({}); at most {} s are allowed",
+                reading.ts,
+                reading.ts.saturating_sub(record.received) / 1000,
+                record.received,
+                self.clock_skew_ms / 1000
+            );
+            return Err(Box::new(record.dead_letter(FutureTimestamp, detail)));
         }
         Ok(Decoded::Reading(Box::new(DecodedReading {
             reading,
@@ -248,6 +269,7 @@ mod tests {
             partition: 3,
             offset: 42,
             timestamp: 1_700_000_000_000,
+            received: 1_700_000_000_000,
             key: Some(key.as_bytes().to_vec()),
             value,
         }

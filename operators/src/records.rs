@@ -42,8 +42,11 @@ pub struct RawRecord {
     pub partition: i32,
     /// Kafka offset.
     pub offset: i64,
-    /// Kafka record timestamp (ms): the reference for `future_timestamp`.
+    /// Kafka record timestamp (ms), set by the producer: `ts` may not run ahead of it.
     pub timestamp: i64,
+    /// The consumer's own clock when the record was read (ms): a clock no producer
+    /// controls, so `ts` may not run ahead of it either, and no watermark passes it.
+    pub received: i64,
     /// Record key bytes.
     pub key: Option<Vec<u8>>,
     /// Record value bytes; `None` is a tombstone.

@@ -44,6 +44,9 @@ impl Granularity {
 
     /// The window `[start, end)` in ms that holds `ts`, for an office in `tz`.
     pub fn window(self, ts: i64, tz: Tz) -> (i64, i64) {
+        // Validation keeps `ts` within a few years of now; the clamp keeps a timestamp
+        // that slipped through anyway inside the calendar instead of panicking a worker.
+        let ts = ts.clamp(-CALENDAR_MS, CALENDAR_MS);
         match self {
             Self::M15 => fixed(ts, 15 * 60_000),
             Self::H1 => fixed(ts, 60 * 60_000),
@@ -57,11 +60,14 @@ fn fixed(ts: i64, len: i64) -> (i64, i64) {
     (start, start + len)
 }
 
+/// A bound well inside chrono's range (about ±262,000 years), ms: about 100,000 years.
+const CALENDAR_MS: i64 = 100_000 * 366 * 86_400_000;
+
 /// The local day of `tz` that holds `ts`, from its midnight to the next one. Where a
 /// zone skips midnight (a daylight-saving change at 00:00), the day starts at the first
 /// instant that exists.
 fn local_day(ts: i64, tz: Tz) -> (i64, i64) {
-    let utc = DateTime::from_timestamp_millis(ts).expect("timestamps are validated");
+    let utc = DateTime::from_timestamp_millis(ts).expect("windows clamp into chrono's range");
     let date = utc.with_timezone(&tz).date_naive();
     let start_of = |d: chrono::NaiveDate| -> i64 {
         let midnight = d.and_time(NaiveTime::MIN);
@@ -87,6 +93,16 @@ mod tests {
 
     fn ms(s: &str) -> i64 {
         s.parse::<DateTime<Utc>>().unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn any_timestamp_has_windows() {
+        for ts in [i64::MIN, -9_000_000_000_000_000, 0, 9_000_000_000_000_000, i64::MAX] {
+            for g in Granularity::ALL {
+                let (start, end) = g.window(ts, chrono_tz::Europe::London);
+                assert!(start < end, "{g:?} at {ts}");
+            }
+        }
     }
 
     #[test]

@@ -93,6 +93,7 @@ impl Feed {
             partition,
             offset: self.offset,
             timestamp: ts,
+            received: ts,
             key: Some(office.as_bytes().to_vec()),
             value: Some(vec![self.offset as u8]),
         };

@@ -124,6 +124,7 @@ impl Feed {
             partition: 0,
             offset: self.offset,
             timestamp: ts,
+            received: ts,
             key: Some(b"lon".to_vec()),
             value: Some(vec![0]),
         };

@@ -257,6 +257,12 @@ pub struct PipelineConfig {
     /// How long a readings partition may be caught up and silent before its windows
     /// follow the tenant's other partitions, seconds.
     pub idle_timeout_secs: u64,
+    /// How far a reading's `ts` may run ahead of this pipeline's own clock, seconds. A
+    /// reading further ahead is dead-lettered as `future_timestamp`, and no watermark
+    /// passes the clock plus this, so one sensor with a wrong clock cannot close its
+    /// partition's windows early. Raise it only for a simulation that runs faster than
+    /// real time.
+    pub clock_skew_secs: u64,
     /// Most records one epoch (one batch through the dataflow and the sinks) takes.
     pub max_epoch_records: usize,
     /// Longest an epoch collects records before it is handed on, milliseconds. Keeps the
@@ -274,6 +280,10 @@ pub struct PipelineConfig {
     pub hosts: Vec<String>,
 }
 
+/// The largest `pipeline.clock_skew_secs`: ten years, for simulations far ahead of the
+/// wall clock. Timestamps stay far inside what calendars can compute.
+const MAX_CLOCK_SKEW_SECS: u64 = 10 * 365 * 86_400;
+
 /// Ports a cluster on one machine uses when no hosts are given: process i listens on
 /// 127.0.0.1:(CLUSTER_BASE_PORT + i).
 pub const CLUSTER_BASE_PORT: u16 = 18200;
@@ -286,6 +296,7 @@ impl Default for PipelineConfig {
             discover_secs: 10,
             allowed_lateness_secs: 300,
             idle_timeout_secs: 30,
+            clock_skew_secs: 300,
             max_epoch_records: 100_000,
             max_epoch_millis: 200,
             store_readings: true,
@@ -334,6 +345,12 @@ impl PipelineConfig {
             return bad(
                 "pipeline.idle_timeout_secs",
                 "must be at most 86400 (a day)",
+            );
+        }
+        if !(1..=MAX_CLOCK_SKEW_SECS).contains(&self.clock_skew_secs) {
+            return bad(
+                "pipeline.clock_skew_secs",
+                "must be between 1 and 315360000 (ten years)",
             );
         }
         if self.hosts.is_empty() && self.process != 0 {

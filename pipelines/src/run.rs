@@ -158,12 +158,14 @@ pub fn run(
         let index = worker.index();
         let peers = worker.peers();
         let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
+        let clock_skew_ms = settings.pipeline.clock_skew_secs as i64 * 1000;
         let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
             allowed_lateness_ms: lateness,
             clock: clock.clone(),
             // The analysis reads every final window's readings; the sinks get them
             // only when they are stored.
             store_readings: true,
+            clock_skew_ms,
         })));
         let analyzer = Analyzer::new(
             settings
@@ -226,7 +228,7 @@ pub fn run(
             consumed = handles.consumed.clone();
             failed = handles.failed.clone();
             let windows = records
-                .decode_records(Decoder::new(registry))
+                .decode_records(Decoder::new(registry).with_clock_skew(clock_skew_ms))
                 .aggregate(aggregator.clone());
             // A backfill rewrites windows only: anomalies and forecasts stay as found live.
             let outputs = match backfill {

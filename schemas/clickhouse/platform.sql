@@ -52,3 +52,13 @@ CREATE TABLE IF NOT EXISTS rf_platform.jobs (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY id;
+
+-- Bearer-token revocations: a tenant's tokens issued (iat) before not_before are refused.
+-- `roomflow token revoke` adds a row; the service reads the latest per tenant.
+CREATE TABLE IF NOT EXISTS rf_platform.token_revocations (
+    tenant String,
+    not_before DateTime('UTC'),
+    revoked_at DateTime('UTC'),
+    reason String
+) ENGINE = MergeTree
+ORDER BY (tenant, not_before);

@@ -15,6 +15,13 @@ pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};
 pub use tenant::{TenantConfig, TenantId, Tier};
 
+/// The wall clock, ms since the Unix epoch (0 before it).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The Avro schema of `io.roomflow.OccupancyReading` (v1).
 pub const OCCUPANCY_READING_AVSC: &str = include_str!("../avro/occupancy_reading.avsc");
 /// The Avro schema of `io.roomflow.OccupancyReading` v2: v1 plus `co2_ppm` and

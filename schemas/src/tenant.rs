@@ -12,6 +12,13 @@ pub const ROOMS_PREFIX: &str = "rooms.";
 /// Prefix of a tenant's dead-letter topic.
 pub const DEADLETTER_PREFIX: &str = "deadletter.";
 
+/// Ids held by the platform: `platform` names its database (`rf_platform`); the rest
+/// name its topics, service users and the servers' own databases and users, now or
+/// later.
+const RESERVED_IDS: [&str; 8] = [
+    "platform", "roomflow", "system", "default", "admin", "internal", "pipeline", "service",
+];
+
 /// A validated tenant id (`^[a-z][a-z0-9-]{1,39}$`); cheap to clone.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TenantId(Arc<str>);
@@ -32,6 +39,20 @@ impl TenantId {
         } else {
             Err(InvalidTenant(s.to_owned()))
         }
+    }
+
+    /// Why `self` cannot be a new tenant, if it cannot: ids whose derived names are the
+    /// platform's own (its database `rf_platform`, its topics `roomflow.*`, its service
+    /// users) or a server's built-in ones. Distinct valid ids never share a derived name
+    /// with each other: only `-` is rewritten (to `_`, which no id holds).
+    pub fn reserved(&self) -> Option<String> {
+        let db = self.clickhouse_db();
+        RESERVED_IDS.contains(&self.as_str()).then(|| {
+            format!(
+                "tenant id {self} is reserved: its names (database {db}, Redis prefix {}) are the platform's",
+                self.redis_prefix()
+            )
+        })
     }
 
     /// The id itself.
@@ -232,6 +253,29 @@ mod tests {
         assert_eq!(t.redis_prefix(), "rf:acme-eu:");
         assert_eq!(TenantId::from_topic("rooms.acme-eu"), Some(t));
         assert_eq!(TenantId::from_topic("deadletter.acme-eu"), None);
+    }
+
+    #[test]
+    fn reserved_ids_are_refused_and_other_ids_never_share_a_name() {
+        let platform = TenantId::parse("platform").unwrap();
+        assert_eq!(platform.clickhouse_db(), "rf_platform");
+        let why = platform.reserved().expect("reserved");
+        assert!(why.contains("rf_platform"), "{why}");
+        assert!(TenantId::parse("platform-eu").unwrap().reserved().is_none());
+        let ids = ["a-b", "ab", "a-b-c", "a-bc", "ab-c", "abc", "acme", "acme-eu"];
+        let mut names = std::collections::HashSet::new();
+        for id in ids.map(|s| TenantId::parse(s).unwrap()) {
+            assert!(id.reserved().is_none());
+            for name in [
+                id.clickhouse_db(),
+                id.redis_prefix(),
+                id.readings_topic(),
+                id.rooms_topic(),
+                id.deadletter_topic(),
+            ] {
+                assert!(names.insert(name.clone()), "{name} is shared");
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use rf_sinks::Secret;
 pub const READ_SCOPE: &str = "read";
 
 /// The claims roomflow reads.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
     /// Who the token was issued to.
     pub sub: String,
@@ -27,6 +27,41 @@ pub struct Claims {
     pub nbf: u64,
     /// Space-separated scopes; reading needs `read`.
     pub scope: String,
+    /// Issued at, seconds since the epoch: required, it bounds the token's age and lets
+    /// a tenant's tokens be revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Issuer; checked when `service.jwt_issuer` is set (always for RS256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience; checked when `service.jwt_audience` is set (always for RS256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The tenant it reads.
+    pub tenant: TenantId,
+    /// Who it was issued to.
+    pub subject: String,
+    /// When it was issued, seconds since the epoch.
+    pub issued_at: u64,
+}
+
+/// What a token must satisfy beyond its signature.
+#[derive(Clone, Debug, Default)]
+pub struct TokenPolicy {
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, seconds.
+    pub leeway_secs: u64,
+    /// The oldest a token may be (now − `iat`), and the longest it may be valid
+    /// (`exp` − `iat`), seconds.
+    pub max_age_secs: u64,
+    /// The `iss` every token must carry, if set.
+    pub issuer: Option<String>,
+    /// The `aud` every token must carry, if set.
+    pub audience: Option<String>,
 }
 
 /// Why a request is not authenticated.
@@ -46,19 +81,21 @@ pub struct Verifier {
     /// `(key id, key)`; a shared key has no id.
     keys: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
+    policy: TokenPolicy,
 }
 
 impl Verifier {
-    /// A verifier for HS256 tokens signed with `secret`, allowing `leeway_secs` of clock skew.
-    pub fn new(secret: &Secret, leeway_secs: u64) -> Self {
+    /// A verifier for HS256 tokens signed with `secret`, under `policy`.
+    pub fn new(secret: &Secret, policy: TokenPolicy) -> Self {
         Self {
             keys: vec![(None, DecodingKey::from_secret(secret.expose().as_bytes()))],
-            validation: validation(Algorithm::HS256, leeway_secs),
+            validation: validation(Algorithm::HS256, &policy),
+            policy,
         }
     }
 
     /// A verifier for RS256 tokens signed by one of the RSA keys of a JWKS document.
-    pub fn rs256(jwks: &str, leeway_secs: u64) -> Result<Self, String> {
+    pub fn rs256(jwks: &str, policy: TokenPolicy) -> Result<Self, String> {
         let set: JwkSet =
             serde_json::from_str(jwks).map_err(|e| format!("not a JWKS document: {e}"))?;
         let mut keys = Vec::new();
@@ -73,17 +110,18 @@ impl Verifier {
         }
         Ok(Self {
             keys,
-            validation: validation(Algorithm::RS256, leeway_secs),
+            validation: validation(Algorithm::RS256, &policy),
+            policy,
         })
     }
 
     /// The tenant a `Bearer` authorization header grants.
     pub fn tenant(&self, authorization: Option<&str>) -> Result<TenantId, AuthError> {
-        self.verify(authorization).map(|(tenant, _)| tenant)
+        self.verify(authorization).map(|grant| grant.tenant)
     }
 
-    /// The tenant a `Bearer` authorization header grants, and the token's subject.
-    pub fn verify(&self, authorization: Option<&str>) -> Result<(TenantId, String), AuthError> {
+    /// What a `Bearer` authorization header grants.
+    pub fn verify(&self, authorization: Option<&str>) -> Result<Grant, AuthError> {
         let token = authorization
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -115,31 +153,91 @@ impl Verifier {
                 "the token's scope lacks {READ_SCOPE:?}"
             )));
         }
+        let issued_at = self.issued_at(&data.claims)?;
         let tenant =
             TenantId::parse(&data.claims.tenant).map_err(|e| AuthError::Invalid(e.to_string()))?;
-        Ok((tenant, data.claims.sub))
+        Ok(Grant {
+            tenant,
+            subject: data.claims.sub,
+            issued_at,
+        })
+    }
+
+    /// The token's `iat`, once its age and lifetime are within the policy.
+    fn issued_at(&self, claims: &Claims) -> Result<u64, AuthError> {
+        let p = &self.policy;
+        let iat = claims
+            .iat
+            .ok_or_else(|| AuthError::Invalid("the token has no iat (issued at)".into()))?;
+        let now = now_secs();
+        if iat > now + p.leeway_secs {
+            return Err(AuthError::Invalid("the token is issued in the future".into()));
+        }
+        if now.saturating_sub(iat) > p.max_age_secs + p.leeway_secs {
+            return Err(AuthError::Invalid(format!(
+                "the token is older than {} s",
+                p.max_age_secs
+            )));
+        }
+        if claims.exp.saturating_sub(iat) > p.max_age_secs {
+            return Err(AuthError::Invalid(format!(
+                "the token is valid for longer than {} s",
+                p.max_age_secs
+            )));
+        }
+        Ok(iat)
     }
 }
 
-fn validation(algorithm: Algorithm, leeway_secs: u64) -> Validation {
+fn validation(algorithm: Algorithm, policy: &TokenPolicy) -> Validation {
     let mut validation = Validation::new(algorithm);
-    validation.leeway = leeway_secs;
+    validation.leeway = policy.leeway_secs;
     validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp", "nbf", "sub"]);
+    let mut required = vec!["exp", "nbf", "sub"];
+    if let Some(issuer) = &policy.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    match &policy.audience {
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&required);
     validation
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Mints a token for `tenant`, valid for `ttl_secs`, signed with `secret`.
 pub fn mint(secret: &Secret, tenant: &TenantId, subject: &str, ttl_secs: u64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    mint_with(secret, &TokenPolicy::default(), tenant, subject, ttl_secs)
+}
+
+/// [`mint`], naming `policy`'s issuer and audience.
+pub fn mint_with(
+    secret: &Secret,
+    policy: &TokenPolicy,
+    tenant: &TenantId,
+    subject: &str,
+    ttl_secs: u64,
+) -> String {
+    let now = now_secs();
     let claims = Claims {
         sub: subject.to_owned(),
         tenant: tenant.to_string(),
         exp: now + ttl_secs,
         nbf: now,
         scope: READ_SCOPE.into(),
+        iat: Some(now),
+        iss: policy.issuer.clone(),
+        aud: policy.audience.clone(),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -153,10 +251,19 @@ pub fn mint(secret: &Secret, tenant: &TenantId, subject: &str, ttl_secs: u64) ->
 mod tests {
     use super::*;
 
+    fn policy() -> TokenPolicy {
+        TokenPolicy {
+            leeway_secs: 60,
+            max_age_secs: 86_400,
+            issuer: None,
+            audience: None,
+        }
+    }
+
     #[test]
     fn tokens_name_their_tenant_and_nothing_else_passes() {
         let secret = Secret::new("s3cret");
-        let v = Verifier::new(&secret, 60);
+        let v = Verifier::new(&secret, policy());
         let acme = TenantId::parse("acme").unwrap();
         let token = mint(&secret, &acme, "dash", 3600);
         assert_eq!(v.tenant(Some(&format!("Bearer {token}"))), Ok(acme.clone()));
@@ -171,6 +278,9 @@ mod tests {
             exp: 1_000,
             nbf: 0,
             scope: "read".into(),
+            iat: Some(now_secs()),
+            iss: None,
+            aud: None,
         };
         let expired = jsonwebtoken::encode(
             &Header::default(),
@@ -190,9 +300,12 @@ mod tests {
         let mut claims = Claims {
             sub: "x".into(),
             tenant: "acme".into(),
-            exp: 9_999_999_999,
+            exp: now_secs() + 3600,
             nbf: 0,
             scope: "write".into(),
+            iat: Some(now_secs()),
+            iss: None,
+            aud: None,
         };
         let sign = |c: &Claims, h: &Header, k: &EncodingKey| {
             format!("Bearer {}", jsonwebtoken::encode(h, c, k).unwrap())
@@ -212,13 +325,16 @@ mod tests {
     fn rs256_tokens_verify_against_the_jwks_and_nothing_else_does() {
         let jwks = include_str!("../../testdata/jwt-test-rs256.jwks.json");
         let pem = include_bytes!("../../testdata/jwt-test-rs256.pem");
-        let v = Verifier::rs256(jwks, 60).unwrap();
+        let v = Verifier::rs256(jwks, idp()).unwrap();
         let claims = Claims {
             sub: "app".into(),
             tenant: "acme".into(),
-            exp: 9_999_999_999,
+            exp: now_secs() + 3600,
             nbf: 0,
             scope: "read".into(),
+            iat: Some(now_secs()),
+            iss: Some("https://idp.example".into()),
+            aud: Some("roomflow".into()),
         };
         let rsa = EncodingKey::from_rsa_pem(pem).unwrap();
         let mut header = Header::new(Algorithm::RS256);
@@ -236,8 +352,88 @@ mod tests {
         let confused =
             jsonwebtoken::encode(&hs, &claims, &EncodingKey::from_secret(jwks.as_bytes())).unwrap();
         assert!(v.tenant(Some(&format!("Bearer {confused}"))).is_err());
-        assert!(Verifier::rs256("{\"keys\": []}", 60).is_err());
-        assert!(Verifier::rs256("not json", 60).is_err());
+        assert!(Verifier::rs256("{\"keys\": []}", idp()).is_err());
+        assert!(Verifier::rs256("not json", idp()).is_err());
+    }
+
+    fn idp() -> TokenPolicy {
+        TokenPolicy {
+            issuer: Some("https://idp.example".into()),
+            audience: Some("roomflow".into()),
+            ..policy()
+        }
+    }
+
+    #[test]
+    fn tokens_without_iat_too_old_too_long_or_from_another_issuer_are_refused() {
+        let secret = Secret::new("s3cret");
+        let key = EncodingKey::from_secret(b"s3cret");
+        let now = now_secs();
+        let token = |c: &Claims| {
+            format!(
+                "Bearer {}",
+                jsonwebtoken::encode(&Header::default(), c, &key).unwrap()
+            )
+        };
+        let fine = Claims {
+            sub: "x".into(),
+            tenant: "acme".into(),
+            exp: now + 3600,
+            nbf: now,
+            scope: "read".into(),
+            iat: Some(now),
+            iss: None,
+            aud: None,
+        };
+        let v = Verifier::new(&secret, policy());
+        assert_eq!(v.verify(Some(&token(&fine))).unwrap().issued_at, now);
+        let refused = |c: Claims, why: &str| {
+            let e = v.verify(Some(&token(&c))).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        };
+        refused(Claims { iat: None, ..fine.clone() }, "no iat");
+        refused(
+            Claims { iat: Some(now - 2 * 86_400), ..fine.clone() },
+            "older than",
+        );
+        refused(
+            Claims { exp: now + 36_500 * 86_400, ..fine.clone() },
+            "valid for longer",
+        );
+        refused(
+            Claims { iat: Some(now + 3600), ..fine.clone() },
+            "in the future",
+        );
+        // What mint makes passes; a 100-year one does not.
+        assert!(v.verify(Some(&format!("Bearer {}", mint(&secret, &TenantId::parse("acme").unwrap(), "x", 3600)))).is_ok());
+        let century = mint(&secret, &TenantId::parse("acme").unwrap(), "x", 36_500 * 86_400);
+        assert!(v.verify(Some(&format!("Bearer {century}"))).is_err());
+        // An issuer and an audience, once configured, are required and checked.
+        let v = Verifier::new(&secret, idp());
+        refused_by(&v, &token(&fine), "iss");
+        let other = Claims {
+            iss: Some("https://evil.example".into()),
+            aud: Some("roomflow".into()),
+            ..fine.clone()
+        };
+        refused_by(&v, &token(&other), "Issuer");
+        let wrong_aud = Claims {
+            iss: Some("https://idp.example".into()),
+            aud: Some("someone-else".into()),
+            ..fine.clone()
+        };
+        refused_by(&v, &token(&wrong_aud), "Audience");
+        let right = Claims {
+            iss: Some("https://idp.example".into()),
+            aud: Some("roomflow".into()),
+            ..fine.clone()
+        };
+        assert!(v.verify(Some(&token(&right))).is_ok());
+    }
+
+    fn refused_by(v: &Verifier, token: &str, why: &str) {
+        let e = v.verify(Some(token)).unwrap_err().to_string();
+        assert!(e.to_lowercase().contains(&why.to_lowercase()), "{e}");
     }
 
     fn b64(s: &str) -> String {

@@ -25,7 +25,7 @@ pub struct RegionStores {
 /// What the service reads from.
 #[derive(Clone, Debug)]
 pub struct Stores {
-    /// The home region's name: tenants without a registry entry live there.
+    /// The home region's name: it holds the platform's tables.
     pub home: String,
     /// The ClickHouse holding `rf_platform` (the home region's).
     pub platform: ClickHouseConfig,
@@ -59,6 +59,8 @@ impl Stores {
 /// Why a tenant's data cannot be served here.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
+    /// The platform has no such tenant: never created, or erased.
+    Unknown,
     /// The tenant was deleted.
     Deleted,
     /// Its data lives in a region this service does not serve.
@@ -71,6 +73,12 @@ struct TenantRow {
     region: String,
     tier: String,
     deleted: u8,
+}
+
+#[derive(Row, Deserialize)]
+struct RevocationRow {
+    tenant: String,
+    not_before: u32,
 }
 
 #[derive(Row, Deserialize)]
@@ -93,21 +101,22 @@ pub struct Known {
 
 /// The tenants and keys, as of the last refresh.
 pub struct Directory {
-    home: String,
     regions: Vec<String>,
     tenants: RwLock<HashMap<String, Known>>,
     /// Active keys: SHA-256 → (tenant, key id).
     keys: RwLock<HashMap<String, (TenantId, String)>>,
+    /// Per tenant, the time (s) before which its bearer tokens were revoked.
+    revoked_before: RwLock<HashMap<String, u64>>,
 }
 
 impl Directory {
     /// An empty directory for `stores`' regions.
     pub fn new(stores: &Stores) -> Self {
         Self {
-            home: stores.home.clone(),
             regions: stores.regions.iter().map(|r| r.name.clone()).collect(),
             tenants: RwLock::default(),
             keys: RwLock::default(),
+            revoked_before: RwLock::default(),
         }
     }
 
@@ -128,6 +137,16 @@ impl Directory {
                 .fetch_all()
                 .await,
         )?;
+        let revocations: Vec<RevocationRow> = absent_is_empty(
+            platform
+                .query("SELECT tenant, max(not_before) AS not_before FROM rf_platform.token_revocations GROUP BY tenant")
+                .fetch_all()
+                .await,
+        )?;
+        let revoked_before = revocations
+            .into_iter()
+            .map(|r| (r.tenant, u64::from(r.not_before)))
+            .collect();
         let tenants = tenants
             .into_iter()
             .map(|t| {
@@ -145,6 +164,7 @@ impl Directory {
             .collect();
         *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = tenants;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        *self.revoked_before.write().unwrap_or_else(|e| e.into_inner()) = revoked_before;
         Ok(())
     }
 
@@ -163,24 +183,27 @@ impl Directory {
             .cloned()
     }
 
-    /// What the directory knows of `tenant`; a tenant without an entry is an active one
-    /// of the home region.
-    pub fn known(&self, tenant: &TenantId) -> Known {
+    /// What the directory knows of `tenant`, if the platform has it.
+    pub fn known(&self, tenant: &TenantId) -> Option<Known> {
         self.tenants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant.as_str())
             .cloned()
-            .unwrap_or_else(|| Known {
-                region: self.home.clone(),
-                tier: "standard".into(),
-                deleted: false,
-            })
+    }
+
+    /// Whether `tenant`'s bearer tokens issued at `issued_at` (s) were revoked since.
+    pub fn revoked(&self, tenant: &TenantId, issued_at: u64) -> bool {
+        self.revoked_before
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant.as_str())
+            .is_some_and(|before| issued_at < *before)
     }
 
     /// The index of `tenant`'s region among the served ones, and its tier.
     pub fn region_of(&self, tenant: &TenantId) -> Result<(usize, String), Refusal> {
-        let known = self.known(tenant);
+        let known = self.known(tenant).ok_or(Refusal::Unknown)?;
         if known.deleted {
             return Err(Refusal::Deleted);
         }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use rf_sinks::Secret;
 
 use audit::AuditLog;
-pub use auth::{mint, Verifier, READ_SCOPE};
+pub use auth::{mint, mint_with, TokenPolicy, Verifier, READ_SCOPE};
 pub use directory::{Directory, RegionStores, Stores};
 use limits::TierLimits;
 pub use routes::API_KEY;
@@ -54,8 +54,17 @@ pub struct ServiceConfig {
     /// RS256: how often the JWKS is read again, seconds (1 to 86400). A failed read
     /// keeps the keys already known.
     pub jwks_refresh_secs: u64,
-    /// Clock skew allowed on `exp` and `nbf`, seconds (at most 60).
+    /// Clock skew allowed on `exp`, `nbf` and `iat`, seconds (at most 60).
     pub jwt_leeway_secs: u64,
+    /// The oldest a bearer token may be, and the longest it may be valid, seconds (1 to
+    /// 31622400, a year): every token needs `iat`, and `roomflow token --ttl` may ask for
+    /// no more.
+    pub jwt_max_age_secs: u64,
+    /// The `iss` every bearer token must carry; required with RS256 (the identity
+    /// provider's issuer URL), optional with HS256.
+    pub jwt_issuer: String,
+    /// The `aud` every bearer token must carry; required with RS256, optional with HS256.
+    pub jwt_audience: String,
     /// Longest range a series request may span, days.
     pub max_range_days: u64,
     /// How long a ClickHouse-backed response stays cached in the tenant's Redis, seconds
@@ -89,6 +98,9 @@ pub enum JwtAlgorithm {
     Rs256,
 }
 
+/// The longest `service.jwt_max_age_secs`: a year.
+pub const MAX_TOKEN_AGE_SECS: u64 = 366 * 86_400;
+
 /// The local stack's token key; refused on non-loopback addresses.
 pub const LOCAL_DEV_SECRET: &str = "roomflow-local-development-only";
 
@@ -101,6 +113,9 @@ impl Default for ServiceConfig {
             jwks: String::new(),
             jwks_refresh_secs: 300,
             jwt_leeway_secs: 60,
+            jwt_max_age_secs: 30 * 86_400,
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
             max_range_days: 400,
             directory_refresh_secs: 5,
             clickhouse_queries: 8,
@@ -122,6 +137,17 @@ pub struct InvalidSetting {
 }
 
 impl ServiceConfig {
+    /// What a bearer token must satisfy beyond its signature.
+    pub fn token_policy(&self) -> TokenPolicy {
+        let set = |s: &String| (!s.is_empty()).then(|| s.clone());
+        TokenPolicy {
+            leeway_secs: self.jwt_leeway_secs,
+            max_age_secs: self.jwt_max_age_secs,
+            issuer: set(&self.jwt_issuer),
+            audience: set(&self.jwt_audience),
+        }
+    }
+
     /// Checks the settings before anything starts.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let addr: std::net::SocketAddr = self.listen.parse().map_err(|_| InvalidSetting {
@@ -134,6 +160,17 @@ impl ServiceConfig {
                     field: "service.jwks",
                     problem: "RS256 needs the JWKS: a file path or an http(s) URL".into(),
                 });
+            }
+            for (field, value) in [
+                ("service.jwt_issuer", &self.jwt_issuer),
+                ("service.jwt_audience", &self.jwt_audience),
+            ] {
+                if value.is_empty() {
+                    return Err(InvalidSetting {
+                        field,
+                        problem: "RS256 tokens come from an identity provider: name the issuer and audience they must carry".into(),
+                    });
+                }
             }
         } else if self.jwt_secret.expose().len() < 16 {
             return Err(InvalidSetting {
@@ -148,6 +185,12 @@ impl ServiceConfig {
             return Err(InvalidSetting {
                 field: "service.jwt_secret",
                 problem: "the local development key may only be used on a loopback address".into(),
+            });
+        }
+        if !(1..=MAX_TOKEN_AGE_SECS).contains(&self.jwt_max_age_secs) {
+            return Err(InvalidSetting {
+                field: "service.jwt_max_age_secs",
+                problem: format!("must be between 1 and {MAX_TOKEN_AGE_SECS} (a year)"),
             });
         }
         if self.jwt_leeway_secs > 60 {
@@ -308,7 +351,7 @@ async fn build(
         dropped,
     );
     let verifier = match config.jwt_algorithm {
-        JwtAlgorithm::Hs256 => Verifier::new(&config.jwt_secret, config.jwt_leeway_secs),
+        JwtAlgorithm::Hs256 => Verifier::new(&config.jwt_secret, config.token_policy()),
         JwtAlgorithm::Rs256 => jwks_verifier(config).await?,
     };
     let state = Arc::new(AppState {
@@ -401,7 +444,7 @@ async fn jwks_verifier(config: &ServiceConfig) -> Result<Verifier, String> {
     let jwks = tokio::task::spawn_blocking(move || read_jwks(&source))
         .await
         .map_err(|e| e.to_string())??;
-    Verifier::rs256(&jwks, config.jwt_leeway_secs)
+    Verifier::rs256(&jwks, config.token_policy())
         .map_err(|e| format!("service.jwks {}: {e}", config.jwks))
 }
 

@@ -131,12 +131,19 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
         }
         None => {
             let header = headers.get("authorization").and_then(|h| h.to_str().ok());
-            state
+            let grant = state
                 .verifier
                 .read()
                 .expect("not poisoned")
                 .verify(header)
-                .map_err(|e| unauthorized(e.to_string()))?
+                .map_err(|e| unauthorized(e.to_string()))?;
+            if state.directory.revoked(&grant.tenant, grant.issued_at) {
+                return Err(unauthorized(format!(
+                    "revoked token: tenant {} revoked every token issued before a later time",
+                    grant.tenant
+                )));
+            }
+            (grant.tenant, grant.subject)
         }
     };
     // The request's log lines carry the tenant from here on.
@@ -154,6 +161,8 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
                 tenant,
             })
         }
+        // A valid signature over a tenant the platform does not have grants nothing.
+        Err(Refusal::Unknown) => Err(unauthorized(format!("tenant {tenant} does not exist"))),
         Err(Refusal::Deleted) => Err(ApiError::status(
             StatusCode::FORBIDDEN,
             format!("tenant {tenant} is deleted"),

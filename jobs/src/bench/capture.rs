@@ -73,6 +73,8 @@ impl Log {
             partition,
             offset: e.offset,
             timestamp: e.timestamp,
+            // Read now, as the Kafka source stamps each record it reads.
+            received: rf_schemas::unix_ms(),
             key: e.key.clone().map(|r| self.bytes[r].to_vec()),
             value: e.value.clone().map(|r| self.bytes[r].to_vec()),
         }

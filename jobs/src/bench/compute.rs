@@ -57,6 +57,7 @@ pub fn compute(
         allowed_lateness_ms: pipeline.allowed_lateness_secs as i64 * 1000,
         // As in the pipeline: the analysis reads every final window's readings.
         store_readings: true,
+        clock_skew_ms: pipeline.clock_skew_secs as i64 * 1000,
         ..AggregateConfig::default()
     };
     let analytics = AnalyticsConfig::default().operator(pipeline.store_readings);
@@ -70,7 +71,8 @@ pub fn compute(
         let decoder = Decoder::new(RegistryClient::new(
             &registry.url,
             Duration::from_secs(registry.timeout_secs),
-        ));
+        ))
+        .with_clock_skew(config.clock_skew_ms);
         let mut input = InputHandleVec::<u64, Input>::new();
         let probe = ProbeHandle::new();
         let rows = Rc::new(Cell::new(0u64));

@@ -3,9 +3,10 @@
 //! clock (so that a few thousand rooms make the rate), and every delay is reported in
 //! wall-clock time.
 
+use rf_schemas::unix_ms;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -319,8 +320,3 @@ fn flood(kafka: &KafkaConfig, topic: &str, rate: u64, stop: &AtomicBool) -> Resu
     Ok(sent)
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}

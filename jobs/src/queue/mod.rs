@@ -6,8 +6,9 @@
 
 pub mod worker;
 
+pub use rf_schemas::unix_ms as now_ms;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -182,12 +183,6 @@ impl JobStatus {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn kafka_error(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> JobError + '_ {
     move |e| JobError::Kafka(format!("{what}: {e}"))

@@ -1,0 +1,207 @@
+//! Trust boundaries on the real stack: what one wrong or hostile sensor, tenant id,
+//! token or peer sends changes nobody else's results.
+
+mod common;
+
+use rdkafka::producer::FutureProducer;
+
+use common::{
+    assert_accounts, create_tenant, fresh_tenant, london_room, minute_readings, produce_all,
+    read_topic, room_records, run_until_caught_up, settings, stack_is_up,
+};
+
+const MIN: i64 = 60_000;
+
+/// One sensor whose clock runs 50 minutes ahead (its `ts` and its record timestamp
+/// both), among 180 honest readings of the last hour: before, it moved its partition's
+/// watermark and 149 honest readings were dead-lettered as `late`. A reading at
+/// 9e15 ms, past what a calendar can hold, panicked a worker. Now both are
+/// `future_timestamp`, judged against the pipeline's own clock, and every honest reading
+/// is counted or waits in an open window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensor_clock_ahead_of_the_pipeline_hurts_no_honest_reading() {
+    let tenant = fresh_tenant("clock");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let (reading_id, room_id) = create_tenant(&tenant).await;
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let rooms = ["lon-a", "lon-b", "lon-c"].map(|id| london_room(id, 4));
+    produce_all(
+        &producer,
+        &tenant.rooms_topic(),
+        &room_records(&rooms, room_id, 1_704_067_200_000),
+    )
+    .await;
+
+    let now = chrono::Utc::now().timestamp_millis() / MIN * MIN;
+    let honest = minute_readings(
+        reading_id,
+        (now - 60 * MIN, now),
+        &["lon-a", "lon-b", "lon-c"],
+        |_, _| Some(2),
+    );
+    assert_eq!(honest.len(), 180);
+    let liar = |ts: i64| {
+        let r = &minute_readings(reading_id, (ts, ts + 1), &["lon-a"], |_, _| Some(3))[0];
+        (r.0.clone(), r.1.clone(), ts)
+    };
+    // Both liars come after the first five honest minutes; all share one partition.
+    let mut records = honest[..15].to_vec();
+    records.push(liar(now + 50 * MIN));
+    records.push(liar(9_000_000_000_000_000));
+    records.extend_from_slice(&honest[15..]);
+    produce_all(&producer, &tenant.readings_topic(), &records).await;
+
+    let report = run_until_caught_up(&s).await;
+    assert_accounts(&report);
+    assert_eq!(report.stats.consumed, 182);
+    assert_eq!(report.stats.dead_letters, 2, "{:?}", report.stats);
+    assert_eq!(report.stats.counted + report.stats.pending, 180);
+    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 2);
+    let mut got: Vec<(String, String)> = letters
+        .iter()
+        .map(|(_, _, h)| (h["rf-source-offset"].clone(), h["rf-reason"].clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("15", "future_timestamp"), ("16", "future_timestamp")]
+            .map(|(o, r)| (o.to_owned(), r.to_owned()))
+    );
+    let detail = &letters[0].2["rf-detail"];
+    assert!(detail.contains("pipeline's clock"), "{detail}");
+}
+
+/// Starts a query service that reads its directory every second; returns its base URL.
+async fn serve(config: &rf_service::ServiceConfig, s: &rf_pipelines::Settings) -> String {
+    let router = rf_service::app(config, &common::service_stores(s))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+/// The status of a GET with a bearer token, off the async runtime.
+async fn status(url: String, token: String) -> u16 {
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        agent
+            .get(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits (up to 20 s) until a GET answers `want`; returns the last status.
+async fn answers(url: &str, token: &str, want: u16) -> u16 {
+    let mut last = 0;
+    for _ in 0..100 {
+        last = status(url.to_owned(), token.to_owned()).await;
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    last
+}
+
+async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A validly signed token is worth nothing for a tenant the platform does not have
+/// (never created, or erased), nor once its tenant revoked it; before, a token for a
+/// tenant that was never created was answered with 200 and made Redis keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_unknown_erased_or_revoked_tenants_are_refused() {
+    let tenant = fresh_tenant("tokens");
+    let ghost = fresh_tenant("ghost");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant(&tenant).await;
+    let config = rf_service::ServiceConfig {
+        directory_refresh_secs: 1,
+        ..Default::default()
+    };
+    let base = serve(&config, &s).await;
+    let url = format!("{base}/v1/offices");
+    let mint = |t: &rf_schemas::TenantId| rf_service::mint(&config.jwt_secret, t, "trust", 300);
+
+    assert_eq!(status(url.clone(), mint(&tenant)).await, 200);
+    assert_eq!(status(url.clone(), mint(&ghost)).await, 401, "never created");
+    let redis = &s.redis.url;
+    assert_eq!(
+        redis_keys(redis, &format!("{}*", ghost.redis_prefix())).await,
+        Vec::<String>::new(),
+        "a refused caller makes no keys"
+    );
+
+    // Revoked: every token issued before the revocation, not the ones after.
+    let before = mint(&tenant);
+    rf_jobs::apikey::revoke_tokens(&s.clickhouse, &tenant, "test")
+        .await
+        .unwrap();
+    assert_eq!(answers(&url, &before, 401).await, 401, "revoked");
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert_eq!(status(url.clone(), mint(&tenant)).await, 200, "minted after");
+
+    // Erased: the tenant is gone, and so is what its tokens reach.
+    rf_jobs::erase::all_steps(&s, &tenant).await.unwrap();
+    assert_eq!(answers(&url, &mint(&tenant), 401).await, 401, "erased");
+}
+
+/// `roomflow token` mints nothing the service would refuse: no 100-year tokens.
+#[test]
+fn the_cli_refuses_a_token_lifetime_past_the_maximum_age() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
+        .args(["token", "--tenant", "acme", "--ttl", "36500d"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ttl") && stderr.contains("jwt_max_age_secs"), "{stderr}");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
+        .args(["token", "--tenant", "acme", "--ttl", "7d"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+/// A tenant id whose names are the platform's is refused before anything is made:
+/// before, `tenant create platform` succeeded, its database was `rf_platform`, and its
+/// analyst user was granted the platform's tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_id_that_names_the_platform_is_refused() {
+    let platform = rf_schemas::TenantId::parse("platform").unwrap();
+    let s = settings(&platform);
+    stack_is_up(&s);
+    let refused = rf_jobs::tenant::create(&s, &platform, &Default::default())
+        .await
+        .expect_err("reserved");
+    assert!(refused.to_string().contains("rf_platform"), "{refused}");
+    let erase = rf_jobs::erase::step(&s, &platform, "no-job", 0).await;
+    assert!(erase.is_err(), "nor is anything erased under it");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
+        .args(["tenant", "create", "platform"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reserved"), "{stderr}");
+}
