@@ -91,7 +91,44 @@ impl Config {
         if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
             anyhow::bail!("redis.url: must start with redis:// or rediss://");
         }
-        Ok(())
+        self.check_credentials()
+    }
+
+    /// Stores reachable from other machines need real passwords: an empty one, a short
+    /// one or an example's placeholder is refused, naming the field.
+    fn check_credentials(&self) -> anyhow::Result<()> {
+        use rf_sinks::endpoint::weak_credentials;
+        let mut stores = vec![
+            (
+                "clickhouse.password".to_owned(),
+                weak_credentials(&self.clickhouse.url, Some(&self.clickhouse.password), 12),
+            ),
+            (
+                "redis.url".to_owned(),
+                weak_credentials(&self.redis.url, None, 16),
+            ),
+        ];
+        for (name, region) in &self.regions.remote {
+            stores.push((
+                format!("regions.remote.{name}.clickhouse.password"),
+                weak_credentials(
+                    &region.clickhouse.url,
+                    Some(&region.clickhouse.password),
+                    12,
+                ),
+            ));
+            stores.push((
+                format!("regions.remote.{name}.redis.url"),
+                weak_credentials(&region.redis.url, None, 16),
+            ));
+        }
+        match stores
+            .into_iter()
+            .find_map(|(field, why)| Some((field, why?)))
+        {
+            Some((field, why)) => anyhow::bail!("{field}: {why}"),
+            None => Ok(()),
+        }
     }
 
     /// What the query service reads from: the served regions' stores.

@@ -1368,12 +1368,12 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
             Ok(())
         }),
         TenantCommand::TestAlerts { tenant } => {
-            use rf_sinks::webhook::{Alert, Delivery, Outcome, Target};
+            use rf_sinks::webhook::{Alert, Outcome, Target};
             let entry = tenant::entry(&settings, &tenant)?;
             if entry.alert_targets.is_empty() {
                 anyhow::bail!("tenant {tenant} has no alert targets: add some with tenant update --alert");
             }
-            let delivery = Delivery::new(Duration::from_secs(config.alerts.timeout_secs));
+            let delivery = config.alerts.delivery()?;
             let alert = Alert::test(&tenant, &config.alerts.service_url);
             let now = chrono::Utc::now().timestamp();
             let mut failed = 0;
@@ -1541,7 +1541,20 @@ fn render_masked(config: &Config) -> anyhow::Result<String> {
             &["regions", "remote", region, "clickhouse", "password"],
         );
     }
+    redact_urls(&mut value);
     Ok(format!("{:#}\n", value))
+}
+
+/// Replaces the password of every URL in `value` (Redis, registry, webhooks) by `***`.
+fn redact_urls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains("://") => {
+            *s = rf_sinks::endpoint::redact(s);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_urls),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_urls),
+        _ => {}
+    }
 }
 
 fn render_inspection(tenant: &TenantId, found: &rf_jobs::deadletter::Inspection) -> String {
@@ -1964,14 +1977,29 @@ mod tests {
         config.kafka.security.password = rf_sinks::Secret::new("kafka-pass");
         config.kafka.security.client_secret = rf_sinks::Secret::new("oidc-secret");
         config.clickhouse.password = rf_sinks::Secret::new("ch-pass");
+        config.redis.url = "redis://rf-pipeline:redis-pass@127.0.0.1:16379/0".into();
+        config.registry.url = "https://registry:registry-pass@127.0.0.1:18081".into();
         let mut eu = rf_pipelines::RegionStores::default();
         eu.clickhouse.password = rf_sinks::Secret::new("eu-pass");
+        eu.redis.url = "rediss://:eu-redis-pass@127.0.0.1:6380/0".into();
         config.regions.remote.insert("eu".into(), eu);
         let shown = render_masked(&config).unwrap();
-        for secret in ["kafka-pass", "oidc-secret", "ch-pass", "eu-pass"] {
+        for secret in [
+            "kafka-pass",
+            "oidc-secret",
+            "ch-pass",
+            "eu-pass",
+            "redis-pass",
+            "registry-pass",
+            "eu-redis-pass",
+        ] {
             assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
         }
         assert!(shown.contains("***"));
+        assert!(
+            shown.contains("redis://rf-pipeline:***@127.0.0.1:16379/0"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -170,6 +170,8 @@ async fn alerts_reach_slack_teams_and_webhooks_once_grouped_retried_and_disabled
     let mut s = settings(&tenant);
     stack_is_up(&s);
     s.alerts.timeout_secs = 2;
+    // The receivers listen on this machine, which alerts reach only when allowed.
+    s.alerts.allowed_networks = vec!["127.0.0.1".into()];
     s.alerts.give_up_after_secs = 2 * 3600;
     s.alerts.max_age_secs = 3650 * 86_400;
     s.alerts.service_url = "https://rooms.example.com".into();
@@ -366,6 +368,7 @@ fn dispatch(s: &Settings, tenant: &TenantId, seen: &BTreeMap<&str, Seen>, secret
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
         .args(["tenant", "test-alerts", tenant.as_str()])
         .env("ROOMFLOW_ALERTS__TIMEOUT_SECS", "1")
+        .env("ROOMFLOW_ALERTS__ALLOWED_NETWORKS", "[\"127.0.0.1\"]")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

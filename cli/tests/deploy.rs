@@ -41,8 +41,8 @@ fn strings(v: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `roomflow [--config file] config --check` with only `env` set.
-fn check(config: Option<&str>, env: &BTreeMap<String, String>) {
+/// `roomflow [--config file] config --check` with only `env` set: Ok, or what it printed.
+fn checked(config: Option<&str>, env: &BTreeMap<String, String>) -> Result<(), String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roomflow"));
     cmd.env_clear().envs(env);
     let dir = std::env::temp_dir().join(format!("roomflow-deploy-{}", std::process::id()));
@@ -53,12 +53,31 @@ fn check(config: Option<&str>, env: &BTreeMap<String, String>) {
         cmd.arg("--config").arg(file);
     }
     let out = cmd.args(["config", "--check"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "config --check failed: {}{}",
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    ))
+}
+
+fn check(config: Option<&str>, env: &BTreeMap<String, String>) {
+    if let Err(printed) = checked(config, env) {
+        panic!("config --check failed: {printed}");
+    }
+}
+
+/// `env` with every example value replaced by one from a secret store.
+fn real_secrets(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let stored = "Vb3kQ9-from-the-secret-store-7Yx2Lp0w";
+    env.iter()
+        .map(|(k, v)| {
+            let v = v.replace("change-me-to-32-random-characters", stored);
+            (k.clone(), v.replace("change-me", stored))
+        })
+        .collect()
 }
 
 fn kind<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -92,6 +111,11 @@ fn kubernetes_manifests_carry_a_valid_config() {
     let set = kind(&pipeline, "StatefulSet", "roomflow-pipeline");
     let replicas = set["spec"]["replicas"].as_u64().unwrap() as usize;
     let parsed: toml::Table = toml.parse().unwrap();
+    assert_eq!(
+        parsed["kafka"]["replication_factor"].as_integer(),
+        Some(3),
+        "no topic of a production cluster has a single copy"
+    );
     let hosts = parsed["pipeline"]["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), replicas, "pipeline.hosts lists every pod");
     for (i, host) in hosts.iter().enumerate() {
@@ -101,6 +125,23 @@ fn kubernetes_manifests_carry_a_valid_config() {
             "{host}"
         );
     }
+    // The placeholders as shipped are refused, each naming its field.
+    let shipped = checked(Some(toml), &secrets).expect_err("placeholders are refused");
+    assert!(shipped.contains("service.jwt_secret"), "{shipped}");
+    for (field, key) in [
+        ("clickhouse.password", "ROOMFLOW_CLICKHOUSE__PASSWORD"),
+        ("redis.url", "ROOMFLOW_REDIS__URL"),
+    ] {
+        let mut env = real_secrets(&secrets);
+        env.insert(key.into(), secrets[key].clone());
+        let refused = checked(Some(toml), &env).expect_err(field);
+        assert!(refused.starts_with(&format!("error: {field}")), "{refused}");
+        assert!(
+            !refused.contains(":change-me@"),
+            "no password shown: {refused}"
+        );
+    }
+    let secrets = real_secrets(&secrets);
     // Every pod's config, as its process index makes it.
     for process in 0..replicas {
         let mut env = secrets.clone();
@@ -124,11 +165,14 @@ fn the_compose_file_gives_each_roomflow_service_a_valid_config() {
         }
         let mut env = strings(&service["environment"]);
         for value in env.values_mut() {
-            if value.starts_with("${") {
-                *value = "a-secret-from-the-environment-0123".into();
+            // Each ${VARIABLE:?message} the operator sets.
+            while let Some(start) = value.find("${") {
+                let end = start + value[start..].find('}').unwrap();
+                value.replace_range(start..=end, "a-secret-from-the-environment-0123");
             }
         }
         assert_eq!(env["ROOMFLOW_KAFKA__BROKERS"], "kafka:9092", "{name:?}");
+        assert_eq!(env["ROOMFLOW_KAFKA__REPLICATION_FACTOR"], "3", "{name:?}");
         check(None, &env);
         checked += 1;
     }

@@ -144,7 +144,11 @@ async fn tokens_of_unknown_erased_or_revoked_tenants_are_refused() {
     let mint = |t: &rf_schemas::TenantId| rf_service::mint(&config.jwt_secret, t, "trust", 300);
 
     assert_eq!(status(url.clone(), mint(&tenant)).await, 200);
-    assert_eq!(status(url.clone(), mint(&ghost)).await, 401, "never created");
+    assert_eq!(
+        status(url.clone(), mint(&ghost)).await,
+        401,
+        "never created"
+    );
     let redis = &s.redis.url;
     assert_eq!(
         redis_keys(redis, &format!("{}*", ghost.redis_prefix())).await,
@@ -159,7 +163,11 @@ async fn tokens_of_unknown_erased_or_revoked_tenants_are_refused() {
         .unwrap();
     assert_eq!(answers(&url, &before, 401).await, 401, "revoked");
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
-    assert_eq!(status(url.clone(), mint(&tenant)).await, 200, "minted after");
+    assert_eq!(
+        status(url.clone(), mint(&tenant)).await,
+        200,
+        "minted after"
+    );
 
     // Erased: the tenant is gone, and so is what its tokens reach.
     rf_jobs::erase::all_steps(&s, &tenant).await.unwrap();
@@ -175,12 +183,19 @@ fn the_cli_refuses_a_token_lifetime_past_the_maximum_age() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--ttl") && stderr.contains("jwt_max_age_secs"), "{stderr}");
+    assert!(
+        stderr.contains("--ttl") && stderr.contains("jwt_max_age_secs"),
+        "{stderr}"
+    );
     let ok = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
         .args(["token", "--tenant", "acme", "--ttl", "7d"])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 /// A tenant id whose names are the platform's is refused before anything is made:

@@ -213,7 +213,10 @@ pub async fn step(
                     .map_err(|e| JobError::ClickHouse(e.to_string()))?;
             }
             wait_for_mutations(&settings.clickhouse).await?;
-            Ok("deleted the tenant's API keys, token revocations, registry mirror and job rows".into())
+            Ok(
+                "deleted the tenant's API keys, token revocations, registry mirror and job rows"
+                    .into(),
+            )
         }
         "compacted topics" => {
             let mut tombstones = 0;

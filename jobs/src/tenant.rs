@@ -2,15 +2,14 @@
 //! the tenant registry, a compacted topic (`roomflow.tenants`) mirrored into ClickHouse
 //! (`rf_platform.tenants`).
 
+use rf_pipelines::topics::TopicSpec;
 use rf_schemas::unix_ms as now_ms;
+pub(crate) use rf_sinks::endpoint::redact;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
 use rf_pipelines::{KafkaConfig, Region, Settings};
@@ -153,43 +152,17 @@ pub async fn create(
 }
 
 async fn create_topics(kafka: &KafkaConfig, tenant: &TenantId) -> Result<Vec<String>, JobError> {
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client_config()
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
-    let readings = tenant.readings_topic();
-    let rooms = tenant.rooms_topic();
-    let deadletter = tenant.deadletter_topic();
+    let (readings, rooms, deadletter) = (
+        tenant.readings_topic(),
+        tenant.rooms_topic(),
+        tenant.deadletter_topic(),
+    );
     let topics = [
-        NewTopic::new(&readings, READINGS_PARTITIONS, TopicReplication::Fixed(1)),
-        NewTopic::new(&rooms, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
-        NewTopic::new(&deadletter, 3, TopicReplication::Fixed(1)),
+        TopicSpec::new(&readings, READINGS_PARTITIONS),
+        TopicSpec::compacted(&rooms),
+        TopicSpec::new(&deadletter, 3),
     ];
-    create_new_topics(kafka, &admin, &topics).await
-}
-
-async fn create_new_topics(
-    kafka: &KafkaConfig,
-    admin: &AdminClient<DefaultClientContext>,
-    topics: &[NewTopic<'_>],
-) -> Result<Vec<String>, JobError> {
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
-    let mut created = Vec::new();
-    for result in admin
-        .create_topics(topics, &options)
-        .await
-        .map_err(|e| JobError::Kafka(e.to_string()))?
-    {
-        match result {
-            Ok(topic) => created.push(topic),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(JobError::Kafka(format!("cannot create {topic}: {code}")))
-            }
-        }
-    }
-    Ok(created)
+    Ok(rf_pipelines::topics::create(kafka, &topics).await?)
 }
 
 /// Changes `tenant`'s registry entry; the region cannot change (its data would stay behind).
@@ -398,13 +371,7 @@ async fn send(
     tenant: &TenantId,
     value: Option<&[u8]>,
 ) -> Result<(), JobError> {
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client_config()
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
-    let topic = NewTopic::new(TENANTS_TOPIC, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact");
-    create_new_topics(kafka, &admin, &[topic]).await?;
+    rf_pipelines::topics::create(kafka, &[TopicSpec::compacted(TENANTS_TOPIC)]).await?;
     let producer: FutureProducer = kafka
         .client_config()
         .set("enable.idempotence", "true")
@@ -652,30 +619,9 @@ pub(crate) async fn redis_conn(
     Ok((conn, rerr))
 }
 
-/// A Redis URL without its password.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redis_passwords_are_not_reported() {
-        assert_eq!(
-            redact("redis://:pw@10.0.0.1:6379/0"),
-            "redis://***@10.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact("redis://127.0.0.1:16379/0"),
-            "redis://127.0.0.1:16379/0"
-        );
-    }
 
     #[test]
     fn specs_are_checked_and_applied() {

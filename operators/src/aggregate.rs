@@ -477,9 +477,8 @@ impl Aggregator {
         let lateness = self.config.allowed_lateness_ms;
         let tenant = record.tenant.clone();
         // A producer's clock never moves event time past the consumer's plus the skew.
-        let event_time = r
-            .ts
-            .min(record.received.saturating_add(self.config.clock_skew_ms));
+        let event_time =
+            r.ts.min(record.received.saturating_add(self.config.clock_skew_ms));
         let TenantState {
             catalog,
             partitions,

@@ -97,7 +97,13 @@ mod tests {
 
     #[test]
     fn any_timestamp_has_windows() {
-        for ts in [i64::MIN, -9_000_000_000_000_000, 0, 9_000_000_000_000_000, i64::MAX] {
+        for ts in [
+            i64::MIN,
+            -9_000_000_000_000_000,
+            0,
+            9_000_000_000_000_000,
+            i64::MAX,
+        ] {
             for g in Granularity::ALL {
                 let (start, end) = g.window(ts, chrono_tz::Europe::London);
                 assert!(start < end, "{g:?} at {ts}");

@@ -166,7 +166,10 @@ fn a_sensor_clock_far_ahead_cannot_close_honest_windows() {
     }
     let (counted, replaced, letters) = p.settle();
     assert_eq!(p.rejected, vec![DeadLetterReason::FutureTimestamp]);
-    assert!(letters.is_empty(), "no honest reading is dead-lettered: {letters:?}");
+    assert!(
+        letters.is_empty(),
+        "no honest reading is dead-lettered: {letters:?}"
+    );
     assert_eq!(replaced, 0);
     // Windows still open hold the rest, which are neither counted nor lost.
     let pending = p.aggregator.size().pending as u64;

@@ -11,12 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use rf_operators::Checkpoint;
@@ -95,28 +92,7 @@ fn key(group: &str, topic: &str, partition: i32) -> String {
 
 /// Creates the checkpoint topic if it is missing.
 pub async fn ensure_topic(kafka: &KafkaConfig) -> Result<(), PipelineError> {
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client_config()
-        .create()
-        .map_err(|e| PipelineError::Kafka(e.to_string()))?;
-    let topic =
-        NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
-    let results = admin
-        .create_topics([&topic], &options)
-        .await
-        .map_err(|e| PipelineError::Kafka(format!("cannot create {TOPIC}: {e}")))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(PipelineError::Kafka(format!(
-                    "cannot create {TOPIC}: {code}"
-                )))
-            }
-        }
-    }
+    crate::topics::create(kafka, &[crate::topics::TopicSpec::compacted(TOPIC)]).await?;
     Ok(())
 }
 

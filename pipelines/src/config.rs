@@ -19,6 +19,12 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
     /// Timeout of metadata, commit and delivery calls, seconds.
     pub timeout_secs: u64,
+    /// Copies of each partition of the topics roomflow creates: 1 for one broker, 3 for
+    /// a production cluster, where losing a broker loses nothing.
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics roomflow creates: with acks=all, a write
+    /// succeeds only once this many copies have it (2 with a replication factor of 3).
+    pub min_insync_replicas: i32,
     /// TLS and SASL towards the brokers.
     pub security: KafkaSecurity,
 }
@@ -197,6 +203,8 @@ impl Default for KafkaConfig {
             group_id: "roomflow-pipeline".into(),
             properties: BTreeMap::new(),
             timeout_secs: 10,
+            replication_factor: 1,
+            min_insync_replicas: 1,
             security: KafkaSecurity::default(),
         }
     }
@@ -435,6 +443,18 @@ impl KafkaConfig {
             return Err(InvalidSetting {
                 field: "kafka.group_id",
                 problem: "must not be empty".into(),
+            });
+        }
+        if !(1..=15).contains(&self.replication_factor) {
+            return Err(InvalidSetting {
+                field: "kafka.replication_factor",
+                problem: "must be between 1 and 15".into(),
+            });
+        }
+        if !(1..=self.replication_factor).contains(&self.min_insync_replicas) {
+            return Err(InvalidSetting {
+                field: "kafka.min_insync_replicas",
+                problem: "must be between 1 and kafka.replication_factor".into(),
             });
         }
         if let Some(key) = self

@@ -12,6 +12,7 @@ pub mod run;
 pub mod sink;
 pub mod source;
 pub mod tenants;
+pub mod topics;
 
 pub use alerts::AlertsConfig;
 pub use analytics::AnalyticsConfig;
@@ -35,4 +36,7 @@ pub enum PipelineError {
     /// The timely runtime failed.
     #[error("dataflow: {0}")]
     Dataflow(String),
+    /// A setting cannot work.
+    #[error(transparent)]
+    Setting(#[from] config::InvalidSetting),
 }

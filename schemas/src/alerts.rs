@@ -92,6 +92,38 @@ impl AlertKind {
     }
 }
 
+/// A target URL's form: `https://host[:port]/…`, or `http://127.0.0.1:port/…` for a
+/// receiver on the delivering machine; no credentials before the host, whose `@` would
+/// hide the real one (`http://127.0.0.1@10.0.0.5/`). Where the host resolves to is judged
+/// when an alert is sent (internal addresses only through `alerts.allowed_networks`).
+fn check_target_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("alert target url {url:?}: {why}"));
+    let (scheme, rest) = match url.split_once("://") {
+        Some(("https", rest)) => ("https", rest),
+        Some(("http", rest)) => ("http", rest),
+        _ => return bad("must be https:// (or http://127.0.0.1 for local receivers)"),
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return bad("must not carry credentials before the host");
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+    if !host_ok {
+        return bad("the host must be a DNS name or an IPv4 address");
+    }
+    if scheme == "http" && host != "127.0.0.1" {
+        return bad("must be https:// (or http://127.0.0.1 for local receivers)");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    Ok(())
+}
+
 impl std::str::FromStr for AlertTarget {
     type Err = String;
     /// Parses `kind=url`, e.g. `slack=https://hooks.slack.com/services/…`.
@@ -109,11 +141,7 @@ impl std::str::FromStr for AlertTarget {
                 ))
             }
         };
-        if !url.starts_with("https://") && !url.starts_with("http://127.0.0.1") {
-            return Err(format!(
-                "alert target url {url:?}: must be https:// (or http://127.0.0.1 for local receivers)"
-            ));
-        }
+        check_target_url(url)?;
         Ok(Self {
             kind,
             url: url.to_owned(),
@@ -481,6 +509,17 @@ mod tests {
         assert!("teams=http://example.com/hook"
             .parse::<AlertTarget>()
             .is_err());
+        for smuggled in [
+            "webhook=http://127.0.0.1@10.0.0.5/",
+            "webhook=https://user:pw@hooks.example.com/x",
+            "webhook=http://127.0.0.1.nip.io/x",
+            "webhook=https://[::1]/x",
+            "webhook=https:///x",
+            "webhook=https://a b/x",
+            "webhook=ftp://127.0.0.1/x",
+        ] {
+            assert!(smuggled.parse::<AlertTarget>().is_err(), "{smuggled}");
+        }
         let local: AlertTarget = "webhook=http://127.0.0.1:9000/hook".parse().unwrap();
         assert_eq!(local.id().len(), 12);
         assert!(!local.url.contains(&local.id()));

@@ -262,7 +262,9 @@ mod tests {
         let why = platform.reserved().expect("reserved");
         assert!(why.contains("rf_platform"), "{why}");
         assert!(TenantId::parse("platform-eu").unwrap().reserved().is_none());
-        let ids = ["a-b", "ab", "a-b-c", "a-bc", "ab-c", "abc", "acme", "acme-eu"];
+        let ids = [
+            "a-b", "ab", "a-b-c", "a-bc", "ab-c", "abc", "acme", "acme-eu",
+        ];
         let mut names = std::collections::HashSet::new();
         for id in ids.map(|s| TenantId::parse(s).unwrap()) {
             assert!(id.reserved().is_none());

@@ -171,7 +171,9 @@ impl Verifier {
             .ok_or_else(|| AuthError::Invalid("the token has no iat (issued at)".into()))?;
         let now = now_secs();
         if iat > now + p.leeway_secs {
-            return Err(AuthError::Invalid("the token is issued in the future".into()));
+            return Err(AuthError::Invalid(
+                "the token is issued in the future".into(),
+            ));
         }
         if now.saturating_sub(iat) > p.max_age_secs + p.leeway_secs {
             return Err(AuthError::Invalid(format!(
@@ -391,22 +393,47 @@ mod tests {
             let e = v.verify(Some(&token(&c))).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");
         };
-        refused(Claims { iat: None, ..fine.clone() }, "no iat");
         refused(
-            Claims { iat: Some(now - 2 * 86_400), ..fine.clone() },
+            Claims {
+                iat: None,
+                ..fine.clone()
+            },
+            "no iat",
+        );
+        refused(
+            Claims {
+                iat: Some(now - 2 * 86_400),
+                ..fine.clone()
+            },
             "older than",
         );
         refused(
-            Claims { exp: now + 36_500 * 86_400, ..fine.clone() },
+            Claims {
+                exp: now + 36_500 * 86_400,
+                ..fine.clone()
+            },
             "valid for longer",
         );
         refused(
-            Claims { iat: Some(now + 3600), ..fine.clone() },
+            Claims {
+                iat: Some(now + 3600),
+                ..fine.clone()
+            },
             "in the future",
         );
         // What mint makes passes; a 100-year one does not.
-        assert!(v.verify(Some(&format!("Bearer {}", mint(&secret, &TenantId::parse("acme").unwrap(), "x", 3600)))).is_ok());
-        let century = mint(&secret, &TenantId::parse("acme").unwrap(), "x", 36_500 * 86_400);
+        assert!(v
+            .verify(Some(&format!(
+                "Bearer {}",
+                mint(&secret, &TenantId::parse("acme").unwrap(), "x", 3600)
+            )))
+            .is_ok());
+        let century = mint(
+            &secret,
+            &TenantId::parse("acme").unwrap(),
+            "x",
+            36_500 * 86_400,
+        );
         assert!(v.verify(Some(&format!("Bearer {century}"))).is_err());
         // An issuer and an audience, once configured, are required and checked.
         let v = Verifier::new(&secret, idp());

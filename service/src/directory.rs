@@ -164,7 +164,10 @@ impl Directory {
             .collect();
         *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = tenants;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
-        *self.revoked_before.write().unwrap_or_else(|e| e.into_inner()) = revoked_before;
+        *self
+            .revoked_before
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = revoked_before;
         Ok(())
     }
 

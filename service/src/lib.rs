@@ -178,14 +178,17 @@ impl ServiceConfig {
                 problem: "must be at least 16 characters".into(),
             });
         }
-        if self.jwt_algorithm == JwtAlgorithm::Hs256
-            && self.jwt_secret.expose() == LOCAL_DEV_SECRET
-            && !addr.ip().is_loopback()
-        {
-            return Err(InvalidSetting {
-                field: "service.jwt_secret",
-                problem: "the local development key may only be used on a loopback address".into(),
-            });
+        // Beyond loopback, anyone who guesses the key mints tokens for every tenant.
+        let weak = self.jwt_secret.weakness(32);
+        if let Some(why) = weak.filter(|_| self.jwt_algorithm == JwtAlgorithm::Hs256) {
+            if !addr.ip().is_loopback() {
+                return Err(InvalidSetting {
+                    field: "service.jwt_secret",
+                    problem: format!(
+                        "{why}: on a non-loopback address it needs 32 or more random characters"
+                    ),
+                });
+            }
         }
         if !(1..=MAX_TOKEN_AGE_SECS).contains(&self.jwt_max_age_secs) {
             return Err(InvalidSetting {

@@ -19,7 +19,33 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Why this secret cannot guard anything reachable from other machines, if it
+    /// cannot: empty, shorter than `min_len`, or a value shipped as an example.
+    pub fn weakness(&self, min_len: usize) -> Option<String> {
+        let lower = self.0.to_ascii_lowercase();
+        if self.0.is_empty() {
+            Some("is empty".into())
+        } else if PLACEHOLDERS.iter().any(|p| lower.contains(p)) {
+            Some("is a placeholder from an example; set a random one".into())
+        } else if self.0.chars().count() < min_len {
+            Some(format!("is shorter than {min_len} characters"))
+        } else {
+            None
+        }
+    }
 }
+
+/// Parts of the values shipped in examples, manifests and the local stack.
+const PLACEHOLDERS: [&str; 7] = [
+    "change-me",
+    "changeme",
+    "change_me",
+    "placeholder",
+    "local-development",
+    "example",
+    "password",
+];
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

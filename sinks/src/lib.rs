@@ -9,6 +9,7 @@
 pub mod clickhouse;
 pub mod config;
 pub mod dlq;
+pub mod endpoint;
 pub mod redis;
 pub mod webhook;
 

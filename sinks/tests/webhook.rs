@@ -46,6 +46,10 @@ fn receiver() -> (String, Seen) {
         )
         .route("/gone", post(|| async { StatusCode::NOT_FOUND }))
         .route(
+            "/moved",
+            post(|| async { (StatusCode::FOUND, [("location", "/ok")]).into_response() }),
+        )
+        .route(
             "/hang",
             post(|| async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
@@ -97,7 +101,7 @@ fn target(kind: AlertKind, url: String) -> Target {
 #[test]
 fn each_receiver_gets_an_answer_it_can_act_on() {
     let (base, seen) = receiver();
-    let delivery = Delivery::new(Duration::from_secs(1));
+    let delivery = Delivery::new(Duration::from_secs(1), vec!["127.0.0.1".parse().unwrap()]);
     let alert = alert();
     let now = 1_768_309_300;
 
@@ -107,7 +111,8 @@ fn each_receiver_gets_an_answer_it_can_act_on() {
         let t = target(kind, format!("{base}/ok"));
         assert_eq!(delivery.send(&t, &alert, now), Outcome::Delivered);
     }
-    let seen = seen.lock().unwrap();
+    let received = seen.clone();
+    let seen = received.lock().unwrap().clone();
     let (headers, body) = &seen[0];
     let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_string();
     assert_eq!(
@@ -149,6 +154,15 @@ fn each_receiver_gets_an_answer_it_can_act_on() {
         outcome("/hang"),
         retry(None, "no answer within the timeout")
     );
+    // A redirect is the target's answer, not a second request somewhere else.
+    let before = received.lock().unwrap().len();
+    assert_eq!(
+        outcome("/moved"),
+        Outcome::Rejected {
+            reason: "HTTP 302".into()
+        }
+    );
+    assert_eq!(received.lock().unwrap().len(), before, "not followed");
     let closed = Target {
         url: Secret::new("http://127.0.0.1:9/hook"),
         ..hook
@@ -158,4 +172,33 @@ fn each_receiver_gets_an_answer_it_can_act_on() {
         matches!(refused, Outcome::Retry { after: None, .. }),
         "{refused:?}"
     );
+}
+
+/// Without an allowlist nothing internal is reached: not this machine under its address
+/// or its name, and a closed port answers exactly like an open one, so the check is no
+/// port scanner.
+#[test]
+fn internal_targets_are_refused_alike_unless_allowed() {
+    let (base, seen) = receiver();
+    let delivery = Delivery::new(Duration::from_secs(1), Vec::new());
+    let alert = alert();
+    let port = base.rsplit(':').next().unwrap();
+    let mut reasons = Vec::new();
+    for url in [
+        format!("{base}/ok"),
+        format!("http://localhost:{port}/ok"),
+        "http://127.0.0.1:9/hook".to_owned(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://10.0.0.5/hook".to_owned(),
+    ] {
+        match delivery.send(&target(AlertKind::Webhook, url.clone()), &alert, 0) {
+            Outcome::Rejected { reason } => reasons.push(reason),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing arrived");
+    assert_eq!(reasons[0], reasons[1]);
+    assert_eq!(reasons[0], reasons[2], "open and closed ports look alike");
+    assert!(reasons[3].contains("link-local"), "{}", reasons[3]);
+    assert!(reasons[4].contains("private"), "{}", reasons[4]);
 }

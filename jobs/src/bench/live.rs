@@ -147,6 +147,14 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
             .tenants
             .extend(noisy.iter().map(ToString::to_string));
     }
+    // Event time runs `speed` times faster than the wall clock from BACKLOG_START on: where
+    // it would pass the pipeline's clock, the benchmark's pipeline allows that much skew.
+    let simulated_end = BACKLOG_START + (options.duration.as_millis() as f64 * speed) as i64;
+    let ahead_ms = simulated_end - unix_ms();
+    if ahead_ms > 0 {
+        let skew = &mut run_settings.pipeline.clock_skew_secs;
+        *skew = (*skew).max(ahead_ms as u64 / 1000 + 300);
+    }
     let lateness_ms = settings.pipeline.allowed_lateness_secs as i64 * 1000;
     reset_peak_rss();
     let stop_pipeline = Arc::new(AtomicBool::new(false));
@@ -319,4 +327,3 @@ fn flood(kafka: &KafkaConfig, topic: &str, rate: u64, stop: &AtomicBool) -> Resu
         .map_err(|e| JobError::Kafka(format!("flushing the flood: {e}")))?;
     Ok(sent)
 }
-

@@ -10,12 +10,9 @@ pub use rf_schemas::unix_ms as now_ms;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -183,35 +180,18 @@ impl JobStatus {
     }
 }
 
-
 fn kafka_error(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> JobError + '_ {
     move |e| JobError::Kafka(format!("{what}: {e}"))
 }
 
 /// Creates the jobs topic and the status topic if they are missing.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<(), JobError> {
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client_config()
-        .create()
-        .map_err(kafka_error("jobs"))?;
+    use rf_pipelines::topics::{create, TopicSpec};
     let topics = [
-        NewTopic::new(JOBS_TOPIC, 1, TopicReplication::Fixed(1)),
-        NewTopic::new(STATUS_TOPIC, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+        TopicSpec::new(JOBS_TOPIC, 1),
+        TopicSpec::compacted(STATUS_TOPIC),
     ];
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
-    for result in admin
-        .create_topics(&topics, &options)
-        .await
-        .map_err(kafka_error("creating the job topics"))?
-    {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(JobError::Kafka(format!("cannot create {topic}: {code}")))
-            }
-        }
-    }
+    create(kafka, &topics).await?;
     Ok(())
 }
 

@@ -28,12 +28,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +38,7 @@ use rf_operators::Anomaly;
 use rf_schemas::alerts::{AlertRule, AlertTarget, Disabled};
 use rf_schemas::tenant::TENANTS_TOPIC;
 use rf_schemas::{TenantConfig, TenantId};
-use rf_sinks::webhook::{outbox, Alert, Delivery, Outcome, Target};
+use rf_sinks::webhook::{outbox, Alert, Delivery, Network, Outcome, Target};
 use rf_sinks::Secret;
 
 use crate::config::InvalidSetting;
@@ -72,6 +69,11 @@ pub struct AlertsConfig {
     pub digest_hour_utc: u32,
     /// How often the tenant registry is read again for rules and targets, seconds.
     pub registry_refresh_secs: u64,
+    /// Networks alerts may go to although they are internal (this machine, private,
+    /// link-local, shared address space), e.g. `["10.20.0.0/16"]` for an on-premises
+    /// webhook receiver. Empty: only public addresses, whatever a target's name resolves
+    /// to. Cloud metadata addresses belong in none of them.
+    pub allowed_networks: Vec<String>,
 }
 
 impl Default for AlertsConfig {
@@ -84,6 +86,7 @@ impl Default for AlertsConfig {
             max_age_secs: 24 * 3600,
             digest_hour_utc: 8,
             registry_refresh_secs: 30,
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -118,10 +121,31 @@ impl AlertsConfig {
         if !(1..=3600).contains(&self.registry_refresh_secs) {
             return invalid("alerts.registry_refresh_secs", "must be between 1 and 3600");
         }
+        self.networks()?;
         Ok(())
     }
-}
 
+    /// The internal networks alerts may go to.
+    pub fn networks(&self) -> Result<Vec<Network>, InvalidSetting> {
+        self.allowed_networks
+            .iter()
+            .map(|n| {
+                n.parse().map_err(|problem| InvalidSetting {
+                    field: "alerts.allowed_networks",
+                    problem,
+                })
+            })
+            .collect()
+    }
+
+    /// A client that delivers alerts under these settings.
+    pub fn delivery(&self) -> Result<Delivery, InvalidSetting> {
+        Ok(Delivery::new(
+            Duration::from_secs(self.timeout_secs),
+            self.networks()?,
+        ))
+    }
+}
 
 /// What one round of the dispatcher did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -212,9 +236,7 @@ impl Dispatcher {
             consumer,
             producer,
             runtime,
-            delivery: Arc::new(Delivery::new(Duration::from_secs(
-                settings.alerts.timeout_secs,
-            ))),
+            delivery: Arc::new(settings.alerts.delivery()?),
             tenants: BTreeMap::new(),
             registry_read: None,
             digested: HashMap::new(),
@@ -659,32 +681,12 @@ fn jitter(now: i64, group: &str) -> f64 {
 
 /// Creates the outbox (kept 7 days) and the state topic (compacted) if missing.
 pub async fn ensure_topics(settings: &Settings) -> Result<(), PipelineError> {
-    let kafka = &settings.kafka;
-    let admin: AdminClient<DefaultClientContext> = kafka
-        .client_config()
-        .create()
-        .map_err(|e| PipelineError::Kafka(e.to_string()))?;
-    let week = (7 * 24 * 3600 * 1000).to_string();
-    let topics = [
-        NewTopic::new(outbox::TOPIC, 1, TopicReplication::Fixed(1)).set("retention.ms", &week),
-        NewTopic::new(STATE_TOPIC, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
-    ];
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_secs(kafka.timeout_secs)));
-    let results = admin
-        .create_topics(&topics, &options)
-        .await
-        .map_err(|e| PipelineError::Kafka(format!("cannot create the alert topics: {e}")))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(PipelineError::Kafka(format!(
-                    "cannot create {topic}: {code}"
-                )))
-            }
-        }
-    }
+    use crate::topics::{create, TopicSpec};
+    let week = TopicSpec {
+        config: &[("retention.ms", "604800000")],
+        ..TopicSpec::new(outbox::TOPIC, 1)
+    };
+    create(&settings.kafka, &[week, TopicSpec::compacted(STATE_TOPIC)]).await?;
     Ok(())
 }
 

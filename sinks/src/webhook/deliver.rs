@@ -7,6 +7,7 @@ use std::time::Duration;
 use rf_schemas::tenant::AlertKind;
 
 use crate::config::Secret;
+use crate::webhook::guard::{Guard, Network, Refused};
 use crate::webhook::message::{signature, Alert};
 
 /// One alert target of a tenant.
@@ -53,13 +54,21 @@ pub const TIMESTAMP_HEADER: &str = "x-roomflow-timestamp";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 impl Delivery {
-    /// A client giving up on an attempt after `timeout` (5 s in production).
-    pub fn new(timeout: Duration) -> Self {
-        let agent = ureq::Agent::config_builder()
+    /// A client giving up on an attempt after `timeout` (5 s in production), sending
+    /// only to public addresses and to those in `allowed`. It follows no redirect (a 3xx
+    /// is the target's answer) and uses no proxy from the environment.
+    pub fn new(timeout: Duration, allowed: Vec<Network>) -> Self {
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
-            .build()
-            .new_agent();
+            .max_redirects(0)
+            .proxy(None)
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            Guard::new(allowed),
+        );
         Self { agent }
     }
 
@@ -101,6 +110,13 @@ impl Delivery {
                     _ => Outcome::Rejected {
                         reason: format!("HTTP {status}"),
                     },
+                }
+            }
+            // An internal address is refused the same way whatever listens there: the
+            // answer says nothing of the network behind it.
+            Err(ureq::Error::Other(e)) if e.downcast_ref::<Refused>().is_some() => {
+                Outcome::Rejected {
+                    reason: e.to_string(),
                 }
             }
             // The URL never appears in the reason: for Slack and Teams it is the secret.

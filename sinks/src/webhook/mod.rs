@@ -3,9 +3,11 @@
 //! with a timeout and retried with backoff.
 
 pub mod deliver;
+pub mod guard;
 pub mod message;
 pub mod outbox;
 
 pub use deliver::{Delivery, Outcome, Retries, Target};
+pub use guard::Network;
 pub use message::{signature, Alert, OfficeWeek};
 pub use outbox::OutboxSink;
