@@ -666,9 +666,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Job(command) => job_command(&config, command),
         Command::Jobs => {
             let stop = shutdown_flag()?;
-            let worker = rf_jobs::queue::worker::Worker::new(&config.settings(), &config.jobs)?;
-            tracing::info!(output_dir = %config.jobs.output_dir.display(), "job worker started");
-            worker.stop_on(stop).run();
+            if let Some(worker) =
+                rf_jobs::queue::worker::Worker::start(&config.settings(), &config.jobs, &stop)
+            {
+                worker.run();
+            }
             Ok(())
         }
         Command::Deadletter(DeadletterCommand::Inspect {
@@ -835,9 +837,11 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
     let jobs = (config.jobs.in_pipeline && !args.until_caught_up && config.pipeline.process == 0)
         .then(|| {
             let (settings, jobs, stop) = (config.settings(), config.jobs.clone(), shutdown.clone());
-            std::thread::spawn(move || match rf_jobs::queue::worker::Worker::new(&settings, &jobs) {
-                Ok(worker) => worker.stop_on(stop).run(),
-                Err(error) => tracing::error!(%error, "the job worker cannot start; run roomflow jobs instead"),
+            std::thread::spawn(move || {
+                if let Some(worker) = rf_jobs::queue::worker::Worker::start(&settings, &jobs, &stop)
+                {
+                    worker.run();
+                }
             })
         });
     let options = RunOptions {
@@ -1853,14 +1857,21 @@ fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
 
 fn state_of(tail: &rf_jobs::queue::StatusTail, s: &rf_jobs::queue::JobStatus) -> String {
     let cancelling = !s.state.is_final() && tail.cancels.contains(&s.spec.id);
+    let unattended = match s.state {
+        rf_jobs::queue::JobState::Queued => {
+            tail.no_worker_warning(chrono::Utc::now().timestamp_millis())
+        }
+        _ => None,
+    };
     format!(
-        "{}{}",
+        "{}{}{}",
         s.state.label(),
         if cancelling {
             " (cancel requested)"
         } else {
             ""
-        }
+        },
+        unattended.map_or_else(String::new, |w| format!(" ({w})"))
     )
 }
 
@@ -1876,6 +1887,7 @@ fn follow_job(kafka: &rf_pipelines::KafkaConfig, id: &str) -> anyhow::Result<()>
         .expect("a valid template")
         .progress_chars("=> "),
     );
+    let mut warned = false;
     loop {
         let s = tail
             .statuses
@@ -1884,6 +1896,14 @@ fn follow_job(kafka: &rf_pipelines::KafkaConfig, id: &str) -> anyhow::Result<()>
         bar.set_length(s.total);
         bar.set_position(s.done);
         bar.set_message(s.state.label());
+        if s.state == JobState::Queued {
+            // Said once each time the workers go missing.
+            let warning = tail.no_worker_warning(chrono::Utc::now().timestamp_millis());
+            if let Some(w) = warning.as_ref().filter(|_| !warned) {
+                bar.println(format!("warning: {w}"));
+            }
+            warned = warning.is_some();
+        }
         if s.state.is_final() {
             bar.finish();
             let s = s.clone();

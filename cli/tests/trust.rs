@@ -14,10 +14,11 @@ const MIN: i64 = 60_000;
 
 /// One sensor whose clock runs 50 minutes ahead (its `ts` and its record timestamp
 /// both), among 180 honest readings of the last hour: before, it moved its partition's
-/// watermark and 149 honest readings were dead-lettered as `late`. A reading at
-/// 9e15 ms, past what a calendar can hold, panicked a worker. Now both are
+/// watermark and 149 honest readings were dead-lettered as `late`. Now it is
 /// `future_timestamp`, judged against the pipeline's own clock, and every honest reading
-/// is counted or waits in an open window.
+/// is counted or waits in an open window. (A timestamp past what a calendar holds, which
+/// panicked a worker, needs a broker without a timestamp cap; the local one refuses it,
+/// so `operators/tests/hostile.rs` feeds it to the operators directly.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensor_clock_ahead_of_the_pipeline_hurts_no_honest_reading() {
     let tenant = fresh_tenant("clock");
@@ -45,29 +46,23 @@ async fn a_sensor_clock_ahead_of_the_pipeline_hurts_no_honest_reading() {
         let r = &minute_readings(reading_id, (ts, ts + 1), &["lon-a"], |_, _| Some(3))[0];
         (r.0.clone(), r.1.clone(), ts)
     };
-    // Both liars come after the first five honest minutes; all share one partition.
+    // The liar comes after the first five honest minutes; all share one partition.
     let mut records = honest[..15].to_vec();
     records.push(liar(now + 50 * MIN));
-    records.push(liar(9_000_000_000_000_000));
     records.extend_from_slice(&honest[15..]);
     produce_all(&producer, &tenant.readings_topic(), &records).await;
 
     let report = run_until_caught_up(&s).await;
     assert_accounts(&report);
-    assert_eq!(report.stats.consumed, 182);
-    assert_eq!(report.stats.dead_letters, 2, "{:?}", report.stats);
+    assert_eq!(report.stats.consumed, 181);
+    assert_eq!(report.stats.dead_letters, 1, "{:?}", report.stats);
     assert_eq!(report.stats.counted + report.stats.pending, 180);
-    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 2);
-    let mut got: Vec<(String, String)> = letters
+    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 1);
+    let got: Vec<(&str, &str)> = letters
         .iter()
-        .map(|(_, _, h)| (h["rf-source-offset"].clone(), h["rf-reason"].clone()))
+        .map(|(_, _, h)| (h["rf-source-offset"].as_str(), h["rf-reason"].as_str()))
         .collect();
-    got.sort();
-    assert_eq!(
-        got,
-        [("15", "future_timestamp"), ("16", "future_timestamp")]
-            .map(|(o, r)| (o.to_owned(), r.to_owned()))
-    );
+    assert_eq!(got, [("15", "future_timestamp")]);
     let detail = &letters[0].2["rf-detail"];
     assert!(detail.contains("pipeline's clock"), "{detail}");
 }

@@ -355,9 +355,65 @@ pub struct StatusTail {
     pub statuses: BTreeMap<String, JobStatus>,
     /// Jobs asked to stop.
     pub cancels: std::collections::BTreeSet<String>,
+    /// Job workers by name, with when each was last seen (ms).
+    pub workers: BTreeMap<String, i64>,
+}
+
+/// Keys of job workers' heartbeats in the status topic: `worker/<name>`.
+pub const WORKER_PREFIX: &str = "worker/";
+/// How often a worker says it is alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+
+/// A job worker's sign of life.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// When it was sent, ms.
+    pub seen_ms: i64,
+}
+
+/// Writes that the worker `name` is alive now.
+pub async fn beat(
+    producer: &FutureProducer,
+    kafka: &KafkaConfig,
+    name: &str,
+) -> Result<(), JobError> {
+    let value =
+        serde_json::to_vec(&Heartbeat { seen_ms: now_ms() }).expect("a heartbeat serializes");
+    let key = format!("{WORKER_PREFIX}{name}");
+    let record = FutureRecord::to(STATUS_TOPIC).key(&key).payload(&value);
+    producer
+        .send(record, Duration::from_secs(kafka.timeout_secs))
+        .await
+        .map_err(|(e, _)| JobError::Kafka(format!("writing a worker heartbeat: {e}")))?;
+    Ok(())
+}
+
+/// A warning when no worker has been seen for twice the heartbeat interval, so nobody
+/// waits for a job nobody will run.
+pub fn no_worker_warning(last_seen_ms: Option<i64>, now_ms: i64) -> Option<String> {
+    let stale = 2 * HEARTBEAT_EVERY.as_millis() as i64;
+    let start = "start `roomflow jobs` (or `roomflow run` with jobs.in_pipeline)";
+    match last_seen_ms {
+        Some(seen) if now_ms - seen <= stale => None,
+        Some(seen) => Some(format!(
+            "no job worker has been seen for {} s: {start}",
+            (now_ms - seen) / 1000
+        )),
+        None => Some(format!("no job worker has ever been seen: {start}")),
+    }
 }
 
 impl StatusTail {
+    /// When a job worker was last seen (ms), if one ever was.
+    pub fn last_worker_seen(&self) -> Option<i64> {
+        self.workers.values().copied().max()
+    }
+
+    /// For a job still waiting: a warning when no worker has been seen lately.
+    pub fn no_worker_warning(&self, now_ms: i64) -> Option<String> {
+        no_worker_warning(self.last_worker_seen(), now_ms)
+    }
+
     /// Assigns the status topic from its start.
     pub fn new(kafka: &KafkaConfig, group: &str) -> Result<Self, JobError> {
         let consumer: BaseConsumer = kafka
@@ -393,6 +449,7 @@ impl StatusTail {
             ends,
             statuses: BTreeMap::new(),
             cancels: Default::default(),
+            workers: Default::default(),
         })
     }
 
@@ -413,12 +470,18 @@ impl StatusTail {
             {
                 self.ends.remove(&m.partition());
             }
-            if let Some(id) = m
-                .key()
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .and_then(|k| k.strip_prefix("cancel/"))
-            {
+            let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
+            if let Some(id) = key.and_then(|k| k.strip_prefix("cancel/")) {
                 self.cancels.insert(id.to_string());
+                continue;
+            }
+            if let Some(worker) = key.and_then(|k| k.strip_prefix(WORKER_PREFIX)) {
+                let seen = m
+                    .payload()
+                    .and_then(|v| serde_json::from_slice::<Heartbeat>(v).ok());
+                if let Some(h) = seen {
+                    self.workers.insert(worker.to_string(), h.seen_ms);
+                }
                 continue;
             }
             let Some(value) = m.payload() else { continue };
@@ -458,6 +521,18 @@ impl StatusTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queued_job_without_a_worker_says_so() {
+        let now = 1_800_000_000_000;
+        assert_eq!(no_worker_warning(Some(now - 10_000), now), None);
+        let gone = no_worker_warning(Some(now - 300_000), now).unwrap();
+        assert!(
+            gone.contains("300 s") && gone.contains("roomflow jobs"),
+            "{gone}"
+        );
+        assert!(no_worker_warning(None, now).unwrap().contains("ever"));
+    }
 
     #[test]
     fn statuses_round_trip_and_keep_the_latest_logs() {

@@ -16,8 +16,8 @@ use rf_pipelines::{Region, Settings};
 use rf_schemas::{TenantConfig, TenantId};
 
 use super::{
-    ensure_topics, now_ms, put_status, JobKind, JobSpec, JobState, JobStatus, StatusTail,
-    JOBS_TOPIC,
+    beat, ensure_topics, now_ms, put_status, JobKind, JobSpec, JobState, JobStatus, StatusTail,
+    HEARTBEAT_EVERY, JOBS_TOPIC,
 };
 use crate::backfill::BackfillConfig;
 use crate::retention::RetentionConfig;
@@ -75,9 +75,41 @@ pub struct Worker {
     producer: FutureProducer,
     runtime: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
+    /// Its name in heartbeats: host and process.
+    name: String,
 }
 
+/// The longest wait between two tries to start a worker.
+const MAX_START_WAIT: Duration = Duration::from_secs(60);
+
 impl Worker {
+    /// [`Worker::new`], tried again with backoff (1 s doubling to a minute) until it
+    /// starts or `stop` is set: a broker that is down or busy catching up delays the
+    /// worker, it does not leave the submitted jobs without one.
+    pub fn start(settings: &Settings, config: &JobsConfig, stop: &Arc<AtomicBool>) -> Option<Self> {
+        let mut wait = Duration::from_secs(1);
+        for attempt in 1u32.. {
+            match Self::new(settings, config) {
+                Ok(worker) => {
+                    tracing::info!(attempt, output_dir = %config.output_dir.display(), "job worker started");
+                    return Some(worker.stop_on(stop.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, attempt, retry_in = ?wait, "the job worker cannot start yet")
+                }
+            }
+            let deadline = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < deadline {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            wait = (wait * 2).min(MAX_START_WAIT);
+        }
+        None
+    }
+
     /// Creates the job topics if missing, joins the consumer group
     /// `<kafka.group_id>.jobs` and reads every status. It runs the jobs of the tenants
     /// `pipeline.tenants` lists (every tenant when empty).
@@ -113,6 +145,11 @@ impl Worker {
             producer,
             runtime,
             stop: Arc::default(),
+            name: format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+                std::process::id()
+            ),
         })
     }
 
@@ -128,7 +165,18 @@ impl Worker {
     /// are due every 10 minutes.
     pub fn run(mut self) {
         let mut scheduled: Option<std::time::Instant> = None;
+        let mut beaten: Option<std::time::Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
+            if beaten.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                beaten = Some(std::time::Instant::now());
+                let kafka = &self.settings.kafka;
+                if let Err(error) = self
+                    .runtime
+                    .block_on(beat(&self.producer, kafka, &self.name))
+                {
+                    tracing::warn!(%error, "cannot say the job worker is alive; trying again later");
+                }
+            }
             if scheduled.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
                 scheduled = Some(std::time::Instant::now());
                 if let Err(error) = self.schedule_erasures() {
