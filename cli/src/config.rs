@@ -80,6 +80,17 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
+        self.clickhouse
+            .analyst
+            .validate()
+            .map_err(anyhow::Error::msg)?;
+        for (name, region) in &self.regions.remote {
+            region
+                .clickhouse
+                .analyst
+                .validate()
+                .map_err(|e| anyhow::anyhow!("regions.remote.{name}.{e}"))?;
+        }
         for (field, url) in [
             ("registry.url", &self.registry.url),
             ("clickhouse.url", &self.clickhouse.url),
@@ -187,7 +198,7 @@ mod tests {
         assert_eq!(c.kafka.brokers, "127.0.0.1:19092");
         assert_eq!(c.registry.url, "http://127.0.0.1:18081");
         assert_eq!(c.clickhouse.url, "http://127.0.0.1:18123");
-        assert_eq!(c.redis.url, "redis://127.0.0.1:16379/0");
+        assert_eq!(c.redis.url, rf_sinks::config::LOCAL_REDIS_URL);
         assert_eq!(c.service.listen, "127.0.0.1:18080");
     }
 

@@ -18,7 +18,7 @@ use rf_schemas::{TenantId, Tier};
 use common::*;
 
 const EU_CLICKHOUSE: &str = "http://127.0.0.1:18124";
-const EU_REDIS: &str = "redis://127.0.0.1:16380/0";
+const EU_REDIS: &str = "redis://roomflow:roomflow-local-development-only@127.0.0.1:16380/0";
 
 /// Home region "us" on the default stores, "eu" on the second region's.
 fn two_regions(group: &str) -> Settings {
@@ -453,12 +453,24 @@ async fn analysts_read_their_own_tenant_only() {
     assert!(status != 200 && body.contains("readonly"), "{body}");
     let (_, databases) = as_analyst("SELECT name FROM system.databases ORDER BY name");
     assert_eq!(databases.trim(), format!("{}\nsystem", a.clickhouse_db()));
+    // Limits: a result past max_result_rows fails; memory, time and concurrency are set.
+    let (status, body) = as_analyst("SELECT number FROM system.numbers LIMIT 2000000");
+    assert!(status != 200 && body.contains("Limit for result"), "{body}");
+    let (_, settings) = as_analyst(
+        "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'max_memory_usage', \
+         'max_execution_time', 'max_concurrent_queries_for_user') ORDER BY name FORMAT TSV",
+    );
+    assert_eq!(
+        settings.trim(),
+        "max_concurrent_queries_for_user\t4\nmax_execution_time\t30\nmax_memory_usage\t2147483648\nreadonly\t1"
+    );
+    // An hourly quota of its own, not the shared default.
+    let file = std::fs::read_to_string(format!("{}/{ch_user}.xml", s.clickhouse.analyst_users_dir)).unwrap();
+    assert!(file.contains(&format!("<quota>{ch_user}</quota>")) && file.contains("<queries>3600</queries>"), "{file}");
 
     // Redis: a's keys by name, nothing of b's, no listing, no writes.
-    let url = s.redis.url.replace(
-        "redis://",
-        &format!("redis://{redis_user}:{redis_password}@"),
-    );
+    let host = s.redis.url.rsplit_once('@').map(|(_, host)| host).unwrap();
+    let url = format!("redis://{redis_user}:{redis_password}@{host}");
     let client = redis::Client::open(url).unwrap();
     let conn = client.get_multiplexed_async_connection().await.unwrap();
     let try_cmd = |cmd: redis::Cmd| {

@@ -215,3 +215,69 @@ async fn a_tenant_id_that_names_the_platform_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("reserved"), "{stderr}");
 }
+
+/// A write that can never succeed (here, a column the table lost) fails the run at once,
+/// naming the tenant, the table and the cause, instead of being retried while lag grows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_sink_error_fails_fast_and_says_where() {
+    let tenant = fresh_tenant("broken");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let (reading_id, room_id) = create_tenant(&tenant).await;
+    let db = tenant.clickhouse_db();
+    common::clickhouse_lines(&format!(
+        "ALTER TABLE {db}.room_utilization DROP COLUMN occupied_ratio"
+    ));
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let rooms = ["lon-a"].map(|id| london_room(id, 4));
+    produce_all(
+        &producer,
+        &tenant.rooms_topic(),
+        &room_records(&rooms, room_id, 1_704_067_200_000),
+    )
+    .await;
+    let t0 = 1_767_603_600_000; // 2026-01-05T09:00:00Z
+    let readings = minute_readings(reading_id, (t0, t0 + 30 * MIN), &["lon-a"], |_, _| Some(1));
+    produce_all(&producer, &tenant.readings_topic(), &readings).await;
+
+    let run = tokio::task::spawn_blocking(move || {
+        let options = rf_pipelines::RunOptions {
+            until_caught_up: true,
+            ..Default::default()
+        };
+        rf_pipelines::run(&s, options, rf_pipelines::Metrics::new())
+    });
+    let failed = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("a permanent error is not retried for minutes")
+        .unwrap()
+        .expect_err("the run fails");
+    let message = failed.to_string();
+    for part in [tenant.as_str(), "room_utilization", "permanent"] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+}
+
+/// The local stack's Redis takes no connection without a password: its `default` user
+/// is off, so a tenant's analyst user (or anyone on the host) cannot fall back to it and
+/// read or plant other tenants' keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refuses_connections_without_a_user() {
+    let s = settings(&fresh_tenant("redis-auth"));
+    stack_is_up(&s);
+    let anonymous = s
+        .redis
+        .url
+        .rsplit_once('@')
+        .map(|(_, host)| format!("redis://{host}"))
+        .expect("the configured URL names roomflow's user");
+    let client = redis::Client::open(anonymous).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let refused = redis::cmd("GET")
+        .arg("rf:any:generation")
+        .query_async::<Option<String>>(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("NOAUTH"), "{refused}");
+    assert_eq!(redis_keys(&s.redis.url, "rf:no-such-tenant:*").await.len(), 0);
+}

@@ -84,7 +84,7 @@ roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more ev
     curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:18080/v1/rooms/${ROOM:-lon-r0000}/utilization?granularity=1h&from=$SINCE"
 
   Redis (live state):
-    redis-cli -p $REDIS_PORT HGETALL rf:acme:office:lon
+    redis-cli -p $REDIS_PORT --user $REDIS_USER --pass $REDIS_PASSWORD --no-auth-warning HGETALL rf:acme:office:lon
 
   Jobs (the pipeline runs a worker):
     $RF job submit report --tenant acme --from 2d --follow   # CSV and HTML under $DATA/reports/

@@ -16,6 +16,10 @@ REGISTRY_PORT=18081
 CLICKHOUSE_HTTP_PORT=18123
 CLICKHOUSE_TCP_PORT=19000
 REDIS_PORT=16379
+# roomflow's Redis user on the local stack (its `default` user is off). The password is
+# the local stack's only: roomflow refuses it for a Redis beyond loopback.
+REDIS_USER=roomflow
+REDIS_PASSWORD=roomflow-local-development-only
 # The second region ("eu" in deploy/local/regions.toml): its own ClickHouse and Redis.
 CLICKHOUSE_EU_HTTP_PORT=18124
 CLICKHOUSE_EU_TCP_PORT=19001

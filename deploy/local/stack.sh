@@ -78,9 +78,9 @@ start() {
   wait_for broker port_open "$BROKER_PORT"
   wait_for registry curl -sf "http://127.0.0.1:$REGISTRY_PORT/subjects"
   wait_for clickhouse curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/ping"
-  wait_for redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+  wait_for redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --user "$REDIS_USER" --pass "$REDIS_PASSWORD" --no-auth-warning ping
   wait_for clickhouse-eu curl -sf "http://127.0.0.1:$CLICKHOUSE_EU_HTTP_PORT/ping"
-  wait_for redis-eu redis-cli -h 127.0.0.1 -p "$REDIS_EU_PORT" ping
+  wait_for redis-eu redis-cli -h 127.0.0.1 -p "$REDIS_EU_PORT" --user "$REDIS_USER" --pass "$REDIS_PASSWORD" --no-auth-warning ping
   echo "$storage" >"$DATA/broker/storage"
   log "stack ready: broker 127.0.0.1:$BROKER_PORT ($storage), registry :$REGISTRY_PORT, clickhouse :$CLICKHOUSE_HTTP_PORT/:$CLICKHOUSE_TCP_PORT, redis :$REDIS_PORT; region eu: clickhouse :$CLICKHOUSE_EU_HTTP_PORT, redis :$REDIS_EU_PORT"
 }
@@ -94,9 +94,11 @@ start_clickhouse() { # name http-port tcp-port interserver-port
   start_bg "$name" "$2" "$dir" clickhouse-server --config-file="$dir/config.xml"
 }
 
+# No connection without a password: the default user is off, roomflow has its own.
 start_redis() { # name port
   start_bg "$1" "$2" "$DATA/$1" redis-server --port "$2" --bind 127.0.0.1 \
-    --save "" --appendonly no --dir "$DATA/$1"
+    --save "" --appendonly no --dir "$DATA/$1" \
+    --user default off --user "$REDIS_USER" on ">$REDIS_PASSWORD" '~*' '&*' +@all
 }
 
 stop() { # [names...] (default: all)

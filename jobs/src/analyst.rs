@@ -1,6 +1,8 @@
 //! Analyst access: per tenant, a read-only ClickHouse user that sees the tenant's database
-//! only (with an execution-time limit), and a Redis ACL user that reads `rf:<tenant>:*`
-//! keys only. Passwords are generated, shown once, and stored as SHA-256 hashes only.
+//! only, logs in from the configured networks only and runs within limits (time, memory,
+//! result rows, concurrent queries, queries an hour: `clickhouse.analyst`), and a Redis
+//! ACL user that reads `rf:<tenant>:*` keys only. Passwords are generated, shown once, and
+//! stored as SHA-256 hashes only.
 
 use std::time::Duration;
 
@@ -8,12 +10,9 @@ use rand::RngCore;
 
 use rf_schemas::tenant::api_key_hash as sha256_hex;
 use rf_schemas::TenantId;
-use rf_sinks::config::{ClickHouseConfig, RedisConfig};
+use rf_sinks::config::{AnalystLimits, ClickHouseConfig, RedisConfig};
 
 use crate::JobError;
-
-/// The longest an analyst's query may run, seconds.
-pub const MAX_EXECUTION_SECS: u32 = 30;
 
 /// What `provision` made; the passwords are not kept anywhere.
 #[derive(Debug)]
@@ -80,6 +79,39 @@ pub async fn remove_redis_user(redis: &RedisConfig, tenant: &TenantId) -> Result
         .map_err(rerr)
 }
 
+/// The users.d file of `tenant`'s analyst `user` (ClickHouse before 20.x): its profile
+/// (read-only and the limits), its hourly quota, its networks and its one database.
+fn users_xml(tenant: &TenantId, user: &str, hash: &str, limits: &AnalystLimits) -> String {
+    let db = tenant.clickhouse_db();
+    let networks: String = limits
+        .networks
+        .iter()
+        .map(|n| format!("<ip>{n}</ip>"))
+        .collect();
+    format!(
+        "<?xml version=\"1.0\"?>\n<!-- Tenant {tenant}'s analysts: read-only, database {db} only. Written by roomflow tenant create. -->\n\
+         <yandex>\n  <profiles>\n    <{user}>\n      <readonly>1</readonly>\n      <max_execution_time>{}</max_execution_time>\n\
+         <max_memory_usage>{}</max_memory_usage>\n      <max_result_rows>{}</max_result_rows>\n      <result_overflow_mode>throw</result_overflow_mode>\n\
+         <max_concurrent_queries_for_user>{}</max_concurrent_queries_for_user>\n    </{user}>\n  </profiles>\n\
+         <quotas>\n    <{user}>\n      <interval>\n        <duration>3600</duration>\n        <queries>{}</queries>\n        <errors>0</errors>\n\
+         <result_rows>0</result_rows>\n        <read_rows>0</read_rows>\n        <execution_time>0</execution_time>\n      </interval>\n    </{user}>\n  </quotas>\n\
+         <users>\n    <{user}>\n      <password_sha256_hex>{hash}</password_sha256_hex>\n      <networks>{networks}</networks>\n      <profile>{user}</profile>\n      <quota>{user}</quota>\n\
+         <allow_databases><database>{db}</database></allow_databases>\n    </{user}>\n  </users>\n</yandex>\n",
+        limits.max_execution_secs,
+        limits.max_memory_bytes,
+        limits.max_result_rows,
+        limits.max_concurrent_queries,
+        limits.queries_per_hour,
+    )
+}
+
+/// The text between `open` and `close` in `s`.
+fn between(s: &str, open: &str, close: &str) -> Option<String> {
+    let start = s.find(open)? + open.len();
+    let len = s[start..].find(close)?;
+    Some(s[start..start + len].to_owned())
+}
+
 fn password() -> String {
     let mut bytes = [0u8; 18];
     rand::rng().fill_bytes(&mut bytes);
@@ -96,33 +128,33 @@ async fn provision_clickhouse(
 ) -> Result<Option<String>, Unsupported> {
     let failed = |e: &dyn std::fmt::Display| Unsupported(e.to_string());
     let db = tenant.clickhouse_db();
+    let limits = &config.analyst;
     if !config.analyst_users_dir.is_empty() {
-        // A users.d file, read by the server within seconds of being written.
+        // A users.d file, read by the server within seconds of being written. An existing
+        // user keeps its password and gets the limits configured now.
         let dir = std::path::Path::new(&config.analyst_users_dir);
         let file = dir.join(format!("{user}.xml"));
-        if file.exists() {
-            return Ok(None);
-        }
-        let secret = password();
+        let kept = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|xml| between(&xml, "<password_sha256_hex>", "</password_sha256_hex>"));
+        let secret = kept.is_none().then(password);
+        let hash = kept.unwrap_or_else(|| sha256_hex(secret.as_deref().unwrap_or_default()));
         std::fs::create_dir_all(dir).map_err(|e| {
             failed(&format!(
                 "clickhouse.analyst_users_dir {}: {e}",
                 dir.display()
             ))
         })?;
-        let xml = format!(
-            "<?xml version=\"1.0\"?>\n<!-- Tenant {tenant}'s analysts: read-only, database {db} only. Written by roomflow tenant create. -->\n\
-             <yandex>\n  <profiles>\n    <{user}>\n      <readonly>1</readonly>\n      <max_execution_time>{MAX_EXECUTION_SECS}</max_execution_time>\n    </{user}>\n  </profiles>\n\
-             <users>\n    <{user}>\n      <password_sha256_hex>{}</password_sha256_hex>\n      <networks><ip>::/0</ip></networks>\n      <profile>{user}</profile>\n      <quota>default</quota>\n\
-             <allow_databases><database>{db}</database></allow_databases>\n    </{user}>\n  </users>\n</yandex>\n",
-            sha256_hex(&secret)
-        );
+        let xml = users_xml(tenant, user, &hash, limits);
+        if std::fs::read_to_string(&file).is_ok_and(|old| old == xml) {
+            return Ok(None);
+        }
         // Written whole, then renamed: the server never reads half a file.
         let partial = dir.join(format!(".{user}.xml.partial"));
         std::fs::write(&partial, xml)
             .and_then(|()| std::fs::rename(&partial, &file))
             .map_err(|e| failed(&format!("cannot write {}: {e}", file.display())))?;
-        return Ok(Some(secret));
+        return Ok(secret);
     }
     let client = rf_sinks::clickhouse::client(config);
     let exists: u64 = client
@@ -139,13 +171,29 @@ async fn provision_clickhouse(
         return Ok(None);
     }
     let secret = password();
+    let hosts = limits
+        .networks
+        .iter()
+        .map(|n| format!("IP '{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     for statement in [
         format!(
-            "CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_hash BY '{}' \
-             SETTINGS readonly = 1, max_execution_time = {MAX_EXECUTION_SECS}",
-            sha256_hex(&secret)
+            "CREATE USER IF NOT EXISTS {user} IDENTIFIED WITH sha256_hash BY '{}' HOST {hosts} \
+             SETTINGS readonly = 1, max_execution_time = {}, max_memory_usage = {}, \
+             max_result_rows = {}, result_overflow_mode = 'throw', \
+             max_concurrent_queries_for_user = {}",
+            sha256_hex(&secret),
+            limits.max_execution_secs,
+            limits.max_memory_bytes,
+            limits.max_result_rows,
+            limits.max_concurrent_queries
         ),
         format!("GRANT SELECT ON {db}.* TO {user}"),
+        format!(
+            "CREATE QUOTA IF NOT EXISTS {user} FOR INTERVAL 1 hour MAX queries = {} TO {user}",
+            limits.queries_per_hour
+        ),
     ] {
         client
             .query(&statement)

@@ -167,13 +167,23 @@ pub async fn step(
             for r in &regions {
                 crate::analyst::remove_redis_user(&r.redis, tenant).await?;
                 if r.clickhouse.analyst_users_dir.is_empty() {
-                    // Servers with SQL users; 18.16 has none and fails here harmlessly.
-                    let dropped = rf_sinks::clickhouse::client(&r.clickhouse)
-                        .query(&format!("DROP USER IF EXISTS {ch_user}"))
-                        .execute()
-                        .await;
-                    if let Err(error) = dropped {
-                        tracing::debug!(%error, "no SQL users to drop");
+                    let client = rf_sinks::clickhouse::client(&r.clickhouse);
+                    for statement in [
+                        format!("DROP QUOTA IF EXISTS {ch_user}"),
+                        format!("DROP USER IF EXISTS {ch_user}"),
+                    ] {
+                        match client.query(&statement).execute().await {
+                            Ok(()) => {}
+                            // A server without SQL user management (18.16 answers
+                            // "syntax error") never had an analyst user made this way.
+                            Err(e) if is_syntax_error(&e) => {}
+                            Err(e) => {
+                                return Err(JobError::ClickHouse(format!(
+                                    "region {}: {statement}: {e}",
+                                    r.name
+                                )))
+                            }
+                        }
                     }
                 } else {
                     let file = std::path::Path::new(&r.clickhouse.analyst_users_dir)
@@ -426,8 +436,14 @@ pub async fn verify(
                 .exists();
         check(
             format!("{} ClickHouse {}", r.name, r.clickhouse.url),
-            "the analysts' user",
+            "the analysts' users.d file",
             u64::from(file),
+        );
+        // The server itself, which may still hold a user whose file went.
+        check(
+            format!("{} ClickHouse {}", r.name, r.clickhouse.url),
+            "the analysts' user (asked of the server)",
+            u64::from(clickhouse_user_exists(&r.clickhouse, &ch_user).await?),
         );
     }
     let client = rf_sinks::clickhouse::client(&settings.clickhouse);
@@ -488,6 +504,53 @@ pub async fn verify(
         )],
         clean,
     })
+}
+
+/// Whether the server at `config` knows `user`: from `system.users` where the server has
+/// SQL user management, else by logging in as `user` with a wrong password, which a
+/// server of 18.16 answers with "unknown user" (192) only if it has no such user.
+async fn clickhouse_user_exists(
+    config: &rf_sinks::config::ClickHouseConfig,
+    user: &str,
+) -> Result<bool, JobError> {
+    let listed = rf_sinks::clickhouse::client(config)
+        .query("SELECT count() FROM system.users WHERE name = ?")
+        .bind(user)
+        .fetch_one::<u64>()
+        .await;
+    match listed {
+        Ok(n) => return Ok(n > 0),
+        // 18.16: no system.users (60), or not in the statement's grammar.
+        Err(clickhouse::error::Error::BadResponse(m))
+            if m.contains("Code: 60") || m.contains("Code: 62") => {}
+        Err(e) => return Err(JobError::ClickHouse(e.to_string())),
+    }
+    let probe = rf_sinks::config::ClickHouseConfig {
+        user: user.to_owned(),
+        password: rf_sinks::Secret::new("a-wrong-password-for-the-erasure-check"),
+        ..config.clone()
+    };
+    match rf_sinks::clickhouse::client(&probe)
+        .query("SELECT 1")
+        .fetch_one::<u8>()
+        .await
+    {
+        Err(clickhouse::error::Error::BadResponse(m)) if m.contains("Code: 192") => Ok(false),
+        Err(clickhouse::error::Error::BadResponse(m))
+            if m.contains("Code: 193") || m.contains("Code: 516") =>
+        {
+            Ok(true)
+        }
+        Ok(_) => Ok(true),
+        Err(e) => Err(JobError::ClickHouse(format!(
+            "checking for user {user}: {e}"
+        ))),
+    }
+}
+
+/// A statement the server does not parse: it predates the statement (18.16 and SQL users).
+fn is_syntax_error(e: &clickhouse::error::Error) -> bool {
+    matches!(e, clickhouse::error::Error::BadResponse(m) if m.contains("Code: 62"))
 }
 
 async fn redis_user_exists(url: &str, user: &str) -> Result<u64, JobError> {

@@ -72,6 +72,80 @@ pub struct ClickHouseConfig {
     /// the server's `users.d` folder, where `tenant create` writes each tenant's analyst
     /// user. Empty: analyst users are created with SQL (`CREATE USER`, `GRANT`).
     pub analyst_users_dir: String,
+    /// What each tenant's analyst user may do.
+    pub analyst: AnalystLimits,
+}
+
+/// What a tenant's analyst user may do in ClickHouse: read its tenant's database only
+/// (always read-only), from these networks, within these limits, so one tenant's
+/// analysts cannot starve the server that other tenants' pipelines write to.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalystLimits {
+    /// The longest a query runs, seconds.
+    pub max_execution_secs: u32,
+    /// Memory one query may use, bytes.
+    pub max_memory_bytes: u64,
+    /// Rows one result may hold: a larger result fails instead of streaming on.
+    pub max_result_rows: u64,
+    /// Queries the user may run at once.
+    pub max_concurrent_queries: u32,
+    /// Queries the user may run in an hour.
+    pub queries_per_hour: u32,
+    /// Networks the user may log in from (`10.0.0.0/8`, `::1`): the analysts' VPN or
+    /// BI hosts. The default is this machine only.
+    pub networks: Vec<String>,
+}
+
+impl Default for AnalystLimits {
+    fn default() -> Self {
+        Self {
+            max_execution_secs: 30,
+            max_memory_bytes: 2 << 30,
+            max_result_rows: 1_000_000,
+            max_concurrent_queries: 4,
+            queries_per_hour: 3_600,
+            networks: vec!["127.0.0.1/32".into(), "::1/128".into()],
+        }
+    }
+}
+
+impl AnalystLimits {
+    /// Checks the ranges, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad =
+            |field: &str, problem: &str| Err(format!("clickhouse.analyst.{field}: {problem}"));
+        if !(1..=3600).contains(&self.max_execution_secs) {
+            return bad("max_execution_secs", "must be between 1 and 3600");
+        }
+        if self.max_memory_bytes < 1 << 20 {
+            return bad("max_memory_bytes", "must be at least 1048576 (1 MiB)");
+        }
+        if self.max_result_rows == 0
+            || self.max_concurrent_queries == 0
+            || self.queries_per_hour == 0
+        {
+            return bad(
+                "max_result_rows, max_concurrent_queries and queries_per_hour",
+                "must be at least 1",
+            );
+        }
+        if self.networks.is_empty() {
+            return bad("networks", "must name at least one network");
+        }
+        for n in &self.networks {
+            let (ip, prefix) = n.split_once('/').unwrap_or((n, "128"));
+            let ok = ip.parse::<std::net::IpAddr>().is_ok()
+                && prefix.parse::<u8>().is_ok_and(|p| p <= 128);
+            if !ok {
+                return bad(
+                    "networks",
+                    &format!("{n:?} is not an address or network like 10.0.0.0/8"),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClickHouseConfig {
@@ -83,24 +157,40 @@ impl Default for ClickHouseConfig {
             validation: false,
             timeout_secs: 30,
             analyst_users_dir: String::new(),
+            analyst: AnalystLimits::default(),
         }
     }
 }
 
+/// The local stack's Redis, as roomflow's own user (the `default` user is off there).
+/// Its password is refused for any Redis beyond loopback.
+pub const LOCAL_REDIS_URL: &str =
+    "redis://roomflow:roomflow-local-development-only@127.0.0.1:16379/0";
+
 /// Where to reach Redis.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`.
+    /// `redis://[user:password@]host:port/db` (or `rediss://` for TLS); a Redis beyond
+    /// loopback needs a user and a real password. Never printed with its password.
     pub url: String,
     /// Per-command timeout, seconds.
     pub timeout_secs: u64,
 }
 
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::endpoint::redact(&self.url))
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: "redis://127.0.0.1:16379/0".into(),
+            url: LOCAL_REDIS_URL.into(),
             timeout_secs: 5,
         }
     }
@@ -120,5 +210,28 @@ mod tests {
             ..Default::default()
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+        let r = RedisConfig {
+            url: "redis://roomflow:hunter2@10.0.0.5:6379/0".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{r:?}").contains("hunter2"), "{r:?}");
+    }
+
+    #[test]
+    fn analyst_limits_name_the_bad_field() {
+        assert_eq!(AnalystLimits::default().validate(), Ok(()));
+        let networks = AnalystLimits {
+            networks: vec!["10.0.0.0/8".into(), "nowhere".into()],
+            ..Default::default()
+        };
+        assert!(networks
+            .validate()
+            .unwrap_err()
+            .starts_with("clickhouse.analyst.networks"));
+        let slow = AnalystLimits {
+            max_execution_secs: 0,
+            ..Default::default()
+        };
+        assert!(slow.validate().unwrap_err().contains("max_execution_secs"));
     }
 }

@@ -7,7 +7,7 @@ mod rows;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clickhouse::Client;
+use clickhouse::{Client, RowWrite};
 
 use crate::config::ClickHouseConfig;
 use crate::{Batch, Sink, SinkError};
@@ -57,7 +57,7 @@ impl ClickHouseSink {
         }
     }
 
-    async fn insert_all(&self, batch: &Batch) -> clickhouse::error::Result<()> {
+    async fn insert_all(&self, batch: &Batch) -> Result<(), Failed> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
@@ -127,82 +127,84 @@ impl ClickHouseSink {
             },
         ) in by_db
         {
-            let client = self.client.clone().with_database(db);
-            if !anomalies.is_empty() {
-                let mut insert = client.insert::<AnomalyRow<'_>>("anomalies").await?;
-                for i in anomalies {
-                    insert
-                        .write(&AnomalyRow::new(&batch.anomalies[i], now))
-                        .await?;
-                }
-                insert.end().await?;
-            }
-            if !forecasts.is_empty() {
-                let mut insert = client.insert::<ForecastRow<'_>>("forecasts").await?;
-                for i in forecasts {
-                    let series = &batch.forecasts[i];
-                    for p in &series.points {
-                        insert.write(&ForecastRow::new(series, p)).await?;
-                    }
-                }
-                insert.end().await?;
-            }
-            if !models.is_empty() {
-                let mut insert = client.insert::<ModelStateRow<'_>>("model_state").await?;
-                for i in models {
-                    insert
-                        .write(&ModelStateRow::new(&batch.models[i], now))
-                        .await?;
-                }
-                insert.end().await?;
-            }
-            if !readings.is_empty() {
-                let mut insert = client.insert::<ReadingRow<'_>>("readings").await?;
-                for i in readings {
-                    let window = &batch.readings[i];
-                    for r in &window.readings {
-                        insert.write(&ReadingRow::new(window, r)).await?;
-                    }
-                }
-                insert.end().await?;
-            }
-            if !rooms.is_empty() {
-                let mut insert = client
-                    .insert::<RoomUtilization<'_>>("room_utilization")
-                    .await?;
-                for i in rooms {
-                    insert
-                        .write(&RoomUtilization::new(&batch.rooms[i], now))
-                        .await?;
-                }
-                insert.end().await?;
-            }
-            if !offices.is_empty() {
-                let mut insert = client
-                    .insert::<OfficeUtilization<'_>>("office_utilization")
-                    .await?;
-                for i in offices {
-                    insert
-                        .write(&OfficeUtilization::new(&batch.offices[i], now))
-                        .await?;
-                }
-                insert.end().await?;
-            }
-            if !versions.is_empty() {
-                let mut insert = client.insert::<Room<'_>>("rooms").await?;
-                for i in versions {
+            let client = self.client.clone().with_database(&db);
+            let at = |table: &'static str| {
+                let db = db.clone();
+                move |error| Failed { db, table, error }
+            };
+            insert_rows::<AnomalyRow<'static>>(
+                &client,
+                "anomalies",
+                anomalies
+                    .iter()
+                    .map(|&i| AnomalyRow::new(&batch.anomalies[i], now)),
+            )
+            .await
+            .map_err(at("anomalies"))?;
+            let points = forecasts.iter().flat_map(|&i| {
+                let series = &batch.forecasts[i];
+                series
+                    .points
+                    .iter()
+                    .map(move |p| ForecastRow::new(series, p))
+            });
+            insert_rows::<ForecastRow<'static>>(&client, "forecasts", points)
+                .await
+                .map_err(at("forecasts"))?;
+            insert_rows::<ModelStateRow<'static>>(
+                &client,
+                "model_state",
+                models
+                    .iter()
+                    .map(|&i| ModelStateRow::new(&batch.models[i], now)),
+            )
+            .await
+            .map_err(at("model_state"))?;
+            let counted = readings.iter().flat_map(|&i| {
+                let window = &batch.readings[i];
+                window
+                    .readings
+                    .iter()
+                    .map(move |r| ReadingRow::new(window, r))
+            });
+            insert_rows::<ReadingRow<'static>>(&client, "readings", counted)
+                .await
+                .map_err(at("readings"))?;
+            insert_rows::<RoomUtilization<'static>>(
+                &client,
+                "room_utilization",
+                rooms
+                    .iter()
+                    .map(|&i| RoomUtilization::new(&batch.rooms[i], now)),
+            )
+            .await
+            .map_err(at("room_utilization"))?;
+            insert_rows::<OfficeUtilization<'static>>(
+                &client,
+                "office_utilization",
+                offices
+                    .iter()
+                    .map(|&i| OfficeUtilization::new(&batch.offices[i], now)),
+            )
+            .await
+            .map_err(at("office_utilization"))?;
+            // The version is the room version's start: re-reading the compacted topic
+            // writes identical rows.
+            insert_rows::<Room<'static>>(
+                &client,
+                "rooms",
+                versions.iter().map(|&i| {
                     let room = &batch.room_versions[i].1;
-                    // The version is the room version's start: re-reading the compacted
-                    // topic writes identical rows.
-                    insert
-                        .write(&Room::new(room, room.effective_from as u64))
-                        .await?;
-                }
-                insert.end().await?;
-            }
+                    Room::new(room, room.effective_from as u64)
+                }),
+            )
+            .await
+            .map_err(at("rooms"))?;
             // After this batch's rows: they may be among those to restate.
             for i in restates {
-                restate(&client, &batch.restates[i]).await?;
+                restate(&client, &batch.restates[i])
+                    .await
+                    .map_err(at("room_utilization"))?;
             }
             for i in withdrawn {
                 let (_, room_id, from) = &batch.withdrawn_rooms[i];
@@ -211,11 +213,92 @@ impl ClickHouseSink {
                     .bind(room_id.as_str())
                     .bind(seconds(*from))
                     .execute()
-                    .await?;
+                    .await
+                    .map_err(at("rooms"))?;
             }
         }
         Ok(())
     }
+}
+
+/// Inserts `rows` into `table` in one INSERT; no rows, no INSERT.
+async fn insert_rows<'a, T: RowWrite>(
+    client: &Client,
+    table: &str,
+    rows: impl IntoIterator<Item = T::Value<'a>>,
+) -> clickhouse::error::Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<T>(table).await?;
+    for row in rows {
+        insert.write(&row).await?;
+    }
+    insert.end().await
+}
+
+/// A failed statement, with the tenant database and the table it wrote to.
+#[derive(Debug)]
+struct Failed {
+    db: String,
+    table: &'static str,
+    error: clickhouse::error::Error,
+}
+
+impl Failed {
+    /// As the sink reports it: permanent errors (the table's shape, the data, the
+    /// credentials) fail the pipeline at once, naming what to fix; the rest are retried.
+    fn into_sink_error(self) -> SinkError {
+        let retryable = retryable(&self.error);
+        let message = format!("{}.{}: {}", self.db, self.table, self.error);
+        let tenant = self
+            .db
+            .strip_prefix("rf_")
+            .unwrap_or(&self.db)
+            .replace('_', "-");
+        SinkError {
+            sink: "clickhouse",
+            message: if retryable {
+                message
+            } else {
+                format!("tenant {tenant}: {message} (a permanent error: retrying cannot help)")
+            },
+            retryable,
+        }
+    }
+}
+
+/// ClickHouse error codes that the same statement meets again on every retry: a column
+/// or table missing or of another type, data that does not parse, a refused login or
+/// grant, a statement the server does not understand.
+const PERMANENT_CODES: [u32; 19] = [
+    6, 10, 16, 27, 38, 41, 43, 44, 47, 53, 60, 62, 70, 81, 117, 192, 193, 497, 516,
+];
+
+/// Whether the same write may succeed later.
+fn retryable(error: &clickhouse::error::Error) -> bool {
+    use clickhouse::error::Error;
+    match error {
+        Error::BadResponse(message) => {
+            !code_of(message).is_some_and(|c| PERMANENT_CODES.contains(&c))
+        }
+        Error::SchemaMismatch(_)
+        | Error::Custom(_)
+        | Error::InvalidParams(_)
+        | Error::Unsupported(_) => false,
+        _ => true,
+    }
+}
+
+/// The `Code: N` of a server's error message.
+fn code_of(message: &str) -> Option<u32> {
+    let rest = &message[message.find("Code: ")? + 6..];
+    rest[..rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len())]
+        .parse()
+        .ok()
 }
 
 /// Epoch ms as ClickHouse `DateTime` seconds, clamped to its range.
@@ -299,8 +382,47 @@ impl Sink for ClickHouseSink {
         }
         match tokio::time::timeout(self.timeout, self.insert_all(batch)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(SinkError::transient("clickhouse", e)),
+            Ok(Err(failed)) => Err(failed.into_sink_error()),
             Err(_) => Err(SinkError::transient("clickhouse", "insert timed out")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickhouse::error::Error;
+
+    #[test]
+    fn permanent_errors_are_told_from_passing_ones() {
+        let bad = |m: &str| Error::BadResponse(m.into());
+        let missing = bad("Code: 16, e.displayText() = DB::Exception: No such column occupied_ratio in table rf_acme.room_utilization");
+        assert_eq!(code_of(&format!("{missing}")), Some(16));
+        assert!(!retryable(&missing));
+        assert!(!retryable(&bad("Code: 53. DB::Exception: Type mismatch")));
+        assert!(!retryable(&bad(
+            "Code: 516. DB::Exception: default: Authentication failed"
+        )));
+        assert!(retryable(&bad("Code: 252. DB::Exception: Too many parts")));
+        assert!(retryable(&bad(
+            "Code: 241. DB::Exception: Memory limit exceeded"
+        )));
+        assert!(retryable(&bad("502 Bad Gateway")));
+        assert!(retryable(&Error::TimedOut));
+        let failed = Failed {
+            db: "rf_acme_eu".into(),
+            table: "room_utilization",
+            error: missing,
+        }
+        .into_sink_error();
+        assert!(!failed.retryable);
+        assert!(
+            failed
+                .message
+                .starts_with("tenant acme-eu: rf_acme_eu.room_utilization: ")
+                && failed.message.contains("No such column"),
+            "{}",
+            failed.message
+        );
     }
 }

@@ -26,8 +26,27 @@ pub async fn connect(config: &RedisConfig) -> Result<ConnectionManager, SinkErro
     .await
     {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(SinkError::transient("redis", e)),
+        Ok(Err(e)) => Err(classify(e)),
         Err(_) => Err(SinkError::transient("redis", "connection timed out")),
+    }
+}
+
+/// A Redis error as the sink reports it: a refused login or a command the user may not
+/// run fails at once (retrying cannot help); the rest are retried.
+fn classify(e: redis::RedisError) -> SinkError {
+    let permanent = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(
+            e.code(),
+            Some("NOPERM" | "WRONGPASS" | "NOAUTH" | "WRONGTYPE")
+        );
+    SinkError {
+        sink: "redis",
+        message: if permanent {
+            format!("{e} (a permanent error: retrying cannot help)")
+        } else {
+            e.to_string()
+        },
+        retryable: !permanent,
     }
 }
 
@@ -117,7 +136,7 @@ impl RedisSink {
         let timeout = Duration::from_secs(self.config.timeout_secs);
         let result = match tokio::time::timeout(timeout, pipe.query_async::<()>(conn)).await {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => SinkError::transient("redis", e),
+            Ok(Err(e)) => classify(e),
             Err(_) => SinkError::transient("redis", "write timed out"),
         };
         self.conn = None;
