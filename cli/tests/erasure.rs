@@ -67,6 +67,17 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     assert!(!redis_state(&s.redis.url, &tenant).await.is_empty());
     let out = std::env::temp_dir().join(format!("rf-{tenant}"));
 
+    // A job's files, as a report of the tenant's leaves them.
+    let files = out.join(format!("report-{tenant}-1767571200000"));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("report.csv"), "day,utilization\n").unwrap();
+    let registry = rf_schemas::registry::RegistryClient::new(
+        &s.registry.url,
+        std::time::Duration::from_secs(5),
+    );
+    let subject = format!("{}-value", tenant.readings_topic());
+    assert_eq!(registry.versions(&subject).unwrap().len(), 1);
+
     // Not deleted yet: refused.
     let early = queue::submit(&s.kafka, &s.clickhouse, &tenant, JobKind::Erase)
         .await
@@ -122,7 +133,7 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     assert!(
         erased
             .message
-            .starts_with("erased; verified: nothing of the tenant remains"),
+            .starts_with("erased; verified: nothing of the tenant remains live;"),
         "{}",
         erased.message
     );
@@ -137,6 +148,20 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
         "every store of every region: {report:#}"
     );
     assert!(checks.iter().all(|c| c["found"] == 0));
+    // What waits for compaction is counted and said, not called gone: at least the
+    // tenant's registry entries before its tombstone.
+    let waiting = report["expiring"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["store"] == "roomflow.tenants")
+        .unwrap();
+    assert!(waiting["found"].as_u64().unwrap() >= 1, "{report:#}");
+    assert!(!files.exists(), "the tenant's job files are gone");
+    assert!(
+        registry.versions(&subject).unwrap().is_empty(),
+        "and its schema subjects"
+    );
 
     // Looked at independently of the report.
     assert_eq!(

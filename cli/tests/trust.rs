@@ -205,7 +205,7 @@ async fn a_tenant_id_that_names_the_platform_is_refused() {
         .await
         .expect_err("reserved");
     assert!(refused.to_string().contains("rf_platform"), "{refused}");
-    let erase = rf_jobs::erase::step(&s, &platform, "no-job", 0).await;
+    let erase = rf_jobs::erase::step(&s, std::path::Path::new(""), &platform, "no-job", 0).await;
     assert!(erase.is_err(), "nor is anything erased under it");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
         .args(["tenant", "create", "platform"])
@@ -279,5 +279,8 @@ async fn redis_refuses_connections_without_a_user() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("NOAUTH"), "{refused}");
-    assert_eq!(redis_keys(&s.redis.url, "rf:no-such-tenant:*").await.len(), 0);
+    assert_eq!(
+        redis_keys(&s.redis.url, "rf:no-such-tenant:*").await.len(),
+        0
+    );
 }

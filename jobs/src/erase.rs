@@ -3,6 +3,7 @@
 //! verification report says what, if anything, remains. Every step can run again.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -20,13 +21,15 @@ use crate::tenant::{redact, redis_conn, tenant_keys, tenant_tables, tenant_topic
 use crate::JobError;
 
 /// The erasure steps, in order.
-pub const STEPS: [&str; 7] = [
+pub const STEPS: [&str; 9] = [
     "topics",
     "databases",
     "redis keys",
     "users",
     "platform rows",
     "compacted topics",
+    "schema subjects",
+    "job files",
     "registry",
 ];
 
@@ -84,9 +87,11 @@ fn region_kafka(settings: &Settings, brokers: &str) -> KafkaConfig {
 }
 
 /// Runs step `index` of [`STEPS`] for `tenant`; `job` is the erasure job's id (its own
-/// status is kept). Returns a line saying what went.
+/// status and report are kept), `files` the jobs' output folder. Returns a line saying
+/// what went.
 pub async fn step(
     settings: &Settings,
+    files: &Path,
     tenant: &TenantId,
     job: &str,
     index: usize,
@@ -241,6 +246,31 @@ pub async fn step(
                 "{tombstones} tombstones in the platform's compacted topics"
             ))
         }
+        "schema subjects" => {
+            let client = registry_client(settings);
+            let subjects = tenant_subjects(tenant);
+            let deleted = tokio::task::spawn_blocking(move || {
+                subjects
+                    .iter()
+                    .map(|s| client.delete_subject(s))
+                    .collect::<Result<Vec<()>, _>>()
+            })
+            .await
+            .map_err(|e| JobError::Invalid(format!("registry task failed: {e}")))??;
+            Ok(format!(
+                "deleted {} schema subjects permanently",
+                deleted.len()
+            ))
+        }
+        "job files" => {
+            let dirs = job_dirs(files, tenant)?;
+            for dir in &dirs {
+                std::fs::remove_dir_all(dir).map_err(|e| {
+                    JobError::Invalid(format!("cannot remove {}: {e}", dir.display()))
+                })?;
+            }
+            Ok(format!("removed the files of {} jobs", dirs.len()))
+        }
         "registry" => {
             crate::tenant::forget(settings, tenant).await?;
             Ok("removed from the tenant registry".into())
@@ -257,12 +287,53 @@ fn job_tenant(id: &str) -> Option<&str> {
 }
 
 /// Every step at once, with no grace period and no report: for throwaway tenants (the
-/// benchmarks').
+/// benchmarks', which write no job files).
 pub async fn all_steps(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
     for index in 0..STEPS.len() {
-        step(settings, tenant, "", index).await?;
+        step(settings, Path::new(""), tenant, "", index).await?;
     }
     Ok(())
+}
+
+fn registry_client(settings: &Settings) -> rf_schemas::registry::RegistryClient {
+    rf_schemas::registry::RegistryClient::new(
+        &settings.registry.url,
+        Duration::from_secs(settings.registry.timeout_secs),
+    )
+}
+
+/// The tenant's schema subjects: `<topic>-value` of its readings and rooms topics.
+fn tenant_subjects(tenant: &TenantId) -> Vec<String> {
+    [tenant.readings_topic(), tenant.rooms_topic()]
+        .map(|topic| format!("{topic}-value"))
+        .to_vec()
+}
+
+/// The output folders of the tenant's jobs under `files` (`<files>/<job id>/`), but those
+/// of erasures: they hold the reports that prove it (only the tenant's id is in them).
+fn job_dirs(files: &Path, tenant: &TenantId) -> Result<Vec<PathBuf>, JobError> {
+    if files.as_os_str().is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries = match std::fs::read_dir(files) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(JobError::Invalid(format!(
+                "cannot read {}: {e}",
+                files.display()
+            )))
+        }
+    };
+    let mut dirs = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let erasure = name.starts_with("erase-");
+        if !erasure && job_tenant(&name) == Some(tenant.as_str()) && entry.path().is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    Ok(dirs)
 }
 
 /// Whether a key of `topic` names `tenant` (the erasure job `job`'s own are kept).
@@ -392,9 +463,11 @@ async fn tombstone(kafka: &KafkaConfig, topic: &str, keys: &[String]) -> Result<
     Ok(())
 }
 
-/// Looks for the tenant in every store of every region.
+/// Looks for the tenant in every store of every region, its schema subjects and job
+/// files; lists the earlier records naming it that still wait in the platform's topics.
 pub async fn verify(
     settings: &Settings,
+    files: &Path,
     tenant: &TenantId,
     job: &str,
     now: i64,
@@ -481,7 +554,50 @@ pub async fn verify(
             keys.len() as u64,
         );
     }
+    let client = registry_client(settings);
+    let subjects = tenant_subjects(tenant);
+    let versions = tokio::task::spawn_blocking(move || {
+        subjects
+            .into_iter()
+            .map(|s| client.versions(&s).map(|v| (s, v.len() as u64)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| JobError::Invalid(format!("registry task failed: {e}")))??;
+    for (subject, found) in versions {
+        check(
+            format!("schema registry {}", settings.registry.url),
+            &format!("versions of subject {subject}"),
+            found,
+        );
+    }
+    check(
+        format!("job files {}", files.display()),
+        "folders of the tenant's jobs",
+        job_dirs(files, tenant)?.len() as u64,
+    );
     let mut expiring = Vec::new();
+    // Compaction drops a key's earlier records some time after its tombstone; until then
+    // a reader from the start still sees them.
+    let tenants_topic = rf_schemas::tenant::TENANTS_TOPIC;
+    for topic in COMPACTED.into_iter().chain([tenants_topic]) {
+        let mut found = 0;
+        scan(&settings.kafka, topic, |key, has_value| {
+            let named = match topic {
+                t if t == tenants_topic => key == tenant.as_str(),
+                _ => names_tenant(topic, key, tenant, job),
+            };
+            found += u64::from(named && has_value);
+        })?;
+        expiring.push(Check {
+            store: topic.to_string(),
+            what: "earlier records of the tenant, gone when the broker compacts the topic \
+                   (after its tombstones, within the topic's segment.ms and \
+                   min.cleanable.dirty.ratio)"
+                .into(),
+            found,
+        });
+    }
     for (topic, retention) in EXPIRING {
         let mut found = 0;
         scan(&settings.kafka, topic, |key, _| {

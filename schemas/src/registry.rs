@@ -133,6 +133,23 @@ impl RegistryClient {
         }
     }
 
+    /// Deletes `subject` with every version: first softly (as Confluent's registry requires),
+    /// then permanently. A subject that is not there is no error.
+    pub fn delete_subject(&self, subject: &str) -> Result<(), RegistryError> {
+        for query in ["", "?permanent=true"] {
+            let resp = self
+                .agent
+                .delete(format!("{}/subjects/{subject}{query}", self.base))
+                .call()
+                .map_err(|e| self.unreachable(e))?;
+            match resp.status().as_u16() {
+                200 | 404 => {}
+                _ => return Err(self.refused(resp)),
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the compatibility level the registry itself enforces for `subject`
     /// (`BACKWARD`, `NONE`, …).
     pub fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {

@@ -81,7 +81,13 @@ pub async fn anomalies(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit", "must be between 1 and 1000"));
     }
-    caller.limit(&state, Class::General).await?;
+    // Like a series, a range over seven days counts as analytics.
+    let class = if to - from > chrono::Duration::days(7) {
+        Class::Analytics
+    } else {
+        Class::General
+    };
+    caller.limit(&state, class).await?;
     let filter = Filter {
         range: (from, to),
         kind: q.kind.clone(),

@@ -67,12 +67,25 @@ pub(crate) fn period(key: &impl std::hash::Hash, now: u64, ttl_secs: u64) -> u64
     (now + shift) / ttl_secs
 }
 
-/// `compute`, holding one of the region's ClickHouse permits.
+/// `compute`, holding one of the tenant's and one of the region's ClickHouse slots, for
+/// at most the query timeout (a moment more than the server's own limit).
 pub(crate) async fn queried<T, F>(caller: &Caller<'_>, compute: F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, ApiError>>,
 {
-    // The semaphore is never closed.
-    let _permit = caller.stores.queries.acquire().await;
-    compute.await
+    let _slot = caller.stores.queries.take(&caller.tenant).await;
+    let limit = std::time::Duration::from_secs(caller.query_timeout_secs) + GRACE;
+    match tokio::time::timeout(limit, compute).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ApiError::status(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the query took longer than {} s; narrow the range or retry later",
+                caller.query_timeout_secs
+            ),
+        )),
+    }
 }
+
+/// How long past the server's own `max_execution_time` the service still waits.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);

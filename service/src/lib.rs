@@ -12,6 +12,7 @@ mod portfolio;
 mod rooms;
 mod routes;
 mod series;
+mod slots;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +82,12 @@ pub struct ServiceConfig {
     /// ClickHouse queries this process runs at once per region (1 to 1000); requests
     /// beyond wait for one to finish rather than overload the server.
     pub clickhouse_queries: usize,
+    /// How many of those one tenant may hold at once (1 to `clickhouse_queries`): a
+    /// tenant flooding heavy queries waits behind itself, not in front of the others.
+    pub clickhouse_queries_per_tenant: usize,
+    /// The longest one ClickHouse query of the service runs, seconds (1 to 300): the
+    /// server stops it (`max_execution_time`), and the request answers 503.
+    pub query_timeout_secs: u64,
     /// Requests per tenant, by tier (`free`, `standard`, `enterprise`): `general` and
     /// `analytics` (ranges over seven days, heatmaps, rankings), each a number of
     /// `requests` per `window_secs`; shared by every `serve` process of a region.
@@ -119,6 +126,8 @@ impl Default for ServiceConfig {
             max_range_days: 400,
             directory_refresh_secs: 5,
             clickhouse_queries: 8,
+            clickhouse_queries_per_tenant: 2,
+            query_timeout_secs: 10,
             cache_ttl_secs: 60,
             memory_cache_mib: 256,
             rate_limits: limits::default_limits(),
@@ -214,6 +223,18 @@ impl ServiceConfig {
                 problem: "must be between 1 and 1000".into(),
             });
         }
+        if !(1..=self.clickhouse_queries).contains(&self.clickhouse_queries_per_tenant) {
+            return Err(InvalidSetting {
+                field: "service.clickhouse_queries_per_tenant",
+                problem: "must be between 1 and service.clickhouse_queries".into(),
+            });
+        }
+        if !(1..=300).contains(&self.query_timeout_secs) {
+            return Err(InvalidSetting {
+                field: "service.query_timeout_secs",
+                problem: "must be between 1 and 300".into(),
+            });
+        }
         if self.cache_ttl_secs > 86_400 {
             return Err(InvalidSetting {
                 field: "service.cache_ttl_secs",
@@ -264,8 +285,8 @@ impl ServiceConfig {
 struct RegionClients {
     clickhouse: clickhouse::Client,
     redis: redis::aio::ConnectionManager,
-    /// Permits to query `clickhouse` (`service.clickhouse_queries`).
-    queries: tokio::sync::Semaphore,
+    /// Slots to query `clickhouse`, shared fairly between tenants.
+    queries: slots::Slots,
 }
 
 /// What every handler shares.
@@ -309,10 +330,16 @@ async fn build(
         let redis = rf_sinks::redis::connect(&r.redis)
             .await
             .map_err(|e| format!("region {}: {e}", r.name))?;
+        // The server stops a query past the timeout; the service gives up a moment later.
+        let clickhouse = rf_sinks::clickhouse::client(&r.clickhouse)
+            .with_setting("max_execution_time", config.query_timeout_secs.to_string());
         regions.push(RegionClients {
-            clickhouse: rf_sinks::clickhouse::client(&r.clickhouse),
+            clickhouse,
             redis,
-            queries: tokio::sync::Semaphore::new(config.clickhouse_queries),
+            queries: slots::Slots::new(
+                config.clickhouse_queries,
+                config.clickhouse_queries_per_tenant,
+            ),
         });
     }
     let platform = rf_sinks::clickhouse::client(&stores.platform);

@@ -72,6 +72,8 @@ pub(crate) struct Caller<'s> {
     pub(crate) tenant: TenantId,
     pub(crate) stores: &'s RegionClients,
     tier: String,
+    /// `service.query_timeout_secs`.
+    pub(crate) query_timeout_secs: u64,
 }
 
 impl Caller<'_> {
@@ -159,6 +161,7 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
                 tier,
                 stores: &state.regions[region],
                 tenant,
+                query_timeout_secs: state.config.query_timeout_secs,
             })
         }
         // A valid signature over a tenant the platform does not have grants nothing.

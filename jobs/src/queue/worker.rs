@@ -389,14 +389,22 @@ impl Worker {
         (status.total, status.unit) = (steps as u64 + 1, "steps".into());
         let id = status.spec.id.clone();
         for index in 0..steps {
-            let line =
-                self.runtime
-                    .block_on(crate::erase::step(&self.settings, &tenant, &id, index))?;
+            let line = self.runtime.block_on(crate::erase::step(
+                &self.settings,
+                &self.config.output_dir,
+                &tenant,
+                &id,
+                index,
+            ))?;
             self.progress(status, index as u64 + 1, line)?;
         }
-        let report =
-            self.runtime
-                .block_on(crate::erase::verify(&self.settings, &tenant, &id, now_ms()))?;
+        let report = self.runtime.block_on(crate::erase::verify(
+            &self.settings,
+            &self.config.output_dir,
+            &tenant,
+            &id,
+            now_ms(),
+        ))?;
         let dir = self.config.output_dir.join(&id);
         let path = dir.join("erasure-report.json");
         std::fs::create_dir_all(&dir)
@@ -425,7 +433,7 @@ impl Worker {
         }
         let expiring: u64 = report.expiring.iter().map(|c| c.found).sum();
         Ok(format!(
-            "erased; verified: nothing of the tenant remains ({expiring} records expire with their topics' retention)"
+            "erased; verified: nothing of the tenant remains live; {expiring} earlier records wait for their topics' compaction or retention (listed in the report)"
         ))
     }
 
