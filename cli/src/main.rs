@@ -582,6 +582,16 @@ struct BenchArgs {
     /// comma-separated, e.g. "office series,occupancy".
     #[arg(long, value_delimiter = ',', requires = "service")]
     endpoints: Vec<String>,
+    /// Service mode: hold every endpoint again beside a second tenant (same portfolio)
+    /// flooding the heaviest endpoints over this many connections, and report the
+    /// measured tenant's p95 alone and beside it.
+    #[arg(
+        long,
+        value_name = "CONNECTIONS",
+        requires = "service",
+        conflicts_with = "reuse"
+    )]
+    noisy: Option<usize>,
     /// Skip the broker's and the operators' ceilings (they hold the backlog in memory,
     /// about 160 bytes a reading).
     #[arg(long)]
@@ -1092,6 +1102,7 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
         keep: args.keep,
         reuse: args.reuse.clone(),
         only: args.endpoints.clone(),
+        noisy: args.noisy,
     };
     let report = runtime()?.block_on(service_bench(
         &config.settings(),
@@ -1133,7 +1144,7 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
                 options.duration.as_secs_f64()
             );
             println!(
-                "{:<34} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13}  failures",
+                "{:<48} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>13}  failures",
                 "endpoint", "requests", "req/s", "p50", "p95", "p99", "cached", "uncached p95"
             );
         }
@@ -1144,9 +1155,13 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(w, n)| format!("{n}× {w}"))
             .collect();
+        let name = match e.beside_noisy {
+            Some(_) => format!("{}, beside noisy", e.endpoint),
+            None => e.endpoint.to_string(),
+        };
         println!(
-            "{:<34} {:>9} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>6.0}% {:>13.1}  {}",
-            e.endpoint,
+            "{:<48} {:>9} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>6.0}% {:>13.1}  {}",
+            name,
             l.len(),
             l.len() as f64 / e.elapsed.as_secs_f64().max(1e-9),
             percentile(l, 50.0),
@@ -1160,6 +1175,34 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
                 failures.join(", ")
             }
         );
+    }
+    if let Some(flood) = options.noisy {
+        println!(
+            "\nnoisy neighbour: a second tenant floods {} over {flood} connections (no rate limit); the measured tenant's p95, ms",
+            "office series 90 days, under-used rooms and the office ranking"
+        );
+        println!(
+            "{:<34} {:>9} {:>9} {:>7} {:>14}",
+            "endpoint", "alone", "beside", "ratio", "noisy answers"
+        );
+        for pair in report.endpoints.windows(2) {
+            let [beside, alone] = pair else { continue };
+            if beside.beside_noisy.is_none() || alone.beside_noisy.is_some() {
+                continue;
+            }
+            let (a, b) = (
+                percentile(&alone.latencies, 95.0),
+                percentile(&beside.latencies, 95.0),
+            );
+            println!(
+                "{:<34} {:>9.1} {:>9.1} {:>6.2}x {:>14}",
+                alone.endpoint,
+                a,
+                b,
+                b / a.max(1e-9),
+                beside.noisy_answers
+            );
+        }
     }
     println!(
         "\nmemory    peak RSS {:.0} MiB (the service and the load generator, one process)",

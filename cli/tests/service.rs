@@ -817,6 +817,7 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
         keep: false,
         reuse: None,
         only: Vec::new(),
+        noisy: None,
     };
     let report =
         rf_jobs::bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &options)
@@ -838,4 +839,34 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
         report.tenant.clickhouse_db()
     ));
     assert!(left.is_empty(), "the benchmark tenant's database is left");
+
+    // Beside a noisy tenant: each endpoint is held again while the second tenant's
+    // heaviest requests are answered, and both tenants are gone afterwards.
+    let noisy = rf_jobs::bench::ServiceBenchOptions {
+        rooms: 300,
+        only: vec!["office occupancy".into(), "office series".into()],
+        noisy: Some(2),
+        ..options
+    };
+    let report =
+        rf_jobs::bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &noisy)
+            .await
+            .unwrap();
+    let beside: Vec<_> = report
+        .endpoints
+        .iter()
+        .filter(|e| e.beside_noisy == Some(2))
+        .collect();
+    assert_eq!((report.endpoints.len(), beside.len()), (4, 2));
+    for e in &report.endpoints {
+        assert!(e.failures.is_empty(), "{}: {:?}", e.endpoint, e.failures);
+    }
+    assert!(
+        beside.iter().all(|e| e.noisy_answers > 0),
+        "the neighbour was answered"
+    );
+    let left = clickhouse_lines(
+        "SELECT name FROM system.databases WHERE name LIKE 'rf_svcnoisy_%' OR name LIKE 'rf_svcbench_%'",
+    );
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -60,6 +60,10 @@ pub struct ServiceBenchOptions {
     pub reuse: Option<TenantId>,
     /// Hold only the endpoints whose name contains one of these (all when empty).
     pub only: Vec<String>,
+    /// Hold every endpoint a second time while a second tenant, with a portfolio of the
+    /// same size, floods the heaviest endpoints over this many connections: how much a
+    /// noisy neighbour slows the measured tenant.
+    pub noisy: Option<usize>,
 }
 
 /// One endpoint held at one connection count.
@@ -77,6 +81,10 @@ pub struct EndpointReport {
     pub misses: Vec<f64>,
     /// Answers that were not a success, by status (or connection error), with counts.
     pub failures: BTreeMap<String, u64>,
+    /// Connections of a second tenant flooding the heaviest endpoints meanwhile, if any.
+    pub beside_noisy: Option<usize>,
+    /// The noisy tenant's answers meanwhile (successful ones).
+    pub noisy_answers: u64,
 }
 
 /// What the benchmark measured.
@@ -133,7 +141,12 @@ pub async fn service_bench(
     if let Some(tenant) = &options.reuse {
         let clickhouse = rf_sinks::clickhouse::client(&settings.clickhouse);
         let portfolio = Portfolio::of(&clickhouse, tenant).await?;
-        return measure(settings, service, stores, options, &portfolio, tenant).await;
+        if options.noisy.is_some() {
+            return Err(JobError::Invalid(
+                "--noisy loads a second tenant: it does not go with --reuse".into(),
+            ));
+        }
+        return measure(settings, service, stores, options, &portfolio, tenant, None).await;
     }
     let portfolio = Portfolio::new(options.rooms, options.days);
     let spec = crate::tenant::TenantSpec {
@@ -141,10 +154,26 @@ pub async fn service_bench(
         tier: Some(Tier::Enterprise),
         ..Default::default()
     };
-    let tenant = throwaway_tenant(settings, "svcbench", spec).await?;
-    let outcome = measure(settings, service, stores, options, &portfolio, &tenant).await;
+    let tenant = throwaway_tenant(settings, "svcbench", spec.clone()).await?;
+    let noisy = match options.noisy {
+        Some(_) => Some(throwaway_tenant(settings, "svcnoisy", spec).await?),
+        None => None,
+    };
+    let outcome = measure(
+        settings,
+        service,
+        stores,
+        options,
+        &portfolio,
+        &tenant,
+        noisy.as_ref(),
+    )
+    .await;
     if !options.keep {
         drop_tenant(settings, &tenant).await?;
+    }
+    if let Some(noisy) = &noisy {
+        drop_tenant(settings, noisy).await?;
     }
     outcome
 }
@@ -156,6 +185,7 @@ async fn measure(
     options: &ServiceBenchOptions,
     portfolio: &Portfolio,
     tenant: &TenantId,
+    noisy: Option<&TenantId>,
 ) -> Result<ServiceBenchReport, JobError> {
     let started = Instant::now();
     let clickhouse = rf_sinks::clickhouse::client(&settings.clickhouse);
@@ -166,6 +196,11 @@ async fn measure(
         portfolio.live(&clickhouse, &settings.redis, tenant).await?;
         rows
     };
+    if let Some(noisy) = noisy {
+        portfolio.load(&clickhouse, noisy).await?;
+        portfolio.live(&clickhouse, &settings.redis, noisy).await?;
+        settled(&clickhouse, noisy).await?;
+    }
     let load = started.elapsed();
     let settle = settled(&clickhouse, tenant).await?;
     let disk_bytes = clickhouse
@@ -175,6 +210,14 @@ async fn measure(
         .await
         .map_err(ch)?;
     let (key, listed) = crate::apikey::create(&settings.clickhouse, tenant, "bench").await?;
+    let noisy_key = match noisy {
+        Some(t) => Some(
+            crate::apikey::create(&settings.clickhouse, t, "bench")
+                .await?
+                .0,
+        ),
+        None => None,
+    };
 
     let mut config = service.clone();
     let unlimited = Limit {
@@ -210,8 +253,24 @@ async fn measure(
             options.only.is_empty() || options.only.iter().any(|o| e.name.contains(o.as_str()))
         });
         for endpoint in chosen {
+            if let (Some(flood), Some(noisy_key)) = (options.noisy, noisy_key.as_deref()) {
+                // A run to warm what the service keeps in memory (not reported), then one
+                // beside a tenant sending its heaviest requests as fast as they are
+                // answered, then one alone; each on other rooms and ranges.
+                let pace = Pace::new(options.duration, options.rate, connections);
+                hold(addr, &key, endpoint, portfolio, connections, pace, 2 << 32).await;
+                let pace = Pace::new(options.duration, options.rate, connections);
+                let flooding = Pace::new(options.duration, None, flood);
+                let (mut report, noise) = tokio::join!(
+                    hold(addr, &key, endpoint, portfolio, connections, pace, 1 << 32),
+                    flood_heaviest(addr, noisy_key, portfolio, flood, flooding),
+                );
+                report.beside_noisy = Some(flood);
+                report.noisy_answers = noise;
+                endpoints.push(report);
+            }
             let pace = Pace::new(options.duration, options.rate, connections);
-            let report = hold(addr, &key, endpoint, portfolio, connections, pace);
+            let report = hold(addr, &key, endpoint, portfolio, connections, pace, 0);
             endpoints.push(report.await);
         }
     }
@@ -737,10 +796,11 @@ async fn hold(
     portfolio: &Portfolio,
     connections: usize,
     pace: Pace,
+    seed: u64,
 ) -> EndpointReport {
     let started = Instant::now();
     let samples: Vec<Sample> = stream::iter(0..connections)
-        .map(|c| connection(addr, key, endpoint, portfolio, c, pace))
+        .map(|c| connection(addr, key, endpoint, portfolio, seed + c as u64, pace))
         .buffer_unordered(connections)
         .collect()
         .await;
@@ -752,6 +812,8 @@ async fn hold(
         latencies: Vec::new(),
         misses: Vec::new(),
         failures: BTreeMap::new(),
+        beside_noisy: None,
+        noisy_answers: 0,
     };
     for sample in samples {
         report.latencies.extend(sample.latencies);
@@ -763,13 +825,44 @@ async fn hold(
     report
 }
 
+/// The endpoints a noisy tenant floods: the heaviest ones it may call.
+const HEAVIEST: [&str; 3] = [
+    "office series, 90 days of 1h",
+    "under-used rooms, 30 days",
+    "office ranking, 30 days",
+];
+
+/// `connections` connections of another tenant, each sending the heaviest endpoints in
+/// turn as fast as they are answered; returns how many were answered.
+async fn flood_heaviest(
+    addr: SocketAddr,
+    key: &str,
+    portfolio: &Portfolio,
+    connections: usize,
+    pace: Pace,
+) -> u64 {
+    let heaviest: Vec<&'static Endpoint> = ENDPOINTS
+        .iter()
+        .filter(|e| HEAVIEST.contains(&e.name))
+        .collect();
+    stream::iter(0..connections)
+        .map(|c| {
+            let endpoint = heaviest[c % heaviest.len()];
+            connection(addr, key, endpoint, portfolio, 1 << 33 | c as u64, pace)
+        })
+        .buffer_unordered(connections)
+        .map(|sample| sample.latencies.len() as u64)
+        .fold(0, |sum, n| async move { sum + n })
+        .await
+}
+
 /// One keep-alive connection sending requests at `pace`.
 async fn connection(
     addr: SocketAddr,
     key: &str,
     endpoint: &Endpoint,
     portfolio: &Portfolio,
-    c: usize,
+    seed: u64,
     pace: Pace,
 ) -> Sample {
     let mut sample = Sample::default();
@@ -790,7 +883,8 @@ async fn connection(
         }
     };
     tokio::spawn(conn);
-    let mut rng = SmallRng::seed_from_u64(c as u64);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let c = (seed & 0xffff_ffff) as usize;
     for n in 0.. {
         let due = pace.due(c, n);
         if due.unwrap_or_else(Instant::now) >= pace.deadline {
