@@ -77,6 +77,8 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     /// Its name in heartbeats: host and process.
     name: String,
+    /// When it last said it is alive.
+    beaten: Option<std::time::Instant>,
 }
 
 /// The longest wait between two tries to start a worker.
@@ -150,6 +152,7 @@ impl Worker {
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
                 std::process::id()
             ),
+            beaten: None,
         })
     }
 
@@ -165,18 +168,8 @@ impl Worker {
     /// are due every 10 minutes.
     pub fn run(mut self) {
         let mut scheduled: Option<std::time::Instant> = None;
-        let mut beaten: Option<std::time::Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            if beaten.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
-                beaten = Some(std::time::Instant::now());
-                let kafka = &self.settings.kafka;
-                if let Err(error) = self
-                    .runtime
-                    .block_on(beat(&self.producer, kafka, &self.name))
-                {
-                    tracing::warn!(%error, "cannot say the job worker is alive; trying again later");
-                }
-            }
+            self.beat_if_due();
             if scheduled.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
                 scheduled = Some(std::time::Instant::now());
                 if let Err(error) = self.schedule_erasures() {
@@ -311,8 +304,25 @@ impl Worker {
         self.tick(status, done)
     }
 
+    /// Says the worker is alive when [`HEARTBEAT_EVERY`] passed since it last did: between
+    /// jobs, and at each step of a long one.
+    fn beat_if_due(&mut self) {
+        if self.beaten.is_some_and(|at| at.elapsed() < HEARTBEAT_EVERY) {
+            return;
+        }
+        self.beaten = Some(std::time::Instant::now());
+        let kafka = &self.settings.kafka;
+        if let Err(error) = self
+            .runtime
+            .block_on(beat(&self.producer, kafka, &self.name))
+        {
+            tracing::warn!(%error, "cannot say the job worker is alive; trying again later");
+        }
+    }
+
     /// Records how much is done and stops if the job was asked to.
     fn tick(&mut self, status: &mut JobStatus, done: u64) -> Result<(), Stop> {
+        self.beat_if_due();
         status.done = done;
         self.put(status)?;
         self.tail.poll(Duration::ZERO)?;
