@@ -1179,7 +1179,7 @@ fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(flood) = options.noisy {
         println!(
             "\nnoisy neighbour: a second tenant floods {} over {flood} connections (no rate limit); the measured tenant's p95, ms",
-            "office series 90 days, under-used rooms and the office ranking"
+            rf_jobs::bench::HEAVIEST.join("; ")
         );
         println!(
             "{:<34} {:>9} {:>9} {:>7} {:>14}",

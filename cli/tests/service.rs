@@ -9,15 +9,6 @@ use rf_service::ServiceConfig;
 
 use common::*;
 
-/// Starts a query service; returns its base URL.
-async fn serve(config: &ServiceConfig, s: &rf_pipelines::Settings) -> String {
-    let router = rf_service::app(config, &service_stores(s)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    base
-}
-
 /// Status, headers and JSON body (null if none) of a GET with a bearer token.
 fn get_full(url: &str, token: &str) -> (u16, Vec<(String, String)>, serde_json::Value) {
     let agent = ureq::Agent::config_builder()

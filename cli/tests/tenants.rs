@@ -368,15 +368,6 @@ fn fleet(tenant: &TenantId) -> Fleet {
     })
 }
 
-/// Starts a query service over `s`'s served regions; returns its base URL.
-async fn serve(config: &rf_service::ServiceConfig, s: &Settings) -> String {
-    let router = rf_service::app(config, &service_stores(s)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    base
-}
-
 /// Stops the pipeline when the test ends, failed or not: the runtime waits for it.
 struct StopOnDrop(Arc<AtomicBool>);
 

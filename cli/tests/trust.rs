@@ -7,7 +7,7 @@ use rdkafka::producer::FutureProducer;
 
 use common::{
     assert_accounts, create_tenant, fresh_tenant, london_room, minute_readings, produce_all,
-    read_topic, room_records, run_until_caught_up, settings, stack_is_up,
+    read_topic, room_records, run_until_caught_up, serve, settings, stack_is_up,
 };
 
 const MIN: i64 = 60_000;
@@ -65,17 +65,6 @@ async fn a_sensor_clock_ahead_of_the_pipeline_hurts_no_honest_reading() {
     assert_eq!(got, [("15", "future_timestamp")]);
     let detail = &letters[0].2["rf-detail"];
     assert!(detail.contains("pipeline's clock"), "{detail}");
-}
-
-/// Starts a query service that reads its directory every second; returns its base URL.
-async fn serve(config: &rf_service::ServiceConfig, s: &rf_pipelines::Settings) -> String {
-    let router = rf_service::app(config, &common::service_stores(s))
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    base
 }
 
 /// The status of a GET with a bearer token, off the async runtime.

@@ -538,21 +538,37 @@ pub async fn verify(
             rows,
         );
     }
-    let registry = crate::tenant::registry(&settings.kafka)?;
-    check(
-        rf_schemas::tenant::TENANTS_TOPIC.into(),
-        "the registry entry",
-        u64::from(registry.contains_key(tenant)),
-    );
-    for topic in COMPACTED {
-        let keys = live_keys(&settings.kafka, topic, |k| {
-            names_tenant(topic, k, tenant, job)
+    // One read of each compacted topic: the tenant's keys still live (in the registry
+    // topic, its entry), and its earlier records, which a reader from the start still
+    // sees until the broker compacts them away some time after their tombstones.
+    let mut expiring = Vec::new();
+    let tenants_topic = rf_schemas::tenant::TENANTS_TOPIC;
+    for topic in COMPACTED.into_iter().chain([tenants_topic]) {
+        let (mut latest, mut with_value) = (BTreeMap::new(), 0u64);
+        scan(&settings.kafka, topic, |key, has_value| {
+            let named = match topic {
+                t if t == tenants_topic => key == tenant.as_str(),
+                _ => names_tenant(topic, key, tenant, job),
+            };
+            if named {
+                with_value += u64::from(has_value);
+                latest.insert(key.to_owned(), has_value);
+            }
         })?;
-        check(
-            topic.into(),
-            "live keys naming the tenant",
-            keys.len() as u64,
-        );
+        let live = latest.values().filter(|l| **l).count() as u64;
+        let what = match topic {
+            t if t == tenants_topic => "the registry entry",
+            _ => "live keys naming the tenant",
+        };
+        check(topic.into(), what, live);
+        expiring.push(Check {
+            store: topic.to_string(),
+            what: "earlier records of the tenant, gone when the broker compacts the topic \
+                   (after its tombstones, within the topic's segment.ms and \
+                   min.cleanable.dirty.ratio)"
+                .into(),
+            found: with_value - live,
+        });
     }
     let client = registry_client(settings);
     let subjects = tenant_subjects(tenant);
@@ -576,28 +592,6 @@ pub async fn verify(
         "folders of the tenant's jobs",
         job_dirs(files, tenant)?.len() as u64,
     );
-    let mut expiring = Vec::new();
-    // Compaction drops a key's earlier records some time after its tombstone; until then
-    // a reader from the start still sees them.
-    let tenants_topic = rf_schemas::tenant::TENANTS_TOPIC;
-    for topic in COMPACTED.into_iter().chain([tenants_topic]) {
-        let mut found = 0;
-        scan(&settings.kafka, topic, |key, has_value| {
-            let named = match topic {
-                t if t == tenants_topic => key == tenant.as_str(),
-                _ => names_tenant(topic, key, tenant, job),
-            };
-            found += u64::from(named && has_value);
-        })?;
-        expiring.push(Check {
-            store: topic.to_string(),
-            what: "earlier records of the tenant, gone when the broker compacts the topic \
-                   (after its tombstones, within the topic's segment.ms and \
-                   min.cleanable.dirty.ratio)"
-                .into(),
-            found,
-        });
-    }
     for (topic, retention) in EXPIRING {
         let mut found = 0;
         scan(&settings.kafka, topic, |key, _| {

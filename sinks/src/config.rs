@@ -134,15 +134,8 @@ impl AnalystLimits {
             return bad("networks", "must name at least one network");
         }
         for n in &self.networks {
-            let (ip, prefix) = n.split_once('/').unwrap_or((n, "128"));
-            let ok = ip.parse::<std::net::IpAddr>().is_ok()
-                && prefix.parse::<u8>().is_ok_and(|p| p <= 128);
-            if !ok {
-                return bad(
-                    "networks",
-                    &format!("{n:?} is not an address or network like 10.0.0.0/8"),
-                );
-            }
+            n.parse::<crate::endpoint::Network>()
+                .map_err(|problem| format!("clickhouse.analyst.networks: {problem}"))?;
         }
         Ok(())
     }

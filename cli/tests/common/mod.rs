@@ -51,6 +51,15 @@ pub fn service_stores(s: &Settings) -> rf_service::Stores {
     )
 }
 
+/// Starts a query service for `s`'s stores in this process; returns its base URL.
+pub async fn serve(config: &rf_service::ServiceConfig, s: &Settings) -> String {
+    let router = rf_service::app(config, &service_stores(s)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
 /// Fails with a clear message when the local stack is not running.
 pub fn stack_is_up(s: &Settings) {
     let probe: BaseConsumer = s.kafka.client_config().create().unwrap();

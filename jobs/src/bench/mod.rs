@@ -21,7 +21,9 @@ pub use capture::ConsumeReport;
 pub use compute::ComputeReport;
 pub use files::{export, replay, ReplayReport};
 pub use live::{live, LiveOptions, LiveReport, Noise};
-pub use service::{service_bench, EndpointReport, ServiceBenchOptions, ServiceBenchReport};
+pub use service::{
+    service_bench, EndpointReport, ServiceBenchOptions, ServiceBenchReport, HEAVIEST,
+};
 
 use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
 use crate::JobError;

@@ -825,8 +825,8 @@ async fn hold(
     report
 }
 
-/// The endpoints a noisy tenant floods: the heaviest ones it may call.
-const HEAVIEST: [&str; 3] = [
+/// The endpoints a noisy tenant floods (`--noisy`): the heaviest ones it may call.
+pub const HEAVIEST: [&str; 3] = [
     "office series, 90 days of 1h",
     "under-used rooms, 30 days",
     "office ranking, 30 days",

@@ -134,13 +134,13 @@ impl ClickHouseSink {
             };
             insert_rows::<AnomalyRow<'static>>(
                 &client,
+                &db,
                 "anomalies",
                 anomalies
                     .iter()
                     .map(|&i| AnomalyRow::new(&batch.anomalies[i], now)),
             )
-            .await
-            .map_err(at("anomalies"))?;
+            .await?;
             let points = forecasts.iter().flat_map(|&i| {
                 let series = &batch.forecasts[i];
                 series
@@ -148,18 +148,16 @@ impl ClickHouseSink {
                     .iter()
                     .map(move |p| ForecastRow::new(series, p))
             });
-            insert_rows::<ForecastRow<'static>>(&client, "forecasts", points)
-                .await
-                .map_err(at("forecasts"))?;
+            insert_rows::<ForecastRow<'static>>(&client, &db, "forecasts", points).await?;
             insert_rows::<ModelStateRow<'static>>(
                 &client,
+                &db,
                 "model_state",
                 models
                     .iter()
                     .map(|&i| ModelStateRow::new(&batch.models[i], now)),
             )
-            .await
-            .map_err(at("model_state"))?;
+            .await?;
             let counted = readings.iter().flat_map(|&i| {
                 let window = &batch.readings[i];
                 window
@@ -167,39 +165,37 @@ impl ClickHouseSink {
                     .iter()
                     .map(move |r| ReadingRow::new(window, r))
             });
-            insert_rows::<ReadingRow<'static>>(&client, "readings", counted)
-                .await
-                .map_err(at("readings"))?;
+            insert_rows::<ReadingRow<'static>>(&client, &db, "readings", counted).await?;
             insert_rows::<RoomUtilization<'static>>(
                 &client,
+                &db,
                 "room_utilization",
                 rooms
                     .iter()
                     .map(|&i| RoomUtilization::new(&batch.rooms[i], now)),
             )
-            .await
-            .map_err(at("room_utilization"))?;
+            .await?;
             insert_rows::<OfficeUtilization<'static>>(
                 &client,
+                &db,
                 "office_utilization",
                 offices
                     .iter()
                     .map(|&i| OfficeUtilization::new(&batch.offices[i], now)),
             )
-            .await
-            .map_err(at("office_utilization"))?;
+            .await?;
             // The version is the room version's start: re-reading the compacted topic
             // writes identical rows.
             insert_rows::<Room<'static>>(
                 &client,
+                &db,
                 "rooms",
                 versions.iter().map(|&i| {
                     let room = &batch.room_versions[i].1;
                     Room::new(room, room.effective_from as u64)
                 }),
             )
-            .await
-            .map_err(at("rooms"))?;
+            .await?;
             // After this batch's rows: they may be among those to restate.
             for i in restates {
                 restate(&client, &batch.restates[i])
@@ -221,21 +217,28 @@ impl ClickHouseSink {
     }
 }
 
-/// Inserts `rows` into `table` in one INSERT; no rows, no INSERT.
+/// Inserts `rows` into `table` of the tenant database `db` in one INSERT; no rows, no
+/// INSERT.
 async fn insert_rows<'a, T: RowWrite>(
     client: &Client,
-    table: &str,
+    db: &str,
+    table: &'static str,
     rows: impl IntoIterator<Item = T::Value<'a>>,
-) -> clickhouse::error::Result<()> {
+) -> Result<(), Failed> {
+    let failed = |error| Failed {
+        db: db.to_owned(),
+        table,
+        error,
+    };
     let mut rows = rows.into_iter().peekable();
     if rows.peek().is_none() {
         return Ok(());
     }
-    let mut insert = client.insert::<T>(table).await?;
+    let mut insert = client.insert::<T>(table).await.map_err(failed)?;
     for row in rows {
-        insert.write(&row).await?;
+        insert.write(&row).await.map_err(failed)?;
     }
-    insert.end().await
+    insert.end().await.map_err(failed)
 }
 
 /// A failed statement, with the tenant database and the table it wrote to.

@@ -8,58 +8,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ureq::http::Uri;
+
+pub use crate::endpoint::Network;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
-
-/// An IP network, `address/prefix`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl std::str::FromStr for Network {
-    type Err = String;
-
-    /// Parses `10.0.0.0/8`, `127.0.0.1` (one address) or `fd00::/8`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (address, prefix) = s.split_once('/').unwrap_or((s, ""));
-        let address: IpAddr = address
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address or network like 10.0.0.0/8"))?;
-        let bits = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            "" => bits,
-            p => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= bits)
-                .ok_or_else(|| format!("{s:?}: the prefix must be 0 to {bits}"))?,
-        };
-        Ok(Self { address, prefix })
-    }
-}
-
-impl Network {
-    /// Whether `ip` is in this network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Why an address is not a place for alerts, if it is not: loopback, private,
 /// link-local (cloud metadata services live there), shared, multicast or reserved.
@@ -216,19 +168,5 @@ mod tests {
         assert_eq!(allowed.refuses(ip("10.1.200.3")), None);
         assert!(allowed.refuses(ip("127.0.0.2")).is_some());
         assert!(allowed.refuses(ip("10.2.0.1")).is_some());
-    }
-
-    #[test]
-    fn networks_parse_and_contain() {
-        let n: Network = "10.0.0.0/8".parse().unwrap();
-        assert!(n.contains(ip("10.255.0.1")) && !n.contains(ip("11.0.0.1")));
-        assert!(!n.contains(ip("::ffff:10.0.0.1")), "families do not mix");
-        let all: Network = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("1.2.3.4")));
-        let v6: Network = "fd00::/8".parse().unwrap();
-        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
-        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {
-            assert!(bad.parse::<Network>().is_err(), "{bad}");
-        }
     }
 }
