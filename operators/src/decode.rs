@@ -1,7 +1,14 @@
 //! Decoding and validation of raw records through the schema registry, with one cached
 //! decoder per schema id.
+//!
+//! A schema id seen for the first time is fetched off the caller's thread: the dataflow's
+//! decoder ([`Decoder::try_decode`]) hands the record back to wait while the registry
+//! answers, so a registry that is slow or down for one tenant's new schema never stalls
+//! the worker's other tenants.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +20,8 @@ use rf_schemas::{DeadLetterReason, RoomVersion, ROOM_AVSC};
 
 use crate::records::{DeadLetter, Decoded, DecodedReading, RawRecord, RoomEvent, Topic};
 
-/// Where writer schemas come from.
-pub trait SchemaSource {
+/// Where writer schemas come from (asked from a background thread).
+pub trait SchemaSource: Send + Sync + 'static {
     /// The schema text registered under `id`.
     fn fetch(&self, id: u32) -> Result<String, RegistryError>;
 }
@@ -38,10 +45,28 @@ enum Entry {
     Unknown(Instant),
 }
 
+/// A cache key: which topic's record type, and the schema id.
+type Key = (Topic, u32);
+
+/// What decoding a record gave.
+#[derive(Debug)]
+pub enum Step {
+    /// A decoded record, or its dead letter.
+    Done(Result<Decoded, Box<DeadLetter>>),
+    /// Its schema id is being fetched: the record comes back, to be offered again once
+    /// [`Decoder::poll`] says the fetch ended.
+    Wait(RawRecord),
+}
+
 /// Decodes and validates raw records; bad ones become dead letters with their reason.
 pub struct Decoder<S> {
-    source: S,
-    cache: HashMap<(Topic, u32), Entry>,
+    source: Arc<S>,
+    cache: HashMap<Key, Entry>,
+    /// Ids being fetched, and where the fetches report.
+    fetching: HashSet<Key>,
+    fetched: (Sender<(Key, Entry)>, Receiver<(Key, Entry)>),
+    /// Set when the process stops: fetches give up.
+    stop: Arc<AtomicBool>,
     room_reader: Schema,
     /// How far `ts` may run ahead of the consumer's clock, ms.
     clock_skew_ms: i64,
@@ -51,11 +76,26 @@ impl<S: SchemaSource> Decoder<S> {
     /// A decoder fetching writer schemas from `source`.
     pub fn new(source: S) -> Self {
         Self {
-            source,
+            source: Arc::new(source),
             cache: HashMap::new(),
+            fetching: HashSet::new(),
+            fetched: channel(),
+            stop: Arc::default(),
             room_reader: Schema::parse_str(ROOM_AVSC).expect("the embedded schema parses"),
             clock_skew_ms: MAX_CLOCK_SKEW_MS,
         }
+    }
+
+    /// Gives up fetching (an unreachable registry is otherwise retried until it answers)
+    /// once `stop` is set.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Whether the process is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Lets `ts` run up to `ms` ahead of the consumer's clock (default: the contract's
@@ -66,12 +106,55 @@ impl<S: SchemaSource> Decoder<S> {
     }
 
     /// Decodes one record: a reading, a room version or a tombstone, or a dead letter
-    /// (boxed: letters are rare, and the good path stays small).
-    pub fn decode(&mut self, record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
-        match record.topic {
+    /// (boxed: letters are rare, and the good path stays small). Waits for the registry
+    /// when the record's schema id is new: for tools and tests, not for the dataflow.
+    pub fn decode(&mut self, mut record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
+        loop {
+            match self.try_decode(record) {
+                Step::Done(decoded) => return decoded,
+                Step::Wait(back) => {
+                    record = back;
+                    let Ok(done) = self.fetched.1.recv() else {
+                        unreachable!("the decoder holds a sender")
+                    };
+                    self.settle(done);
+                }
+            }
+        }
+    }
+
+    /// Decodes one record without waiting: a record whose schema id is not known yet
+    /// comes back as [`Step::Wait`] while the id is fetched in the background.
+    pub fn try_decode(&mut self, record: RawRecord) -> Step {
+        let framed = record.value.as_deref().and_then(|v| unframe(v).ok());
+        if let Some((id, _)) = framed {
+            if !self.ready((record.topic, id)) {
+                return Step::Wait(record);
+            }
+        }
+        Step::Done(match record.topic {
             Topic::Readings => self.reading(record),
             Topic::Rooms => self.room(record),
+        })
+    }
+
+    /// Takes in the fetches that ended; true if any did.
+    pub fn poll(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(done) = self.fetched.1.try_recv() {
+            self.settle(done);
+            any = true;
         }
+        any
+    }
+
+    fn settle(&mut self, (key, entry): (Key, Entry)) {
+        self.fetching.remove(&key);
+        if self.cache.len() >= MAX_CACHED {
+            // Garbage ids must not grow the cache without bound: forget the unknown ones.
+            self.cache.retain(|_, e| !matches!(e, Entry::Unknown(_)));
+        }
+        self.cache.insert(key, entry);
     }
 
     fn reading(&mut self, record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
@@ -185,53 +268,79 @@ impl<S: SchemaSource> Decoder<S> {
         })))
     }
 
-    /// The cached entry for `id`, fetching it on first use. An unreachable registry is
-    /// retried with backoff: records are never dropped because the registry is down.
-    fn lookup(&mut self, topic: Topic, id: u32) -> Result<&Entry, String> {
-        let fresh = match self.cache.get(&(topic, id)) {
+    /// Whether `key` is cached and fresh; if not, a fetch starts (unless one runs).
+    /// An unreachable registry is retried with backoff in the background: records are
+    /// never dropped because the registry is down.
+    fn ready(&mut self, key: Key) -> bool {
+        let fresh = match self.cache.get(&key) {
             Some(Entry::Unknown(at)) => at.elapsed() < UNKNOWN_TTL,
             Some(_) => true,
             None => false,
         };
-        if !fresh {
-            let entry = self.fetch(topic, id);
-            if self.cache.len() >= MAX_CACHED {
-                // Garbage ids must not grow the cache without bound: forget the unknown ones.
-                self.cache.retain(|_, e| !matches!(e, Entry::Unknown(_)));
-            }
-            self.cache.insert((topic, id), entry);
+        if !fresh && self.fetching.insert(key) {
+            self.fetch(key);
         }
-        match &self.cache[&(topic, id)] {
-            Entry::Unknown(_) => Err(format!("schema id {id} is not registered")),
-            entry => Ok(entry),
+        fresh
+    }
+
+    /// The cached entry for `id` (see [`Decoder::ready`]).
+    fn lookup(&self, topic: Topic, id: u32) -> Result<&Entry, String> {
+        match self.cache.get(&(topic, id)) {
+            Some(Entry::Unknown(_)) | None => Err(format!("schema id {id} is not registered")),
+            Some(entry) => Ok(entry),
         }
     }
 
-    fn fetch(&self, topic: Topic, id: u32) -> Entry {
-        let mut backoff = Duration::from_millis(100);
-        let text = loop {
-            match self.source.fetch(id) {
-                Ok(text) => break text,
-                Err(RegistryError::UnknownId(_)) => return Entry::Unknown(Instant::now()),
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(schema_id = id, error = %e, "schema registry unavailable; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+    /// Fetches `key` on a thread of its own, which reports to `fetched`. The dataflow
+    /// holds back a tenant's later records while one of its ids is fetched, so there are
+    /// never more fetches at once than tenants waiting.
+    fn fetch(&self, key: Key) {
+        let (source, stop, done) = (self.source.clone(), self.stop.clone(), self.fetched.0.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("schema-{}", key.1))
+            .spawn(move || {
+                if let Some(entry) = fetch(&*source, key, &stop) {
+                    let _ = done.send((key, entry));
                 }
-                Err(e) => {
-                    tracing::warn!(schema_id = id, error = %e, "schema registry refused the lookup");
-                    return Entry::Unknown(Instant::now());
-                }
-            }
-        };
-        let schema = Schema::parse_str(&text).map_err(|e| format!("unparseable schema: {e}"));
-        match topic {
-            Topic::Readings => {
-                Entry::Reading(schema.and_then(|s| ReadingDecoder::new(&s)).map(Arc::new))
-            }
-            Topic::Rooms => Entry::Room(schema.and_then(room_writer).map(Arc::new)),
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(schema_id = key.1, %error, "cannot start a schema fetch; the registry is asked on the next record");
+            let _ = self.fetched.0.send((key, Entry::Unknown(Instant::now() - UNKNOWN_TTL)));
         }
     }
+}
+
+/// Asks `source` for `key` until it answers, or `None` once `stop` is set.
+fn fetch(source: &dyn SchemaSource, (topic, id): Key, stop: &AtomicBool) -> Option<Entry> {
+    let mut backoff = Duration::from_millis(100);
+    let text = loop {
+        match source.fetch(id) {
+            Ok(text) => break text,
+            Err(RegistryError::UnknownId(_)) => return Some(Entry::Unknown(Instant::now())),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(schema_id = id, error = %e, "schema registry unavailable; retrying");
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(50).min(backoff));
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                tracing::warn!(schema_id = id, error = %e, "schema registry refused the lookup");
+                return Some(Entry::Unknown(Instant::now()));
+            }
+        }
+    };
+    let schema = Schema::parse_str(&text).map_err(|e| format!("unparseable schema: {e}"));
+    Some(match topic {
+        Topic::Readings => {
+            Entry::Reading(schema.and_then(|s| ReadingDecoder::new(&s)).map(Arc::new))
+        }
+        Topic::Rooms => Entry::Room(schema.and_then(room_writer).map(Arc::new)),
+    })
 }
 
 fn room_writer(writer: Schema) -> Result<Schema, String> {
@@ -245,15 +354,15 @@ fn room_writer(writer: Schema) -> Result<Schema, String> {
 mod tests {
     use super::*;
     use rf_schemas::{framing::frame_header, Reading, TenantId, OCCUPANCY_READING_AVSC};
-    use std::cell::Cell;
+    use std::sync::atomic::AtomicU32;
 
     struct Fixed {
-        calls: Cell<u32>,
+        calls: AtomicU32,
     }
 
     impl SchemaSource for Fixed {
         fn fetch(&self, id: u32) -> Result<String, RegistryError> {
-            self.calls.set(self.calls.get() + 1);
+            self.calls.fetch_add(1, Ordering::Relaxed);
             match id {
                 1 => Ok(OCCUPANCY_READING_AVSC.into()),
                 2 => Ok(ROOM_AVSC.into()),
@@ -300,7 +409,7 @@ mod tests {
     fn each_failure_has_its_reason_and_schemas_are_fetched_once() {
         use DeadLetterReason::*;
         let mut d = Decoder::new(Fixed {
-            calls: Cell::new(0),
+            calls: AtomicU32::new(0),
         });
         let reason = |d: &mut Decoder<Fixed>, value: Option<Vec<u8>>, key: &str| match d
             .decode(record(value, key))
@@ -314,7 +423,7 @@ mod tests {
         };
         assert_eq!(reason(&mut d, Some(framed(1, &reading())), "lon"), None);
         assert_eq!(reason(&mut d, Some(framed(1, &reading())), "lon"), None);
-        assert_eq!(d.source.calls.get(), 1, "the decoder for id 1 is cached");
+        assert_eq!(d.source.calls.load(Ordering::Relaxed), 1, "the decoder for id 1 is cached");
         assert_eq!(reason(&mut d, None, "lon"), Some(Malformed));
         assert_eq!(reason(&mut d, Some(vec![1, 2]), "lon"), Some(Malformed));
         assert_eq!(
@@ -353,15 +462,15 @@ mod tests {
 
     /// A registry that is down for the first `down` calls.
     struct Flaky {
-        down: Cell<u32>,
-        calls: Cell<u32>,
+        down: AtomicU32,
+        calls: AtomicU32,
     }
 
     impl SchemaSource for Flaky {
         fn fetch(&self, _: u32) -> Result<String, RegistryError> {
-            self.calls.set(self.calls.get() + 1);
-            if self.down.get() > 0 {
-                self.down.set(self.down.get() - 1);
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) > 0 {
+                self.down.fetch_sub(1, Ordering::Relaxed);
                 return Err(RegistryError::Unreachable {
                     url: "http://127.0.0.1:1".into(),
                     reason: "connection refused".into(),
@@ -374,19 +483,19 @@ mod tests {
     #[test]
     fn an_unreachable_registry_delays_a_new_id_and_never_drops_it() {
         let mut d = Decoder::new(Flaky {
-            down: Cell::new(2),
-            calls: Cell::new(0),
+            down: AtomicU32::new(2),
+            calls: AtomicU32::new(0),
         });
         let decoded = d.decode(record(Some(framed(1, &reading())), "lon"));
         assert!(matches!(decoded, Ok(Decoded::Reading(_))), "{decoded:?}");
-        assert_eq!(d.source.calls.get(), 3, "two failed tries, then the schema");
+        assert_eq!(d.source.calls.load(Ordering::Relaxed), 3, "two failed tries, then the schema");
         // Down again: the cached id goes on without asking.
-        d.source.down.set(u32::MAX);
+        d.source.down.store(u32::MAX, Ordering::Relaxed);
         for _ in 0..3 {
             let decoded = d.decode(record(Some(framed(1, &reading())), "lon"));
             assert!(matches!(decoded, Ok(Decoded::Reading(_))));
         }
-        assert_eq!(d.source.calls.get(), 3);
+        assert_eq!(d.source.calls.load(Ordering::Relaxed), 3);
     }
 
     proptest::proptest! {
@@ -400,7 +509,7 @@ mod tests {
             key in "[a-z]{0,4}",
             id in 0u32..4,
         ) {
-            let mut d = Decoder::new(Fixed { calls: Cell::new(0) });
+            let mut d = Decoder::new(Fixed { calls: AtomicU32::new(0) });
             let _ = d.decode(record(value.clone(), &key));
             let mut framed = Vec::new();
             frame_header(id, &mut framed);

@@ -8,12 +8,14 @@ pub mod decode;
 pub mod forecast;
 pub mod live;
 pub mod ops;
+pub mod pause;
 pub mod records;
 pub mod windows;
 
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
 pub use analyze::{AnalyzeConfig, Analyzer, Restored};
-pub use decode::{Decoder, SchemaSource};
+pub use decode::{Decoder, SchemaSource, Step};
+pub use pause::{Paused, Why};
 pub use ops::{Aggregate, Analyze, DecodeRecords};
 pub use records::*;
 pub use windows::Granularity;

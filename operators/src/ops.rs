@@ -3,37 +3,128 @@
 //! passes it.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::time::Duration;
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::aggregate::Aggregator;
 use crate::analyze::Analyzer;
-use crate::decode::{Decoder, SchemaSource};
+use crate::decode::{Decoder, SchemaSource, Step};
+use crate::pause::{Paused, Why};
 use crate::records::{Decoded, Input, Output};
+use rf_schemas::TenantId;
 
 /// Decodes raw records.
 pub trait DecodeRecords<'s> {
     /// Decodes and validates records, in their original order; what fails becomes a
     /// [`Decoded::Rejected`] carrying its dead letter. Idle markers pass through.
-    fn decode_records<S: SchemaSource + 'static>(
+    ///
+    /// A record whose schema id is being fetched waits, and so does every later input of
+    /// its tenant, while other tenants' records pass: the tenant is marked in `paused` so
+    /// the source stops reading it meanwhile. Waiting records are handed on at a later
+    /// epoch, in their order; the held capability follows the input frontier, so nothing
+    /// downstream waits for them. When the decoder stops, waiting records are dropped
+    /// (they are not committed, and are read again after a restart).
+    fn decode_records<S: SchemaSource>(
         self,
         decoder: Decoder<S>,
+        paused: Paused,
     ) -> Stream<'s, u64, Vec<Decoded>>;
 }
 
 impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
-    fn decode_records<S: SchemaSource + 'static>(
+    fn decode_records<S: SchemaSource>(
         self,
         mut decoder: Decoder<S>,
+        paused: Paused,
     ) -> Stream<'s, u64, Vec<Decoded>> {
-        self.map(move |input| match input {
-            Input::Record(record) => decoder.decode(record).unwrap_or_else(Decoded::Rejected),
-            Input::Idle { tenant, partition } => Decoded::Idle { tenant, partition },
+        let scope = self.scope();
+        self.unary_frontier(Pipeline, "Decode", move |_, info| {
+            let activator = scope.activator_for(info.address);
+            let mut waiting: BTreeMap<TenantId, VecDeque<Input>> = BTreeMap::new();
+            let mut held: Option<Capability<u64>> = None;
+            move |(input, frontier), output| {
+                let arrived = decoder.poll();
+                let stopping = decoder.stopping();
+                // A decode is one record's work, or its tenant's queue if it must wait.
+                let mut decode = |item: Input,
+                                  waiting: &mut BTreeMap<TenantId, VecDeque<Input>>|
+                 -> Option<Decoded> {
+                    if let Some(queue) = waiting.get_mut(item.tenant()) {
+                        queue.push_back(item);
+                        return None;
+                    }
+                    match item {
+                        Input::Idle { tenant, partition } => {
+                            Some(Decoded::Idle { tenant, partition })
+                        }
+                        Input::Record(record) => match decoder.try_decode(record) {
+                            Step::Done(decoded) => Some(decoded.unwrap_or_else(Decoded::Rejected)),
+                            Step::Wait(record) => {
+                                paused.set(&record.tenant, Why::Schema, true);
+                                let tenant = record.tenant.clone();
+                                waiting
+                                    .entry(tenant)
+                                    .or_default()
+                                    .push_back(Input::Record(record));
+                                None
+                            }
+                        },
+                    }
+                };
+                // Tenants whose schema came: their queues go on, at the held epoch.
+                if arrived {
+                    if let Some(cap) = &held {
+                        let mut session = output.session(cap);
+                        let tenants: Vec<TenantId> = waiting.keys().cloned().collect();
+                        for tenant in tenants {
+                            let queue = waiting.remove(&tenant).unwrap_or_default();
+                            for item in queue {
+                                session.give_iterator(decode(item, &mut waiting).into_iter());
+                            }
+                            if !waiting.contains_key(&tenant) {
+                                paused.set(&tenant, Why::Schema, false);
+                            }
+                        }
+                    }
+                }
+                input.for_each_stamp(|cap, data| {
+                    let Some(cap) = cap.retain_least(output.output_index()) else {
+                        return;
+                    };
+                    let mut session = output.session(&cap);
+                    for batch in data {
+                        for item in batch.drain(..) {
+                            session.give_iterator(decode(item, &mut waiting).into_iter());
+                        }
+                    }
+                    drop(session);
+                    if !waiting.is_empty() && held.is_none() {
+                        held = Some(cap);
+                    }
+                });
+                if waiting.is_empty() {
+                    held = None;
+                } else if stopping {
+                    for tenant in std::mem::take(&mut waiting).into_keys() {
+                        paused.set(&tenant, Why::Schema, false);
+                    }
+                    held = None;
+                } else {
+                    // Hold no epoch the source has passed: downstream goes on.
+                    if let (Some(cap), Some(&next)) = (held.as_mut(), frontier.frontier().first()) {
+                        if next > *cap.time() {
+                            cap.downgrade(&next);
+                        }
+                    }
+                    activator.activate_after(Duration::from_millis(5));
+                }
+            }
         })
     }
 }

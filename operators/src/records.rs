@@ -31,6 +31,16 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// The tenant the input belongs to.
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            Self::Record(r) => &r.tenant,
+            Self::Idle { tenant, .. } => tenant,
+        }
+    }
+}
+
 /// A Kafka record as consumed, before decoding.
 #[derive(Clone, Debug)]
 pub struct RawRecord {

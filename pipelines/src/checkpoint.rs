@@ -170,6 +170,7 @@ pub fn load(kafka: &KafkaConfig) -> Result<HashMap<(String, i32), Resume>, Pipel
 }
 
 /// Writes checkpoints and waits for the broker to acknowledge them.
+#[derive(Clone)]
 pub struct CheckpointWriter {
     /// Producer (idempotent).
     pub producer: FutureProducer,

@@ -52,6 +52,10 @@ pub struct Metrics {
     /// Records between the consumer's position and the partition's end, by tenant and
     /// partition (from the Kafka client's statistics).
     pub consumer_lag: IntGaugeVec,
+    /// 1 while a tenant's partitions are not read, by tenant and reason: `schema` (its
+    /// records wait for the registry), `sinks` (its stores are behind), `quarantine` (a
+    /// store refused its rows for good).
+    pub paused: IntGaugeVec,
 }
 
 impl Metrics {
@@ -173,6 +177,11 @@ impl Metrics {
             "Readings not yet consumed, per partition.",
             &["tenant", "partition"],
         );
+        let paused = gauge(
+            "rf_tenant_paused",
+            "1 while a tenant's partitions are not read: reason=schema (its records wait for the schema registry), sinks (its stores are behind), quarantine (a store refused its rows for good; fix and restart).",
+            &["tenant", "reason"],
+        );
         Self {
             registry,
             consumed,
@@ -193,13 +202,14 @@ impl Metrics {
             watermark,
             state,
             consumer_lag,
+            paused,
         }
     }
 
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 18] = [
+        let collectors: [&dyn Collector; 19] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
@@ -218,6 +228,7 @@ impl Metrics {
             &self.watermark,
             &self.state,
             &self.consumer_lag,
+            &self.paused,
         ];
         collectors
             .iter()

@@ -1,6 +1,7 @@
 //! The pipeline, wired: on every worker, Kafka source → decode → aggregate → sinks.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use timely::dataflow::ProbeHandle;
 
 use rf_operators::{
     Aggregate, AggregateConfig, Aggregator, Analyze, Analyzer, DecodeRecords, Decoder, EventClock,
+    Paused,
 };
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::TenantId;
@@ -85,6 +87,9 @@ pub struct RunReport {
     pub memory: Vec<(u64, u64)>,
     /// Where each partition's watermark was when the run ended: (tenant, partition, ms).
     pub watermarks: Vec<(TenantId, i32, i64)>,
+    /// Tenants a store refused for good during the run (live runs go on without them),
+    /// with why.
+    pub quarantined: BTreeMap<TenantId, String>,
 }
 
 /// Runs the pipeline on `settings.pipeline.workers` timely workers until `options` say stop.
@@ -138,7 +143,6 @@ pub fn run(
         settings.clone(),
         topology,
         producer,
-        runtime.handle().clone(),
         metrics,
         resumes,
         restored,
@@ -150,11 +154,13 @@ pub fn run(
     let consumed_total = options.consumed.clone();
     let watermarks = Arc::new(Mutex::new(Vec::new()));
     let worker_watermarks = watermarks.clone();
+    let quarantined = Arc::new(Mutex::new(BTreeMap::new()));
+    let worker_quarantined = quarantined.clone();
     // The tenants' event time, shared by this process's workers for idle partitions.
     let clock = EventClock::default();
     let config = timely_config(&settings.pipeline);
     let guards = timely::execute(config, move |worker| {
-        let (settings, topology, producer, runtime, metrics, resumes, restored) = &*shared;
+        let (settings, topology, producer, metrics, resumes, restored) = &*shared;
         let index = worker.index();
         let peers = worker.peers();
         let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
@@ -198,7 +204,7 @@ pub fn run(
                     redis: RedisSink::new(&r.redis),
                 })
                 .collect(),
-            on_retry: Box::new(move |error, attempt| {
+            on_retry: Arc::new(move |error, attempt| {
                 retries.sink_retries.with_label_values(&[error.sink]).inc();
                 tracing::warn!(worker = index, %error, attempt, "sink write failed; retrying");
             }),
@@ -216,7 +222,11 @@ pub fn run(
         let probe = ProbeHandle::new();
         let mut consumed = Rc::default();
         let mut failed = Rc::default();
-        worker.dataflow::<u64, _, _>(|scope| {
+        let paused = Paused::default();
+        let decoder = Decoder::new(registry)
+            .with_clock_skew(clock_skew_ms)
+            .with_stop(options.shutdown.clone());
+        let writers = worker.dataflow::<u64, _, _>(|scope| {
             let (records, handles) = kafka_source(
                 scope,
                 consumers,
@@ -224,11 +234,12 @@ pub fn run(
                 &settings.pipeline,
                 stop,
                 metrics.clone(),
+                paused.clone(),
             );
             consumed = handles.consumed.clone();
             failed = handles.failed.clone();
             let windows = records
-                .decode_records(Decoder::new(registry).with_clock_skew(clock_skew_ms))
+                .decode_records(decoder, paused.clone())
                 .aggregate(aggregator.clone());
             // A backfill rewrites windows only: anomalies and forecasts stay as found live.
             let outputs = match backfill {
@@ -238,7 +249,6 @@ pub fn run(
             outputs.probe_with(&probe).write_to_sinks(SinkContext {
                 sinks,
                 topology: topology.clone(),
-                runtime: runtime.clone(),
                 source: handles,
                 metrics: metrics.clone(),
                 mirror_rooms: index == 0 && backfill.is_none(),
@@ -250,13 +260,16 @@ pub fn run(
                     group: settings.kafka.group_id.clone(),
                     timeout,
                 },
-            });
+                paused: paused.clone(),
+            })
         });
         let (mut last_report, mut steps) = (Instant::now(), 0u64);
         let (mut added, mut next_sample) = (0, options.memory_every.unwrap_or(u64::MAX));
-        while !probe.done() {
+        // Once the dataflow is done, the writers still finish what they were handed.
+        while !probe.done() || writers.busy() {
             // Parks (up to a millisecond) only when no operator has work.
             worker.step_or_park(Some(Duration::from_millis(1)));
+            writers.settle();
             steps += 1;
             let mine = consumed.get();
             let total = consumed_total.fetch_add(mine - added, Ordering::Relaxed) + mine - added;
@@ -292,6 +305,10 @@ pub fn run(
         if let Some(message) = failed.borrow_mut().take() {
             return Err(PipelineError::Sink(message));
         }
+        worker_quarantined
+            .lock()
+            .expect("no worker panics while holding it")
+            .extend(writers.quarantined());
         worker_watermarks
             .lock()
             .expect("no worker panics while holding it")
@@ -317,12 +334,22 @@ pub fn run(
     let stats = std::mem::take(&mut *totals.lock().expect("workers are done"));
     let memory = std::mem::take(&mut *memory.lock().expect("workers are done"));
     let watermarks = std::mem::take(&mut *watermarks.lock().expect("workers are done"));
+    let quarantined = std::mem::take(&mut *quarantined.lock().expect("workers are done"));
+    if !quarantined.is_empty() && options.until_caught_up {
+        // A run that was to read everything did not: say which tenants, and why.
+        let why: Vec<String> = quarantined.into_values().collect();
+        return Err(PipelineError::Sink(format!(
+            "quarantined (their offsets stay uncommitted; fix the cause and run again): {}",
+            why.join("; ")
+        )));
+    }
     Ok(RunReport {
         tenants,
         elapsed: started.elapsed(),
         stats,
         memory,
         watermarks,
+        quarantined,
     })
 }
 

@@ -1,11 +1,17 @@
-//! The sink operator: writes each completed epoch to every sink, then commits the
-//! offsets the epoch's checkpoints allow.
+//! The sink operator: hands each completed epoch's outputs to one writer per tenant,
+//! which writes them to the tenant's stores, then checkpoints; the worker commits the
+//! tenant's offsets once its writer acknowledged.
+//!
+//! Writers run on the I/O runtime, one per tenant, each in epoch order. The worker never
+//! waits for a store: a tenant whose stores are slow, down or refusing is paused (the
+//! source stops reading its partitions) while every other tenant's results flow on.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -13,9 +19,9 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
-use rf_operators::{Checkpoint, Output};
+use rf_operators::{Checkpoint, Output, Paused, Why};
 use rf_schemas::TenantId;
-use rf_sinks::{Batch, Sinks};
+use rf_sinks::{Batch, SinkError, Sinks};
 
 use crate::backfill::Backfill;
 use crate::checkpoint::CheckpointWriter;
@@ -67,8 +73,6 @@ pub struct SinkContext {
     pub sinks: Sinks,
     /// Which region each tenant's outputs go to.
     pub topology: Arc<LiveTopology>,
-    /// Runs the sinks' futures.
-    pub runtime: tokio::runtime::Handle,
     /// The source's shared handles: the consumer to commit through, epoch start times.
     pub source: SourceHandles,
     /// Metrics to update.
@@ -83,16 +87,26 @@ pub struct SinkContext {
     pub lateness_ms: i64,
     /// A backfill's windows: only their final rows are written, and nothing is committed.
     pub backfill: Option<Backfill>,
+    /// The tenants the source must not read for now; the writers add theirs.
+    pub paused: Paused,
 }
+
+/// Epochs of one tenant handed to its writer and not yet acknowledged, at most: past
+/// this the tenant is paused, so a slow store holds back its own tenant only, and memory
+/// stays bounded.
+const MAX_IN_FLIGHT: usize = 2;
 
 /// Writes outputs to the sinks, epoch by epoch, and commits offsets after each.
 pub trait WriteToSinks {
-    /// Consumes the stream.
-    fn write_to_sinks(self, context: SinkContext);
+    /// Consumes the stream. The worker calls [`Writers::settle`] after every step, and
+    /// steps until [`Writers::busy`] is false once the dataflow is done.
+    fn write_to_sinks(self, context: SinkContext) -> Writers;
 }
 
 impl WriteToSinks for Stream<'_, u64, Vec<Output>> {
-    fn write_to_sinks(self, mut cx: SinkContext) {
+    fn write_to_sinks(self, cx: SinkContext) -> Writers {
+        let writers = Writers(Rc::new(RefCell::new(Inner::new(cx))));
+        let inner = writers.0.clone();
         let mut stash: BTreeMap<u64, Vec<Output>> = BTreeMap::new();
         self.sink(Pipeline, "Sinks", move |(input, frontier)| {
             input.for_each_stamp(|cap, data| {
@@ -103,34 +117,102 @@ impl WriteToSinks for Stream<'_, u64, Vec<Output>> {
                     }
                 }
             });
+            let mut inner = inner.borrow_mut();
             while let Some(entry) = stash.first_entry() {
                 if frontier.less_equal(entry.key()) {
                     break;
                 }
                 let epoch = *entry.key();
                 let outputs = entry.remove();
-                if cx.source.failed.borrow().is_some() {
+                if inner.cx.source.failed.borrow().is_some() {
                     continue;
                 }
-                if let Err(message) = cx.write_epoch(epoch, outputs) {
-                    tracing::error!(error = %message, "a sink failed for good; stopping");
-                    *cx.source.failed.borrow_mut() = Some(message);
+                if let Err(message) = inner.dispatch(epoch, outputs) {
+                    tracing::error!(error = %message, "stopping");
+                    *inner.cx.source.failed.borrow_mut() = Some(message);
                 }
             }
-            // Every epoch before the frontier is written now, with or without outputs:
-            // the source may read further.
-            let written = frontier.frontier().first().copied().unwrap_or(u64::MAX);
-            cx.source.written_before.set(written);
         });
+        writers
     }
 }
 
-impl SinkContext {
-    fn write_epoch(&mut self, epoch: u64, outputs: Vec<Output>) -> Result<(), String> {
-        // Each tenant's outputs go to its region's stores, and only there.
-        let topology = self.topology.get();
-        let mut batches: Vec<Batch> = topology.regions.iter().map(|_| Batch::default()).collect();
-        let mut checkpoints = Vec::new();
+/// The tenants' writers of one worker.
+#[derive(Clone)]
+pub struct Writers(Rc<RefCell<Inner>>);
+
+impl Writers {
+    /// Takes the writers' acknowledgements: commits, counts, and pauses or resumes
+    /// tenants.
+    pub fn settle(&self) {
+        self.0.borrow_mut().settle();
+    }
+
+    /// Whether a writer still has epochs to acknowledge.
+    pub fn busy(&self) -> bool {
+        self.0.borrow().open.values().any(|n| *n > 0)
+    }
+
+    /// The tenants a store refused for good during the run, with why.
+    pub fn quarantined(&self) -> BTreeMap<TenantId, String> {
+        self.0.borrow().quarantined.clone()
+    }
+}
+
+/// One epoch of one tenant, for its writer.
+struct Job {
+    epoch: u64,
+    region: usize,
+    batch: Batch,
+    checkpoints: Vec<Checkpoint>,
+}
+
+/// A writer's answer for one job.
+struct Ack {
+    tenant: TenantId,
+    job: Job,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Every store acknowledged, at this time (ms since the Unix epoch); the checkpoints
+    /// were written too, if `checkpointed`.
+    Written { at: i64, checkpointed: bool },
+    /// A store failed for good, or the process is stopping.
+    Failed(SinkError),
+    /// Not written: an earlier epoch of the tenant failed.
+    Skipped,
+}
+
+struct Inner {
+    cx: SinkContext,
+    /// To the writers' thread (`None` if it could not start: the first epoch fails).
+    jobs: Result<JobSender, String>,
+    /// Per tenant, its epochs handed to its writer and not acknowledged yet.
+    in_flight: HashMap<TenantId, usize>,
+    acks: Receiver<Ack>,
+    /// Per dispatched epoch, the writers that have not acknowledged it yet.
+    open: BTreeMap<u64, usize>,
+    quarantined: BTreeMap<TenantId, String>,
+}
+
+impl Inner {
+    fn new(cx: SinkContext) -> Self {
+        let (sender, acks) = channel();
+        Self {
+            jobs: start(&cx, sender),
+            cx,
+            in_flight: HashMap::new(),
+            acks,
+            open: BTreeMap::new(),
+            quarantined: BTreeMap::new(),
+        }
+    }
+
+    /// Hands each tenant's part of a completed epoch to its writer.
+    fn dispatch(&mut self, epoch: u64, outputs: Vec<Output>) -> Result<(), String> {
+        let topology = self.cx.topology.get();
+        let mut jobs: BTreeMap<TenantId, Job> = BTreeMap::new();
         for output in outputs {
             let Some(region) = topology.region_of(output.tenant()) else {
                 // The source reads only tenants of the topology, which only grows.
@@ -139,45 +221,116 @@ impl SinkContext {
                     output.tenant()
                 ));
             };
-            if let Some(c) = batches[region].push(output) {
-                checkpoints.push(c);
+            let job = jobs.entry(output.tenant().clone()).or_insert_with(|| Job {
+                epoch,
+                region,
+                batch: Batch::default(),
+                checkpoints: Vec::new(),
+            });
+            if let Some(c) = job.batch.push(output) {
+                job.checkpoints.push(c);
             }
         }
-        if !self.mirror_rooms {
-            for batch in &mut batches {
-                batch.room_versions.clear();
-                batch.withdrawn_rooms.clear();
+        for (tenant, mut job) in jobs {
+            if self.quarantined.contains_key(&tenant) {
+                continue;
             }
+            if !self.cx.mirror_rooms {
+                job.batch.room_versions.clear();
+                job.batch.withdrawn_rooms.clear();
+            }
+            if let Some(backfill) = &self.cx.backfill {
+                backfill.keep(&mut job.batch);
+            }
+            if job.batch.is_empty() && job.checkpoints.is_empty() {
+                continue;
+            }
+            let jobs = self.jobs.as_ref().map_err(Clone::clone)?;
+            if jobs.send((tenant.clone(), job)).is_err() {
+                return Err("the writers' thread stopped".into());
+            }
+            *self.in_flight.entry(tenant).or_default() += 1;
+            *self.open.entry(epoch).or_default() += 1;
         }
-        if let Some(backfill) = &self.backfill {
-            batches.iter_mut().for_each(|b| backfill.keep(b));
+        if !self.open.contains_key(&epoch) {
+            self.close(epoch);
         }
-        if batches.iter().any(|b| !b.is_empty()) {
-            self.runtime
-                .block_on(self.sinks.write(&batches))
-                .map_err(|e| e.to_string())?;
-        }
-        if self.backfill.is_none() {
-            self.commit(&checkpoints);
-        }
-        for batch in &batches {
-            self.account_batch(batch);
-        }
-        self.account(epoch, &batches, &checkpoints);
+        self.pause_behind();
         Ok(())
     }
 
-    /// Checkpoints, then commits the group's offsets (for lag monitoring). A failure is
-    /// not lost data: the next epoch checkpoints again, and a restart resumes from the last
-    /// checkpoint that was written.
+    fn settle(&mut self) {
+        let mut any = false;
+        while let Ok(Ack {
+            tenant,
+            job,
+            outcome,
+        }) = self.acks.try_recv()
+        {
+            any = true;
+            if let Some(n) = self.in_flight.get_mut(&tenant) {
+                *n -= 1;
+            }
+            match outcome {
+                Outcome::Written { at, checkpointed } => {
+                    if checkpointed {
+                        self.commit(&job.checkpoints);
+                    }
+                    self.account_batch(&job.batch);
+                    self.account_tenant(&tenant, at, &job.batch, &job.checkpoints);
+                }
+                Outcome::Failed(_) if self.cx.sinks.shutdown.load(Ordering::Relaxed) => {}
+                Outcome::Failed(error) => self.quarantine(&tenant, &error),
+                Outcome::Skipped => {}
+            }
+            let epoch = job.epoch;
+            if let Some(n) = self.open.get_mut(&epoch) {
+                *n -= 1;
+                if *n == 0 {
+                    self.open.remove(&epoch);
+                    self.close(epoch);
+                }
+            }
+        }
+        if any {
+            self.pause_behind();
+        }
+    }
+
+    /// Pauses the tenants whose writers are behind, and resumes those that caught up.
+    fn pause_behind(&mut self) {
+        for (tenant, n) in &self.in_flight {
+            let behind = *n >= MAX_IN_FLIGHT;
+            if behind != self.cx.paused.is(tenant, Why::Sinks) {
+                self.cx.paused.set(tenant, Why::Sinks, behind);
+                self.cx
+                    .metrics
+                    .paused
+                    .with_label_values(&[tenant.as_str(), "sinks"])
+                    .set(behind as i64);
+            }
+        }
+    }
+
+    /// A store refused the tenant's rows for good: nothing more of the tenant is read or
+    /// written, and its offsets stay where the failure was, so a restart after the fix
+    /// writes everything. Every other tenant goes on.
+    fn quarantine(&mut self, tenant: &TenantId, error: &SinkError) {
+        tracing::error!(%tenant, %error, "a store refused the tenant's rows for good; the tenant is quarantined until the cause is fixed and the pipeline restarted");
+        self.cx.paused.set(tenant, Why::Quarantine, true);
+        self.cx
+            .metrics
+            .paused
+            .with_label_values(&[tenant.as_str(), "quarantine"])
+            .set(1);
+        self.quarantined
+            .insert(tenant.clone(), format!("tenant {tenant}: {error}"));
+    }
+
+    /// Commits the group's offsets the tenant's checkpoints allow (for lag monitoring and
+    /// restarts without checkpoints). A failure is not lost data: the next epoch commits
+    /// again, and a restart resumes from the last checkpoint written.
     fn commit(&self, checkpoints: &[Checkpoint]) {
-        if checkpoints.is_empty() {
-            return;
-        }
-        if let Err(error) = self.runtime.block_on(self.checkpoints.write(checkpoints)) {
-            tracing::warn!(%error, "writing checkpoints failed; the next epoch retries");
-            return;
-        }
         let mut tpl = TopicPartitionList::new();
         for c in checkpoints {
             let offset = Offset::Offset(c.commit_offset);
@@ -187,15 +340,15 @@ impl SinkContext {
                 tracing::warn!(%error, "bad offset to commit");
             }
         }
-        if let Err(error) = self.source.consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(error) = self.cx.source.consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(%error, "committing offsets failed; the next epoch retries");
         }
     }
 
-    /// Counts what one region's batch wrote.
-    fn account_batch(&mut self, batch: &Batch) {
-        let m = &self.metrics;
-        let mut stats = self.stats.borrow_mut();
+    /// Counts what one batch wrote.
+    fn account_batch(&self, batch: &Batch) {
+        let m = &self.cx.metrics;
+        let mut stats = self.cx.stats.borrow_mut();
         stats.room_rows += batch.rooms.len() as u64;
         stats.office_rows += batch.offices.len() as u64;
         stats.live_keys += (batch.live_rooms.len() + batch.live_offices.len()) as u64;
@@ -239,11 +392,11 @@ impl SinkContext {
         }
     }
 
-    /// Counts the epoch: its checkpoints, its delay, its final rows' delay.
-    fn account(&mut self, epoch: u64, batches: &[Batch], checkpoints: &[Checkpoint]) {
-        let m = &self.metrics;
-        let mut stats = self.stats.borrow_mut();
-        stats.epochs += 1;
+    /// Counts what one tenant's acknowledged epoch did: its checkpoints, when its live
+    /// state reached Redis, its final rows' delay.
+    fn account_tenant(&self, tenant: &TenantId, at: i64, batch: &Batch, checkpoints: &[Checkpoint]) {
+        let m = &self.cx.metrics;
+        let mut stats = self.cx.stats.borrow_mut();
         for c in checkpoints {
             let labels = [c.tenant.as_str(), &c.partition.to_string()];
             m.counted.with_label_values(&labels).inc_by(c.counted);
@@ -254,52 +407,135 @@ impl SinkContext {
             stats.counted += c.counted;
             stats.replaced += c.replaced;
         }
-        let mut started = self.source.epoch_started.borrow_mut();
-        if let Some(at) = started.remove(&epoch) {
-            let secs = at.elapsed().as_secs_f64();
-            m.epoch_latency.with_label_values(&["all"]).observe(secs);
-            push_capped(&mut stats.latencies, secs);
+        if let Some(ts) = batch.live_rooms.iter().map(|r| r.ts).min() {
+            push_capped(&mut stats.live_acks, (tenant.clone(), at, ts));
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let live = batches
+        let oldest_final = batch
+            .rooms
             .iter()
-            .flat_map(|b| &b.live_rooms)
-            .map(|r| (&r.tenant, r.ts));
-        for (tenant, ts) in oldest_by_tenant(live) {
-            push_capped(&mut stats.live_acks, (tenant.clone(), now, ts));
-        }
-        let finals = batches
-            .iter()
-            .flat_map(|b| &b.rooms)
             .filter(|r| r.is_final)
-            .map(|r| (&r.tenant, r.window_end));
-        let oldest_final = oldest_by_tenant(finals);
-        if let Some(end) = oldest_final.values().min() {
-            let delay = (now - end - self.lateness_ms) as f64 / 1e3;
+            .map(|r| r.window_end)
+            .min();
+        if let Some(end) = oldest_final {
+            let delay = (at - end - self.cx.lateness_ms) as f64 / 1e3;
             m.final_delay
                 .with_label_values(&["clickhouse"])
                 .observe(delay.max(0.0));
+            push_capped(&mut stats.finals, (tenant.clone(), at, end));
         }
-        for (tenant, end) in oldest_final {
-            push_capped(&mut stats.finals, (tenant.clone(), now, end));
+    }
+
+    /// Counts an epoch every writer acknowledged: its delay from the first record read.
+    fn close(&mut self, epoch: u64) {
+        let mut stats = self.cx.stats.borrow_mut();
+        stats.epochs += 1;
+        let mut started = self.cx.source.epoch_started.borrow_mut();
+        if let Some(at) = started.remove(&epoch) {
+            let secs = at.elapsed().as_secs_f64();
+            self.cx
+                .metrics
+                .epoch_latency
+                .with_label_values(&["all"])
+                .observe(secs);
+            push_capped(&mut stats.latencies, secs);
         }
         // Epochs that produced no output leave their start time behind.
-        started.retain(|e, _| *e > epoch);
+        let oldest_open = self.open.keys().next().copied().unwrap_or(u64::MAX);
+        started.retain(|e, _| *e > epoch || *e >= oldest_open);
     }
 }
 
-/// The smallest time of each tenant.
-fn oldest_by_tenant<'a>(
-    times: impl Iterator<Item = (&'a TenantId, i64)>,
-) -> BTreeMap<&'a TenantId, i64> {
-    let mut oldest = BTreeMap::new();
-    for (tenant, t) in times {
-        let o = oldest.entry(tenant).or_insert(t);
-        *o = (*o).min(t);
+/// Starts the worker's writer thread: a runtime of its own, where each tenant's jobs are
+/// written by a task of the tenant's, in order, while other tenants' tasks go on. A task
+/// writes each job to the stores, then its checkpoints, and answers on `acks`; after a
+/// failure it writes nothing more (the tenant is quarantined, or the process stops) and
+/// answers `Skipped`. The thread ends when the worker drops its side of the channel.
+fn start(cx: &SinkContext, acks: Sender<Ack>) -> Result<JobSender, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the writers' runtime: {e}"))?;
+    let (jobs, mut incoming) = tokio::sync::mpsc::unbounded_channel::<(TenantId, Job)>();
+    let (sinks, checkpoints) = (cx.sinks.clone(), cx.checkpoints.clone());
+    let commit = cx.backfill.is_none();
+    std::thread::Builder::new()
+        .name("writers".into())
+        .spawn(move || {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, async move {
+                let mut lanes = HashMap::new();
+                while let Some((tenant, job)) = incoming.recv().await {
+                    let lane = lanes.entry(tenant.clone()).or_insert_with(|| {
+                        let (lane, queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
+                        let (sinks, checkpoints) = (sinks.clone(), checkpoints.clone());
+                        let (acks, tenant) = (acks.clone(), tenant.clone());
+                        tokio::task::spawn_local(async move {
+                            writer(queue, sinks, checkpoints, commit, tenant, acks).await
+                        });
+                        lane
+                    });
+                    // A lane ends only when its sender is dropped, below.
+                    let _ = lane.send(job);
+                }
+            });
+        })
+        .map_err(|e| format!("cannot start the writers' thread: {e}"))?;
+    Ok(jobs)
+}
+
+type JobSender = tokio::sync::mpsc::UnboundedSender<(TenantId, Job)>;
+
+/// One tenant's writer.
+async fn writer(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    mut sinks: Sinks,
+    checkpoints: CheckpointWriter,
+    commit: bool,
+    tenant: TenantId,
+    acks: Sender<Ack>,
+) {
+    let mut failed = false;
+    while let Some(job) = queue.recv().await {
+        let outcome = if failed {
+            Outcome::Skipped
+        } else {
+            write(&mut sinks, &checkpoints, commit, &tenant, &job).await
+        };
+        failed |= matches!(outcome, Outcome::Failed(_));
+        let ack = Ack {
+            tenant: tenant.clone(),
+            job,
+            outcome,
+        };
+        if acks.send(ack).is_err() {
+            break;
+        }
     }
-    oldest
+}
+
+async fn write(
+    sinks: &mut Sinks,
+    checkpoints: &CheckpointWriter,
+    commit: bool,
+    tenant: &TenantId,
+    job: &Job,
+) -> Outcome {
+    if !job.batch.is_empty() {
+        if let Err(error) = sinks.write(job.region, &job.batch).await {
+            return Outcome::Failed(error);
+        }
+    }
+    let at = rf_schemas::unix_ms();
+    let mut checkpointed = false;
+    if commit && !job.checkpoints.is_empty() {
+        match checkpoints.write(&job.checkpoints).await {
+            Ok(()) => checkpointed = true,
+            Err(error) => {
+                tracing::warn!(%tenant, %error, "writing checkpoints failed; the next epoch retries")
+            }
+        }
+    }
+    Outcome::Written { at, checkpointed }
 }
 
 /// Keeps a sample list bounded: past the cap, the older half goes.

@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
-use rf_operators::{Aggregator, Input, RawRecord, Topic};
+use rf_operators::{Aggregator, Input, Paused, RawRecord, Topic, Why};
 use rf_schemas::TenantId;
 
 use crate::checkpoint::Resume;
@@ -227,8 +227,6 @@ impl LiveTopology {
     }
 }
 
-/// Epochs read but not yet written by the sinks, at most.
-const MAX_IN_FLIGHT: u64 = 2;
 
 /// How long the source reads only room metadata at start, at most.
 const ROOMS_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -290,8 +288,8 @@ pub struct SourceHandles {
     pub failed: Rc<RefCell<Option<String>>>,
     /// Readings consumed so far.
     pub consumed: Rc<Cell<u64>>,
-    /// Every epoch below this is written by the sinks (set by the sink operator).
-    pub written_before: Rc<Cell<u64>>,
+    /// The tenants not to read for now (see [`Paused`]).
+    pub paused: Paused,
 }
 
 /// A partition: (topic, partition).
@@ -302,7 +300,7 @@ pub struct Consumers {
     readings: Arc<ReadingsConsumer>,
     /// One queue per owned readings partition, split off the consumer's, so that
     /// partitions take turns instead of waiting behind each other's prefetched backlog.
-    queues: Vec<PartitionQueue<LagContext>>,
+    queues: Vec<(TenantId, PartitionQueue<LagContext>)>,
     rooms: BaseConsumer,
     topics: HashMap<String, (TenantId, Topic)>,
     /// Where each owned readings partition ended when it was assigned.
@@ -443,7 +441,7 @@ impl Consumers {
                         elem.partition()
                     ))
                 })?;
-            self.queues.push(queue);
+            self.queues.push((tenant.clone(), queue));
         }
         self.readings
             .incremental_assign(&assignment)
@@ -490,6 +488,27 @@ impl Consumers {
 }
 
 impl Consumers {
+    /// Stops reading the partitions of quarantined tenants: they count as caught up.
+    fn drop_quarantined(&mut self, paused: &Paused) {
+        if paused.is_empty() {
+            return;
+        }
+        let mut done = TopicPartitionList::new();
+        self.owned.retain(|(topic, partition), tenant| {
+            let quarantined = paused.is(tenant, Why::Quarantine);
+            if quarantined {
+                done.add_partition(topic, *partition);
+                self.ends.remove(&(topic.clone(), *partition));
+            }
+            !quarantined
+        });
+        if done.count() > 0 {
+            if let Err(error) = self.readings.pause(&done) {
+                tracing::warn!(%error, "cannot pause a quarantined tenant's partitions");
+            }
+        }
+    }
+
     /// Stops reading the partitions whose watermark reached `until` (ms): they count as
     /// caught up.
     fn stop_past(&mut self, until: i64) {
@@ -528,15 +547,15 @@ pub fn kafka_source<'s>(
     config: &PipelineConfig,
     stop: StopWhen,
     metrics: Metrics,
+    paused: Paused,
 ) -> (Stream<'s, u64, Vec<Input>>, SourceHandles) {
     let handles = SourceHandles {
         consumer: consumers.readings.clone(),
         epoch_started: Rc::default(),
         failed: Rc::default(),
         consumed: Rc::default(),
-        written_before: Rc::default(),
+        paused: paused.clone(),
     };
-    let written_before = handles.written_before.clone();
     let total = handles.consumed.clone();
     let epoch_started = handles.epoch_started.clone();
     let failed = handles.failed.clone();
@@ -570,14 +589,8 @@ pub fn kafka_source<'s>(
             let Some(cap) = capability.as_mut() else {
                 return;
             };
-            // Backpressure: at most MAX_IN_FLIGHT epochs between this source and the
-            // sinks' acknowledgement, so memory does not grow when the sinks are slower
-            // than the broker.
-            if *cap.time() >= written_before.get() + MAX_IN_FLIGHT {
-                // Look again in a millisecond rather than spin: the sinks share the cores.
-                activator.activate_after(Duration::from_millis(1));
-                return;
-            }
+            // A quarantined tenant is read no further: its partitions count as caught up.
+            consumers.drop_quarantined(&paused);
             // Tenants added while running: their partitions join this worker's.
             if topology.generation() != generation {
                 generation = topology.generation();
@@ -687,7 +700,12 @@ pub fn kafka_source<'s>(
                 }
                 let n = queues.len();
                 for i in 0..n {
-                    let queue = &queues[(next_turn + i) % n];
+                    // Backpressure, per tenant: one whose records wait for a schema or
+                    // whose stores are behind is not read meanwhile; the others are.
+                    let (tenant, queue) = &queues[(next_turn + i) % n];
+                    if paused.contains(tenant) {
+                        continue;
+                    }
                     for _ in 0..RECORDS_PER_TURN {
                         let Some(message) = queue.poll(Duration::ZERO) else {
                             break;
@@ -721,10 +739,12 @@ pub fn kafka_source<'s>(
             // Silent partitions are marked idle, again every timeout while they stay so.
             if !loading_rooms {
                 let now = Instant::now();
+                // Partitions of paused tenants are not asked, so not silent either.
+                let held = &paused;
                 let paused = poll_failed || now.duration_since(last_poll) > max_wait + IDLE_PAUSE;
                 last_poll = now;
                 for ((_, partition), (tenant, since)) in &mut silent {
-                    if paused {
+                    if paused || held.contains(tenant) {
                         *since = now;
                     } else if now.duration_since(*since) >= idle_timeout {
                         *since = now;

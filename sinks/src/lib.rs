@@ -133,10 +133,12 @@ pub trait Sink {
 }
 
 /// Calls `report` on each failed attempt; the default logs it.
-pub type RetryReport = Box<dyn Fn(&SinkError, u32)>;
+pub type RetryReport = Arc<dyn Fn(&SinkError, u32) + Send + Sync>;
 
 /// Every sink of a pipeline: dead letters, and each served region's ClickHouse and
-/// Redis, written side by side.
+/// Redis. Cheap to clone: clones share their clients, and each tenant's writes go through
+/// a clone of their own, so that one tenant's retries never wait in another's way.
+#[derive(Clone)]
 pub struct Sinks {
     /// The dead-letter producer (every served region shares the deployment's broker).
     pub dlq: dlq::DeadLetterSink,
@@ -155,13 +157,12 @@ pub struct Sinks {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Sinks {
-    /// Writes `batches[i]` (the epoch's outputs of region i's tenants) to region i's
-    /// stores, and every batch's dead letters, all at once (an epoch's delay is the slowest
+    /// Writes `batch` (outputs of region `region`'s tenants) to the region's stores, and
+    /// its dead letters and alerts to the broker, all at once (the delay is the slowest
     /// sink's, not their sum). Each failing sink is retried with exponential backoff until
-    /// it succeeds or fails for good; a sink that succeeded is not written again. The epoch
-    /// is acknowledged only when every sink is.
-    pub async fn write(&mut self, batches: &[Batch]) -> Result<(), SinkError> {
-        assert_eq!(batches.len(), self.regions.len(), "one batch per region");
+    /// it succeeds or fails for good; a sink that succeeded is not written again. The
+    /// batch is acknowledged only when every sink is.
+    pub async fn write(&mut self, region: usize, batch: &Batch) -> Result<(), SinkError> {
         let Self {
             dlq,
             outbox,
@@ -169,47 +170,34 @@ impl Sinks {
             on_retry,
             shutdown,
         } = self;
-        let on_retry = &*on_retry;
-        let shutdown = &*shutdown;
-        let dead_letters = async move {
-            for batch in batches.iter().filter(|b| !b.dead_letters.is_empty()) {
-                retry(dlq, batch, on_retry, shutdown).await?;
+        let (on_retry, shutdown) = (&*on_retry, &**shutdown);
+        let RegionSinks { clickhouse, redis } = &mut regions[region];
+        let dead_letters = async {
+            if batch.dead_letters.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            retry(dlq, batch, on_retry, shutdown).await
         };
-        let alerts = async move {
-            for batch in batches.iter().filter(|b| !b.anomalies.is_empty()) {
-                retry(outbox, batch, on_retry, shutdown).await?;
+        let alerts = async {
+            if batch.anomalies.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            retry(outbox, batch, on_retry, shutdown).await
         };
-        let stores = regions
-            .iter_mut()
-            .zip(batches)
-            .filter(|(_, batch)| !batch.is_empty())
-            .flat_map(|(region, batch)| {
-                let RegionSinks { clickhouse, redis } = region;
-                [
-                    Box::pin(retry(clickhouse, batch, on_retry, shutdown))
-                        as std::pin::Pin<Box<dyn Future<Output = Result<(), SinkError>> + '_>>,
-                    Box::pin(retry(redis, batch, on_retry, shutdown)),
-                ]
-            });
         tokio::try_join!(
             dead_letters,
             alerts,
-            futures_util::future::try_join_all(stores)
+            retry(clickhouse, batch, on_retry, shutdown),
+            retry(redis, batch, on_retry, shutdown),
         )?;
         // Only now that ClickHouse has the rows: responses cached before become unreachable.
-        for (region, batch) in regions.iter_mut().zip(batches) {
-            let mut generations = redis::Generations(&mut region.redis);
-            retry(&mut generations, batch, on_retry, shutdown).await?;
-        }
-        Ok(())
+        let mut generations = redis::Generations(redis);
+        retry(&mut generations, batch, on_retry, shutdown).await
     }
 }
 
 /// One region's stores.
+#[derive(Clone)]
 pub struct RegionSinks {
     /// Window rows and room metadata.
     pub clickhouse: clickhouse::ClickHouseSink,
@@ -284,8 +272,6 @@ async fn retry<S: Sink>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
 
     struct Flaky {
         failures: u32,
@@ -307,20 +293,20 @@ mod tests {
 
     #[tokio::test]
     async fn retries_with_growing_attempts_until_the_sink_recovers() {
-        let seen = Rc::new(RefCell::new(Vec::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
-        let report: RetryReport = Box::new(move |_, attempt| log.borrow_mut().push(attempt));
+        let report: RetryReport = Arc::new(move |_, attempt| log.lock().unwrap().push(attempt));
         let stop = AtomicBool::new(false);
         let mut sink = Flaky { failures: 2 };
         retry(&mut sink, &Batch::default(), &report, &stop)
             .await
             .unwrap();
-        assert_eq!(*seen.borrow(), vec![1, 2]);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
     }
 
     #[tokio::test]
     async fn stopping_ends_the_retries_without_success() {
-        let report: RetryReport = Box::new(|_, _| {});
+        let report: RetryReport = Arc::new(|_, _| {});
         let stop = AtomicBool::new(true);
         let mut sink = Flaky { failures: 100 };
         let err = retry(&mut sink, &Batch::default(), &report, &stop)

@@ -80,7 +80,7 @@ pub fn compute(
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
-                .decode_records(decoder)
+                .decode_records(decoder, Default::default())
                 .aggregate(aggregator)
                 .analyze(analyzer)
                 .inspect(move |o| {

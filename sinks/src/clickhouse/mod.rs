@@ -43,6 +43,7 @@ struct TenantRows {
 }
 
 /// Writes window rows and room versions to each tenant's database.
+#[derive(Clone)]
 pub struct ClickHouseSink {
     client: Client,
     timeout: Duration,

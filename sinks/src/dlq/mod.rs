@@ -9,6 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::{Batch, Sink, SinkError};
 
 /// Produces dead letters and waits for the broker to acknowledge each.
+#[derive(Clone)]
 pub struct DeadLetterSink {
     producer: FutureProducer,
     timeout: Duration,

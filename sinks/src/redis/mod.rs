@@ -51,9 +51,11 @@ fn classify(e: redis::RedisError) -> SinkError {
 }
 
 /// Writes live room and office state.
+#[derive(Clone)]
 pub struct RedisSink {
     config: RedisConfig,
-    conn: Option<ConnectionManager>,
+    /// One connection, multiplexed by every clone (each tenant's writes use one).
+    conn: std::sync::Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
 }
 
 impl RedisSink {
@@ -61,7 +63,7 @@ impl RedisSink {
     pub fn new(config: &RedisConfig) -> Self {
         Self {
             config: config.clone(),
-            conn: None,
+            conn: Default::default(),
         }
     }
 }
@@ -129,17 +131,23 @@ pub fn month_of(ms: i64) -> u32 {
 
 impl RedisSink {
     async fn run(&mut self, pipe: redis::Pipeline) -> Result<(), SinkError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => self.conn.insert(connect(&self.config).await?),
+        let mut conn = {
+            let mut shared = self.conn.lock().await;
+            match &*shared {
+                Some(conn) => conn.clone(),
+                None => shared.insert(connect(&self.config).await?).clone(),
+            }
         };
         let timeout = Duration::from_secs(self.config.timeout_secs);
-        let result = match tokio::time::timeout(timeout, pipe.query_async::<()>(conn)).await {
+        let result = match tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => classify(e),
             Err(_) => SinkError::transient("redis", "write timed out"),
         };
-        self.conn = None;
+        if result.retryable {
+            // The next write connects anew; a refusal (rights, a bad command) keeps it.
+            *self.conn.lock().await = None;
+        }
         Err(result)
     }
 }

@@ -80,6 +80,7 @@ pub fn decode(bytes: &[u8]) -> Result<Anomaly, String> {
 }
 
 /// Produces an epoch's anomalies to the outbox and waits for the broker to acknowledge.
+#[derive(Clone)]
 pub struct OutboxSink {
     producer: FutureProducer,
     timeout: Duration,
