@@ -205,29 +205,39 @@ async fn a_tenant_id_that_names_the_platform_is_refused() {
     assert!(stderr.contains("reserved"), "{stderr}");
 }
 
-/// A write that can never succeed (here, a column the table lost) fails the run at once,
-/// naming the tenant, the table and the cause, instead of being retried while lag grows.
+/// A write that can never succeed (here, a column the table lost) is not retried while
+/// lag grows: the tenant is quarantined at once (its partitions paused, its offsets left
+/// where the failure was), and the run says which tenant, which table and why. Before,
+/// it stopped the whole pipeline: now a healthy tenant served beside it gets every row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_permanent_sink_error_fails_fast_and_says_where() {
-    let tenant = fresh_tenant("broken");
-    let s = settings(&tenant);
+async fn a_permanent_sink_error_quarantines_its_tenant_only_and_says_where() {
+    let (tenant, healthy) = (fresh_tenant("broken"), fresh_tenant("healthy"));
+    let mut s = settings(&tenant);
+    s.pipeline.tenants.push(healthy.to_string());
     stack_is_up(&s);
     let (reading_id, room_id) = create_tenant(&tenant).await;
+    let (healthy_reading, healthy_room) = create_tenant(&healthy).await;
     let db = tenant.clickhouse_db();
     common::clickhouse_lines(&format!(
         "ALTER TABLE {db}.room_utilization DROP COLUMN occupied_ratio"
     ));
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
     let rooms = ["lon-a"].map(|id| london_room(id, 4));
-    produce_all(
-        &producer,
-        &tenant.rooms_topic(),
-        &room_records(&rooms, room_id, 1_704_067_200_000),
-    )
-    .await;
     let t0 = 1_767_603_600_000; // 2026-01-05T09:00:00Z
-    let readings = minute_readings(reading_id, (t0, t0 + 30 * MIN), &["lon-a"], |_, _| Some(1));
-    produce_all(&producer, &tenant.readings_topic(), &readings).await;
+    for (t, reading_id, room_id) in [
+        (&tenant, reading_id, room_id),
+        (&healthy, healthy_reading, healthy_room),
+    ] {
+        produce_all(
+            &producer,
+            &t.rooms_topic(),
+            &room_records(&rooms, room_id, 1_704_067_200_000),
+        )
+        .await;
+        let readings =
+            minute_readings(reading_id, (t0, t0 + 30 * MIN), &["lon-a"], |_, _| Some(1));
+        produce_all(&producer, &t.readings_topic(), &readings).await;
+    }
 
     let run = tokio::task::spawn_blocking(move || {
         let options = rf_pipelines::RunOptions {
@@ -240,13 +250,19 @@ async fn a_permanent_sink_error_fails_fast_and_says_where() {
         .await
         .expect("a permanent error is not retried for minutes")
         .unwrap()
-        .expect_err("the run fails");
+        .expect_err("the run says a tenant was quarantined");
     let message = failed.to_string();
-    for part in [tenant.as_str(), "room_utilization", "permanent"] {
+    for part in [tenant.as_str(), "room_utilization", "permanent", "quarantined"] {
         assert!(message.contains(part), "{part}: {message}");
     }
-    // A tenant whose table cannot take rows would stop any pipeline serving every tenant
-    // of this stack (the demo's): it goes.
+    assert!(!message.contains(healthy.as_str()), "{message}");
+    let samples = common::clickhouse_lines(&format!(
+        "SELECT sum(samples) FROM {}.room_utilization FINAL WHERE granularity = '15m'",
+        healthy.clickhouse_db()
+    ));
+    assert_eq!(samples, ["30"], "every reading of the healthy tenant is written");
+    // A tenant whose table cannot take rows would be quarantined by the demo's pipeline
+    // too (it serves every tenant of this stack): it goes.
     rf_jobs::erase::all_steps(&settings(&tenant), &tenant)
         .await
         .unwrap();

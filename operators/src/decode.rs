@@ -295,7 +295,11 @@ impl<S: SchemaSource> Decoder<S> {
     /// holds back a tenant's later records while one of its ids is fetched, so there are
     /// never more fetches at once than tenants waiting.
     fn fetch(&self, key: Key) {
-        let (source, stop, done) = (self.source.clone(), self.stop.clone(), self.fetched.0.clone());
+        let (source, stop, done) = (
+            self.source.clone(),
+            self.stop.clone(),
+            self.fetched.0.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name(format!("schema-{}", key.1))
             .spawn(move || {
@@ -305,7 +309,10 @@ impl<S: SchemaSource> Decoder<S> {
             });
         if let Err(error) = spawned {
             tracing::warn!(schema_id = key.1, %error, "cannot start a schema fetch; the registry is asked on the next record");
-            let _ = self.fetched.0.send((key, Entry::Unknown(Instant::now() - UNKNOWN_TTL)));
+            let _ = self
+                .fetched
+                .0
+                .send((key, Entry::Unknown(Instant::now() - UNKNOWN_TTL)));
         }
     }
 }
@@ -423,7 +430,11 @@ mod tests {
         };
         assert_eq!(reason(&mut d, Some(framed(1, &reading())), "lon"), None);
         assert_eq!(reason(&mut d, Some(framed(1, &reading())), "lon"), None);
-        assert_eq!(d.source.calls.load(Ordering::Relaxed), 1, "the decoder for id 1 is cached");
+        assert_eq!(
+            d.source.calls.load(Ordering::Relaxed),
+            1,
+            "the decoder for id 1 is cached"
+        );
         assert_eq!(reason(&mut d, None, "lon"), Some(Malformed));
         assert_eq!(reason(&mut d, Some(vec![1, 2]), "lon"), Some(Malformed));
         assert_eq!(
@@ -488,7 +499,11 @@ mod tests {
         });
         let decoded = d.decode(record(Some(framed(1, &reading())), "lon"));
         assert!(matches!(decoded, Ok(Decoded::Reading(_))), "{decoded:?}");
-        assert_eq!(d.source.calls.load(Ordering::Relaxed), 3, "two failed tries, then the schema");
+        assert_eq!(
+            d.source.calls.load(Ordering::Relaxed),
+            3,
+            "two failed tries, then the schema"
+        );
         // Down again: the cached id goes on without asking.
         d.source.down.store(u32::MAX, Ordering::Relaxed);
         for _ in 0..3 {
@@ -496,6 +511,80 @@ mod tests {
             assert!(matches!(decoded, Ok(Decoded::Reading(_))));
         }
         assert_eq!(d.source.calls.load(Ordering::Relaxed), 3);
+    }
+
+    /// A registry that answers only once let go.
+    struct Gate {
+        open: std::sync::Mutex<bool>,
+        turn: std::sync::Condvar,
+    }
+
+    impl SchemaSource for Arc<Gate> {
+        fn fetch(&self, id: u32) -> Result<String, RegistryError> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.turn.wait(open).unwrap();
+            }
+            Fixed {
+                calls: AtomicU32::new(0),
+            }
+            .fetch(id)
+        }
+    }
+
+    #[test]
+    fn a_new_id_waits_in_the_background_while_known_ids_decode() {
+        let gate = Arc::new(Gate {
+            open: std::sync::Mutex::new(true),
+            turn: std::sync::Condvar::new(),
+        });
+        let mut d = Decoder::new(gate.clone());
+        let known = d.decode(record(Some(framed(1, &reading())), "lon"));
+        assert!(matches!(known, Ok(Decoded::Reading(_))));
+        *gate.open.lock().unwrap() = false;
+        let new = record(Some(framed(2, &reading())), "lon");
+        let Step::Wait(new) = d.try_decode(new) else {
+            panic!("id 2 is not known yet");
+        };
+        // Asked again while the fetch hangs: still waiting, and no second fetch.
+        let Step::Wait(new) = d.try_decode(new) else {
+            panic!("id 2 is still fetched");
+        };
+        assert_eq!(d.fetching.len(), 1);
+        let again = d.try_decode(record(Some(framed(1, &reading())), "lon"));
+        assert!(matches!(again, Step::Done(Ok(Decoded::Reading(_)))));
+        assert!(!d.poll());
+        *gate.open.lock().unwrap() = true;
+        gate.turn.notify_all();
+        while !d.poll() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let Step::Done(Err(letter)) = d.try_decode(new) else {
+            panic!("id 2 is known now");
+        };
+        assert_eq!(letter.reason, DeadLetterReason::IncompatibleSchema);
+    }
+
+    #[test]
+    fn stopping_ends_the_retries_of_an_unreachable_registry() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut d = Decoder::new(Flaky {
+            down: AtomicU32::new(u32::MAX),
+            calls: AtomicU32::new(0),
+        })
+        .with_stop(stop.clone());
+        assert!(matches!(
+            d.try_decode(record(Some(framed(1, &reading())), "lon")),
+            Step::Wait(_)
+        ));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let calls = || d.source.calls.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200));
+        let after_stop = calls();
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(calls(), after_stop, "no more tries once stopping");
+        assert!(d.stopping());
     }
 
     proptest::proptest! {

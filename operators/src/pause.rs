@@ -2,7 +2,7 @@
 //! tenant (a schema the registry has not given yet, stores that do not acknowledge) hold
 //! back that tenant's partitions only, while the worker's other tenants flow on.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -20,15 +20,34 @@ pub enum Why {
     Quarantine = 4,
 }
 
+impl Why {
+    /// Every reason, with its name in metrics and logs.
+    pub const ALL: [(Why, &'static str); 3] = [
+        (Why::Schema, "schema"),
+        (Why::Sinks, "sinks"),
+        (Why::Quarantine, "quarantine"),
+    ];
+}
+
 /// The paused tenants of one worker, shared by its operators (one thread: no locks).
 #[derive(Clone, Debug, Default)]
-pub struct Paused(Rc<RefCell<HashMap<TenantId, u8>>>);
+pub struct Paused(Rc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    tenants: RefCell<HashMap<TenantId, u8>>,
+    /// Counts changes, so that watchers look only when something changed.
+    changes: Cell<u64>,
+}
 
 impl Paused {
     /// Pauses `tenant` for `why` (or lifts that reason); it stays paused while any
     /// reason holds.
     pub fn set(&self, tenant: &TenantId, why: Why, on: bool) {
-        let mut map = self.0.borrow_mut();
+        if self.is(tenant, why) == on {
+            return;
+        }
+        let mut map = self.0.tenants.borrow_mut();
         if on {
             *map.entry(tenant.clone()).or_default() |= why as u8;
         } else if let Some(bits) = map.get_mut(tenant) {
@@ -37,16 +56,34 @@ impl Paused {
                 map.remove(tenant);
             }
         }
+        self.0.changes.set(self.0.changes.get() + 1);
+    }
+
+    /// How many changes there were so far.
+    pub fn changes(&self) -> u64 {
+        self.0.changes.get()
+    }
+
+    /// Every paused tenant with its reasons.
+    pub fn snapshot(&self) -> Vec<(TenantId, Vec<Why>)> {
+        let map = self.0.tenants.borrow();
+        map.iter()
+            .map(|(t, bits)| {
+                let why = Why::ALL.iter().map(|(w, _)| *w);
+                (t.clone(), why.filter(|w| bits & *w as u8 != 0).collect())
+            })
+            .collect()
     }
 
     /// Whether `tenant` is paused for any reason.
     pub fn contains(&self, tenant: &TenantId) -> bool {
-        self.0.borrow().contains_key(tenant)
+        self.0.tenants.borrow().contains_key(tenant)
     }
 
     /// Whether `tenant` is paused for `why`.
     pub fn is(&self, tenant: &TenantId, why: Why) -> bool {
         self.0
+            .tenants
             .borrow()
             .get(tenant)
             .is_some_and(|bits| bits & why as u8 != 0)
@@ -54,7 +91,7 @@ impl Paused {
 
     /// Whether no tenant is paused.
     pub fn is_empty(&self) -> bool {
-        self.0.borrow().is_empty()
+        self.0.tenants.borrow().is_empty()
     }
 }
 
@@ -71,5 +108,8 @@ mod tests {
         assert!(p.contains(&t) && p.is(&t, Why::Sinks) && !p.is(&t, Why::Schema));
         p.set(&t, Why::Sinks, false);
         assert!(!p.contains(&t) && p.is_empty());
+        assert_eq!(p.changes(), 4);
+        p.set(&t, Why::Sinks, false);
+        assert_eq!(p.changes(), 4, "no change, no count");
     }
 }

@@ -3,6 +3,9 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
+use rf_operators::Why;
+use rf_schemas::TenantId;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -204,6 +207,37 @@ impl Metrics {
             consumer_lag,
             paused,
         }
+    }
+
+    /// Mirrors a worker's paused tenants into `rf_tenant_paused`, logging each change;
+    /// `seen` is what the last call saw.
+    pub fn show_paused(&self, paused: &rf_operators::Paused, seen: &mut Vec<(TenantId, Vec<Why>)>) {
+        let now = paused.snapshot();
+        let reasons = |list: &[(TenantId, Vec<Why>)], t: &TenantId| {
+            list.iter()
+                .find(|(x, _)| x == t)
+                .map(|(_, w)| w.clone())
+                .unwrap_or_default()
+        };
+        let tenants: std::collections::BTreeSet<&TenantId> =
+            seen.iter().chain(&now).map(|(t, _)| t).collect();
+        for tenant in tenants {
+            let (before, after) = (reasons(seen, tenant), reasons(&now, tenant));
+            for (why, name) in Why::ALL {
+                let on = after.contains(&why);
+                if on != before.contains(&why) {
+                    self.paused
+                        .with_label_values(&[tenant.as_str(), name])
+                        .set(on as i64);
+                    if on {
+                        tracing::info!(%tenant, reason = name, "the tenant's partitions are paused");
+                    } else {
+                        tracing::info!(%tenant, reason = name, "the tenant's partitions are read again");
+                    }
+                }
+            }
+        }
+        *seen = now;
     }
 
     /// The name of every metric.

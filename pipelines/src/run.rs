@@ -265,11 +265,16 @@ pub fn run(
         });
         let (mut last_report, mut steps) = (Instant::now(), 0u64);
         let (mut added, mut next_sample) = (0, options.memory_every.unwrap_or(u64::MAX));
+        let (mut changes, mut shown) = (paused.changes(), Vec::new());
         // Once the dataflow is done, the writers still finish what they were handed.
         while !probe.done() || writers.busy() {
             // Parks (up to a millisecond) only when no operator has work.
             worker.step_or_park(Some(Duration::from_millis(1)));
             writers.settle();
+            if paused.changes() != changes {
+                changes = paused.changes();
+                metrics.show_paused(&paused, &mut shown);
+            }
             steps += 1;
             let mine = consumed.get();
             let total = consumed_total.fetch_add(mine - added, Ordering::Relaxed) + mine - added;

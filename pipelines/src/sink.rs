@@ -301,14 +301,7 @@ impl Inner {
     fn pause_behind(&mut self) {
         for (tenant, n) in &self.in_flight {
             let behind = *n >= MAX_IN_FLIGHT;
-            if behind != self.cx.paused.is(tenant, Why::Sinks) {
-                self.cx.paused.set(tenant, Why::Sinks, behind);
-                self.cx
-                    .metrics
-                    .paused
-                    .with_label_values(&[tenant.as_str(), "sinks"])
-                    .set(behind as i64);
-            }
+            self.cx.paused.set(tenant, Why::Sinks, behind);
         }
     }
 
@@ -318,11 +311,6 @@ impl Inner {
     fn quarantine(&mut self, tenant: &TenantId, error: &SinkError) {
         tracing::error!(%tenant, %error, "a store refused the tenant's rows for good; the tenant is quarantined until the cause is fixed and the pipeline restarted");
         self.cx.paused.set(tenant, Why::Quarantine, true);
-        self.cx
-            .metrics
-            .paused
-            .with_label_values(&[tenant.as_str(), "quarantine"])
-            .set(1);
         self.quarantined
             .insert(tenant.clone(), format!("tenant {tenant}: {error}"));
     }
@@ -394,7 +382,13 @@ impl Inner {
 
     /// Counts what one tenant's acknowledged epoch did: its checkpoints, when its live
     /// state reached Redis, its final rows' delay.
-    fn account_tenant(&self, tenant: &TenantId, at: i64, batch: &Batch, checkpoints: &[Checkpoint]) {
+    fn account_tenant(
+        &self,
+        tenant: &TenantId,
+        at: i64,
+        batch: &Batch,
+        checkpoints: &[Checkpoint],
+    ) {
         let m = &self.cx.metrics;
         let mut stats = self.cx.stats.borrow_mut();
         for c in checkpoints {

@@ -227,7 +227,6 @@ impl LiveTopology {
     }
 }
 
-
 /// How long the source reads only room metadata at start, at most.
 const ROOMS_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
