@@ -538,6 +538,17 @@ struct BenchArgs {
         conflicts_with_all = ["noise_rate", "noise_backlog"]
     )]
     noise_backfill: Option<u64>,
+    /// Live mode: run it twice, the second time beside a tenant publishing this many
+    /// readings a second through outages of its own (the registry hangs for its new
+    /// schema id, then its region's ClickHouse hangs), and compare the quiet tenant's
+    /// delays.
+    #[arg(
+        long,
+        value_name = "PER_SEC",
+        requires = "live",
+        conflicts_with_all = ["noise_rate", "noise_backlog", "noise_backfill"]
+    )]
+    noise_outage: Option<u64>,
     /// Readings per second in live mode.
     #[arg(long, default_value_t = 100_000, requires = "live")]
     rate: u64,
@@ -1072,10 +1083,16 @@ fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let quiet = runtime.block_on(live(&config.settings(), &options))?;
     print_live(config, args, &quiet);
-    let noise = match (args.noise_rate, args.noise_backlog, args.noise_backfill) {
-        (Some(rate), _, _) => Noise::Malformed(rate),
-        (_, Some(readings), _) => Noise::Backlog(readings),
-        (_, _, Some(readings)) => Noise::Backfill(readings),
+    let noise = match (
+        args.noise_rate,
+        args.noise_backlog,
+        args.noise_backfill,
+        args.noise_outage,
+    ) {
+        (Some(rate), ..) => Noise::Malformed(rate),
+        (_, Some(readings), ..) => Noise::Backlog(readings),
+        (_, _, Some(readings), _) => Noise::Backfill(readings),
+        (.., Some(rate)) => Noise::Outage(rate),
         _ => return Ok(()),
     };
     options.noise = Some(noise);

@@ -1,6 +1,7 @@
 //! Faults stay with their tenant, on the real stack: while one tenant's schema registry
-//! lookups hang and then its region's ClickHouse is down, another tenant served by the
-//! same worker keeps getting its readings into Redis; Ctrl-C during a registry outage
+//! lookups hang (behind a proxy that stops answering) and then its region's ClickHouse
+//! is down, another tenant served by the same worker keeps getting its readings into
+//! Redis; Ctrl-C during a registry outage
 //! stops the pipeline at once; and once the troubled tenant's stores are back, its
 //! results are complete. One test stops a shared service (the second region's
 //! ClickHouse); the other touches only its own tenant.
@@ -14,9 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
+use rf_jobs::bench::outage::Hang;
 use rf_jobs::tenant::TenantSpec;
 use rf_pipelines::{run, Metrics, RegionStores, RunOptions, RunReport, Settings};
 use rf_schemas::{Reading, TenantId};
@@ -34,53 +33,6 @@ fn stack(args: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "stack.sh {args:?}");
-}
-
-/// A TCP proxy to the schema registry that can be made to hang: bytes from the pipeline
-/// are held, not forwarded, while `hang` is set (open connections included), as a
-/// registry that accepts connections and never answers.
-struct Registry {
-    url: String,
-    hang: Arc<AtomicBool>,
-}
-
-async fn registry_proxy(upstream: &str) -> Registry {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let upstream = upstream.trim_start_matches("http://").to_owned();
-    let hang = Arc::new(AtomicBool::new(false));
-    let held = hang.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                return;
-            };
-            let (held, upstream) = (held.clone(), upstream.clone());
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(&upstream).await else {
-                    return;
-                };
-                let (mut from_client, mut to_client) = client.into_split();
-                let (mut from_server, mut to_server) = server.into_split();
-                let requests = async {
-                    let mut buf = vec![0; 16 * 1024];
-                    loop {
-                        let n = from_client.read(&mut buf).await?;
-                        if n == 0 {
-                            return Ok::<_, std::io::Error>(());
-                        }
-                        while held.load(Ordering::Relaxed) {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        to_server.write_all(&buf[..n]).await?;
-                    }
-                };
-                let answers = tokio::io::copy(&mut from_server, &mut to_client);
-                let _ = tokio::join!(requests, answers);
-            });
-        }
-    });
-    Registry { url, hang }
 }
 
 /// Serves `tenants` on one worker (so they share it), home region and "eu".
@@ -169,7 +121,9 @@ fn start(s: &Settings, metrics: &Metrics) -> Live {
     };
     let (s, metrics) = (s.clone(), metrics.clone());
     let (report, done) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || report.send(run(&s, options, metrics)));
+    std::thread::spawn(move || {
+        let _ = report.send(run(&s, options, metrics));
+    });
     Live { shutdown, done }
 }
 
@@ -219,7 +173,9 @@ async fn one_tenants_registry_and_clickhouse_outages_leave_another_tenant_flowin
     )
     .await;
 
-    let registry = registry_proxy(&Settings::default().registry.url).await;
+    let registry = Hang::start(&Settings::default().registry.url)
+        .await
+        .unwrap();
     let s = settings_for(&[&q, &t], &registry.url);
     let metrics = Metrics::new();
     let live = start(&s, &metrics);
@@ -243,7 +199,7 @@ async fn one_tenants_registry_and_clickhouse_outages_leave_another_tenant_flowin
     q_sent += 1;
 
     // The registry hangs; T's first reading needs a schema id nobody fetched yet.
-    registry.hang.store(true, Ordering::Relaxed);
+    registry.hang(true);
     let t_first = reading(t_reading, true, "lon-a", minute, 3);
     produce_all(&producer, &t.readings_topic(), &[t_first]).await;
     assert!(
@@ -268,7 +224,7 @@ async fn one_tenants_registry_and_clickhouse_outages_leave_another_tenant_flowin
     assert_eq!(paused(&metrics, &q, "schema"), 0);
 
     // The registry answers again: T's reading goes through.
-    registry.hang.store(false, Ordering::Relaxed);
+    registry.hang(false);
     assert!(
         eventually(Duration::from_secs(30), || async {
             live_ts(&eu_redis, &t, "lon-a").await == Some(minute)
@@ -349,11 +305,13 @@ async fn ctrl_c_during_a_registry_outage_stops_within_seconds() {
     )
     .await;
 
-    let registry = registry_proxy(&Settings::default().registry.url).await;
+    let registry = Hang::start(&Settings::default().registry.url)
+        .await
+        .unwrap();
     let s = settings_for(&[&tenant], &registry.url);
     let metrics = Metrics::new();
     // The registry hangs from the start: the tenant's first record waits for its schema.
-    registry.hang.store(true, Ordering::Relaxed);
+    registry.hang(true);
     let live = start(&s, &metrics);
     assert!(
         eventually(Duration::from_secs(60), || async {

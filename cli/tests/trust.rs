@@ -234,8 +234,7 @@ async fn a_permanent_sink_error_quarantines_its_tenant_only_and_says_where() {
             &room_records(&rooms, room_id, 1_704_067_200_000),
         )
         .await;
-        let readings =
-            minute_readings(reading_id, (t0, t0 + 30 * MIN), &["lon-a"], |_, _| Some(1));
+        let readings = minute_readings(reading_id, (t0, t0 + 30 * MIN), &["lon-a"], |_, _| Some(1));
         produce_all(&producer, &t.readings_topic(), &readings).await;
     }
 
@@ -252,7 +251,12 @@ async fn a_permanent_sink_error_quarantines_its_tenant_only_and_says_where() {
         .unwrap()
         .expect_err("the run says a tenant was quarantined");
     let message = failed.to_string();
-    for part in [tenant.as_str(), "room_utilization", "permanent", "quarantined"] {
+    for part in [
+        tenant.as_str(),
+        "room_utilization",
+        "permanent",
+        "quarantined",
+    ] {
         assert!(message.contains(part), "{part}: {message}");
     }
     assert!(!message.contains(healthy.as_str()), "{message}");
@@ -260,7 +264,11 @@ async fn a_permanent_sink_error_quarantines_its_tenant_only_and_says_where() {
         "SELECT sum(samples) FROM {}.room_utilization FINAL WHERE granularity = '15m'",
         healthy.clickhouse_db()
     ));
-    assert_eq!(samples, ["30"], "every reading of the healthy tenant is written");
+    assert_eq!(
+        samples,
+        ["30"],
+        "every reading of the healthy tenant is written"
+    );
     // A tenant whose table cannot take rows would be quarantined by the demo's pipeline
     // too (it serves every tenant of this stack): it goes.
     rf_jobs::erase::all_steps(&settings(&tenant), &tenant)

@@ -47,6 +47,8 @@ enum Entry {
 
 /// A cache key: which topic's record type, and the schema id.
 type Key = (Topic, u32);
+/// A fetch that ended.
+type Fetched = (Key, Entry);
 
 /// What decoding a record gave.
 #[derive(Debug)]
@@ -64,7 +66,7 @@ pub struct Decoder<S> {
     cache: HashMap<Key, Entry>,
     /// Ids being fetched, and where the fetches report.
     fetching: HashSet<Key>,
-    fetched: (Sender<(Key, Entry)>, Receiver<(Key, Entry)>),
+    fetched: (Sender<Fetched>, Receiver<Fetched>),
     /// Set when the process stops: fetches give up.
     stop: Arc<AtomicBool>,
     room_reader: Schema,
@@ -148,7 +150,7 @@ impl<S: SchemaSource> Decoder<S> {
         any
     }
 
-    fn settle(&mut self, (key, entry): (Key, Entry)) {
+    fn settle(&mut self, (key, entry): Fetched) {
         self.fetching.remove(&key);
         if self.cache.len() >= MAX_CACHED {
             // Garbage ids must not grow the cache without bound: forget the unknown ones.

@@ -229,10 +229,15 @@ impl Metrics {
                     self.paused
                         .with_label_values(&[tenant.as_str(), name])
                         .set(on as i64);
-                    if on {
-                        tracing::info!(%tenant, reason = name, "the tenant's partitions are paused");
+                    let what = match on {
+                        true => "the tenant's partitions are paused",
+                        false => "the tenant's partitions are read again",
+                    };
+                    // Stores behind is everyday backpressure; the others are news.
+                    if why == Why::Sinks {
+                        tracing::debug!(%tenant, reason = name, "{what}");
                     } else {
-                        tracing::info!(%tenant, reason = name, "the tenant's partitions are read again");
+                        tracing::info!(%tenant, reason = name, "{what}");
                     }
                 }
             }

@@ -15,11 +15,12 @@ use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
 
+use super::outage::{new_schema_id, publish, Hang};
 use super::{
     drop_tenant, fleet, pipeline_settings, reset_peak_rss, throwaway_tenant, BACKLOG_START,
 };
 use crate::backfill::{self, BackfillConfig};
-use crate::simulate::{simulate, SimulateOptions, SimulateReport};
+use crate::simulate::{simulate, Fleet, SimulateOptions, SimulateReport};
 use crate::JobError;
 use rf_pipelines::backfill::Backfill;
 
@@ -52,6 +53,11 @@ pub enum Noise {
     /// Has a history of this many readings that a backfill job recomputes meanwhile, as
     /// [`LiveOptions::backfill`] says.
     Backfill(u64),
+    /// Publishes this many valid readings a second through two outages of its own: from a
+    /// tenth of the run, with a schema id the registry does not answer for (the registry
+    /// hangs: only ids the pipeline had cached still decode); from half of it, with its
+    /// region's ClickHouse hanging instead. Both end a little before the run does.
+    Outage(u64),
 }
 
 impl std::fmt::Display for Noise {
@@ -60,12 +66,21 @@ impl std::fmt::Display for Noise {
             Self::Malformed(rate) => write!(f, "flooding {rate} malformed messages/s"),
             Self::Backlog(n) => write!(f, "replaying a backlog of {n} readings"),
             Self::Backfill(n) => write!(f, "backfilling a history of {n} readings"),
+            Self::Outage(rate) => write!(
+                f,
+                "publishing {rate} readings/s through a registry outage and then a ClickHouse outage of its own"
+            ),
         }
     }
 }
 
 /// Rooms of the noisy tenant's backlog fleet.
 const BACKLOG_ROOMS: usize = 2_000;
+/// Rooms of the troubled tenant ([`Noise::Outage`]).
+const TROUBLED_ROOMS: usize = 1_000;
+/// The region the troubled tenant lives in: the home region's stores, reached through a
+/// proxy that can hang.
+const OUTAGE_REGION: &str = "bench-outage";
 
 /// What the live benchmark measured.
 #[derive(Debug)]
@@ -112,8 +127,29 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
             options.rate, options.rooms
         )));
     }
+    // The troubled tenant's region: the home stores under another name.
+    let mut settings = settings.clone();
+    if matches!(options.noise, Some(Noise::Outage(_))) {
+        let home = settings
+            .region(&settings.regions.home)
+            .ok_or_else(|| JobError::Invalid("no home region".into()))?;
+        let stores = rf_pipelines::RegionStores {
+            brokers: home.brokers,
+            clickhouse: home.clickhouse,
+            redis: home.redis,
+        };
+        settings.regions.remote.insert(OUTAGE_REGION.into(), stores);
+    }
+    let settings = &settings;
     let tenant = throwaway_tenant(settings, "bench", Default::default()).await?;
     let noisy = match options.noise {
+        Some(Noise::Outage(_)) => {
+            let spec = crate::tenant::TenantSpec {
+                region: Some(OUTAGE_REGION.into()),
+                ..Default::default()
+            };
+            Some(throwaway_tenant(settings, "troubled", spec).await?)
+        }
         Some(_) => Some(throwaway_tenant(settings, "noisy", Default::default()).await?),
         None => None,
     };
@@ -155,6 +191,37 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         let skew = &mut run_settings.pipeline.clock_skew_secs;
         *skew = (*skew).max(ahead_ms as u64 / 1000 + 300);
     }
+    // The troubled tenant: its rooms, a schema id of its own, and the proxies to hang.
+    let trouble = match (&noisy, options.noise) {
+        (Some(noisy), Some(Noise::Outage(_))) => {
+            let sim = SimulateOptions {
+                spec: fleet(noisy, TROUBLED_ROOMS),
+                from: BACKLOG_START,
+                to: BACKLOG_START,
+                live: false,
+                speed: 1.0,
+                progress: false,
+            };
+            let (kafka, registry) = (settings.kafka.clone(), settings.registry.clone());
+            tokio::task::spawn_blocking(move || {
+                simulate(&kafka, &registry, &sim, Arc::new(AtomicBool::new(false)))
+            })
+            .await
+            .map_err(|e| JobError::Invalid(format!("rooms task failed: {e}")))??;
+            let schema_id = new_schema_id(&settings.registry, noisy)?;
+            let registry = Hang::start(&settings.registry.url).await?;
+            let stores = run_settings
+                .regions
+                .remote
+                .get_mut(OUTAGE_REGION)
+                .expect("added above");
+            let clickhouse = Hang::start(&stores.clickhouse.url).await?;
+            stores.clickhouse.url = clickhouse.url.clone();
+            run_settings.registry.url = registry.url.clone();
+            Some((schema_id, registry, clickhouse))
+        }
+        _ => None,
+    };
     let lateness_ms = settings.pipeline.allowed_lateness_secs as i64 * 1000;
     reset_peak_rss();
     let stop_pipeline = Arc::new(AtomicBool::new(false));
@@ -180,6 +247,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         progress: false,
     };
     let stop_publishing = Arc::new(AtomicBool::new(false));
+    let mut troubled_sent = None;
     let (kafka, registry, stop) = (
         settings.kafka.clone(),
         settings.registry.clone(),
@@ -215,7 +283,44 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         }
         _ => None,
     };
-    tokio::time::sleep(options.duration).await;
+    match (&noisy, &trouble) {
+        (Some(noisy), Some((schema_id, registry, clickhouse))) => {
+            let rate = match options.noise {
+                Some(Noise::Outage(rate)) => rate,
+                _ => unreachable!("trouble comes with Noise::Outage"),
+            };
+            let tenth = options.duration / 10;
+            tokio::time::sleep(tenth).await;
+            // The registry hangs: the troubled tenant's new id cannot be fetched.
+            registry.hang(true);
+            let (kafka, stop) = (settings.kafka.clone(), stop_publishing.clone());
+            let troubled = Fleet::new(&fleet(noisy, TROUBLED_ROOMS));
+            let schema_id = *schema_id;
+            let started_at = BACKLOG_START + (tenth.as_millis() as f64 * speed) as i64;
+            let publisher = tokio::task::spawn_blocking(move || {
+                publish(
+                    &kafka,
+                    &troubled,
+                    schema_id,
+                    (rate, started_at, speed),
+                    &stop,
+                )
+            });
+            tokio::time::sleep(tenth * 4).await;
+            // Now its region's ClickHouse hangs instead.
+            clickhouse.hang(true);
+            registry.hang(false);
+            tokio::time::sleep(tenth * 4).await;
+            clickhouse.hang(false);
+            tokio::time::sleep(tenth).await;
+            stop_publishing.store(true, Ordering::Relaxed);
+            let sent = publisher
+                .await
+                .map_err(|e| JobError::Invalid(format!("troubled publisher failed: {e}")))??;
+            troubled_sent = Some(sent);
+        }
+        _ => tokio::time::sleep(options.duration).await,
+    }
     let backfilled = match backfill {
         Some((running, started)) => {
             if running.is_finished() {
@@ -282,7 +387,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
         lateness_wall: lateness_ms as f64 / speed / 1e3,
         publish_to_redis,
         peak_rss,
-        noise: noisy.zip(flooded.or(backlog)),
+        noise: noisy.zip(flooded.or(backlog).or(troubled_sent)),
         backfilled,
     })
 }

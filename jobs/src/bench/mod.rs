@@ -7,6 +7,7 @@ mod capture;
 mod compute;
 mod files;
 mod live;
+pub mod outage;
 mod service;
 
 use std::sync::atomic::AtomicBool;
