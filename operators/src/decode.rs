@@ -38,6 +38,11 @@ const UNKNOWN_TTL: Duration = Duration::from_secs(10);
 const MAX_CACHED: usize = 4096;
 /// The longest wait between two tries of an unreachable registry.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Fetches started ahead (for ids of records waiting behind another's), at most at once.
+const MAX_PREFETCHES: usize = 64;
+
+/// Called from a fetch's thread when it ended: wakes the dataflow's decoder.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 enum Entry {
     Reading(Result<Arc<ReadingDecoder>, String>),
@@ -69,6 +74,7 @@ pub struct Decoder<S> {
     fetched: (Sender<Fetched>, Receiver<Fetched>),
     /// Set when the process stops: fetches give up.
     stop: Arc<AtomicBool>,
+    waker: Option<Waker>,
     room_reader: Schema,
     /// How far `ts` may run ahead of the consumer's clock, ms.
     clock_skew_ms: i64,
@@ -83,6 +89,7 @@ impl<S: SchemaSource> Decoder<S> {
             fetching: HashSet::new(),
             fetched: channel(),
             stop: Arc::default(),
+            waker: None,
             room_reader: Schema::parse_str(ROOM_AVSC).expect("the embedded schema parses"),
             clock_skew_ms: MAX_CLOCK_SKEW_MS,
         }
@@ -93,6 +100,11 @@ impl<S: SchemaSource> Decoder<S> {
     pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = stop;
         self
+    }
+
+    /// Calls `waker` whenever a fetch ends (the dataflow's decoder wakes its operator).
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.waker = Some(waker);
     }
 
     /// Whether the process is stopping.
@@ -138,6 +150,18 @@ impl<S: SchemaSource> Decoder<S> {
             Topic::Readings => self.reading(record),
             Topic::Rooms => self.room(record),
         })
+    }
+
+    /// Starts fetching `record`'s schema id, if it is neither known nor fetched yet and
+    /// fewer than a few fetches run ahead: the ids of records waiting behind another
+    /// record's are fetched meanwhile, not one after the other.
+    pub fn prefetch(&mut self, record: &RawRecord) {
+        if self.fetching.len() >= MAX_PREFETCHES {
+            return;
+        }
+        if let Some((id, _)) = record.value.as_deref().and_then(|v| unframe(v).ok()) {
+            self.ready((record.topic, id));
+        }
     }
 
     /// Takes in the fetches that ended; true if any did.

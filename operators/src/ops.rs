@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use timely::dataflow::channels::pact::Pipeline;
@@ -45,7 +46,15 @@ impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
     ) -> Stream<'s, u64, Vec<Decoded>> {
         let scope = self.scope();
         self.unary_frontier(Pipeline, "Decode", move |_, info| {
-            let activator = scope.activator_for(info.address);
+            let activator = scope.activator_for(info.address.clone());
+            // A fetch that ends wakes this operator from its thread.
+            let wake =
+                std::sync::Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+            decoder.set_waker(Arc::new(move || {
+                if let Ok(wake) = wake.lock() {
+                    let _ = wake.activate();
+                }
+            }));
             let mut waiting: BTreeMap<TenantId, VecDeque<Input>> = BTreeMap::new();
             let mut held: Option<Capability<u64>> = None;
             move |(input, frontier), output| {
@@ -108,6 +117,14 @@ impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
                         held = Some(cap);
                     }
                 });
+                // The ids of the records next in line are fetched meanwhile.
+                for queue in waiting.values() {
+                    for item in queue.iter().take(PREFETCH_AHEAD) {
+                        if let Input::Record(record) = item {
+                            decoder.prefetch(record);
+                        }
+                    }
+                }
                 if waiting.is_empty() {
                     held = None;
                 } else if stopping {
@@ -122,12 +139,16 @@ impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
                             cap.downgrade(&next);
                         }
                     }
-                    activator.activate_after(Duration::from_millis(5));
+                    // Fetches wake this operator when they end; this is a safety net.
+                    activator.activate_after(Duration::from_millis(100));
                 }
             }
         })
     }
 }
+
+/// Records at the head of a waiting tenant's queue whose schema ids are fetched ahead.
+const PREFETCH_AHEAD: usize = 256;
 
 /// Aggregates decoded events into windows.
 pub trait Aggregate<'s> {
