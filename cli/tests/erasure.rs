@@ -56,6 +56,10 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     let readings = minute_readings(reading_id, (T0, T0 + 3 * HOUR), &["r1"], |_, _| Some(2));
     produce_all(&producer, &tenant.readings_topic(), &readings).await;
     assert_accounts(&run_until_caught_up(&s).await);
+    assert!(
+        rf_jobs::erase::committed_offsets(&s.kafka, &tenant).unwrap() > 0,
+        "the pipeline committed offsets"
+    );
     rf_jobs::apikey::create(&s.clickhouse, &tenant, "dashboard")
         .await
         .unwrap();
@@ -148,6 +152,14 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
         "every store of every region: {report:#}"
     );
     assert!(checks.iter().all(|c| c["found"] == 0));
+    assert!(checks
+        .iter()
+        .any(|c| c["what"] == "committed offsets of the tenant's readings partitions"));
+    assert_eq!(
+        rf_jobs::erase::committed_offsets(&s.kafka, &tenant).unwrap(),
+        0,
+        "the group's offsets went with the topic"
+    );
     // What waits for compaction is counted and said, not called gone: at least the
     // tenant's registry entries before its tombstone.
     let waiting = report["expiring"]

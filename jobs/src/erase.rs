@@ -463,6 +463,28 @@ async fn tombstone(kafka: &KafkaConfig, topic: &str, keys: &[String]) -> Result<
     Ok(())
 }
 
+/// How many of the tenant's readings partitions have an offset the pipeline's consumer
+/// group committed (asked without joining the group).
+pub fn committed_offsets(kafka: &KafkaConfig, tenant: &TenantId) -> Result<u64, JobError> {
+    let topic = tenant.readings_topic();
+    let consumer: BaseConsumer = kafka
+        .consumer_config(&kafka.group_id)
+        .create()
+        .map_err(kafka_err(&topic))?;
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..crate::tenant::READINGS_PARTITIONS {
+        partitions.add_partition(&topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(partitions, Duration::from_secs(kafka.timeout_secs))
+        .map_err(kafka_err(&topic))?;
+    let elements = committed.elements();
+    let found = elements
+        .iter()
+        .filter(|e| matches!(e.offset(), Offset::Offset(_)));
+    Ok(found.count() as u64)
+}
+
 /// Looks for the tenant in every store of every region, its schema subjects and job
 /// files; lists the earlier records naming it that still wait in the platform's topics.
 pub async fn verify(
@@ -519,6 +541,15 @@ pub async fn verify(
             u64::from(clickhouse_user_exists(&r.clickhouse, &ch_user).await?),
         );
     }
+    // The broker drops a group's offsets with the topic; asked, not assumed.
+    check(
+        format!(
+            "broker {} group {}",
+            settings.kafka.brokers, settings.kafka.group_id
+        ),
+        "committed offsets of the tenant's readings partitions",
+        committed_offsets(&settings.kafka, tenant)?,
+    );
     let client = rf_sinks::clickhouse::client(&settings.clickhouse);
     for table in ["tenants", "api_keys", "token_revocations", "jobs"] {
         // The erasure job's own row stays.
