@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,16 +22,6 @@ use common::*;
 
 const EU_CLICKHOUSE: &str = "http://127.0.0.1:18124";
 const EU_REDIS: &str = "redis://roomflow:roomflow-local-development-only@127.0.0.1:16380/0";
-
-fn stack(args: &[&str]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/stack.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "stack.sh {args:?}");
-}
 
 /// Serves `tenants` on one worker (so they share it), home region and "eu".
 fn settings_for(tenants: &[&TenantId], registry: &str) -> Settings {
@@ -274,7 +262,7 @@ async fn one_tenants_registry_and_clickhouse_outages_leave_another_tenant_flowin
         let sql = format!(
             "SELECT sum(samples) FROM {db}.room_utilization FINAL WHERE granularity = '15m'"
         );
-        let got = clickhouse_at(url, &sql);
+        let got = clickhouse_at(url, &sql).trim().to_owned();
         assert_eq!(got, sent.to_string(), "{tenant}");
     }
 }
@@ -324,15 +312,4 @@ async fn ctrl_c_during_a_registry_outage_stops_within_seconds() {
     let report = live.stop(Duration::from_secs(15)).await;
     assert_eq!(report.stats.counted + report.stats.dead_letters, 0);
     assert_eq!(live_ts(&s.redis.url, &tenant, "lon-a").await, None);
-}
-
-fn clickhouse_at(url: &str, sql: &str) -> String {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut response = agent.post(url).send(sql).unwrap();
-    let body = response.body_mut().read_to_string().unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{sql}: {body}");
-    body.trim().to_owned()
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,16 +12,6 @@ use rf_jobs::simulate::{Fleet, FleetSpec};
 use rf_pipelines::{run, Metrics, RunOptions};
 
 use common::*;
-
-fn stack(args: &[&str]) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/stack.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "stack.sh {args:?}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_and_redis_outages_delay_but_do_not_change_results() {

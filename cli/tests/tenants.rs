@@ -43,14 +43,7 @@ fn in_region(region: &str) -> TenantSpec {
 }
 
 fn query(url: &str, sql: &str) -> String {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut response = agent.post(url).send(sql).unwrap();
-    let body = response.body_mut().read_to_string().unwrap();
-    assert_eq!(response.status().as_u16(), 200, "{sql}: {body}");
-    body.trim().to_owned()
+    clickhouse_at(url, sql).trim().to_owned()
 }
 
 fn has_database(url: &str, tenant: &TenantId) -> bool {

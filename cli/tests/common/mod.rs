@@ -199,16 +199,36 @@ pub fn dead_letter_set(
         .collect()
 }
 
-/// Runs a query over ClickHouse's HTTP interface and returns its tab-separated lines.
+/// Runs a query over the local ClickHouse's HTTP interface and returns its
+/// tab-separated lines.
 pub fn clickhouse_lines(sql: &str) -> Vec<String> {
+    let body = clickhouse_at("http://127.0.0.1:18123/", sql);
+    body.lines().map(str::to_owned).collect()
+}
+
+/// Runs a query over the HTTP interface of the ClickHouse at `url`; returns the body.
+pub fn clickhouse_at(url: &str, sql: &str) -> String {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .new_agent();
-    let mut response = agent.post("http://127.0.0.1:18123/").send(sql).unwrap();
+    let mut response = agent.post(url).send(sql).unwrap();
     let body = response.body_mut().read_to_string().unwrap();
     assert_eq!(response.status().as_u16(), 200, "{sql}: {body}");
-    body.lines().map(str::to_owned).collect()
+    body
+}
+
+/// Runs `deploy/local/stack.sh` with `args`, for the tests that stop and start shared
+/// services.
+pub fn stack(args: &[&str]) {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/stack.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "stack.sh {args:?}");
 }
 
 /// The latest revision of every room and office window of a tenant, without the

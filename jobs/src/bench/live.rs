@@ -8,9 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
 use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
@@ -404,31 +401,12 @@ impl Drop for StopOnDrop {
 /// Sends `rate` malformed messages a second to `topic` (keys spread over its
 /// partitions) until `stop`; returns how many were delivered.
 fn flood(kafka: &KafkaConfig, topic: &str, rate: u64, stop: &AtomicBool) -> Result<u64, JobError> {
-    let producer: BaseProducer = kafka
-        .client_config()
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
-    let started = std::time::Instant::now();
-    let mut sent = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-        while sent < due {
-            let key = format!("noisy-office-{}", sent % 24);
-            let value = format!("not avro {sent}");
-            match producer.send(BaseRecord::to(topic).key(&key).payload(&value)) {
-                Ok(()) => sent += 1,
-                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    producer.poll(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(JobError::Kafka(e.to_string())),
-            }
-        }
-        producer.poll(Duration::from_millis(10));
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .map_err(|e| JobError::Kafka(format!("flushing the flood: {e}")))?;
-    Ok(sent)
+    super::outage::paced(kafka, rate, stop, |sent, _| {
+        let key = format!("noisy-office-{}", sent % 24);
+        (
+            topic.to_owned(),
+            key,
+            format!("not avro {sent}").into_bytes(),
+        )
+    })
 }

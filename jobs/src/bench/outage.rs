@@ -111,12 +111,6 @@ pub fn publish(
     (rate, from, speed): (u64, i64, f64),
     stop: &AtomicBool,
 ) -> Result<u64, JobError> {
-    let producer: BaseProducer = kafka
-        .client_config()
-        .set("linger.ms", "20")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
     let rooms: Vec<(&TenantId, &crate::simulate::SimRoom)> = fleet
         .tenants
         .iter()
@@ -125,31 +119,48 @@ pub fn publish(
     if rooms.is_empty() {
         return Ok(0);
     }
+    paced(kafka, rate, stop, |sent, elapsed| {
+        let (tenant, room) = rooms[sent as usize % rooms.len()];
+        let v = &room.version;
+        let reading = Reading {
+            sensor_id: format!("s-{}", v.room_id),
+            office_id: v.office_id.clone(),
+            room_id: v.room_id.clone(),
+            ts: from + (elapsed.as_millis() as f64 * speed) as i64,
+            people_count: (sent % (v.capacity as u64 + 1)) as i32,
+            temperature: None,
+            humidity: None,
+            co2_ppm: Some(600),
+            battery_pct: Some(90.0),
+        };
+        let mut value = Vec::with_capacity(64);
+        frame_header(schema_id, &mut value);
+        reading.encode_v2(&mut value);
+        (tenant.readings_topic(), v.office_id.clone(), value)
+    })
+}
+
+/// Sends `rate` records a second until `stop`, each `(topic, key, value)` made by
+/// `record(records sent so far, time since the start)`; returns how many were delivered.
+pub fn paced(
+    kafka: &KafkaConfig,
+    rate: u64,
+    stop: &AtomicBool,
+    mut record: impl FnMut(u64, Duration) -> (String, String, Vec<u8>),
+) -> Result<u64, JobError> {
+    let producer: BaseProducer = kafka
+        .client_config()
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .map_err(|e| JobError::Kafka(e.to_string()))?;
     let started = Instant::now();
-    let (mut sent, mut buf) = (0u64, Vec::with_capacity(128));
+    let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-        let ts = from + (started.elapsed().as_millis() as f64 * speed) as i64;
         while sent < due {
-            let (tenant, room) = rooms[sent as usize % rooms.len()];
-            let v = &room.version;
-            let reading = Reading {
-                sensor_id: format!("s-{}", v.room_id),
-                office_id: v.office_id.clone(),
-                room_id: v.room_id.clone(),
-                ts,
-                people_count: (sent % (v.capacity as u64 + 1)) as i32,
-                temperature: None,
-                humidity: None,
-                co2_ppm: Some(600),
-                battery_pct: Some(90.0),
-            };
-            buf.clear();
-            frame_header(schema_id, &mut buf);
-            reading.encode_v2(&mut buf);
-            let topic = tenant.readings_topic();
-            let record = BaseRecord::to(&topic).key(&v.office_id).payload(&buf);
-            match producer.send(record) {
+            let (topic, key, value) = record(sent, started.elapsed());
+            match producer.send(BaseRecord::to(&topic).key(&key).payload(&value)) {
                 Ok(()) => sent += 1,
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     producer.poll(Duration::from_millis(5));
@@ -161,6 +172,6 @@ pub fn publish(
     }
     producer
         .flush(Duration::from_secs(30))
-        .map_err(|e| JobError::Kafka(format!("flushing the troubled tenant's readings: {e}")))?;
+        .map_err(|e| JobError::Kafka(format!("flushing what was published: {e}")))?;
     Ok(sent)
 }
