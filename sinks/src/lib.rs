@@ -246,7 +246,19 @@ async fn retry<S: Sink>(
 ) -> Result<(), SinkError> {
     let mut backoff = Duration::from_millis(200);
     for attempt in 1.. {
-        match sink.write(batch).await {
+        // A store that hangs does not hold a stopping process for its whole timeout: the
+        // attempt is dropped (the epoch stays uncommitted; writes are idempotent).
+        let stopping = async {
+            while !shutdown.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let result = tokio::select! {
+            biased;
+            result = sink.write(batch) => result,
+            () = stopping => Err(SinkError::transient(sink.name(), "the process is stopping")),
+        };
+        match result {
             Ok(()) => return Ok(()),
             Err(e) if e.retryable && shutdown.load(Ordering::Relaxed) => {
                 return Err(SinkError {
@@ -302,6 +314,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    }
+
+    /// A store that never answers.
+    struct Hung;
+
+    impl Sink for Hung {
+        fn name(&self) -> &'static str {
+            "hung"
+        }
+
+        async fn write(&mut self, _: &Batch) -> Result<(), SinkError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_an_attempt_that_hangs() {
+        let report: RetryReport = Arc::new(|_, _| {});
+        let stop = Arc::new(AtomicBool::new(false));
+        let later = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            later.store(true, Ordering::Relaxed);
+        });
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(5),
+            retry(&mut Hung, &Batch::default(), &report, &stop),
+        )
+        .await
+        .expect("the attempt is dropped once stopping");
+        assert!(!stopped.unwrap_err().retryable);
     }
 
     #[tokio::test]
