@@ -209,7 +209,8 @@ impl Metrics {
         }
     }
 
-    /// Mirrors a worker's paused tenants into `rf_tenant_paused`, logging each change;
+    /// Mirrors a worker's paused tenants into `rf_tenant_paused` (each change logged at
+    /// debug level);
     /// `seen` is what the last call saw.
     pub fn show_paused(&self, paused: &rf_operators::Paused, seen: &mut Vec<(TenantId, Vec<Why>)>) {
         let now = paused.snapshot();
@@ -229,16 +230,9 @@ impl Metrics {
                     self.paused
                         .with_label_values(&[tenant.as_str(), name])
                         .set(on as i64);
-                    let what = match on {
-                        true => "the tenant's partitions are paused",
-                        false => "the tenant's partitions are read again",
-                    };
-                    // Stores behind is everyday backpressure; the others are news.
-                    if why == Why::Sinks {
-                        tracing::debug!(%tenant, reason = name, "{what}");
-                    } else {
-                        tracing::info!(%tenant, reason = name, "{what}");
-                    }
+                    // The causes are logged where they happen (the registry's retries, a
+                    // quarantine); pauses themselves are everyday backpressure.
+                    tracing::debug!(%tenant, reason = name, paused = on, "tenant pause changed");
                 }
             }
         }
