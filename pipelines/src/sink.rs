@@ -186,7 +186,7 @@ enum Outcome {
 
 struct Inner {
     cx: SinkContext,
-    /// To the writers' thread (`None` if it could not start: the first epoch fails).
+    /// To the writers' thread, or why it could not start (the first epoch then fails).
     jobs: Result<JobSender, String>,
     /// Per tenant, its epochs handed to its writer and not acknowledged yet.
     in_flight: HashMap<TenantId, usize>,
