@@ -155,6 +155,8 @@ pub struct Sinks {
 
 /// The longest wait between two attempts of a failing sink.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a write may still take once the process is stopping.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Sinks {
     /// Writes `batch` (outputs of region `region`'s tenants) to the region's stores, and
@@ -246,12 +248,15 @@ async fn retry<S: Sink>(
 ) -> Result<(), SinkError> {
     let mut backoff = Duration::from_millis(200);
     for attempt in 1.. {
-        // A store that hangs does not hold a stopping process for its whole timeout: the
-        // attempt is dropped (the epoch stays uncommitted; writes are idempotent).
+        // A store that hangs does not hold a stopping process for its whole timeout: once
+        // stopping, an attempt gets STOP_GRACE to finish (a healthy store answers well
+        // within it: the last epochs are written), then it is dropped (the epoch stays
+        // uncommitted; writes are idempotent).
         let stopping = async {
             while !shutdown.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            tokio::time::sleep(STOP_GRACE).await;
         };
         let result = tokio::select! {
             biased;
@@ -339,12 +344,35 @@ mod tests {
             later.store(true, Ordering::Relaxed);
         });
         let stopped = tokio::time::timeout(
-            Duration::from_secs(5),
+            STOP_GRACE * 3,
             retry(&mut Hung, &Batch::default(), &report, &stop),
         )
         .await
         .expect("the attempt is dropped once stopping");
         assert!(!stopped.unwrap_err().retryable);
+    }
+
+    /// A store that answers after a while.
+    struct Slow;
+
+    impl Sink for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+
+        async fn write(&mut self, _: &Batch) -> Result<(), SinkError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_still_lets_a_healthy_store_finish() {
+        let report: RetryReport = Arc::new(|_, _| {});
+        let stop = AtomicBool::new(true);
+        retry(&mut Slow, &Batch::default(), &report, &stop)
+            .await
+            .expect("the last epochs are written when stopping");
     }
 
     #[tokio::test]
