@@ -48,12 +48,9 @@ impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
         self.unary_frontier(Pipeline, "Decode", move |_, info| {
             let activator = scope.activator_for(info.address.clone());
             // A fetch that ends wakes this operator from its thread.
-            let wake =
-                std::sync::Mutex::new(scope.worker().sync_activator_for(info.address.to_vec()));
+            let wake = scope.worker().sync_activator_for(info.address.to_vec());
             decoder.set_waker(Arc::new(move || {
-                if let Ok(wake) = wake.lock() {
-                    let _ = wake.activate();
-                }
+                let _ = wake.activate();
             }));
             let mut waiting: BTreeMap<TenantId, VecDeque<Input>> = BTreeMap::new();
             let mut held: Option<Capability<u64>> = None;

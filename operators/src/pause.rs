@@ -64,15 +64,9 @@ impl Paused {
         self.0.changes.get()
     }
 
-    /// Every paused tenant with its reasons.
-    pub fn snapshot(&self) -> Vec<(TenantId, Vec<Why>)> {
-        let map = self.0.tenants.borrow();
-        map.iter()
-            .map(|(t, bits)| {
-                let why = Why::ALL.iter().map(|(w, _)| *w);
-                (t.clone(), why.filter(|w| bits & *w as u8 != 0).collect())
-            })
-            .collect()
+    /// Every paused tenant with its reasons (bits of [`Why`]).
+    pub fn snapshot(&self) -> HashMap<TenantId, u8> {
+        self.0.tenants.borrow().clone()
     }
 
     /// Whether `tenant` is paused for any reason.

@@ -1,5 +1,6 @@
 //! The pipeline's Prometheus metrics and their `/metrics` endpoint.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
@@ -210,30 +211,20 @@ impl Metrics {
     }
 
     /// Mirrors a worker's paused tenants into `rf_tenant_paused` (each change logged at
-    /// debug level);
-    /// `seen` is what the last call saw.
-    pub fn show_paused(&self, paused: &rf_operators::Paused, seen: &mut Vec<(TenantId, Vec<Why>)>) {
+    /// debug level; the causes are logged where they happen: the registry's retries, a
+    /// quarantine); `seen` is what the last call saw.
+    pub fn show_paused(&self, paused: &rf_operators::Paused, seen: &mut HashMap<TenantId, u8>) {
         let now = paused.snapshot();
-        let reasons = |list: &[(TenantId, Vec<Why>)], t: &TenantId| {
-            list.iter()
-                .find(|(x, _)| x == t)
-                .map(|(_, w)| w.clone())
-                .unwrap_or_default()
-        };
-        let tenants: std::collections::BTreeSet<&TenantId> =
-            seen.iter().chain(&now).map(|(t, _)| t).collect();
+        let tenants: HashSet<&TenantId> = seen.keys().chain(now.keys()).collect();
         for tenant in tenants {
-            let (before, after) = (reasons(seen, tenant), reasons(&now, tenant));
-            for (why, name) in Why::ALL {
-                let on = after.contains(&why);
-                if on != before.contains(&why) {
-                    self.paused
-                        .with_label_values(&[tenant.as_str(), name])
-                        .set(on as i64);
-                    // The causes are logged where they happen (the registry's retries, a
-                    // quarantine); pauses themselves are everyday backpressure.
-                    tracing::debug!(%tenant, reason = name, paused = on, "tenant pause changed");
-                }
+            let (before, after) = (seen.get(tenant), now.get(tenant));
+            let changed = before.copied().unwrap_or(0) ^ after.copied().unwrap_or(0);
+            for (why, name) in Why::ALL.iter().filter(|(w, _)| changed & *w as u8 != 0) {
+                let on = after.is_some_and(|bits| bits & *why as u8 != 0);
+                self.paused
+                    .with_label_values(&[tenant.as_str(), name])
+                    .set(on as i64);
+                tracing::debug!(%tenant, reason = name, paused = on, "tenant pause changed");
             }
         }
         *seen = now;

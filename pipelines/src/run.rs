@@ -265,7 +265,7 @@ pub fn run(
         });
         let (mut last_report, mut steps) = (Instant::now(), 0u64);
         let (mut added, mut next_sample) = (0, options.memory_every.unwrap_or(u64::MAX));
-        let (mut changes, mut shown) = (paused.changes(), Vec::new());
+        let (mut changes, mut shown) = (paused.changes(), Default::default());
         // Once the dataflow is done, the writers still finish what they were handed.
         while !probe.done() || writers.busy() {
             // Parks (up to a millisecond) only when no operator has work.

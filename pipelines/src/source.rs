@@ -287,8 +287,6 @@ pub struct SourceHandles {
     pub failed: Rc<RefCell<Option<String>>>,
     /// Readings consumed so far.
     pub consumed: Rc<Cell<u64>>,
-    /// The tenants not to read for now (see [`Paused`]).
-    pub paused: Paused,
 }
 
 /// A partition: (topic, partition).
@@ -553,7 +551,6 @@ pub fn kafka_source<'s>(
         epoch_started: Rc::default(),
         failed: Rc::default(),
         consumed: Rc::default(),
-        paused: paused.clone(),
     };
     let total = handles.consumed.clone();
     let epoch_started = handles.epoch_started.clone();
