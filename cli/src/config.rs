@@ -38,6 +38,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Durable jobs (`roomflow jobs`).
     pub jobs: rf_jobs::queue::worker::JobsConfig,
+    /// The platform keys that tenants' webhook URLs and secrets are encrypted under.
+    pub secrets: rf_pipelines::secrets::SecretsConfig,
 }
 
 /// Environment variables that are not config fields.
@@ -102,6 +104,9 @@ impl Config {
         if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
             anyhow::bail!("redis.url: must start with redis:// or rediss://");
         }
+        self.secrets
+            .validate(&self.kafka.brokers, &self.clickhouse.url)
+            .map_err(anyhow::Error::msg)?;
         self.check_credentials()
     }
 
@@ -164,6 +169,7 @@ impl Config {
             regions: self.regions.clone(),
             analytics: self.analytics.clone(),
             alerts: self.alerts.clone(),
+            secrets: self.secrets.clone(),
         }
     }
 }

@@ -93,12 +93,27 @@ enum Command {
     /// Load a backlog into the broker, run the pipeline over it, report readings/s,
     /// epoch latency percentiles and peak memory.
     Bench(BenchArgs),
+    /// The platform keys that tenants' webhook URLs and signing secrets are encrypted
+    /// under (secrets.key_file).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Show the effective config (secrets masked), or check it and exit.
     Config {
         /// Only validate; print nothing on success.
         #[arg(long)]
         check: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new platform key line (`<id> <64 hex digits>`) for the key file. To
+    /// rotate: put it first in the file on every machine, run `keys rewrap`, then remove
+    /// the old line.
+    Generate,
+    /// Wrap every tenant's data key under the key file's first key, and seal registry
+    /// entries still held in plain text (written before encryption at rest).
+    Rewrap,
 }
 
 #[derive(Args)]
@@ -763,6 +778,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => run_bench(config, args),
+        Command::Keys(KeysCommand::Generate) => {
+            println!("{}", rf_pipelines::secrets::generate_key_line());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rewrap) => {
+            let (rewrapped, resealed) =
+                runtime()?.block_on(rf_jobs::tenant::reseal(&config.settings()))?;
+            println!("{rewrapped} data keys wrapped again, {resealed} registry entries sealed");
+            Ok(())
+        }
         Command::Config { check } => {
             if !check {
                 print!("{}", render_masked(&config)?);
@@ -1352,7 +1377,7 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
             Ok(())
         }
         TenantCommand::Describe { tenant, json } => {
-            let mut entry = tenant::entry(&settings, &tenant)?;
+            let mut entry = runtime()?.block_on(tenant::opened(&settings, &tenant))?;
             for target in &mut entry.alert_targets {
                 target.url = target.masked_url();
                 if target.secret.is_some() {
@@ -1433,7 +1458,7 @@ fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()>
         }),
         TenantCommand::TestAlerts { tenant } => {
             use rf_sinks::webhook::{Alert, Outcome, Target};
-            let entry = tenant::entry(&settings, &tenant)?;
+            let entry = runtime()?.block_on(tenant::opened(&settings, &tenant))?;
             if entry.alert_targets.is_empty() {
                 anyhow::bail!("tenant {tenant} has no alert targets: add some with tenant update --alert");
             }

@@ -157,6 +157,7 @@ fn rounds_until(d: &mut Dispatcher, now: i64, done: impl Fn() -> bool) -> Round 
     }
 }
 
+/// The registry entry as stored: its URLs and secrets sealed.
 fn entry(s: &Settings, tenant: &TenantId) -> TenantConfig {
     rf_pipelines::tenants::load(&s.kafka)
         .unwrap()
@@ -197,7 +198,12 @@ async fn alerts_reach_slack_teams_and_webhooks_once_grouped_retried_and_disabled
         ..Default::default()
     };
     let (reading_id, room_id) = create_tenant_with(&s, &tenant, &spec).await;
-    let secret = entry(&s, &tenant).alert_targets[0]
+    let stored = entry(&s, &tenant).alert_targets[0].secret.clone().unwrap();
+    assert!(stored.starts_with("sealed:v1:"), "sealed at rest: {stored}");
+    let secret = rf_jobs::tenant::opened(&s, &tenant)
+        .await
+        .unwrap()
+        .alert_targets[0]
         .secret
         .clone()
         .expect("a webhook gets a signing secret");

@@ -80,6 +80,28 @@ fn real_secrets(env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A key file holding `text`, readable by its owner and group only, as mounted.
+fn key_file(name: &str, text: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("roomflow-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, text).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    file.display().to_string()
+}
+
+/// A generated platform key, as `roomflow keys generate` prints it.
+fn generated_key() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_roomflow"))
+        .env_clear()
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn kind<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
@@ -125,6 +147,7 @@ fn kubernetes_manifests_carry_a_valid_config() {
             "{host}"
         );
     }
+    let platform_keys = key_file("platform.keys", &generated_key());
     // The placeholders as shipped are refused, each naming its field.
     let shipped = checked(Some(toml), &secrets).expect_err("placeholders are refused");
     assert!(shipped.contains("service.jwt_secret"), "{shipped}");
@@ -134,6 +157,7 @@ fn kubernetes_manifests_carry_a_valid_config() {
     ] {
         let mut env = real_secrets(&secrets);
         env.insert(key.into(), secrets[key].clone());
+        env.insert("ROOMFLOW_SECRETS__KEY_FILE".into(), platform_keys.clone());
         let refused = checked(Some(toml), &env).expect_err(field);
         assert!(refused.starts_with(&format!("error: {field}")), "{refused}");
         assert!(
@@ -141,14 +165,45 @@ fn kubernetes_manifests_carry_a_valid_config() {
             "no password shown: {refused}"
         );
     }
-    let secrets = real_secrets(&secrets);
+    // The key file: where the config looks is where both pods mount the Secret, and the
+    // shipped placeholder is refused.
+    let keys = strings(&kind(&config, "Secret", "roomflow-keys")["stringData"]);
+    let key_path = parsed["secrets"]["key_file"].as_str().unwrap();
+    let (mount, file) = key_path.rsplit_once('/').unwrap();
+    assert!(keys.contains_key(file), "{keys:?}");
+    let service = documents("k8s/service.yaml");
+    for pod in [
+        &kind(&pipeline, "StatefulSet", "roomflow-pipeline")["spec"]["template"]["spec"],
+        &kind(&service, "Deployment", "roomflow-service")["spec"]["template"]["spec"],
+    ] {
+        let mounts = pod["containers"][0]["volumeMounts"].as_sequence().unwrap();
+        let at = mounts.iter().find(|m| m["mountPath"] == mount).unwrap();
+        let volume = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == at["name"])
+            .unwrap();
+        assert_eq!(volume["secret"]["secretName"], "roomflow-keys");
+    }
+    let mut env = real_secrets(&secrets);
+    env.insert(
+        "ROOMFLOW_SECRETS__KEY_FILE".into(),
+        key_file("placeholder.keys", &keys[file]),
+    );
+    let refused = checked(Some(toml), &env).expect_err("the placeholder key");
+    assert!(
+        refused.starts_with("error: secrets.key_file: "),
+        "{refused}"
+    );
+    let mut secrets = real_secrets(&secrets);
+    secrets.insert("ROOMFLOW_SECRETS__KEY_FILE".into(), platform_keys);
     // Every pod's config, as its process index makes it.
     for process in 0..replicas {
         let mut env = secrets.clone();
         env.insert("ROOMFLOW_PIPELINE__PROCESS".into(), process.to_string());
         check(Some(toml), &env);
     }
-    let service = documents("k8s/service.yaml");
     let args = &kind(&service, "Deployment", "roomflow-service")["spec"]["template"]["spec"]
         ["containers"][0]["args"];
     assert_eq!(args[2], "serve");
@@ -158,7 +213,7 @@ fn kubernetes_manifests_carry_a_valid_config() {
 #[test]
 fn the_compose_file_gives_each_roomflow_service_a_valid_config() {
     let compose = &documents("docker/docker-compose.yml")[0];
-    let mut checked = 0;
+    let mut services = 0;
     for (name, service) in compose["services"].as_mapping().unwrap() {
         if service["image"] != "roomflow:local" {
             continue;
@@ -173,8 +228,27 @@ fn the_compose_file_gives_each_roomflow_service_a_valid_config() {
         }
         assert_eq!(env["ROOMFLOW_KAFKA__BROKERS"], "kafka:9092", "{name:?}");
         assert_eq!(env["ROOMFLOW_KAFKA__REPLICATION_FACTOR"], "3", "{name:?}");
+        // The platform key file is the compose secret each roomflow service mounts.
+        assert_eq!(
+            env["ROOMFLOW_SECRETS__KEY_FILE"], "/run/secrets/platform_keys",
+            "{name:?}"
+        );
+        assert_eq!(service["secrets"][0], "platform_keys", "{name:?}");
+        let without = checked(None, &env).expect_err("no key file here");
+        assert!(
+            without.starts_with("error: secrets.key_file: "),
+            "{without}"
+        );
+        env.insert(
+            "ROOMFLOW_SECRETS__KEY_FILE".into(),
+            key_file("compose.keys", &generated_key()),
+        );
         check(None, &env);
-        checked += 1;
+        services += 1;
     }
-    assert_eq!(checked, 3, "setup, pipeline and service");
+    assert_eq!(services, 3, "setup, pipeline and service");
+    assert!(compose["secrets"]["platform_keys"]["file"]
+        .as_str()
+        .unwrap()
+        .starts_with("${ROOMFLOW_PLATFORM_KEYS:?"));
 }

@@ -12,6 +12,7 @@ use rdkafka::producer::FutureProducer;
 use common::*;
 use rf_jobs::queue::worker::{JobsConfig, Worker};
 use rf_jobs::queue::{self, JobKind, JobState, JobStatus};
+use rf_pipelines::secrets::{SecretError, Vault};
 use rf_pipelines::Settings;
 
 const T0: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
@@ -42,8 +43,13 @@ fn worker(s: &Settings, out: &std::path::Path) -> Worker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     let tenant = fresh_tenant("erase");
-    let s = settings(&tenant);
+    let mut s = settings(&tenant);
     stack_is_up(&s);
+    // A platform key file of its own, as production has.
+    let key_file = std::env::temp_dir().join(format!("rf-{tenant}.keys"));
+    std::fs::write(&key_file, rf_pipelines::secrets::generate_key_line()).unwrap();
+    set_mode(&key_file, 0o600);
+    s.secrets.key_file = key_file.display().to_string();
     let (reading_id, room_id) = create_tenant(&tenant).await;
     let producer: FutureProducer = s.kafka.client_config().create().unwrap();
     let rooms = [london_room("r1", 10)];
@@ -63,6 +69,27 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     rf_jobs::apikey::create(&s.clickhouse, &tenant, "dashboard")
         .await
         .unwrap();
+    // A webhook: its URL and signing secret never reach the registry topic in the clear.
+    let hook = "https://hooks.example.com/roomflow/erase-test-token";
+    let spec = rf_jobs::tenant::TenantSpec {
+        alert_targets: Some(vec![format!("webhook={hook}").parse().unwrap()]),
+        ..Default::default()
+    };
+    rf_jobs::tenant::update(&s, &tenant, &spec).await.unwrap();
+    let opened = rf_jobs::tenant::opened(&s, &tenant).await.unwrap();
+    assert_eq!(opened.alert_targets[0].url, hook);
+    let secret = opened.alert_targets[0].secret.clone().unwrap();
+    let stored = registry_records(&s, &tenant);
+    assert!(
+        stored.iter().any(|r| r.contains("sealed:v1:")),
+        "{stored:?}"
+    );
+    for r in &stored {
+        assert!(
+            !r.contains("erase-test-token") && !r.contains(&secret),
+            "{r}"
+        );
+    }
     let db = tenant.clickhouse_db();
     assert_eq!(
         clickhouse_lines(&format!("SELECT count() > 0 FROM {db}.room_utilization")),
@@ -192,5 +219,43 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     assert!(!rf_jobs::tenant::registry(&s.kafka)
         .unwrap()
         .contains_key(&tenant));
+    // Its data keys are gone, so the registry records that wait for compaction hold
+    // ciphertext nobody can open any more, with the platform key or without.
+    assert_eq!(
+        clickhouse_lines(&format!(
+            "SELECT count() FROM rf_platform.tenant_keys WHERE tenant = '{tenant}'"
+        )),
+        ["0"]
+    );
+    let vault = Vault::new(&s.secrets, &s.clickhouse).unwrap();
+    let mut sealed = 0;
+    for record in registry_records(&s, &tenant) {
+        let mut entry: rf_schemas::TenantConfig = serde_json::from_str(&record).unwrap();
+        if entry.alert_targets.is_empty() {
+            continue;
+        }
+        sealed += 1;
+        let error = vault.open(&mut entry).await.unwrap_err();
+        assert!(matches!(error, SecretError::NoDataKey { .. }), "{error}");
+    }
+    assert!(
+        sealed >= 1,
+        "the records with the webhook wait for compaction"
+    );
     std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+}
+
+/// The values of every record of `tenant` in the registry topic, oldest first.
+fn registry_records(s: &Settings, tenant: &rf_schemas::TenantId) -> Vec<String> {
+    read_topic(&s.kafka, rf_schemas::tenant::TENANTS_TOPIC, 1)
+        .into_iter()
+        .filter(|(key, _, _)| key.as_deref() == Some(tenant.as_str().as_bytes()))
+        .filter_map(|(_, value, _)| Some(String::from_utf8(value?).unwrap()))
+        .collect()
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }

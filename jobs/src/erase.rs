@@ -209,7 +209,10 @@ pub async fn step(
         }
         "platform rows" => {
             let client = crate::platform(&settings.clickhouse).await?;
+            // The data keys first: from then on, the tenant's webhook URLs and secrets
+            // in earlier registry records are ciphertext nobody can open.
             for (table, extra) in [
+                ("tenant_keys", ""),
                 ("api_keys", ""),
                 ("token_revocations", ""),
                 ("tenants", ""),
@@ -229,7 +232,7 @@ pub async fn step(
             }
             wait_for_mutations(&settings.clickhouse).await?;
             Ok(
-                "deleted the tenant's API keys, token revocations, registry mirror and job rows"
+                "deleted the tenant's data keys (its sealed secrets are unreadable), API keys, token revocations, registry mirror and job rows"
                     .into(),
             )
         }
@@ -551,7 +554,13 @@ pub async fn verify(
         committed_offsets(&settings.kafka, tenant)?,
     );
     let client = rf_sinks::clickhouse::client(&settings.clickhouse);
-    for table in ["tenants", "api_keys", "token_revocations", "jobs"] {
+    for table in [
+        "tenant_keys",
+        "tenants",
+        "api_keys",
+        "token_revocations",
+        "jobs",
+    ] {
         // The erasure job's own row stays.
         let rows: u64 = client
             .query(&format!(
@@ -592,12 +601,19 @@ pub async fn verify(
             _ => "live keys naming the tenant",
         };
         check(topic.into(), what, live);
+        let sealed = if topic == tenants_topic {
+            "; the webhook URLs and secrets in them are sealed under the tenant's data keys, \
+             which are deleted, so they are unreadable now"
+        } else {
+            ""
+        };
         expiring.push(Check {
             store: topic.to_string(),
-            what: "earlier records of the tenant, gone when the broker compacts the topic \
-                   (after its tombstones, within the topic's segment.ms and \
-                   min.cleanable.dirty.ratio)"
-                .into(),
+            what: format!(
+                "earlier records of the tenant, gone when the broker compacts the topic \
+                 (after its tombstones, within the topic's segment.ms and \
+                 min.cleanable.dirty.ratio){sealed}"
+            ),
             found: with_value - live,
         });
     }

@@ -45,6 +45,9 @@ pub enum JobError {
     /// The pipeline failed.
     #[error(transparent)]
     Pipeline(#[from] rf_pipelines::PipelineError),
+    /// A tenant's secrets could not be sealed or opened.
+    #[error(transparent)]
+    Secrets(#[from] rf_pipelines::secrets::SecretError),
     /// A schema change was refused before it reached the registry.
     #[error("schema for {subject} refused: {reason}")]
     Incompatible {

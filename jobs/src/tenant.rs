@@ -12,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
+use rf_pipelines::secrets::Vault;
 use rf_pipelines::{KafkaConfig, Region, Settings};
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::tenant::{
@@ -74,7 +75,10 @@ pub async fn create(
     if let Some(why) = tenant.reserved() {
         return Err(JobError::Invalid(why));
     }
-    let existing = registry(&settings.kafka)?.remove(tenant);
+    let existing = match registry(&settings.kafka)?.remove(tenant) {
+        Some(entry) => Some(open(settings, entry).await?),
+        None => None,
+    };
     if let Some(entry) = existing.as_ref().filter(|e| e.is_deleted()) {
         let at = chrono::DateTime::from_timestamp_millis(entry.deleted_ms.unwrap_or_default())
             .map_or_else(String::new, |t| {
@@ -171,7 +175,7 @@ pub async fn update(
     tenant: &TenantId,
     spec: &TenantSpec,
 ) -> Result<TenantConfig, JobError> {
-    let mut config = entry(settings, tenant)?;
+    let mut config = opened(settings, tenant).await?;
     if config.is_deleted() {
         return Err(JobError::Invalid(format!(
             "tenant {tenant} is deleted; it can no longer change"
@@ -230,7 +234,40 @@ pub fn entry(settings: &Settings, tenant: &TenantId) -> Result<TenantConfig, Job
     )))
 }
 
-/// Every registry entry, deleted ones included.
+/// `tenant`'s registry entry with its secrets opened (webhook URLs and signing secrets
+/// are sealed in the registry topic).
+pub async fn opened(settings: &Settings, tenant: &TenantId) -> Result<TenantConfig, JobError> {
+    open(settings, entry(settings, tenant)?).await
+}
+
+async fn open(settings: &Settings, mut config: TenantConfig) -> Result<TenantConfig, JobError> {
+    Vault::new(&settings.secrets, &settings.clickhouse)?
+        .open(&mut config)
+        .await?;
+    Ok(config)
+}
+
+/// Platform key rotation: wraps every data key under the key file's first key, then
+/// writes again, sealed, every registry entry that still holds plain-text secrets.
+/// Returns how many keys and entries it changed.
+pub async fn reseal(settings: &Settings) -> Result<(usize, usize), JobError> {
+    let vault = Vault::new(&settings.secrets, &settings.clickhouse)?;
+    let rewrapped = vault.rewrap().await?;
+    let mut resealed = 0;
+    for (_, config) in registry(&settings.kafka)? {
+        let sealed = vault.seal(&config).await?;
+        if sealed != config {
+            let json = serde_json::to_vec(&sealed).expect("a tenant config serializes");
+            let tenant = config.id().map_err(|e| JobError::Invalid(e.to_string()))?;
+            send(&settings.kafka, &tenant, Some(&json)).await?;
+            resealed += 1;
+        }
+    }
+    Ok((rewrapped, resealed))
+}
+
+/// Every registry entry, deleted ones included, as stored: webhook URLs and signing
+/// secrets sealed (see [`opened`]).
 pub fn registry(kafka: &KafkaConfig) -> Result<BTreeMap<TenantId, TenantConfig>, JobError> {
     Ok(rf_pipelines::tenants::load(kafka)?)
 }
@@ -358,10 +395,14 @@ fn region_of(settings: &Settings, config: &TenantConfig) -> Result<Region, JobEr
     })
 }
 
-/// Writes `config` to the registry topic, then to its ClickHouse mirror.
+/// Writes `config` to the registry topic, its secrets sealed, then to its ClickHouse
+/// mirror.
 async fn put(settings: &Settings, config: &TenantConfig) -> Result<(), JobError> {
     let tenant = config.id().map_err(|e| JobError::Invalid(e.to_string()))?;
-    let json = serde_json::to_vec(config).expect("a tenant config serializes");
+    let sealed = Vault::new(&settings.secrets, &settings.clickhouse)?
+        .seal(config)
+        .await?;
+    let json = serde_json::to_vec(&sealed).expect("a tenant config serializes");
     send(&settings.kafka, &tenant, Some(&json)).await?;
     mirror(&settings.clickhouse, config).await
 }

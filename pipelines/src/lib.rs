@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod regions;
 pub mod run;
+pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod tenants;
@@ -39,4 +40,7 @@ pub enum PipelineError {
     /// A setting cannot work.
     #[error(transparent)]
     Setting(#[from] config::InvalidSetting),
+    /// A tenant's secrets could not be sealed or opened.
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretError),
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     pub analytics: AnalyticsConfig,
     /// Alert delivery.
     pub alerts: AlertsConfig,
+    /// The platform keys tenants' secrets are sealed under.
+    pub secrets: crate::secrets::SecretsConfig,
 }
 
 /// How a run ends.

@@ -62,3 +62,16 @@ CREATE TABLE IF NOT EXISTS rf_platform.token_revocations (
     reason String
 ) ENGINE = MergeTree
 ORDER BY (tenant, not_before);
+
+-- Tenants' data keys: the webhook URLs and signing secrets in roomflow.tenants are sealed
+-- (AES-256-GCM) under them, and each is wrapped under a platform key (kek_id) from the
+-- key file. One row per key and wrapping, the latest by version; erasure deletes a
+-- tenant's rows, which makes every sealed value it left in the topic unreadable.
+CREATE TABLE IF NOT EXISTS rf_platform.tenant_keys (
+    tenant String,
+    key_id String,
+    kek_id String,
+    wrapped String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, key_id);

@@ -43,6 +43,7 @@ use rf_sinks::Secret;
 
 use crate::config::InvalidSetting;
 use crate::metrics::Metrics;
+use crate::secrets::{DataKeys, SecretError, Vault};
 use crate::{tenants, PipelineError, Settings};
 use ledger::{group_key, target_key, Ledger, Offer, Settled};
 
@@ -179,6 +180,7 @@ pub struct Dispatcher {
     consumer: BaseConsumer,
     producer: FutureProducer,
     runtime: tokio::runtime::Runtime,
+    vault: Vault,
     delivery: Arc<Delivery>,
     tenants: BTreeMap<TenantId, TenantConfig>,
     registry_read: Option<Instant>,
@@ -238,6 +240,7 @@ impl Dispatcher {
             runtime,
             delivery: Arc::new(settings.alerts.delivery()?),
             tenants: BTreeMap::new(),
+            vault: Vault::new(&settings.secrets, &settings.clickhouse)?,
             registry_read: None,
             digested: HashMap::new(),
             digest_failed: HashMap::new(),
@@ -333,14 +336,18 @@ impl Dispatcher {
         if self.registry_read.is_some_and(|at| at.elapsed() < every) {
             return;
         }
-        match tenants::load(&self.settings.kafka) {
-            Ok(found) => {
-                self.tenants = found;
-                self.registry_read = Some(Instant::now());
-            }
+        self.registry_read = Some(Instant::now());
+        let found = match tenants::load(&self.settings.kafka) {
+            Ok(found) => found,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the tenant registry; alerts use the last one read");
-                self.registry_read = Some(Instant::now());
+                return;
+            }
+        };
+        match self.open(found) {
+            Ok(opened) => self.tenants = opened,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the tenants' data keys; alerts use the last registry read");
                 return;
             }
         }
@@ -571,6 +578,31 @@ impl Dispatcher {
         }
     }
 
+    /// The registry entries with their secrets opened. A tenant whose secrets do not open
+    /// keeps the entry read before (or has none): its alerts wait, other tenants' go.
+    fn open(
+        &self,
+        mut found: BTreeMap<TenantId, TenantConfig>,
+    ) -> Result<BTreeMap<TenantId, TenantConfig>, SecretError> {
+        if found.values().all(DataKeys::is_open) {
+            return Ok(found);
+        }
+        let keys = self.runtime.block_on(self.vault.keys(None))?;
+        found.retain(|tenant, config| match keys.open(config) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(tenant = %tenant, %error, "the tenant's alert targets cannot be opened");
+                false
+            }
+        });
+        for (tenant, config) in &self.tenants {
+            found
+                .entry(tenant.clone())
+                .or_insert_with(|| config.clone());
+        }
+        Ok(found)
+    }
+
     /// Writes the tenant's registry entry with the target marked disabled.
     fn mark_disabled(
         &mut self,
@@ -591,7 +623,8 @@ impl Dispatcher {
             }
         }
         config.updated_ms = now.max(config.updated_ms + 1);
-        let value = serde_json::to_vec(&config).expect("a tenant entry serializes");
+        let sealed = self.runtime.block_on(self.vault.seal(&config))?;
+        let value = serde_json::to_vec(&sealed).expect("a tenant entry serializes");
         let record = FutureRecord::to(TENANTS_TOPIC)
             .key(tenant.as_str())
             .payload(&value);
