@@ -101,8 +101,8 @@ impl Config {
                 anyhow::bail!("{field}: {url:?} must start with http:// or https://");
             }
         }
-        if !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://")) {
-            anyhow::bail!("redis.url: must start with redis:// or rediss://");
+        if let Some(field) = self.redis.bad_scheme() {
+            anyhow::bail!("redis.{field}: must start with redis:// or rediss://");
         }
         self.secrets
             .validate(&self.kafka.brokers, &self.clickhouse.url)
@@ -114,16 +114,13 @@ impl Config {
     /// one or an example's placeholder is refused, naming the field.
     fn check_credentials(&self) -> anyhow::Result<()> {
         use rf_sinks::endpoint::weak_credentials;
-        let mut stores = vec![
-            (
-                "clickhouse.password".to_owned(),
-                weak_credentials(&self.clickhouse.url, Some(&self.clickhouse.password), 12),
-            ),
-            (
-                "redis.url".to_owned(),
-                weak_credentials(&self.redis.url, None, 16),
-            ),
-        ];
+        let mut stores = vec![(
+            "clickhouse.password".to_owned(),
+            weak_credentials(&self.clickhouse.url, Some(&self.clickhouse.password), 12),
+        )];
+        for (field, url) in self.redis.urls() {
+            stores.push((format!("redis.{field}"), weak_credentials(url, None, 16)));
+        }
         for (name, region) in &self.regions.remote {
             stores.push((
                 format!("regions.remote.{name}.clickhouse.password"),
@@ -133,10 +130,12 @@ impl Config {
                     12,
                 ),
             ));
-            stores.push((
-                format!("regions.remote.{name}.redis.url"),
-                weak_credentials(&region.redis.url, None, 16),
-            ));
+            for (field, url) in region.redis.urls() {
+                stores.push((
+                    format!("regions.remote.{name}.redis.{field}"),
+                    weak_credentials(url, None, 16),
+                ));
+            }
         }
         match stores
             .into_iter()
@@ -154,7 +153,7 @@ impl Config {
         rf_service::Stores::new(
             &self.regions.home,
             &self.clickhouse,
-            served.map(|r| (r.name, r.clickhouse, r.redis)),
+            served.map(|r| (r.name, r.clickhouse, r.redis.as_service())),
         )
     }
 
@@ -204,7 +203,7 @@ mod tests {
         assert_eq!(c.kafka.brokers, "127.0.0.1:19092");
         assert_eq!(c.registry.url, "http://127.0.0.1:18081");
         assert_eq!(c.clickhouse.url, "http://127.0.0.1:18123");
-        assert_eq!(c.redis.url, rf_sinks::config::LOCAL_REDIS_URL);
+        assert_eq!(c.redis.url, RedisConfig::local(16379).url);
         assert_eq!(c.service.listen, "127.0.0.1:18080");
     }
 

@@ -154,6 +154,8 @@ fn kubernetes_manifests_carry_a_valid_config() {
     for (field, key) in [
         ("clickhouse.password", "ROOMFLOW_CLICKHOUSE__PASSWORD"),
         ("redis.url", "ROOMFLOW_REDIS__URL"),
+        ("redis.service_url", "ROOMFLOW_REDIS__SERVICE_URL"),
+        ("redis.jobs_url", "ROOMFLOW_REDIS__JOBS_URL"),
     ] {
         let mut env = real_secrets(&secrets);
         env.insert(key.into(), secrets[key].clone());
@@ -247,6 +249,19 @@ fn the_compose_file_gives_each_roomflow_service_a_valid_config() {
         services += 1;
     }
     assert_eq!(services, 3, "setup, pipeline and service");
+    // Redis: no `default` user, and each component's own user, none with every right.
+    let redis: Vec<&str> = compose["services"]["redis"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let line = redis.join(" ");
+    assert!(line.contains("--user default off"), "{line}");
+    for user in ["rf-pipeline", "rf-service", "rf-jobs"] {
+        assert!(line.contains(&format!("--user {user} on >${{")), "{line}");
+    }
+    assert!(!line.contains("+@all") && line.matches("-@dangerous").count() == 3);
     assert!(compose["secrets"]["platform_keys"]["file"]
         .as_str()
         .unwrap()

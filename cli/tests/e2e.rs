@@ -273,7 +273,7 @@ async fn fixed_readings_end_to_end() {
         .unwrap();
     assert_eq!(open, 3);
 
-    let redis = redis::Client::open(s.redis.url.as_str()).unwrap();
+    let redis = redis::Client::open(common::admin(&s.redis.url)).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let hash = |key: String| {
         let mut conn = conn.clone();

@@ -21,7 +21,8 @@ use rf_schemas::{Reading, TenantId};
 use common::*;
 
 const EU_CLICKHOUSE: &str = "http://127.0.0.1:18124";
-const EU_REDIS: &str = "redis://roomflow:roomflow-local-development-only@127.0.0.1:16380/0";
+/// The eu region's Redis, as its pipeline's user (tests read it as administrator).
+const EU_REDIS: &str = "redis://rf-pipeline:roomflow-local-development-only@127.0.0.1:16380/0";
 
 /// Serves `tenants` on one worker (so they share it), home region and "eu".
 fn settings_for(tenants: &[&TenantId], registry: &str) -> Settings {
@@ -32,7 +33,7 @@ fn settings_for(tenants: &[&TenantId], registry: &str) -> Settings {
     s.registry.timeout_secs = 2;
     let mut eu = RegionStores::default();
     eu.clickhouse.url = EU_CLICKHOUSE.into();
-    eu.redis.url = EU_REDIS.into();
+    eu.redis = rf_sinks::config::RedisConfig::local(16380);
     s.regions.remote.insert("eu".into(), eu);
     s
 }
@@ -60,7 +61,7 @@ fn reading(schema_id: u32, v2: bool, room: &str, ts: i64, people: i32) -> (Strin
 
 /// The `ts` of a room's live hash, if any.
 async fn live_ts(url: &str, tenant: &TenantId, room: &str) -> Option<i64> {
-    let client = redis::Client::open(url).unwrap();
+    let client = redis::Client::open(admin(url)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let key = rf_sinks::redis::room_key(tenant, room);
     let ts: Option<String> = redis::cmd("HGET")

@@ -729,7 +729,7 @@ async fn cached_responses_never_outlive_a_write() {
     assert_eq!(hit.2, miss.2, "the cached answer is the answer");
 
     // The pipeline counted its writes by the month of their windows: March 2026 only.
-    let redis = redis::Client::open(s.redis.url.as_str()).unwrap();
+    let redis = redis::Client::open(admin(&s.redis.url)).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let march = rf_sinks::redis::month_generation_key(&tenant, 202603);
     let april = rf_sinks::redis::month_generation_key(&tenant, 202604);

@@ -18,7 +18,8 @@ use rf_schemas::{TenantId, Tier};
 use common::*;
 
 const EU_CLICKHOUSE: &str = "http://127.0.0.1:18124";
-const EU_REDIS: &str = "redis://roomflow:roomflow-local-development-only@127.0.0.1:16380/0";
+/// The eu region's Redis, as its pipeline's user (tests read it as administrator).
+const EU_REDIS: &str = "redis://rf-pipeline:roomflow-local-development-only@127.0.0.1:16380/0";
 
 /// Home region "us" on the default stores, "eu" on the second region's.
 fn two_regions(group: &str) -> Settings {
@@ -30,7 +31,7 @@ fn two_regions(group: &str) -> Settings {
     s.regions.home = "us".into();
     let mut eu = RegionStores::default();
     eu.clickhouse.url = EU_CLICKHOUSE.into();
-    eu.redis.url = EU_REDIS.into();
+    eu.redis = rf_sinks::config::RedisConfig::local(16380);
     s.regions.remote.insert("eu".into(), eu);
     s
 }

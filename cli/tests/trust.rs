@@ -100,7 +100,7 @@ async fn answers(url: &str, token: &str, want: u16) -> u16 {
 }
 
 async fn redis_keys(url: &str, pattern: &str) -> Vec<String> {
-    let client = redis::Client::open(url).unwrap();
+    let client = redis::Client::open(common::admin(url)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("KEYS")
         .arg(pattern)
@@ -274,6 +274,86 @@ async fn a_permanent_sink_error_quarantines_its_tenant_only_and_says_where() {
     rf_jobs::erase::all_steps(&settings(&tenant), &tenant)
         .await
         .unwrap();
+}
+
+/// Each component reaches Redis as its own user with the least rights it needs: the
+/// pipeline only writes the live keys and counters, the query service reads them and
+/// writes only its caches and rate limits, the jobs delete and manage analysts' users.
+/// None can run administrative commands, and none reaches keys outside `rf:`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_component_has_its_own_redis_user_with_least_rights() {
+    let tenant = fresh_tenant("redis-roles");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let (pipeline, service, jobs) = (
+        s.redis.url.as_str(),
+        s.redis.service_connection(),
+        s.redis.jobs_connection(),
+    );
+    assert!(pipeline != service && service != jobs && pipeline != jobs);
+    let key = |name: &str| format!("{}{name}", tenant.redis_prefix());
+    let (room, generation, cache, limit) = (
+        key("room:r1"),
+        key("generation"),
+        key("cache:q"),
+        key("ratelimit:general"),
+    );
+    let all = key("*");
+    let allowed: [(&str, &str, Vec<&str>); 7] = [
+        ("pipeline", pipeline, vec!["HSET", &room, "people", "1"]),
+        ("pipeline", pipeline, vec!["INCR", &generation]),
+        ("service", service, vec!["HGETALL", &room]),
+        ("service", service, vec!["SET", &cache, "{}", "EX", "60"]),
+        ("service", service, vec!["INCR", &limit]),
+        ("jobs", jobs, vec!["SCAN", "0", "MATCH", &all]),
+        ("jobs", jobs, vec!["DEL", &cache]),
+    ];
+    for (who, url, args) in allowed {
+        redis_as(url, &args)
+            .await
+            .unwrap_or_else(|e| panic!("{who} may {args:?}: {e}"));
+    }
+    let refused: [(&str, &str, Vec<&str>); 11] = [
+        ("pipeline", pipeline, vec!["HGETALL", &room]),
+        ("pipeline", pipeline, vec!["KEYS", "rf:*"]),
+        ("pipeline", pipeline, vec!["HSET", "elsewhere", "a", "1"]),
+        (
+            "pipeline",
+            pipeline,
+            vec!["ACL", "SETUSER", "intruder", "on", ">x", "+@all"],
+        ),
+        ("service", service, vec!["SET", &room, "planted"]),
+        ("service", service, vec!["INCR", &generation]),
+        ("service", service, vec!["DEL", &room]),
+        ("service", service, vec!["KEYS", "rf:*"]),
+        ("jobs", jobs, vec!["FLUSHALL"]),
+        ("jobs", jobs, vec!["CONFIG", "SET", "appendonly", "yes"]),
+        ("jobs", jobs, vec!["CLIENT", "KILL", "ID", "1"]),
+    ];
+    for (who, url, args) in refused {
+        let e = redis_as(url, &args)
+            .await
+            .expect_err(&format!("{who} may not {args:?}"));
+        assert!(e.to_uppercase().contains("NOPERM"), "{who} {args:?}: {e}");
+    }
+    let mut left = redis_keys(&s.redis.url, &all).await;
+    left.sort();
+    assert_eq!(left, [generation, limit, room]);
+    assert!(redis_keys(&s.redis.url, "elsewhere").await.is_empty());
+}
+
+/// Runs one command as the user of `url`.
+async fn redis_as(url: &str, args: &[&str]) -> Result<(), String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async::<redis::Value>(&mut conn)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The local stack's Redis takes no connection without a password: its `default` user

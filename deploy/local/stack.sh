@@ -94,11 +94,19 @@ start_clickhouse() { # name http-port tcp-port interserver-port
   start_bg "$name" "$2" "$dir" clickhouse-server --config-file="$dir/config.xml"
 }
 
-# No connection without a password: the default user is off, roomflow has its own.
+# No connection without a password: the default user is off. Each roomflow component has
+# a user with the least rights it needs (the README's Security lists them);
+# $REDIS_USER administers (the operator's redis-cli, tests' inspection).
 start_redis() { # name port
+  local common=(on ">$REDIS_PASSWORD" resetchannels -@all +@connection -@dangerous)
   start_bg "$1" "$2" "$DATA/$1" redis-server --port "$2" --bind 127.0.0.1 \
     --save "" --appendonly no --dir "$DATA/$1" \
-    --user default off --user "$REDIS_USER" on ">$REDIS_PASSWORD" '~*' '&*' +@all
+    --user default off \
+    --user "$REDIS_USER" on ">$REDIS_PASSWORD" '~*' '&*' +@all \
+    --user rf-pipeline "${common[@]}" '~rf:*' +hset +hmset +incr +incrby \
+    --user rf-service "${common[@]}" '%R~rf:*' '~rf:*:cache:*' '~rf:*:ratelimit:*' \
+      +get +mget +hgetall +set +setex +incr +pttl +multi +exec \
+    --user rf-jobs "${common[@]}" '~rf:*' +scan +del +incr +incrby '+acl|setuser' '+acl|deluser' '+acl|users'
 }
 
 stop() { # [names...] (default: all)

@@ -66,7 +66,7 @@ pub async fn provision(
 pub async fn remove_redis_user(redis: &RedisConfig, tenant: &TenantId) -> Result<(), JobError> {
     let (_, user) = user_names(tenant);
     let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis ACL for {user}: {e}"));
-    let client = redis::Client::open(redis.url.as_str()).map_err(rerr)?;
+    let client = redis::Client::open(redis.jobs_connection()).map_err(rerr)?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -210,7 +210,7 @@ async fn provision_redis(
     user: &str,
 ) -> Result<Option<String>, JobError> {
     let rerr = |e: redis::RedisError| JobError::Invalid(format!("redis ACL for {user}: {e}"));
-    let client = redis::Client::open(config.url.as_str()).map_err(rerr)?;
+    let client = redis::Client::open(config.jobs_connection()).map_err(rerr)?;
     let mut conn = tokio::time::timeout(
         Duration::from_secs(config.timeout_secs),
         client.get_multiplexed_async_connection(),

@@ -199,7 +199,7 @@ impl Running {
         let closed = closed_until(&report, tenant, range, self.lateness);
         let (removed, removed_readings) =
             remove_stale(&region.clickhouse, tenant, range, closed, self.since).await?;
-        invalidate_caches(&region.redis.url, tenant, range).await?;
+        invalidate_caches(&region.redis, tenant, range).await?;
         let all = range.stop_at(self.lateness) - self.lateness;
         Ok(Outcome {
             report,
@@ -280,12 +280,12 @@ async fn remove_stale(
 
 /// Makes the query service's cached answers about the tenant's range unreachable.
 async fn invalidate_caches(
-    redis_url: &str,
+    redis: &rf_sinks::config::RedisConfig,
     tenant: &TenantId,
     range: &Backfill,
 ) -> Result<(), JobError> {
     use rf_sinks::redis::{generation_key, history_generation_key, month_of};
-    let (mut conn, rerr) = crate::tenant::redis_conn(redis_url).await?;
+    let (mut conn, rerr) = crate::tenant::redis_conn(redis).await?;
     let mut pipe = redis::pipe();
     pipe.incr(generation_key(tenant), 1).ignore();
     pipe.incr(history_generation_key(tenant), 1).ignore();

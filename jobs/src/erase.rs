@@ -152,7 +152,7 @@ pub async fn step(
         "redis keys" => {
             let mut deleted = 0;
             for r in &regions {
-                let (mut conn, rerr) = redis_conn(&r.redis.url).await?;
+                let (mut conn, rerr) = redis_conn(&r.redis).await?;
                 let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
                     .await
                     .map_err(&rerr)?;
@@ -519,14 +519,14 @@ pub async fn verify(
             "tables of the tenant",
             tables.len() as u64,
         );
-        let keys = tenant_keys(&r.redis.url, tenant).await?;
-        let redis = format!("{} Redis {}", r.name, redact(&r.redis.url));
+        let keys = tenant_keys(&r.redis, tenant).await?;
+        let redis = format!("{} Redis {}", r.name, redact(r.redis.jobs_connection()));
         check(redis.clone(), "keys rf:<tenant>:*", keys);
         let (ch_user, redis_user) = crate::analyst::user_names(tenant);
         check(
             redis,
             "the analysts' ACL user",
-            redis_user_exists(&r.redis.url, &redis_user).await?,
+            redis_user_exists(&r.redis, &redis_user).await?,
         );
         let file = !r.clickhouse.analyst_users_dir.is_empty()
             && std::path::Path::new(&r.clickhouse.analyst_users_dir)
@@ -710,8 +710,11 @@ fn is_syntax_error(e: &clickhouse::error::Error) -> bool {
     matches!(e, clickhouse::error::Error::BadResponse(m) if m.contains("Code: 62"))
 }
 
-async fn redis_user_exists(url: &str, user: &str) -> Result<u64, JobError> {
-    let (mut conn, rerr) = redis_conn(url).await?;
+async fn redis_user_exists(
+    redis: &rf_sinks::config::RedisConfig,
+    user: &str,
+) -> Result<u64, JobError> {
+    let (mut conn, rerr) = redis_conn(redis).await?;
     let users: Vec<String> = redis::cmd("ACL")
         .arg("USERS")
         .query_async(&mut conn)

@@ -19,7 +19,7 @@ use rf_schemas::tenant::{
     AlertKind, AlertRule, AlertTarget, DEFAULT_RETENTION_DAYS, TENANTS_TOPIC,
 };
 use rf_schemas::{TenantConfig, TenantId, Tier};
-use rf_sinks::config::ClickHouseConfig;
+use rf_sinks::config::{ClickHouseConfig, RedisConfig};
 
 use crate::analyst::{self, AnalystAccess};
 use crate::schemas::{register_all, Registered};
@@ -527,7 +527,7 @@ pub async fn residency_report(
         };
         let topics = tenant_topics(&kafka, tenant)?;
         let tables = tenant_tables(&region.clickhouse, tenant).await?;
-        let redis_keys = tenant_keys(&region.redis.url, tenant).await?;
+        let redis_keys = tenant_keys(&region.redis, tenant).await?;
         if !home_of_tenant {
             if region.brokers != home_brokers && !topics.is_empty() {
                 violations.push(format!(
@@ -633,17 +633,18 @@ pub(crate) async fn tenant_tables(
     Ok(tables)
 }
 
-pub(crate) async fn tenant_keys(url: &str, tenant: &TenantId) -> Result<u64, JobError> {
-    let (mut conn, rerr) = redis_conn(url).await?;
+pub(crate) async fn tenant_keys(redis: &RedisConfig, tenant: &TenantId) -> Result<u64, JobError> {
+    let (mut conn, rerr) = redis_conn(redis).await?;
     let keys = rf_sinks::redis::tenant_keys(&mut conn, tenant)
         .await
         .map_err(rerr)?;
     Ok(keys.len() as u64)
 }
 
-/// A connection to the Redis at `url`, and how to report its errors (URL redacted).
+/// A connection to `redis` as the jobs' user, and how to report its errors (URL
+/// redacted).
 pub(crate) async fn redis_conn(
-    url: &str,
+    redis: &RedisConfig,
 ) -> Result<
     (
         redis::aio::MultiplexedConnection,
@@ -651,6 +652,7 @@ pub(crate) async fn redis_conn(
     ),
     JobError,
 > {
+    let url = redis.jobs_connection();
     let rerr = move |e: redis::RedisError| JobError::Invalid(format!("redis {}: {e}", redact(url)));
     let client = redis::Client::open(url).map_err(rerr)?;
     let conn = client

@@ -130,11 +130,14 @@ impl RegionsConfig {
                     ),
                 );
             }
-            if !stores.redis.url.starts_with("redis://")
-                && !stores.redis.url.starts_with("rediss://")
-            {
+            if let Some(field) = stores.redis.bad_scheme() {
+                let field = match field {
+                    "service_url" => "regions.remote.redis.service_url",
+                    "jobs_url" => "regions.remote.redis.jobs_url",
+                    _ => "regions.remote.redis.url",
+                };
                 return bad(
-                    "regions.remote.redis.url",
+                    field,
                     format!("{name}: must start with redis:// or rediss://"),
                 );
             }

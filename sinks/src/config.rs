@@ -155,26 +155,49 @@ impl Default for ClickHouseConfig {
     }
 }
 
-/// The local stack's Redis, as roomflow's own user (the `default` user is off there).
-/// Its password is refused for any Redis beyond loopback.
+/// The local stack's Redis as its administrator (every command, every key): for the
+/// operator's inspection and tests, never a component's own connection. Its password,
+/// like the components' below, is refused for any Redis beyond loopback.
 pub const LOCAL_REDIS_URL: &str =
     "redis://roomflow:roomflow-local-development-only@127.0.0.1:16379/0";
 
-/// Where to reach Redis.
+/// Where to reach Redis. Each component connects as its own user with the least rights
+/// it needs (the local stack's, compose's and the README's ACLs):
+/// - the pipeline (`url`): writes the live keys and generation counters, reads nothing;
+/// - the query service (`service_url`): reads `rf:*`, writes only its caches and rate
+///   limits;
+/// - the jobs (`jobs_url`): erasure and retention deletes, backfills' generation counters,
+///   and the analysts' ACL users.
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` (or `rediss://` for TLS); a Redis beyond
-    /// loopback needs a user and a real password. Never printed with its password.
+    /// The pipeline's connection: `redis://[user:password@]host:port/db` (or `rediss://`
+    /// for TLS); a Redis beyond loopback needs a user and a real password. Never printed
+    /// with its password.
     pub url: String,
+    /// The query service's connection to the same Redis; empty: `url`.
+    pub service_url: String,
+    /// The jobs' connection to the same Redis; empty: `url`.
+    pub jobs_url: String,
     /// Per-command timeout, seconds.
     pub timeout_secs: u64,
 }
 
+fn or_url<'a>(given: &'a str, url: &'a str) -> &'a str {
+    if given.is_empty() {
+        url
+    } else {
+        given
+    }
+}
+
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::endpoint::redact;
         f.debug_struct("RedisConfig")
-            .field("url", &crate::endpoint::redact(&self.url))
+            .field("url", &redact(&self.url))
+            .field("service_url", &redact(&self.service_url))
+            .field("jobs_url", &redact(&self.jobs_url))
             .field("timeout_secs", &self.timeout_secs)
             .finish()
     }
@@ -182,10 +205,60 @@ impl fmt::Debug for RedisConfig {
 
 impl Default for RedisConfig {
     fn default() -> Self {
+        Self::local(16379)
+    }
+}
+
+impl RedisConfig {
+    /// A Redis of the local stack on `port`, each component as its own user.
+    pub fn local(port: u16) -> Self {
+        let url = |user: &str| {
+            format!("redis://{user}:roomflow-local-development-only@127.0.0.1:{port}/0")
+        };
         Self {
-            url: LOCAL_REDIS_URL.into(),
+            url: url("rf-pipeline"),
+            service_url: url("rf-service"),
+            jobs_url: url("rf-jobs"),
             timeout_secs: 5,
         }
+    }
+
+    /// The same Redis as the query service connects to it.
+    pub fn as_service(&self) -> Self {
+        Self {
+            url: self.service_connection().to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The query service's URL: `service_url`, or `url` if that is empty.
+    pub fn service_connection(&self) -> &str {
+        or_url(&self.service_url, &self.url)
+    }
+
+    /// The jobs' URL: `jobs_url`, or `url` if that is empty.
+    pub fn jobs_connection(&self) -> &str {
+        or_url(&self.jobs_url, &self.url)
+    }
+
+    /// Each connection's setting name and URL, for checks; unset ones left out.
+    pub fn urls(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("url", self.url.as_str()),
+            ("service_url", &self.service_url),
+            ("jobs_url", &self.jobs_url),
+        ]
+        .into_iter()
+        .filter(|(name, url)| *name == "url" || !url.is_empty())
+        .collect()
+    }
+
+    /// The field of the first URL that is not `redis://` or `rediss://`, if one is not.
+    pub fn bad_scheme(&self) -> Option<&'static str> {
+        self.urls()
+            .into_iter()
+            .find(|(_, url)| !(url.starts_with("redis://") || url.starts_with("rediss://")))
+            .map(|(field, _)| field)
     }
 }
 

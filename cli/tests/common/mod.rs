@@ -47,7 +47,7 @@ pub fn service_stores(s: &Settings) -> rf_service::Stores {
     rf_service::Stores::new(
         &s.regions.home,
         &s.clickhouse,
-        served.map(|r| (r.name, r.clickhouse, r.redis)),
+        served.map(|r| (r.name, r.clickhouse, r.redis.as_service())),
     )
 }
 
@@ -248,11 +248,19 @@ pub fn window_rows(tenant: &TenantId) -> (Vec<String>, Vec<String>) {
 }
 
 /// Every live room and office hash of a tenant, keyed without the tenant prefix.
+/// The same local Redis as `url`, as its administrator: components' own users may not
+/// read what tests look at (the pipeline's only writes).
+pub fn admin(url: &str) -> String {
+    let host = url.rsplit_once('@').map_or(url, |(_, host)| host);
+    let host = host.strip_prefix("redis://").unwrap_or(host);
+    format!("redis://roomflow:roomflow-local-development-only@{host}")
+}
+
 pub async fn redis_state(
     url: &str,
     tenant: &TenantId,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
-    let client = redis::Client::open(url).unwrap();
+    let client = redis::Client::open(admin(url)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let prefix = tenant.redis_prefix();
     let keys: Vec<String> = redis::cmd("KEYS")
