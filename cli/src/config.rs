@@ -246,6 +246,20 @@ mod tests {
                 "[regions.remote.eu]\nredis.url = \"http://x\"\n",
                 "regions.remote.redis.url",
             ),
+            (
+                "[regions.remote.eu]\nredis.jobs_url = \"http://x\"\n",
+                "regions.remote.redis.jobs_url",
+            ),
+            ("[redis]\nservice_url = \"x\"\n", "redis.service_url"),
+            (
+                "[service]\nanalytics_queries_per_tenant = 3\n",
+                "service.analytics_queries_per_tenant",
+            ),
+            (
+                "[service]\nanalytics_max_threads = 5000\n",
+                "service.analytics_max_threads",
+            ),
+            ("[secrets]\nkey_file = \"/nonexistent/keys\"\n", "secrets.key_file"),
         ] {
             let e = load_toml(toml).unwrap_err().to_string();
             assert!(e.starts_with(field), "{toml}: {e}");

@@ -170,7 +170,7 @@ async fn heatmap_of(
     zone: chrono_tz::Tz,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<serde_json::Value, ApiError> {
-    let client = &caller.stores.clickhouse;
+    let client = caller.clickhouse();
     // The latest revision of each hour by argMax, which 18.16 does faster than FINAL.
     let sql = format!(
         "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(u), count() \
@@ -217,7 +217,7 @@ async fn underused_of(
     threshold: f64,
     limit: u32,
 ) -> Result<serde_json::Value, ApiError> {
-    let client = &caller.stores.clickhouse;
+    let client = caller.clickhouse();
     let used: Vec<RoomUse> = no_database_is_empty(
         client
             .query(&format!(
@@ -276,9 +276,7 @@ async fn ranking_of(
     (from, to): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<serde_json::Value, ApiError> {
     let rows: Vec<OfficeUse> = no_database_is_empty(
-        caller
-            .stores
-            .clickhouse
+        caller.clickhouse()
             .query(&format!(
                 "SELECT office_id, avg(utilization), max(utilization), count() FROM {}.office_utilization FINAL \
                  WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \

@@ -85,6 +85,15 @@ pub struct ServiceConfig {
     /// How many of those one tenant may hold at once (1 to `clickhouse_queries`): a
     /// tenant flooding heavy queries waits behind itself, not in front of the others.
     pub clickhouse_queries_per_tenant: usize,
+    /// How many of a tenant's queries may be analytics ones at once (ranges over seven
+    /// days, heatmaps, rankings, insights; 1 to `clickhouse_queries_per_tenant`).
+    pub analytics_queries_per_tenant: usize,
+    /// ClickHouse threads of one analytics query (`max_threads`; 0: the server's
+    /// default, one per core). Analytics queries also run at a lower `priority` than
+    /// the others, which the server pauses them for: a tenant flooding its heaviest
+    /// queries keeps at most this many cores busy, and the quick queries of every tenant
+    /// go first.
+    pub analytics_max_threads: u64,
     /// The longest one ClickHouse query of the service runs, seconds (1 to 300): the
     /// server stops it (`max_execution_time`), and the request answers 503.
     pub query_timeout_secs: u64,
@@ -127,6 +136,8 @@ impl Default for ServiceConfig {
             directory_refresh_secs: 5,
             clickhouse_queries: 8,
             clickhouse_queries_per_tenant: 2,
+            analytics_queries_per_tenant: 1,
+            analytics_max_threads: 1,
             query_timeout_secs: 10,
             cache_ttl_secs: 60,
             memory_cache_mib: 256,
@@ -229,6 +240,18 @@ impl ServiceConfig {
                 problem: "must be between 1 and service.clickhouse_queries".into(),
             });
         }
+        if !(1..=self.clickhouse_queries_per_tenant).contains(&self.analytics_queries_per_tenant) {
+            return Err(InvalidSetting {
+                field: "service.analytics_queries_per_tenant",
+                problem: "must be between 1 and service.clickhouse_queries_per_tenant".into(),
+            });
+        }
+        if self.analytics_max_threads > 1024 {
+            return Err(InvalidSetting {
+                field: "service.analytics_max_threads",
+                problem: "must be between 0 (the server's default) and 1024".into(),
+            });
+        }
         if !(1..=300).contains(&self.query_timeout_secs) {
             return Err(InvalidSetting {
                 field: "service.query_timeout_secs",
@@ -283,7 +306,10 @@ impl ServiceConfig {
 
 /// One served region's connections.
 struct RegionClients {
+    /// For general requests.
     clickhouse: clickhouse::Client,
+    /// For analytics requests: fewer threads, a lower priority.
+    analytics: clickhouse::Client,
     redis: redis::aio::ConnectionManager,
     /// Slots to query `clickhouse`, shared fairly between tenants.
     queries: slots::Slots,
@@ -333,12 +359,20 @@ async fn build(
         // The server stops a query past the timeout; the service gives up a moment later.
         let clickhouse = rf_sinks::clickhouse::client(&r.clickhouse)
             .with_setting("max_execution_time", config.query_timeout_secs.to_string());
+        // Priorities: the server pauses a running query while one of a higher priority
+        // (a lower number) runs.
+        let mut analytics = clickhouse.clone().with_setting("priority", "2");
+        if config.analytics_max_threads > 0 {
+            analytics = analytics.with_setting("max_threads", config.analytics_max_threads.to_string());
+        }
         regions.push(RegionClients {
-            clickhouse,
+            clickhouse: clickhouse.with_setting("priority", "1"),
+            analytics,
             redis,
             queries: slots::Slots::new(
                 config.clickhouse_queries,
                 config.clickhouse_queries_per_tenant,
+                config.analytics_queries_per_tenant,
             ),
         });
     }

@@ -251,7 +251,7 @@ async fn read(caller: &Caller<'_>) -> Result<Metadata, ApiError> {
          FROM {}.rooms FINAL ORDER BY room_id, effective_from",
         caller.tenant.clickhouse_db()
     );
-    let query = caller.stores.clickhouse.query(&sql);
+    let query = caller.clickhouse().query(&sql);
     // A tenant that has no database yet has no rooms.
     let versions = queried(caller, async {
         no_database_is_empty(query.fetch_all().await)

@@ -74,9 +74,29 @@ pub(crate) struct Caller<'s> {
     tier: String,
     /// `service.query_timeout_secs`.
     pub(crate) query_timeout_secs: u64,
+    /// The request's class, once counted ([`Caller::limit`]): its ClickHouse slots and
+    /// client follow it.
+    analytics: std::sync::atomic::AtomicBool,
 }
 
 impl Caller<'_> {
+    /// The request's class: general until counted otherwise.
+    pub(crate) fn class(&self) -> Class {
+        match self.analytics.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Class::Analytics,
+            false => Class::General,
+        }
+    }
+
+    /// The region's ClickHouse client for the request's class: analytics queries run
+    /// with fewer threads and a lower priority.
+    pub(crate) fn clickhouse(&self) -> &clickhouse::Client {
+        match self.class() {
+            Class::General => &self.stores.clickhouse,
+            Class::Analytics => &self.stores.analytics,
+        }
+    }
+
     /// Counts the request against the tenant's `class` limit, or answers 429. Either way
     /// the response carries the quota's headers (see [`audit::SCOPE`]).
     pub(crate) async fn limit(&self, state: &AppState, class: Class) -> Result<(), ApiError> {
@@ -92,6 +112,10 @@ impl Caller<'_> {
                     "no rate limits configured",
                 )
             })?;
+        self.analytics.store(
+            class == Class::Analytics,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut redis = self.stores.redis.clone();
         let quota = limits::count(&mut redis, &self.tenant, class, limits)
             .await
@@ -162,6 +186,7 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
                 stores: &state.regions[region],
                 tenant,
                 query_timeout_secs: state.config.query_timeout_secs,
+                analytics: Default::default(),
             })
         }
         // A valid signature over a tenant the platform does not have grants nothing.

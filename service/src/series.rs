@@ -313,7 +313,7 @@ async fn read(
         return Ok(Vec::new());
     }
     let sql = subject.sql(&caller.tenant.clickhouse_db(), ids.len());
-    let query = subject.bind(caller.stores.clickhouse.query(&sql), label, range, ids);
+    let query = subject.bind(caller.clickhouse().query(&sql), label, range, ids);
     // A valid credential of a tenant that has no database yet: nothing to find.
     queried(caller, async {
         no_database_is_empty(query.fetch_all().await)
