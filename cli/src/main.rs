@@ -714,7 +714,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             since,
             examples,
         }) => {
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = rf_schemas::unix_ms();
             let since = since
                 .map(|s| parse_time(&s, now))
                 .transpose()
@@ -924,7 +924,7 @@ fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn run_simulate(config: Config, args: SimulateArgs) -> anyhow::Result<()> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = rf_schemas::unix_ms();
     let to = match &args.to {
         Some(t) => parse_time(t, now).context("--to")?,
         None => now,
@@ -1734,7 +1734,7 @@ const DAY: i64 = 86_400_000;
 
 /// Whole UTC days from `--from` up to `--to` (default: the 28 days before today).
 fn report_days(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(i64, i64)> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = rf_schemas::unix_ms();
     let day = |ms: i64| ms.div_euclid(DAY) * DAY;
     let to = match to {
         Some(s) => day(parse_time(s, now).context("--to")?),
@@ -1762,7 +1762,7 @@ fn replay_dead_letters(
 ) -> anyhow::Result<()> {
     use rf_jobs::deadletter::{plan_replay, replayable, rooms};
     let reason = replayable(reason)?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = rf_schemas::unix_ms();
     let since = since
         .map(|s| parse_time(s, now))
         .transpose()
@@ -1818,7 +1818,7 @@ fn replay_dead_letters(
 
 /// A backfill's range, ms: `to` defaults to now, and neither may be in the future.
 fn backfill_range(from: &str, to: Option<&str>) -> anyhow::Result<(i64, i64)> {
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = rf_schemas::unix_ms();
     let to = match to {
         Some(s) => parse_time(s, now).context("--to")?,
         None => now,
@@ -1943,9 +1943,7 @@ fn job_command(config: &Config, command: JobCommand) -> anyhow::Result<()> {
 fn state_of(tail: &rf_jobs::queue::StatusTail, s: &rf_jobs::queue::JobStatus) -> String {
     let cancelling = !s.state.is_final() && tail.cancels.contains(&s.spec.id);
     let unattended = match s.state {
-        rf_jobs::queue::JobState::Queued => {
-            tail.no_worker_warning(chrono::Utc::now().timestamp_millis())
-        }
+        rf_jobs::queue::JobState::Queued => tail.no_worker_warning(rf_schemas::unix_ms()),
         _ => None,
     };
     format!(
@@ -1983,7 +1981,7 @@ fn follow_job(kafka: &rf_pipelines::KafkaConfig, id: &str) -> anyhow::Result<()>
         bar.set_message(s.state.label());
         if s.state == JobState::Queued {
             // Said once each time the workers go missing.
-            let warning = tail.no_worker_warning(chrono::Utc::now().timestamp_millis());
+            let warning = tail.no_worker_warning(rf_schemas::unix_ms());
             if let Some(w) = warning.as_ref().filter(|_| !warned) {
                 bar.println(format!("warning: {w}"));
             }

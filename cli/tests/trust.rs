@@ -194,7 +194,14 @@ async fn a_tenant_id_that_names_the_platform_is_refused() {
         .await
         .expect_err("reserved");
     assert!(refused.to_string().contains("rf_platform"), "{refused}");
-    let erase = rf_jobs::erase::step(&s, std::path::Path::new(""), &platform, "no-job", 0).await;
+    let erase = rf_jobs::erase::step(
+        &s,
+        std::path::Path::new(""),
+        &platform,
+        "no-job",
+        rf_jobs::erase::Step::Topics,
+    )
+    .await;
     assert!(erase.is_err(), "nor is anything erased under it");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
         .args(["tenant", "create", "platform"])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project against the real local stack. Installs what is missing
-# (first time: ~30 minutes of building), starts the services that are not running (the
+# (first time: ~30 minutes of building), checks formatting (cargo fmt) and lints (clippy,
+# warnings are errors), starts the services that are not running (the
 # broker with fast in-memory storage), runs the workspace's tests, and stops exactly the
 # services it started.
 set -euo pipefail
@@ -8,6 +9,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source deploy/local/env.sh
 
 deploy/local/install.sh
+# Hygiene first: formatting and lints fail the run before the stack starts.
+log "checking formatting and lints"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all --check
+CARGO_INCREMENTAL=0 cargo clippy --workspace --all-targets --locked -- -D warnings
+
 before=$(deploy/local/stack.sh running)
 deploy/local/stack.sh start --broker-storage memory
 stop_ours() {

@@ -2,8 +2,6 @@
 //! ClickHouse `rf_platform.api_keys` as SHA-256 hashes only. The key itself is shown once,
 //! when it is created.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use clickhouse::Row;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -152,9 +150,7 @@ async fn write(clickhouse: &ClickHouseConfig, row: &KeyRow) -> Result<(), JobErr
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    rf_schemas::unix_ms() as u64
 }
 
 fn now_secs() -> u32 {

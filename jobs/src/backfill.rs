@@ -81,7 +81,7 @@ pub fn records_to_read(settings: &Settings, range: &Backfill) -> Result<u64, Job
             day(range.to)
         )));
     }
-    if range.to > chrono::Utc::now().timestamp_millis() {
+    if range.to > rf_schemas::unix_ms() {
         return Err(JobError::Invalid(format!(
             "backfill: to ({}) is in the future; the live pipeline writes what comes",
             day(range.to)

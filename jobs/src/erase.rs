@@ -20,18 +20,43 @@ use rf_schemas::TenantId;
 use crate::tenant::{redact, redis_conn, tenant_keys, tenant_tables, tenant_topics};
 use crate::JobError;
 
-/// The erasure steps, in order.
-pub const STEPS: [&str; 9] = [
-    "topics",
-    "databases",
-    "redis keys",
-    "users",
-    "platform rows",
-    "compacted topics",
-    "schema subjects",
-    "job files",
-    "registry",
-];
+/// The erasure steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The tenant's topics, in every region.
+    Topics,
+    /// Its databases.
+    Databases,
+    /// Its Redis keys.
+    RedisKeys,
+    /// Its analysts' ClickHouse and Redis users.
+    Users,
+    /// Its rows in `rf_platform`, data keys first.
+    PlatformRows,
+    /// Tombstones for its keys in the platform's compacted topics.
+    CompactedTopics,
+    /// Its schema subjects.
+    SchemaSubjects,
+    /// Its job files.
+    JobFiles,
+    /// Its registry entry.
+    Registry,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Self; 9] = [
+        Self::Topics,
+        Self::Databases,
+        Self::RedisKeys,
+        Self::Users,
+        Self::PlatformRows,
+        Self::CompactedTopics,
+        Self::SchemaSubjects,
+        Self::JobFiles,
+        Self::Registry,
+    ];
+}
 
 /// Compacted topics whose keys name tenants: the tenant's keys get tombstones.
 const COMPACTED: [&str; 3] = [
@@ -86,23 +111,22 @@ fn region_kafka(settings: &Settings, brokers: &str) -> KafkaConfig {
     }
 }
 
-/// Runs step `index` of [`STEPS`] for `tenant`; `job` is the erasure job's id (its own
-/// status and report are kept), `files` the jobs' output folder. Returns a line saying
-/// what went.
+/// Runs `step` for `tenant`; `job` is the erasure job's id (its own status and report
+/// are kept), `files` the jobs' output folder. Returns a line saying what went.
 pub async fn step(
     settings: &Settings,
     files: &Path,
     tenant: &TenantId,
     job: &str,
-    index: usize,
+    step: Step,
 ) -> Result<String, JobError> {
     // A reserved id's names are the platform's: erasing them would erase every tenant's.
     if let Some(why) = tenant.reserved() {
         return Err(JobError::Invalid(why));
     }
     let regions = settings.regions();
-    match STEPS[index] {
-        "topics" => {
+    match step {
+        Step::Topics => {
             let mut deleted = 0;
             for r in &regions {
                 let kafka = region_kafka(settings, &r.brokers);
@@ -132,7 +156,7 @@ pub async fn step(
             }
             Ok(format!("deleted {deleted} topics"))
         }
-        "databases" => {
+        Step::Databases => {
             for r in &regions {
                 rf_sinks::clickhouse::client(&r.clickhouse)
                     .query(&format!(
@@ -149,7 +173,7 @@ pub async fn step(
                 regions.len()
             ))
         }
-        "redis keys" => {
+        Step::RedisKeys => {
             let mut deleted = 0;
             for r in &regions {
                 let (mut conn, rerr) = redis_conn(&r.redis).await?;
@@ -167,7 +191,7 @@ pub async fn step(
             }
             Ok(format!("deleted {deleted} Redis keys"))
         }
-        "users" => {
+        Step::Users => {
             let (ch_user, _) = crate::analyst::user_names(tenant);
             for r in &regions {
                 crate::analyst::remove_redis_user(&r.redis, tenant).await?;
@@ -207,7 +231,7 @@ pub async fn step(
             }
             Ok("removed the analysts' ClickHouse and Redis users".into())
         }
-        "platform rows" => {
+        Step::PlatformRows => {
             let client = crate::platform(&settings.clickhouse).await?;
             // The data keys first: from then on, the tenant's webhook URLs and secrets
             // in earlier registry records are ciphertext nobody can open.
@@ -236,7 +260,7 @@ pub async fn step(
                     .into(),
             )
         }
-        "compacted topics" => {
+        Step::CompactedTopics => {
             let mut tombstones = 0;
             for topic in COMPACTED {
                 let keys = live_keys(&settings.kafka, topic, |k| {
@@ -249,7 +273,7 @@ pub async fn step(
                 "{tombstones} tombstones in the platform's compacted topics"
             ))
         }
-        "schema subjects" => {
+        Step::SchemaSubjects => {
             let client = registry_client(settings);
             let subjects = tenant_subjects(tenant);
             let deleted = tokio::task::spawn_blocking(move || {
@@ -265,7 +289,7 @@ pub async fn step(
                 deleted.len()
             ))
         }
-        "job files" => {
+        Step::JobFiles => {
             let dirs = job_dirs(files, tenant)?;
             for dir in &dirs {
                 std::fs::remove_dir_all(dir).map_err(|e| {
@@ -274,11 +298,10 @@ pub async fn step(
             }
             Ok(format!("removed the files of {} jobs", dirs.len()))
         }
-        "registry" => {
+        Step::Registry => {
             crate::tenant::forget(settings, tenant).await?;
             Ok("removed from the tenant registry".into())
         }
-        _ => unreachable!("a step of STEPS"),
     }
 }
 
@@ -292,8 +315,8 @@ fn job_tenant(id: &str) -> Option<&str> {
 /// Every step at once, with no grace period and no report: for throwaway tenants (the
 /// benchmarks', which write no job files).
 pub async fn all_steps(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
-    for index in 0..STEPS.len() {
-        step(settings, Path::new(""), tenant, "", index).await?;
+    for s in Step::ALL {
+        step(settings, Path::new(""), tenant, "", s).await?;
     }
     Ok(())
 }

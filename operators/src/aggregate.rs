@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
 
@@ -601,10 +600,7 @@ impl Aggregator {
 }
 
 fn next_version(last: u64) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
-    now.max(last + 1)
+    rf_schemas::unix_micros().max(last + 1)
 }
 
 /// Registers (and marks changed) the windows a reading of `room_id` at `ts` belongs to.

@@ -83,9 +83,7 @@ impl Backfill {
 /// Now, in µs since the Unix epoch: the clock of rows' versions. Rows a backfill writes
 /// have versions past its start.
 pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    rf_schemas::unix_micros()
 }
 
 /// Where a backfill starts reading each readings partition of `topology`'s tenants, as

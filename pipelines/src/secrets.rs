@@ -519,7 +519,7 @@ fn ch(e: clickhouse::error::Error) -> SecretError {
 }
 
 fn now_version() -> u64 {
-    chrono::Utc::now().timestamp_millis().max(0) as u64
+    rf_schemas::unix_ms() as u64
 }
 
 fn aes_key(bytes: &[u8]) -> LessSafeKey {

@@ -15,11 +15,16 @@ pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};
 pub use tenant::{TenantConfig, TenantId, Tier};
 
-/// The wall clock, ms since the Unix epoch (0 before it).
+/// The wall clock, ms since the Unix epoch (0 before it): roomflow's one clock.
 pub fn unix_ms() -> i64 {
+    (unix_micros() / 1000) as i64
+}
+
+/// The wall clock, µs since the Unix epoch (0 before it): the clock of rows' versions.
+pub fn unix_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The Avro schema of `io.roomflow.OccupancyReading` (v1).

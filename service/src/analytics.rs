@@ -140,7 +140,8 @@ async fn anomalies_of(caller: &Caller<'_>, f: &Filter) -> Result<serde_json::Val
             ""
         },
     );
-    let mut query = caller.clickhouse()
+    let mut query = caller
+        .clickhouse()
         .query(&sql)
         .bind(secs(to))
         .bind(secs(from));
@@ -263,7 +264,8 @@ async fn forecast_of(
         caller.tenant.clickhouse_db()
     );
     let points: Vec<Point> = no_database_is_empty(
-        caller.clickhouse()
+        caller
+            .clickhouse()
             .query(&sql)
             .bind(granularity)
             .bind(kind)

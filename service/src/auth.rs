@@ -2,8 +2,6 @@
 //! with HS256 (a shared key) or RS256 (keys from a JWKS file or URL); the algorithm is
 //! pinned by the config, so a token naming another one, or `none`, is refused.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -212,9 +210,7 @@ fn validation(algorithm: Algorithm, policy: &TokenPolicy) -> Validation {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    rf_schemas::unix_ms() as u64 / 1000
 }
 
 /// Mints a token for `tenant`, valid for `ttl_secs`, signed with `secret`.

@@ -73,7 +73,11 @@ pub(crate) async fn queried<T, F>(caller: &Caller<'_>, compute: F) -> Result<T, 
 where
     F: Future<Output = Result<T, ApiError>>,
 {
-    let _slot = caller.stores.queries.take(&caller.tenant, caller.class()).await;
+    let _slot = caller
+        .stores
+        .queries
+        .take(&caller.tenant, caller.class())
+        .await;
     let limit = std::time::Duration::from_secs(caller.query_timeout_secs) + GRACE;
     match tokio::time::timeout(limit, compute).await {
         Ok(answer) => answer,

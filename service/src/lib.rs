@@ -363,7 +363,8 @@ async fn build(
         // (a lower number) runs.
         let mut analytics = clickhouse.clone().with_setting("priority", "2");
         if config.analytics_max_threads > 0 {
-            analytics = analytics.with_setting("max_threads", config.analytics_max_threads.to_string());
+            analytics =
+                analytics.with_setting("max_threads", config.analytics_max_threads.to_string());
         }
         regions.push(RegionClients {
             clickhouse: clickhouse.with_setting("priority", "1"),
@@ -621,14 +622,12 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         tracing::info!(status, duration_ms, subject, path = %path, query = %query, "request answered")
     });
     if let Some(who) = who {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = rf_schemas::unix_ms() as u64;
         state.audit.record(
             who.region,
             audit::AuditRow {
-                ts: now.as_secs() as u32,
-                ts_ms: now.as_millis() as u64,
+                ts: (now / 1000) as u32,
+                ts_ms: now,
                 tenant: who.tenant.to_string(),
                 subject: who.subject,
                 route: route.clone(),

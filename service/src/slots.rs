@@ -20,8 +20,11 @@ pub struct Slots {
     /// Semaphores per tenant that has queried (all its queries, its analytics ones);
     /// tenants are the platform's (unknown ones are refused before), so this holds at
     /// most one entry per tenant.
-    tenants: Mutex<HashMap<TenantId, (Arc<Semaphore>, Arc<Semaphore>)>>,
+    tenants: Mutex<HashMap<TenantId, TenantSlots>>,
 }
+
+/// A tenant's slots: for all its queries, and for its analytics ones.
+type TenantSlots = (Arc<Semaphore>, Arc<Semaphore>);
 
 /// A slot held: a tenant's (and its analytics one, for such a query) and the region's,
 /// given back when dropped.

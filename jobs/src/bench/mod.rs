@@ -12,7 +12,6 @@ mod service;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
@@ -181,9 +180,7 @@ async fn throwaway_tenant(
     tag: &str,
     spec: crate::tenant::TenantSpec,
 ) -> Result<TenantId, JobError> {
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let stamp = rf_schemas::unix_ms() / 1000;
     let tenant = TenantId::parse(&format!("{tag}-{stamp}")).expect("a valid id");
     let spec = crate::tenant::TenantSpec {
         display_name: spec

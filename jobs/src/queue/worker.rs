@@ -370,7 +370,7 @@ impl Worker {
         Ok(submitted)
     }
 
-    /// Erasure: each step of [`crate::erase::STEPS`], then the verification report.
+    /// Erasure: each [`crate::erase::Step`], then the verification report.
     fn erase(&mut self, status: &mut JobStatus) -> Result<String, Stop> {
         let tenant =
             TenantId::parse(&status.spec.tenant).map_err(|e| JobError::Invalid(e.to_string()))?;
@@ -395,18 +395,18 @@ impl Worker {
                 Some(_) => {}
             }
         }
-        let steps = crate::erase::STEPS.len();
-        (status.total, status.unit) = (steps as u64 + 1, "steps".into());
+        let steps = crate::erase::Step::ALL;
+        (status.total, status.unit) = (steps.len() as u64 + 1, "steps".into());
         let id = status.spec.id.clone();
-        for index in 0..steps {
+        for (done, step) in (1..).zip(steps) {
             let line = self.runtime.block_on(crate::erase::step(
                 &self.settings,
                 &self.config.output_dir,
                 &tenant,
                 &id,
-                index,
+                step,
             ))?;
-            self.progress(status, index as u64 + 1, line)?;
+            self.progress(status, done, line)?;
         }
         let report = self.runtime.block_on(crate::erase::verify(
             &self.settings,
@@ -437,7 +437,7 @@ impl Worker {
             .filter(|c| c.found > 0)
             .map(|c| format!("{} {} in {}", c.found, c.what, c.store))
             .collect();
-        self.progress(status, steps as u64 + 1, "verified every store".into())?;
+        self.progress(status, status.total, "verified every store".into())?;
         if !left.is_empty() {
             return Err(JobError::Invalid(format!("still found: {}", left.join("; "))).into());
         }

@@ -19,7 +19,6 @@ pub mod faults;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Offset, TimeZone};
 use chrono_tz::Tz;
@@ -182,9 +181,7 @@ pub struct Analyzer {
 }
 
 fn wall_clock() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    rf_schemas::unix_ms()
 }
 
 /// The local hour of `ts` in `tz`, counted from the Unix epoch: its position in the

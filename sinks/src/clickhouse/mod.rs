@@ -5,7 +5,7 @@
 mod rows;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clickhouse::{Client, RowWrite};
 
@@ -59,9 +59,7 @@ impl ClickHouseSink {
     }
 
     async fn insert_all(&self, batch: &Batch) -> Result<(), Failed> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32);
+        let now = seconds(rf_schemas::unix_ms());
         let mut by_db: BTreeMap<String, TenantRows> = BTreeMap::new();
         for (i, r) in batch.rooms.iter().enumerate() {
             by_db

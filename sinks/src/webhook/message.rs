@@ -173,7 +173,7 @@ impl Alert {
 
     /// A message that only checks a target works (`roomflow tenant test-alerts`).
     pub fn test(tenant: &TenantId, service: &str) -> Self {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = rf_schemas::unix_ms();
         Self {
             key: format!("{tenant}/test/tenant/{tenant}/{now}"),
             severity: Severity::Low,
