@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -420,57 +420,11 @@ fn live_keys(
 /// Reads a topic from its start to its end, calling `f` with each keyed record's key
 /// and whether it has a value.
 fn scan(kafka: &KafkaConfig, topic: &str, mut f: impl FnMut(&str, bool)) -> Result<(), JobError> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", "roomflow-erasure")
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(kafka_err(topic))?;
-    let timeout = Duration::from_secs(kafka.timeout_secs);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(kafka_err(topic))?;
-    let mut ends = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions())
-    {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(kafka_err(topic))?;
-        if high > low {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .map_err(kafka_err(topic))?;
-            ends.insert(p.id(), high);
-        }
-    }
-    if ends.is_empty() {
-        return Ok(());
-    }
-    consumer.assign(&tpl).map_err(kafka_err(topic))?;
-    let mut progress = Instant::now();
-    while !ends.is_empty() {
-        if progress.elapsed() > timeout {
-            return Err(JobError::Kafka(format!("{topic} not read to its end")));
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = message.map_err(kafka_err(topic))?;
-        progress = Instant::now();
-        if ends
-            .get(&m.partition())
-            .is_some_and(|e| m.offset() + 1 >= *e)
-        {
-            ends.remove(&m.partition());
-        }
+    rf_pipelines::topics::read_to_end(kafka, topic, "roomflow-erasure", |m| {
         if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
             f(key, m.payload().is_some());
         }
-    }
+    })?;
     Ok(())
 }
 

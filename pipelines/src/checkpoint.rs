@@ -9,12 +9,10 @@
 //! not every Kafka-protocol broker keeps it.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 use rf_operators::Checkpoint;
 
@@ -98,64 +96,18 @@ pub async fn ensure_topic(kafka: &KafkaConfig) -> Result<(), PipelineError> {
 
 /// The latest checkpoint of every partition `group` has checkpointed, by (topic, partition).
 pub fn load(kafka: &KafkaConfig) -> Result<HashMap<(String, i32), Resume>, PipelineError> {
-    let kerr =
-        |e: rdkafka::error::KafkaError| PipelineError::Kafka(format!("reading {TOPIC}: {e}"));
-    let timeout = Duration::from_secs(kafka.timeout_secs);
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", &kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(kerr)?;
-    let metadata = consumer
-        .fetch_metadata(Some(TOPIC), timeout)
-        .map_err(kerr)?;
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer
-            .fetch_watermarks(TOPIC, p.id(), timeout)
-            .map_err(kerr)?;
-        if high > low {
-            tpl.add_partition_offset(TOPIC, p.id(), Offset::Beginning)
-                .map_err(kerr)?;
-            ends.insert(p.id(), high);
-        }
-    }
     let mut resumes = HashMap::new();
-    if ends.is_empty() {
-        return Ok(resumes);
-    }
-    consumer.assign(&tpl).map_err(kerr)?;
     let prefix = format!("{}/", kafka.group_id);
-    let deadline = Instant::now() + timeout * 3;
-    while !ends.is_empty() {
-        if Instant::now() > deadline {
-            return Err(PipelineError::Kafka(format!(
-                "{TOPIC} could not be read to its end in time"
-            )));
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = message.map_err(kerr)?;
-        if ends
-            .get(&m.partition())
-            .is_some_and(|end| m.offset() + 1 >= *end)
-        {
-            ends.remove(&m.partition());
-        }
+    crate::topics::read_to_end(kafka, TOPIC, &kafka.group_id, |m| {
         let Some(k) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            continue;
+            return;
         };
-        let Some(rest) = k.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some((topic, partition)) = rest.rsplit_once('/') else {
-            continue;
+        let Some((topic, partition)) = k.strip_prefix(&prefix).and_then(|r| r.rsplit_once('/'))
+        else {
+            return;
         };
         let Ok(partition) = partition.parse::<i32>() else {
-            continue;
+            return;
         };
         match m
             .payload()
@@ -165,7 +117,7 @@ pub fn load(kafka: &KafkaConfig) -> Result<HashMap<(String, i32), Resume>, Pipel
             Some(resume) => resumes.insert((topic.to_owned(), partition), resume),
             None => resumes.remove(&(topic.to_owned(), partition)),
         };
-    }
+    })?;
     Ok(resumes)
 }
 

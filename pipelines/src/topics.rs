@@ -83,3 +83,74 @@ pub async fn create(
     }
     Ok(created)
 }
+
+/// Reads `topic` from its start to the end each partition had when called, as consumer
+/// group `group` (nothing is committed), calling `f` with each record. An absent or empty
+/// topic is read at once. It fails if `kafka.timeout_secs` pass without a record while
+/// records remain: a long topic takes as long as it needs, a stalled broker does not.
+pub fn read_to_end(
+    kafka: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> Result<(), PipelineError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let timeout = Duration::from_secs(kafka.timeout_secs);
+    let kerr =
+        |e: rdkafka::error::KafkaError| PipelineError::Kafka(format!("reading {topic}: {e}"));
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kerr)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(kerr)?;
+    let mut ends = std::collections::BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions())
+    {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p.id(), timeout)
+            .map_err(kerr)?;
+        if high > low {
+            assignment
+                .add_partition_offset(topic, p.id(), Offset::Beginning)
+                .map_err(kerr)?;
+            ends.insert(p.id(), high);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&assignment).map_err(kerr)?;
+    let mut progress = std::time::Instant::now();
+    while !ends.is_empty() {
+        if progress.elapsed() > timeout {
+            return Err(PipelineError::Kafka(format!(
+                "{topic} not read to its end: nothing arrived for {timeout:?}"
+            )));
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = message.map_err(kerr)?;
+        progress = std::time::Instant::now();
+        if ends
+            .get(&m.partition())
+            .is_some_and(|end| m.offset() + 1 >= *end)
+        {
+            ends.remove(&m.partition());
+        }
+        f(&m);
+    }
+    Ok(())
+}

@@ -731,59 +731,11 @@ fn read_compacted(
     group: &str,
     mut f: impl FnMut(&str, Option<&[u8]>),
 ) -> Result<(), PipelineError> {
-    let kafka = &settings.kafka;
-    let timeout = Duration::from_secs(kafka.timeout_secs);
-    let kerr =
-        |e: rdkafka::error::KafkaError| PipelineError::Kafka(format!("reading {topic}: {e}"));
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(kerr)?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(kerr)?;
-    let mut ends = BTreeMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(kerr)?;
-        if high > low {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .map_err(kerr)?;
-            ends.insert(p.id(), high);
+    crate::topics::read_to_end(&settings.kafka, topic, group, |m| {
+        if let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            f(key, m.payload());
         }
-    }
-    if ends.is_empty() {
-        return Ok(());
-    }
-    consumer.assign(&tpl).map_err(kerr)?;
-    let mut last_progress = Instant::now();
-    while !ends.is_empty() {
-        if last_progress.elapsed() > timeout {
-            return Err(PipelineError::Kafka(format!(
-                "{topic} not read to its end within {timeout:?}"
-            )));
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = message.map_err(kerr)?;
-        last_progress = Instant::now();
-        if ends
-            .get(&m.partition())
-            .is_some_and(|end| m.offset() + 1 >= *end)
-        {
-            ends.remove(&m.partition());
-        }
-        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-            continue;
-        };
-        f(key, m.payload());
-    }
-    Ok(())
+    })
 }
 
 /// Runs a dispatcher on its own thread until `stop` is set; what it could not start with
