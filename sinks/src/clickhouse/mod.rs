@@ -1,13 +1,16 @@
-//! The ClickHouse sink: window revisions, final readings and room versions, one insert per tenant and
-//! table per batch; then restatements of final rows whose room capacity changed in the
-//! past, and withdrawn room versions.
+//! The ClickHouse sink: every output ClickHouse stores (the registry in `tables.rs`), one
+//! insert per tenant and table per batch; then restatements of final rows whose room
+//! capacity changed in the past, and withdrawn room versions.
 
 mod rows;
+mod tables;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use clickhouse::{Client, RowWrite};
+use clickhouse::Client;
+
+use rf_schemas::TenantId;
 
 use crate::config::ClickHouseConfig;
 use crate::{Batch, Sink, SinkError};
@@ -28,20 +31,6 @@ pub fn client(config: &ClickHouseConfig) -> Client {
     client
 }
 
-/// Indices into a batch's vectors of one tenant's rows.
-#[derive(Default)]
-struct TenantRows {
-    rooms: Vec<usize>,
-    offices: Vec<usize>,
-    readings: Vec<usize>,
-    versions: Vec<usize>,
-    withdrawn: Vec<usize>,
-    restates: Vec<usize>,
-    anomalies: Vec<usize>,
-    forecasts: Vec<usize>,
-    models: Vec<usize>,
-}
-
 /// Writes window rows and room versions to each tenant's database.
 #[derive(Clone)]
 pub struct ClickHouseSink {
@@ -58,186 +47,72 @@ impl ClickHouseSink {
         }
     }
 
+    /// Every table's rows (one INSERT per tenant and table), then the restatements of
+    /// final rows (after this batch's rows: they may be among those to restate), then
+    /// the withdrawn room versions.
     async fn insert_all(&self, batch: &Batch) -> Result<(), Failed> {
         let now = seconds(rf_schemas::unix_ms());
-        let mut by_db: BTreeMap<String, TenantRows> = BTreeMap::new();
-        for (i, r) in batch.rooms.iter().enumerate() {
-            by_db
-                .entry(r.tenant.clickhouse_db())
-                .or_default()
-                .rooms
-                .push(i);
+        for table in tables::ALL {
+            table.insert(&self.client, batch, now).await?;
         }
-        for (i, o) in batch.offices.iter().enumerate() {
-            by_db
-                .entry(o.tenant.clickhouse_db())
-                .or_default()
-                .offices
-                .push(i);
+        for r in &batch.restates {
+            let db = r.tenant.clickhouse_db();
+            restate(&self.client.clone().with_database(&db), r)
+                .await
+                .map_err(|error| Failed {
+                    db,
+                    table: "room_utilization",
+                    error,
+                })?;
         }
-        for (i, r) in batch.readings.iter().enumerate() {
-            by_db
-                .entry(r.tenant.clickhouse_db())
-                .or_default()
-                .readings
-                .push(i);
-        }
-        for (i, (t, _)) in batch.room_versions.iter().enumerate() {
-            by_db.entry(t.clickhouse_db()).or_default().versions.push(i);
-        }
-        for (i, (t, ..)) in batch.withdrawn_rooms.iter().enumerate() {
-            by_db
-                .entry(t.clickhouse_db())
-                .or_default()
-                .withdrawn
-                .push(i);
-        }
-        for (i, r) in batch.restates.iter().enumerate() {
-            by_db
-                .entry(r.tenant.clickhouse_db())
-                .or_default()
-                .restates
-                .push(i);
-        }
-        for (i, a) in batch.anomalies.iter().enumerate() {
-            let rows = by_db.entry(a.tenant.clickhouse_db()).or_default();
-            rows.anomalies.push(i);
-        }
-        for (i, f) in batch.forecasts.iter().enumerate() {
-            let rows = by_db.entry(f.tenant.clickhouse_db()).or_default();
-            rows.forecasts.push(i);
-        }
-        for (i, m) in batch.models.iter().enumerate() {
-            let rows = by_db.entry(m.tenant.clickhouse_db()).or_default();
-            rows.models.push(i);
-        }
-        for (
-            db,
-            TenantRows {
-                rooms,
-                offices,
-                readings,
-                versions,
-                withdrawn,
-                restates,
-                anomalies,
-                forecasts,
-                models,
-            },
-        ) in by_db
-        {
-            let client = self.client.clone().with_database(&db);
-            let at = |table: &'static str| {
-                let db = db.clone();
-                move |error| Failed { db, table, error }
-            };
-            insert_rows::<AnomalyRow<'static>>(
-                &client,
-                &db,
-                "anomalies",
-                anomalies
-                    .iter()
-                    .map(|&i| AnomalyRow::new(&batch.anomalies[i], now)),
-            )
-            .await?;
-            let points = forecasts.iter().flat_map(|&i| {
-                let series = &batch.forecasts[i];
-                series
-                    .points
-                    .iter()
-                    .map(move |p| ForecastRow::new(series, p))
-            });
-            insert_rows::<ForecastRow<'static>>(&client, &db, "forecasts", points).await?;
-            insert_rows::<ModelStateRow<'static>>(
-                &client,
-                &db,
-                "model_state",
-                models
-                    .iter()
-                    .map(|&i| ModelStateRow::new(&batch.models[i], now)),
-            )
-            .await?;
-            let counted = readings.iter().flat_map(|&i| {
-                let window = &batch.readings[i];
-                window
-                    .readings
-                    .iter()
-                    .map(move |r| ReadingRow::new(window, r))
-            });
-            insert_rows::<ReadingRow<'static>>(&client, &db, "readings", counted).await?;
-            insert_rows::<RoomUtilization<'static>>(
-                &client,
-                &db,
-                "room_utilization",
-                rooms
-                    .iter()
-                    .map(|&i| RoomUtilization::new(&batch.rooms[i], now)),
-            )
-            .await?;
-            insert_rows::<OfficeUtilization<'static>>(
-                &client,
-                &db,
-                "office_utilization",
-                offices
-                    .iter()
-                    .map(|&i| OfficeUtilization::new(&batch.offices[i], now)),
-            )
-            .await?;
-            // The version is the room version's start: re-reading the compacted topic
-            // writes identical rows.
-            insert_rows::<Room<'static>>(
-                &client,
-                &db,
-                "rooms",
-                versions.iter().map(|&i| {
-                    let room = &batch.room_versions[i].1;
-                    Room::new(room, room.effective_from as u64)
-                }),
-            )
-            .await?;
-            // After this batch's rows: they may be among those to restate.
-            for i in restates {
-                restate(&client, &batch.restates[i])
-                    .await
-                    .map_err(at("room_utilization"))?;
-            }
-            for i in withdrawn {
-                let (_, room_id, from) = &batch.withdrawn_rooms[i];
-                client
-                    .query("ALTER TABLE rooms DELETE WHERE room_id = ? AND effective_from = ?")
-                    .bind(room_id.as_str())
-                    .bind(seconds(*from))
-                    .execute()
-                    .await
-                    .map_err(at("rooms"))?;
-            }
+        for (tenant, room_id, from) in &batch.withdrawn_rooms {
+            let db = tenant.clickhouse_db();
+            self.client
+                .clone()
+                .with_database(&db)
+                .query("ALTER TABLE rooms DELETE WHERE room_id = ? AND effective_from = ?")
+                .bind(room_id.as_str())
+                .bind(seconds(*from))
+                .execute()
+                .await
+                .map_err(|error| Failed {
+                    db,
+                    table: "rooms",
+                    error,
+                })?;
         }
         Ok(())
     }
 }
 
-/// Inserts `rows` into `table` of the tenant database `db` in one INSERT; no rows, no
-/// INSERT.
-async fn insert_rows<'a, T: RowWrite>(
-    client: &Client,
-    db: &str,
-    table: &'static str,
-    rows: impl IntoIterator<Item = T::Value<'a>>,
-) -> Result<(), Failed> {
-    let failed = |error| Failed {
-        db: db.to_owned(),
-        table,
-        error,
-    };
-    let mut rows = rows.into_iter().peekable();
-    if rows.peek().is_none() {
-        return Ok(());
+/// What a batch changes in ClickHouse, by tenant: the query service's cached answers
+/// about it are stale once it is written (see the Redis generation counters).
+#[derive(Debug, Default, PartialEq)]
+pub struct Touched {
+    /// Tenants with any change.
+    pub tenants: BTreeSet<TenantId>,
+    /// (tenant, UTC month `yyyymm`) of window rows written.
+    pub months: BTreeSet<(TenantId, u32)>,
+    /// Tenants whose history changed beyond the windows (room versions, restatements).
+    pub history: BTreeSet<TenantId>,
+}
+
+/// What `batch` changes in ClickHouse.
+pub fn touched(batch: &Batch) -> Touched {
+    let mut touched = Touched::default();
+    for table in tables::ALL {
+        table.touch(batch, &mut touched);
     }
-    let mut insert = client.insert::<T>(table).await.map_err(failed)?;
-    for row in rows {
-        insert.write(&row).await.map_err(failed)?;
+    let changed = batch
+        .restates
+        .iter()
+        .map(|r| &r.tenant)
+        .chain(batch.withdrawn_rooms.iter().map(|(t, _, _)| t));
+    for tenant in changed {
+        touched.tenants.insert(tenant.clone());
+        touched.history.insert(tenant.clone());
     }
-    insert.end().await.map_err(failed)
+    touched
 }
 
 /// A failed statement, with the tenant database and the table it wrote to.
@@ -370,18 +245,6 @@ impl Sink for ClickHouseSink {
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        if batch.rooms.is_empty()
-            && batch.offices.is_empty()
-            && batch.readings.is_empty()
-            && batch.room_versions.is_empty()
-            && batch.withdrawn_rooms.is_empty()
-            && batch.restates.is_empty()
-            && batch.anomalies.is_empty()
-            && batch.forecasts.is_empty()
-            && batch.models.is_empty()
-        {
-            return Ok(());
-        }
         match tokio::time::timeout(self.timeout, self.insert_all(batch)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(failed)) => Err(failed.into_sink_error()),
@@ -394,6 +257,46 @@ impl Sink for ClickHouseSink {
 mod tests {
     use super::*;
     use clickhouse::error::Error;
+    use rf_operators::{Granularity, RoomRow};
+
+    #[test]
+    fn a_batch_touches_its_tenants_months_and_history() {
+        let (acme, globex) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        let row = |tenant: &TenantId, window_start| RoomRow {
+            tenant: tenant.clone(),
+            granularity: Granularity::H1,
+            office_id: "lon".into(),
+            room_id: "r1".into(),
+            window_start,
+            window_end: window_start + 3_600_000,
+            samples: 1,
+            avg_people: 1.0,
+            peak_people: 1,
+            occupied_ratio: 1.0,
+            capacity: 4,
+            utilization: 0.25,
+            is_final: true,
+            version: 1,
+        };
+        let mut batch = Batch::default();
+        assert_eq!(
+            touched(&batch),
+            Touched::default(),
+            "nothing to write, nothing stale"
+        );
+        // 2026-03-31T23:00Z and 2026-04-01T00:00Z: two months.
+        batch.rooms = vec![row(&acme, 1_774_998_000_000), row(&acme, 1_775_001_600_000)];
+        batch
+            .withdrawn_rooms
+            .push((globex.clone(), "r9".into(), 1_775_001_600_000));
+        let t = touched(&batch);
+        assert_eq!(t.tenants, [acme.clone(), globex.clone()].into());
+        assert_eq!(t.months, [(acme.clone(), 202603), (acme, 202604)].into());
+        assert_eq!(t.history, [globex].into());
+    }
 
     #[test]
     fn permanent_errors_are_told_from_passing_ones() {

@@ -164,46 +164,18 @@ impl Sink for Generations<'_> {
     }
 
     async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let tenants: std::collections::BTreeSet<&rf_schemas::TenantId> = batch
-            .rooms
-            .iter()
-            .map(|r| &r.tenant)
-            .chain(batch.offices.iter().map(|o| &o.tenant))
-            .chain(batch.restates.iter().map(|r| &r.tenant))
-            .chain(batch.room_versions.iter().map(|(t, _)| t))
-            .chain(batch.withdrawn_rooms.iter().map(|(t, _, _)| t))
-            .chain(batch.anomalies.iter().map(|a| &a.tenant))
-            .chain(batch.forecasts.iter().map(|f| &f.tenant))
-            .collect();
-        if tenants.is_empty() {
+        let touched = crate::clickhouse::touched(batch);
+        if touched.tenants.is_empty() {
             return Ok(());
         }
-        let months: std::collections::BTreeSet<(&rf_schemas::TenantId, u32)> = batch
-            .rooms
-            .iter()
-            .map(|r| (&r.tenant, month_of(r.window_start)))
-            .chain(
-                batch
-                    .offices
-                    .iter()
-                    .map(|o| (&o.tenant, month_of(o.window_start))),
-            )
-            .collect();
-        let history: std::collections::BTreeSet<&rf_schemas::TenantId> = batch
-            .restates
-            .iter()
-            .map(|r| &r.tenant)
-            .chain(batch.room_versions.iter().map(|(t, _)| t))
-            .chain(batch.withdrawn_rooms.iter().map(|(t, _, _)| t))
-            .collect();
         let mut pipe = redis::pipe();
-        for tenant in tenants {
+        for tenant in &touched.tenants {
             pipe.incr(generation_key(tenant), 1).ignore();
         }
-        for (tenant, month) in months {
-            pipe.incr(month_generation_key(tenant, month), 1).ignore();
+        for (tenant, month) in &touched.months {
+            pipe.incr(month_generation_key(tenant, *month), 1).ignore();
         }
-        for tenant in history {
+        for tenant in &touched.history {
             pipe.incr(history_generation_key(tenant), 1).ignore();
         }
         self.0.run(pipe).await
