@@ -95,7 +95,7 @@ start_clickhouse() { # name http-port tcp-port interserver-port
 }
 
 # No connection without a password: the default user is off. Each roomflow component has
-# a user with the least rights it needs (the README's Security lists them);
+# a user with the least rights it needs (docs/security.md lists them);
 # $REDIS_USER administers (the operator's redis-cli, tests' inspection).
 start_redis() { # name port
   local common=(on ">$REDIS_PASSWORD" resetchannels -@all +@connection -@dangerous)

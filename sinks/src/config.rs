@@ -162,7 +162,7 @@ pub const LOCAL_REDIS_URL: &str =
     "redis://roomflow:roomflow-local-development-only@127.0.0.1:16379/0";
 
 /// Where to reach Redis. Each component connects as its own user with the least rights
-/// it needs (the local stack's, compose's and the README's ACLs):
+/// it needs (the local stack's, compose's and docs/security.md's ACLs):
 /// - the pipeline (`url`): writes the live keys and generation counters, reads nothing;
 /// - the query service (`service_url`): reads `rf:*`, writes only its caches and rate
 ///   limits;
