@@ -214,3 +214,30 @@ impl<'s> Analyze<'s> for Stream<'s, u64, Vec<Output>> {
         })
     }
 }
+
+/// The operators of the computation, with their state.
+pub struct Computation<S: SchemaSource> {
+    /// Decodes records.
+    pub decoder: Decoder<S>,
+    /// Tenants whose reading is paused (the decoder marks those waiting for a schema).
+    pub paused: Paused,
+    /// The windows' state.
+    pub aggregator: Rc<RefCell<Aggregator>>,
+    /// Anomalies and forecasts; `None` for a backfill, which rewrites windows only.
+    pub analyzer: Option<crate::analyze::Analyzer>,
+}
+
+/// The computation every run shares (the live pipeline, backfills, the benchmarks):
+/// decode and validate, event-time windows, then anomalies and forecasts.
+pub fn compute<'s, S: SchemaSource>(
+    records: Stream<'s, u64, Vec<Input>>,
+    parts: Computation<S>,
+) -> Stream<'s, u64, Vec<Output>> {
+    let windows = records
+        .decode_records(parts.decoder, parts.paused)
+        .aggregate(parts.aggregator);
+    match parts.analyzer {
+        Some(analyzer) => windows.analyze(analyzer),
+        None => windows,
+    }
+}

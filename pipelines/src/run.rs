@@ -12,8 +12,7 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
 use rf_operators::{
-    Aggregate, AggregateConfig, Aggregator, Analyze, Analyzer, DecodeRecords, Decoder, EventClock,
-    Paused,
+    compute, AggregateConfig, Aggregator, Analyzer, Computation, Decoder, EventClock, Paused,
 };
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::TenantId;
@@ -240,14 +239,17 @@ pub fn run(
             );
             consumed = handles.consumed.clone();
             failed = handles.failed.clone();
-            let windows = records
-                .decode_records(decoder, paused.clone())
-                .aggregate(aggregator.clone());
-            // A backfill rewrites windows only: anomalies and forecasts stay as found live.
-            let outputs = match backfill {
-                Some(_) => windows,
-                None => windows.analyze(analyzer),
-            };
+            let outputs = compute(
+                records,
+                Computation {
+                    decoder,
+                    paused: paused.clone(),
+                    aggregator: aggregator.clone(),
+                    // A backfill rewrites windows only: anomalies and forecasts stay as
+                    // found live.
+                    analyzer: backfill.is_none().then_some(analyzer),
+                },
+            );
             outputs.probe_with(&probe).write_to_sinks(SinkContext {
                 sinks,
                 topology: topology.clone(),

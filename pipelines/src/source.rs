@@ -143,9 +143,8 @@ impl Topology {
         self.tenants
             .iter()
             .flat_map(|s| {
-                let h = stable_hash(s.tenant.as_str());
                 (0..s.readings)
-                    .filter(move |p| (h + *p as u64) % peers as u64 == index as u64)
+                    .filter(move |&p| owner(&s.tenant, p, peers) == index)
                     .map(move |p| (s.tenant.clone(), p))
             })
             .collect()
@@ -170,6 +169,13 @@ impl Topology {
             regions: self.regions.clone(),
         })
     }
+}
+
+/// The worker (of `peers`) that owns readings partition `partition` of `tenant`:
+/// (h + partition) mod peers, h a fixed hash of the tenant id. Every process computes
+/// the same owner with no coordination; the benchmarks use it too.
+pub fn owner(tenant: &TenantId, partition: i32, peers: usize) -> usize {
+    ((stable_hash(tenant.as_str()) + partition as u64) % peers as u64) as usize
 }
 
 /// FNV-1a: the same on every machine and every run, unlike the hashers of hash maps.

@@ -12,8 +12,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 use rf_operators::{
-    Aggregate, AggregateConfig, Aggregator, Analyze, Analyzer, DecodeRecords, Decoder, Input,
-    Output, Restored, Topic,
+    AggregateConfig, Aggregator, Analyzer, Computation, Decoder, Input, Output, Restored, Topic,
 };
 use rf_pipelines::{AnalyticsConfig, PipelineConfig, RegistryConfig};
 use rf_schemas::registry::RegistryClient;
@@ -78,11 +77,13 @@ pub fn compute(
         let rows = Rc::new(Cell::new(0u64));
         let counter = rows.clone();
         worker.dataflow::<u64, _, _>(|scope| {
-            scope
-                .input_from(&mut input)
-                .decode_records(decoder, Default::default())
-                .aggregate(aggregator)
-                .analyze(analyzer)
+            let parts = Computation {
+                decoder,
+                paused: Default::default(),
+                aggregator,
+                analyzer: Some(analyzer),
+            };
+            rf_operators::compute(scope.input_from(&mut input), parts)
                 .inspect(move |o| {
                     let rows = match o {
                         Output::Room(_) | Output::Office(_) => 1,
@@ -106,7 +107,7 @@ pub fn compute(
         let mut cursors: Vec<(i32, usize)> = captured
             .readings
             .keys()
-            .filter(|&&p| p as usize % peers == index)
+            .filter(|&&p| rf_pipelines::source::owner(tenant, p, peers) == index)
             .map(|&p| (p, 0))
             .collect();
         let mut fed = 0u64;
