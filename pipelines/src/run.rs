@@ -57,6 +57,18 @@ pub struct Settings {
     pub secrets: crate::secrets::SecretsConfig,
 }
 
+/// What every worker of a run starts from.
+struct Shared {
+    settings: Settings,
+    topology: Arc<LiveTopology>,
+    producer: FutureProducer,
+    metrics: Metrics,
+    /// Where each partition resumes.
+    resumes: Arc<std::collections::HashMap<(String, i32), checkpoint::Resume>>,
+    /// The models' learnt states.
+    restored: rf_operators::Restored,
+}
+
 /// How a run ends.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -140,14 +152,14 @@ pub fn run(
     runtime.block_on(checkpoint::ensure_topic(&settings.kafka))?;
     runtime.block_on(crate::alerts::ensure_topics(settings))?;
     let resumes = Arc::new(resumes);
-    let shared = Arc::new((
-        settings.clone(),
+    let shared = Arc::new(Shared {
+        settings: settings.clone(),
         topology,
         producer,
         metrics,
         resumes,
         restored,
-    ));
+    });
     let totals = Arc::new(Mutex::new(SinkStats::default()));
     let worker_totals = totals.clone();
     let memory = Arc::new(Mutex::new(Vec::new()));
@@ -161,7 +173,14 @@ pub fn run(
     let clock = EventClock::default();
     let config = timely_config(&settings.pipeline);
     let guards = timely::execute(config, move |worker| {
-        let (settings, topology, producer, metrics, resumes, restored) = &*shared;
+        let Shared {
+            settings,
+            topology,
+            producer,
+            metrics,
+            resumes,
+            restored,
+        } = &*shared;
         let index = worker.index();
         let peers = worker.peers();
         let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
