@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# roomflow against Spark Structured Streaming on the same files: the 15-minute room
-# utilization of a simulated backlog, replayed from CSV, on this machine's cores.
+# roomflow against its peers on the same files: the 15-minute room utilization of a
+# simulated backlog, replayed from CSV, on this machine's cores, by roomflow's operators,
+# by ClickHouse's own materialized view (clickhouse_utilization.sh) and by Spark
+# Structured Streaming (spark_utilization.py).
 #
 #   bench/peers/run.sh [READINGS] [ROOMS]      (defaults: 3000000 readings, 1000 rooms)
 #
@@ -24,10 +26,12 @@ fi
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
 rm -rf "$FILES"
 "$ROOT/target/release/roomflow" bench --files "$FILES" --readings "$READINGS" --rooms "$ROOMS" | tee "$DATA/peers/roomflow.txt"
+"$ROOT/bench/peers/clickhouse_utilization.sh" "$FILES" | tee "$DATA/peers/clickhouse.txt"
 "$VENV/bin/python" "$ROOT/bench/peers/spark_utilization.py" "$FILES" | tee "$DATA/peers/spark.txt"
-python3 - "$DATA/peers/roomflow.txt" "$DATA/peers/spark.txt" <<'PY'
+python3 - "$DATA/peers" <<'PY'
 import re, sys
-rate = lambda path, name: float(re.search(rf"^{name} .*= (\d+) readings/s", open(path).read(), re.M).group(1))
-ours, theirs = rate(sys.argv[1], "roomflow"), rate(sys.argv[2], "spark")
-print(f"ratio     roomflow / spark = {ours / theirs:.1f}x readings/s (roomflow also computes 1h and 1d windows and office rows)")
+rate = lambda name: float(re.search(rf"^{name} .*= (\d+) readings/s", open(f"{sys.argv[1]}/{name}.txt").read(), re.M).group(1))
+ours = rate("roomflow")
+for peer in ("clickhouse", "spark"):
+    print(f"ratio     roomflow / {peer} = {ours / rate(peer):.2f}x readings/s (roomflow also computes 1h and 1d windows and office rows)")
 PY

@@ -31,6 +31,11 @@ pub struct AggregateConfig {
     /// How far a watermark may run ahead of the consumer's clock, in ms: no reading moves
     /// event time past the wall clock plus this, whatever its producer's clock says.
     pub clock_skew_ms: i64,
+    /// While a partition's event time is behind its consumer's clock by more than the
+    /// allowed lateness and this (a backlog), revisions of its open windows are written
+    /// at most once per this many ms instead of every epoch; final rows, dead letters,
+    /// live state and checkpoints are not held back. 0: every epoch.
+    pub revision_interval_ms: i64,
 }
 
 impl Default for AggregateConfig {
@@ -40,6 +45,7 @@ impl Default for AggregateConfig {
             clock: EventClock::default(),
             store_readings: true,
             clock_skew_ms: rf_schemas::reading::MAX_CLOCK_SKEW_MS,
+            revision_interval_ms: 0,
         }
     }
 }
@@ -170,6 +176,10 @@ struct PartitionState {
     /// Readings whose 15m window is not final yet: neither counted nor rejected.
     pending: u64,
     touched: bool,
+    /// The consumer's clock when it read the partition's latest record, ms.
+    received: i64,
+    /// When revisions of its open windows were last written, wall clock ms.
+    revised_at: i64,
 }
 
 impl PartitionState {
@@ -193,7 +203,18 @@ impl PartitionState {
             replaced: 0,
             pending: 0,
             touched: false,
+            received: i64::MIN,
+            revised_at: i64::MIN,
         }
+    }
+
+    /// Whether revisions of its open windows wait at this flush (see
+    /// [`AggregateConfig::revision_interval_ms`]).
+    fn defers(&self, config: &AggregateConfig, now: i64) -> bool {
+        let interval = config.revision_interval_ms;
+        let behind = self.received.saturating_sub(self.watermark)
+            > config.allowed_lateness_ms.saturating_add(interval);
+        interval > 0 && behind && now.saturating_sub(self.revised_at) < interval
     }
 }
 
@@ -305,23 +326,16 @@ impl Aggregator {
         );
     }
 
-    /// Emits a revision of every window changed since the last flush, the live state,
-    /// and a checkpoint of every partition that saw events.
+    /// Emits a revision of every window changed since the last flush (unless its
+    /// partition defers them, see [`AggregateConfig::revision_interval_ms`]), the live
+    /// state, and a checkpoint of every partition that saw events.
     pub fn flush(&mut self, out: &mut Vec<Output>) {
+        let now = rf_schemas::unix_ms();
         for (tenant, state) in &mut self.tenants {
             for (&partition, p) in &mut state.partitions {
                 p.flushes += 1;
-                for key in std::mem::take(&mut p.dirty) {
-                    self.last_version = next_version(self.last_version);
-                    emit_row(
-                        tenant,
-                        &state.catalog,
-                        p,
-                        &key,
-                        false,
-                        self.last_version,
-                        out,
-                    );
+                if !p.defers(&self.config, now) {
+                    revise(tenant, &state.catalog, p, now, &mut self.last_version, out);
                 }
                 if std::mem::take(&mut p.touched) {
                     let (commit_offset, watermark) = match p.held.first_key_value() {
@@ -349,6 +363,28 @@ impl Aggregator {
                 self.config.clock.advance(tenant, wm);
             }
         }
+    }
+
+    /// Whether revisions of open windows wait for a later flush.
+    pub fn deferred(&self) -> bool {
+        self.tenants
+            .values()
+            .any(|t| t.partitions.values().any(|p| !p.dirty.is_empty()))
+    }
+
+    /// Emits the revisions that wait: every window changed since its last revision.
+    pub fn flush_revisions(&mut self, out: &mut Vec<Output>) {
+        let now = rf_schemas::unix_ms();
+        for (tenant, state) in &mut self.tenants {
+            for p in state.partitions.values_mut() {
+                revise(tenant, &state.catalog, p, now, &mut self.last_version, out);
+            }
+        }
+    }
+
+    /// See [`AggregateConfig::revision_interval_ms`].
+    pub fn revision_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.config.revision_interval_ms.max(0) as u64)
     }
 
     /// The watermark of `tenant`'s `partition`, once it has seen it.
@@ -488,6 +524,7 @@ impl Aggregator {
             .entry(record.partition)
             .or_insert_with(|| PartitionState::new(record.partition));
         let offset = record.offset;
+        p.received = p.received.max(record.received);
         let replaying = offset < p.replay_until;
         p.processed_until = p.processed_until.max(offset + 1);
         p.touched = true;
@@ -596,6 +633,25 @@ impl Aggregator {
             &mut self.last_version,
             out,
         );
+    }
+}
+
+/// Emits a revision of every window of `p` changed since its last one.
+fn revise(
+    tenant: &TenantId,
+    catalog: &RoomCatalog,
+    p: &mut PartitionState,
+    now: i64,
+    last_version: &mut u64,
+    out: &mut Vec<Output>,
+) {
+    if p.dirty.is_empty() {
+        return;
+    }
+    p.revised_at = now;
+    for key in std::mem::take(&mut p.dirty) {
+        *last_version = next_version(*last_version);
+        emit_row(tenant, catalog, p, &key, false, *last_version, out);
     }
 }
 

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
@@ -156,8 +156,13 @@ pub trait Aggregate<'s> {
 
 impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
     fn aggregate(self, aggregator: Rc<RefCell<Aggregator>>) -> Stream<'s, u64, Vec<Output>> {
-        self.unary_frontier(Pipeline, "Aggregate", move |_, _| {
+        let scope = self.scope();
+        self.unary_frontier(Pipeline, "Aggregate", move |_, info| {
+            let activator = scope.activator_for(info.address.clone());
             let mut stash = BTreeMap::new();
+            // While revisions wait (a backlog, see `AggregateConfig::revision_interval_ms`):
+            // a capability following the input frontier to write them at, and when.
+            let mut held: Option<(Capability<u64>, Instant)> = None;
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     if let Some(cap) = cap.retain_least(output.output_index()) {
@@ -183,7 +188,33 @@ impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
                     }
                     aggregator.flush(&mut out);
                     output.session(&cap).give_iterator(out.into_iter());
+                    if held.is_none() && aggregator.deferred() {
+                        let due = Instant::now() + aggregator.revision_interval();
+                        held = Some((cap, due));
+                    }
                 }
+                let Some((cap, due)) = held.as_mut() else {
+                    return;
+                };
+                let mut aggregator = aggregator.borrow_mut();
+                let next = frontier.frontier().first().copied();
+                // The input ended, or the interval passed: the waiting revisions go.
+                if next.is_none() || Instant::now() >= *due {
+                    let mut out = Vec::new();
+                    aggregator.flush_revisions(&mut out);
+                    output.session(&*cap).give_iterator(out.into_iter());
+                    held = None;
+                    return;
+                }
+                if !aggregator.deferred() {
+                    held = None;
+                    return;
+                }
+                // Hold no epoch the source has passed: downstream goes on.
+                if let Some(next) = next.filter(|next| next > cap.time()) {
+                    cap.downgrade(&next);
+                }
+                activator.activate_after(due.saturating_duration_since(Instant::now()));
             }
         })
     }

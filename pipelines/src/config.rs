@@ -271,6 +271,13 @@ pub struct PipelineConfig {
     /// partition's windows early. Raise it only for a simulation that runs faster than
     /// real time.
     pub clock_skew_secs: u64,
+    /// While a partition is behind (its event time further behind the consumer's clock
+    /// than the allowed lateness and this), revisions of its open windows are written at
+    /// most once per this many seconds instead of every epoch: a backlog writes each
+    /// window's final row and few revisions. Final rows, live state, dead letters and
+    /// checkpoints are never held back; a partition that keeps up is revised every epoch.
+    /// 0: every epoch.
+    pub revision_interval_secs: u64,
     /// Most records one epoch (one batch through the dataflow and the sinks) takes.
     pub max_epoch_records: usize,
     /// Longest an epoch collects records before it is handed on, milliseconds. Keeps the
@@ -305,6 +312,7 @@ impl Default for PipelineConfig {
             allowed_lateness_secs: 300,
             idle_timeout_secs: 30,
             clock_skew_secs: 300,
+            revision_interval_secs: 5,
             max_epoch_records: 100_000,
             max_epoch_millis: 200,
             store_readings: true,
@@ -353,6 +361,12 @@ impl PipelineConfig {
             return bad(
                 "pipeline.idle_timeout_secs",
                 "must be at most 86400 (a day)",
+            );
+        }
+        if self.revision_interval_secs > 3600 {
+            return bad(
+                "pipeline.revision_interval_secs",
+                "must be between 0 (every epoch) and 3600",
             );
         }
         if !(1..=MAX_CLOCK_SKEW_SECS).contains(&self.clock_skew_secs) {

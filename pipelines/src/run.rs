@@ -192,6 +192,7 @@ pub fn run(
             // only when they are stored.
             store_readings: true,
             clock_skew_ms,
+            revision_interval_ms: settings.pipeline.revision_interval_secs as i64 * 1000,
         })));
         let analyzer = Analyzer::new(
             settings

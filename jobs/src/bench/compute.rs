@@ -57,6 +57,7 @@ pub fn compute(
         // As in the pipeline: the analysis reads every final window's readings.
         store_readings: true,
         clock_skew_ms: pipeline.clock_skew_secs as i64 * 1000,
+        revision_interval_ms: pipeline.revision_interval_secs as i64 * 1000,
         ..AggregateConfig::default()
     };
     let analytics = AnalyticsConfig::default().operator(pipeline.store_readings);
