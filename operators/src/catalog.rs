@@ -1,9 +1,11 @@
 //! Room metadata with its history: which version of a room is in effect when.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rf_schemas::RoomVersion;
+
+use crate::HashMap;
 
 /// Every known version of every room of one tenant.
 #[derive(Default, Debug)]
