@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use rf_jobs::bench::{
+use rf_bench::{
     bench, export, live, percentile, replay, service_bench, BenchOptions, LiveOptions, Noise,
     ServiceBenchOptions,
 };
@@ -284,7 +284,7 @@ pub(crate) fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Resul
     let noisy = runtime.block_on(live(&config.settings(), &options))?;
     println!();
     print_live(config, args, &noisy);
-    let p99 = |r: &rf_jobs::bench::LiveReport| percentile(&r.publish_to_redis, 99.0);
+    let p99 = |r: &rf_bench::LiveReport| percentile(&r.publish_to_redis, 99.0);
     println!(
         "\nnoisy neighbour: the quiet tenant's reading published → Redis p99 {:.0} ms alone, {:.0} ms beside a tenant {noise}: {:.2}x",
         p99(&quiet) * 1e3,
@@ -381,7 +381,7 @@ pub(crate) fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Re
     if let Some(flood) = options.noisy {
         println!(
             "\nnoisy neighbour: a second tenant floods {} over {flood} connections (no rate limit); the measured tenant's p95, ms",
-            rf_jobs::bench::HEAVIEST.join("; ")
+            rf_bench::HEAVIEST.join("; ")
         );
         println!(
             "{:<34} {:>9} {:>9} {:>7} {:>14}",
@@ -413,7 +413,7 @@ pub(crate) fn run_service_bench(config: &Config, args: &BenchArgs) -> anyhow::Re
     Ok(())
 }
 
-pub(crate) fn print_live(config: &Config, args: &BenchArgs, report: &rf_jobs::bench::LiveReport) {
+pub(crate) fn print_live(config: &Config, args: &BenchArgs, report: &rf_bench::LiveReport) {
     let (p, s) = (&report.published, &report.run.stats);
     let ms = |l: &[f64], q: f64| percentile(l, q) * 1e3;
     println!(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
-use rf_jobs::bench::outage::Hang;
+use rf_bench::outage::Hang;
 use rf_jobs::tenant::TenantSpec;
 use rf_pipelines::{run, Metrics, RegionStores, RunOptions, RunReport, Settings};
 use rf_schemas::{Reading, TenantId};

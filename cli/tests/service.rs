@@ -799,7 +799,7 @@ async fn cached_responses_never_outlive_a_write() {
 async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
     let s = settings(&fresh_tenant("svcbench-unused"));
     stack_is_up(&s);
-    let options = rf_jobs::bench::ServiceBenchOptions {
+    let options = rf_bench::ServiceBenchOptions {
         rooms: 600,
         days: 40,
         connections: vec![3],
@@ -811,7 +811,7 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
         noisy: None,
     };
     let report =
-        rf_jobs::bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &options)
+        rf_bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &options)
             .await
             .unwrap();
     assert_eq!((report.rooms, report.offices), (600, 3));
@@ -833,14 +833,14 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
 
     // Beside a noisy tenant: each endpoint is held again while the second tenant's
     // heaviest requests are answered, and both tenants are gone afterwards.
-    let noisy = rf_jobs::bench::ServiceBenchOptions {
+    let noisy = rf_bench::ServiceBenchOptions {
         rooms: 300,
         only: vec!["office occupancy".into(), "office series".into()],
         noisy: Some(2),
         ..options
     };
     let report =
-        rf_jobs::bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &noisy)
+        rf_bench::service_bench(&s, &ServiceConfig::default(), &service_stores(&s), &noisy)
             .await
             .unwrap();
     let beside: Vec<_> = report

@@ -4,7 +4,6 @@
 pub mod analyst;
 pub mod apikey;
 pub mod backfill;
-pub mod bench;
 pub mod deadletter;
 pub mod erase;
 pub mod queue;

@@ -25,8 +25,8 @@ pub use service::{
     service_bench, EndpointReport, ServiceBenchOptions, ServiceBenchReport, HEAVIEST,
 };
 
-use crate::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
-use crate::JobError;
+use rf_jobs::simulate::{simulate, FleetSpec, SimulateOptions, SimulateReport};
+use rf_jobs::JobError;
 
 /// The benchmark's shape.
 #[derive(Clone, Debug)]
@@ -178,23 +178,23 @@ fn pipeline_settings(settings: &Settings, tenant: &TenantId) -> Settings {
 async fn throwaway_tenant(
     settings: &Settings,
     tag: &str,
-    spec: crate::tenant::TenantSpec,
+    spec: rf_jobs::tenant::TenantSpec,
 ) -> Result<TenantId, JobError> {
     let stamp = rf_schemas::unix_ms() / 1000;
     let tenant = TenantId::parse(&format!("{tag}-{stamp}")).expect("a valid id");
-    let spec = crate::tenant::TenantSpec {
+    let spec = rf_jobs::tenant::TenantSpec {
         display_name: spec
             .display_name
             .or_else(|| Some(format!("roomflow bench ({tag})"))),
         ..spec
     };
-    crate::tenant::create(settings, &tenant, &spec).await?;
+    rf_jobs::tenant::create(settings, &tenant, &spec).await?;
     Ok(tenant)
 }
 
 /// Erases the benchmark's own throwaway tenant at once.
 async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
-    crate::erase::all_steps(settings, tenant).await
+    rf_jobs::erase::all_steps(settings, tenant).await
 }
 
 /// Resets the kernel's peak-RSS mark of this process (Linux), so the next reading

@@ -17,8 +17,8 @@ use rf_operators::{
 use rf_pipelines::{AnalyticsConfig, PipelineConfig, RegistryConfig};
 use rf_schemas::registry::RegistryClient;
 
-use super::capture::Captured;
-use crate::JobError;
+use crate::capture::Captured;
+use rf_jobs::JobError;
 
 /// Epochs between the input and the end of the dataflow, as the Kafka source allows.
 const IN_FLIGHT: u64 = 2;

@@ -14,7 +14,7 @@ use rf_operators::{RawRecord, Topic};
 use rf_pipelines::KafkaConfig;
 use rf_schemas::TenantId;
 
-use crate::JobError;
+use rf_jobs::JobError;
 
 /// One partition's records, packed: their bytes in one buffer.
 #[derive(Default)]

@@ -12,13 +12,13 @@ use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::TenantId;
 
-use super::outage::{new_schema_id, publish, Hang};
-use super::{
+use crate::outage::{new_schema_id, publish, Hang};
+use crate::{
     drop_tenant, fleet, pipeline_settings, reset_peak_rss, throwaway_tenant, BACKLOG_START,
 };
-use crate::backfill::{self, BackfillConfig};
-use crate::simulate::{simulate, Fleet, SimulateOptions, SimulateReport};
-use crate::JobError;
+use rf_jobs::backfill::{self, BackfillConfig};
+use rf_jobs::simulate::{simulate, Fleet, SimulateOptions, SimulateReport};
+use rf_jobs::JobError;
 use rf_pipelines::backfill::Backfill;
 
 const MINUTE: i64 = 60_000;
@@ -141,7 +141,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     let tenant = throwaway_tenant(settings, "bench", Default::default()).await?;
     let noisy = match options.noise {
         Some(Noise::Outage(_)) => {
-            let spec = crate::tenant::TenantSpec {
+            let spec = rf_jobs::tenant::TenantSpec {
                 region: Some(OUTAGE_REGION.into()),
                 ..Default::default()
             };
@@ -401,7 +401,7 @@ impl Drop for StopOnDrop {
 /// Sends `rate` malformed messages a second to `topic` (keys spread over its
 /// partitions) until `stop`; returns how many were delivered.
 fn flood(kafka: &KafkaConfig, topic: &str, rate: u64, stop: &AtomicBool) -> Result<u64, JobError> {
-    super::outage::paced(kafka, rate, stop, |sent, _| {
+    crate::outage::paced(kafka, rate, stop, |sent, _| {
         let key = format!("noisy-office-{}", sent % 24);
         (
             topic.to_owned(),

@@ -16,16 +16,16 @@ use rf_schemas::framing::frame_header;
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::{Reading, RoomVersion, TenantId};
 
-use super::capture::{Captured, Log};
-use super::compute::{compute, ComputeReport};
-use super::BACKLOG_START;
-use crate::schemas::register_all;
-use crate::simulate::Fleet;
-use crate::JobError;
+use crate::capture::{Captured, Log};
+use crate::compute::{compute, ComputeReport};
+use crate::BACKLOG_START;
+use rf_jobs::schemas::register_all;
+use rf_jobs::simulate::Fleet;
+use rf_jobs::JobError;
 
 fn fleet(rooms: usize) -> Fleet {
     let tenant = TenantId::parse("bench-files").expect("a valid id");
-    Fleet::new(&super::fleet(&tenant, rooms))
+    Fleet::new(&crate::fleet(&tenant, rooms))
 }
 
 /// Readings per file: each file is one micro-batch for engines that read a file at a time.

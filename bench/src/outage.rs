@@ -17,8 +17,8 @@ use rf_schemas::framing::frame_header;
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::{Reading, TenantId};
 
-use crate::simulate::Fleet;
-use crate::JobError;
+use rf_jobs::simulate::Fleet;
+use rf_jobs::JobError;
 
 /// A loopback TCP proxy to `upstream` that holds every byte sent to it, open
 /// connections included, while it hangs.
@@ -92,7 +92,7 @@ pub fn new_schema_id(registry: &RegistryConfig, tenant: &TenantId) -> Result<u32
     let client = RegistryClient::new(&registry.url, Duration::from_secs(registry.timeout_secs));
     let text = schema.to_string();
     let subjects = [(rf_schemas::tenant::READINGS_PREFIX, text.as_str())];
-    let registered = crate::schemas::register(
+    let registered = rf_jobs::schemas::register(
         &client,
         std::slice::from_ref(tenant),
         &subjects,
@@ -111,7 +111,7 @@ pub fn publish(
     (rate, from, speed): (u64, i64, f64),
     stop: &AtomicBool,
 ) -> Result<u64, JobError> {
-    let rooms: Vec<(&TenantId, &crate::simulate::SimRoom)> = fleet
+    let rooms: Vec<(&TenantId, &rf_jobs::simulate::SimRoom)> = fleet
         .tenants
         .iter()
         .flat_map(|(t, rooms)| rooms.iter().map(move |r| (t, r)))

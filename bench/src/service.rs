@@ -24,8 +24,8 @@ use rf_schemas::{TenantId, Tier};
 use rf_service::limits::{Limit, TierLimits};
 use rf_service::{ServiceConfig, Stores};
 
-use super::{drop_tenant, reset_peak_rss, throwaway_tenant};
-use crate::JobError;
+use crate::{drop_tenant, reset_peak_rss, throwaway_tenant};
+use rf_jobs::JobError;
 
 /// Rooms to an office: 50,000 rooms make the 200 offices of a large customer.
 const ROOMS_PER_OFFICE: usize = 250;
@@ -149,7 +149,7 @@ pub async fn service_bench(
         return measure(settings, service, stores, options, &portfolio, tenant, None).await;
     }
     let portfolio = Portfolio::new(options.rooms, options.days);
-    let spec = crate::tenant::TenantSpec {
+    let spec = rf_jobs::tenant::TenantSpec {
         display_name: Some("roomflow bench (service)".into()),
         tier: Some(Tier::Enterprise),
         ..Default::default()
@@ -209,10 +209,10 @@ async fn measure(
         .fetch_one::<u64>()
         .await
         .map_err(ch)?;
-    let (key, listed) = crate::apikey::create(&settings.clickhouse, tenant, "bench").await?;
+    let (key, listed) = rf_jobs::apikey::create(&settings.clickhouse, tenant, "bench").await?;
     let noisy_key = match noisy {
         Some(t) => Some(
-            crate::apikey::create(&settings.clickhouse, t, "bench")
+            rf_jobs::apikey::create(&settings.clickhouse, t, "bench")
                 .await?
                 .0,
         ),
@@ -281,7 +281,7 @@ async fn measure(
         .map_err(|e| JobError::Invalid(format!("service task failed: {e}")))?
         .map_err(JobError::Invalid)?;
     if options.reuse.is_some() {
-        crate::apikey::revoke(&settings.clickhouse, tenant, &listed.key_id).await?;
+        rf_jobs::apikey::revoke(&settings.clickhouse, tenant, &listed.key_id).await?;
     }
     Ok(ServiceBenchReport {
         tenant: tenant.clone(),
