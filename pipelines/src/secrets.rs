@@ -101,6 +101,11 @@ pub enum SecretError {
 /// ciphertext>`. No URL or secret starts so (URLs are checked to start with `http`).
 const SEALED: &str = "sealed:v1:";
 
+/// Whether `value` is sealed (or a plain URL or secret, from before sealing).
+fn is_sealed(value: &str) -> bool {
+    value.starts_with(SEALED)
+}
+
 /// The id of the built-in development key.
 const DEVELOPMENT: &str = "development";
 
@@ -228,9 +233,10 @@ impl DataKeys {
 
     /// Whether `config` holds no sealed value (nothing to open).
     pub fn is_open(config: &TenantConfig) -> bool {
-        config.alert_targets.iter().all(|t| {
-            !t.url.starts_with(SEALED) && !t.secret.as_ref().is_some_and(|s| s.starts_with(SEALED))
-        })
+        !config
+            .alert_targets
+            .iter()
+            .any(|t| is_sealed(&t.url) || t.secret.as_deref().is_some_and(is_sealed))
     }
 
     fn newest(&self, tenant: &str) -> Option<(&str, LessSafeKey)> {
@@ -285,6 +291,8 @@ struct KeyRow {
 pub struct Vault {
     keyring: Arc<Keyring>,
     clickhouse: ClickHouseConfig,
+    /// Set once the platform's tables are known to exist.
+    tables: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Vault {
@@ -297,6 +305,7 @@ impl Vault {
         Ok(Self {
             keyring: Arc::new(Keyring::load(secrets)?),
             clickhouse: clickhouse.clone(),
+            tables: Arc::default(),
         })
     }
 
@@ -356,7 +365,7 @@ impl Vault {
     /// if it has none). Values already sealed stay as they are.
     pub async fn seal(&self, config: &TenantConfig) -> Result<TenantConfig, SecretError> {
         let mut sealed = config.clone();
-        let plain = |v: &str| !v.starts_with(SEALED);
+        let plain = |v: &str| !is_sealed(v);
         let any = sealed
             .alert_targets
             .iter()
@@ -391,36 +400,6 @@ impl Vault {
             }
         }
         Ok(sealed)
-    }
-
-    /// Deletes every data key of `tenant` and waits until the server applied it; returns
-    /// how many keys there were. What was sealed under them cannot be opened any more.
-    pub async fn shred(&self, tenant: &TenantId) -> Result<u64, SecretError> {
-        let before = self.rows(Some(tenant)).await?.len() as u64;
-        if before == 0 {
-            return Ok(0);
-        }
-        let client = rf_sinks::clickhouse::client(&self.clickhouse);
-        client
-            .query("ALTER TABLE rf_platform.tenant_keys DELETE WHERE tenant = ?")
-            .bind(tenant.as_str())
-            .execute()
-            .await
-            .map_err(ch)?;
-        for _ in 0..300 {
-            if self.rows(Some(tenant)).await?.is_empty() {
-                return Ok(before);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        Err(SecretError::ClickHouse(format!(
-            "the data keys of {tenant} are still there 60 s after their deletion"
-        )))
-    }
-
-    /// How many data keys `tenant` has.
-    pub async fn count(&self, tenant: &TenantId) -> Result<u64, SecretError> {
-        Ok(self.rows(Some(tenant)).await?.len() as u64)
     }
 
     /// Wraps every data key not yet under the current platform key again under it;
@@ -504,12 +483,17 @@ impl Vault {
         query.fetch_all().await.map_err(ch)
     }
 
-    /// A client, the platform's tables made if they are not there.
+    /// A client, the platform's tables made the first time if they are not there.
     async fn client(&self) -> Result<clickhouse::Client, SecretError> {
         let client = rf_sinks::clickhouse::client(&self.clickhouse);
-        for statement in rf_schemas::platform_ddl() {
-            client.query(&statement).execute().await.map_err(ch)?;
-        }
+        self.tables
+            .get_or_try_init(|| async {
+                for statement in rf_schemas::platform_ddl() {
+                    client.query(&statement).execute().await.map_err(ch)?;
+                }
+                Ok::<_, SecretError>(())
+            })
+            .await?;
         Ok(client)
     }
 }
