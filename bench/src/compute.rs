@@ -1,7 +1,7 @@
 //! The pipeline's own ceiling: the very same decode and aggregate operators on the same
 //! timely workers, fed from records in memory instead of the broker, without sinks.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -66,7 +66,7 @@ pub fn compute(
     let started = Instant::now();
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let aggregator = Rc::new(RefCell::new(Aggregator::new(config.clone())));
+        let aggregator = Aggregator::new(config.clone());
         let analyzer = Analyzer::new(analytics.clone(), Restored::default());
         let decoder = Decoder::new(RegistryClient::new(
             &registry.url,
@@ -82,6 +82,7 @@ pub fn compute(
                 decoder,
                 paused: Default::default(),
                 aggregator,
+                view: Default::default(),
                 analyzer: Some(analyzer),
             };
             rf_operators::compute(scope.input_from(&mut input), parts)

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
 
-use crate::catalog::RoomCatalog;
+use crate::catalog::{Cached, RoomCatalog};
 use crate::live::LiveState;
 use crate::records::{
     Checkpoint, DeadLetter, Decoded, DecodedReading, Extra, FinalReading, FinalReadings, OfficeRow,
-    Output, RawRecord, Restate, RoomEvent, RoomRow, Topic,
+    Output, RawRecord, Restate, Resume, RoomEvent, RoomRow, Topic,
 };
 use crate::windows::Granularity;
 use crate::{HashMap, HashSet};
@@ -123,6 +123,8 @@ struct RoomState {
     /// window fixes the hour and the local day, as every zone's offset is a multiple of
     /// 15 minutes).
     marked: Option<(u64, i64, Option<Arc<RoomVersion>>)>,
+    /// The room's version around its latest reading, until its versions change.
+    version: Option<Cached>,
 }
 
 /// A final 15m window of a room, as the open hour and day windows need it.
@@ -293,6 +295,24 @@ impl Aggregator {
             Decoded::Rejected(letter) => self.on_rejected(*letter, out),
             Decoded::Room(e) => self.on_room(*e, out),
             Decoded::Idle { tenant, partition } => self.on_idle(tenant, partition, out),
+            Decoded::Resume(Resume::Readings {
+                tenant,
+                partition,
+                watermark,
+                processed_until,
+                final_watermark,
+            }) => self.restore(
+                &tenant,
+                partition,
+                watermark,
+                processed_until,
+                final_watermark,
+            ),
+            Decoded::Resume(Resume::Rooms {
+                tenant,
+                partition,
+                offset,
+            }) => self.restate_from(&tenant, partition, offset),
         }
     }
 
@@ -393,15 +413,13 @@ impl Aggregator {
         Some(p.watermark)
     }
 
-    /// The watermark of every partition it has seen: (tenant, partition, watermark).
-    pub fn watermarks(&self) -> Vec<(TenantId, i32, i64)> {
-        let mut all = Vec::new();
+    /// Writes the watermark of every partition it has seen into `into`.
+    pub(crate) fn watermarks_into(&self, into: &mut HashMap<(TenantId, i32), i64>) {
         for (tenant, state) in &self.tenants {
             for (&partition, p) in &state.partitions {
-                all.push((tenant.clone(), partition, p.watermark));
+                into.insert((tenant.clone(), partition), p.watermark);
             }
         }
-        all
     }
 
     /// What the aggregator holds now.
@@ -550,7 +568,18 @@ impl Aggregator {
             );
             return reject(record, DeadLetterReason::Late, detail, out);
         }
-        let version = catalog.at(&r.room_id, r.ts).cloned();
+        // The room's version: most readings fall within the span its last one looked up.
+        let cached = p.rooms.get(r.room_id.as_str()).and_then(|room| {
+            let cached = room.version.as_ref()?;
+            cached.at(r.ts).map(|v| v.cloned())
+        });
+        let (version, looked_up) = match cached {
+            Some(v) => (v, None),
+            None => {
+                let l = catalog.at_within(&r.room_id, r.ts);
+                (l.at(r.ts).flatten().cloned(), Some(l))
+            }
+        };
         let pending = match &version {
             Some(v) if v.office_id != r.office_id => {
                 let detail = format!(
@@ -590,6 +619,9 @@ impl Aggregator {
             Some(room) => room,
             None => p.rooms.entry(r.room_id.clone()).or_default(),
         };
+        if looked_up.is_some() {
+            room.version = looked_up;
+        }
         match room.samples.insert((r.ts, sensor), sample) {
             // The replaced reading was pending too: its window cannot be final, or this
             // one would have been late.
@@ -725,6 +757,7 @@ fn rewindow_room(state: &mut TenantState, room_id: &str, lateness: i64) {
             continue;
         };
         room.marked = None;
+        room.version = None;
         let chunks = room.chunks.values().flat_map(|c| [c.first_ts, c.last_ts]);
         let times: Vec<i64> = room
             .samples

@@ -7,6 +7,21 @@ use rf_schemas::RoomVersion;
 
 use crate::HashMap;
 
+/// A lookup of [`RoomCatalog::at_within`], to keep while the room's versions stay.
+#[derive(Clone, Debug)]
+pub struct Cached {
+    from: i64,
+    until: i64,
+    version: Option<Arc<RoomVersion>>,
+}
+
+impl Cached {
+    /// The version in effect at `ts`, if `ts` is within the span looked up.
+    pub fn at(&self, ts: i64) -> Option<Option<&Arc<RoomVersion>>> {
+        (self.from <= ts && ts < self.until).then_some(self.version.as_ref())
+    }
+}
+
 /// Every known version of every room of one tenant.
 #[derive(Default, Debug)]
 pub struct RoomCatalog {
@@ -36,6 +51,25 @@ impl RoomCatalog {
             .range(..=ts)
             .next_back()
             .map(|(_, v)| v)
+    }
+
+    /// The version of `room_id` in effect at `ts` (if any), and the span `[from, until)`
+    /// around `ts` over which the answer stays the same while the catalog does.
+    pub fn at_within(&self, room_id: &str, ts: i64) -> Cached {
+        let Some(versions) = self.rooms.get(room_id) else {
+            return Cached {
+                from: i64::MIN,
+                until: i64::MAX,
+                version: None,
+            };
+        };
+        let before = versions.range(..=ts).next_back();
+        let after = versions.range(ts.saturating_add(1)..).next();
+        Cached {
+            from: before.map_or(i64::MIN, |(from, _)| *from),
+            until: after.map_or(i64::MAX, |(from, _)| *from),
+            version: before.map(|(_, v)| v.clone()),
+        }
     }
 
     /// Where the version of `room_id` in effect at `ts` ends: the next version's start.
@@ -89,6 +123,22 @@ pub(crate) mod tests {
         assert_eq!(c.at("r", 200).unwrap().capacity, 8);
         assert_eq!(c.next_after("r", 100), Some(200));
         assert_eq!(c.next_after("r", 200), None);
+        let cached = c.at_within("r", 150);
+        assert_eq!(cached.at(100).flatten().unwrap().capacity, 4);
+        assert_eq!(cached.at(199).flatten().unwrap().capacity, 4);
+        assert!(
+            cached.at(99).is_none() && cached.at(200).is_none(),
+            "outside its span"
+        );
+        assert!(
+            c.at_within("r", 50).at(99).unwrap().is_none(),
+            "before the first"
+        );
+        assert!(c
+            .at_within("unknown", 5)
+            .at(i64::MAX - 1)
+            .unwrap()
+            .is_none());
         assert!(c.withdraw("r", 200));
         assert!(!c.withdraw("r", 200));
         assert_eq!(c.at("r", 500).unwrap().capacity, 4);

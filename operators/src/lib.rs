@@ -15,7 +15,7 @@ pub mod windows;
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
 pub use analyze::{AnalyzeConfig, Analyzer, Restored};
 pub use decode::{Decoder, SchemaSource, Step};
-pub use ops::{compute, Aggregate, Analyze, Computation, DecodeRecords};
+pub use ops::{compute, Aggregate, AggregateView, Analyze, Computation, DecodeRecords};
 pub use pause::{Paused, Why};
 pub use records::*;
 pub use windows::Granularity;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use rf_schemas::TenantId;
 
 use crate::records::{LiveOffice, LiveRoom, Output};
-use crate::{HashMap, HashSet};
+use crate::HashMap;
 
 /// Rooms whose latest reading is older than this, relative to the office's newest, no
 /// longer count towards the office's live total.
@@ -17,63 +17,95 @@ struct Latest {
     people: i32,
     ts: i64,
     capacity: u32,
+    /// Changed since the last flush (and listed in `dirty_rooms`).
+    dirty: bool,
+}
+
+#[derive(Debug, Default)]
+struct Office {
+    rooms: BTreeSet<String>,
+    /// Changed since the last flush (and listed in `dirty_offices`).
+    dirty: bool,
 }
 
 /// One tenant's live state: one entry per room, so it is bounded by the fleet's size.
 #[derive(Default, Debug)]
 pub struct LiveState {
     rooms: HashMap<String, Latest>,
-    offices: HashMap<String, BTreeSet<String>>,
-    dirty_rooms: HashSet<String>,
-    dirty_offices: HashSet<String>,
+    offices: HashMap<String, Office>,
+    dirty_rooms: Vec<String>,
+    dirty_offices: Vec<String>,
 }
 
 impl LiveState {
     /// Records a reading of a known room; older readings than the latest are ignored.
-    /// Allocates only for a room seen for the first time or moved to another office.
+    /// A room's second reading before a flush costs one lookup and allocates nothing
+    /// (its office is marked changed already).
     pub fn observe(&mut self, room_id: &str, office_id: &str, people: i32, ts: i64, capacity: u32) {
         match self.rooms.get_mut(room_id) {
             Some(l) if l.ts > ts => return,
             Some(l) if l.office_id == office_id => {
                 (l.people, l.ts, l.capacity) = (people, ts, capacity);
+                if l.dirty {
+                    return;
+                }
+                l.dirty = true;
+                self.dirty_rooms.push(room_id.to_owned());
             }
             moved => {
+                let was_dirty = moved.as_ref().is_some_and(|l| l.dirty);
                 if let Some(old) = moved {
-                    if let Some(rooms) = self.offices.get_mut(&old.office_id) {
-                        rooms.remove(room_id);
+                    let old_office = old.office_id.clone();
+                    if let Some(office) = self.offices.get_mut(&old_office) {
+                        office.rooms.remove(room_id);
                     }
-                    self.dirty_offices.insert(old.office_id.clone());
+                    self.mark_office(&old_office);
                 }
                 let latest = Latest {
                     office_id: office_id.to_owned(),
                     people,
                     ts,
                     capacity,
+                    dirty: true,
                 };
                 self.rooms.insert(room_id.to_owned(), latest);
+                if !was_dirty {
+                    self.dirty_rooms.push(room_id.to_owned());
+                }
                 self.offices
                     .entry(office_id.to_owned())
                     .or_default()
+                    .rooms
                     .insert(room_id.to_owned());
             }
         }
-        if !self.dirty_rooms.contains(room_id) {
-            self.dirty_rooms.insert(room_id.to_owned());
-        }
-        if !self.dirty_offices.contains(office_id) {
-            self.dirty_offices.insert(office_id.to_owned());
+        self.mark_office(office_id);
+    }
+
+    fn mark_office(&mut self, office_id: &str) {
+        if let Some(office) = self.offices.get_mut(office_id) {
+            if !office.dirty {
+                office.dirty = true;
+                self.dirty_offices.push(office_id.to_owned());
+            }
         }
     }
 
     /// The capacity of a room's version changed: its live utilization changes too.
     pub fn recapacity(&mut self, room_id: &str, capacity: u32) {
-        if let Some(l) = self.rooms.get_mut(room_id) {
-            if l.capacity != capacity {
-                l.capacity = capacity;
-                self.dirty_rooms.insert(room_id.to_owned());
-                self.dirty_offices.insert(l.office_id.clone());
-            }
+        let Some(l) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if l.capacity == capacity {
+            return;
         }
+        l.capacity = capacity;
+        if !l.dirty {
+            l.dirty = true;
+            self.dirty_rooms.push(room_id.to_owned());
+        }
+        let office = l.office_id.clone();
+        self.mark_office(&office);
     }
 
     /// The ts of a room's latest reading.
@@ -83,8 +115,9 @@ impl LiveState {
 
     /// Emits the rooms and offices that changed since the last flush.
     pub fn flush(&mut self, tenant: &TenantId, out: &mut Vec<Output>) {
-        for room_id in self.dirty_rooms.drain() {
-            let l = &self.rooms[&room_id];
+        for room_id in self.dirty_rooms.drain(..) {
+            let l = self.rooms.get_mut(&room_id).expect("listed rooms exist");
+            l.dirty = false;
             out.push(Output::LiveRoom(LiveRoom {
                 tenant: tenant.clone(),
                 office_id: l.office_id.clone(),
@@ -95,11 +128,13 @@ impl LiveState {
                 room_id,
             }));
         }
-        for office_id in self.dirty_offices.drain() {
-            let rooms: Vec<&Latest> = self.offices[&office_id]
-                .iter()
-                .map(|r| &self.rooms[r])
-                .collect();
+        for office_id in self.dirty_offices.drain(..) {
+            let office = self
+                .offices
+                .get_mut(&office_id)
+                .expect("listed offices exist");
+            office.dirty = false;
+            let rooms: Vec<&Latest> = office.rooms.iter().map(|r| &self.rooms[r]).collect();
             let newest = rooms.iter().map(|l| l.ts).max().unwrap_or(0);
             let fresh = rooms.iter().filter(|l| l.ts >= newest - OFFICE_HORIZON_MS);
             let (mut people, mut capacity, mut reporting) = (0i64, 0u64, 0u32);

@@ -13,11 +13,12 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, StateSize};
 use crate::analyze::Analyzer;
 use crate::decode::{Decoder, SchemaSource, Step};
 use crate::pause::{Paused, Why};
 use crate::records::{Decoded, Input, Output};
+use crate::HashMap;
 use rf_schemas::TenantId;
 
 /// Decodes raw records.
@@ -69,6 +70,7 @@ impl<'s> DecodeRecords<'s> for Stream<'s, u64, Vec<Input>> {
                         Input::Idle { tenant, partition } => {
                             Some(Decoded::Idle { tenant, partition })
                         }
+                        Input::Resume(resume) => Some(Decoded::Resume(resume)),
                         Input::Record(record) => match decoder.try_decode(record) {
                             Step::Done(decoded) => Some(decoded.unwrap_or_else(Decoded::Rejected)),
                             Step::Wait(record) => {
@@ -150,12 +152,19 @@ const PREFETCH_AHEAD: usize = 256;
 /// Aggregates decoded events into windows.
 pub trait Aggregate<'s> {
     /// Returns, for each completed epoch, the row revisions, live state, late and
-    /// unknown-room dead letters and checkpoints that the epoch's events produced.
-    fn aggregate(self, aggregator: Rc<RefCell<Aggregator>>) -> Stream<'s, u64, Vec<Output>>;
+    /// unknown-room dead letters and checkpoints that the epoch's events produced. The
+    /// operator owns `aggregator`; partitions resume from [`Decoded::Resume`] events in
+    /// the input, and `view` shows the rest of the worker its watermarks and size.
+    fn aggregate(self, aggregator: Aggregator, view: AggregateView)
+        -> Stream<'s, u64, Vec<Output>>;
 }
 
 impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
-    fn aggregate(self, aggregator: Rc<RefCell<Aggregator>>) -> Stream<'s, u64, Vec<Output>> {
+    fn aggregate(
+        self,
+        mut aggregator: Aggregator,
+        view: AggregateView,
+    ) -> Stream<'s, u64, Vec<Output>> {
         let scope = self.scope();
         self.unary_frontier(Pipeline, "Aggregate", move |_, info| {
             let activator = scope.activator_for(info.address.clone());
@@ -176,13 +185,13 @@ impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
                 });
                 // Epochs are applied whole and in order, so that each partition's events
                 // are seen in offset order and the results do not depend on batching.
+                let mut applied = false;
                 while let Some(entry) = stash.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     let (cap, events) = entry.remove();
                     let mut out = Vec::new();
-                    let mut aggregator = aggregator.borrow_mut();
                     for event in events {
                         aggregator.apply(event, &mut out);
                     }
@@ -192,12 +201,15 @@ impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
                         let due = Instant::now() + aggregator.revision_interval();
                         held = Some((cap, due));
                     }
+                    applied = true;
+                }
+                let next = frontier.frontier().first().copied();
+                if applied || next.is_none() {
+                    view.update(&aggregator, next.is_none());
                 }
                 let Some((cap, due)) = held.as_mut() else {
                     return;
                 };
-                let mut aggregator = aggregator.borrow_mut();
-                let next = frontier.frontier().first().copied();
                 // The input ended, or the interval passed: the waiting revisions go.
                 if next.is_none() || Instant::now() >= *due {
                     let mut out = Vec::new();
@@ -217,6 +229,57 @@ impl<'s> Aggregate<'s> for Stream<'s, u64, Vec<Decoded>> {
                 activator.activate_after(due.saturating_duration_since(Instant::now()));
             }
         })
+    }
+}
+
+/// What the aggregation shows the rest of its worker: each partition's watermark as of
+/// the last epoch applied (a backfill's source stops reading a partition by it), and the
+/// size of its state (memory reports), at most a second old and exact once the input
+/// ended. Only the operator writes it.
+#[derive(Clone, Debug, Default)]
+pub struct AggregateView(Rc<RefCell<View>>);
+
+#[derive(Debug, Default)]
+struct View {
+    watermarks: HashMap<(TenantId, i32), i64>,
+    size: StateSize,
+    sized_at: Option<Instant>,
+}
+
+/// How often the view counts the state's size while the input runs.
+const SIZE_EVERY: Duration = Duration::from_secs(1);
+
+impl AggregateView {
+    fn update(&self, aggregator: &Aggregator, ended: bool) {
+        let mut view = self.0.borrow_mut();
+        aggregator.watermarks_into(&mut view.watermarks);
+        if ended || view.sized_at.is_none_or(|at| at.elapsed() >= SIZE_EVERY) {
+            view.size = aggregator.size();
+            view.sized_at = Some(Instant::now());
+        }
+    }
+
+    /// The watermark of `tenant`'s `partition`, once the aggregation has seen it.
+    pub fn watermark(&self, tenant: &TenantId, partition: i32) -> Option<i64> {
+        let view = self.0.borrow();
+        view.watermarks.get(&(tenant.clone(), partition)).copied()
+    }
+
+    /// Every partition's watermark: (tenant, partition, watermark).
+    pub fn watermarks(&self) -> Vec<(TenantId, i32, i64)> {
+        let view = self.0.borrow();
+        let mut all: Vec<_> = view
+            .watermarks
+            .iter()
+            .map(|((t, p), w)| (t.clone(), *p, *w))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// What the aggregation held (see the type's note on how fresh it is).
+    pub fn size(&self) -> StateSize {
+        self.0.borrow().size
     }
 }
 
@@ -252,8 +315,10 @@ pub struct Computation<S: SchemaSource> {
     pub decoder: Decoder<S>,
     /// Tenants whose reading is paused (the decoder marks those waiting for a schema).
     pub paused: Paused,
-    /// The windows' state.
-    pub aggregator: Rc<RefCell<Aggregator>>,
+    /// The windows' state, owned by their operator.
+    pub aggregator: Aggregator,
+    /// What the aggregation shows the rest of the worker.
+    pub view: AggregateView,
     /// Anomalies and forecasts; `None` for a backfill, which rewrites windows only.
     pub analyzer: Option<crate::analyze::Analyzer>,
 }
@@ -266,7 +331,7 @@ pub fn compute<'s, S: SchemaSource>(
 ) -> Stream<'s, u64, Vec<Output>> {
     let windows = records
         .decode_records(parts.decoder, parts.paused)
-        .aggregate(parts.aggregator);
+        .aggregate(parts.aggregator, parts.view);
     match parts.analyzer {
         Some(analyzer) => windows.analyze(analyzer),
         None => windows,

@@ -29,6 +29,9 @@ pub enum Input {
         /// The readings partition.
         partition: i32,
     },
+    /// Where a partition resumes after a restart: sent by the source before the
+    /// partition's first record, so that the aggregation restores its own state in order.
+    Resume(Resume),
 }
 
 impl Input {
@@ -37,6 +40,46 @@ impl Input {
         match self {
             Self::Record(r) => &r.tenant,
             Self::Idle { tenant, .. } => tenant,
+            Self::Resume(r) => r.tenant(),
+        }
+    }
+}
+
+/// A partition's state at the point its reading resumes, from its checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// A readings partition.
+    Readings {
+        /// The tenant.
+        tenant: TenantId,
+        /// The readings partition.
+        partition: i32,
+        /// Its watermark as it was at the resume offset.
+        watermark: i64,
+        /// Effects of offsets below this were written already.
+        processed_until: i64,
+        /// The watermark reached at `processed_until`: windows final by it were written
+        /// and stay closed.
+        final_watermark: i64,
+    },
+    /// A rooms partition: versions from `offset` on may not have been applied to final
+    /// rows before the restart, so they are (again); those before it only rebuild the
+    /// catalog.
+    Rooms {
+        /// The tenant.
+        tenant: TenantId,
+        /// The rooms partition.
+        partition: i32,
+        /// The first offset not known to be applied.
+        offset: i64,
+    },
+}
+
+impl Resume {
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            Self::Readings { tenant, .. } | Self::Rooms { tenant, .. } => tenant,
         }
     }
 }
@@ -102,6 +145,8 @@ pub enum Decoded {
         /// The readings partition.
         partition: i32,
     },
+    /// A partition resumes (see [`Input::Resume`]).
+    Resume(Resume),
     /// An input that failed decoding or validation. It goes through the aggregator like
     /// any other event, so that replays after a restart do not write it twice.
     Rejected(Box<DeadLetter>),

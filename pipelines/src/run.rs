@@ -12,7 +12,8 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
 use rf_operators::{
-    compute, AggregateConfig, Aggregator, Analyzer, Computation, Decoder, EventClock, Paused,
+    compute, AggregateConfig, AggregateView, Aggregator, Analyzer, Computation, Decoder,
+    EventClock, Paused,
 };
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::TenantId;
@@ -185,7 +186,7 @@ pub fn run(
         let peers = worker.peers();
         let lateness = settings.pipeline.allowed_lateness_secs as i64 * 1000;
         let clock_skew_ms = settings.pipeline.clock_skew_secs as i64 * 1000;
-        let aggregator = Rc::new(RefCell::new(Aggregator::new(AggregateConfig {
+        let aggregator = Aggregator::new(AggregateConfig {
             allowed_lateness_ms: lateness,
             clock: clock.clone(),
             // The analysis reads every final window's readings; the sinks get them
@@ -193,7 +194,8 @@ pub fn run(
             store_readings: true,
             clock_skew_ms,
             revision_interval_ms: settings.pipeline.revision_interval_secs as i64 * 1000,
-        })));
+        });
+        let view = AggregateView::default();
         let analyzer = Analyzer::new(
             settings
                 .analytics
@@ -206,7 +208,6 @@ pub fn run(
             index,
             peers,
             resumes.clone(),
-            aggregator.clone(),
             metrics,
         )?;
         let registry = RegistryClient::new(
@@ -236,6 +237,7 @@ pub fn run(
             caught_up: options.until_caught_up || backfill.is_some(),
             shutdown: options.shutdown.clone(),
             event_time: backfill.map(|b| b.stop_at(lateness)),
+            watermarks: view.clone(),
             max_rate: backfill
                 .and_then(|b| b.max_rate)
                 .map(|rate| rate.div_ceil(peers as u64)),
@@ -264,7 +266,8 @@ pub fn run(
                 Computation {
                     decoder,
                     paused: paused.clone(),
-                    aggregator: aggregator.clone(),
+                    aggregator,
+                    view: view.clone(),
                     // A backfill rewrites windows only: anomalies and forecasts stay as
                     // found live.
                     analyzer: backfill.is_none().then_some(analyzer),
@@ -315,7 +318,7 @@ pub fn run(
             }
             if steps % 256 == 0 && last_report.elapsed() > Duration::from_secs(5) {
                 last_report = Instant::now();
-                let size = aggregator.borrow().size();
+                let size = view.size();
                 let w = index.to_string();
                 metrics
                     .state
@@ -341,9 +344,9 @@ pub fn run(
         worker_watermarks
             .lock()
             .expect("no worker panics while holding it")
-            .extend(aggregator.borrow().watermarks());
+            .extend(view.watermarks());
         let mut stats = stats.borrow().clone();
-        let size = aggregator.borrow().size();
+        let size = view.size();
         stats.held = size.readings as u64;
         stats.chunks = size.chunks as u64;
         stats.pending = size.pending as u64;

@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, Stream};
 
-use rf_operators::{Aggregator, Input, Paused, RawRecord, Topic, Why};
+use rf_operators::{AggregateView, Input, Paused, RawRecord, Topic, Why};
 use rf_schemas::TenantId;
 
 use crate::checkpoint::Resume;
@@ -250,6 +250,8 @@ pub struct StopWhen {
     /// Stop reading a partition once its watermark reached this event time, ms (a
     /// backfill's end); the run then ends when every partition stopped or caught up.
     pub event_time: Option<i64>,
+    /// The aggregation's watermarks, which `event_time` is compared with.
+    pub watermarks: AggregateView,
     /// Read at most this many records a second (a backfill beside live processing).
     pub max_rate: Option<u64>,
 }
@@ -295,8 +297,11 @@ pub struct SourceHandles {
     pub consumed: Rc<Cell<u64>>,
 }
 
-/// A partition: (topic, partition).
-type PartitionKey = (String, i32);
+/// A readings partition: (tenant, partition).
+type PartitionKey = (TenantId, i32);
+
+/// Hash maps of the per-record path: a fast hash, seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One worker's consumers, assigned and positioned.
 pub struct Consumers {
@@ -307,9 +312,9 @@ pub struct Consumers {
     rooms: BaseConsumer,
     topics: HashMap<String, (TenantId, Topic)>,
     /// Where each owned readings partition ended when it was assigned.
-    ends: HashMap<(String, i32), i64>,
+    ends: FastMap<PartitionKey, i64>,
     /// Every owned readings partition.
-    owned: HashMap<(String, i32), TenantId>,
+    owned: Vec<PartitionKey>,
     /// Where each rooms partition ended when it was assigned: the catalog is loaded up to
     /// here before readings are read.
     rooms_ends: HashMap<(String, i32), i64>,
@@ -318,7 +323,9 @@ pub struct Consumers {
     index: usize,
     peers: usize,
     resumes: Arc<HashMap<(String, i32), Resume>>,
-    aggregator: Rc<RefCell<Aggregator>>,
+    /// Where added partitions resume, for the aggregation: the next epoch starts with
+    /// them, before any of their records.
+    resuming: Vec<Input>,
 }
 
 impl Consumers {
@@ -330,7 +337,6 @@ impl Consumers {
         index: usize,
         peers: usize,
         resumes: Arc<HashMap<(String, i32), Resume>>,
-        aggregator: Rc<RefCell<Aggregator>>,
         metrics: &Metrics,
     ) -> Result<Self, PipelineError> {
         let mut config = kafka.consumer_config(&kafka.group_id);
@@ -352,14 +358,14 @@ impl Consumers {
             queues: Vec::new(),
             rooms,
             topics: HashMap::new(),
-            ends: HashMap::new(),
-            owned: HashMap::new(),
+            ends: FastMap::default(),
+            owned: Vec::new(),
             rooms_ends: HashMap::new(),
             kafka: kafka.clone(),
             index,
             peers,
             resumes,
-            aggregator,
+            resuming: Vec::new(),
         };
         consumers.add(topology, &topology.tenants)?;
         Ok(consumers)
@@ -368,12 +374,13 @@ impl Consumers {
     /// Adds `tenants` (of `topology`): their readings partitions this worker owns, where
     /// their checkpoints say (restoring each partition's aggregation state), else at the
     /// group's committed offsets, else from the beginning; and every rooms partition from
-    /// the beginning. Returns the readings partitions added.
+    /// the beginning. Returns the readings partitions added; where they resume goes to
+    /// the aggregation with the next epoch.
     pub fn add(
         &mut self,
         topology: &Topology,
         tenants: &[Served],
-    ) -> Result<Vec<(PartitionKey, TenantId)>, PipelineError> {
+    ) -> Result<Vec<PartitionKey>, PipelineError> {
         let timeout = Duration::from_secs(self.kafka.timeout_secs);
         let mut wanted = TopicPartitionList::new();
         for (tenant, partition) in topology.readings_for(self.index, self.peers) {
@@ -392,15 +399,14 @@ impl Consumers {
         };
         let mut assignment = TopicPartitionList::new();
         let mut added = Vec::new();
-        let mut aggregator = self.aggregator.borrow_mut();
         for elem in committed.elements() {
             let (tenant, _) = &self.topics[elem.topic()];
             let (low, high) = self
                 .readings
                 .fetch_watermarks(elem.topic(), elem.partition(), timeout)
                 .map_err(|e| kerr("cannot read partition ends", e))?;
-            let key = (elem.topic().to_owned(), elem.partition());
-            let (start, first) = match (self.resumes.get(&key), elem.offset()) {
+            let checkpoint = (elem.topic().to_owned(), elem.partition());
+            let (start, first) = match (self.resumes.get(&checkpoint), elem.offset()) {
                 (Some(r), _) => {
                     tracing::info!(
                         tenant = %tenant,
@@ -409,13 +415,14 @@ impl Consumers {
                         watermark = r.watermark,
                         "reading from the resume point"
                     );
-                    aggregator.restore(
-                        tenant,
-                        elem.partition(),
-                        r.watermark,
-                        r.processed_until,
-                        r.final_watermark,
-                    );
+                    self.resuming
+                        .push(Input::Resume(rf_operators::Resume::Readings {
+                            tenant: tenant.clone(),
+                            partition: elem.partition(),
+                            watermark: r.watermark,
+                            processed_until: r.processed_until,
+                            final_watermark: r.final_watermark,
+                        }));
                     (Offset::Offset(r.offset), r.offset)
                 }
                 (None, Offset::Offset(o)) => {
@@ -427,11 +434,12 @@ impl Consumers {
             assignment
                 .add_partition_offset(elem.topic(), elem.partition(), start)
                 .map_err(|e| kerr("bad offset", e))?;
+            let key = (tenant.clone(), elem.partition());
             if first < high {
                 self.ends.insert(key.clone(), high);
             }
-            self.owned.insert(key.clone(), tenant.clone());
-            added.push((key, tenant.clone()));
+            self.owned.push(key.clone());
+            added.push(key);
             // Split before the partition is assigned: no record of it reaches the
             // consumer's own queue.
             let queue = self
@@ -480,7 +488,12 @@ impl Consumers {
                     .map(|r| r.rooms.iter().find(|(q, _)| *q == p).map_or(0, |(_, o)| *o))
                     .min()
                     .unwrap_or(high);
-                aggregator.restate_from(tenant, p, applied);
+                self.resuming
+                    .push(Input::Resume(rf_operators::Resume::Rooms {
+                        tenant: tenant.clone(),
+                        partition: p,
+                        offset: applied,
+                    }));
             }
         }
         self.rooms
@@ -497,11 +510,11 @@ impl Consumers {
             return;
         }
         let mut done = TopicPartitionList::new();
-        self.owned.retain(|(topic, partition), tenant| {
-            let quarantined = paused.is(tenant, Why::Quarantine);
+        self.owned.retain(|key| {
+            let quarantined = paused.is(&key.0, Why::Quarantine);
             if quarantined {
-                done.add_partition(topic, *partition);
-                self.ends.remove(&(topic.clone(), *partition));
+                done.add_partition(&key.0.readings_topic(), key.1);
+                self.ends.remove(key);
             }
             !quarantined
         });
@@ -514,18 +527,14 @@ impl Consumers {
 
     /// Stops reading the partitions whose watermark reached `until` (ms): they count as
     /// caught up.
-    fn stop_past(&mut self, until: i64) {
-        let aggregator = self.aggregator.borrow();
+    fn stop_past(&mut self, until: i64, view: &AggregateView) {
         let mut done = TopicPartitionList::new();
-        self.ends.retain(|(topic, partition), _| {
-            // Looked up by the topic's name: no key to build on every activation.
-            let past = self.topics.get(topic).is_some_and(|(t, _)| {
-                aggregator
-                    .watermark(t, *partition)
-                    .is_some_and(|w| w >= until)
-            });
+        self.ends.retain(|(tenant, partition), _| {
+            let past = view
+                .watermark(tenant, *partition)
+                .is_some_and(|w| w >= until);
             if past {
-                done.add_partition(topic, *partition);
+                done.add_partition(&tenant.readings_topic(), *partition);
             }
             !past
         });
@@ -573,14 +582,14 @@ pub fn kafka_source<'s>(
         // (backpressure, loading metadata) and failed polls (an unreachable broker) do
         // not count.
         let start = Instant::now();
-        let mut silent: HashMap<(String, i32), (TenantId, Instant)> = consumers
+        let mut silent: FastMap<PartitionKey, Instant> = consumers
             .owned
             .iter()
-            .map(|(key, tenant)| (key.clone(), (tenant.clone(), start)))
+            .map(|key| (key.clone(), start))
             .collect();
         let mut generation = topology.generation();
         let mut last_poll = start;
-        let mut consumed: HashMap<(TenantId, i32), u64> = HashMap::new();
+        let mut consumed: FastMap<PartitionKey, u64> = FastMap::default();
         // A compacted topic may have lost its last offset; metadata loading gives up
         // waiting for it after this.
         let mut rooms_deadline = Instant::now() + ROOMS_LOAD_TIMEOUT;
@@ -606,11 +615,11 @@ pub fn kafka_source<'s>(
                 match consumers.add(&current, &new) {
                     Ok(added) => {
                         for s in &new {
-                            tracing::info!(tenant = %s.tenant, partitions = added.iter().filter(|(_, t)| *t == s.tenant).count(), "serving a new tenant");
+                            tracing::info!(tenant = %s.tenant, partitions = added.iter().filter(|(t, _)| *t == s.tenant).count(), "serving a new tenant");
                         }
                         let now = Instant::now();
-                        for (key, tenant) in added {
-                            silent.insert(key, (tenant, now));
+                        for key in added {
+                            silent.insert(key, now);
                         }
                         queues.append(&mut consumers.queues);
                         rooms_deadline = now + ROOMS_LOAD_TIMEOUT;
@@ -622,7 +631,7 @@ pub fn kafka_source<'s>(
                 }
             }
             if let Some(until) = stop.event_time {
-                consumers.stop_past(until);
+                consumers.stop_past(until, &stop.watermarks);
             }
             let stopping = failed.borrow().is_some()
                 || stop.shutdown.load(Ordering::Relaxed)
@@ -645,7 +654,8 @@ pub fn kafka_source<'s>(
                     }
                 }
             }
-            let mut batch = Vec::new();
+            // Partitions added since the last epoch resume first.
+            let mut batch = std::mem::take(&mut consumers.resuming);
             let started = Instant::now();
             // When the epoch's first record was consumed: its latency counts from there.
             let first_at = started;
@@ -673,7 +683,7 @@ pub fn kafka_source<'s>(
                         {
                             consumers.rooms_ends.remove(&key);
                         }
-                        batch.push(Input::Record(raw(&consumers.topics, &m)));
+                        batch.extend(raw(&consumers.topics, &m).map(Input::Record));
                     }
                     Err(error) => tracing::warn!(%error, "polling room metadata failed"),
                 }
@@ -745,7 +755,7 @@ pub fn kafka_source<'s>(
                 let held = &paused;
                 let paused = poll_failed || now.duration_since(last_poll) > max_wait + IDLE_PAUSE;
                 last_poll = now;
-                for ((_, partition), (tenant, since)) in &mut silent {
+                for ((tenant, partition), since) in &mut silent {
                     if paused || held.contains(tenant) {
                         *since = now;
                     } else if now.duration_since(*since) >= idle_timeout {
@@ -789,8 +799,8 @@ struct Epoch<'a> {
     batch: Vec<Input>,
     /// When its first reading was consumed: its latency counts from there.
     first_at: Instant,
-    consumed: &'a mut HashMap<(TenantId, i32), u64>,
-    silent: &'a mut HashMap<PartitionKey, (TenantId, Instant)>,
+    consumed: &'a mut FastMap<PartitionKey, u64>,
+    silent: &'a mut FastMap<PartitionKey, Instant>,
     /// Whether a poll failed (the broker may be unreachable: silence means nothing now).
     poll_failed: bool,
 }
@@ -800,7 +810,7 @@ impl Epoch<'_> {
     fn take(
         &mut self,
         topics: &HashMap<String, (TenantId, Topic)>,
-        ends: &mut HashMap<PartitionKey, i64>,
+        ends: &mut FastMap<PartitionKey, i64>,
         message: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
     ) {
         let m = match message {
@@ -811,40 +821,46 @@ impl Epoch<'_> {
                 return;
             }
         };
-        let key = (m.topic().to_owned(), m.partition());
-        if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
+        let Some(record) = raw(topics, &m) else {
+            return;
+        };
+        let key = (record.tenant.clone(), record.partition);
+        if ends.get(&key).is_some_and(|end| record.offset + 1 >= *end) {
             ends.remove(&key);
-        }
-        if let Some((_, since)) = self.silent.get_mut(&key) {
-            *since = Instant::now();
         }
         if self.batch.is_empty() {
             self.first_at = Instant::now();
         }
-        let record = raw(topics, &m);
-        *self
-            .consumed
-            .entry((record.tenant.clone(), record.partition))
-            .or_default() += 1;
+        if let Some(since) = self.silent.get_mut(&key) {
+            *since = self.first_at.max(*since);
+        }
+        *self.consumed.entry(key).or_default() += 1;
         self.batch.push(Input::Record(record));
     }
 }
 
+/// The record of a message of a topic the consumer was assigned.
 fn raw(
     topics: &HashMap<String, (TenantId, Topic)>,
     m: &rdkafka::message::BorrowedMessage<'_>,
-) -> RawRecord {
-    let (tenant, topic) = topics[m.topic()].clone();
-    RawRecord {
-        tenant,
-        topic,
+) -> Option<RawRecord> {
+    let Some((tenant, topic)) = topics.get(m.topic()) else {
+        tracing::warn!(
+            topic = m.topic(),
+            "a message of a topic not assigned; skipped"
+        );
+        return None;
+    };
+    Some(RawRecord {
+        tenant: tenant.clone(),
+        topic: *topic,
         partition: m.partition(),
         offset: m.offset(),
         timestamp: m.timestamp().to_millis().unwrap_or(0),
         received: rf_schemas::unix_ms(),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
-    }
+    })
 }
 
 #[cfg(test)]
