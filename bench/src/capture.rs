@@ -183,13 +183,10 @@ pub fn consume(
 }
 
 fn partitions(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<i32>, JobError> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let consumer: BaseConsumer = kafka.client_config().create()?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| JobError::Kafka(format!("metadata of {topic}: {e}")))?;
+        .map_err(|e| JobError::kafka(format!("metadata of {topic}"), e))?;
     Ok(metadata
         .topics()
         .iter()
@@ -203,22 +200,18 @@ fn assign(
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<BaseConsumer, JobError> {
-    let consumer: BaseConsumer = kafka
-        .consumer_config("roomflow-bench-ceiling")
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let consumer: BaseConsumer = kafka.consumer_config("roomflow-bench-ceiling").create()?;
     let mut list = TopicPartitionList::new();
     for &p in partitions {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .map_err(|e| JobError::Kafka(e.to_string()))?;
+        list.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer
         .assign(&list)
-        .map_err(|e| JobError::Kafka(format!("assigning {topic}: {e}")))?;
+        .map_err(|e| JobError::kafka(format!("assigning {topic}"), e))?;
     // Fail early on an unreachable broker rather than in the timed part.
     consumer
         .fetch_watermarks(topic, partitions.first().copied().unwrap_or(0), timeout)
-        .map_err(|e| JobError::Kafka(format!("watermarks of {topic}: {e}")))?;
+        .map_err(|e| JobError::kafka(format!("watermarks of {topic}"), e))?;
     Ok(consumer)
 }
 
@@ -233,7 +226,7 @@ fn drain(
     for &p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| JobError::Kafka(format!("watermarks of {topic}/{p}: {e}")))?;
+            .map_err(|e| JobError::kafka(format!("watermarks of {topic}/{p}"), e))?;
         if high > low {
             remaining.insert(p, high);
         }
@@ -253,9 +246,9 @@ fn drain(
                     remaining.remove(&p);
                 }
             }
-            Some(Err(e)) => return Err(JobError::Kafka(format!("reading {topic}: {e}"))),
+            Some(Err(e)) => return Err(JobError::kafka(format!("reading {topic}"), e)),
             None if last_progress.elapsed() > timeout => {
-                return Err(JobError::Kafka(format!(
+                return Err(JobError::Topics(format!(
                     "reading {topic}: no record for {} s with partitions {:?} unfinished",
                     timeout.as_secs(),
                     remaining.keys().collect::<Vec<_>>()

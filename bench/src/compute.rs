@@ -100,7 +100,8 @@ pub fn compute(
         });
 
         // Every worker reads the whole rooms topic first, as the Kafka source does.
-        let tenant = &captured.tenant;
+        // As the Kafka source does: each worker's records carry its own copy of the id.
+        let tenant = &captured.tenant.unshared();
         for (&p, log) in &captured.rooms {
             for i in 0..log.len() {
                 input.send(Input::Record(log.record(i, tenant, Topic::Rooms, p)));

@@ -152,8 +152,7 @@ pub fn paced(
         .client_config()
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+        .create()?;
     let started = Instant::now();
     let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -165,13 +164,13 @@ pub fn paced(
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     producer.poll(Duration::from_millis(5));
                 }
-                Err((e, _)) => return Err(JobError::Kafka(e.to_string())),
+                Err((e, _)) => return Err(JobError::from(e)),
             }
         }
         producer.poll(Duration::from_millis(10));
     }
     producer
         .flush(Duration::from_secs(30))
-        .map_err(|e| JobError::Kafka(format!("flushing what was published: {e}")))?;
+        .map_err(|e| JobError::kafka("flushing what was published", e))?;
     Ok(sent)
 }

@@ -653,7 +653,7 @@ fn iso(secs: i64) -> String {
 }
 
 fn ch(e: clickhouse::error::Error) -> JobError {
-    JobError::ClickHouse(e.to_string())
+    JobError::from(e)
 }
 
 /// An endpoint and how each request of it picks its parameters.

@@ -97,7 +97,7 @@ pub async fn list(
         .bind(tenant.as_str())
         .fetch_all()
         .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))
+        .map_err(JobError::from)
 }
 
 /// Revokes `tenant`'s key `key_id`; revoking twice keeps the first time. A key of another
@@ -116,8 +116,7 @@ pub async fn revoke(
         .bind(tenant.as_str())
         .bind(key_id)
         .fetch_all()
-        .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+        .await?;
     let Some(mut row) = rows.into_iter().next() else {
         return Err(JobError::Invalid(format!(
             "tenant {tenant} has no API key {key_id}"
@@ -140,7 +139,7 @@ pub async fn revoke(
 }
 
 async fn write(clickhouse: &ClickHouseConfig, row: &KeyRow) -> Result<(), JobError> {
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let client = crate::platform(clickhouse)
         .await?
         .with_database("rf_platform");
@@ -173,7 +172,7 @@ pub async fn revoke_tokens(
     tenant: &TenantId,
     reason: &str,
 ) -> Result<u32, JobError> {
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let client = crate::platform(clickhouse)
         .await?
         .with_database("rf_platform");

@@ -93,13 +93,13 @@ pub fn records_to_read(settings: &Settings, range: &Backfill) -> Result<u64, Job
         .kafka
         .client_config()
         .create()
-        .map_err(|e| JobError::Kafka(format!("backfill: {e}")))?;
+        .map_err(|e| JobError::kafka("backfill", e))?;
     let timeout = Duration::from_secs(settings.kafka.timeout_secs);
     let mut total = 0;
     for ((topic, partition), resume) in &positions {
         let (_, high) = consumer
             .fetch_watermarks(topic, *partition, timeout)
-            .map_err(|e| JobError::Kafka(format!("backfill: {topic}: {e}")))?;
+            .map_err(|e| JobError::kafka(format!("backfill: {topic}"), e))?;
         total += (high - resume.offset).max(0) as u64;
     }
     Ok(total)
@@ -237,7 +237,7 @@ async fn remove_stale(
     since: u64,
 ) -> Result<(u64, u64), JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let db = tenant.clickhouse_db();
     // Windows start and end on whole seconds.
     let (from, to) = (ceil_secs(range.from), ceil_secs(range.to));

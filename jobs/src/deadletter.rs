@@ -111,7 +111,7 @@ fn read_letters(
     let timeout = Duration::from_secs(kafka.timeout_secs);
     let kerr = |what: &str| {
         let what = format!("{what} {topic}");
-        move |e: rdkafka::error::KafkaError| JobError::Kafka(format!("{what}: {e}"))
+        move |e: rdkafka::error::KafkaError| JobError::kafka(what.to_string(), e)
     };
     let consumer: BaseConsumer = kafka
         .consumer_config("roomflow-deadletter-inspect")
@@ -177,7 +177,7 @@ fn read_letters(
         let message = match consumer.poll(timeout) {
             Some(m) => m.map_err(kerr("cannot read"))?,
             None => {
-                return Err(JobError::Kafka(format!(
+                return Err(JobError::Topics(format!(
                     "{topic}: nothing arrived for {} s with {} partitions unfinished",
                     timeout.as_secs(),
                     ends.len()
@@ -270,8 +270,7 @@ pub async fn rooms(clickhouse: &ClickHouseConfig, tenant: &TenantId) -> Result<R
             tenant.clickhouse_db()
         ))
         .fetch_all()
-        .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+        .await?;
     let mut rooms = Rooms::new();
     for r in rows {
         let tz = r.timezone.parse().unwrap_or(chrono_tz::UTC);

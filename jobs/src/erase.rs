@@ -101,7 +101,7 @@ pub struct Verification {
 }
 
 fn kafka_err(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> JobError + '_ {
-    move |e| JobError::Kafka(format!("{what}: {e}"))
+    move |e| JobError::kafka(what.to_string(), e)
 }
 
 fn region_kafka(settings: &Settings, brokers: &str) -> KafkaConfig {
@@ -149,7 +149,7 @@ pub async fn step(
                     match result {
                         Ok(_) => deleted += 1,
                         Err((topic, code)) => {
-                            return Err(JobError::Kafka(format!("cannot delete {topic}: {code}")))
+                            return Err(JobError::Topics(format!("cannot delete {topic}: {code}")))
                         }
                     }
                 }
@@ -164,8 +164,7 @@ pub async fn step(
                         tenant.clickhouse_db()
                     ))
                     .execute()
-                    .await
-                    .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+                    .await?;
             }
             Ok(format!(
                 "dropped {} in {} regions",
@@ -207,10 +206,10 @@ pub async fn step(
                             // "syntax error") never had an analyst user made this way.
                             Err(e) if is_syntax_error(&e) => {}
                             Err(e) => {
-                                return Err(JobError::ClickHouse(format!(
-                                    "region {}: {statement}: {e}",
-                                    r.name
-                                )))
+                                return Err(JobError::clickhouse(
+                                    format!("region {}: {statement}", r.name),
+                                    e,
+                                ))
                             }
                         }
                     }
@@ -250,9 +249,7 @@ pub async fn step(
                 if !extra.is_empty() {
                     q = q.bind(job);
                 }
-                q.execute()
-                    .await
-                    .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+                q.execute().await?;
             }
             wait_for_mutations(&settings.clickhouse).await?;
             Ok(
@@ -388,8 +385,7 @@ async fn wait_for_mutations(
         let running: u64 = client
             .query("SELECT count() FROM system.mutations WHERE database = 'rf_platform' AND is_done = 0")
             .fetch_one()
-            .await
-            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+            .await?;
         if running == 0 {
             return Ok(());
         }
@@ -438,7 +434,7 @@ async fn tombstone(kafka: &KafkaConfig, topic: &str, keys: &[String]) -> Result<
         producer
             .send(FutureRecord::<str, [u8]>::to(topic).key(key), timeout)
             .await
-            .map_err(|(e, _)| JobError::Kafka(format!("tombstone in {topic}: {e}")))?;
+            .map_err(|(e, _)| JobError::kafka(format!("tombstone in {topic}"), e))?;
     }
     Ok(())
 }
@@ -547,8 +543,7 @@ pub async fn verify(
             .bind(tenant.as_str())
             .bind(job)
             .fetch_one()
-            .await
-            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+            .await?;
         check(
             "home ClickHouse".into(),
             &format!("rf_platform.{table} rows"),
@@ -657,7 +652,7 @@ async fn clickhouse_user_exists(
         // 18.16: no system.users (60), or not in the statement's grammar.
         Err(clickhouse::error::Error::BadResponse(m))
             if m.contains("Code: 60") || m.contains("Code: 62") => {}
-        Err(e) => return Err(JobError::ClickHouse(e.to_string())),
+        Err(e) => return Err(JobError::from(e)),
     }
     let probe = rf_sinks::config::ClickHouseConfig {
         user: user.to_owned(),
@@ -676,9 +671,7 @@ async fn clickhouse_user_exists(
             Ok(true)
         }
         Ok(_) => Ok(true),
-        Err(e) => Err(JobError::ClickHouse(format!(
-            "checking for user {user}: {e}"
-        ))),
+        Err(e) => Err(JobError::clickhouse(format!("checking for user {user}"), e)),
     }
 }
 

@@ -20,11 +20,7 @@ pub(crate) async fn platform(
 ) -> Result<clickhouse::Client, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
     for statement in rf_schemas::platform_ddl() {
-        client
-            .query(&statement)
-            .execute()
-            .await
-            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+        client.query(&statement).execute().await?;
     }
     Ok(client)
 }
@@ -33,11 +29,35 @@ pub(crate) async fn platform(
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// The broker refused or could not be reached.
+    #[error("kafka: {context}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A call to the broker failed.
+    #[error("kafka")]
+    KafkaCall(#[from] rdkafka::error::KafkaError),
+    /// The broker answered, but not as the job needs (a topic missing, an error code).
     #[error("kafka: {0}")]
-    Kafka(String),
+    Topics(String),
     /// ClickHouse refused or could not be reached.
+    #[error("clickhouse: {context}")]
+    ClickHouse {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    /// A ClickHouse query failed.
+    #[error("clickhouse")]
+    ClickHouseCall(#[from] clickhouse::error::Error),
+    /// ClickHouse answered, but not as the job needs.
     #[error("clickhouse: {0}")]
-    ClickHouse(String),
+    Data(String),
     /// The schema registry refused or could not be reached.
     #[error("schema registry: {0}")]
     Registry(#[from] rf_schemas::registry::RegistryError),
@@ -58,4 +78,22 @@ pub enum JobError {
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl JobError {
+    /// A failed call to the broker, while doing `context`.
+    pub fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A failed ClickHouse query, while doing `context`.
+    pub fn clickhouse(context: impl Into<String>, source: clickhouse::error::Error) -> Self {
+        Self::ClickHouse {
+            context: context.into(),
+            source,
+        }
+    }
 }

@@ -135,7 +135,7 @@ pub async fn plan(
     now: i64,
 ) -> Result<Plan, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let db = tenant.clickhouse_db();
     let rules = rules(config, retention_days);
     let mut plan = Plan::default();
@@ -216,7 +216,7 @@ pub async fn apply_step(
     index: usize,
 ) -> Result<String, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let db = tenant.clickhouse_db();
     let line = plan.lines().swap_remove(index);
     if let Some((table, partition, _)) = plan.drops.get(index) {
@@ -242,7 +242,7 @@ pub(crate) async fn mutate(
     table: &str,
     condition: &str,
 ) -> Result<(), JobError> {
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     client
         .query(&format!(
             "ALTER TABLE {db}.{table} DELETE WHERE {condition}"

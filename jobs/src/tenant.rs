@@ -123,11 +123,7 @@ pub async fn create(
     }
     let client = rf_sinks::clickhouse::client(&region.clickhouse);
     for statement in rf_schemas::tenant_ddl(tenant) {
-        client
-            .query(&statement)
-            .execute()
-            .await
-            .map_err(|e| JobError::ClickHouse(e.to_string()))?;
+        client.query(&statement).execute().await?;
     }
 
     let analyst = analyst::provision(&region.clickhouse, &region.redis, tenant).await?;
@@ -217,7 +213,7 @@ pub async fn forget(settings: &Settings, tenant: &TenantId) -> Result<(), JobErr
         .bind(tenant.as_str())
         .execute()
         .await
-        .map_err(|e| JobError::ClickHouse(e.to_string()))
+        .map_err(JobError::from)
 }
 
 /// `tenant`'s registry entry; a tenant with topics but no entry (provisioned before the
@@ -287,13 +283,10 @@ pub fn list(kafka: &KafkaConfig) -> Result<Vec<(TenantId, Option<TenantConfig>)>
 
 /// Every tenant with a readings topic on the broker.
 pub fn with_topics(kafka: &KafkaConfig) -> Result<Vec<TenantId>, JobError> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let consumer: BaseConsumer = kafka.client_config().create()?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(kafka.timeout_secs))
-        .map_err(|e| JobError::Kafka(format!("cannot list topics at {}: {e}", kafka.brokers)))?;
+        .map_err(|e| JobError::kafka(format!("cannot list topics at {}", kafka.brokers), e))?;
     let mut tenants: Vec<TenantId> = metadata
         .topics()
         .iter()
@@ -416,8 +409,7 @@ async fn send(
     let producer: FutureProducer = kafka
         .client_config()
         .set("enable.idempotence", "true")
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+        .create()?;
     let key = tenant.as_str();
     let mut record = FutureRecord::<str, [u8]>::to(TENANTS_TOPIC).key(key);
     if let Some(value) = value {
@@ -426,7 +418,7 @@ async fn send(
     producer
         .send(record, Duration::from_secs(kafka.timeout_secs))
         .await
-        .map_err(|(e, _)| JobError::Kafka(format!("cannot write to {TENANTS_TOPIC}: {e}")))?;
+        .map_err(|(e, _)| JobError::kafka(format!("cannot write to {TENANTS_TOPIC}"), e))?;
     Ok(())
 }
 
@@ -449,7 +441,7 @@ struct TenantRow<'a> {
 /// Mirrors one registry entry into `rf_platform.tenants` (creating the table if needed).
 pub async fn mirror(clickhouse: &ClickHouseConfig, config: &TenantConfig) -> Result<(), JobError> {
     let client = crate::platform(clickhouse).await?;
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
     let mut insert = client
         .with_database("rf_platform")
@@ -576,14 +568,11 @@ pub(crate) fn tenant_topics(
     kafka: &KafkaConfig,
     tenant: &TenantId,
 ) -> Result<BTreeMap<String, i64>, JobError> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .create()
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let consumer: BaseConsumer = kafka.client_config().create()?;
     let timeout = Duration::from_secs(kafka.timeout_secs);
     let metadata = consumer
         .fetch_metadata(None, timeout)
-        .map_err(|e| JobError::Kafka(format!("cannot list topics at {}: {e}", kafka.brokers)))?;
+        .map_err(|e| JobError::kafka(format!("cannot list topics at {}", kafka.brokers), e))?;
     let names = [
         tenant.readings_topic(),
         tenant.rooms_topic(),
@@ -599,7 +588,7 @@ pub(crate) fn tenant_topics(
         for p in t.partitions() {
             let (low, high) = consumer
                 .fetch_watermarks(t.name(), p.id(), timeout)
-                .map_err(|e| JobError::Kafka(format!("cannot read {}: {e}", t.name())))?;
+                .map_err(|e| JobError::kafka(format!("cannot read {}", t.name()), e))?;
             messages += high - low;
         }
         topics.insert(t.name().to_owned(), messages);
@@ -612,7 +601,7 @@ pub(crate) async fn tenant_tables(
     tenant: &TenantId,
 ) -> Result<BTreeMap<String, u64>, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(format!("{}: {e}", clickhouse.url));
+    let ch = |e: clickhouse::error::Error| JobError::clickhouse(clickhouse.url.clone(), e);
     let db = tenant.clickhouse_db();
     let names: Vec<String> = client
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")

@@ -78,13 +78,50 @@ enum Level {
     Office,
 }
 
+/// An interned room or office id. Equal ids of one partition share one allocation, so
+/// comparing them compares pointers first: the strings of 50,000 rooms do not stay in
+/// cache, and looking a window's room up must not read them. Hashes and orders as `str`.
+#[derive(Clone, Debug, Eq, PartialOrd, Ord)]
+struct Id(Arc<str>);
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (*self.0).hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Id {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Id {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// An open window, ordered by when it closes; at equal ends rooms close before offices.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct WindowKey {
     end: i64,
     granularity: Granularity,
     level: Level,
-    id: Arc<str>,
+    id: Id,
     start: i64,
 }
 
@@ -151,17 +188,20 @@ struct PartitionState {
     watermark: i64,
     /// Per room, readings keyed by (ts, sensor) (a second reading with the same key
     /// replaces) and final 15m windows.
-    rooms: HashMap<String, RoomState>,
+    rooms: HashMap<Id, RoomState>,
     /// Interned sensor ids; those no reading refers to any more are dropped when days close.
     sensors: HashSet<Arc<str>>,
     /// Interned room and office ids of open windows, dropped likewise.
-    ids: HashSet<Arc<str>>,
+    ids: HashSet<Id>,
     /// Rooms with counted readings, by the office their metadata names.
-    offices: HashMap<String, BTreeSet<String>>,
+    offices: HashMap<Id, BTreeSet<Id>>,
     /// Per office, the peak minute of each final 15m window (the minutes' sums need
     /// every room's readings, which are summed up when the window is final).
-    peaks: HashMap<String, BTreeMap<i64, f64>>,
+    peaks: HashMap<Id, BTreeMap<i64, f64>>,
     open: BTreeSet<WindowKey>,
+    /// At most the end of the first window in `open` (`i64::MAX` when none): most
+    /// readings close nothing, and this tells without a walk down the tree.
+    first_end: i64,
     dirty: HashSet<WindowKey>,
     /// Flushes so far: a room's `marked` holds only until the next one.
     flushes: u64,
@@ -195,6 +235,7 @@ impl PartitionState {
             offices: HashMap::default(),
             peaks: HashMap::default(),
             open: BTreeSet::new(),
+            first_end: i64::MAX,
             dirty: HashSet::default(),
             flushes: 0,
             held: BTreeMap::new(),
@@ -532,12 +573,15 @@ impl Aggregator {
         // A producer's clock never moves event time past the consumer's plus the skew.
         let event_time =
             r.ts.min(record.received.saturating_add(self.config.clock_skew_ms));
+        if !self.tenants.contains_key(&tenant) {
+            self.tenants.insert(tenant.clone(), TenantState::default());
+        }
         let TenantState {
             catalog,
             partitions,
             live,
             ..
-        } = self.tenants.entry(tenant.clone()).or_default();
+        } = self.tenants.get_mut(&tenant).expect("inserted above");
         let p = partitions
             .entry(record.partition)
             .or_insert_with(|| PartitionState::new(record.partition));
@@ -617,7 +661,10 @@ impl Aggregator {
         };
         let room = match p.rooms.get_mut(r.room_id.as_str()) {
             Some(room) => room,
-            None => p.rooms.entry(r.room_id.clone()).or_default(),
+            None => {
+                let id = intern(&mut p.ids, &r.room_id);
+                p.rooms.entry(id).or_default()
+            }
         };
         if looked_up.is_some() {
             room.version = looked_up;
@@ -701,7 +748,7 @@ fn open_windows(
     lateness: i64,
 ) {
     let room = intern(&mut p.ids, room_id);
-    let mut add = |granularity: Granularity, level: Level, id: &Arc<str>, tz| {
+    let mut add = |granularity: Granularity, level: Level, id: &Id, tz| {
         let (start, end) = granularity.window(ts, tz);
         if end + lateness > p.watermark && end + lateness > p.replay_final {
             let key = WindowKey {
@@ -714,6 +761,7 @@ fn open_windows(
             // A window marked changed is open already.
             if p.dirty.insert(key.clone()) {
                 p.open.insert(key);
+                p.first_end = p.first_end.min(end);
             }
         }
     };
@@ -726,24 +774,23 @@ fn open_windows(
         add(g, Level::Room, &room, v.timezone);
         add(g, Level::Office, &office, v.timezone);
     }
-    match p.offices.get_mut(v.office_id.as_str()) {
-        Some(rooms) if rooms.contains(room_id) => {}
+    match p.offices.get_mut(&office) {
+        Some(rooms) if rooms.contains(&room) => {}
         Some(rooms) => {
-            rooms.insert(room_id.to_owned());
+            rooms.insert(room);
         }
         None => {
-            p.offices
-                .insert(v.office_id.clone(), BTreeSet::from([room_id.to_owned()]));
+            p.offices.insert(office, BTreeSet::from([room]));
         }
     }
 }
 
 /// The one shared copy of a room or office id in a partition's windows.
-fn intern(ids: &mut HashSet<Arc<str>>, id: &str) -> Arc<str> {
+fn intern(ids: &mut HashSet<Id>, id: &str) -> Id {
     match ids.get(id) {
         Some(id) => id.clone(),
         None => {
-            let id: Arc<str> = id.into();
+            let id = Id(id.into());
             ids.insert(id.clone());
             id
         }
@@ -790,6 +837,9 @@ fn close_windows(
     out: &mut Vec<Output>,
 ) {
     let lateness = config.allowed_lateness_ms;
+    if p.first_end.saturating_add(lateness) > p.watermark {
+        return;
+    }
     let (mut collapse, mut retire) = (Vec::new(), Vec::new());
     while let Some(first) = p.open.first() {
         if first.end + lateness > p.watermark {
@@ -806,7 +856,7 @@ fn close_windows(
             }
             (Level::Office, Granularity::M15) => {
                 if let Some(row) = office_row(tenant, catalog, p, &key, true, *last_version) {
-                    let peaks = p.peaks.entry(key.id.to_string()).or_default();
+                    let peaks = p.peaks.entry(key.id.clone()).or_default();
                     peaks.insert(key.start, row.peak_people);
                     out.push(Output::Office(row));
                 }
@@ -818,6 +868,7 @@ fn close_windows(
             _ => emit_row(tenant, catalog, p, &key, true, *last_version, out),
         }
     }
+    p.first_end = p.open.first().map_or(i64::MAX, |k| k.end);
     // Only now: rows of every window closing at the same instant read the readings.
     for key in collapse {
         sum_up(tenant, catalog, p, &key, config.store_readings, out);
@@ -827,10 +878,10 @@ fn close_windows(
         match key.level {
             Level::Room => retire_room(p, &key.id, key.end),
             Level::Office => {
-                if let Some(peaks) = p.peaks.get_mut(&*key.id) {
+                if let Some(peaks) = p.peaks.get_mut(&key.id) {
                     *peaks = peaks.split_off(&key.end);
                     if peaks.is_empty() {
-                        p.peaks.remove(&*key.id);
+                        p.peaks.remove(&key.id);
                     }
                 }
             }
@@ -838,7 +889,7 @@ fn close_windows(
     }
     if retired_any {
         p.sensors.retain(|s| Arc::strong_count(s) > 1);
-        p.ids.retain(|s| Arc::strong_count(s) > 1);
+        p.ids.retain(|s| Arc::strong_count(&s.0) > 1);
     }
 }
 
@@ -852,7 +903,7 @@ fn sum_up(
     out: &mut Vec<Output>,
 ) {
     let (start, end) = (key.start, key.end);
-    let Some(room) = p.rooms.get_mut(&*key.id) else {
+    let Some(room) = p.rooms.get_mut(&key.id) else {
         return;
     };
     let first: Arc<str> = Arc::from("");
@@ -888,8 +939,8 @@ fn sum_up(
     if let Some(v) = catalog.at(&key.id, end - 1).filter(|_| store_readings) {
         out.push(Output::Readings(FinalReadings {
             tenant: tenant.clone(),
-            office_id: intern(&mut p.ids, &v.office_id),
-            room_id: key.id.clone(),
+            office_id: intern(&mut p.ids, &v.office_id).0,
+            room_id: key.id.0.clone(),
             partition: p.partition,
             capacity: v.capacity,
             readings,
@@ -947,7 +998,7 @@ fn judge(
     replaying: bool,
     out: &mut Vec<Output>,
 ) {
-    let Some(room) = p.rooms.get_mut(&*key.id) else {
+    let Some(room) = p.rooms.get_mut(&key.id) else {
         return;
     };
     let range = span(key.start, key.end);
@@ -987,6 +1038,20 @@ fn judge(
     for k in rejected {
         let sample = room.samples.remove(&k).expect("just seen");
         p.held.remove(&sample.offset);
+    }
+}
+
+/// The version of a room in effect at `ts`: from the room's own lookup when it covers
+/// `ts`, else from the catalog.
+fn version_at<'a>(
+    catalog: &'a RoomCatalog,
+    room_id: &str,
+    room: &'a RoomState,
+    ts: i64,
+) -> Option<&'a Arc<RoomVersion>> {
+    match room.version.as_ref().and_then(|c| c.at(ts)) {
+        Some(cached) => cached,
+        None => catalog.at(room_id, ts),
     }
 }
 
@@ -1055,10 +1120,10 @@ fn emit_row(
 ) {
     match key.level {
         Level::Room => {
-            let Some(room) = p.rooms.get(&*key.id) else {
+            let Some(room) = p.rooms.get(&key.id) else {
                 return;
             };
-            let Some(v) = catalog.at(&key.id, key.end - 1) else {
+            let Some(v) = version_at(catalog, &key.id, room, key.end - 1) else {
                 return;
             };
             let s = room_stats(catalog, &key.id, room, key.start, key.end);
@@ -1101,7 +1166,7 @@ fn office_row(
     is_final: bool,
     version: u64,
 ) -> Option<OfficeRow> {
-    let rooms = p.offices.get(&*key.id)?;
+    let rooms = p.offices.get(&key.id)?;
     let (mut reporting, mut avg_people, mut capacity) = (0u32, 0.0f64, 0u32);
     // Per minute of readings not summed up yet: the sum over rooms of each room's mean
     // in that minute.
@@ -1110,9 +1175,8 @@ fn office_row(
         let Some(room) = p.rooms.get(room_id) else {
             continue;
         };
-        let Some(v) = catalog
-            .at(room_id, key.end - 1)
-            .filter(|v| *v.office_id == *key.id)
+        let Some(v) =
+            version_at(catalog, room_id, room, key.end - 1).filter(|v| *v.office_id == *key.id)
         else {
             continue;
         };

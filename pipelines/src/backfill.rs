@@ -97,7 +97,7 @@ pub fn positions(
     from: i64,
 ) -> Result<HashMap<(String, i32), Resume>, PipelineError> {
     let kerr = |what: &str, e: rdkafka::error::KafkaError| {
-        PipelineError::Kafka(format!("backfill: {what}: {e}"))
+        PipelineError::kafka(format!("backfill: {what}"), e)
     };
     let timeout = Duration::from_secs(kafka.timeout_secs);
     let consumer: BaseConsumer = kafka
@@ -156,7 +156,7 @@ fn check_held(
     let at = chrono::DateTime::from_timestamp_millis(since)
         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_default();
-    Err(PipelineError::Kafka(format!(
+    Err(PipelineError::Topics(format!(
         "backfill: {topic} partition {partition} no longer holds records from {at} \
          (offsets below {low} were deleted by its retention); choose a later start"
     )))

@@ -29,8 +29,18 @@ pub use run::{run, RunOptions, RunReport, Settings};
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The broker could not be reached or refused a call.
+    #[error("kafka: {context}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The broker answered, but what it holds cannot work (a topic missing, a tenant in
+    /// another region, records deleted by retention).
     #[error("kafka: {0}")]
-    Kafka(String),
+    Topics(String),
     /// A sink failed in a way retrying cannot fix.
     #[error("sink: {0}")]
     Sink(String),
@@ -43,4 +53,14 @@ pub enum PipelineError {
     /// A tenant's secrets could not be sealed or opened.
     #[error(transparent)]
     Secrets(#[from] secrets::SecretError),
+}
+
+impl PipelineError {
+    /// A failed call to the broker, while doing `context`.
+    pub fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
 }

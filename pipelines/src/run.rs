@@ -147,7 +147,7 @@ pub fn run(
         // librdkafka's producer needs a runtime context for its futures' timers.
         let _guard = runtime.enter();
         c.create()
-            .map_err(|e| PipelineError::Kafka(format!("cannot create the producer: {e}")))?
+            .map_err(|e| PipelineError::kafka("cannot create the producer", e))?
     };
 
     runtime.block_on(checkpoint::ensure_topic(&settings.kafka))?;
@@ -418,7 +418,7 @@ impl Discovery {
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "looking for new tenants failed; trying again later")
+                        tracing::warn!(error = %rf_schemas::chain(&error), "looking for new tenants failed; trying again later")
                     }
                 }
             }

@@ -58,11 +58,11 @@ impl Topology {
         let consumer: BaseConsumer = kafka
             .client_config()
             .create()
-            .map_err(|e| PipelineError::Kafka(format!("cannot create a consumer: {e}")))?;
+            .map_err(|e| PipelineError::kafka("cannot create a consumer", e))?;
         let metadata = consumer
             .fetch_metadata(None, Duration::from_secs(kafka.timeout_secs))
             .map_err(|e| {
-                PipelineError::Kafka(format!("cannot list topics at {}: {e}", kafka.brokers))
+                PipelineError::kafka(format!("cannot list topics at {}", kafka.brokers), e)
             })?;
         let partitions: HashMap<&str, i32> = metadata
             .topics()
@@ -113,11 +113,11 @@ impl Topology {
                 continue;
             }
             if let Some((_, region)) = elsewhere.iter().find(|(t, _)| t.as_str() == w) {
-                return Err(PipelineError::Kafka(format!(
+                return Err(PipelineError::Topics(format!(
                     "tenant {w} lives in region {region}, which this deployment does not serve (regions.serve)"
                 )));
             }
-            return Err(PipelineError::Kafka(format!(
+            return Err(PipelineError::Topics(format!(
                 "tenant {w} has no topic occupancy.{w} or is deleted; create it with `roomflow tenant create {w}`"
             )));
         }
@@ -385,8 +385,11 @@ impl Consumers {
         let mut wanted = TopicPartitionList::new();
         for (tenant, partition) in topology.readings_for(self.index, self.peers) {
             if tenants.iter().any(|s| s.tenant == tenant) {
-                self.topics
-                    .insert(tenant.readings_topic(), (tenant.clone(), Topic::Readings));
+                // Each record carries the tenant: a copy of the worker's own.
+                self.topics.insert(
+                    tenant.readings_topic(),
+                    (tenant.unshared(), Topic::Readings),
+                );
                 wanted.add_partition(&tenant.readings_topic(), partition);
             }
         }
@@ -446,7 +449,7 @@ impl Consumers {
                 .readings
                 .split_partition_queue(elem.topic(), elem.partition())
                 .ok_or_else(|| {
-                    PipelineError::Kafka(format!(
+                    PipelineError::Topics(format!(
                         "cannot split off the queue of {} partition {}",
                         elem.topic(),
                         elem.partition()
@@ -462,7 +465,7 @@ impl Consumers {
         for s in tenants {
             let tenant = &s.tenant;
             self.topics
-                .insert(tenant.rooms_topic(), (tenant.clone(), Topic::Rooms));
+                .insert(tenant.rooms_topic(), (tenant.unshared(), Topic::Rooms));
             // Room versions that every checkpointed partition's worker had applied to final
             // rows are not applied again; without a checkpoint no final row was written.
             let readings_topic = tenant.readings_topic();
@@ -547,7 +550,7 @@ impl Consumers {
 }
 
 fn kerr(what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
-    PipelineError::Kafka(format!("{what}: {e}"))
+    PipelineError::kafka(what, e)
 }
 
 /// The source operator: each activation polls up to one epoch of records (room metadata
@@ -625,8 +628,8 @@ pub fn kafka_source<'s>(
                         rooms_deadline = now + ROOMS_LOAD_TIMEOUT;
                     }
                     Err(error) => {
-                        tracing::error!(%error, "cannot add the new tenants' partitions; stopping");
-                        *failed.borrow_mut() = Some(error.to_string());
+                        tracing::error!(error = %rf_schemas::chain(&error), "cannot add the new tenants' partitions; stopping");
+                        *failed.borrow_mut() = Some(rf_schemas::chain(&error));
                     }
                 }
             }

@@ -48,7 +48,7 @@ pub async fn create(
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config()
         .create()
-        .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+        .map_err(|e| PipelineError::kafka("cannot create an admin client", e))?;
     let min_isr = kafka.min_insync_replicas.to_string();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
@@ -69,13 +69,13 @@ pub async fn create(
     for result in admin
         .create_topics(&new, &options)
         .await
-        .map_err(|e| PipelineError::Kafka(format!("cannot create topics: {e}")))?
+        .map_err(|e| PipelineError::kafka("cannot create topics", e))?
     {
         match result {
             Ok(topic) => created.push(topic),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(PipelineError::Kafka(format!(
+                return Err(PipelineError::Topics(format!(
                     "cannot create {topic}: {code}"
                 )))
             }
@@ -99,8 +99,7 @@ pub fn read_to_end(
     use rdkafka::{Offset, TopicPartitionList};
 
     let timeout = Duration::from_secs(kafka.timeout_secs);
-    let kerr =
-        |e: rdkafka::error::KafkaError| PipelineError::Kafka(format!("reading {topic}: {e}"));
+    let kerr = |e: rdkafka::error::KafkaError| PipelineError::kafka(format!("reading {topic}"), e);
     let consumer: BaseConsumer = kafka
         .client_config()
         .set("group.id", group)
@@ -135,7 +134,7 @@ pub fn read_to_end(
     let mut progress = std::time::Instant::now();
     while !ends.is_empty() {
         if progress.elapsed() > timeout {
-            return Err(PipelineError::Kafka(format!(
+            return Err(PipelineError::Topics(format!(
                 "{topic} not read to its end: nothing arrived for {timeout:?}"
             )));
         }

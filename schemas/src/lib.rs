@@ -15,6 +15,19 @@ pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};
 pub use tenant::{TenantConfig, TenantId, Tier};
 
+/// An error with its causes, outermost first: `a: b: c`. For logs and messages that
+/// carry an error as one string.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 /// The wall clock, ms since the Unix epoch (0 before it): roomflow's one clock.
 pub fn unix_ms() -> i64 {
     (unix_micros() / 1000) as i64
@@ -98,5 +111,15 @@ mod tests {
         for (_, avsc) in SUBJECT_SCHEMAS {
             apache_avro::Schema::parse_str(avsc).unwrap();
         }
+    }
+
+    #[test]
+    fn an_error_chain_names_every_cause_outermost_first() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot list topics")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("connection refused"));
+        assert_eq!(chain(&e), "cannot list topics: connection refused");
+        assert_eq!(chain(&std::io::Error::other("alone")), "alone");
     }
 }

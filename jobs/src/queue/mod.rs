@@ -181,7 +181,7 @@ impl JobStatus {
 }
 
 fn kafka_error(what: &str) -> impl Fn(rdkafka::error::KafkaError) -> JobError + '_ {
-    move |e| JobError::Kafka(format!("{what}: {e}"))
+    move |e| JobError::kafka(what.to_string(), e)
 }
 
 /// Creates the jobs topic and the status topic if they are missing.
@@ -210,9 +210,9 @@ pub async fn put_status(
     producer
         .send(record, Duration::from_secs(kafka.timeout_secs))
         .await
-        .map_err(|(e, _)| JobError::Kafka(format!("writing a job status: {e}")))?;
+        .map_err(|(e, _)| JobError::kafka("writing a job status", e))?;
     if let Err(error) = mirror(clickhouse, status).await {
-        tracing::warn!(job = %status.spec.id, tenant = %status.spec.tenant, %error, "job status not mirrored to rf_platform.jobs");
+        tracing::warn!(job = %status.spec.id, tenant = %status.spec.tenant, error = %rf_schemas::chain(&error), "job status not mirrored to rf_platform.jobs");
     }
     Ok(())
 }
@@ -243,7 +243,7 @@ async fn mirror(clickhouse: &ClickHouseConfig, s: &JobStatus) -> Result<(), JobE
 }
 
 async fn insert_status(client: clickhouse::Client, s: &JobStatus) -> Result<(), JobError> {
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
     let mut insert = client
         .with_database("rf_platform")
@@ -299,7 +299,7 @@ pub async fn submit(
             Duration::from_secs(kafka.timeout_secs),
         )
         .await
-        .map_err(|(e, _)| JobError::Kafka(format!("submitting the job: {e}")))?;
+        .map_err(|(e, _)| JobError::kafka("submitting the job", e))?;
     Ok(status)
 }
 
@@ -335,7 +335,7 @@ pub async fn cancel(kafka: &KafkaConfig, id: &str) -> Result<JobStatus, JobError
             Duration::from_secs(kafka.timeout_secs),
         )
         .await
-        .map_err(|(e, _)| JobError::Kafka(format!("requesting the cancel: {e}")))?;
+        .map_err(|(e, _)| JobError::kafka("requesting the cancel", e))?;
     Ok(status)
 }
 
@@ -384,7 +384,7 @@ pub async fn beat(
     producer
         .send(record, Duration::from_secs(kafka.timeout_secs))
         .await
-        .map_err(|(e, _)| JobError::Kafka(format!("writing a worker heartbeat: {e}")))?;
+        .map_err(|(e, _)| JobError::kafka("writing a worker heartbeat", e))?;
     Ok(())
 }
 
@@ -508,7 +508,7 @@ impl StatusTail {
         let deadline = Instant::now() + timeout;
         while !self.ends.is_empty() {
             if Instant::now() > deadline {
-                return Err(JobError::Kafka(format!(
+                return Err(JobError::Topics(format!(
                     "{STATUS_TOPIC} not read to its end within {timeout:?}"
                 )));
             }

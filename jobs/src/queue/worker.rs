@@ -97,7 +97,7 @@ impl Worker {
                     return Some(worker.stop_on(stop.clone()));
                 }
                 Err(error) => {
-                    tracing::warn!(%error, attempt, retry_in = ?wait, "the job worker cannot start yet")
+                    tracing::warn!(error = %rf_schemas::chain(&error), attempt, retry_in = ?wait, "the job worker cannot start yet")
                 }
             }
             let deadline = std::time::Instant::now() + wait;
@@ -122,7 +122,7 @@ impl Worker {
             .map_err(|e| JobError::Invalid(format!("cannot start a runtime: {e}")))?;
         let kafka = &settings.kafka;
         runtime.block_on(ensure_topics(kafka))?;
-        let kerr = |e: rdkafka::error::KafkaError| JobError::Kafka(format!("jobs: {e}"));
+        let kerr = |e: rdkafka::error::KafkaError| JobError::kafka("jobs", e);
         let consumer: BaseConsumer = kafka
             .client_config()
             .set("group.id", format!("{}.jobs", kafka.group_id))
@@ -173,11 +173,11 @@ impl Worker {
             if scheduled.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
                 scheduled = Some(std::time::Instant::now());
                 if let Err(error) = self.schedule_erasures() {
-                    tracing::warn!(%error, "cannot look for tenants to erase; trying again later");
+                    tracing::warn!(error = %rf_schemas::chain(&error), "cannot look for tenants to erase; trying again later");
                 }
             }
             if let Err(error) = self.step(Duration::from_millis(500)) {
-                tracing::warn!(%error, "the job worker failed; trying again");
+                tracing::warn!(error = %rf_schemas::chain(&error), "the job worker failed; trying again");
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
@@ -192,7 +192,7 @@ impl Worker {
         let Some(message) = self.consumer.poll(wait) else {
             return Ok(None);
         };
-        let m = message.map_err(|e| JobError::Kafka(format!("jobs: {e}")))?;
+        let m = message.map_err(|e| JobError::kafka("jobs", e))?;
         let (partition, offset) = (m.partition(), m.offset());
         let spec = m.payload().map(serde_json::from_slice::<JobSpec>);
         let listed = &self.settings.pipeline.tenants;
@@ -209,11 +209,10 @@ impl Worker {
             return Ok(status);
         }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(JOBS_TOPIC, partition, Offset::Offset(offset + 1))
-            .map_err(|e| JobError::Kafka(e.to_string()))?;
+        tpl.add_partition_offset(JOBS_TOPIC, partition, Offset::Offset(offset + 1))?;
         self.consumer
             .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| JobError::Kafka(format!("jobs: committing: {e}")))?;
+            .map_err(|e| JobError::kafka("jobs: committing", e))?;
         Ok(status)
     }
 
@@ -260,7 +259,7 @@ impl Worker {
                 self.put(&mut status)?;
             }
             Err(Stop::Failed(error)) => {
-                self.finish(&mut status, JobState::Failed, &error.to_string())?
+                self.finish(&mut status, JobState::Failed, &rf_schemas::chain(&error))?
             }
         }
         let state = status.state.label();
@@ -316,7 +315,7 @@ impl Worker {
             .runtime
             .block_on(beat(&self.producer, kafka, &self.name))
         {
-            tracing::warn!(%error, "cannot say the job worker is alive; trying again later");
+            tracing::warn!(error = %rf_schemas::chain(&error), "cannot say the job worker is alive; trying again later");
         }
     }
 

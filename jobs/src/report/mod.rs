@@ -158,7 +158,7 @@ pub async fn gather(
     (from, to): (i64, i64),
 ) -> Result<Report, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
-    let ch = |e: clickhouse::error::Error| JobError::ClickHouse(e.to_string());
+    let ch = |e: clickhouse::error::Error| JobError::from(e);
     let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
     let offices: Vec<OfficeMeta> = client
         .query(

@@ -114,9 +114,8 @@ pub fn simulate(
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "200000")
         .set("partitioner", "murmur2_random");
-    let producer: ThreadedProducer<Deliveries> = config
-        .create_with_context(Deliveries::default())
-        .map_err(|e| JobError::Kafka(e.to_string()))?;
+    let producer: ThreadedProducer<Deliveries> =
+        config.create_with_context(Deliveries::default())?;
     let mut report = SimulateReport::default();
     let room_schema =
         apache_avro::Schema::parse_str(rf_schemas::ROOM_AVSC).expect("embedded schema");
@@ -214,9 +213,7 @@ pub fn simulate(
                 publish_minute(minute, &mut report)?;
                 minute += MINUTE;
             }
-            producer
-                .flush(Duration::from_secs(5))
-                .map_err(|e| JobError::Kafka(e.to_string()))?;
+            producer.flush(Duration::from_secs(5))?;
             std::thread::sleep(Duration::from_millis(100));
         }
         report.readings -= finish(&producer, &shutdown)?;
@@ -224,7 +221,7 @@ pub fn simulate(
     report.failed = producer.context().failed.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
     if report.failed > 0 {
-        return Err(JobError::Kafka(format!(
+        return Err(JobError::Topics(format!(
             "{} of {} readings were not delivered",
             report.failed, report.readings
         )));
@@ -247,7 +244,7 @@ where
                 record = back;
                 std::thread::sleep(Duration::from_millis(2));
             }
-            Err((e, _)) => return Err(JobError::Kafka(e.to_string())),
+            Err((e, _)) => return Err(JobError::from(e)),
         }
     }
 }
@@ -266,5 +263,5 @@ fn finish(producer: &ThreadedProducer<Deliveries>, shutdown: &AtomicBool) -> Res
 fn flush(producer: &ThreadedProducer<Deliveries>) -> Result<(), JobError> {
     producer
         .flush(Duration::from_secs(120))
-        .map_err(|e| JobError::Kafka(format!("flushing the producer: {e}")))
+        .map_err(|e| JobError::kafka("flushing the producer", e))
 }

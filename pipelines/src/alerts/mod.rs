@@ -203,7 +203,7 @@ impl Dispatcher {
             .build()
             .map_err(|e| PipelineError::Dataflow(format!("cannot start a runtime: {e}")))?;
         runtime.block_on(ensure_topics(settings))?;
-        let kerr = |e: rdkafka::error::KafkaError| PipelineError::Kafka(format!("alerts: {e}"));
+        let kerr = |e: rdkafka::error::KafkaError| PipelineError::kafka("alerts", e);
         let producer: FutureProducer = {
             let _guard = runtime.enter();
             let mut c = settings.kafka.client_config();
@@ -256,7 +256,7 @@ impl Dispatcher {
     pub fn run(mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             if let Err(error) = self.round(now_ms()) {
-                tracing::warn!(%error, "alert dispatch failed; trying again");
+                tracing::warn!(error = %rf_schemas::chain(&error), "alert dispatch failed; trying again");
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
@@ -267,7 +267,7 @@ impl Dispatcher {
             }
         }
         if let Err(error) = self.flush() {
-            tracing::warn!(%error, "alert state not written at stop; a restart resends from the last state written");
+            tracing::warn!(error = %rf_schemas::chain(&error), "alert state not written at stop; a restart resends from the last state written");
         }
     }
 
@@ -284,7 +284,7 @@ impl Dispatcher {
                 break;
             };
             wait = Duration::ZERO;
-            let m = message.map_err(|e| PipelineError::Kafka(format!("alerts: {e}")))?;
+            let m = message.map_err(|e| PipelineError::kafka("alerts", e))?;
             offsets.insert(m.partition(), m.offset() + 1);
             round.read += 1;
             match m.payload().map(outbox::decode) {
@@ -304,11 +304,11 @@ impl Dispatcher {
             let mut tpl = TopicPartitionList::new();
             for (p, o) in offsets {
                 tpl.add_partition_offset(outbox::TOPIC, p, Offset::Offset(o))
-                    .map_err(|e| PipelineError::Kafka(e.to_string()))?;
+                    .map_err(|e| PipelineError::kafka("alerts: an outbox offset", e))?;
             }
             self.consumer
                 .commit(&tpl, CommitMode::Sync)
-                .map_err(|e| PipelineError::Kafka(format!("alerts: committing: {e}")))?;
+                .map_err(|e| PipelineError::kafka("alerts: committing", e))?;
         }
         while let Ok(attempt) = self.attempts.1.try_recv() {
             self.settle(attempt, now);
@@ -340,14 +340,14 @@ impl Dispatcher {
         let found = match tenants::load(&self.settings.kafka) {
             Ok(found) => found,
             Err(error) => {
-                tracing::warn!(%error, "cannot read the tenant registry; alerts use the last one read");
+                tracing::warn!(error = %rf_schemas::chain(&error), "cannot read the tenant registry; alerts use the last one read");
                 return;
             }
         };
         match self.open(found) {
             Ok(opened) => self.tenants = opened,
             Err(error) => {
-                tracing::warn!(%error, "cannot read the tenants' data keys; alerts use the last registry read");
+                tracing::warn!(error = %rf_schemas::chain(&error), "cannot read the tenants' data keys; alerts use the last registry read");
                 return;
             }
         }
@@ -573,7 +573,7 @@ impl Dispatcher {
                 .with_label_values(&[tenant.as_str()])
                 .inc();
             if let Err(error) = self.mark_disabled(&tenant, &key, now, &reason) {
-                tracing::warn!(tenant = %tenant, %error, "cannot mark the target disabled in the registry");
+                tracing::warn!(tenant = %tenant, error = %rf_schemas::chain(&error), "cannot mark the target disabled in the registry");
             }
         }
     }
@@ -631,7 +631,7 @@ impl Dispatcher {
         let timeout = Duration::from_secs(self.settings.kafka.timeout_secs);
         self.runtime
             .block_on(self.producer.send(record, timeout))
-            .map_err(|(e, _)| PipelineError::Kafka(format!("tenant registry: {e}")))?;
+            .map_err(|(e, _)| PipelineError::kafka("tenant registry", e))?;
         self.tenants.insert(tenant.clone(), config);
         Ok(())
     }
@@ -654,9 +654,7 @@ impl Dispatcher {
                 producer.send(record, timeout)
             });
             for result in futures_util::future::join_all(sends).await {
-                result.map_err(|(e, _)| {
-                    PipelineError::Kafka(format!("writing the alert state: {e}"))
-                })?;
+                result.map_err(|(e, _)| PipelineError::kafka("writing the alert state", e))?;
             }
             Ok(())
         });
@@ -751,7 +749,7 @@ pub fn spawn(
             match Dispatcher::new(&settings, metrics.clone()) {
                 Ok(dispatcher) => return dispatcher.run(&stop),
                 Err(error) => {
-                    tracing::error!(%error, "the alert dispatcher cannot start; trying again in a minute");
+                    tracing::error!(error = %rf_schemas::chain(&error), "the alert dispatcher cannot start; trying again in a minute");
                     let until = Instant::now() + Duration::from_secs(60);
                     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(200));
