@@ -728,8 +728,15 @@ fn revise(
         return;
     }
     p.revised_at = now;
-    for key in std::mem::take(&mut p.dirty) {
-        *last_version = next_version(*last_version);
+    // Each room's windows one after the other, while its state is in cache: ordered by
+    // the interned id's address, which reads no string.
+    // Drained, not taken: the set keeps its table for the next epoch's windows.
+    let mut dirty: Vec<WindowKey> = p.dirty.drain().collect();
+    dirty.sort_unstable_by_key(|k| (k.level, Arc::as_ptr(&k.id.0).cast::<u8>() as usize));
+    // One clock read for all of them: versions still grow and follow the wall clock.
+    let clock = rf_schemas::unix_micros();
+    for key in dirty {
+        *last_version = clock.max(*last_version + 1);
         emit_row(tenant, catalog, p, &key, false, *last_version, out);
     }
 }

@@ -514,12 +514,13 @@ async fn write(
     tenant: &TenantId,
     job: &Job,
 ) -> Outcome {
+    let started = std::time::Instant::now();
     if !job.batch.is_empty() {
         if let Err(error) = sinks.write(job.region, &job.batch).await {
             return Outcome::Failed(error);
         }
     }
-    let at = rf_schemas::unix_ms();
+    let (at, stored) = (rf_schemas::unix_ms(), started.elapsed());
     let mut checkpointed = false;
     if commit && !job.checkpoints.is_empty() {
         match checkpoints.write(&job.checkpoints).await {
@@ -529,6 +530,12 @@ async fn write(
             }
         }
     }
+    tracing::debug!(
+        %tenant,
+        stores_ms = stored.as_millis() as u64,
+        checkpoints_ms = (started.elapsed() - stored).as_millis() as u64,
+        "epoch written"
+    );
     Outcome::Written { at, checkpointed }
 }
 
