@@ -219,8 +219,14 @@ async fn a_backfill_after_a_metadata_correction_equals_live_processing_with_it()
         rows(&fixed, READINGS, &earlier_readings),
         untouched_readings
     );
+    // The backfill dead-letters none of r3's readings. The live pipeline judges the
+    // readings of windows still open when r3 was withdrawn as the contract says (no
+    // version in effect when the window became final): the first run left the window
+    // starting 15 minutes before the span's end open, and its replay may judge it before
+    // this check or after, depending on how fast the live pipeline runs.
     let r3 = unknown_room_letters(&sf, &fixed, "r3");
-    assert!(r3.iter().all(|&ts| ts >= later.0), "{r3:?}");
+    let open_at_restart = span.1 - 15 * MIN;
+    assert!(r3.iter().all(|&ts| ts >= open_at_restart), "{r3:?}");
     let mut group = sf.kafka.clone();
     group.group_id = format!("{}.backfill", sf.kafka.group_id);
     assert!(rf_pipelines::checkpoint::load(&group).unwrap().is_empty());
