@@ -575,7 +575,6 @@ pub fn kafka_source<'s>(
     let failed = handles.failed.clone();
     let max_records = config.max_epoch_records;
     let max_wait = Duration::from_millis(config.max_epoch_millis);
-    let epoch_millis = config.max_epoch_millis;
     let idle_timeout = Duration::from_secs(config.idle_timeout_secs);
     let stream = source(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
@@ -600,10 +599,6 @@ pub fn kafka_source<'s>(
         let mut queues = std::mem::take(&mut consumers.queues);
         // The queue that takes the first turn in the next round.
         let mut next_turn = 0;
-        // The epoch being read: its records, when it started, when its first record was
-        // consumed. It is read over several activations, so that the worker's other
-        // operators (the previous epoch's windows, its writes) run in between.
-        let mut reading: Option<(Vec<Input>, Instant, Instant)> = None;
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -641,13 +636,9 @@ pub fn kafka_source<'s>(
             if let Some(until) = stop.event_time {
                 consumers.stop_past(until, &stop.watermarks);
             }
-            // An epoch being read goes out first: its records were taken off the queues.
-            let stopping = reading.is_none()
-                && (failed.borrow().is_some()
-                    || stop.shutdown.load(Ordering::Relaxed)
-                    || (stop.caught_up
-                        && consumers.ends.is_empty()
-                        && consumers.rooms_ends.is_empty()));
+            let stopping = failed.borrow().is_some()
+                || stop.shutdown.load(Ordering::Relaxed)
+                || (stop.caught_up && consumers.ends.is_empty() && consumers.rooms_ends.is_empty());
             if stopping {
                 capability = None;
                 return;
@@ -666,11 +657,11 @@ pub fn kafka_source<'s>(
                     }
                 }
             }
-            // Partitions added since the last activation resume before their records.
-            let now = Instant::now();
-            let (mut batch, started, first_at) = reading.take().unwrap_or((Vec::new(), now, now));
-            batch.append(&mut consumers.resuming);
-            let slice_end = now + SLICE;
+            // Partitions added since the last epoch resume first.
+            let mut batch = std::mem::take(&mut consumers.resuming);
+            let started = Instant::now();
+            // When the epoch's first record was consumed: its latency counts from there.
+            let first_at = started;
             // Until the catalog is loaded to where the rooms topics ended at start, only
             // room metadata is read: readings then find their rooms.
             if Instant::now() > rooms_deadline && !consumers.rooms_ends.is_empty() {
@@ -711,11 +702,9 @@ pub fn kafka_source<'s>(
                 silent: &mut silent,
                 poll_failed: false,
             };
-            // Whether the partitions gave nothing more (the epoch then goes at once).
-            let mut drained = false;
             while !loading_rooms && epoch.batch.len() < limit {
                 let elapsed = started.elapsed();
-                if elapsed >= max_wait || Instant::now() >= slice_end {
+                if elapsed >= max_wait {
                     break;
                 }
                 let before = epoch.batch.len();
@@ -744,7 +733,6 @@ pub fn kafka_source<'s>(
                     }
                 }
                 if epoch.batch.len() == before {
-                    drained = true;
                     if !epoch.batch.is_empty() {
                         break;
                     }
@@ -785,12 +773,7 @@ pub fn kafka_source<'s>(
             if loading_rooms && batch.is_empty() {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            let complete =
-                drained || loading_rooms || batch.len() >= limit || started.elapsed() >= max_wait;
-            if !batch.is_empty() && !complete {
-                // Read on at the next activation, at the same epoch.
-                reading = Some((batch, started, first_at));
-            } else if !batch.is_empty() {
+            if !batch.is_empty() {
                 for ((tenant, partition), n) in consumed.drain() {
                     total.set(total.get() + n);
                     metrics
@@ -801,28 +784,13 @@ pub fn kafka_source<'s>(
                 let epoch = *cap.time();
                 epoch_started.borrow_mut().insert(epoch, first_at);
                 output.session(cap).give_iterator(batch.into_iter());
-                cap.downgrade(&(epoch + 1).max(slot(epoch_millis)));
-            } else if slot(epoch_millis) > *cap.time() {
-                // Nothing read: this worker holds no earlier epoch back.
-                cap.downgrade(&slot(epoch_millis));
+                cap.downgrade(&(epoch + 1));
             }
             activator.activate();
         }
     });
     (stream, handles)
 }
-
-/// The epoch of the wall clock's current `epoch_millis` slot. Epochs are numbered by
-/// wall-clock time, the same on every worker: an epoch is complete once every worker's
-/// source is past it, so a per-worker count would make the busiest worker's epochs wait
-/// for the others to count as far (epoch numbers drift apart by seconds under load).
-fn slot(epoch_millis: u64) -> u64 {
-    rf_schemas::unix_ms().max(0) as u64 / epoch_millis.max(1)
-}
-
-/// How long one activation of the source reads at most before the worker's other
-/// operators get their turn; an epoch is read over several.
-const SLICE: Duration = Duration::from_millis(5);
 
 /// Records one partition gives an epoch per turn.
 const RECORDS_PER_TURN: usize = 256;
