@@ -53,6 +53,9 @@ pub struct BenchReport {
     pub run: RunReport,
     /// Peak resident memory of this process during the pipeline run, bytes.
     pub peak_rss: u64,
+    /// Resident memory when the pipeline started, bytes: what loading the backlog left
+    /// (the allocator keeps some of the publisher's memory), counted in `peak_rss` too.
+    pub start_rss: u64,
     /// Plain consumers reading the backlog, and the operators fed from memory.
     pub ceilings: Option<(ConsumeReport, ComputeReport)>,
 }
@@ -97,6 +100,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
 
     let run_settings = pipeline_settings(settings, &tenant);
     reset_peak_rss();
+    let start_rss = rf_pipelines::metrics::rss_bytes();
     let options_run = RunOptions {
         until_caught_up: true,
         shutdown: Arc::new(AtomicBool::new(false)),
@@ -121,6 +125,7 @@ pub async fn bench(settings: &Settings, options: &BenchOptions) -> Result<BenchR
         load,
         run,
         peak_rss,
+        start_rss,
         ceilings,
     })
 }

@@ -210,8 +210,9 @@ pub(crate) fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<(
         s.held, s.chunks
     );
     println!(
-        "memory    peak RSS {:.0} MiB during the pipeline run",
-        mib(report.peak_rss)
+        "memory    peak RSS {:.0} MiB during the pipeline run ({:.0} MiB when it started, left by loading the backlog in this process)",
+        mib(report.peak_rss),
+        mib(report.start_rss)
     );
     if let (Some(first), Some(last)) = (run.memory.first(), run.memory.last()) {
         let samples: Vec<String> = run

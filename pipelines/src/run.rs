@@ -32,7 +32,7 @@ use crate::config::{KafkaConfig, PipelineConfig, RegistryConfig};
 use crate::metrics::{rss_bytes, Metrics};
 use crate::regions::RegionsConfig;
 use crate::sink::{SinkContext, SinkStats, WriteToSinks};
-use crate::source::{kafka_source, Consumers, LiveTopology, StopWhen, Topology};
+use crate::source::{kafka_source, Backpressure, Consumers, LiveTopology, StopWhen, Topology};
 use crate::PipelineError;
 
 /// Everything a pipeline connects to, and how it runs.
@@ -257,7 +257,10 @@ pub fn run(
                 &settings.pipeline,
                 stop,
                 metrics.clone(),
-                paused.clone(),
+                Backpressure {
+                    paused: paused.clone(),
+                    computed: probe.clone(),
+                },
             );
             consumed = handles.consumed.clone();
             failed = handles.failed.clone();

@@ -2,7 +2,7 @@
 //! source operator that turns polls into epochs.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use rf_operators::{AggregateView, Input, Paused, RawRecord, Topic, Why};
 use rf_schemas::TenantId;
@@ -254,6 +254,17 @@ pub struct StopWhen {
     pub watermarks: AggregateView,
     /// Read at most this many records a second (a backfill beside live processing).
     pub max_rate: Option<u64>,
+}
+
+/// What holds the source back.
+pub struct Backpressure {
+    /// Tenants not read for now: records waiting for a schema, stores behind, quarantine.
+    pub paused: Paused,
+    /// Probes the computation's output: the source reads a new epoch only while fewer
+    /// than [`MAX_EPOCHS_AHEAD`] of the epochs it gave records to are not computed yet.
+    /// So a backlog waits in the broker, not in the dataflow, whatever the computation's
+    /// speed (at 100,000 rooms it is slower than reading).
+    pub computed: ProbeHandle<u64>,
 }
 
 /// The readings consumer's context: turns the Kafka client's statistics into the
@@ -553,8 +564,12 @@ fn kerr(what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
     PipelineError::kafka(what, e)
 }
 
-/// The source operator: each activation polls up to one epoch of records (room metadata
-/// first), emits them at the current epoch and moves on to the next.
+/// The source operator. It reads an epoch of records (room metadata first) over several
+/// short activations, so the worker's other operators run in between, and emits it when
+/// it is full, or when the partitions gave what they had or an epoch's time of reading
+/// passed and the computation has taken the epochs before it. Epochs are numbered by the
+/// wall clock (see [`slot`]), and the source reads at most [`MAX_EPOCHS_AHEAD`] epochs
+/// ahead of the computation, so a backlog waits in the broker, not in memory.
 pub fn kafka_source<'s>(
     scope: Scope<'s, u64>,
     mut consumers: Consumers,
@@ -562,8 +577,9 @@ pub fn kafka_source<'s>(
     config: &PipelineConfig,
     stop: StopWhen,
     metrics: Metrics,
-    paused: Paused,
+    backpressure: Backpressure,
 ) -> (Stream<'s, u64, Vec<Input>>, SourceHandles) {
+    let Backpressure { paused, computed } = backpressure;
     let handles = SourceHandles {
         consumer: consumers.readings.clone(),
         epoch_started: Rc::default(),
@@ -575,6 +591,7 @@ pub fn kafka_source<'s>(
     let failed = handles.failed.clone();
     let max_records = config.max_epoch_records;
     let max_wait = Duration::from_millis(config.max_epoch_millis);
+    let epoch_millis = config.max_epoch_millis;
     let idle_timeout = Duration::from_secs(config.idle_timeout_secs);
     let stream = source(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
@@ -599,6 +616,12 @@ pub fn kafka_source<'s>(
         let mut queues = std::mem::take(&mut consumers.queues);
         // The queue that takes the first turn in the next round.
         let mut next_turn = 0;
+        // The epoch being read: its records, how long the source spent reading them, and
+        // when it started. It is read over several activations, so that the worker's
+        // other operators (the previous epoch's windows, its writes) run in between.
+        let mut reading: Option<(Vec<Input>, Duration, Instant)> = None;
+        // The epochs this source gave records to that the computation has not passed yet.
+        let mut outstanding: VecDeque<u64> = VecDeque::new();
         move |output| {
             let Some(cap) = capability.as_mut() else {
                 return;
@@ -636,11 +659,26 @@ pub fn kafka_source<'s>(
             if let Some(until) = stop.event_time {
                 consumers.stop_past(until, &stop.watermarks);
             }
-            let stopping = failed.borrow().is_some()
-                || stop.shutdown.load(Ordering::Relaxed)
-                || (stop.caught_up && consumers.ends.is_empty() && consumers.rooms_ends.is_empty());
+            // An epoch being read goes out first: its records were taken off the queues.
+            let stopping = reading.is_none()
+                && (failed.borrow().is_some()
+                    || stop.shutdown.load(Ordering::Relaxed)
+                    || (stop.caught_up
+                        && consumers.ends.is_empty()
+                        && consumers.rooms_ends.is_empty()));
             if stopping {
                 capability = None;
+                return;
+            }
+            while outstanding.front().is_some_and(|e| !computed.less_equal(e)) {
+                outstanding.pop_front();
+            }
+            if reading.is_none() && outstanding.len() >= MAX_EPOCHS_AHEAD {
+                // Enough read ahead: wait for the computation, holding no epoch back.
+                if slot(epoch_millis) > *cap.time() {
+                    cap.downgrade(&slot(epoch_millis));
+                }
+                activator.activate_after(Duration::from_millis(1));
                 return;
             }
             // Paced: wait while ahead of the rate, and read at most a tenth of a second's
@@ -657,11 +695,12 @@ pub fn kafka_source<'s>(
                     }
                 }
             }
-            // Partitions added since the last epoch resume first.
-            let mut batch = std::mem::take(&mut consumers.resuming);
-            let started = Instant::now();
-            // When the epoch's first record was consumed: its latency counts from there.
-            let first_at = started;
+            // Partitions added since the last activation resume before their records.
+            let now = Instant::now();
+            let (mut batch, read_before, first_at) =
+                reading.take().unwrap_or((Vec::new(), Duration::ZERO, now));
+            batch.append(&mut consumers.resuming);
+            let slice_end = now + SLICE;
             // Until the catalog is loaded to where the rooms topics ended at start, only
             // room metadata is read: readings then find their rooms.
             if Instant::now() > rooms_deadline && !consumers.rooms_ends.is_empty() {
@@ -702,9 +741,11 @@ pub fn kafka_source<'s>(
                 silent: &mut silent,
                 poll_failed: false,
             };
+            // Whether the partitions gave nothing more (the epoch then goes at once).
+            let mut drained = false;
             while !loading_rooms && epoch.batch.len() < limit {
-                let elapsed = started.elapsed();
-                if elapsed >= max_wait {
+                let elapsed = read_before + now.elapsed();
+                if elapsed >= max_wait || Instant::now() >= slice_end {
                     break;
                 }
                 let before = epoch.batch.len();
@@ -733,14 +774,16 @@ pub fn kafka_source<'s>(
                     }
                 }
                 if epoch.batch.len() == before {
+                    drained = true;
                     if !epoch.batch.is_empty() {
                         break;
                     }
                     // Nothing anywhere: wait a moment, serving callbacks meanwhile.
-                    if let Some(message) = consumers
-                        .readings
-                        .poll((max_wait - elapsed).min(Duration::from_millis(1)))
-                    {
+                    if let Some(message) = consumers.readings.poll(
+                        max_wait
+                            .saturating_sub(elapsed)
+                            .min(Duration::from_millis(1)),
+                    ) {
                         epoch.take(&consumers.topics, &mut consumers.ends, message);
                     }
                 }
@@ -773,7 +816,18 @@ pub fn kafka_source<'s>(
             if loading_rooms && batch.is_empty() {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            if !batch.is_empty() {
+            // An epoch is complete when full, or when the source spent an epoch's time
+            // reading it (or the partitions gave all they had) and the computation took
+            // every earlier one: while that is busy, the epoch grows instead, which costs
+            // no latency and spreads the cost of an epoch's outputs over more readings.
+            let read = read_before + now.elapsed();
+            let complete = batch.len() >= limit
+                || loading_rooms
+                || (outstanding.is_empty() && (drained || read >= max_wait));
+            if !batch.is_empty() && !complete {
+                // Read on at the next activation, at the same epoch.
+                reading = Some((batch, read, first_at));
+            } else if !batch.is_empty() {
                 for ((tenant, partition), n) in consumed.drain() {
                     total.set(total.get() + n);
                     metrics
@@ -784,13 +838,33 @@ pub fn kafka_source<'s>(
                 let epoch = *cap.time();
                 epoch_started.borrow_mut().insert(epoch, first_at);
                 output.session(cap).give_iterator(batch.into_iter());
-                cap.downgrade(&(epoch + 1));
+                outstanding.push_back(epoch);
+                cap.downgrade(&(epoch + 1).max(slot(epoch_millis)));
+            } else if slot(epoch_millis) > *cap.time() {
+                // Nothing read: this worker holds no earlier epoch back.
+                cap.downgrade(&slot(epoch_millis));
             }
             activator.activate();
         }
     });
     (stream, handles)
 }
+
+/// The epoch of the wall clock's current `epoch_millis` slot. Epochs are numbered by
+/// wall-clock time, the same on every worker: an epoch is complete once every worker's
+/// source is past it, so a per-worker count would make the busiest worker's epochs wait
+/// for the others to count as far (epoch numbers drift apart by seconds under load).
+fn slot(epoch_millis: u64) -> u64 {
+    rf_schemas::unix_ms().max(0) as u64 / epoch_millis.max(1)
+}
+
+/// How many of the epochs a source gave records to may wait for the computation before
+/// it reads another: one being computed, one being handed over.
+const MAX_EPOCHS_AHEAD: usize = 2;
+
+/// How long one activation of the source reads at most before the worker's other
+/// operators get their turn; an epoch is read over several.
+const SLICE: Duration = Duration::from_millis(5);
 
 /// Records one partition gives an epoch per turn.
 const RECORDS_PER_TURN: usize = 256;
