@@ -21,8 +21,8 @@ use std::time::Instant;
 use differential_dataflow::input::Input as _;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
-use rf_operators::records::{DecodedReading, RoomEvent, Topic};
 use rf_operators::{AggregateConfig, Aggregator, Decoded, Output, RawRecord};
+use rf_operators::{DecodedReading, RoomEvent, Topic};
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z

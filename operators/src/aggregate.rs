@@ -12,11 +12,11 @@ use rf_schemas::{DeadLetterReason, RoomVersion, TenantId};
 
 use crate::catalog::{Cached, RoomCatalog};
 use crate::live::LiveState;
-use crate::records::{
+use crate::Granularity;
+use crate::{
     Checkpoint, DeadLetter, Decoded, DecodedReading, Extra, FinalReading, FinalReadings, OfficeRow,
     Output, RawRecord, Restate, Resume, RoomEvent, RoomRow, Topic,
 };
-use crate::windows::Granularity;
 use crate::{HashMap, HashSet};
 
 /// Settings of the aggregation.

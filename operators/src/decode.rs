@@ -18,7 +18,7 @@ use rf_schemas::reading::{ReadingDecoder, MAX_CLOCK_SKEW_MS};
 use rf_schemas::registry::{RegistryClient, RegistryError};
 use rf_schemas::{DeadLetterReason, RoomVersion, ROOM_AVSC};
 
-use crate::records::{DeadLetter, Decoded, DecodedReading, RawRecord, RoomEvent, Topic};
+use crate::{DeadLetter, Decoded, DecodedReading, RawRecord, RoomEvent, Topic};
 
 /// Where writer schemas come from (asked from a background thread).
 pub trait SchemaSource: Send + Sync + 'static {

@@ -10,7 +10,6 @@ pub mod live;
 pub mod ops;
 pub mod pause;
 pub mod records;
-pub mod windows;
 
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
 pub use analyze::{AnalyzeConfig, Analyzer, Restored};
@@ -18,7 +17,8 @@ pub use decode::{Decoder, SchemaSource, Step};
 pub use ops::{compute, Aggregate, AggregateView, Analyze, Computation, DecodeRecords};
 pub use pause::{Paused, Why};
 pub use records::*;
-pub use windows::Granularity;
+pub use rf_schemas::rows::*;
+pub use rf_schemas::Granularity;
 
 /// Hash maps and sets of the hot path: a fast hash, seeded per process.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

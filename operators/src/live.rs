@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use rf_schemas::TenantId;
 
-use crate::records::{LiveOffice, LiveRoom, Output};
 use crate::HashMap;
+use crate::{LiveOffice, LiveRoom, Output};
 
 /// Rooms whose latest reading is older than this, relative to the office's newest, no
 /// longer count towards the office's live total.

@@ -17,8 +17,8 @@ use crate::aggregate::{Aggregator, StateSize};
 use crate::analyze::Analyzer;
 use crate::decode::{Decoder, SchemaSource, Step};
 use crate::pause::{Paused, Why};
-use crate::records::{Decoded, Input, Output};
 use crate::HashMap;
+use crate::{Decoded, Input, Output};
 use rf_schemas::TenantId;
 
 /// Decodes raw records.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rf_operators::records::Topic;
+use rf_operators::Topic;
 use rf_operators::*;
 use rf_schemas::{DeadLetterReason, Reading, RoomKind, RoomVersion, TenantId};
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rf_operators::analyze::faults::FaultConfig;
-use rf_operators::records::Topic;
+use rf_operators::Topic;
 use rf_operators::*;
 use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
 

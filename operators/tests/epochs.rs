@@ -12,7 +12,7 @@ use timely::dataflow::operators::vec::Input as _;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
-use rf_operators::records::Topic;
+use rf_operators::Topic;
 use rf_operators::*;
 use rf_schemas::framing::frame_header;
 use rf_schemas::registry::RegistryError;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rf_operators::records::Topic;
+use rf_operators::Topic;
 use rf_operators::*;
 use rf_schemas::framing::frame_header;
 use rf_schemas::registry::RegistryError;

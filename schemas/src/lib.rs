@@ -1,5 +1,7 @@
-//! roomflow's data contract in code: tenants and their resource names, the Avro records
-//! with their Confluent framing, validation rules, dead-letter reasons and the ClickHouse DDL.
+//! roomflow's core: its data contract in code. Tenants and their resource names, the
+//! Avro records with their Confluent framing, validation rules, dead-letter reasons, the
+//! windows, the rows the pipeline writes and the ClickHouse DDL. Every other crate builds
+//! on it; it depends on none of them.
 
 pub mod alerts;
 pub mod deadletter;
@@ -7,13 +9,16 @@ pub mod framing;
 pub mod reading;
 pub mod registry;
 pub mod room;
+pub mod rows;
 pub mod tenant;
+pub mod windows;
 
 pub use alerts::Severity;
 pub use deadletter::{DeadLetterReason, Rejection};
 pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};
 pub use tenant::{TenantConfig, TenantId, Tier};
+pub use windows::Granularity;
 
 /// An error with its causes, outermost first: `a: b: c`. For logs and messages that
 /// carry an error as one string.

@@ -11,7 +11,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 use serde_json::json;
 
-use rf_operators::{AnomalyKind, Severity};
+use rf_schemas::rows::{AnomalyKind, Severity};
 
 use crate::cache::cached;
 use crate::limits::Class;

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rf_operators::{
+use rf_schemas::rows::{
     Anomaly, DeadLetter, FinalReadings, ForecastSeries, LiveOffice, LiveRoom, ModelState,
     OfficeRow, Output, Restate, RoomRow,
 };
@@ -59,7 +59,7 @@ pub struct Batch {
 
 impl Batch {
     /// Sorts one output into the batch; checkpoints are not for sinks and come back.
-    pub fn push(&mut self, output: Output) -> Option<rf_operators::Checkpoint> {
+    pub fn push(&mut self, output: Output) -> Option<rf_schemas::rows::Checkpoint> {
         match output {
             Output::Room(r) => self.rooms.push(r),
             Output::Office(o) => self.offices.push(o),

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 
-use rf_operators::{Anomaly, AnomalyKind, EntityKind, Severity};
+use rf_schemas::rows::{Anomaly, AnomalyKind, EntityKind, Severity};
 use rf_schemas::tenant::AlertKind;
 use rf_schemas::TenantId;
 use rf_sinks::config::Secret;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::forecast::Forecaster;
-use crate::records::Severity;
+use crate::Severity;
 
 /// A value judged against its baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use rf_schemas::TenantId;
 
-use crate::records::{Anomaly, AnomalyKind, EntityKind, FinalReadings, Severity};
+use crate::{Anomaly, AnomalyKind, EntityKind, FinalReadings, Severity};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;

@@ -27,12 +27,12 @@ use serde::{Deserialize, Serialize};
 use rf_schemas::TenantId;
 
 use crate::forecast::Forecaster;
-use crate::records::{
+use crate::Granularity;
+use crate::HashMap;
+use crate::{
     Anomaly, AnomalyKind, EntityKind, FinalReadings, ForecastPoint, ForecastSeries, ModelState,
     OfficeRow, Output, RoomRow,
 };
-use crate::windows::Granularity;
-use crate::HashMap;
 use faults::{FaultConfig, OfficeWatch, OfficeWindow, RoomWatch, Scope};
 
 const HOUR: i64 = 3_600_000;

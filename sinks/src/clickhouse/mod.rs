@@ -187,7 +187,7 @@ fn seconds(ms: i64) -> u32 {
 /// with the new capacity: the room's rows, then its office's rows from the capacities
 /// of the office's final room rows. Rows already right are left alone, so a repeated
 /// restatement writes nothing. Plain `INSERT … SELECT … FINAL`, which 18.16 runs too.
-async fn restate(client: &Client, r: &rf_operators::Restate) -> clickhouse::error::Result<()> {
+async fn restate(client: &Client, r: &rf_schemas::rows::Restate) -> clickhouse::error::Result<()> {
     // `window_end - 1 ms` in [from, until) is, in whole seconds, from < end <= until.
     let range = if r.until == i64::MAX {
         format!("window_end > toDateTime({})", seconds(r.from))
@@ -257,7 +257,7 @@ impl Sink for ClickHouseSink {
 mod tests {
     use super::*;
     use clickhouse::error::Error;
-    use rf_operators::{Granularity, RoomRow};
+    use rf_schemas::{rows::RoomRow, Granularity};
 
     #[test]
     fn a_batch_touches_its_tenants_months_and_history() {

@@ -3,7 +3,7 @@
 use clickhouse::Row;
 use serde::Serialize;
 
-use rf_operators::{
+use rf_schemas::rows::{
     Anomaly, FinalReading, FinalReadings, ForecastPoint, ForecastSeries, ModelState, OfficeRow,
     RoomRow,
 };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clickhouse::{Client, RowWrite};
 
-use rf_operators::{Anomaly, FinalReadings, ForecastSeries, ModelState, OfficeRow, RoomRow};
+use rf_schemas::rows::{Anomaly, FinalReadings, ForecastSeries, ModelState, OfficeRow, RoomRow};
 use rf_schemas::{RoomVersion, TenantId};
 
 use super::rows::{

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use rf_operators::{Anomaly, AnomalyKind, EntityKind, Severity};
+use rf_schemas::rows::{Anomaly, AnomalyKind, EntityKind, Severity};
 use rf_schemas::TenantId;
 
 /// One alert, ready to render for any target.

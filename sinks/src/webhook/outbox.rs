@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 
-use rf_operators::{Anomaly, AnomalyKind, EntityKind, Severity};
+use rf_schemas::rows::{Anomaly, AnomalyKind, EntityKind, Severity};
 use rf_schemas::TenantId;
 
 use crate::{Batch, Sink, SinkError};
