@@ -410,6 +410,11 @@ impl PipelineConfig {
     }
 }
 
+/// A consumer's prefetch budget, records (see [`KafkaConfig::consumer_config_for`]).
+const PREFETCH_RECORDS: usize = 1_000_000;
+/// A consumer's prefetch budget, KiB of records.
+const PREFETCH_KBYTES: usize = 64 * 1024;
+
 impl KafkaConfig {
     /// A librdkafka client config with the brokers and the extra properties.
     pub fn client_config(&self) -> rdkafka::ClientConfig {
@@ -424,16 +429,27 @@ impl KafkaConfig {
         c
     }
 
+    /// A consumer's settings for one partition (see [`KafkaConfig::consumer_config_for`]).
+    pub fn consumer_config(&self, group: &str) -> rdkafka::ClientConfig {
+        self.consumer_config_for(group, 1)
+    }
+
     /// A consumer's settings: offsets committed only by hand, no end-of-partition events,
     /// and a prefetch queue deep enough for a fast broker. librdkafka prefetches 100k
-    /// records by default, which leaves the broker idle between fetches (a fourth of the
-    /// throughput here); the byte bound keeps the queue's memory in check. Both can be
-    /// overridden in `properties`.
-    pub fn consumer_config(&self, group: &str) -> rdkafka::ClientConfig {
+    /// records a partition by default, which leaves the broker idle between fetches (a
+    /// fourth of the throughput here). Its limits apply to each partition, so the
+    /// prefetch is a budget for the consumer (1M records, 64 MiB) split over the
+    /// `partitions` it reads, at least 10,000 records and 1 MiB and at most 16 MiB each:
+    /// a worker serving many tenants' partitions holds no more prefetched records than
+    /// one serving a few. Both limits can be overridden in `properties`.
+    pub fn consumer_config_for(&self, group: &str, partitions: usize) -> rdkafka::ClientConfig {
         let mut c = self.client_config();
+        let n = partitions.max(1);
+        let records = (PREFETCH_RECORDS / n).clamp(10_000, PREFETCH_RECORDS);
+        let kbytes = (PREFETCH_KBYTES / n).clamp(1024, 16 * 1024);
         for (key, value) in [
-            ("queued.min.messages", "1000000"),
-            ("queued.max.messages.kbytes", "16384"),
+            ("queued.min.messages", records.to_string()),
+            ("queued.max.messages.kbytes", kbytes.to_string()),
         ] {
             if !self.properties.contains_key(key) {
                 c.set(key, value);
@@ -501,6 +517,28 @@ mod tests {
             },
             ..KafkaConfig::default()
         }
+    }
+
+    #[test]
+    fn the_prefetch_budget_is_split_over_a_consumers_partitions() {
+        let prefetch = |c: &KafkaConfig, partitions| {
+            let config = c.consumer_config_for("g", partitions);
+            let get = |key| config.get(key).expect(key).to_owned();
+            (
+                get("queued.min.messages"),
+                get("queued.max.messages.kbytes"),
+            )
+        };
+        let c = KafkaConfig::default();
+        assert_eq!(prefetch(&c, 1), ("1000000".into(), "16384".into()));
+        assert_eq!(prefetch(&c, 8), ("125000".into(), "8192".into()));
+        assert_eq!(prefetch(&c, 400), ("10000".into(), "1024".into()));
+        assert_eq!(prefetch(&c, 0), prefetch(&c, 1));
+        // An operator's own setting wins.
+        let mut own = c.clone();
+        own.properties
+            .insert("queued.min.messages".into(), "5000".into());
+        assert_eq!(prefetch(&own, 8).0, "5000");
     }
 
     fn field_of(c: &KafkaConfig) -> &'static str {

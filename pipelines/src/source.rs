@@ -350,18 +350,23 @@ impl Consumers {
         resumes: Arc<HashMap<(String, i32), Resume>>,
         metrics: &Metrics,
     ) -> Result<Self, PipelineError> {
-        let mut config = kafka.consumer_config(&kafka.group_id);
-        config
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        let readings: ReadingsConsumer = config
-            .clone()
+        // The prefetch budget is split over the partitions each consumer reads at start.
+        let owned = topology.readings_for(index, peers).len();
+        let rooms_partitions = topology.tenants.iter().map(|s| s.rooms as usize).sum();
+        let config = |partitions| {
+            let mut config = kafka.consumer_config_for(&kafka.group_id, partitions);
+            config
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest");
+            config
+        };
+        let readings: ReadingsConsumer = config(owned)
             .set("statistics.interval.ms", "5000")
             .create_with_context(LagContext {
                 metrics: metrics.clone(),
             })
             .map_err(|e| kerr("cannot create the readings consumer", e))?;
-        let rooms: BaseConsumer = config
+        let rooms: BaseConsumer = config(rooms_partitions)
             .create()
             .map_err(|e| kerr("cannot create the rooms consumer", e))?;
         let mut consumers = Self {
