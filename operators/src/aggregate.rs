@@ -848,13 +848,15 @@ fn close_windows(
         return;
     }
     let (mut collapse, mut retire) = (Vec::new(), Vec::new());
+    // One clock read for all the windows closing: versions still grow and follow it.
+    let clock = rf_schemas::unix_micros();
     while let Some(first) = p.open.first() {
         if first.end + lateness > p.watermark {
             break;
         }
         let key = p.open.pop_first().expect("checked above");
         p.dirty.remove(&key);
-        *last_version = next_version(*last_version);
+        *last_version = clock.max(*last_version + 1);
         match (key.level, key.granularity) {
             (Level::Room, Granularity::M15) => {
                 judge(catalog, p, &key, replaying, out);

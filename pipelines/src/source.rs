@@ -730,7 +730,9 @@ pub fn kafka_source<'s>(
                         {
                             consumers.rooms_ends.remove(&key);
                         }
-                        batch.extend(raw(&consumers.topics, &m).map(Input::Record));
+                        batch.extend(
+                            raw(&consumers.topics, &m, rf_schemas::unix_ms()).map(Input::Record),
+                        );
                     }
                     Err(error) => tracing::warn!(%error, "polling room metadata failed"),
                 }
@@ -745,6 +747,7 @@ pub fn kafka_source<'s>(
                 consumed: &mut consumed,
                 silent: &mut silent,
                 poll_failed: false,
+                received: rf_schemas::unix_ms(),
             };
             // Whether the partitions gave nothing more (the epoch then goes at once).
             let mut drained = false;
@@ -756,8 +759,10 @@ pub fn kafka_source<'s>(
                 let before = epoch.batch.len();
                 // Records fetched before their partition's queue was split, and errors,
                 // come through the consumer's own queue, which also serves its callbacks.
+                // One clock read a round: records carry when they were read, to a few ms.
+                epoch.received = rf_schemas::unix_ms();
                 while let Some(message) = consumers.readings.poll(Duration::ZERO) {
-                    epoch.take(&consumers.topics, &mut consumers.ends, message);
+                    epoch.take(None, &consumers.topics, &mut consumers.ends, message);
                 }
                 let n = queues.len();
                 for i in 0..n {
@@ -771,7 +776,12 @@ pub fn kafka_source<'s>(
                         let Some(message) = queue.poll(Duration::ZERO) else {
                             break;
                         };
-                        epoch.take(&consumers.topics, &mut consumers.ends, message);
+                        epoch.take(
+                            Some(tenant),
+                            &consumers.topics,
+                            &mut consumers.ends,
+                            message,
+                        );
                     }
                     if epoch.batch.len() >= limit {
                         next_turn = (next_turn + i + 1) % n;
@@ -789,7 +799,8 @@ pub fn kafka_source<'s>(
                             .saturating_sub(elapsed)
                             .min(Duration::from_millis(1)),
                     ) {
-                        epoch.take(&consumers.topics, &mut consumers.ends, message);
+                        epoch.received = rf_schemas::unix_ms();
+                        epoch.take(None, &consumers.topics, &mut consumers.ends, message);
                     }
                 }
             }
@@ -885,12 +896,16 @@ struct Epoch<'a> {
     silent: &'a mut FastMap<PartitionKey, Instant>,
     /// Whether a poll failed (the broker may be unreachable: silence means nothing now).
     poll_failed: bool,
+    /// The consumer's clock for the records taken now, ms.
+    received: i64,
 }
 
 impl Epoch<'_> {
-    /// Takes one polled readings message.
+    /// Takes one polled readings message: of `tenant`'s readings topic when it came from
+    /// the tenant's partition queue, else of the topic it names.
     fn take(
         &mut self,
+        tenant: Option<&TenantId>,
         topics: &HashMap<String, (TenantId, Topic)>,
         ends: &mut FastMap<PartitionKey, i64>,
         message: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
@@ -903,8 +918,12 @@ impl Epoch<'_> {
                 return;
             }
         };
-        let Some(record) = raw(topics, &m) else {
-            return;
+        let record = match tenant {
+            Some(tenant) => record(tenant, Topic::Readings, &m, self.received),
+            None => match raw(topics, &m, self.received) {
+                Some(record) => record,
+                None => return,
+            },
         };
         let key = (record.tenant.clone(), record.partition);
         if ends.get(&key).is_some_and(|end| record.offset + 1 >= *end) {
@@ -921,10 +940,11 @@ impl Epoch<'_> {
     }
 }
 
-/// The record of a message of a topic the consumer was assigned.
+/// The record of a message of a topic the consumer was assigned, read at `received`.
 fn raw(
     topics: &HashMap<String, (TenantId, Topic)>,
     m: &rdkafka::message::BorrowedMessage<'_>,
+    received: i64,
 ) -> Option<RawRecord> {
     let Some((tenant, topic)) = topics.get(m.topic()) else {
         tracing::warn!(
@@ -933,16 +953,26 @@ fn raw(
         );
         return None;
     };
-    Some(RawRecord {
+    Some(record(tenant, *topic, m, received))
+}
+
+/// The record of a message of `tenant`'s `topic`, read at `received`.
+fn record(
+    tenant: &TenantId,
+    topic: Topic,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    received: i64,
+) -> RawRecord {
+    RawRecord {
         tenant: tenant.clone(),
-        topic: *topic,
+        topic,
         partition: m.partition(),
         offset: m.offset(),
         timestamp: m.timestamp().to_millis().unwrap_or(0),
-        received: rf_schemas::unix_ms(),
+        received,
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
-    })
+    }
 }
 
 #[cfg(test)]
