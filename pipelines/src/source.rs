@@ -772,7 +772,8 @@ pub fn kafka_source<'s>(
                     if paused.contains(tenant) {
                         continue;
                     }
-                    for _ in 0..RECORDS_PER_TURN {
+                    let turn = RECORDS_PER_TURN.min(limit.saturating_sub(epoch.batch.len()));
+                    for _ in 0..turn {
                         let Some(message) = queue.poll(Duration::ZERO) else {
                             break;
                         };
@@ -1036,5 +1037,160 @@ mod tests {
             Some(0)
         );
         assert!(live.update(&found).is_empty());
+    }
+
+    /// The source against a mock broker (librdkafka's own), its records held by a
+    /// stand-in computation that passes no epoch until it is opened.
+    #[test]
+    fn the_source_reads_at_most_two_epochs_ahead_of_the_computation_and_loses_nothing() {
+        use rdkafka::mocking::MockCluster;
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        use timely::dataflow::channels::pact::Pipeline;
+        use timely::dataflow::operators::generic::Operator;
+        use timely::dataflow::operators::{Inspect, Probe};
+
+        const RECORDS: u32 = 3_000;
+        let cluster = MockCluster::new(1).unwrap();
+        let tenant = TenantId::parse("acme").unwrap();
+        cluster
+            .create_topic(&tenant.readings_topic(), 2, 1)
+            .unwrap();
+        cluster.create_topic(&tenant.rooms_topic(), 1, 1).unwrap();
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .unwrap();
+        let topic = tenant.readings_topic();
+        for i in 0..RECORDS {
+            let payload = i.to_be_bytes();
+            let record = BaseRecord::<(), _>::to(&topic)
+                .partition((i % 2) as i32)
+                .payload(&payload);
+            producer.send(record).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+
+        let kafka = KafkaConfig {
+            brokers: cluster.bootstrap_servers(),
+            group_id: "source-test".into(),
+            ..KafkaConfig::default()
+        };
+        let topology = Topology {
+            tenants: vec![Served {
+                tenant: tenant.clone(),
+                readings: 2,
+                rooms: 1,
+                region: 0,
+            }],
+            regions: vec!["default".into()],
+        };
+        let metrics = Metrics::new();
+        let consumers =
+            Consumers::assign(&kafka, &topology, 0, 1, Arc::default(), &metrics).unwrap();
+        let config = PipelineConfig {
+            max_epoch_records: 100,
+            max_epoch_millis: 20,
+            ..PipelineConfig::default()
+        };
+        timely::execute_directly(move |worker| {
+            let stop = StopWhen {
+                caught_up: true,
+                shutdown: Arc::default(),
+                event_time: None,
+                watermarks: AggregateView::default(),
+                max_rate: None,
+            };
+            let computed = ProbeHandle::new();
+            let open = Rc::new(Cell::new(false));
+            let held = Rc::new(RefCell::new(BTreeMap::<u64, usize>::new()));
+            let passed = Rc::new(RefCell::new(Vec::<(i32, i64)>::new()));
+            worker.dataflow::<u64, _, _>(|scope| {
+                let backpressure = Backpressure {
+                    paused: Paused::default(),
+                    computed: computed.clone(),
+                };
+                let (records, _) = kafka_source(
+                    scope,
+                    consumers,
+                    Arc::new(LiveTopology::new(topology)),
+                    &config,
+                    stop,
+                    metrics,
+                    backpressure,
+                );
+                let (gate, counts) = (open.clone(), held.clone());
+                let mut stash = BTreeMap::new();
+                let through: Stream<'_, u64, Vec<Input>> =
+                    records.unary_frontier(Pipeline, "Held", move |_, _| {
+                        move |(input, frontier), output| {
+                            input.for_each_stamp(|cap, data| {
+                                let Some(cap) = cap.retain_least(output.output_index()) else {
+                                    return;
+                                };
+                                let epoch = *cap.time();
+                                let (_, inputs): &mut (_, Vec<Input>) =
+                                    stash.entry(epoch).or_insert_with(|| (cap, Vec::new()));
+                                for batch in data {
+                                    *counts.borrow_mut().entry(epoch).or_default() += batch.len();
+                                    inputs.append(batch);
+                                }
+                            });
+                            while gate.get() {
+                                let Some(entry) = stash.first_entry() else {
+                                    break;
+                                };
+                                if frontier.less_equal(entry.key()) {
+                                    break;
+                                }
+                                let (cap, inputs) = entry.remove();
+                                output.session(&cap).give_iterator(inputs.into_iter());
+                            }
+                        }
+                    });
+                through
+                    .inspect({
+                        let passed = passed.clone();
+                        move |input: &Input| {
+                            if let Input::Record(r) = input {
+                                passed.borrow_mut().push((r.partition, r.offset));
+                            }
+                        }
+                    })
+                    .probe_with(&computed);
+            });
+            // Closed: the source reads two epochs and the start of a third, no more.
+            let until = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < until {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            let held_back: usize = held.borrow().values().sum();
+            assert!(
+                held.borrow().len() <= MAX_EPOCHS_AHEAD,
+                "{:?}",
+                held.borrow()
+            );
+            assert!(
+                (1..=MAX_EPOCHS_AHEAD * 100).contains(&held_back),
+                "{held_back} records read ahead"
+            );
+            // Opened: everything comes through, once each, in offset order per partition.
+            open.set(true);
+            let until = Instant::now() + Duration::from_secs(30);
+            while !computed.done() && Instant::now() < until {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            assert!(computed.done(), "the source stops once caught up");
+            let passed = passed.borrow();
+            assert_eq!(passed.len(), RECORDS as usize);
+            for partition in 0..2 {
+                let offsets: Vec<i64> = passed
+                    .iter()
+                    .filter(|(p, _)| *p == partition)
+                    .map(|(_, o)| *o)
+                    .collect();
+                let expected: Vec<i64> = (0..i64::from(RECORDS / 2)).collect();
+                assert_eq!(offsets, expected, "partition {partition}");
+            }
+        });
     }
 }
