@@ -530,7 +530,7 @@ impl Aggregator {
             );
             return;
         }
-        self.last_version = next_version(self.last_version);
+        self.last_version = next_version(self.last_version, rf_schemas::unix_micros());
         out.push(Output::Restate(Restate {
             room_id: e.room_id.clone(),
             office_id: after.office_id.clone(),
@@ -736,13 +736,15 @@ fn revise(
     // One clock read for all of them: versions still grow and follow the wall clock.
     let clock = rf_schemas::unix_micros();
     for key in dirty {
-        *last_version = clock.max(*last_version + 1);
+        *last_version = next_version(*last_version, clock);
         emit_row(tenant, catalog, p, &key, false, *last_version, out);
     }
 }
 
-fn next_version(last: u64) -> u64 {
-    rf_schemas::unix_micros().max(last + 1)
+/// The version after `last` at wall-clock time `clock` (µs): versions grow, and follow
+/// the clock, so a restarted pipeline's revisions replace the earlier run's.
+fn next_version(last: u64, clock: u64) -> u64 {
+    clock.max(last + 1)
 }
 
 /// Registers (and marks changed) the windows a reading of `room_id` at `ts` belongs to.
@@ -856,7 +858,7 @@ fn close_windows(
         }
         let key = p.open.pop_first().expect("checked above");
         p.dirty.remove(&key);
-        *last_version = clock.max(*last_version + 1);
+        *last_version = next_version(*last_version, clock);
         match (key.level, key.granularity) {
             (Level::Room, Granularity::M15) => {
                 judge(catalog, p, &key, replaying, out);

@@ -13,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::{ProbeHandle, Scope, Stream};
 
 use rf_operators::{AggregateView, Input, Paused, RawRecord, Topic, Why};
@@ -573,7 +574,7 @@ fn kerr(what: &str, e: rdkafka::error::KafkaError) -> PipelineError {
 /// short activations, so the worker's other operators run in between, and emits it when
 /// it is full, or when the partitions gave what they had or an epoch's time of reading
 /// passed and the computation has taken the epochs before it. Epochs are numbered by the
-/// wall clock (see [`slot`]), and the source reads at most [`MAX_EPOCHS_AHEAD`] epochs
+/// wall clock (see [`follow_clock`]), and the source reads at most [`MAX_EPOCHS_AHEAD`] epochs
 /// ahead of the computation, so a backlog waits in the broker, not in memory.
 pub fn kafka_source<'s>(
     scope: Scope<'s, u64>,
@@ -596,7 +597,6 @@ pub fn kafka_source<'s>(
     let failed = handles.failed.clone();
     let max_records = config.max_epoch_records;
     let max_wait = Duration::from_millis(config.max_epoch_millis);
-    let epoch_millis = config.max_epoch_millis;
     let idle_timeout = Duration::from_secs(config.idle_timeout_secs);
     let stream = source(scope, "KafkaSource", move |capability, info| {
         let activator = scope.activator_for(info.address);
@@ -680,9 +680,7 @@ pub fn kafka_source<'s>(
             }
             if reading.is_none() && outstanding.len() >= MAX_EPOCHS_AHEAD {
                 // Enough read ahead: wait for the computation, holding no epoch back.
-                if slot(epoch_millis) > *cap.time() {
-                    cap.downgrade(&slot(epoch_millis));
-                }
+                follow_clock(cap, max_wait);
                 activator.activate_after(Duration::from_millis(1));
                 return;
             }
@@ -856,10 +854,11 @@ pub fn kafka_source<'s>(
                 epoch_started.borrow_mut().insert(epoch, first_at);
                 output.session(cap).give_iterator(batch.into_iter());
                 outstanding.push_back(epoch);
-                cap.downgrade(&(epoch + 1).max(slot(epoch_millis)));
-            } else if slot(epoch_millis) > *cap.time() {
-                // Nothing read: this worker holds no earlier epoch back.
-                cap.downgrade(&slot(epoch_millis));
+                cap.downgrade(&(epoch + 1));
+            }
+            if reading.is_none() {
+                // Nothing read, or the next epoch: this worker holds no earlier one back.
+                follow_clock(cap, max_wait);
             }
             activator.activate();
         }
@@ -867,12 +866,16 @@ pub fn kafka_source<'s>(
     (stream, handles)
 }
 
-/// The epoch of the wall clock's current `epoch_millis` slot. Epochs are numbered by
-/// wall-clock time, the same on every worker: an epoch is complete once every worker's
-/// source is past it, so a per-worker count would make the busiest worker's epochs wait
-/// for the others to count as far (epoch numbers drift apart by seconds under load).
-fn slot(epoch_millis: u64) -> u64 {
-    rf_schemas::unix_ms().max(0) as u64 / epoch_millis.max(1)
+/// Moves `cap` up to the epoch of the wall clock's current slot of length `epoch`, if it
+/// is behind. Epochs are numbered by wall-clock time, the same on every worker: an epoch
+/// is complete once every worker's source is past it, so a per-worker count would make
+/// the busiest worker's epochs wait for the others to count as far (epoch numbers drift
+/// apart by seconds under load).
+fn follow_clock(cap: &mut Capability<u64>, epoch: Duration) {
+    let slot = rf_schemas::unix_ms().max(0) as u64 / (epoch.as_millis() as u64).max(1);
+    if slot > *cap.time() {
+        cap.downgrade(&slot);
+    }
 }
 
 /// How many of the epochs a source gave records to may wait for the computation before
