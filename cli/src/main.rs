@@ -4,10 +4,12 @@
 mod bench;
 mod config;
 mod deadletter;
+mod detect;
 mod forecast;
 mod job;
 mod pipeline;
 mod report;
+mod series;
 mod simulate;
 mod tenant;
 
@@ -89,13 +91,15 @@ enum Command {
     Job(JobCommand),
     /// Run the job worker: take submitted jobs in order and run each (until Ctrl-C).
     Jobs,
-    /// Forecast a series (CSV `timestamp,value`) with roomflow's forecaster: the next
-    /// --horizon steps with 95% intervals, or with --holdout, its MASE and the
-    /// seasonal-naive forecast's on the last seasons.
+    /// Forecast a series (CSV `timestamp,value`) as the pipeline does: seasonal naive,
+    /// AutoETS and MSTL compared on the series' last horizons, the best (or the mean of
+    /// the best two) forecasting the next --horizon steps with conformal 95% intervals.
+    /// With --holdout, evaluate a file or folder against the seasonal-naive forecast.
     Forecast(ForecastArgs),
-    /// Judge each row of a CSV series (timestamp,value) as the pipeline judges a closed
-    /// hour: against the weekly pattern learnt from the rows before it. Prints the
-    /// expectation, its 95% interval, the anomaly score (0 to 1) and a label.
+    /// Judge each step of a CSV series (timestamp,value) as the pipeline judges a closed
+    /// hour: against what the steps before it showed. Prints the expectation, its 95%
+    /// interval, a calibrated score (0 to 1) and a label: warmup, normal, spike, drop,
+    /// level_shift, stuck or silent. With --evaluate, score it on labelled series.
     Detect(DetectArgs),
     /// Load a backlog into the broker, run the pipeline over it, report readings/s,
     /// epoch latency percentiles and peak memory.
@@ -138,46 +142,76 @@ enum SchemasCommand {
 #[derive(Args)]
 struct ForecastArgs {
     /// CSV with a `timestamp,value` header; RFC 3339 timestamps with a zone, whose
-    /// wall-clock time places each value in the season (an office's local hours).
+    /// wall-clock time places each value in its seasons (an office's local hours). With
+    /// --holdout, a folder of such files is evaluated as a whole.
     #[arg(long)]
     input: PathBuf,
-    /// Steps to forecast after the last row.
-    #[arg(long, default_value_t = 336)]
-    horizon: usize,
-    /// Steps in a season: 168 for hours of a week, 7 for days of a week.
-    #[arg(long, default_value_t = 168)]
-    period: usize,
-    /// Length of a step, e.g. 1h or 1d.
-    #[arg(long, default_value = "1h")]
-    step: String,
-    /// Instead of forecasting: hold out the last this many seasons, forecast each from
-    /// everything before it, and print the MASE of the forecaster and of the
-    /// seasonal-naive forecast (the value one season before).
+    /// Steps to forecast after the last row [default: two of the shortest season, or 12].
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// A season in steps (repeatable, e.g. --period 24 --period 168) [default: from the
+    /// step and length: a day and a week of hours, a week and a year of days, a year of
+    /// weeks, months or quarters, each when the series holds two of it].
+    #[arg(long = "period", value_name = "STEPS")]
+    periods: Vec<usize>,
+    /// Length of a step, e.g. 1h or 1d [default: the commonest gap between rows].
+    #[arg(long)]
+    step: Option<String>,
+    /// Instead of forecasting: hold out the last this many horizons of each series,
+    /// forecast each from everything before it, and print the MASE of the forecaster, of
+    /// the seasonal-naive forecast and of roomflow's forecaster before, the 95%
+    /// intervals' coverage and the CPU per forecast.
     #[arg(long, default_value_t = 0)]
     holdout: usize,
-    /// The least spread a value is learnt with: one beyond 3 spreads of its forecast is
-    /// learnt as if at that bound, as in the pipeline (half a person plus 2% of the
-    /// capacity there).
-    #[arg(long, default_value_t = 0.5)]
-    floor: f64,
+    /// With --holdout: one line per series too.
+    #[arg(long, short)]
+    verbose: bool,
+    /// The methods compared: all (naive, seasonal naive, smoothing, AutoETS, MSTL), or
+    /// fast (those without a fit to optimize: what the pipeline compares per room).
+    #[arg(long, value_enum, default_value = "all")]
+    candidates: CandidatesArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CandidatesArg {
+    All,
+    Fast,
 }
 
 #[derive(Args)]
 struct DetectArgs {
     /// CSV with a `timestamp,value` header; RFC 3339 timestamps with a zone, whose
-    /// wall-clock time places each value in the season.
+    /// wall-clock time places each value in its seasons. With --evaluate, a folder of such
+    /// files, each with a `label` column (1 where an anomaly starts) or --inject.
     #[arg(long)]
     input: PathBuf,
-    /// Steps in a season: 168 for hours of a week, 7 for days of a week.
-    #[arg(long, default_value_t = 168)]
-    period: usize,
-    /// Length of a step, e.g. 1h or 1d.
-    #[arg(long, default_value = "1h")]
-    step: String,
-    /// The smallest spread a value is judged with, in the series' units: the pipeline
-    /// uses half a person plus 2% of the room's or office's capacity.
-    #[arg(long, default_value_t = 0.5)]
-    floor: f64,
+    /// A season in steps (repeatable) [default: from the step and length, as forecast].
+    #[arg(long = "period", value_name = "STEPS")]
+    periods: Vec<usize>,
+    /// Length of a step, e.g. 5m, 1h or 1d [default: the commonest gap between rows].
+    #[arg(long)]
+    step: Option<String>,
+    /// The smallest spread a value is judged with, in the series' units (the pipeline
+    /// uses half a person plus 2% of the capacity) [default: a millionth of the values'
+    /// mean size].
+    #[arg(long)]
+    floor: Option<f64>,
+    /// Scores are calibrated per series: 0.999 is a one-in-a-thousand step of the
+    /// series itself. From this score on, a step is labelled with its kind.
+    #[arg(long, default_value_t = 0.999)]
+    threshold: f64,
+    /// Instead of printing each step: score the detector on the labelled series of
+    /// --input with the Numenta Anomaly Benchmark's windowed scoring (standard profile),
+    /// beside roomflow's detector before and a rolling z-score.
+    #[arg(long)]
+    evaluate: bool,
+    /// With --evaluate and series without labels: inject this many anomalies into each
+    /// (spikes, drops, level shifts, stuck runs and gaps in turn).
+    #[arg(long, default_value_t = 0)]
+    inject: usize,
+    /// The seed the injected anomalies are drawn with.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args)]
@@ -261,16 +295,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Forecast(args) => forecast::forecast(&forecast::ForecastOptions {
             input: &args.input,
             horizon: args.horizon,
-            period: args.period,
-            step_secs: parse_duration(&args.step).context("--step")?.as_secs() as i64,
+            periods: args.periods,
+            step_secs: step_secs(args.step.as_deref())?,
             holdout: args.holdout,
-            floor: args.floor,
+            verbose: args.verbose,
+            candidates: match args.candidates {
+                CandidatesArg::All => rf_models::forecast::Candidates::All,
+                CandidatesArg::Fast => rf_models::forecast::Candidates::Fast,
+            },
         }),
-        Command::Detect(args) => forecast::detect(&forecast::DetectOptions {
+        Command::Detect(args) => detect::detect(&detect::DetectOptions {
             input: &args.input,
-            period: args.period,
-            step_secs: parse_duration(&args.step).context("--step")?.as_secs() as i64,
+            periods: args.periods,
+            step_secs: step_secs(args.step.as_deref())?,
             floor: args.floor,
+            threshold: args.threshold,
+            evaluate: args.evaluate,
+            inject: args.inject,
+            seed: args.seed,
         }),
         Command::Report(args) => write_report(&config, args),
         Command::Job(command) => job_command(&config, command),
@@ -455,6 +497,12 @@ fn redact_urls(value: &mut serde_json::Value) {
         serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_urls),
         _ => {}
     }
+}
+
+/// `--step`, in seconds, when given.
+fn step_secs(step: Option<&str>) -> anyhow::Result<Option<i64>> {
+    step.map(|s| Ok(parse_duration(s).context("--step")?.as_secs() as i64))
+        .transpose()
 }
 
 /// `7d`, `12h`, `30m`, `45s`.

@@ -5,7 +5,6 @@ pub mod aggregate;
 pub mod analyze;
 pub mod catalog;
 pub mod decode;
-pub mod forecast;
 pub mod live;
 pub mod ops;
 pub mod pause;
@@ -17,6 +16,8 @@ pub use decode::{Decoder, SchemaSource, Step};
 pub use ops::{compute, Aggregate, AggregateView, Analyze, Computation, DecodeRecords};
 pub use pause::{Paused, Why};
 pub use records::*;
+/// The models of one series (forecasts, anomalies), shared with the CLI.
+pub use rf_models as models;
 pub use rf_schemas::rows::*;
 pub use rf_schemas::Granularity;
 

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::forecast::Forecaster;
 use crate::Severity;
+use rf_models::online::Forecaster;
 
 /// A value judged against its baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]

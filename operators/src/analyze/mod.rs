@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 
 use rf_schemas::TenantId;
 
-use crate::forecast::Forecaster;
 use crate::Granularity;
 use crate::HashMap;
 use crate::{
@@ -34,6 +33,7 @@ use crate::{
     OfficeRow, Output, RoomRow,
 };
 use faults::{FaultConfig, OfficeWatch, OfficeWindow, RoomWatch, Scope};
+use rf_models::online::Forecaster;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
