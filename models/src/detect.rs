@@ -108,7 +108,8 @@ impl Tail {
     /// a Pareto tail fitted to them (Hill's estimator), so that a value far beyond
     /// anything seen is rarer than one just beyond, however short the history.
     fn p(&self, x: f64) -> f64 {
-        if self.counts.is_empty() {
+        // Within one spread is never unusual, however steady the series was.
+        if self.counts.is_empty() || x <= 1.0 {
             return 1.0;
         }
         let n = f64::from(self.total);
@@ -134,9 +135,11 @@ impl Tail {
             let above: f32 = self.counts[b + 1..].iter().sum();
             let k = f64::from(above) + within * f64::from(self.counts[b]);
             let p = (k + 1.0) / (n + 1.0);
-            // Too little seen for a tail: beyond the largest, rarer with the excess.
-            return if x > self.max && self.max > 0.0 {
-                p * (self.max / x).powi(2)
+            // Too little seen for a tail: beyond the largest (at least one spread),
+            // rarer with the square of the excess.
+            let largest = self.max.max(1.0);
+            return if x > largest {
+                p * (largest / x).powi(2)
             } else {
                 p
             };
@@ -189,9 +192,13 @@ impl Frequency {
     }
 
     /// The chance it happens at `slot`, with one happening and one not assumed (so
-    /// that never seen is rare, not impossible).
+    /// that never seen is rare, not impossible); 1 (no evidence either way) until the
+    /// slot was seen 4 times.
     fn chance(&self, slot: i64) -> f64 {
         let (yes, all) = self.seen[self.slot(slot)];
+        if all < 4.0 {
+            return 1.0;
+        }
         (f64::from(yes) + 1.0) / (f64::from(all) + 2.0)
     }
 
@@ -252,6 +259,17 @@ pub struct Detector {
     /// the shorter season (an office's weekend, for a daily model) is usual now.
     #[serde(default)]
     longest_used: usize,
+    /// Whether stuck and silent runs are judged (the pipeline watches its sensors'
+    /// runs at the minute instead).
+    #[serde(default = "judged")]
+    runs: bool,
+    /// Steps of warm-up, when set.
+    #[serde(default)]
+    warmup: Option<u64>,
+}
+
+fn judged() -> bool {
+    true
 }
 
 /// The least spread, as a share of the typical change from one step to the next.
@@ -325,14 +343,34 @@ impl Detector {
             bases: vec![Base::default(); periods.len() + 1],
             change: 0.0,
             longest_used: 0,
+            runs: true,
+            warmup: None,
         }
+    }
+
+    /// The same, judging values only: no stuck or silent runs.
+    pub fn without_runs(mut self) -> Self {
+        self.runs = false;
+        self
     }
 
     /// Resumes from a weekly online model learnt before detectors existed (the
     /// pipeline's persisted state of an earlier version): it becomes the longest
-    /// season's model.
+    /// season's model and judges at once; the calibration of scores starts anew.
     pub fn resume(periods: &[usize], floor: f64, longest: Forecaster) -> Self {
         let mut d = Self::new(periods, floor);
+        let Some(&period) = periods.last() else {
+            return d;
+        };
+        if longest.ready() {
+            // Judged by the model it learnt at once; only the calibration starts anew.
+            d.seen = 2 * period as u64;
+            d.last = longest.last().map(|slot| (slot, None));
+            d.longest_used = periods.len();
+            if let Some(f) = longest.last().and_then(|slot| longest.at(slot + 1)) {
+                d.level = f.mean;
+            }
+        }
         if let Some(last) = d.seasonal.last_mut() {
             *last = longest;
         }
@@ -345,21 +383,15 @@ impl Detector {
     }
 
     /// Each way of expecting `slot`: the smoothed level, then each season's model once
-    /// it saw two of its season (the shortest once its first): expectation and spread.
+    /// it saw its season: expectation and spread.
     fn expectations(&self, slot: i64) -> Vec<Option<(f64, f64)>> {
         let level = Some((self.level, self.spread.sqrt()));
-        let seasonal = self
-            .seasonal
-            .iter()
-            .zip(&self.periods)
-            .enumerate()
-            .map(|(i, (m, &p))| {
-                let seen = if i == 0 { p } else { 2 * p };
-                if self.seen < seen as u64 || !m.ready() {
-                    return None;
-                }
-                m.at(slot).map(|f| (f.mean, f.sd))
-            });
+        let seasonal = self.seasonal.iter().zip(&self.periods).map(|(m, &p)| {
+            if self.seen < p as u64 || !m.ready() {
+                return None;
+            }
+            m.at(slot).map(|f| (f.mean, f.sd))
+        });
         std::iter::once(level).chain(seasonal).collect()
     }
 
@@ -370,9 +402,16 @@ impl Detector {
     }
 
     /// Judging starts once the deviations of a settled model were seen for as long
-    /// again.
+    /// again, or after the warm-up set.
     fn warming_up(&self) -> bool {
-        self.seen < 2 * self.settling()
+        self.seen < self.warmup.unwrap_or(2 * self.settling())
+    }
+
+    /// Judges nothing for the first `steps` steps (the pipeline waits a week of hours,
+    /// so that an office's first weekend is not judged by its weekdays).
+    pub fn with_warmup(mut self, steps: u64) -> Self {
+        self.warmup = Some(steps);
+        self
     }
 
     /// Judges the value of `slot` (`None`: the step is missing), then learns from it.
@@ -425,7 +464,9 @@ impl Detector {
         }
         let expectations = self.expectations(slot);
         // The way that did best so far; its residual carried over.
+        // Ties (a way not tried yet) go to the longest season.
         let best = (0..expectations.len())
+            .rev()
             .filter(|&i| expectations[i].is_some())
             .min_by(|&a, &b| self.bases[a].squared.total_cmp(&self.bases[b].squared))
             .unwrap_or(0);
@@ -462,7 +503,7 @@ impl Detector {
         }
         let Some(value) = value else {
             self.gap_run *= self.gaps.chance(slot);
-            if !warmup {
+            if !warmup && self.runs {
                 judgement.score = 1.0 - self.gap_run;
                 judgement.kind = Some(Kind::Silent);
             }
@@ -497,7 +538,7 @@ impl Detector {
                 (1.0 - self.shifts.p(shift), Kind::LevelShift),
                 // A repeat needs two repeats at least to be a run.
                 (
-                    if self.repeat_run < repeat_chance {
+                    if self.runs && self.repeat_run < repeat_chance {
                         1.0 - self.repeat_run
                     } else {
                         0.0
@@ -667,6 +708,22 @@ mod tests {
         let (small, large) = (rate(0.01), rate(1_000.0));
         assert!(small < 0.03 && large < 0.03, "{small} {large}");
         assert!((small - large).abs() < 0.005, "{small} {large}");
+    }
+
+    #[test]
+    fn a_weekly_model_learnt_before_judges_at_once_after_an_upgrade() {
+        let mut old = Forecaster::new(168);
+        for t in 0..168 * 3 {
+            old.observe_robust(t, day(t), 0.5);
+        }
+        let mut d = Detector::resume(&[24, 168], 0.5, old);
+        let t = 168 * 3 + 10;
+        let j = d.step_sparse(t, day(t)).unwrap();
+        assert!(!j.warmup, "{j:?}");
+        assert!((j.expected - day(t)).abs() < 3.0, "{j:?}");
+        // The calibration starts anew: nothing is unusual yet, except the absurd.
+        let j = d.step_sparse(t + 1, day(t + 1)).unwrap();
+        assert!(j.score < 0.999, "{j:?}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Anomalies and forecasts, incrementally: the state machine behind the `Analyze`
 //! operator. It reads what the aggregation emits and adds to it:
 //!
-//! - per room and office, a weekly model of hourly occupancy ([`Forecaster`], 168 hours
-//!   of the week in the office's time zone) and a model of the daily peak (7 days of the
-//!   week); each final `1h` row is judged against the model ([`baseline`]) before the
-//!   model learns from it, and each final `1h` / `1d` row issues the next 14 days of hours
-//!   / 13 weeks of days when it is recent (a replay of a backlog issues none);
+//! - per room and office, a detector of hourly occupancy ([`Detector`]: daily and weekly
+//!   seasons in the office's time zone) and a model of the daily peak (7 days of the
+//!   week); each final `1h` row is judged by the detector ([`baseline`]) before it learns
+//!   from it, and each final `1h` / `1d` row issues the next 14 days of hours / 13 weeks
+//!   of days when it is recent (a replay of a backlog issues none). The hourly forecast
+//!   is the one validation chose ([`forecast::choose_among`], the fast candidates: naive,
+//!   seasonal naive of a day and a week, and the detector's weekly smoothing), re-chosen
+//!   once a week per entity, on the last six weeks of its hours;
 //! - sensor faults and capacity breaches from the final 15m windows ([`faults`]);
 //! - the states of the models that changed, to persist in the same epoch as the rows
 //!   they learnt from: a restart restores them (a worker takes an office's states when it
@@ -33,6 +36,9 @@ use crate::{
     OfficeRow, Output, RoomRow,
 };
 use faults::{FaultConfig, OfficeWatch, OfficeWindow, RoomWatch, Scope};
+use rf_models::detect::Detector;
+use rf_models::forecast::{self, Candidates, Choice, Method};
+use rf_models::history::History;
 use rf_models::online::Forecaster;
 
 const HOUR: i64 = 3_600_000;
@@ -108,12 +114,40 @@ impl Restored {
     }
 }
 
+/// The seasons of hourly occupancy: a day and a week.
+const SEASONS: [usize; 2] = [24, 168];
+/// Hours kept to validate forecasts on: six weeks.
+const HISTORY_HOURS: usize = 6 * 168;
+/// Hours ahead a forecast is validated for, and hours between choices.
+const VALIDATED_HOURS: usize = 168;
+const CHOICE_EVERY_HOURS: i64 = 168;
+
+fn hours_history() -> History {
+    History::new(HISTORY_HOURS)
+}
+
 /// What one room or office has learnt.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entity {
     office_id: String,
-    hourly: Forecaster,
+    /// The hourly detector; its weekly model is also the smoothing forecast. `None`
+    /// only in a state persisted by an earlier version, until it is first used.
+    #[serde(default)]
+    detector: Option<Detector>,
+    /// The weekly model an earlier version persisted instead: the detector takes it.
+    #[serde(default, skip_serializing)]
+    hourly: Option<Forecaster>,
     daily: Forecaster,
+    /// How the hourly forecast is made, and the local hour it was chosen at (offset by
+    /// the entity's own jitter, so that not every room chooses in the same hour).
+    #[serde(default)]
+    choice: Option<Choice>,
+    #[serde(default)]
+    chosen_at: Option<i64>,
+    /// The last hours, to validate the next choice on (not persisted: after a restart
+    /// the persisted choice serves until enough hours came again).
+    #[serde(skip, default = "hours_history")]
+    history: History,
     watch: Watch,
     /// The newest event time its state changed at, ms: the persisted state's version.
     version: i64,
@@ -133,8 +167,12 @@ impl Entity {
     fn new(kind: EntityKind, office_id: &str) -> Self {
         Self {
             office_id: office_id.to_string(),
-            hourly: Forecaster::new(168),
+            detector: None,
+            hourly: None,
             daily: Forecaster::new(7),
+            choice: None,
+            chosen_at: None,
+            history: hours_history(),
             watch: match kind {
                 EntityKind::Office => Watch::Office(OfficeWatch::default()),
                 _ => Watch::Room(RoomWatch::default()),
@@ -143,6 +181,22 @@ impl Entity {
             active: 0,
             dirty: false,
         }
+    }
+
+    /// The hourly detector, judging with spreads of at least `floor`: spikes, drops and
+    /// level shifts (stuck and silent sensors are watched at the minute, [`faults`]).
+    fn detector(&mut self, floor: f64) -> &mut Detector {
+        let old = &mut self.hourly;
+        let detector = self.detector.get_or_insert_with(|| {
+            match old.take() {
+                Some(weekly) => Detector::resume(&SEASONS, floor, weekly),
+                None => Detector::new(&SEASONS, floor),
+            }
+            .without_runs()
+            .with_warmup(168)
+        });
+        detector.set_floor(floor);
+        detector
     }
 
     fn changed(&mut self, at: i64, data: bool) {
@@ -340,8 +394,12 @@ impl Analyzer {
         let series = if row.granularity == Granularity::H1 {
             let slot = local_hour(row.start, tz);
             let floor = baseline::floor(row.capacity);
-            let judged = baseline::judge_and_learn(&mut e.hourly, slot, row.value, floor);
-            if let Some((j, severity)) = judged.and_then(|j| Some((j, j.severity?))) {
+            let judged = e.detector(floor).step_sparse(slot, row.value);
+            e.history.push(slot, row.value);
+            let found = judged
+                .filter(|j| !j.warmup)
+                .and_then(|j| Some((j, baseline::severity(j.score)?)));
+            if let Some((j, severity)) = found {
                 out.push(Output::Anomaly(Anomaly {
                     tenant: row.tenant.clone(),
                     kind: AnomalyKind::Occupancy,
@@ -353,12 +411,12 @@ impl Analyzer {
                     window_end: row.end,
                     score: j.score,
                     severity,
-                    details: serde_json::to_string(&j).expect("judgements serialize"),
+                    details: baseline::details(row.value, &j),
                     ongoing: false,
                 }));
             }
             let due = row.kind == EntityKind::Office || (slot + 1) % every == 0;
-            (live && due).then(|| hourly_points(&e.hourly, row.end, hours, tz))
+            (live && due).then(|| hourly_points(e, row.id, slot, row.end, hours, tz))
         } else {
             let floor = baseline::floor(row.capacity);
             e.daily
@@ -563,22 +621,101 @@ fn retire(t: &mut TenantAnalysis, after: i64) {
     t.office_rooms.retain(|_, ids| !ids.is_empty());
 }
 
-/// The next `hours` UTC hours after `end`, each forecast for its local hour.
-fn hourly_points(model: &Forecaster, end: i64, hours: usize, tz: Tz) -> Vec<ForecastPoint> {
-    let at = model.predictor();
+/// The next `hours` UTC hours after `end` (the end of local hour `last`), each forecast
+/// for its local hour: with the validated choice once the entity has one (re-chosen
+/// once a week), else with its weekly smoothing's own intervals.
+fn hourly_points(
+    e: &mut Entity,
+    id: &str,
+    last: i64,
+    end: i64,
+    hours: usize,
+    tz: Tz,
+) -> Vec<ForecastPoint> {
+    let values = e.history.values();
+    let due = e.chosen_at.is_none_or(|at| last - at >= CHOICE_EVERY_HOURS);
+    if due {
+        let seasons: Vec<usize> = SEASONS
+            .iter()
+            .copied()
+            .filter(|&p| values.len() >= 2 * p)
+            .collect();
+        let chosen = forecast::choose_among(&values, &seasons, VALIDATED_HOURS, Candidates::Fast);
+        if let Some(choice) = chosen.filter(|c| c.widths.len() >= 24) {
+            // The first choice is dated back by the entity's own jitter, so that the
+            // next ones spread over the week.
+            let jitter = e.chosen_at.map_or_else(|| jitter(id), |_| 0);
+            e.choice = Some(choice);
+            e.chosen_at = Some(last - jitter);
+        }
+    }
+    // Local hours repeat or skip at a change of time: a few steps more than hours.
+    let steps = hours + 2;
+    let Some(detector) = &e.detector else {
+        return Vec::new();
+    };
+    let weekly = detector
+        .model(168)
+        .filter(|m| m.ready() && m.last() == Some(last));
+    let chosen = e.choice.as_ref().and_then(|choice| {
+        let fits: Option<Vec<Vec<f64>>> = choice
+            .methods
+            .iter()
+            .map(|m| method_points(*m, &values, weekly, steps))
+            .collect();
+        let points = choice.combine(&fits?);
+        (points.len() == steps).then_some(points)
+    });
+    let at = |h: i64| -> Option<(f64, f64, f64)> {
+        let start = end + h * HOUR;
+        let slot = local_hour(start, tz);
+        match &chosen {
+            Some(points) => {
+                let p = points.get(usize::try_from(slot - last - 1).ok()?)?;
+                Some((p.mean, p.low, p.high))
+            }
+            None => {
+                let f = weekly?.at(slot)?;
+                Some((f.mean, f.low, f.high))
+            }
+        }
+    };
     (0..hours as i64)
         .filter_map(|h| {
+            let (expected, low, high) = at(h)?;
             let start = end + h * HOUR;
-            let f = at(local_hour(start, tz))?;
             Some(ForecastPoint {
                 start,
                 end: start + HOUR,
-                expected: f.mean,
-                low: f.low,
-                high: f.high,
+                expected: expected.max(0.0),
+                low: low.max(0.0),
+                high: high.max(0.0),
             })
         })
         .collect()
+}
+
+/// One chosen method's next `steps` hours: smoothing from the live weekly model (it has
+/// learnt every hour so far), the others from the recent hours.
+fn method_points(
+    method: Method,
+    values: &[f64],
+    weekly: Option<&Forecaster>,
+    steps: usize,
+) -> Option<Vec<f64>> {
+    match method {
+        Method::Smoothing => Some(weekly?.forecast(steps).iter().map(|f| f.mean).collect()),
+        Method::SeasonalNaive(_) | Method::Naive => method.point(values, &SEASONS, steps),
+        Method::Ets | Method::Mstl(_) => None,
+    }
+}
+
+/// An hour of the week from the entity's id (FNV-1a): when its choices are due.
+fn jitter(id: &str) -> i64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (hash % CHOICE_EVERY_HOURS as u64) as i64
 }
 
 /// The next `days` local days from `end` (a local midnight).
