@@ -201,15 +201,25 @@ pub fn inject(
     (values, anomalies)
 }
 
-/// Scores of every step by three detectors: roomflow's, the one before (online weekly
-/// smoothing, `z² / (z² + 9)`, nothing on missing steps), and a rolling z-score over the
-/// last 100 steps.
-pub fn judge(values: &[Option<f64>], periods: &[usize], floor: f64) -> ([Vec<f64>; 3], Duration) {
+/// The detectors compared.
+pub const DETECTORS: [&str; 4] = [
+    "roomflow",
+    "roomflow before",
+    "rolling z-score",
+    "augurs BOCPD",
+];
+
+/// Scores of every step by the detectors: roomflow's, the one before (online weekly
+/// smoothing, `z² / (z² + 9)`, nothing on missing steps), a rolling z-score over the
+/// last 100 steps, and `augurs`' Bayesian online changepoint detection (normal-gamma
+/// prior, on the series standardized; 1 at each changepoint it reports). The last
+/// reports changepoints after the whole series was read, so it judges with hindsight.
+pub fn judge(values: &[Option<f64>], periods: &[usize], floor: f64) -> ([Vec<f64>; 4], Duration) {
     let mut spent = Duration::ZERO;
     let mut detector = Detector::new(periods, floor);
     let mut before = Forecaster::new(periods.last().copied().unwrap_or(2));
     let mut window: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
-    let mut out = [Vec::new(), Vec::new(), Vec::new()];
+    let mut out = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for (t, v) in values.iter().enumerate() {
         let slot = t as i64;
         let started = Instant::now();
@@ -242,11 +252,39 @@ pub fn judge(values: &[Option<f64>], periods: &[usize], floor: f64) -> ([Vec<f64
             window.pop_front();
         }
     }
+    out[3] = changepoints(values);
     (out, spent)
 }
 
+/// `augurs`' changepoints of the series (missing steps carry the value before),
+/// standardized for its normal-gamma prior.
+fn changepoints(values: &[Option<f64>]) -> Vec<f64> {
+    use augurs::changepoint::{Detector as _, NormalGammaDetector};
+    let mut carried = values.iter().flatten().next().copied().unwrap_or(0.0);
+    let dense: Vec<f64> = values
+        .iter()
+        .map(|v| {
+            carried = v.unwrap_or(carried);
+            carried
+        })
+        .collect();
+    let n = dense.len().max(1) as f64;
+    let mean = dense.iter().sum::<f64>() / n;
+    let sd = (dense.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n)
+        .sqrt()
+        .max(1e-9);
+    let standard: Vec<f64> = dense.iter().map(|v| (v - mean) / sd).collect();
+    let mut scores = vec![0.0; values.len()];
+    for i in NormalGammaDetector::default().detect_changepoints(&standard) {
+        if let Some(s) = scores.get_mut(i) {
+            *s = 1.0;
+        }
+    }
+    scores
+}
+
 fn evaluate(o: &DetectOptions<'_>) -> anyhow::Result<()> {
-    let mut corpora: [Vec<Scored>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut corpora: [Vec<Scored>; 4] = Default::default();
     let mut kinds: Vec<Vec<&'static str>> = Vec::new();
     let (mut spent, mut steps) = (Duration::ZERO, 0usize);
     let mut out = std::io::stdout().lock();
@@ -276,10 +314,7 @@ fn evaluate(o: &DetectOptions<'_>) -> anyhow::Result<()> {
         corpora[0].len(),
         score::at(&corpora[0], 2.0).windows
     )?;
-    for (name, corpus) in ["roomflow", "roomflow before", "rolling z-score"]
-        .iter()
-        .zip(&corpora)
-    {
+    for (name, corpus) in DETECTORS.iter().zip(&corpora) {
         let best = score::best(corpus);
         writeln!(
             out,
@@ -411,7 +446,7 @@ mod tests {
     #[test]
     fn on_simulated_offices_roomflow_finds_injected_anomalies_better_than_before() {
         let y = office("detect").dense();
-        let mut corpora = [Vec::new(), Vec::new(), Vec::new()];
+        let mut corpora: [Vec<Scored>; 4] = Default::default();
         for first in 0..KINDS.len() {
             let (values, injected) = inject(&y, &[24, 168], 2, first, first as u64 + 1);
             assert_eq!(injected.len(), 2);
@@ -423,7 +458,7 @@ mod tests {
                 });
             }
         }
-        let [now, before, rolling] = corpora.map(|c| score::best(&c).score);
+        let [now, before, rolling, _] = corpora.map(|c| score::best(&c).score);
         assert!(
             now > before && now > rolling,
             "roomflow {now}, before {before}, rolling z {rolling}"

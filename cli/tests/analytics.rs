@@ -95,7 +95,7 @@ async fn models_survive_a_restart_and_a_bad_day_is_found_and_forecast() {
     );
 
     // The bad day and the next, read by a new pipeline: only a week of hours learnt
-    // before can make 10:00 with 3 people in r1 unusual.
+    // before can make r1's morning with 3 people unusual.
     let bad = minute_readings(
         reading_id,
         (BAD_DAY, BAD_DAY + DAY + 2 * HOUR),
@@ -140,11 +140,14 @@ async fn models_survive_a_restart_and_a_bad_day_is_found_and_forecast() {
     assert_eq!(breach.window_start, secs(BAD_DAY + 14 * HOUR));
     assert_eq!(breach.window_end, secs(BAD_DAY + 14 * HOUR + 25 * MIN));
     assert_eq!(breach.severity, "high");
+    // The restored model judges at once (a new one would still be warming up): r1
+    // reading 3 from 8:00, when it is empty at 8 and has 6 from 9, is unusual within
+    // those morning hours.
     assert!(
         found.iter().any(|f| f.kind == "occupancy"
             && f.entity_id == "r1"
-            && f.window_start == secs(BAD_DAY + 10 * HOUR)),
-        "r1 at 10:00 judged by the restored model: {found:#?}"
+            && (secs(BAD_DAY + 8 * HOUR)..=secs(BAD_DAY + 10 * HOUR)).contains(&f.window_start)),
+        "r1's morning judged by the restored model: {found:#?}"
     );
 
     // The query service serves both.

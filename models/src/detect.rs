@@ -16,7 +16,9 @@
 //! **Calibration.** A deviation's score is `1 - p`, where `p` is the share of earlier
 //! deviations of the series at least as large, counted in a histogram of logarithmic
 //! bins (conformal: `(k + 1) / (n + 1)`); in the tail (the largest 2%), a Pareto tail
-//! fitted to them by Hill's estimator, as extreme-value detectors do (SPOT). Stuck and silent runs score `1 - p` with `p` the run's
+//! fitted to them by Hill's estimator, as extreme-value detectors do (SPOT). Before ten
+//! values make a tail, beyond the largest seen it falls with the fourth power of the
+//! excess. Stuck and silent runs score `1 - p` with `p` the run's
 //! probability from the slot frequencies. So a score means the same on every series:
 //! 0.999 is a one-in-a-thousand step of that series. The kind reported is the one with
 //! the highest score.
@@ -136,10 +138,10 @@ impl Tail {
             let k = f64::from(above) + within * f64::from(self.counts[b]);
             let p = (k + 1.0) / (n + 1.0);
             // Too little seen for a tail: beyond the largest (at least one spread),
-            // rarer with the square of the excess.
+            // rarer with the fourth power of the excess.
             let largest = self.max.max(1.0);
             return if x > largest {
-                p * (largest / x).powi(2)
+                p * (largest / x).powi(4)
             } else {
                 p
             };

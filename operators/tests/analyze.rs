@@ -349,3 +349,85 @@ fn persistently_impossible_counts_are_implausible() {
     assert_eq!(implausible[0].window_end, T0 + 9 * HOUR + 75 * MIN);
     assert_eq!(implausible[0].severity, Severity::High);
 }
+
+/// A state persisted by the version before detectors (issue 21) held the weekly model
+/// as `hourly`, and no detector or forecast choice.
+fn as_before_detectors(state: &str) -> String {
+    let mut state: serde_json::Value = serde_json::from_str(state).unwrap();
+    let object = state.as_object_mut().unwrap();
+    let detector = object.remove("detector").expect("a detector is persisted");
+    object.remove("choice");
+    object.remove("chosen_at");
+    object.insert("hourly".into(), detector["seasonal"][1].clone());
+    state.to_string()
+}
+
+#[test]
+fn a_state_persisted_before_detectors_resumes_with_its_weekly_model() {
+    let mut feed = Feed::new();
+    let mut analyzer = Analyzer::new(config(), Restored::default()).with_clock(end_of_bad_day);
+    let mut latest = std::collections::BTreeMap::new();
+    let mut versions = Vec::new();
+    for day in 0..22 {
+        let outputs = feed.minutes(T0 + day * DAY, T0 + (day + 1) * DAY);
+        versions.extend(
+            outputs
+                .iter()
+                .filter(|o| matches!(o, Output::RoomVersion(..)))
+                .cloned(),
+        );
+        for o in analyze(&mut analyzer, outputs) {
+            if let Output::Model(m) = o {
+                latest.insert((m.entity_kind, m.entity_id.clone()), m);
+            }
+        }
+    }
+    let restored = Restored::default();
+    for (_, mut m) in latest {
+        assert!(
+            m.state.contains("\"choice\""),
+            "three weeks of hours chose a forecast"
+        );
+        m.state = as_before_detectors(&m.state);
+        restored.insert(m);
+    }
+    let mut upgraded = Analyzer::new(config(), restored.clone()).with_clock(end_of_bad_day);
+    analyze(&mut upgraded, versions);
+    let out = analyze(&mut upgraded, feed.minutes(BAD_DAY, BAD_DAY + DAY + HOUR));
+    assert!(restored.is_empty(), "the worker took the office's states");
+
+    // The weekly model carried over: the office's next weekday morning is forecast
+    // busy (r1 6, r2 2, r3 3.5 people) right away, not learnt again from the mean.
+    let office = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Forecast(f) if f.entity_kind == EntityKind::Office => Some(f),
+            _ => None,
+        })
+        .rfind(|f| f.granularity == Granularity::H1)
+        .expect("the office's hours are forecast");
+    let morning = office
+        .points
+        .iter()
+        .find(|p| p.start == BAD_DAY + DAY + 10 * HOUR)
+        .unwrap();
+    assert!((9.0..14.0).contains(&morning.expected), "{morning:?}");
+    let night = office
+        .points
+        .iter()
+        .find(|p| p.start == BAD_DAY + DAY + 3 * HOUR)
+        .unwrap();
+    assert!(night.expected < 1.0, "{night:?}");
+    // What is persisted now has a detector and no longer the old field.
+    let states: Vec<&ModelState> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Model(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert!(!states.is_empty());
+    assert!(states
+        .iter()
+        .all(|m| m.state.contains("\"detector\"") && !m.state.contains("\"hourly\"")));
+}

@@ -633,15 +633,12 @@ fn hourly_points(
     tz: Tz,
 ) -> Vec<ForecastPoint> {
     let values = e.history.values();
+    // Validated only with both seasons (two weeks of hours), so that the smoothing
+    // validated is the weekly one that forecasts.
     let due = e.chosen_at.is_none_or(|at| last - at >= CHOICE_EVERY_HOURS);
-    if due {
-        let seasons: Vec<usize> = SEASONS
-            .iter()
-            .copied()
-            .filter(|&p| values.len() >= 2 * p)
-            .collect();
-        let chosen = forecast::choose_among(&values, &seasons, VALIDATED_HOURS, Candidates::Fast);
-        if let Some(choice) = chosen.filter(|c| c.widths.len() >= 24) {
+    if due && values.len() >= 2 * SEASONS[1] {
+        let chosen = forecast::choose_among(&values, &SEASONS, VALIDATED_HOURS, Candidates::Fast);
+        if let Some(choice) = chosen {
             // The first choice is dated back by the entity's own jitter, so that the
             // next ones spread over the week.
             let jitter = e.chosen_at.map_or_else(|| jitter(id), |_| 0);
