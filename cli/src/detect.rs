@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use rf_models::detect::Detector;
+use rf_models::detect::{Detector, Judgement};
 use rf_models::online::Forecaster;
 use rf_models::score::{self, Scored};
 use rf_models::seasons;
@@ -36,13 +36,7 @@ pub struct DetectOptions<'a> {
 
 impl DetectOptions<'_> {
     fn periods(&self, step: i64, len: usize) -> Vec<usize> {
-        if self.periods.is_empty() {
-            seasons::periods(step, len)
-        } else {
-            let mut periods = self.periods.clone();
-            periods.retain(|&p| len >= 2 * p);
-            periods
-        }
+        seasons::given_or_found(&self.periods, step, len)
     }
 
     fn floor(&self, values: &[f64]) -> f64 {
@@ -74,43 +68,45 @@ pub fn detect(o: &DetectOptions<'_>) -> anyhow::Result<()> {
     let mut detector = Detector::new(&periods, o.floor(&values));
     let mut out = std::io::stdout().lock();
     writeln!(out, "timestamp,value,expected,low,high,score,label")?;
-    let mut previous: Option<(i64, usize)> = None;
-    for (i, row) in series.rows.iter().enumerate() {
+    let mut previous: Option<i64> = None;
+    for row in &series.rows {
         // Steps missing before this row.
-        if let Some((slot, _)) = previous {
+        if let Some(slot) = previous {
             for missing in (slot + 1).max(row.slot - 64)..row.slot {
                 if let Some(j) = detector.step(missing, None) {
                     let at = series
                         .wall_after(missing - series.rows[series.rows.len() - 1].slot)
                         .map_or_else(|| missing.to_string(), |t| t.to_rfc3339());
-                    writeln!(
-                        out,
-                        "{at},,{:.4},{:.4},{:.4},{:.4},{}",
-                        j.expected,
-                        j.low,
-                        j.high,
-                        j.score,
-                        j.label(o.threshold)
-                    )?;
+                    print_row(&mut out, &at, None, &j, o.threshold)?;
                 }
             }
         }
-        previous = Some((row.slot, i));
+        previous = Some(row.slot);
         if let Some(j) = detector.step(row.slot, Some(row.value)) {
-            writeln!(
-                out,
-                "{},{},{:.4},{:.4},{:.4},{:.4},{}",
-                row.at,
-                row.value,
-                j.expected,
-                j.low,
-                j.high,
-                j.score,
-                j.label(o.threshold)
-            )?;
+            print_row(&mut out, &row.at, Some(row.value), &j, o.threshold)?;
         }
     }
     Ok(())
+}
+
+/// One step: `timestamp,value,expected,low,high,score,label` (no value when missing).
+fn print_row(
+    out: &mut impl Write,
+    at: &str,
+    value: Option<f64>,
+    j: &Judgement,
+    threshold: f64,
+) -> std::io::Result<()> {
+    let value = value.map_or_else(String::new, |v| v.to_string());
+    writeln!(
+        out,
+        "{at},{value},{:.4},{:.4},{:.4},{:.4},{}",
+        j.expected,
+        j.low,
+        j.high,
+        j.score,
+        j.label(threshold)
+    )
 }
 
 /// A series for evaluation: values by step (`None` missing) and where anomalies start.

@@ -35,13 +35,7 @@ pub struct ForecastOptions<'a> {
 
 impl ForecastOptions<'_> {
     fn periods(&self, step: i64, len: usize) -> Vec<usize> {
-        if self.periods.is_empty() {
-            seasons::periods(step, len)
-        } else {
-            let mut periods = self.periods.clone();
-            periods.retain(|&p| len >= 2 * p);
-            periods
-        }
+        seasons::given_or_found(&self.periods, step, len)
     }
 
     fn horizon(&self, periods: &[usize]) -> usize {

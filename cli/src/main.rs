@@ -238,6 +238,13 @@ fn main() {
     let quiet_requests = matches!(&cli.command, Command::Bench(b) if b.service);
     init_logging(&cli.log, quiet_requests);
     if let Err(error) = dispatch(cli) {
+        // Output piped into `head` that stopped reading is not a failure.
+        let closed = error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        if closed {
+            return;
+        }
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }

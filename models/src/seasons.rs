@@ -26,6 +26,15 @@ pub fn periods(step_secs: i64, len: usize) -> Vec<usize> {
     periods
 }
 
+/// The seasons `given` (those the series holds two of), or when none are given, those
+/// of [`periods`].
+pub fn given_or_found(given: &[usize], step_secs: i64, len: usize) -> Vec<usize> {
+    if given.is_empty() {
+        return periods(step_secs, len);
+    }
+    given.iter().copied().filter(|&p| len >= 2 * p).collect()
+}
+
 /// The step of a series with timestamps `secs` (in order): the most common difference
 /// between neighbours, so that a few gaps do not change it. Months and quarters, whose
 /// lengths vary, come out as their most common length (31 and 92 days).
