@@ -431,3 +431,51 @@ fn a_state_persisted_before_detectors_resumes_with_its_weekly_model() {
         .iter()
         .all(|m| m.state.contains("\"detector\"") && !m.state.contains("\"hourly\"")));
 }
+
+#[test]
+fn daily_peaks_are_forecast_by_the_validated_choice_once_eight_weeks_were_seen() {
+    let mut feed = Feed::new();
+    // The clock just after the ninth week's last day closed: its peak is recent.
+    fn end() -> i64 {
+        T0 + 62 * DAY + HOUR
+    }
+    let mut analyzer = Analyzer::new(config(), Restored::default()).with_clock(end);
+    let mut out = Vec::new();
+    for day in 0..63 {
+        // Nine usual weeks (no bad day in them).
+        let outputs = feed.minutes(T0 + day * DAY, T0 + (day + 1) * DAY);
+        out.extend(analyze(&mut analyzer, outputs));
+    }
+    let daily = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Forecast(f) if f.granularity == Granularity::D1 && f.entity_id == "r1" => {
+                Some(f)
+            }
+            _ => None,
+        })
+        .next_back()
+        .expect("the last day's peak forecast");
+    assert_eq!(daily.points.len(), 91);
+    // r1 peaks at 7 (6 give or take one) on weekdays and is empty at weekends.
+    for p in &daily.points[..14] {
+        let weekday = ((p.start - T0) / DAY) % 7 < 5;
+        let usual = if weekday { 7.0 } else { 0.0 };
+        assert!((p.expected - usual).abs() < 1.0, "{p:?}");
+        assert!(p.low <= p.expected && p.expected <= p.high, "{p:?}");
+    }
+    let state = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Model(m) if m.entity_id == "r1" => Some(m),
+            _ => None,
+        })
+        .next_back()
+        .expect("r1's state");
+    let state: serde_json::Value = serde_json::from_str(&state.state).unwrap();
+    assert!(
+        state["daily_choice"].is_object(),
+        "{}",
+        state["daily_choice"]
+    );
+}

@@ -8,7 +8,9 @@
 //!   of days when it is recent (a replay of a backlog issues none). The hourly forecast
 //!   is the one validation chose ([`forecast::choose_among`], the fast candidates: naive,
 //!   seasonal naive of a day and a week, and the detector's weekly smoothing), re-chosen
-//!   once a week per entity, on the last six weeks of its hours;
+//!   once a week per entity, on the last six weeks of its hours; the daily peak's alike
+//!   (seasonal naive of a week and the 7-day smoothing), on its last half year of days
+//!   once eight weeks were seen;
 //! - sensor faults and capacity breaches from the final 15m windows ([`faults`]);
 //! - the states of the models that changed, to persist in the same epoch as the rows
 //!   they learnt from: a restart restores them (a worker takes an office's states when it
@@ -126,6 +128,17 @@ fn hours_history() -> History {
     History::new(HISTORY_HOURS)
 }
 
+/// Daily peaks: kept for half a year, validated four weeks ahead, chosen weekly once
+/// eight weeks were seen.
+const HISTORY_DAYS: usize = 182;
+const VALIDATED_DAYS: usize = 28;
+const CHOICE_EVERY_DAYS: i64 = 7;
+const CHOICE_FROM_DAYS: usize = 56;
+
+fn days_history() -> History {
+    History::new(HISTORY_DAYS)
+}
+
 /// What one room or office has learnt.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entity {
@@ -148,6 +161,13 @@ struct Entity {
     /// the persisted choice serves until enough hours came again).
     #[serde(skip, default = "hours_history")]
     history: History,
+    /// The same for the daily peak.
+    #[serde(default)]
+    daily_choice: Option<Choice>,
+    #[serde(default)]
+    daily_chosen_at: Option<i64>,
+    #[serde(skip, default = "days_history")]
+    days: History,
     watch: Watch,
     /// The newest event time its state changed at, ms: the persisted state's version.
     version: i64,
@@ -173,6 +193,9 @@ impl Entity {
             choice: None,
             chosen_at: None,
             history: hours_history(),
+            daily_choice: None,
+            daily_chosen_at: None,
+            days: days_history(),
             watch: match kind {
                 EntityKind::Office => Watch::Office(OfficeWatch::default()),
                 _ => Watch::Room(RoomWatch::default()),
@@ -419,9 +442,10 @@ impl Analyzer {
             (live && due).then(|| hourly_points(e, row.id, slot, row.end, hours, tz))
         } else {
             let floor = baseline::floor(row.capacity);
-            e.daily
-                .observe_robust(local_day(row.start, tz), row.value, floor);
-            live.then(|| daily_points(&e.daily, row.end, days, tz))
+            let day = local_day(row.start, tz);
+            e.daily.observe_robust(day, row.value, floor);
+            e.days.push(day, row.value);
+            live.then(|| daily_points(e, row.id, day, row.end, days, tz))
         };
         if let Some(points) = series.filter(|p| !p.is_empty()) {
             out.push(Output::Forecast(ForecastSeries {
@@ -658,7 +682,7 @@ fn hourly_points(
         let fits: Option<Vec<Vec<f64>>> = choice
             .methods
             .iter()
-            .map(|m| method_points(*m, &values, weekly, steps))
+            .map(|m| method_points(*m, &values, &SEASONS, weekly, steps))
             .collect();
         let points = choice.combine(&fits?);
         (points.len() == steps).then_some(points)
@@ -692,17 +716,18 @@ fn hourly_points(
         .collect()
 }
 
-/// One chosen method's next `steps` hours: smoothing from the live weekly model (it has
-/// learnt every hour so far), the others from the recent hours.
+/// One chosen method's next `steps` steps: smoothing from the live model of the longest
+/// season (it has learnt every step so far), the others from the recent steps.
 fn method_points(
     method: Method,
     values: &[f64],
-    weekly: Option<&Forecaster>,
+    seasons: &[usize],
+    smoothing: Option<&Forecaster>,
     steps: usize,
 ) -> Option<Vec<f64>> {
     match method {
-        Method::Smoothing => Some(weekly?.forecast(steps).iter().map(|f| f.mean).collect()),
-        Method::SeasonalNaive(_) | Method::Naive => method.point(values, &SEASONS, steps),
+        Method::Smoothing => Some(smoothing?.forecast(steps).iter().map(|f| f.mean).collect()),
+        Method::SeasonalNaive(_) | Method::Naive => method.point(values, seasons, steps),
         Method::Ets | Method::Mstl(_) => None,
     }
 }
@@ -716,19 +741,59 @@ fn jitter(id: &str) -> i64 {
 }
 
 /// The next `days` local days from `end` (a local midnight).
-fn daily_points(model: &Forecaster, end: i64, days: usize, tz: Tz) -> Vec<ForecastPoint> {
-    let at = model.predictor();
+fn daily_points(
+    e: &mut Entity,
+    id: &str,
+    last: i64,
+    end: i64,
+    days: usize,
+    tz: Tz,
+) -> Vec<ForecastPoint> {
+    let values = e.days.values();
+    let due = e
+        .daily_chosen_at
+        .is_none_or(|at| last - at >= CHOICE_EVERY_DAYS);
+    if due && values.len() >= CHOICE_FROM_DAYS {
+        if let Some(choice) =
+            forecast::choose_among(&values, &[7], VALIDATED_DAYS, Candidates::Fast)
+        {
+            let jitter = e
+                .daily_chosen_at
+                .map_or_else(|| jitter(id) % CHOICE_EVERY_DAYS, |_| 0);
+            e.daily_choice = Some(choice);
+            e.daily_chosen_at = Some(last - jitter);
+        }
+    }
+    let model = Some(&e.daily).filter(|m| m.last() == Some(last));
+    let chosen = e.daily_choice.as_ref().and_then(|choice| {
+        let fits: Option<Vec<Vec<f64>>> = choice
+            .methods
+            .iter()
+            .map(|m| method_points(*m, &values, &[7], model, days))
+            .collect();
+        let points = choice.combine(&fits?);
+        (points.len() == days).then_some(points)
+    });
+    let predictor = e.daily.predictor();
     let mut points = Vec::with_capacity(days);
     let mut start = end;
     for _ in 0..days {
         let (s, e) = Granularity::D1.window(start, tz);
-        if let Some(f) = at(local_day(s, tz)) {
+        let day = local_day(s, tz);
+        let forecast = match &chosen {
+            Some(chosen) => usize::try_from(day - last - 1)
+                .ok()
+                .and_then(|i| chosen.get(i))
+                .map(|p| (p.mean, p.low, p.high)),
+            None => predictor(day).map(|f| (f.mean, f.low, f.high)),
+        };
+        if let Some((expected, low, high)) = forecast {
             points.push(ForecastPoint {
                 start: s,
                 end: e,
-                expected: f.mean,
-                low: f.low,
-                high: f.high,
+                expected: expected.max(0.0),
+                low: low.max(0.0),
+                high: high.max(0.0),
             });
         }
         start = e;
