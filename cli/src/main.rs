@@ -193,7 +193,8 @@ struct DetectArgs {
     step: Option<String>,
     /// The smallest spread a value is judged with, in the series' units (the pipeline
     /// uses half a person plus 2% of the capacity) [default: a millionth of the values'
-    /// mean size].
+    /// mean size; never less than a tenth of the typical change from one step to the
+    /// next].
     #[arg(long)]
     floor: Option<f64>,
     /// Scores are calibrated per series: 0.999 is a one-in-a-thousand step of the
@@ -202,7 +203,8 @@ struct DetectArgs {
     threshold: f64,
     /// Instead of printing each step: score the detector on the labelled series of
     /// --input with the Numenta Anomaly Benchmark's windowed scoring (standard profile),
-    /// beside roomflow's detector before and a rolling z-score.
+    /// beside roomflow's detector before, a rolling z-score and augurs' changepoint
+    /// detection.
     #[arg(long)]
     evaluate: bool,
     /// With --evaluate and series without labels: inject this many anomalies into each
