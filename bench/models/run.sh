@@ -13,7 +13,9 @@ HERE="$ROOT/bench/models"
 VENV="$DATA/models/venv"
 SERIES="$DATA/models/series"
 
-if ! "$VENV/bin/pip" freeze 2>/dev/null | grep -qxF -f <(grep -v '^#' "$HERE/requirements.txt"); then
+WANTED="$(grep -v '^#' "$HERE/requirements.txt" | grep -c .)"
+HAVE="$("$VENV/bin/pip" freeze 2>/dev/null | grep -cxF -f <(grep -v '^#' "$HERE/requirements.txt" | grep .) || true)"
+if [ "$HAVE" != "$WANTED" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
 fi
