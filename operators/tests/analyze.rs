@@ -479,3 +479,32 @@ fn daily_peaks_are_forecast_by_the_validated_choice_once_eight_weeks_were_seen()
         state["daily_choice"]
     );
 }
+
+#[test]
+fn before_a_whole_week_hours_are_forecast_by_the_mean_so_far() {
+    let mut feed = Feed::new();
+    fn end() -> i64 {
+        T0 + 2 * DAY
+    }
+    let mut analyzer = Analyzer::new(config(), Restored::default()).with_clock(end);
+    let mut out = Vec::new();
+    for day in 0..2 {
+        out.extend(analyze(
+            &mut analyzer,
+            feed.minutes(T0 + day * DAY, T0 + (day + 1) * DAY),
+        ));
+    }
+    let office = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Forecast(f) if f.entity_kind == EntityKind::Office => Some(f),
+            _ => None,
+        })
+        .rfind(|f| f.granularity == Granularity::H1)
+        .expect("an office's hours are forecast from its first hours");
+    assert_eq!(office.points.len(), 336);
+    assert!(office
+        .points
+        .iter()
+        .all(|p| p.low <= p.expected && p.expected <= p.high));
+}

@@ -675,9 +675,8 @@ fn hourly_points(
     let Some(detector) = &e.detector else {
         return Vec::new();
     };
-    let weekly = detector
-        .model(168)
-        .filter(|m| m.ready() && m.last() == Some(last));
+    // Before a whole week, its forecast is the mean so far with the spread so far.
+    let weekly = detector.model(168).filter(|m| m.last() == Some(last));
     let chosen = e.choice.as_ref().and_then(|choice| {
         let fits: Option<Vec<Vec<f64>>> = choice
             .methods
