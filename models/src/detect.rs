@@ -590,13 +590,6 @@ impl Detector {
 mod tests {
     use super::*;
 
-    fn noise(t: i64) -> f64 {
-        let mut z = (t as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % 2_000) as f64 / 1_000.0 - 1.0
-    }
-
     /// A day of 24 steps: busy from 9 to 17.
     fn day(t: i64) -> f64 {
         let busy = if (9..17).contains(&(t % 24)) {
@@ -604,7 +597,7 @@ mod tests {
         } else {
             2.0
         };
-        busy + noise(t)
+        busy + crate::noise(t as u64)
     }
 
     fn run(d: &mut Detector, from: i64, to: i64, f: impl Fn(i64) -> Option<f64>) -> Vec<Judgement> {
@@ -687,7 +680,7 @@ mod tests {
         let mut d = Detector::new(&[24], 0.5);
         let night = |t: i64| {
             Some(if (9..17).contains(&(t % 24)) {
-                10.0 + noise(t)
+                10.0 + crate::noise(t as u64)
             } else {
                 0.0
             })
@@ -704,7 +697,9 @@ mod tests {
     fn scores_mean_the_same_on_series_of_any_scale() {
         let rate = |scale: f64| {
             let mut d = Detector::new(&[], 1e-9);
-            let judged = run(&mut d, 0, 20_000, |t| Some(scale * (100.0 + noise(t))));
+            let judged = run(&mut d, 0, 20_000, |t| {
+                Some(scale * (100.0 + crate::noise(t as u64)))
+            });
             judged.iter().filter(|j| j.score >= 0.99).count() as f64 / judged.len() as f64
         };
         let (small, large) = (rate(0.01), rate(1_000.0));

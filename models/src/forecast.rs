@@ -342,14 +342,6 @@ fn mae(actual: &[f64], forecast: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    /// splitmix64, as a uniform number in [-1, 1).
-    fn noise(t: usize) -> f64 {
-        let mut z = (t as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % 2_000) as f64 / 1_000.0 - 1.0
-    }
-
     /// An office's hours: busy on weekdays from 8 to 18, quieter on Fridays, noise of
     /// ±3 people.
     fn office(t: usize) -> f64 {
@@ -359,7 +351,7 @@ mod tests {
             4 if (8..18).contains(&hour) => 25.0,
             _ => 5.0,
         };
-        busy + 3.0 * noise(t)
+        busy + 3.0 * crate::noise(t as u64)
     }
 
     #[test]
@@ -389,7 +381,7 @@ mod tests {
     fn a_random_walk_is_forecast_by_its_last_value() {
         let mut y = vec![100.0];
         for t in 1..600 {
-            y.push(y[t - 1] + 5.0 * noise(t));
+            y.push(y[t - 1] + 5.0 * crate::noise(t as u64));
         }
         let choice = choose(&y, &[], 10).unwrap();
         assert!(

@@ -659,16 +659,16 @@ fn hourly_points(
     let values = e.history.values();
     // Validated only with both seasons (two weeks of hours), so that the smoothing
     // validated is the weekly one that forecasts.
-    let due = e.chosen_at.is_none_or(|at| last - at >= CHOICE_EVERY_HOURS);
-    if due && values.len() >= 2 * SEASONS[1] {
-        let chosen = forecast::choose_among(&values, &SEASONS, VALIDATED_HOURS, Candidates::Fast);
-        if let Some(choice) = chosen {
-            // The first choice is dated back by the entity's own jitter, so that the
-            // next ones spread over the week.
-            let jitter = e.chosen_at.map_or_else(|| jitter(id), |_| 0);
-            e.choice = Some(choice);
-            e.chosen_at = Some(last - jitter);
-        }
+    if values.len() >= 2 * SEASONS[1] {
+        let every = CHOICE_EVERY_HOURS;
+        let due = Due { id, last, every };
+        due.choose(
+            &mut e.choice,
+            &mut e.chosen_at,
+            &values,
+            &SEASONS,
+            VALIDATED_HOURS,
+        );
     }
     // Local hours repeat or skip at a change of time: a few steps more than hours.
     let steps = hours + 2;
@@ -677,15 +677,7 @@ fn hourly_points(
     };
     // Before a whole week, its forecast is the mean so far with the spread so far.
     let weekly = detector.model(168).filter(|m| m.last() == Some(last));
-    let chosen = e.choice.as_ref().and_then(|choice| {
-        let fits: Option<Vec<Vec<f64>>> = choice
-            .methods
-            .iter()
-            .map(|m| method_points(*m, &values, &SEASONS, weekly, steps))
-            .collect();
-        let points = choice.combine(&fits?);
-        (points.len() == steps).then_some(points)
-    });
+    let chosen = chosen_points(e.choice.as_ref(), &values, &SEASONS, weekly, steps);
     let at = |h: i64| -> Option<(f64, f64, f64)> {
         let start = end + h * HOUR;
         let slot = local_hour(start, tz);
@@ -731,14 +723,63 @@ fn method_points(
     }
 }
 
-/// An hour of the week from the entity's id (FNV-1a): when its choices are due.
-fn jitter(id: &str) -> i64 {
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (hash % CHOICE_EVERY_HOURS as u64) as i64
+/// When an entity's forecast is chosen again: `every` steps after the last choice.
+/// The first choice is dated back by the entity's own jitter (FNV-1a of its id), so
+/// that the next ones spread over the period rather than all falling in one hour.
+struct Due<'a> {
+    id: &'a str,
+    last: i64,
+    every: i64,
 }
 
+impl Due<'_> {
+    fn choose(
+        &self,
+        choice: &mut Option<Choice>,
+        chosen_at: &mut Option<i64>,
+        values: &[f64],
+        seasons: &[usize],
+        validated: usize,
+    ) {
+        if chosen_at.is_some_and(|at| self.last - at < self.every) {
+            return;
+        }
+        let Some(chosen) = forecast::choose_among(values, seasons, validated, Candidates::Fast)
+        else {
+            return;
+        };
+        let jitter = match chosen_at {
+            Some(_) => 0,
+            None => {
+                let hash = self.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
+                (hash % self.every as u64) as i64
+            }
+        };
+        *choice = Some(chosen);
+        *chosen_at = Some(self.last - jitter);
+    }
+}
+
+/// The chosen methods' next `steps` points, combined with the validated intervals;
+/// `None` without a choice or when a method cannot forecast yet.
+fn chosen_points(
+    choice: Option<&Choice>,
+    values: &[f64],
+    seasons: &[usize],
+    smoothing: Option<&Forecaster>,
+    steps: usize,
+) -> Option<Vec<forecast::Point>> {
+    let choice = choice?;
+    let fits: Option<Vec<Vec<f64>>> = choice
+        .methods
+        .iter()
+        .map(|m| method_points(*m, values, seasons, smoothing, steps))
+        .collect();
+    let points = choice.combine(&fits?);
+    (points.len() == steps).then_some(points)
+}
 /// The next `days` local days from `end` (a local midnight).
 fn daily_points(
     e: &mut Entity,
@@ -749,30 +790,17 @@ fn daily_points(
     tz: Tz,
 ) -> Vec<ForecastPoint> {
     let values = e.days.values();
-    let due = e
-        .daily_chosen_at
-        .is_none_or(|at| last - at >= CHOICE_EVERY_DAYS);
-    if due && values.len() >= CHOICE_FROM_DAYS {
-        if let Some(choice) =
-            forecast::choose_among(&values, &[7], VALIDATED_DAYS, Candidates::Fast)
-        {
-            let jitter = e
-                .daily_chosen_at
-                .map_or_else(|| jitter(id) % CHOICE_EVERY_DAYS, |_| 0);
-            e.daily_choice = Some(choice);
-            e.daily_chosen_at = Some(last - jitter);
-        }
+    if values.len() >= CHOICE_FROM_DAYS {
+        let due = Due {
+            id,
+            last,
+            every: CHOICE_EVERY_DAYS,
+        };
+        let (choice, at) = (&mut e.daily_choice, &mut e.daily_chosen_at);
+        due.choose(choice, at, &values, &[7], VALIDATED_DAYS);
     }
     let model = Some(&e.daily).filter(|m| m.last() == Some(last));
-    let chosen = e.daily_choice.as_ref().and_then(|choice| {
-        let fits: Option<Vec<Vec<f64>>> = choice
-            .methods
-            .iter()
-            .map(|m| method_points(*m, &values, &[7], model, days))
-            .collect();
-        let points = choice.combine(&fits?);
-        (points.len() == days).then_some(points)
-    });
+    let chosen = chosen_points(e.daily_choice.as_ref(), &values, &[7], model, days);
     let predictor = e.daily.predictor();
     let mut points = Vec::with_capacity(days);
     let mut start = end;
