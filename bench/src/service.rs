@@ -209,12 +209,23 @@ async fn measure(
         .fetch_one::<u64>()
         .await
         .map_err(ch)?;
-    let (key, listed) = rf_jobs::apikey::create(&settings.clickhouse, tenant, "bench").await?;
+    let (key, listed) = rf_jobs::apikey::create(
+        &settings.clickhouse,
+        tenant,
+        "bench",
+        rf_schemas::tenant::Role::Analyst,
+    )
+    .await?;
     let noisy_key = match noisy {
         Some(t) => Some(
-            rf_jobs::apikey::create(&settings.clickhouse, t, "bench")
-                .await?
-                .0,
+            rf_jobs::apikey::create(
+                &settings.clickhouse,
+                t,
+                "bench",
+                rf_schemas::tenant::Role::Analyst,
+            )
+            .await?
+            .0,
         ),
         None => None,
     };

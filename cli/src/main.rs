@@ -10,6 +10,7 @@ mod job;
 mod pipeline;
 mod report;
 mod series;
+mod serve;
 mod simulate;
 mod tenant;
 
@@ -67,8 +68,15 @@ enum Command {
     /// Run the pipeline: consume every tenant's readings, compute windows, write
     /// ClickHouse, Redis and dead letters, commit offsets after the sinks acknowledge.
     Run(RunArgs),
-    /// Run the read-only HTTP query service.
+    /// Run the HTTP query service and the web app (at /, sign-in through
+    /// service.web.oidc_issuer): read endpoints for every role, the tenant admin's
+    /// endpoints (/v1/admin/…) for admins.
     Serve,
+    /// Run the local stack's development identity provider (OpenID Connect with PKCE) on
+    /// loopback, so the web app's sign-in works offline: its page signs you in as a
+    /// facilities manager (viewer), an executive (analyst) or a tenant admin (admin) of
+    /// any tenant. Never for production: it refuses any address but loopback.
+    DevIdp(serve::DevIdpArgs),
     /// Create, list, describe, update and delete tenants; report where their data lives.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -227,10 +235,14 @@ struct TokenArgs {
     /// Lifetime, e.g. 24h or 30d; at most service.jwt_max_age_secs (30 days by default).
     #[arg(long, default_value = "24h")]
     ttl: String,
+    /// What it may do: viewer (reads), analyst (also rankings, under-used rooms,
+    /// exports) or admin (also the tenant's administration).
+    #[arg(long, default_value = "analyst")]
+    role: rf_schemas::tenant::Role,
     /// Instead of minting one: revoke every token of the tenant issued until now (a
     /// leaked token, an employee who left). The query service refuses them within
     /// service.directory_refresh_secs; tokens minted afterwards work.
-    #[arg(long, conflicts_with_all = ["subject", "ttl"])]
+    #[arg(long, conflicts_with_all = ["subject", "ttl", "role"])]
     revoke: bool,
 }
 
@@ -274,15 +286,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run(args) => run_pipeline(config, args),
-        Command::Serve => runtime()?.block_on(async {
-            rf_service::serve(&config.service, &config.service_stores(), async {
-                if let Err(error) = tokio::signal::ctrl_c().await {
-                    tracing::warn!(%error, "cannot listen for Ctrl-C");
-                }
-            })
-            .await
-            .map_err(anyhow::Error::msg)
-        }),
+        Command::Serve => serve::serve(&config),
+        Command::DevIdp(args) => serve::dev_idp(args),
         Command::Tenant(command) => tenant_command(&config, command),
         Command::Schemas(SchemasCommand::Register { tenants }) => {
             let tenants = if tenants.is_empty() {
@@ -392,12 +397,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             println!(
                 "{}",
-                rf_service::mint_with(
+                rf_service::auth::mint_as(
                     &config.service.jwt_secret,
                     &config.service.token_policy(),
                     &args.tenant,
                     &args.subject,
-                    ttl.as_secs()
+                    ttl.as_secs(),
+                    Some(args.role)
                 )
             );
             Ok(())

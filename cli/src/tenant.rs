@@ -76,6 +76,10 @@ pub(crate) enum ApikeyCommand {
         /// What the key is for.
         #[arg(long)]
         name: String,
+        /// What the key may do: viewer (reads), analyst (also rankings, under-used rooms,
+        /// exports) or admin (also manages the tenant).
+        #[arg(long, default_value = "analyst")]
+        role: rf_schemas::tenant::Role,
     },
     /// List a tenant's keys (ids and names, never the keys).
     List {
@@ -239,16 +243,16 @@ pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow:
                 anyhow::bail!("tenant {} is deleted", entry.tenant);
             }
             match command {
-                ApikeyCommand::Create { tenant, name } => {
-                    let (key, listed) = apikey::create(&config.clickhouse, &tenant, &name).await?;
+                ApikeyCommand::Create { tenant, name, role } => {
+                    let (key, listed) = apikey::create(&config.clickhouse, &tenant, &name, role).await?;
                     println!("{key}");
                     eprintln!(
-                        "API key {} ({}) for tenant {tenant}: shown this once; only its hash is kept",
+                        "API key {} ({}, {role}) for tenant {tenant}: shown this once; only its hash is kept",
                         listed.key_id, listed.name
                     );
                 }
                 ApikeyCommand::List { tenant } => {
-                    println!("{:<14} {:<20} {:<22} status", "key id", "created", "name");
+                    println!("{:<14} {:<20} {:<22} {:<8} status", "key id", "created", "name", "role");
                     for k in apikey::list(&config.clickhouse, &tenant).await? {
                         let status = if k.revoked == 1 {
                             format!("revoked {}", format_ms(i64::from(k.revoked_at) * 1000))
@@ -256,10 +260,11 @@ pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow:
                             "active".into()
                         };
                         println!(
-                            "{:<14} {:<20} {:<22} {status}",
+                            "{:<14} {:<20} {:<22} {:<8} {status}",
                             k.key_id,
                             format_ms(i64::from(k.created_at) * 1000),
-                            k.name
+                            k.name,
+                            k.role
                         );
                     }
                 }

@@ -66,9 +66,14 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
         rf_jobs::erase::committed_offsets(&s.kafka, &tenant).unwrap() > 0,
         "the pipeline committed offsets"
     );
-    rf_jobs::apikey::create(&s.clickhouse, &tenant, "dashboard")
-        .await
-        .unwrap();
+    rf_jobs::apikey::create(
+        &s.clickhouse,
+        &tenant,
+        "dashboard",
+        rf_schemas::tenant::Role::Analyst,
+    )
+    .await
+    .unwrap();
     // A webhook: its URL and signing secret never reach the registry topic in the clear.
     let hook = "https://hooks.example.com/roomflow/erase-test-token";
     let spec = rf_jobs::tenant::TenantSpec {

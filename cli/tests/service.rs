@@ -385,6 +385,7 @@ fn rs256_token(tenant: &rf_schemas::TenantId) -> String {
         iat: Some(now - 1),
         iss: Some(IDP_ISSUER.into()),
         aud: Some(IDP_AUDIENCE.into()),
+        role: None,
     };
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("roomflow-test-1".into());
@@ -511,6 +512,7 @@ async fn no_credential_parameter_or_id_reaches_another_tenants_data() {
             iat: Some(nbf.min(now)),
             iss: None,
             aud: None,
+            role: None,
         };
         let key = EncodingKey::from_secret(secret.expose().as_bytes());
         let hs = |c: &rf_service::auth::Claims| encode(&Header::default(), c, &key).unwrap();

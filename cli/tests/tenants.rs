@@ -289,9 +289,14 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
     us_only.regions.serve = vec!["us".into()];
     let us_base = serve(&config, &us_only).await;
     let token = rf_service::mint(&config.jwt_secret, &eu, "residency", 300);
-    let (key, listed) = rf_jobs::apikey::create(&s.clickhouse, &eu, "dashboard")
-        .await
-        .unwrap();
+    let (key, listed) = rf_jobs::apikey::create(
+        &s.clickhouse,
+        &eu,
+        "dashboard",
+        rf_schemas::tenant::Role::Analyst,
+    )
+    .await
+    .unwrap();
     let get = |base: &str, path: &str, header: (&'static str, String)| {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)

@@ -104,8 +104,8 @@ start_redis() { # name port
     --user default off \
     --user "$REDIS_USER" on ">$REDIS_PASSWORD" '~*' '&*' +@all \
     --user rf-pipeline "${common[@]}" '~rf:*' +hset +hmset +incr +incrby \
-    --user rf-service "${common[@]}" '%R~rf:*' '~rf:*:cache:*' '~rf:*:ratelimit:*' \
-      +get +mget +hgetall +set +setex +incr +pttl +multi +exec \
+    --user rf-service "${common[@]}" '%R~rf:*' '~rf:*:cache:*' '~rf:*:ratelimit:*' '~rf:_session:*' \
+      +get +mget +hgetall +set +setex +incr +pttl +multi +exec +del \
     --user rf-jobs "${common[@]}" '~rf:*' +scan +del +incr +incrby '+acl|setuser' '+acl|deluser' '+acl|users'
 }
 

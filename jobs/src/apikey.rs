@@ -7,7 +7,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use rf_schemas::tenant::api_key_hash as hash;
+use rf_schemas::tenant::Role;
 use rf_schemas::TenantId;
+use rf_sinks::clickhouse::roles::RoleRow;
 use rf_sinks::config::ClickHouseConfig;
 
 use crate::JobError;
@@ -30,6 +32,24 @@ pub struct ApiKey {
     pub revoked: u8,
     /// When, seconds since the Unix epoch (0: not revoked).
     pub revoked_at: u32,
+    /// What it may do (keys made before roles: analyst).
+    #[serde(default = "analyst")]
+    pub role: String,
+}
+
+fn analyst() -> String {
+    Role::Analyst.as_str().into()
+}
+
+/// A key's principal in `rf_platform.roles`.
+pub fn principal(key_id: &str) -> String {
+    format!("apikey:{key_id}")
+}
+
+/// Writes rows of `rf_platform.roles`.
+async fn write_roles(clickhouse: &ClickHouseConfig, rows: &[RoleRow]) -> Result<(), JobError> {
+    let client = crate::platform(clickhouse).await?;
+    Ok(rf_sinks::clickhouse::roles::write(&client, rows).await?)
 }
 
 #[derive(Row, Serialize, Deserialize)]
@@ -44,11 +64,12 @@ struct KeyRow {
     version: u64,
 }
 
-/// Creates a key for `tenant`; returns it (shown once) and its listing.
+/// Creates a key for `tenant` with `role`; returns it (shown once) and its listing.
 pub async fn create(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
     name: &str,
+    role: Role,
 ) -> Result<(String, ApiKey), JobError> {
     if name.is_empty() || name.len() > 100 {
         return Err(JobError::Invalid(
@@ -71,6 +92,22 @@ pub async fn create(
         revoked_at: 0,
         version: now_ms(),
     };
+    // The role first: a key is never usable with the wrong one.
+    write_roles(
+        clickhouse,
+        &[RoleRow {
+            tenant: tenant.to_string(),
+            principal: principal(&key_id),
+            name: name.to_owned(),
+            email: String::new(),
+            role: role.as_str().into(),
+            idp_role: String::new(),
+            last_seen: now,
+            updated_by: String::new(),
+            version: now_ms(),
+        }],
+    )
+    .await?;
     write(clickhouse, &row).await?;
     let listed = ApiKey {
         key_id,
@@ -79,6 +116,7 @@ pub async fn create(
         created_at: now,
         revoked: 0,
         revoked_at: 0,
+        role: role.as_str().into(),
     };
     Ok((key, listed))
 }
@@ -91,9 +129,14 @@ pub async fn list(
     let client = crate::platform(clickhouse).await?;
     client
         .query(
-            "SELECT key_id, tenant, name, toUInt32(created_at), revoked, toUInt32(revoked_at) \
-             FROM rf_platform.api_keys FINAL WHERE tenant = ? ORDER BY created_at, key_id",
+            "SELECT key_id, tenant, name, toUInt32(created_at), revoked, toUInt32(revoked_at), \
+             if(role = '', 'analyst', role) \
+             FROM (SELECT * FROM rf_platform.api_keys FINAL WHERE tenant = ?) \
+             ANY LEFT JOIN (SELECT substring(principal, 8) AS key_id, role FROM rf_platform.roles FINAL \
+                            WHERE tenant = ? AND startsWith(principal, 'apikey:')) USING key_id \
+             ORDER BY created_at, key_id",
         )
+        .bind(tenant.as_str())
         .bind(tenant.as_str())
         .fetch_all()
         .await
@@ -135,6 +178,7 @@ pub async fn revoke(
         created_at: row.created_at,
         revoked: row.revoked,
         revoked_at: row.revoked_at,
+        role: String::new(),
     })
 }
 

@@ -237,6 +237,7 @@ pub async fn step(
             for (table, extra) in [
                 ("tenant_keys", ""),
                 ("api_keys", ""),
+                ("roles", ""),
                 ("token_revocations", ""),
                 ("tenants", ""),
                 ("jobs", " AND id != ?"),
@@ -531,6 +532,7 @@ pub async fn verify(
         "tenant_keys",
         "tenants",
         "api_keys",
+        "roles",
         "token_revocations",
         "jobs",
     ] {

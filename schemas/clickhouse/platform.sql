@@ -35,6 +35,24 @@ CREATE TABLE IF NOT EXISTS rf_platform.api_keys (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY key_id;
 
+-- Roles in a tenant, one row per principal: an API key (`apikey:<key_id>`) or a user
+-- who signed in to the web app (`user:<sub>`). `role` is what the tenant's admin set
+-- (viewer, analyst, admin, or none: no access); empty, a user's role follows the identity
+-- provider's claims (`idp_role`, as of `last_seen`), and a key without a row reads as an
+-- analyst (keys made before roles). The latest by version.
+CREATE TABLE IF NOT EXISTS rf_platform.roles (
+    tenant String,
+    principal String,
+    name String,
+    email String,
+    role String,
+    idp_role String,
+    last_seen DateTime('UTC'),
+    updated_by String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, principal);
+
 -- Jobs (backfills, retention, erasure, reports): a mirror of the compacted topic
 -- roomflow.job-status, one revision per status change, the latest by version (updated_ms).
 CREATE TABLE IF NOT EXISTS rf_platform.jobs (

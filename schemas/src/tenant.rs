@@ -197,6 +197,54 @@ impl std::str::FromStr for Tier {
     }
 }
 
+/// What a caller may do in its tenant; each role includes the ones before it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads: occupancy, series, heatmaps, anomalies, forecasts.
+    Viewer,
+    /// Also the analytics endpoints (rankings, under-used rooms) and exports.
+    Analyst,
+    /// Also manages the tenant: users, API keys, alert targets and rules, settings.
+    Admin,
+}
+
+impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Analyst, Role::Admin];
+
+    /// The role's name in configs, claims and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Analyst => "analyst",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Self::Viewer),
+            "analyst" => Ok(Self::Analyst),
+            "admin" => Ok(Self::Admin),
+            _ => Err(format!(
+                "unknown role {s:?}: expected viewer, analyst or admin"
+            )),
+        }
+    }
+}
+
 /// The SHA-256 of an API key, hex: all that is stored of it, and what a verifier looks up.
 pub fn api_key_hash(key: &str) -> String {
     use sha2::Digest;

@@ -36,6 +36,10 @@ pub struct Scope {
     pub who: RefCell<Option<Who>>,
     /// Whether the response came from the cache, if the route caches.
     pub cache_hit: Cell<Option<bool>>,
+    /// The signed-in user of the request's session, when it carries no other credential.
+    pub session: RefCell<Option<crate::web::SessionUser>>,
+    /// An admin write's change, for the audit row's `query` (secrets never in it).
+    pub change: RefCell<Option<String>>,
 }
 
 tokio::task_local! {
@@ -51,6 +55,28 @@ pub fn remember_quota(quota: Quota) {
 /// Notes whether the response came from the cache (outside a request: nowhere).
 pub fn remember_cache(hit: bool) {
     let _ = SCOPE.try_with(|s| s.cache_hit.set(Some(hit)));
+}
+
+/// Keeps the session's user for [`crate::routes::caller`] (outside a request: nowhere).
+pub fn remember_session(user: crate::web::SessionUser) {
+    let _ = SCOPE.try_with(|s| *s.session.borrow_mut() = Some(user));
+}
+
+/// The session's user, if the request has one.
+pub fn session() -> Option<crate::web::SessionUser> {
+    SCOPE
+        .try_with(|s| s.session.borrow().clone())
+        .ok()
+        .flatten()
+}
+
+/// Records what an admin write changed, `key=value` pairs, in the audit row's `query`.
+pub fn remember_change(pairs: &[(&str, &str)]) {
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(['&', '=', '\n'], " ")))
+        .collect();
+    let _ = SCOPE.try_with(|s| *s.change.borrow_mut() = Some(encoded.join("&")));
 }
 
 /// Keeps the authenticated caller for the audit row (outside a request: nowhere).

@@ -6,6 +6,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use rf_schemas::tenant::Role;
 use rf_schemas::TenantId;
 use rf_sinks::Secret;
 
@@ -35,6 +36,10 @@ pub struct Claims {
     /// Audience; checked when `service.jwt_audience` is set (always for RS256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// What the token may do: viewer, analyst or admin; tokens without it (made before
+    /// roles) are analysts'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// What a verified token grants.
@@ -46,6 +51,8 @@ pub struct Grant {
     pub subject: String,
     /// When it was issued, seconds since the epoch.
     pub issued_at: u64,
+    /// What it may do.
+    pub role: Role,
 }
 
 /// What a token must satisfy beyond its signature.
@@ -154,10 +161,15 @@ impl Verifier {
         let issued_at = self.issued_at(&data.claims)?;
         let tenant =
             TenantId::parse(&data.claims.tenant).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let role = match &data.claims.role {
+            None => Role::Analyst,
+            Some(role) => role.parse().map_err(AuthError::Invalid)?,
+        };
         Ok(Grant {
             tenant,
             subject: data.claims.sub,
             issued_at,
+            role,
         })
     }
 
@@ -226,6 +238,18 @@ pub fn mint_with(
     subject: &str,
     ttl_secs: u64,
 ) -> String {
+    mint_as(secret, policy, tenant, subject, ttl_secs, None)
+}
+
+/// [`mint_with`], for `role` (none: the token reads as an analyst's).
+pub fn mint_as(
+    secret: &Secret,
+    policy: &TokenPolicy,
+    tenant: &TenantId,
+    subject: &str,
+    ttl_secs: u64,
+    role: Option<Role>,
+) -> String {
     let now = now_secs();
     let claims = Claims {
         sub: subject.to_owned(),
@@ -236,6 +260,7 @@ pub fn mint_with(
         iat: Some(now),
         iss: policy.issuer.clone(),
         aud: policy.audience.clone(),
+        role: role.map(|r| r.as_str().to_owned()),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -279,6 +304,7 @@ mod tests {
             iat: Some(now_secs()),
             iss: None,
             aud: None,
+            role: None,
         };
         let expired = jsonwebtoken::encode(
             &Header::default(),
@@ -304,6 +330,7 @@ mod tests {
             iat: Some(now_secs()),
             iss: None,
             aud: None,
+            role: None,
         };
         let sign = |c: &Claims, h: &Header, k: &EncodingKey| {
             format!("Bearer {}", jsonwebtoken::encode(h, c, k).unwrap())
@@ -333,6 +360,7 @@ mod tests {
             iat: Some(now_secs()),
             iss: Some("https://idp.example".into()),
             aud: Some("roomflow".into()),
+            role: None,
         };
         let rsa = EncodingKey::from_rsa_pem(pem).unwrap();
         let mut header = Header::new(Algorithm::RS256);
@@ -382,6 +410,7 @@ mod tests {
             iat: Some(now),
             iss: None,
             aud: None,
+            role: None,
         };
         let v = Verifier::new(&secret, policy());
         assert_eq!(v.verify(Some(&token(&fine))).unwrap().issued_at, now);

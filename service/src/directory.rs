@@ -70,6 +70,7 @@ pub enum Refusal {
 #[derive(Row, Deserialize)]
 struct TenantRow {
     tenant: String,
+    display_name: String,
     region: String,
     tier: String,
     deleted: u8,
@@ -82,6 +83,13 @@ struct RevocationRow {
 }
 
 #[derive(Row, Deserialize)]
+struct RoleRow {
+    tenant: String,
+    principal: String,
+    role: String,
+}
+
+#[derive(Row, Deserialize)]
 struct KeyRow {
     sha256: String,
     tenant: String,
@@ -91,6 +99,8 @@ struct KeyRow {
 /// A tenant as the service knows it.
 #[derive(Clone, Debug)]
 pub struct Known {
+    /// The name people see.
+    pub name: String,
     /// Its region.
     pub region: String,
     /// Its tier.
@@ -107,6 +117,8 @@ pub struct Directory {
     keys: RwLock<HashMap<String, (TenantId, String)>>,
     /// Per tenant, the time (s) before which its bearer tokens were revoked.
     revoked_before: RwLock<HashMap<String, u64>>,
+    /// The roles the tenants' admins set: (tenant, principal) → role or `none`.
+    assigned: RwLock<HashMap<(String, String), String>>,
 }
 
 impl Directory {
@@ -117,6 +129,7 @@ impl Directory {
             tenants: RwLock::default(),
             keys: RwLock::default(),
             revoked_before: RwLock::default(),
+            assigned: RwLock::default(),
         }
     }
 
@@ -127,7 +140,7 @@ impl Directory {
     ) -> Result<(), clickhouse::error::Error> {
         let tenants: Vec<TenantRow> = absent_is_empty(
             platform
-                .query("SELECT tenant, region, tier, deleted FROM rf_platform.tenants FINAL")
+                .query("SELECT tenant, display_name, region, tier, deleted FROM rf_platform.tenants FINAL")
                 .fetch_all()
                 .await,
         )?;
@@ -143,6 +156,18 @@ impl Directory {
                 .fetch_all()
                 .await,
         )?;
+        let assigned: Vec<RoleRow> = absent_is_empty(
+            platform
+                .query(
+                    "SELECT tenant, principal, role FROM rf_platform.roles FINAL WHERE role != ''",
+                )
+                .fetch_all()
+                .await,
+        )?;
+        let assigned = assigned
+            .into_iter()
+            .map(|r| ((r.tenant, r.principal), r.role))
+            .collect();
         let revoked_before = revocations
             .into_iter()
             .map(|r| (r.tenant, u64::from(r.not_before)))
@@ -151,6 +176,7 @@ impl Directory {
             .into_iter()
             .map(|t| {
                 let known = Known {
+                    name: t.display_name,
                     region: t.region,
                     tier: t.tier,
                     deleted: t.deleted == 1,
@@ -164,6 +190,7 @@ impl Directory {
             .collect();
         *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = tenants;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        *self.assigned.write().unwrap_or_else(|e| e.into_inner()) = assigned;
         *self
             .revoked_before
             .write()
@@ -183,6 +210,15 @@ impl Directory {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
+            .cloned()
+    }
+
+    /// The role `tenant`'s admin set for `principal` (`none`: no access), if any.
+    pub fn assigned(&self, tenant: &TenantId, principal: &str) -> Option<String> {
+        self.assigned
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(tenant.to_string(), principal.to_owned()))
             .cloned()
     }
 

@@ -19,6 +19,7 @@ use crate::portfolio::no_database_is_empty;
 use crate::rooms::{metadata, Metadata, Version};
 use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError, Caller};
 use crate::AppState;
+use rf_schemas::tenant::Role;
 
 /// A trailing period: `weeks` or `days` back from `to` (default now).
 #[derive(Deserialize)]
@@ -28,6 +29,8 @@ pub struct Period {
     to: Option<String>,
     threshold: Option<f64>,
     limit: Option<u32>,
+    /// `json` (default) or `csv` (under-used rooms).
+    format: Option<String>,
 }
 
 impl Period {
@@ -115,8 +118,13 @@ pub async fn underused(
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers)?.require(Role::Analyst)?;
     let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
+    let csv = match p.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        _ => return Err(ApiError::bad("format", "must be json or csv")),
+    };
     let threshold = p.threshold.unwrap_or(0.2);
     if !(0.0..=1.0).contains(&threshold) {
         return Err(ApiError::bad("threshold", "must be between 0 and 1"));
@@ -136,7 +144,55 @@ pub async fn underused(
         underused_of(&caller, &metadata, (from, to), threshold, limit),
     )
     .await?;
+    if csv {
+        return Ok(underused_csv(&body));
+    }
     Ok(answer(body))
+}
+
+/// The under-used rooms as a CSV file, one room per line.
+fn underused_csv(body: &serde_json::Value) -> Response {
+    use axum::response::IntoResponse;
+    let field = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => {
+            // Quoted, and never read as a formula by a spreadsheet.
+            let s = if s.starts_with(['=', '+', '-', '@']) {
+                format!("'{s}")
+            } else {
+                s.clone()
+            };
+            format!("\"{}\"", s.replace('"', "\"\""))
+        }
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let columns = [
+        "room_id",
+        "office_id",
+        "name",
+        "capacity",
+        "utilization",
+        "days",
+        "monthly_saving",
+    ];
+    let mut out = columns.join(",");
+    out.push('\n');
+    for room in body["rooms"].as_array().into_iter().flatten() {
+        let line: Vec<String> = columns.iter().map(|c| field(&room[*c])).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    (
+        [
+            ("content-type", "text/csv; charset=utf-8"),
+            (
+                "content-disposition",
+                "attachment; filename=\"underused-rooms.csv\"",
+            ),
+        ],
+        out,
+    )
+        .into_response()
 }
 
 #[derive(Row, Deserialize)]
@@ -154,7 +210,7 @@ pub async fn ranking(
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?;
+    let caller = caller(&state, &headers)?.require(Role::Analyst)?;
     let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
     caller.limit(&state, Class::Analytics).await?;
     let request = format!("ranking:{}:{}", secs(from), secs(to));

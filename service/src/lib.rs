@@ -1,6 +1,7 @@
 //! roomflow's read-only query service: current occupancy from Redis, utilization series
 //! from ClickHouse, each behind a bearer token that names the tenant.
 
+pub mod admin;
 mod analytics;
 pub mod audit;
 pub mod auth;
@@ -8,11 +9,13 @@ mod cache;
 pub mod directory;
 mod insights;
 pub mod limits;
+mod live;
 mod portfolio;
 mod rooms;
 mod routes;
 mod series;
 mod slots;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +27,7 @@ use tracing::Instrument;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -101,6 +104,11 @@ pub struct ServiceConfig {
     /// `analytics` (ranges over seven days, heatmaps, rankings), each a number of
     /// `requests` per `window_secs`; shared by every `serve` process of a region.
     pub rate_limits: BTreeMap<String, TierLimits>,
+    /// The web app and its sign-in.
+    pub web: web::WebConfig,
+    /// The key of the web app's CSRF cookies: the same (64 or more random characters) on
+    /// every `serve` process behind one address; empty: a random key per process.
+    pub csrf_key: Secret,
 }
 
 /// See [`ServiceConfig::jwt_algorithm`].
@@ -142,6 +150,8 @@ impl Default for ServiceConfig {
             cache_ttl_secs: 60,
             memory_cache_mib: 256,
             rate_limits: limits::default_limits(),
+            web: web::WebConfig::default(),
+            csrf_key: Secret::new(""),
         }
     }
 }
@@ -294,6 +304,14 @@ impl ServiceConfig {
                 }
             }
         }
+        self.web.validate(addr.ip().is_loopback())?;
+        let key = self.csrf_key.expose();
+        if !key.is_empty() && key.len() < 64 {
+            return Err(InvalidSetting {
+                field: "service.csrf_key",
+                problem: "must be 64 or more random characters (or empty: one per process)".into(),
+            });
+        }
         if !(1..=3660).contains(&self.max_range_days) {
             return Err(InvalidSetting {
                 field: "service.max_range_days",
@@ -330,6 +348,14 @@ pub struct AppState {
     chunks: Option<series::Chunks>,
     /// The tenants' room metadata (none when `memory_cache_mib` is 0).
     metadata: Option<rooms::MetadataCache>,
+    /// The home ClickHouse, with the platform's tables.
+    platform: clickhouse::Client,
+    /// The web app's identity provider (none when the web app is off).
+    web: Option<web::Provider>,
+    /// Tenant administration, when the binary supplies it.
+    admin: Option<Arc<dyn admin::Admin>>,
+    /// Open live streams per tenant.
+    streams: live::Streams,
 }
 
 /// The service's Prometheus metrics, by name.
@@ -342,7 +368,7 @@ pub const METRICS: [&str; 3] = [
 /// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
 /// keeps it fresh, and builds the router.
 pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, String> {
-    Ok(build(config, stores).await?.0)
+    Ok(build(config, stores, None).await?.0)
 }
 
 /// The router, and the audit writer, which ends once the router is gone and the last
@@ -350,6 +376,7 @@ pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, Stri
 async fn build(
     config: &ServiceConfig,
     stores: &Stores,
+    admin: Option<Arc<dyn admin::Admin>>,
 ) -> Result<(Router, tokio::task::JoinHandle<()>), String> {
     let mut regions = Vec::new();
     for r in &stores.regions {
@@ -378,6 +405,15 @@ async fn build(
         });
     }
     let platform = rf_sinks::clickhouse::client(&stores.platform);
+    // The platform's tables, made if missing: the service writes the users' roles.
+    for statement in rf_schemas::platform_ddl() {
+        platform.query(&statement).execute().await.map_err(|e| {
+            format!(
+                "cannot create the platform's tables at {}: {e}",
+                stores.platform.url
+            )
+        })?;
+    }
     let directory = Directory::new(stores);
     directory.refresh(&platform).await.map_err(|e| {
         format!(
@@ -430,6 +466,10 @@ async fn build(
         audit,
         chunks: series::chunks(config.memory_cache_mib - config.memory_cache_mib / 4),
         metadata: rooms::cache(config.memory_cache_mib / 4),
+        platform: platform.clone(),
+        web: config.web.enabled.then(|| web::Provider::new(&config.web)),
+        admin,
+        streams: live::Streams::default(),
     });
     if config.jwt_algorithm == JwtAlgorithm::Rs256 {
         let every = std::time::Duration::from_secs(config.jwks_refresh_secs);
@@ -498,9 +538,83 @@ async fn build(
             "/v1/rooms/{room_id}/utilization",
             get(series::room_utilization),
         )
+        .route(
+            "/v1/portfolio/utilization",
+            get(portfolio::portfolio_utilization),
+        )
+        .route("/v1/offices/{office_id}/live", get(live::office_live))
+        .route("/v1/offices/{office_id}/today", get(live::office_today))
+        .route("/v1/admin/users", get(admin::users))
+        .route("/v1/admin/users/{subject}", put(admin::set_role))
+        .route(
+            "/v1/admin/apikeys",
+            get(admin::keys).post(admin::create_key),
+        )
+        .route("/v1/admin/apikeys/{key_id}", delete(admin::revoke_key))
+        .route(
+            "/v1/admin/tenant",
+            get(admin::tenant).patch(admin::change_tenant),
+        )
+        .route("/v1/admin/alerts/targets", post(admin::add_target))
+        .route(
+            "/v1/admin/alerts/targets/{index}",
+            delete(admin::remove_target),
+        )
+        .route("/v1/admin/alerts/test", post(admin::test_alerts))
+        .route("/v1/admin/changes", get(admin::changes));
+    let router = if config.web.enabled {
+        router.merge(web::routes(&state))
+    } else {
+        router
+    };
+    let secure = !config
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+        || config.web.redirect_url.starts_with("https://");
+    let home = stores
+        .regions
+        .iter()
+        .position(|r| r.name == stores.home)
+        .unwrap_or(0);
+    let sessions = tower_sessions::SessionManagerLayer::new(web::RedisStore::new(
+        state.regions[home].redis.clone(),
+    ))
+    .with_name("rf_session")
+    .with_http_only(true)
+    .with_same_site(tower_sessions::cookie::SameSite::Lax)
+    .with_secure(secure)
+    .with_expiry(tower_sessions::Expiry::OnInactivity(
+        tower_sessions::cookie::time::Duration::minutes(config.web.session_idle_minutes as i64),
+    ));
+    let router = router
+        .route_layer(axum::middleware::from_fn(web::session_user))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum_csrf::CsrfLayer::new(csrf_config(config, secure)))
+        .layer(sessions)
+        .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(state);
     Ok((router, writer))
+}
+
+/// The CSRF cookies' settings: strict, HttpOnly, keyed by `service.csrf_key` when set.
+fn csrf_config(config: &ServiceConfig, secure: bool) -> axum_csrf::CsrfConfig {
+    let mut csrf = axum_csrf::CsrfConfig::default()
+        .with_cookie_name("rf_csrf")
+        .with_cookie_same_site(axum_csrf::SameSite::Strict)
+        .with_http_only(true)
+        .with_secure(secure)
+        .with_lifetime(tower_sessions::cookie::time::Duration::hours(12));
+    let key = config.csrf_key.expose();
+    if !key.is_empty() {
+        let derived = ring::digest::digest(&ring::digest::SHA512, key.as_bytes());
+        let salt = ring::digest::digest(&ring::digest::SHA256, derived.as_ref());
+        let salt: String = salt.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        csrf = csrf
+            .with_key(Some(axum_csrf::Key::from(derived.as_ref())))
+            .with_salt(salt);
+    }
+    csrf
 }
 
 /// A verifier for the RS256 keys of `service.jwks`, read now.
@@ -591,18 +705,32 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         .get::<MatchedPath>()
         .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
     let id = request_id(&request);
+    let query_string = request.uri().query().unwrap_or_default().to_owned();
     let span = tracing::info_span!("request", request_id = %id, route = %route, tenant = tracing::field::Empty);
     let started = Instant::now();
     let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let (mut response, quota, who, hit) = audit::SCOPE
+    let method = request.method().clone();
+    let (mut response, quota, who, hit, change) = audit::SCOPE
         .scope(audit::Scope::default(), async {
             let response = next.run(request).instrument(span.clone()).await;
-            let (quota, who, hit) =
-                audit::SCOPE.with(|s| (s.quota.get(), s.who.take(), s.cache_hit.get()));
-            (response, quota, who, hit)
+            audit::SCOPE.with(|s| {
+                let change = s.change.take();
+                (
+                    response,
+                    s.quota.get(),
+                    s.who.take(),
+                    s.cache_hit.get(),
+                    change,
+                )
+            })
         })
         .await;
+    // What the row keeps of the request: the query string, or what a handler said it
+    // changed; a write's starts with its method.
+    let mut query = change.unwrap_or_else(|| query_string.clone());
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        query = format!("{method} {query}");
+    }
     if let Some(hit) = hit {
         let value = if hit { "hit" } else { "miss" };
         response
@@ -673,7 +801,18 @@ pub async fn serve_on(
     stores: &Stores,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let (router, audit) = build(config, stores).await?;
+    serve_admin(listener, config, stores, None, shutdown).await
+}
+
+/// [`serve_on`], with the tenant administration of the admin endpoints.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    config: &ServiceConfig,
+    stores: &Stores,
+    admin: Option<Arc<dyn admin::Admin>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (router, audit) = build(config, stores, admin).await?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%listen, "query service ready");
     axum::serve(listener, router)

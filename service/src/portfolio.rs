@@ -143,3 +143,106 @@ pub async fn room_occupancy(
         "as_of": iso(num("ts") as i64),
     })))
 }
+
+#[derive(clickhouse::Row, Deserialize)]
+struct PortfolioWindow {
+    start: u32,
+    end: u32,
+    rooms_reporting: u64,
+    avg_people: f64,
+    capacity: u64,
+}
+
+/// `GET /v1/portfolio/utilization?granularity=&from=&to=[&region=]`: the portfolio's (or
+/// one region's) utilization per window, Σ avg_people / Σ capacity over its offices'
+/// latest revisions; `1d` windows are the offices' local days, told apart by their date.
+pub async fn portfolio_utilization(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::routes::SeriesQuery>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let series = q.parse(state.config.max_range_days)?;
+    let region = q.region.clone().unwrap_or_default();
+    if !region.is_empty() {
+        id("region", &region)?;
+    }
+    caller
+        .limit(&state, q.class(series.from, series.to))
+        .await?;
+    let offices: Vec<String> = if region.is_empty() {
+        Vec::new()
+    } else {
+        let metadata = metadata(&state, &caller).await?;
+        let offices: Vec<String> = metadata
+            .offices_after("")
+            .filter(|(v, ..)| v.region == region)
+            .map(|(v, ..)| v.office_id.clone())
+            .collect();
+        if offices.is_empty() {
+            return Err(ApiError::not_found(format!("no office in region {region}")));
+        }
+        offices
+    };
+    let request = format!(
+        "portfolio:{}:{}:{}:{region}",
+        series.label,
+        crate::routes::secs(series.from),
+        crate::routes::secs(series.to)
+    );
+    let ttl = state.config.cache_ttl_secs;
+    let body = crate::cache::cached(&caller, ttl, &request, async {
+        // 1d windows start at each office's local midnight: the UTC date 12 hours later
+        // is the local date for every offset from -12 to +12 hours.
+        let bucket = if series.label == "1d" {
+            "toDateTime(toDate(ws + 43200))"
+        } else {
+            "ws"
+        };
+        let sql = format!(
+            "SELECT toUInt32(min(ws)) AS start, toUInt32(max(we)) AS end, sum(rr) AS rooms_reporting, \
+                    sum(ap) AS avg_people, sum(cap) AS capacity \
+             FROM (SELECT office_id, window_start AS ws, argMax(window_end, version) AS we, \
+                          toUInt64(argMax(rooms_reporting, version)) AS rr, argMax(avg_people, version) AS ap, \
+                          toUInt64(argMax(capacity, version)) AS cap \
+                   FROM {}.office_utilization \
+                   WHERE granularity = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) {} \
+                   GROUP BY office_id, window_start) \
+             GROUP BY {bucket} AS b ORDER BY b",
+            caller.tenant.clickhouse_db(),
+            if offices.is_empty() { "" } else { "AND has(?, office_id)" },
+        );
+        let mut query = caller
+            .clickhouse()
+            .query(&sql)
+            .bind(series.label)
+            .bind(crate::routes::secs(series.from))
+            .bind(crate::routes::secs(series.to));
+        if !offices.is_empty() {
+            query = query.bind(&offices);
+        }
+        let rows: Vec<PortfolioWindow> = no_database_is_empty(query.fetch_all().await)?;
+        let windows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|w| {
+                json!({
+                    "start": iso(i64::from(w.start) * 1000),
+                    "end": iso(i64::from(w.end) * 1000),
+                    "rooms_reporting": w.rooms_reporting,
+                    "avg_people": w.avg_people,
+                    "capacity": w.capacity,
+                    "utilization": if w.capacity > 0 { w.avg_people / w.capacity as f64 } else { 0.0 },
+                })
+            })
+            .collect();
+        Ok(json!({
+            "region": (!region.is_empty()).then_some(&region),
+            "granularity": series.label,
+            "from": iso(series.from.timestamp_millis()),
+            "to": iso(series.to.timestamp_millis()),
+            "windows": windows,
+        }))
+    })
+    .await?;
+    Ok(answer(body))
+}

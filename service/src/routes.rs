@@ -13,6 +13,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::json;
 
+use rf_schemas::tenant::Role;
 use rf_schemas::TenantId;
 
 use crate::audit::{self, Who};
@@ -70,6 +71,12 @@ impl IntoResponse for ApiError {
 /// An authenticated caller.
 pub(crate) struct Caller<'s> {
     pub(crate) tenant: TenantId,
+    /// What the caller may do.
+    pub(crate) role: Role,
+    /// Who: a token's `sub`, `apikey:<key id>` or `user:<sub>`.
+    pub(crate) subject: String,
+    /// Whether the credential is a browser's session (its writes need the CSRF token).
+    pub(crate) session: bool,
     pub(crate) stores: &'s RegionClients,
     tier: String,
     /// `service.query_timeout_secs`.
@@ -80,6 +87,18 @@ pub(crate) struct Caller<'s> {
 }
 
 impl Caller<'_> {
+    /// The caller, if its role is at least `role`; else 403.
+    pub(crate) fn require(self, role: Role) -> Result<Self, ApiError> {
+        if self.role >= role {
+            Ok(self)
+        } else {
+            Err(ApiError::status(
+                StatusCode::FORBIDDEN,
+                format!("this needs the {role} role; the caller is a {}", self.role),
+            ))
+        }
+    }
+
     /// The request's class: general until counted otherwise.
     pub(crate) fn class(&self) -> Class {
         match self.analytics.load(std::sync::atomic::Ordering::Relaxed) {
@@ -142,20 +161,36 @@ pub(crate) fn answer(body: serde_json::Value) -> Response {
 /// The header integrations send their API key in.
 pub const API_KEY: &str = "x-api-key";
 
-/// The caller's tenant, from its credential alone (an API key, else a bearer token), with
-/// the stores of the tenant's region.
+/// The caller's tenant and role, from its credential alone (an API key, else a bearer
+/// token, else the browser's session), with the stores of the tenant's region.
 pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Caller<'s>, ApiError> {
     let unauthorized = |message: String| ApiError::status(StatusCode::UNAUTHORIZED, message);
-    let (tenant, subject) = match headers.get(API_KEY) {
-        Some(key) => {
+    let session = audit::session()
+        .filter(|_| !headers.contains_key(API_KEY) && !headers.contains_key("authorization"));
+    let (tenant, subject, role) = match (headers.get(API_KEY), session) {
+        (Some(key), _) => {
             let key = key.to_str().unwrap_or_default();
             let (tenant, key_id) = state
                 .directory
                 .key(key)
                 .ok_or_else(|| unauthorized("unknown or revoked API key".into()))?;
-            (tenant, format!("apikey:{key_id}"))
+            let principal = format!("apikey:{key_id}");
+            // Keys made before roles read as analysts.
+            let role = match state.directory.assigned(&tenant, &principal) {
+                None => Role::Analyst,
+                Some(role) => role.parse().map_err(|_| {
+                    unauthorized(format!("API key {key_id} has no access (role {role})"))
+                })?,
+            };
+            (tenant, principal, role)
         }
-        None => {
+        (None, Some(user)) => {
+            let tenant = TenantId::parse(&user.tenant)
+                .map_err(|_| unauthorized("the session names no valid tenant".into()))?;
+            let role = session_role(state, &tenant, &user)?;
+            (tenant, user.principal(), role)
+        }
+        (None, None) => {
             let header = headers.get("authorization").and_then(|h| h.to_str().ok());
             let grant = state
                 .verifier
@@ -169,22 +204,26 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
                     grant.tenant
                 )));
             }
-            (grant.tenant, grant.subject)
+            (grant.tenant, grant.subject, grant.role)
         }
     };
+    let session = subject.starts_with("user:");
     // The request's log lines carry the tenant from here on.
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     match state.directory.region_of(&tenant) {
         Ok((region, tier)) => {
             audit::remember_caller(Who {
                 tenant: tenant.clone(),
-                subject,
+                subject: subject.clone(),
                 region,
             });
             Ok(Caller {
                 tier,
                 stores: &state.regions[region],
                 tenant,
+                role,
+                subject,
+                session,
                 query_timeout_secs: state.config.query_timeout_secs,
                 analytics: Default::default(),
             })
@@ -201,6 +240,24 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
                 "tenant {tenant}'s data lives in region {region}, which this service does not serve"
             ),
         )),
+    }
+}
+
+/// A signed-in user's role: what the tenant's admin set, else what the identity
+/// provider's claims map to; 403 when the admin removed the user's access.
+pub(crate) fn session_role(
+    state: &AppState,
+    tenant: &TenantId,
+    user: &crate::web::SessionUser,
+) -> Result<Role, ApiError> {
+    match state.directory.assigned(tenant, &user.principal()) {
+        None => Ok(user.idp_role),
+        Some(role) => role.parse().map_err(|_| {
+            ApiError::status(
+                StatusCode::FORBIDDEN,
+                "your organisation's roomflow admin removed your access",
+            )
+        }),
     }
 }
 
@@ -274,6 +331,8 @@ pub struct SeriesQuery {
     to: Option<String>,
     /// Offices only: the floor's rooms alone.
     pub floor: Option<i32>,
+    /// The portfolio only: the region's offices alone.
+    pub region: Option<String>,
 }
 
 /// A series request, checked.
