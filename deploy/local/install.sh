@@ -3,7 +3,8 @@
 #   nisshi (Kafka-protocol broker), rivven-schema (schema registry),
 #   clickhouse-server + clickhouse-client and redis-server (Debian packages), and
 #   OpenSSL's and libcurl's headers for roomflow's own build (libssl-dev,
-#   libcurl4-openssl-dev, pkg-config).
+#   libcurl4-openssl-dev, pkg-config), and Chromium with chromedriver for the web app's
+#   browser tests (Debian's chromium, chromium-driver).
 # The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
 # ~/.cache/roomflow); the first build takes about 30 minutes of two cores.
 set -euo pipefail
@@ -17,6 +18,9 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 # its libcurl.
 pkg-config --exists openssl 2>/dev/null || need_apt+=(pkg-config libssl-dev)
 pkg-config --exists libcurl 2>/dev/null || need_apt+=(pkg-config libcurl4-openssl-dev)
+# The web app's tests drive Debian's Chromium through its chromedriver.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""

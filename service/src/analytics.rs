@@ -238,10 +238,19 @@ async fn forecast(
     let compute = forecast_of(&caller, kind, &entity, granularity, from);
     let body = cached(&caller, ttl, &request, compute).await?;
     if body["forecast"].as_array().is_some_and(|f| f.is_empty()) {
-        return Err(ApiError::not_found(format!(
-            "no {granularity} forecast of {kind} {entity} from {}",
-            iso(from.timestamp_millis())
-        )));
+        // A room or office the tenant has, not forecast yet, is an empty forecast; one it
+        // does not have is not found.
+        let metadata = crate::rooms::metadata(state, &caller).await?;
+        let known = match kind {
+            "office" => !metadata.office(&entity).is_empty(),
+            _ => !metadata.offices_of(&entity).is_empty(),
+        };
+        if !known {
+            return Err(ApiError::not_found(format!(
+                "no {granularity} forecast of {kind} {entity} from {}",
+                iso(from.timestamp_millis())
+            )));
+        }
     }
     Ok(answer(body))
 }

@@ -109,8 +109,28 @@ pub async fn count(
     class: Class,
     limits: &TierLimits,
 ) -> redis::RedisResult<Quota> {
+    count_for(redis, tenant, None, class, limits).await
+}
+
+/// [`count`], for one `user` of the tenant (web sessions: each user has its own budget).
+pub async fn count_for(
+    redis: &mut redis::aio::ConnectionManager,
+    tenant: &TenantId,
+    user: Option<&str>,
+    class: Class,
+    limits: &TierLimits,
+) -> redis::RedisResult<Quota> {
     let limit = limits.of(class);
-    let key = format!("{}ratelimit:{}", tenant.redis_prefix(), class.as_str());
+    let key = match user {
+        None => format!("{}ratelimit:{}", tenant.redis_prefix(), class.as_str()),
+        // Hashed: a subject may hold any character.
+        Some(user) => format!(
+            "{}ratelimit:{}:user:{}",
+            tenant.redis_prefix(),
+            class.as_str(),
+            &rf_schemas::tenant::api_key_hash(user)[..16]
+        ),
+    };
     let window_ms = u64::from(limit.window_secs) * 1000;
     let (used, ttl_ms): (u64, i64) = redis::pipe()
         .atomic()

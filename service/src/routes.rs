@@ -136,7 +136,13 @@ impl Caller<'_> {
             std::sync::atomic::Ordering::Relaxed,
         );
         let mut redis = self.stores.redis.clone();
-        let quota = limits::count(&mut redis, &self.tenant, class, limits)
+        // A signed-in person has a budget of their own (service.web.rate_limit): the
+        // tenant's is for its integrations.
+        let (user, limits) = match self.session {
+            true => (Some(self.subject.as_str()), &state.config.web.rate_limit),
+            false => (None, limits),
+        };
+        let quota = limits::count_for(&mut redis, &self.tenant, user, class, limits)
             .await
             .map_err(ApiError::unavailable)?;
         audit::remember_quota(quota);
@@ -167,6 +173,7 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
     let unauthorized = |message: String| ApiError::status(StatusCode::UNAUTHORIZED, message);
     let session = audit::session()
         .filter(|_| !headers.contains_key(API_KEY) && !headers.contains_key("authorization"));
+    let from_session = session.is_some() && !headers.contains_key(API_KEY);
     let (tenant, subject, role) = match (headers.get(API_KEY), session) {
         (Some(key), _) => {
             let key = key.to_str().unwrap_or_default();
@@ -207,7 +214,7 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
             (grant.tenant, grant.subject, grant.role)
         }
     };
-    let session = subject.starts_with("user:");
+    let session = from_session;
     // The request's log lines carry the tenant from here on.
     tracing::Span::current().record("tenant", tracing::field::display(&tenant));
     match state.directory.region_of(&tenant) {

@@ -12,7 +12,7 @@ function el(tag, attrs = {}, ...children) {
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -23,7 +23,7 @@ const SVG = "http://www.w3.org/2000/svg";
 function svg(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-  for (const child of children.flat()) if (child) node.append(child);
+  for (const child of children.flat(Infinity)) if (child) node.append(child);
   return node;
 }
 
@@ -84,15 +84,22 @@ function say(message, error = false) {
   status.setAttribute("role", error ? "alert" : "status");
 }
 
+/** Marks `node` as showing its data, and when (ms since the page's navigation began). */
+function ready(node) {
+  if (node.hasAttribute("data-ready")) return;
+  node.setAttribute("data-ready", "true");
+  node.setAttribute("data-ready-ms", String(Math.round(performance.now())));
+}
+
 /** A panel that fills itself: shows "Loading…", then what `fill` returns, or the error. */
 function panel(title, fill, { id } = {}) {
   const body = el("div", {}, el("p", { class: "muted" }, "Loading…"));
   const section = el("section", { class: "card", "aria-labelledby": `${id}-h`, id }, el("h2", { id: `${id}-h` }, title), body);
   Promise.resolve()
     .then(fill)
-    .then((content) => body.replaceChildren(...[content].flat()))
+    .then((content) => body.replaceChildren(...[content].flat(Infinity).filter(Boolean)))
     .catch((e) => body.replaceChildren(el("p", { class: "muted" }, `Not available: ${e.message}`)))
-    .finally(() => section.setAttribute("data-ready", "true"));
+    .finally(() => ready(section));
   return section;
 }
 
@@ -122,7 +129,7 @@ function lineChart({ label, series, band = [], limit = null, format = pct, yMax 
   if (!all.length) return el("p", { class: "muted" }, "No data in this period.");
   const t0 = Math.min(...all.map((p) => p[0]));
   const t1 = Math.max(...all.map((p) => p[0])) || t0 + 1;
-  const top = yMax ?? Math.max(limit ?? 0, ...all.map((p) => p[1] ?? 0)) * 1.08 || 1;
+  const top = yMax ?? (Math.max(limit ?? 0, ...all.map((p) => p[1] ?? 0)) * 1.08 || 1);
   const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - v / top) * (H - T - B);
   const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
@@ -317,7 +324,7 @@ async function viewLive(officeId) {
       ),
     );
     liveCard.setAttribute("data-people", snap.people);
-    liveCard.setAttribute("data-ready", "true");
+    ready(liveCard);
   };
   closeLive();
   live = new EventSource(`/v1/offices/${encodeURIComponent(id)}/live`);
@@ -539,6 +546,9 @@ async function viewPortfolio() {
 
 // ---- the tenant admin -------------------------------------------------------------
 
+/** A secret to show once, above the keys, after the next render of the admin view. */
+let notice = null;
+
 async function viewAdmin() {
   const reload = () => go("#/admin", true);
   const act = async (what, fn) => {
@@ -590,9 +600,8 @@ async function viewAdmin() {
           e.preventDefault();
           const made = await act("API key created", () => api("/v1/admin/apikeys", { method: "POST", body: { name: name.value, role: role.value } }));
           if (made) {
-            go("#/admin", true).then(() => {
-              $("#new-key").replaceChildren(el("p", { class: "secret", id: "key-secret" }, `New key ${made.key_id} (${made.role}): `, el("code", {}, made.key), " — copy it now; it is not shown again."));
-            });
+            notice = el("p", { class: "secret", id: "key-secret" }, `New key ${made.key_id} (${made.role}): `, el("code", {}, made.key), " — copy it now; it is not shown again.");
+            reload();
           }
         },
       },
@@ -600,6 +609,10 @@ async function viewAdmin() {
       el("label", {}, "Role", role),
       el("button", { type: "submit", id: "create-key" }, "Create key"),
     );
+    if (notice) {
+      shown.replaceChildren(notice);
+      notice = null;
+    }
     return [
       form,
       shown,
@@ -651,8 +664,8 @@ async function viewAdmin() {
           e.preventDefault();
           const added = await act("Alert target added", () => api("/v1/admin/alerts/targets", { method: "POST", body: { kind: kind.value, url: url.value } }));
           if (added) {
-            await go("#/admin", true);
-            if (added.signing_secret) $("#new-key").replaceChildren(el("p", { class: "secret" }, "Webhook signing secret: ", el("code", {}, added.signing_secret), " — shown once."));
+            if (added.signing_secret) notice = el("p", { class: "secret", id: "signing-secret" }, "Webhook signing secret: ", el("code", {}, added.signing_secret), " — shown once; the receiver checks x-roomflow-signature with it.");
+            reload();
           }
         },
       }, el("label", {}, "Kind", kind), el("label", {}, "URL", url), el("button", { type: "submit", id: "add-target" }, "Add target")),
@@ -760,9 +773,12 @@ async function render() {
   const view = $("#view");
   if (!me) {
     try {
-      me = await api("/auth/me");
+      const answer = await api("/auth/me");
+      me = answer.signed_in ? answer : null;
     } catch (e) {
-      if (e.status !== 401) say(`roomflow is not reachable: ${e.message}`, true);
+      say(`roomflow is not reachable: ${e.message}`, true);
+    }
+    if (!me) {
       view.replaceChildren(...signIn());
       return;
     }
@@ -776,7 +792,7 @@ async function render() {
   try {
     const content = await chosen.render(rest ? decodeURIComponent(rest) : undefined);
     if (ticket !== rendering) return;
-    view.replaceChildren(...[content].flat());
+    view.replaceChildren(...[content].flat(Infinity).filter(Boolean));
     view.setAttribute("data-view", chosen.path);
     performance.mark(`rendered:${chosen.path}`);
     view.setAttribute("data-rendered-ms", String(Math.round(performance.now() - started)));
@@ -797,6 +813,15 @@ function go(hash, again = false) {
   return Promise.resolve();
 }
 
-window.addEventListener("hashchange", () => render());
+window.addEventListener("hashchange", () => {
+  if (location.hash === "" || location.hash.startsWith("#/")) render();
+});
+document.addEventListener("click", (e) => {
+  // The skip link focuses the content without touching the route in the hash.
+  if (e.target.closest?.(".skip")) {
+    e.preventDefault();
+    $("#view").focus();
+  }
+});
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => render());
 else render();

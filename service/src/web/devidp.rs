@@ -151,29 +151,43 @@ fn generate_key() -> Result<CoreEdDsaPrivateSigningKey, String> {
 }
 
 fn router(idp: Arc<Idp>) -> Router {
+    // The sign-in form posts here and is redirected on to the client: browsers hold
+    // that redirect to the form's `form-action` too.
+    let origins: Vec<String> = idp
+        .config
+        .redirect_urls
+        .iter()
+        .filter_map(|u| openidconnect::url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    let csp = format!(
+        "default-src 'none'; form-action 'self' {}; base-uri 'none'; frame-ancestors 'none'",
+        origins.join(" ")
+    );
+    let csp = header::HeaderValue::from_str(&csp)
+        .unwrap_or(header::HeaderValue::from_static("default-src 'none'"));
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks.json", get(jwks))
         .route("/authorize", get(authorize_page).post(authorize))
         .route("/token", post(token))
-        .layer(axum::middleware::from_fn(headers))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let csp = csp.clone();
+                async move {
+                    let mut response = next.run(request).await;
+                    let h = response.headers_mut();
+                    h.insert("content-security-policy", csp);
+                    h.insert(
+                        "cache-control",
+                        header::HeaderValue::from_static("no-store"),
+                    );
+                    response
+                }
+            },
+        ))
         .with_state(idp)
-}
-
-async fn headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    h.insert(
-        "content-security-policy",
-        header::HeaderValue::from_static(
-            "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        "cache-control",
-        header::HeaderValue::from_static("no-store"),
-    );
-    response
 }
 
 async fn discovery(State(idp): State<Arc<Idp>>) -> Response {
@@ -287,7 +301,7 @@ async fn authorize_page(State(idp): State<Arc<Idp>>, Query(p): Query<AuthorizePa
         })
         .collect();
     Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>roomflow development sign-in</title></head><body><main><h1>roomflow development sign-in</h1><p>The local stack's identity provider, for development and demos only: it signs you in as whoever you pick.</p><form method=\"post\" action=\"/authorize\">{hidden}<p><label for=\"tenant\">Tenant</label> <input id=\"tenant\" name=\"tenant\" value=\"{tenant}\" required pattern=\"[a-z][a-z0-9-]{{1,39}}\"></p>{buttons}</form></main></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>roomflow development sign-in</title></head><body><main><h1>roomflow development sign-in</h1><p>The local stack's identity provider, for development and demos only: it signs you in as whoever you pick.</p><form method=\"post\" action=\"/authorize\">{hidden}<p><label for=\"tenant\">Tenant</label> <input id=\"tenant\" name=\"tenant\" value=\"{tenant}\" required pattern=\"[a-z][a-z0-9\\-]{{1,39}}\"></p>{buttons}</form></main></body></html>",
         tenant = escape(&idp.config.tenant)
     ))
     .into_response()

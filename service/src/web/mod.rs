@@ -62,6 +62,9 @@ pub struct WebConfig {
     pub role_map: BTreeMap<String, Role>,
     /// A session ends after this many minutes without a request (1 to 1440).
     pub session_idle_minutes: u64,
+    /// Requests of each signed-in user, counted apart from the tenant's integrations
+    /// (`service.rate_limits`): a dashboard's page asks for several series at once.
+    pub rate_limit: crate::limits::TierLimits,
 }
 
 /// The local stack's development identity provider.
@@ -87,6 +90,16 @@ impl Default for WebConfig {
                 .map(|r| (format!("roomflow-{r}"), r))
                 .collect(),
             session_idle_minutes: 480,
+            rate_limit: crate::limits::TierLimits {
+                general: crate::limits::Limit {
+                    requests: 1_000,
+                    window_secs: 900,
+                },
+                analytics: crate::limits::Limit {
+                    requests: 120,
+                    window_secs: 60,
+                },
+            },
         }
     }
 }
@@ -134,6 +147,15 @@ impl WebConfig {
                 field: "service.web.role_map",
                 problem: "map at least one claim value to a role, or nobody can sign in".into(),
             });
+        }
+        for limit in [self.rate_limit.general, self.rate_limit.analytics] {
+            if limit.requests == 0 || !(1..=86_400).contains(&limit.window_secs) {
+                return Err(InvalidSetting {
+                    field: "service.web.rate_limit",
+                    problem: "requests must be at least 1 and window_secs between 1 and 86400"
+                        .into(),
+                });
+            }
         }
         if !(1..=1440).contains(&self.session_idle_minutes) {
             return Err(InvalidSetting {
@@ -228,6 +250,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
+const FAVICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\"><rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#0072b2\"/><rect x=\"3\" y=\"9\" width=\"2\" height=\"4\" fill=\"#fff\"/><rect x=\"7\" y=\"6\" width=\"2\" height=\"7\" fill=\"#fff\"/><rect x=\"11\" y=\"3\" width=\"2\" height=\"10\" fill=\"#fff\"/></svg>";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -252,6 +275,10 @@ pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route(
             "/assets/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { asset("image/svg+xml", FAVICON) }),
         )
         .route("/auth/login", get(oidc::login))
         .route("/auth/callback", get(oidc::callback))

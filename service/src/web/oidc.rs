@@ -479,7 +479,8 @@ pub(crate) fn csrf(token: &CsrfToken, headers: &HeaderMap) -> Result<(), ApiErro
 }
 
 /// `GET /auth/me`: who is signed in, the role in effect, and the CSRF token for writes
-/// (its cookie is set with it); 401 when nobody is.
+/// (its cookie is set with it); `{"signed_in": false}` when nobody is (a page asks
+/// before it knows, which is no error).
 pub(crate) async fn me(
     State(state): State<Arc<AppState>>,
     session: Session,
@@ -487,11 +488,7 @@ pub(crate) async fn me(
 ) -> Response {
     let user: Option<SessionUser> = session.get(USER).await.ok().flatten();
     let Some(user) = user else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "not signed in", "login": "/auth/login" })),
-        )
-            .into_response();
+        return Json(json!({ "signed_in": false, "login": "/auth/login" })).into_response();
     };
     let Ok(tenant) = TenantId::parse(&user.tenant) else {
         return StatusCode::UNAUTHORIZED.into_response();
@@ -511,6 +508,7 @@ pub(crate) async fn me(
     (
         token,
         Json(json!({
+            "signed_in": true,
             "tenant": user.tenant,
             "tenant_name": tenant_name,
             "subject": user.subject,
