@@ -936,3 +936,140 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
     pipeline.await.unwrap().expect("the pipeline ran");
 }
+
+/// Each panel's time to filled, ms since `since` (the page's navigation start: 0).
+async fn panel_times(c: &Client, since: f64) -> Vec<(String, f64)> {
+    let times = js(
+        c,
+        "return [...document.querySelectorAll('#view section.card')].map(s => [s.id, Number(s.dataset.readyMs)]);",
+    )
+    .await;
+    let times: Vec<(String, f64)> = serde_json::from_value(times).unwrap();
+    times.into_iter().map(|(id, t)| (id, t - since)).collect()
+}
+
+/// The pages at portfolio scale: signs in to a kept benchmark tenant (50,000 rooms, a
+/// year: `roomflow bench --service --rooms 50000 --days 365 --keep`) as an executive and
+/// an admin, and prints when each panel of each view was filled, cold and warm. A
+/// benchmark, not a check: run it with
+/// `ROOMFLOW_WEB_TENANT=<tenant> cargo test -p roomflow --release --test web -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark over a kept 50k-room tenant (ROOMFLOW_WEB_TENANT)"]
+async fn render_times_at_portfolio_scale() {
+    let tenant = TenantId::parse(
+        &std::env::var("ROOMFLOW_WEB_TENANT").expect("ROOMFLOW_WEB_TENANT names the kept tenant"),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("rf-web-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (idp_port, service_port, driver_port) = (free_port(), free_port(), free_port());
+    let base = format!("http://127.0.0.1:{service_port}");
+    let config = dir.join("roomflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[service]\nlisten = \"127.0.0.1:{service_port}\"\n\
+             [service.web]\noidc_issuer = \"http://127.0.0.1:{idp_port}\"\nredirect_url = \"{base}/auth/callback\"\n"
+        ),
+    )
+    .unwrap();
+    let callback = format!("{base}/auth/callback");
+    let _idp = roomflow(
+        &[
+            "dev-idp",
+            "--listen",
+            &format!("127.0.0.1:{idp_port}"),
+            "--redirect-url",
+            &callback,
+            "--tenant",
+            tenant.as_str(),
+        ],
+        &config,
+        &dir.join("idp.log"),
+    );
+    let _service = roomflow(&["serve"], &config, &dir.join("serve.log"));
+    let _driver = Process(
+        Command::new("chromedriver")
+            .arg(format!("--port={driver_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed"),
+    );
+    answering(&format!(
+        "http://127.0.0.1:{idp_port}/.well-known/openid-configuration"
+    ))
+    .await;
+    answering(&format!("{base}/healthz")).await;
+    answering(&format!("http://127.0.0.1:{driver_port}/status")).await;
+    let c = browser(driver_port).await;
+    let report = |what: &str, times: &[(String, f64)]| {
+        let worst = times.iter().map(|t| t.1).fold(0.0, f64::max);
+        let each: Vec<String> = times.iter().map(|(id, t)| format!("{id} {t:.0}")).collect();
+        println!(
+            "render: {what}: every panel in {worst:.0} ms ({})",
+            each.join(", ")
+        );
+    };
+
+    sign_in(&c, &base, &tenant, "executive").await;
+    settled(&c, "portfolio").await;
+    report(
+        "first render, portfolio (cold)",
+        &panel_times(&c, 0.0).await,
+    );
+    for (what, button) in [("zoom to 1h", 2), ("zoom to 1d", 3)] {
+        let clicked = js(&c, "return performance.now();").await.as_f64().unwrap();
+        c.find(Locator::Css(&format!(".seg button:nth-child({button})")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(&c, what, &format!("return document.querySelector('.seg button:nth-child({button})').getAttribute('aria-pressed') === 'true';")).await;
+        settled(&c, "portfolio").await;
+        report(
+            &format!("later view, {what}"),
+            &panel_times(&c, clicked).await,
+        );
+    }
+    let clicked = js(&c, "return performance.now();").await.as_f64().unwrap();
+    js(&c, "const r = document.querySelector('#region'); r.value = r.options[1].value; r.dispatchEvent(new Event('change')); return true;").await;
+    until(
+        &c,
+        "a region",
+        "return document.querySelector('#region').selectedIndex === 1;",
+    )
+    .await;
+    settled(&c, "portfolio").await;
+    report("later view, one region", &panel_times(&c, clicked).await);
+    let clicked = js(&c, "return performance.now();").await.as_f64().unwrap();
+    c.find(Locator::Css("#nav a[href='#/live']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    settled(&c, "live").await;
+    report(
+        "later view, portfolio → live",
+        &panel_times(&c, clicked).await,
+    );
+    c.goto(&format!("{base}/#/portfolio")).await.unwrap();
+    settled(&c, "portfolio").await;
+    report("portfolio again (warm)", &panel_times(&c, 0.0).await);
+    sign_out(&c).await;
+    sign_in(&c, &base, &tenant, "admin").await;
+    settled(&c, "portfolio").await;
+    let clicked = js(&c, "return performance.now();").await.as_f64().unwrap();
+    c.find(Locator::Css("#nav a[href='#/admin']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    settled(&c, "admin").await;
+    report("later view, admin", &panel_times(&c, clicked).await);
+    screenshot(&c, "admin-50k").await;
+    c.close().await.unwrap();
+}

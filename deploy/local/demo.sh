@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on one machine: the local stack, a simulated fleet (2 tenants, 3 offices,
-# 500 rooms each; two days of history, then live), the pipeline and the query service.
+# 500 rooms each; two days of history, then live), the pipeline, the query service with
+# the web app, and the development identity provider for its sign-in.
 # Prints what to try, then runs until Ctrl-C, which stops the processes this script
 # started (the stack keeps running: deploy/local/stack.sh stop).
 #
@@ -59,6 +60,9 @@ pids+=($!)
 pids+=($!)
 "$RF" serve >>"$DATA/logs/serve.log" 2>&1 &
 pids+=($!)
+# The web app's sign-in, offline: the loopback-only development identity provider.
+"$RF" dev-idp --tenant acme >>"$DATA/logs/dev-idp.log" 2>&1 &
+pids+=($!)
 
 log "waiting for the first rows (logs in $DATA/logs/)"
 for _ in $(seq 1 600); do
@@ -73,6 +77,12 @@ ROOM=$(curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary \
 cat <<MSG
 
 roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more every second.
+
+  Web app: http://127.0.0.1:18080/  ("Sign in with your organisation's account" opens the
+  local development identity provider; tenant acme or globex, then one of)
+    Fran Facilities  (viewer: the live office, today's rooms, anomalies, heatmap)
+    Erin Executive   (analyst: the portfolio, ranking, under-used rooms, forecasts)
+    Ada Admin        (admin: users, API keys, alert targets and rules, settings)
 
   ClickHouse (analysts):
     clickhouse-client --port $CLICKHOUSE_TCP_PORT -q "SELECT granularity, office_id, window_start, rooms_reporting,
@@ -91,8 +101,8 @@ roomflow is running: ${n:-0} room window revisions in ClickHouse so far, more ev
     $RF job submit retention --tenant acme --dry-run --follow
 
   Metrics: curl -s http://127.0.0.1:18090/metrics | grep rf_
-  Logs:    $DATA/logs/{simulate,pipeline,serve}.log
+  Logs:    $DATA/logs/{simulate,pipeline,serve,dev-idp}.log
 
-Ctrl-C stops the simulator, the pipeline and the service.
+Ctrl-C stops the simulator, the pipeline, the service and the identity provider.
 MSG
 wait "${pids[@]}"

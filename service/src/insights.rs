@@ -277,9 +277,13 @@ async fn underused_of(
     let used: Vec<RoomUse> = no_database_is_empty(
         client
             .query(&format!(
-                "SELECT room_id, avg(utilization), count() FROM {}.room_utilization FINAL \
-                 WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-                 GROUP BY room_id HAVING avg(utilization) < ?",
+                // The latest revision of each day by argMax: on 18.16 many times faster
+                // than FINAL, and the same rows (the table's key, by version).
+                "SELECT room_id, avg(u), count() FROM \
+                 (SELECT room_id, argMax(utilization, version) AS u FROM {}.room_utilization \
+                  WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                  GROUP BY office_id, room_id, window_start) \
+                 GROUP BY room_id HAVING avg(u) < ?",
                 caller.tenant.clickhouse_db()
             ))
             .bind(secs(from))
@@ -334,9 +338,11 @@ async fn ranking_of(
     let rows: Vec<OfficeUse> = no_database_is_empty(
         caller.clickhouse()
             .query(&format!(
-                "SELECT office_id, avg(utilization), max(utilization), count() FROM {}.office_utilization FINAL \
-                 WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-                 GROUP BY office_id ORDER BY avg(utilization) DESC, office_id",
+                "SELECT office_id, avg(u), max(u), count() FROM \
+                 (SELECT office_id, argMax(utilization, version) AS u FROM {}.office_utilization \
+                  WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                  GROUP BY office_id, window_start) \
+                 GROUP BY office_id ORDER BY avg(u) DESC, office_id",
                 caller.tenant.clickhouse_db()
             ))
             .bind(secs(from))
