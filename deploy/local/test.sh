@@ -13,6 +13,8 @@ deploy/local/install.sh
 log "checking formatting and lints"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all --check
+# The web app's module: a syntax error would only show in a browser.
+if command -v node >/dev/null; then node --check service/web/app.js; fi
 CARGO_INCREMENTAL=0 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 before=$(deploy/local/stack.sh running)

@@ -143,7 +143,8 @@ function lineChart({ label, series, band = [], limit = null, format = pct, yMax 
   for (let i = 0; i <= 4; i++) {
     const t = t0 + ((t1 - t0) * i) / 4;
     const text = svg("text", { x: x(t), y: H - 8, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" });
-    text.textContent = new Date(t).toLocaleDateString("en-GB", { day: "numeric", month: "short" });
+    const short = t1 - t0 < 3 * 86400000;
+    text.textContent = new Date(t).toLocaleString("en-GB", short ? { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" } : { day: "numeric", month: "short" });
     chart.append(text);
   }
   if (band.length) {
