@@ -73,6 +73,64 @@ async fn answering(url: &str) {
     }
 }
 
+/// The development identity provider and `roomflow serve` (the binary) for `tenant`, with
+/// `service` lines added to `[service]` and `more` config after, and chromedriver; all
+/// stopped when dropped.
+struct Web {
+    base: String,
+    driver_port: u16,
+    _processes: Vec<Process>,
+}
+
+impl Web {
+    async fn start(tenant: &TenantId, service: &str, more: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("rf-web-{tenant}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (idp_port, service_port, driver_port) = (free_port(), free_port(), free_port());
+        let base = format!("http://127.0.0.1:{service_port}");
+        let config = dir.join("roomflow.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[service]\nlisten = \"127.0.0.1:{service_port}\"\n{service}\n\
+                 [service.web]\noidc_issuer = \"http://127.0.0.1:{idp_port}\"\nredirect_url = \"{base}/auth/callback\"\n{more}\n"
+            ),
+        )
+        .unwrap();
+        let listen = format!("127.0.0.1:{idp_port}");
+        let callback = format!("{base}/auth/callback");
+        let idp = [
+            "dev-idp",
+            "--listen",
+            &listen,
+            "--redirect-url",
+            &callback,
+            "--tenant",
+            tenant.as_str(),
+        ];
+        let processes = vec![
+            roomflow(&idp, &config, &dir.join("idp.log")),
+            roomflow(&["serve"], &config, &dir.join("serve.log")),
+            Process(
+                Command::new("chromedriver")
+                    .arg(format!("--port={driver_port}"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("chromedriver is installed (deploy/local/install.sh)"),
+            ),
+        ];
+        answering(&format!("http://{listen}/.well-known/openid-configuration")).await;
+        answering(&format!("{base}/healthz")).await;
+        answering(&format!("http://127.0.0.1:{driver_port}/status")).await;
+        Self {
+            base,
+            driver_port,
+            _processes: processes,
+        }
+    }
+}
+
 /// The browser's console messages since the last call (chromedriver's log endpoint).
 #[derive(Debug)]
 struct BrowserLog;
@@ -344,37 +402,15 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         }
     });
 
-    // The identity provider, the service (the binary, with its admin), a webhook receiver
-    // and chromedriver.
-    let dir = std::env::temp_dir().join(format!("rf-web-{tenant}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (idp_port, service_port, driver_port) = (free_port(), free_port(), free_port());
-    let base = format!("http://127.0.0.1:{service_port}");
-    let config = dir.join("roomflow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[service]\nlisten = \"127.0.0.1:{service_port}\"\ndirectory_refresh_secs = 1\n\
-             [service.web]\noidc_issuer = \"http://127.0.0.1:{idp_port}\"\nredirect_url = \"{base}/auth/callback\"\n\
-             [alerts]\nallowed_networks = [\"127.0.0.1\"]\n"
-        ),
+    // The identity provider, the service (the binary, with its admin), chromedriver, and
+    // a webhook receiver.
+    let web = Web::start(
+        &tenant,
+        "directory_refresh_secs = 1",
+        "[alerts]\nallowed_networks = [\"127.0.0.1\"]",
     )
-    .unwrap();
-    let callback = format!("{base}/auth/callback");
-    let _idp = roomflow(
-        &[
-            "dev-idp",
-            "--listen",
-            &format!("127.0.0.1:{idp_port}"),
-            "--redirect-url",
-            &callback,
-            "--tenant",
-            tenant.as_str(),
-        ],
-        &config,
-        &dir.join("idp.log"),
-    );
-    let _service = roomflow(&["serve"], &config, &dir.join("serve.log"));
+    .await;
+    let (base, driver_port) = (web.base.clone(), web.driver_port);
     let hooks = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let hook_url = {
         let hooks = hooks.clone();
@@ -393,21 +429,6 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         tokio::spawn(async move { axum::serve(listener, router).await });
         url
     };
-    let _driver = Process(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed (deploy/local/install.sh)"),
-    );
-    answering(&format!(
-        "http://127.0.0.1:{idp_port}/.well-known/openid-configuration"
-    ))
-    .await;
-    answering(&format!("{base}/healthz")).await;
-    answering(&format!("http://127.0.0.1:{driver_port}/status")).await;
-
     // Every room's live state and today's windows are in before the pages are looked at.
     let rooms = fleet.tenants[0].1.len();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -978,48 +999,8 @@ async fn render_times_at_portfolio_scale() {
         &std::env::var("RF_WEB_TENANT").expect("RF_WEB_TENANT names the kept tenant"),
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("rf-web-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (idp_port, service_port, driver_port) = (free_port(), free_port(), free_port());
-    let base = format!("http://127.0.0.1:{service_port}");
-    let config = dir.join("roomflow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[service]\nlisten = \"127.0.0.1:{service_port}\"\n\
-             [service.web]\noidc_issuer = \"http://127.0.0.1:{idp_port}\"\nredirect_url = \"{base}/auth/callback\"\n"
-        ),
-    )
-    .unwrap();
-    let callback = format!("{base}/auth/callback");
-    let _idp = roomflow(
-        &[
-            "dev-idp",
-            "--listen",
-            &format!("127.0.0.1:{idp_port}"),
-            "--redirect-url",
-            &callback,
-            "--tenant",
-            tenant.as_str(),
-        ],
-        &config,
-        &dir.join("idp.log"),
-    );
-    let _service = roomflow(&["serve"], &config, &dir.join("serve.log"));
-    let _driver = Process(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed"),
-    );
-    answering(&format!(
-        "http://127.0.0.1:{idp_port}/.well-known/openid-configuration"
-    ))
-    .await;
-    answering(&format!("{base}/healthz")).await;
-    answering(&format!("http://127.0.0.1:{driver_port}/status")).await;
+    let web = Web::start(&tenant, "", "").await;
+    let (base, driver_port) = (web.base.clone(), web.driver_port);
     let c = browser(driver_port).await;
     let report = |what: &str, times: &[(String, f64)]| {
         let worst = times.iter().map(|t| t.1).fold(0.0, f64::max);
