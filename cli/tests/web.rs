@@ -131,6 +131,29 @@ impl Web {
     }
 }
 
+/// The page's accessibility violations by axe-core's WCAG 2 A and AA rules (installed by
+/// deploy/local/install.sh), as "rule: how many elements".
+async fn accessibility(c: &Client) -> Vec<String> {
+    let axe = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.data/npm/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&axe)
+        .unwrap_or_else(|e| panic!("{axe:?}: {e}; deploy/local/install.sh installs axe-core"));
+    if js(c, "return typeof window.axe === 'undefined';").await == json!(true) {
+        c.execute(&source, vec![]).await.unwrap();
+    }
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, { runOnly: ['wcag2a', 'wcag2aa'] })\
+               .then(r => done(r.violations.map(v => `${v.id}: ${v.nodes.length} (${v.nodes[0].target})`)))\
+               .catch(e => done([`axe failed: ${e}`]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
 /// The browser's console messages since the last call (chromedriver's log endpoint).
 #[derive(Debug)]
 struct BrowserLog;
@@ -520,6 +543,12 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         "every chart is labelled for screen readers"
     );
     screenshot(&c, "live-viewer").await;
+    let violations = accessibility(&c).await;
+    assert!(
+        violations.is_empty(),
+        "accessibility ({}): {violations:?}",
+        "live-viewer"
+    );
 
     // The server decides: a viewer's session cannot reach analytics or admin endpoints,
     // and another tenant's ids give nothing.
@@ -708,6 +737,12 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         underused["rooms_below"].as_u64().unwrap().min(1000) as usize
     );
     screenshot(&c, "portfolio-analyst").await;
+    let violations = accessibility(&c).await;
+    assert!(
+        violations.is_empty(),
+        "accessibility ({}): {violations:?}",
+        "portfolio-analyst"
+    );
 
     // A later view: zoom to hours; every panel again within the measured time.
     let clicked = js(&c, "return performance.now();").await.as_f64().unwrap();
@@ -752,6 +787,12 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         "the portfolio fits a phone's width"
     );
     screenshot(&c, "portfolio-phone").await;
+    let violations = accessibility(&c).await;
+    assert!(
+        violations.is_empty(),
+        "accessibility ({}): {violations:?}",
+        "portfolio-phone"
+    );
     c.goto(&format!("{base}/#/live/{office}")).await.unwrap();
     settled(&c, "live").await;
     assert_eq!(
@@ -890,6 +931,12 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     assert_eq!(outcome[0][2], "delivered", "{outcome:?}");
     assert_eq!(hooks.lock().unwrap().len(), 1, "the receiver got the test");
     screenshot(&c, "admin-alerts").await;
+    let violations = accessibility(&c).await;
+    assert!(
+        violations.is_empty(),
+        "accessibility ({}): {violations:?}",
+        "admin-alerts"
+    );
 
     // Writes without the page's CSRF token, or from another site, are refused.
     let (status, _) = call(

@@ -29,6 +29,14 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# axe-core, the accessibility rules the web app's browser test checks every page against.
+AXE_VERSION=4.10.3
+if [ ! -f "$DATA/npm/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev/null; then
+  log "installing axe-core $AXE_VERSION from npm into $DATA/npm"
+  mkdir -p "$DATA/npm"
+  npm install --prefix "$DATA/npm" --no-audit --no-fund --silent "axe-core@$AXE_VERSION" >/dev/null
+fi
+
 build() { # name version binary [toolchain]
   local name=$1 version=$2 bin=$3 toolchain=${4:-}
   if [ -x "$bin" ]; then

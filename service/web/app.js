@@ -107,13 +107,14 @@ function panel(title, fill, { id } = {}) {
 
 /** A table of rows: columns are [heading, value-of-row, numeric?]. */
 function table(caption, columns, rows, attrs = {}) {
-  return el(
+  // A wide table scrolls in its own region, which the keyboard can reach too.
+  return el("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": caption }, el(
     "table",
     attrs,
     el("caption", {}, caption),
     el("thead", {}, el("tr", {}, columns.map(([h, , n]) => el("th", { scope: "col", class: n ? "num" : null }, h)))),
     el("tbody", {}, rows.map((r) => el("tr", {}, columns.map(([, f, n]) => el("td", { class: n ? "num" : null }, f(r)))))),
-  );
+  ));
 }
 
 /** The same figures as a table, folded under the chart. */
@@ -562,8 +563,8 @@ async function viewAdmin() {
       return null;
     }
   };
-  const roleSelect = (value, onchange, id, withFollow = false) =>
-    el("select", { id, onchange },
+  const roleSelect = (value, onchange, id, withFollow = false, label = "Role") =>
+    el("select", { id, onchange, "aria-label": label },
       withFollow ? el("option", { value: "" }, "as the identity provider says") : null,
       ["viewer", "analyst", "admin"].map((r) => el("option", { value: r, selected: r === value }, r)),
       withFollow ? el("option", { value: "none", selected: value === "none" }, "no access") : null);
@@ -579,7 +580,7 @@ async function viewAdmin() {
         ["Role", (u) => (u.subject === me.subject.replace(/^user:/, "") ? `${u.role} (you)` :
           roleSelect(u.assigned ? u.role : "", async (e) => {
             await act(`Role of ${u.name || u.subject} set`, () => api(`/v1/admin/users/${encodeURIComponent(u.subject)}`, { method: "PUT", body: { role: e.target.value } }));
-          }, `role-${u.subject}`, true))],
+          }, `role-${u.subject}`, true, `Role of ${u.name || u.subject}`))],
         ["From the provider", (u) => u.idp_role],
         ["Last sign-in", (u) => when(u.last_sign_in)],
       ],
