@@ -131,6 +131,26 @@ impl Web {
     }
 }
 
+/// Saves the page as `name`.png and checks it with axe-core's WCAG 2 A and AA rules.
+async fn looked_at(c: &Client, name: &str) {
+    screenshot(c, name).await;
+    let violations = accessibility(c).await;
+    assert!(
+        violations.is_empty(),
+        "accessibility of {name}: {violations:?}"
+    );
+}
+
+/// Nothing on the page is wider than the window.
+async fn fits_the_width(c: &Client, what: &str) {
+    let fits = js(
+        c,
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+    )
+    .await;
+    assert_eq!(fits, json!(true), "{what} fits the window's width");
+}
+
 /// The page's accessibility violations by axe-core's WCAG 2 A and AA rules (installed by
 /// deploy/local/install.sh), as "rule: how many elements".
 async fn accessibility(c: &Client) -> Vec<String> {
@@ -542,13 +562,7 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         json!(true),
         "every chart is labelled for screen readers"
     );
-    screenshot(&c, "live-viewer").await;
-    let violations = accessibility(&c).await;
-    assert!(
-        violations.is_empty(),
-        "accessibility ({}): {violations:?}",
-        "live-viewer"
-    );
+    looked_at(&c, "live-viewer").await;
 
     // The server decides: a viewer's session cannot reach analytics or admin endpoints,
     // and another tenant's ids give nothing.
@@ -736,13 +750,7 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         csv.lines().count() - 1,
         underused["rooms_below"].as_u64().unwrap().min(1000) as usize
     );
-    screenshot(&c, "portfolio-analyst").await;
-    let violations = accessibility(&c).await;
-    assert!(
-        violations.is_empty(),
-        "accessibility ({}): {violations:?}",
-        "portfolio-analyst"
-    );
+    looked_at(&c, "portfolio-analyst").await;
 
     // A later view: zoom to hours; every panel again within the measured time.
     let clicked = js(&c, "return performance.now();").await.as_f64().unwrap();
@@ -777,33 +785,11 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/#/portfolio")).await.unwrap();
     settled(&c, "portfolio").await;
-    assert_eq!(
-        js(
-            &c,
-            "return document.documentElement.scrollWidth <= window.innerWidth + 1;"
-        )
-        .await,
-        json!(true),
-        "the portfolio fits a phone's width"
-    );
-    screenshot(&c, "portfolio-phone").await;
-    let violations = accessibility(&c).await;
-    assert!(
-        violations.is_empty(),
-        "accessibility ({}): {violations:?}",
-        "portfolio-phone"
-    );
+    fits_the_width(&c, "the portfolio").await;
+    looked_at(&c, "portfolio-phone").await;
     c.goto(&format!("{base}/#/live/{office}")).await.unwrap();
     settled(&c, "live").await;
-    assert_eq!(
-        js(
-            &c,
-            "return document.documentElement.scrollWidth <= window.innerWidth + 1;"
-        )
-        .await,
-        json!(true),
-        "the live view fits a phone's width"
-    );
+    fits_the_width(&c, "the live view").await;
     screenshot(&c, "live-phone").await;
     c.set_window_size(1280, 800).await.unwrap();
     let errors = console_errors(&c).await;
@@ -930,13 +916,7 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     let outcome = cells(&c, "#test-results").await;
     assert_eq!(outcome[0][2], "delivered", "{outcome:?}");
     assert_eq!(hooks.lock().unwrap().len(), 1, "the receiver got the test");
-    screenshot(&c, "admin-alerts").await;
-    let violations = accessibility(&c).await;
-    assert!(
-        violations.is_empty(),
-        "accessibility ({}): {violations:?}",
-        "admin-alerts"
-    );
+    looked_at(&c, "admin-alerts").await;
 
     // Writes without the page's CSRF token, or from another site, are refused.
     let (status, _) = call(

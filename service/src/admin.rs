@@ -285,6 +285,7 @@ pub async fn create_key(
     let (caller, admin) = admin(&state, &headers, Some(&token))?;
     let new = body(new)?;
     caller.limit(&state, Class::General).await?;
+    // What was asked, for the row of a refused attempt; the key id once it exists.
     audit::remember_change(&[("name", &new.name), ("role", new.role.as_str())]);
     let created = admin
         .create_key(&caller.tenant, &new.name, new.role)

@@ -80,17 +80,7 @@ pub async fn heatmap(
     let (from, to) = p.range(7, p.weeks.unwrap_or(4), 52)?;
     caller.limit(&state, Class::Analytics).await?;
     let metadata = metadata(&state, &caller).await?;
-    let Some(zone) = metadata
-        .office(&office_id)
-        .first()
-        .map(|r| r.timezone.clone())
-    else {
-        return Err(ApiError::not_found(format!("no office {office_id}")));
-    };
-    // The zone comes from the tenant's own metadata, checked again before it is used.
-    let zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
-        ApiError::unavailable(format!("office {office_id} has an unknown time zone"))
-    })?;
+    let zone = metadata.office_zone(&office_id)?;
     let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
     let body = cached(

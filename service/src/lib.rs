@@ -563,7 +563,7 @@ async fn build(
         .route("/v1/admin/alerts/test", post(admin::test_alerts))
         .route("/v1/admin/changes", get(admin::changes));
     let router = if config.web.enabled {
-        router.merge(web::routes(&state))
+        router.merge(web::routes())
     } else {
         router
     };

@@ -100,9 +100,8 @@ pub async fn office_live(
             format!("at most {STREAMS_PER_TENANT} live streams per tenant at once; close one"),
         ));
     };
-    let prefix = caller.tenant.redis_prefix();
     let redis = caller.stores.redis.clone();
-    let office = Arc::new((office_id, rooms, prefix));
+    let office = Arc::new((office_id, rooms, caller.tenant.clone()));
     let stream = futures_util::stream::unfold(
         (redis, office, String::new(), open, true),
         |(mut redis, office, last, open, first)| async move {
@@ -110,8 +109,8 @@ pub async fn office_live(
                 tokio::time::sleep(POLL).await;
             }
             loop {
-                let (office_id, rooms, prefix) = &*office;
-                let text = match read(&mut redis, prefix, office_id, rooms).await {
+                let (office_id, rooms, tenant) = &*office;
+                let text = match read(&mut redis, tenant, office_id, rooms).await {
                     Ok(snapshot) => snapshot.to_string(),
                     Err(e) => {
                         tracing::warn!(error = %e, "a live stream's read failed");
@@ -139,21 +138,18 @@ pub async fn office_live(
 /// The office's and its rooms' hashes, in one round trip.
 async fn read(
     redis: &mut redis::aio::ConnectionManager,
-    prefix: &str,
+    tenant: &rf_schemas::TenantId,
     office_id: &str,
     rooms: &[Room],
 ) -> redis::RedisResult<Value> {
+    use rf_sinks::redis::{office_key, room_key};
     let mut pipe = redis::pipe();
-    pipe.cmd("HGETALL")
-        .arg(format!("{prefix}office:{office_id}"));
+    pipe.cmd("HGETALL").arg(office_key(tenant, office_id));
     for r in rooms {
-        pipe.cmd("HGETALL")
-            .arg(format!("{prefix}room:{}", r.room_id));
+        pipe.cmd("HGETALL").arg(room_key(tenant, &r.room_id));
     }
     let hashes: Vec<HashMap<String, String>> = pipe.query_async(redis).await?;
-    let num = |h: &HashMap<String, String>, f: &str| {
-        h.get(f).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-    };
+    let num = crate::routes::field;
     let office = &hashes[0];
     let listed: Vec<Value> = rooms
         .iter()
@@ -201,13 +197,8 @@ pub async fn office_today(
     id("office_id", &office_id)?;
     caller.limit(&state, Class::General).await?;
     let metadata = metadata(&state, &caller).await?;
+    let zone = metadata.office_zone(&office_id)?;
     let rooms = metadata.office(&office_id);
-    let Some(zone) = rooms.first().map(|r| r.timezone.clone()) else {
-        return Err(ApiError::not_found(format!("no office {office_id}")));
-    };
-    let zone = zone.parse::<chrono_tz::Tz>().map_err(|_| {
-        ApiError::unavailable(format!("office {office_id} has an unknown time zone"))
-    })?;
     let local = Utc::now().with_timezone(&zone).date_naive();
     let midnight = zone
         .from_local_datetime(&local.and_hms_opt(0, 0, 0).expect("midnight"))

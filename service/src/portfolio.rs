@@ -129,11 +129,7 @@ pub async fn room_occupancy(
     if hash.is_empty() {
         return Err(ApiError::not_found(format!("no room {room_id}")));
     }
-    let num = |f: &str| {
-        hash.get(f)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let num = |f: &str| crate::routes::field(&hash, f);
     Ok(answer(json!({
         "room_id": room_id,
         "office_id": hash.get("office_id"),

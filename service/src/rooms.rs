@@ -117,6 +117,18 @@ impl Metadata {
     }
 
     /// The rooms in effect in `office_id`, by room.
+    /// The time zone of `office_id`: 404 if the tenant has no such office, 503 if its
+    /// metadata names a zone that does not exist (checked again before it is used).
+    pub(crate) fn office_zone(&self, office_id: &str) -> Result<chrono_tz::Tz, ApiError> {
+        let office = self.office(office_id);
+        let zone = office
+            .first()
+            .ok_or_else(|| ApiError::not_found(format!("no office {office_id}")))?;
+        zone.timezone.parse().map_err(|_| {
+            ApiError::unavailable(format!("office {office_id} has an unknown time zone"))
+        })
+    }
+
     pub(crate) fn office(&self, office_id: &str) -> Vec<&Version> {
         let first = self
             .current

@@ -300,6 +300,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], buf)
 }
 
+/// A number of a Redis hash of the pipeline's (0 if absent or not a number).
+pub(crate) fn field(hash: &HashMap<String, String>, name: &str) -> f64 {
+    hash.get(name)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// `GET /v1/offices/{office_id}/occupancy`: the office's live occupancy.
 pub async fn office_occupancy(
     State(state): State<Arc<AppState>>,
@@ -315,11 +322,7 @@ pub async fn office_occupancy(
     if hash.is_empty() {
         return Err(ApiError::not_found(format!("no office {office_id}")));
     }
-    let num = |f: &str| {
-        hash.get(f)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let num = |f: &str| field(&hash, f);
     Ok(answer(json!({
         "office_id": office_id,
         "people": num("people") as i64,

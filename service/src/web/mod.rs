@@ -264,8 +264,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// The web app's routes: the pages, the assets and sign-in.
-pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
-    let _ = state;
+pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { Html(INDEX) }))
         .route(
