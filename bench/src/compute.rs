@@ -84,6 +84,7 @@ pub fn compute(
                 aggregator,
                 view: Default::default(),
                 analyzer: Some(analyzer),
+                bookings: Some(rf_operators::BookingUsage::new(Default::default())),
             };
             rf_operators::compute(scope.input_from(&mut input), parts)
                 .inspect(move |o| {

@@ -335,6 +335,7 @@ impl Aggregator {
             Decoded::Reading(r) => self.on_reading(*r, out),
             Decoded::Rejected(letter) => self.on_rejected(*letter, out),
             Decoded::Room(e) => self.on_room(*e, out),
+            Decoded::Booking(e) => out.push(Output::Booking(*e)),
             Decoded::Idle { tenant, partition } => self.on_idle(tenant, partition, out),
             Decoded::Resume(Resume::Readings {
                 tenant,
@@ -546,6 +547,9 @@ impl Aggregator {
     }
 
     fn on_rejected(&mut self, letter: DeadLetter, out: &mut Vec<Output>) {
+        if letter.topic == Topic::Bookings {
+            return out.push(Output::BookingRejected(letter));
+        }
         if letter.topic == Topic::Rooms {
             let state = self.tenants.entry(letter.tenant.clone()).or_default();
             state.rooms_read.insert(letter.partition, letter.offset + 1);

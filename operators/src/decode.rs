@@ -16,7 +16,8 @@ use apache_avro::Schema;
 use rf_schemas::framing::unframe;
 use rf_schemas::reading::{ReadingDecoder, MAX_CLOCK_SKEW_MS};
 use rf_schemas::registry::{RegistryClient, RegistryError};
-use rf_schemas::{DeadLetterReason, RoomVersion, ROOM_AVSC};
+use rf_schemas::rows::BookingEvent;
+use rf_schemas::{Booking, DeadLetterReason, RoomVersion, BOOKING_AVSC, ROOM_AVSC};
 
 use crate::{DeadLetter, Decoded, DecodedReading, RawRecord, RoomEvent, Topic};
 
@@ -76,6 +77,7 @@ pub struct Decoder<S> {
     stop: Arc<AtomicBool>,
     waker: Option<Waker>,
     room_reader: Schema,
+    booking_reader: Schema,
     /// How far `ts` may run ahead of the consumer's clock, ms.
     clock_skew_ms: i64,
 }
@@ -91,6 +93,7 @@ impl<S: SchemaSource> Decoder<S> {
             stop: Arc::default(),
             waker: None,
             room_reader: Schema::parse_str(ROOM_AVSC).expect("the embedded schema parses"),
+            booking_reader: Schema::parse_str(BOOKING_AVSC).expect("the embedded schema parses"),
             clock_skew_ms: MAX_CLOCK_SKEW_MS,
         }
     }
@@ -149,6 +152,7 @@ impl<S: SchemaSource> Decoder<S> {
         Step::Done(match record.topic {
             Topic::Readings => self.reading(record),
             Topic::Rooms => self.room(record),
+            Topic::Bookings => self.booking(record),
         })
     }
 
@@ -294,6 +298,45 @@ impl<S: SchemaSource> Decoder<S> {
         })))
     }
 
+    /// A booking version: validated, then passed on whole (the office key must match).
+    fn booking(&mut self, record: RawRecord) -> Result<Decoded, Box<DeadLetter>> {
+        use DeadLetterReason::*;
+        let Some(value) = record.value.as_deref() else {
+            let detail = "a booking is withdrawn by a cancelled version, not a tombstone";
+            return Err(Box::new(record.dead_letter(Malformed, detail)));
+        };
+        let (id, body) = match unframe(value) {
+            Ok(framed) => framed,
+            Err(e) => return Err(Box::new(record.dead_letter(Malformed, e.to_string()))),
+        };
+        let writer = match self.lookup(Topic::Bookings, id) {
+            Ok(Entry::Room(Ok(s))) => s.clone(),
+            Ok(Entry::Room(Err(why))) => {
+                let detail = format!("schema id {id} cannot be read as Booking: {why}");
+                return Err(Box::new(record.dead_letter(IncompatibleSchema, detail)));
+            }
+            Ok(_) => unreachable!("bookings entries are records"),
+            Err(detail) => return Err(Box::new(record.dead_letter(UnknownSchema, detail))),
+        };
+        let booking = match Booking::decode(&writer, &self.booking_reader, body) {
+            Ok(b) => b,
+            Err(why) => {
+                let detail = format!("schema id {id}: {why}");
+                return Err(Box::new(record.dead_letter(Malformed, detail)));
+            }
+        };
+        if record.key.as_deref() != Some(booking.office_id.as_bytes()) {
+            let detail = format!("booking key is not its office {:?}", booking.office_id);
+            return Err(Box::new(record.dead_letter(Malformed, detail)));
+        }
+        Ok(Decoded::Booking(Box::new(BookingEvent {
+            tenant: record.tenant,
+            partition: record.partition,
+            offset: record.offset,
+            booking: Arc::new(booking),
+        })))
+    }
+
     /// Whether `key` is cached and fresh; if not, a fetch starts (unless one runs).
     /// An unreachable registry is retried with backoff in the background: records are
     /// never dropped because the registry is down.
@@ -372,14 +415,16 @@ fn fetch(source: &dyn SchemaSource, (topic, id): Key, stop: &AtomicBool) -> Opti
         Topic::Readings => {
             Entry::Reading(schema.and_then(|s| ReadingDecoder::new(&s)).map(Arc::new))
         }
-        Topic::Rooms => Entry::Room(schema.and_then(room_writer).map(Arc::new)),
+        Topic::Rooms => Entry::Room(schema.and_then(|s| writer_of(s, "Room")).map(Arc::new)),
+        Topic::Bookings => Entry::Room(schema.and_then(|s| writer_of(s, "Booking")).map(Arc::new)),
     })
 }
 
-fn room_writer(writer: Schema) -> Result<Schema, String> {
+/// `writer` if it is a record named `name`.
+fn writer_of(writer: Schema, name: &str) -> Result<Schema, String> {
     match &writer {
-        Schema::Record(r) if r.name.name() == "Room" => Ok(writer),
-        _ => Err("writer schema is not a Room record".into()),
+        Schema::Record(r) if r.name.name() == name => Ok(writer),
+        _ => Err(format!("writer schema is not a {name} record")),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod analyze;
+pub mod bookings;
 pub mod catalog;
 pub mod decode;
 pub mod live;
@@ -12,8 +13,9 @@ pub mod records;
 
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
 pub use analyze::{AnalyzeConfig, Analyzer, Restored};
+pub use bookings::{BookingUsage, BookingsConfig};
 pub use decode::{Decoder, SchemaSource, Step};
-pub use ops::{compute, Aggregate, AggregateView, Analyze, Computation, DecodeRecords};
+pub use ops::{compute, Aggregate, AggregateView, Analyze, Book, Computation, DecodeRecords};
 pub use pause::{Paused, Why};
 pub use records::*;
 /// The models of one series (forecasts, anomalies), shared with the CLI.

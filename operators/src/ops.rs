@@ -15,6 +15,7 @@ use timely::dataflow::Stream;
 
 use crate::aggregate::{Aggregator, StateSize};
 use crate::analyze::Analyzer;
+use crate::bookings::BookingUsage;
 use crate::decode::{Decoder, SchemaSource, Step};
 use crate::pause::{Paused, Why};
 use crate::HashMap;
@@ -309,6 +310,31 @@ impl<'s> Analyze<'s> for Stream<'s, u64, Vec<Output>> {
     }
 }
 
+/// Sets bookings against occupancy.
+pub trait Book<'s> {
+    /// Returns the aggregation's outputs, bookings consumed, each epoch's with the
+    /// booked-versus-used rows it made final or revised.
+    fn book(self, usage: BookingUsage) -> Stream<'s, u64, Vec<Output>>;
+}
+
+impl<'s> Book<'s> for Stream<'s, u64, Vec<Output>> {
+    fn book(self, mut usage: BookingUsage) -> Stream<'s, u64, Vec<Output>> {
+        // Like the analysis: each epoch comes whole and in order.
+        self.unary(Pipeline, "Book", move |_, _| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut out = Vec::new();
+                    for o in data.drain(..) {
+                        usage.apply(o, &mut out);
+                    }
+                    usage.flush(&mut out);
+                    output.session(&cap).give_iterator(out.into_iter());
+                });
+            }
+        })
+    }
+}
+
 /// The operators of the computation, with their state.
 pub struct Computation<S: SchemaSource> {
     /// Decodes records.
@@ -321,10 +347,13 @@ pub struct Computation<S: SchemaSource> {
     pub view: AggregateView,
     /// Anomalies and forecasts; `None` for a backfill, which rewrites windows only.
     pub analyzer: Option<crate::analyze::Analyzer>,
+    /// Bookings against occupancy; `None` for a backfill.
+    pub bookings: Option<BookingUsage>,
 }
 
 /// The computation every run shares (the live pipeline, backfills, the benchmarks):
-/// decode and validate, event-time windows, then anomalies and forecasts.
+/// decode and validate, event-time windows, bookings against them, then anomalies and
+/// forecasts.
 pub fn compute<'s, S: SchemaSource>(
     records: Stream<'s, u64, Vec<Input>>,
     parts: Computation<S>,
@@ -332,6 +361,10 @@ pub fn compute<'s, S: SchemaSource>(
     let windows = records
         .decode_records(parts.decoder, parts.paused)
         .aggregate(parts.aggregator, parts.view);
+    let windows = match parts.bookings {
+        Some(usage) => windows.book(usage),
+        None => windows,
+    };
     match parts.analyzer {
         Some(analyzer) => windows.analyze(analyzer),
         None => windows,

@@ -102,6 +102,7 @@ impl RawRecord {
         match self.topic {
             Topic::Readings => self.tenant.readings_topic(),
             Topic::Rooms => self.tenant.rooms_topic(),
+            Topic::Bookings => self.tenant.bookings_topic(),
         }
     }
 
@@ -128,6 +129,8 @@ pub enum Decoded {
     Reading(Box<DecodedReading>),
     /// A room version was published or withdrawn.
     Room(Box<RoomEvent>),
+    /// A booking version, passed on to the bookings operator.
+    Booking(Box<rf_schemas::rows::BookingEvent>),
     /// A readings partition is idle (see [`Input::Idle`]).
     Idle {
         /// The tenant.

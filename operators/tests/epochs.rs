@@ -193,6 +193,7 @@ fn run(records: Vec<Input>, cuts: &[usize], interval_ms: i64) -> Results {
                 }),
                 view: view.clone(),
                 analyzer: Some(Analyzer::new(AnalyzeConfig::default(), Restored::default())),
+                bookings: None,
             };
             compute(scope.input_from(&mut input), parts)
                 .inspect(move |o| sink.borrow_mut().push(o.clone()))

@@ -278,6 +278,11 @@ pub struct PipelineConfig {
     /// checkpoints are never held back; a partition that keeps up is revised every epoch.
     /// 0: every epoch.
     pub revision_interval_secs: u64,
+    /// How many days of final minutes are kept to set bookings against: a booking moved
+    /// or cancelled up to this far behind the watermark rewrites its windows; one further
+    /// back is rejected (`rf_bookings_rejected_total`). About 4 bytes per room and 15
+    /// minutes: 7 days of 50,000 rooms is 130 MiB.
+    pub bookings_horizon_days: u32,
     /// Most records one epoch (one batch through the dataflow and the sinks) takes.
     pub max_epoch_records: usize,
     /// Longest the source spends reading one epoch before it is handed on, milliseconds;
@@ -315,6 +320,7 @@ impl Default for PipelineConfig {
             idle_timeout_secs: 30,
             clock_skew_secs: 300,
             revision_interval_secs: 5,
+            bookings_horizon_days: 7,
             max_epoch_records: 100_000,
             max_epoch_millis: 100,
             store_readings: true,
@@ -369,6 +375,12 @@ impl PipelineConfig {
             return bad(
                 "pipeline.revision_interval_secs",
                 "must be between 0 (every epoch) and 3600",
+            );
+        }
+        if !(1..=92).contains(&self.bookings_horizon_days) {
+            return bad(
+                "pipeline.bookings_horizon_days",
+                "must be between 1 and 92 (a quarter)",
             );
         }
         if !(1..=MAX_CLOCK_SKEW_SECS).contains(&self.clock_skew_secs) {

@@ -29,6 +29,10 @@ pub struct Metrics {
     pub rejected_rooms: IntCounterVec,
     /// Room versions that changed the capacity of final rows, which were rewritten.
     pub restatements: IntCounterVec,
+    /// Booking records rejected, by tenant and reason.
+    pub rejected_bookings: IntCounterVec,
+    /// Booked-versus-used rows written (a revision counts again), by tenant.
+    pub booking_rows: IntCounterVec,
     /// Anomaly rows written (an episode that lasts is written more than once), by
     /// tenant, kind and severity.
     pub anomalies: IntCounterVec,
@@ -97,6 +101,16 @@ impl Metrics {
             "rf_room_metadata_rejected_total",
             "Room metadata records rejected.",
             &["tenant", "reason"],
+        );
+        let rejected_bookings = counter(
+            "rf_bookings_rejected_total",
+            "Booking records rejected: malformed, or moved too far back to rewrite.",
+            &["tenant", "reason"],
+        );
+        let booking_rows = counter(
+            "rf_booking_rows_total",
+            "Booked-versus-used rows written, revisions included.",
+            &["tenant"],
         );
         let restatements = counter(
             "rf_restatements_total",
@@ -194,6 +208,8 @@ impl Metrics {
             dead_letters,
             rejected_rooms,
             restatements,
+            rejected_bookings,
+            booking_rows,
             anomalies,
             forecasts,
             sink_retries,
@@ -233,13 +249,15 @@ impl Metrics {
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 19] = [
+        let collectors: [&dyn Collector; 21] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
             &self.dead_letters,
             &self.rejected_rooms,
             &self.restatements,
+            &self.rejected_bookings,
+            &self.booking_rows,
             &self.anomalies,
             &self.forecasts,
             &self.sink_retries,

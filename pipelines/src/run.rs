@@ -12,8 +12,8 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
 use rf_operators::{
-    compute, AggregateConfig, AggregateView, Aggregator, Analyzer, Computation, Decoder,
-    EventClock, Paused,
+    compute, AggregateConfig, AggregateView, Aggregator, Analyzer, BookingUsage, BookingsConfig,
+    Computation, Decoder, EventClock, Paused,
 };
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::TenantId;
@@ -274,6 +274,13 @@ pub fn run(
                     // A backfill rewrites windows only: anomalies and forecasts stay as
                     // found live.
                     analyzer: backfill.is_none().then_some(analyzer),
+                    bookings: backfill.is_none().then(|| {
+                        BookingUsage::new(BookingsConfig {
+                            allowed_lateness_ms: lateness,
+                            horizon_ms: i64::from(settings.pipeline.bookings_horizon_days)
+                                * 86_400_000,
+                        })
+                    }),
                 },
             );
             outputs.probe_with(&probe).write_to_sinks(SinkContext {

@@ -353,6 +353,15 @@ impl Inner {
                 .inc();
             tracing::warn!(tenant = %d.tenant, offset = d.offset, reason = %d.reason, detail = %d.detail, "room metadata rejected");
         }
+        for d in &batch.rejected_bookings {
+            m.rejected_bookings
+                .with_label_values(&[d.tenant.as_str(), d.reason.as_str()])
+                .inc();
+            tracing::warn!(tenant = %d.tenant, partition = d.partition, offset = d.offset, reason = %d.reason, detail = %d.detail, "booking rejected");
+        }
+        for b in &batch.booking_usage {
+            m.booking_rows.with_label_values(&[b.tenant.as_str()]).inc();
+        }
         for a in &batch.anomalies {
             let labels = [a.tenant.as_str(), a.kind.label(), a.severity.label()];
             m.anomalies.with_label_values(&labels).inc();

@@ -35,6 +35,8 @@ pub struct Served {
     pub readings: i32,
     /// Partitions of its rooms topic.
     pub rooms: i32,
+    /// Partitions of its bookings topic (0 without one).
+    pub bookings: i32,
     /// Its region: an index into [`Topology::regions`].
     pub region: usize,
 }
@@ -101,10 +103,15 @@ impl Topology {
                 .get(tenant.rooms_topic().as_str())
                 .copied()
                 .unwrap_or(0);
+            let bookings = partitions
+                .get(tenant.bookings_topic().as_str())
+                .copied()
+                .unwrap_or(0);
             served.push(Served {
                 tenant,
                 readings: count,
                 rooms,
+                bookings,
                 region,
             });
         }
@@ -514,6 +521,25 @@ impl Consumers {
                         partition: p,
                         offset: applied,
                     }));
+            }
+            // Every worker reads every booking, as it reads every room: an office's rows
+            // are written by the worker whose readings partition holds it. Rewriting a
+            // window twice writes the same row again, so they are read from the start.
+            self.topics.insert(
+                tenant.bookings_topic(),
+                (tenant.unshared(), Topic::Bookings),
+            );
+            for p in 0..s.bookings {
+                rooms_assignment
+                    .add_partition_offset(&tenant.bookings_topic(), p, Offset::Beginning)
+                    .map_err(|e| kerr("bad offset", e))?;
+                let (low, high) = self
+                    .rooms
+                    .fetch_watermarks(&tenant.bookings_topic(), p, timeout)
+                    .map_err(|e| kerr("cannot read bookings partition ends", e))?;
+                if high > low {
+                    self.rooms_ends.insert((tenant.bookings_topic(), p), high);
+                }
             }
         }
         self.rooms
@@ -988,6 +1014,7 @@ mod tests {
             tenant: TenantId::parse(tenant).unwrap(),
             readings,
             rooms: 1,
+            bookings: 0,
             region: 0,
         }
     }
@@ -1083,6 +1110,7 @@ mod tests {
                 tenant: tenant.clone(),
                 readings: 2,
                 rooms: 1,
+                bookings: 0,
                 region: 0,
             }],
             regions: vec!["default".into()],

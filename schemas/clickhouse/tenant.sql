@@ -143,3 +143,27 @@ CREATE TABLE IF NOT EXISTS {db}.model_state (
     updated_at DateTime('UTC')
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (office_id, entity_kind, entity_id);
+
+-- Bookings set against occupancy, per room (`room_id` set) and office (`room_id` empty,
+-- the sum of its booked rooms), per window. A minute is booked when a booking covers its
+-- first instant, used when a counted reading in it saw somebody, reported when any did:
+-- booked_minutes = booked_used_minutes + ghost_minutes + booked_unreported_minutes.
+-- A booking moved or cancelled later rewrites its windows with a higher version.
+CREATE TABLE IF NOT EXISTS {db}.booking_usage (
+    granularity Enum8('15m' = 1, '1h' = 2, '1d' = 3),
+    office_id String,
+    room_id String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    booked_minutes UInt32,
+    booked_used_minutes UInt32,
+    ghost_minutes UInt32,
+    booked_unreported_minutes UInt32,
+    unbooked_used_minutes UInt32,
+    meetings UInt32,
+    no_shows UInt32,
+    version UInt64,
+    updated_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (granularity, office_id, room_id, window_start);

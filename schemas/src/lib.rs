@@ -4,6 +4,7 @@
 //! on it; it depends on none of them.
 
 pub mod alerts;
+pub mod booking;
 pub mod deadletter;
 pub mod framing;
 pub mod reading;
@@ -14,6 +15,7 @@ pub mod tenant;
 pub mod windows;
 
 pub use alerts::Severity;
+pub use booking::Booking;
 pub use deadletter::{DeadLetterReason, Rejection};
 pub use reading::Reading;
 pub use room::{RoomKind, RoomVersion};
@@ -52,6 +54,8 @@ pub const OCCUPANCY_READING_AVSC: &str = include_str!("../avro/occupancy_reading
 pub const OCCUPANCY_READING_V2_AVSC: &str = include_str!("../avro/occupancy_reading_v2.avsc");
 /// The Avro schema of `io.roomflow.Room`.
 pub const ROOM_AVSC: &str = include_str!("../avro/room.avsc");
+/// The Avro schema of `io.roomflow.Booking`.
+pub const BOOKING_AVSC: &str = include_str!("../avro/booking.avsc");
 /// ClickHouse DDL of one tenant's database, with `{db}` standing for its name.
 pub const TENANT_DDL: &str = include_str!("../clickhouse/tenant.sql");
 /// ClickHouse DDL of the platform's tables (`rf_platform`).
@@ -66,7 +70,10 @@ pub const SUBJECT_SCHEMAS: [(&str, &str); 2] = [
 
 /// Later versions, registered after every tenant's [`SUBJECT_SCHEMAS`] (so that adding one
 /// changes no earlier id), in this order.
-pub const LATER_SCHEMAS: [(&str, &str); 1] = [(tenant::READINGS_PREFIX, OCCUPANCY_READING_V2_AVSC)];
+pub const LATER_SCHEMAS: [(&str, &str); 2] = [
+    (tenant::READINGS_PREFIX, OCCUPANCY_READING_V2_AVSC),
+    (tenant::BOOKINGS_PREFIX, BOOKING_AVSC),
+];
 
 /// The DDL statements that create `tenant`'s database and tables, one per element.
 pub fn tenant_ddl(tenant: &TenantId) -> Vec<String> {

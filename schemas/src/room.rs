@@ -194,10 +194,11 @@ fn nullable(v: Option<Value>) -> Value {
     }
 }
 
-struct Fields(Vec<(String, Value)>);
+/// A decoded record's fields, taken out by name.
+pub(crate) struct Fields(pub(crate) Vec<(String, Value)>);
 
 impl Fields {
-    fn take(&mut self, name: &str) -> Result<Value, String> {
+    pub(crate) fn take(&mut self, name: &str) -> Result<Value, String> {
         let i = self
             .0
             .iter()
@@ -205,13 +206,13 @@ impl Fields {
             .ok_or(format!("missing {name}"))?;
         Ok(std::mem::replace(&mut self.0[i].1, Value::Null))
     }
-    fn string(&mut self, name: &str) -> Result<String, String> {
+    pub(crate) fn string(&mut self, name: &str) -> Result<String, String> {
         match self.take(name)? {
             Value::String(s) => Ok(s),
             other => Err(format!("{name} is {other:?}, expected a string")),
         }
     }
-    fn int(&mut self, name: &str) -> Result<i32, String> {
+    pub(crate) fn int(&mut self, name: &str) -> Result<i32, String> {
         match self.take(name)? {
             Value::Int(i) => Ok(i),
             other => Err(format!("{name} is {other:?}, expected an int")),

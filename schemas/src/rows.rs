@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::windows::Granularity;
-use crate::{DeadLetterReason, Reading, RoomVersion, TenantId};
+use crate::{Booking, DeadLetterReason, Reading, RoomVersion, TenantId};
 
 /// Which of a tenant's topics a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,6 +15,8 @@ pub enum Topic {
     Readings,
     /// `rooms.<tenant>`.
     Rooms,
+    /// `bookings.<tenant>`.
+    Bookings,
 }
 
 /// The readings of one room's 15m window, once the window is final: every counted
@@ -281,6 +283,65 @@ pub enum Output {
     Forecast(ForecastSeries),
     /// A model's state after it learnt, to persist for restarts.
     Model(ModelState),
+    /// A booking version read from `bookings.<tenant>`, on its way to the bookings
+    /// operator.
+    Booking(BookingEvent),
+    /// A rejected booking record: logged and counted, not dead-lettered (the bookings
+    /// topic is read from its start on every start, like the rooms topic).
+    BookingRejected(DeadLetter),
+    /// One revision of a booked-versus-used row.
+    BookingUsage(BookingUsageRow),
+}
+
+/// A booking version as read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BookingEvent {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The bookings partition.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// The version.
+    pub booking: Arc<Booking>,
+}
+
+/// A room's or an office's bookings set against its occupancy in one window
+/// (`booking_usage`). Minutes are whole minutes of the window: a minute is booked when a
+/// booking covers its first instant, used when a counted reading within it saw somebody,
+/// and reported when any counted reading fell within it. So
+/// `booked = booked_used + ghost + booked_unreported`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookingUsageRow {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Window size.
+    pub granularity: Granularity,
+    /// The office.
+    pub office_id: String,
+    /// The room; empty on an office's row (the sum of its rooms').
+    pub room_id: String,
+    /// Window start, ms.
+    pub window_start: i64,
+    /// Window end (exclusive), ms.
+    pub window_end: i64,
+    /// Minutes booked (overlapping bookings count once).
+    pub booked_minutes: u32,
+    /// Booked minutes in which somebody was there.
+    pub booked_used_minutes: u32,
+    /// Booked minutes reported empty: ghost bookings.
+    pub ghost_minutes: u32,
+    /// Booked minutes without any reading: neither used nor empty.
+    pub booked_unreported_minutes: u32,
+    /// Minutes used without a booking.
+    pub unbooked_used_minutes: u32,
+    /// Bookings starting in the window.
+    pub meetings: u32,
+    /// Of those lasting 15 minutes or more, the ones in whose first 15 minutes nobody
+    /// was seen (and at least one reading said so).
+    pub no_shows: u32,
+    /// Grows with every revision.
+    pub version: u64,
 }
 
 /// What kind of thing an anomaly or forecast is about.
@@ -446,13 +507,15 @@ impl Output {
             Self::Readings(r) => &r.tenant,
             Self::LiveRoom(r) => &r.tenant,
             Self::LiveOffice(o) => &o.tenant,
-            Self::DeadLetter(d) | Self::RoomRejected(d) => &d.tenant,
+            Self::DeadLetter(d) | Self::RoomRejected(d) | Self::BookingRejected(d) => &d.tenant,
             Self::RoomVersion(t, _) | Self::RoomWithdrawn(t, _, _) => t,
             Self::Restate(r) => &r.tenant,
             Self::Checkpoint(c) => &c.tenant,
             Self::Anomaly(a) => &a.tenant,
             Self::Forecast(f) => &f.tenant,
             Self::Model(m) => &m.tenant,
+            Self::Booking(b) => &b.tenant,
+            Self::BookingUsage(b) => &b.tenant,
         }
     }
 }

@@ -9,6 +9,8 @@ pub use crate::alerts::{AlertKind, AlertRule, AlertTarget};
 pub const READINGS_PREFIX: &str = "occupancy.";
 /// Prefix of a tenant's compacted room metadata topic.
 pub const ROOMS_PREFIX: &str = "rooms.";
+/// Prefix of a tenant's calendar bookings topic.
+pub const BOOKINGS_PREFIX: &str = "bookings.";
 /// Prefix of a tenant's dead-letter topic.
 pub const DEADLETTER_PREFIX: &str = "deadletter.";
 
@@ -75,6 +77,11 @@ impl TenantId {
     /// `rooms.<tenant>`: room versions, compacted, keyed by `<room_id>@<effective_from>`.
     pub fn rooms_topic(&self) -> String {
         format!("{ROOMS_PREFIX}{self}")
+    }
+
+    /// `bookings.<tenant>`: booking versions from calendars, keyed by office id.
+    pub fn bookings_topic(&self) -> String {
+        format!("{BOOKINGS_PREFIX}{self}")
     }
 
     /// `deadletter.<tenant>`: rejected readings with their reasons.

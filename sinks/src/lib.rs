@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rf_schemas::rows::{
-    Anomaly, DeadLetter, FinalReadings, ForecastSeries, LiveOffice, LiveRoom, ModelState,
-    OfficeRow, Output, Restate, RoomRow,
+    Anomaly, BookingUsageRow, DeadLetter, FinalReadings, ForecastSeries, LiveOffice, LiveRoom,
+    ModelState, OfficeRow, Output, Restate, RoomRow,
 };
 use rf_schemas::{RoomVersion, TenantId};
 
@@ -55,6 +55,10 @@ pub struct Batch {
     pub forecasts: Vec<ForecastSeries>,
     /// Model states to persist.
     pub models: Vec<ModelState>,
+    /// Booked-versus-used rows.
+    pub booking_usage: Vec<BookingUsageRow>,
+    /// Rejected bookings: logged and counted by the pipeline, written nowhere.
+    pub rejected_bookings: Vec<DeadLetter>,
 }
 
 impl Batch {
@@ -74,6 +78,10 @@ impl Batch {
             Output::Anomaly(a) => self.anomalies.push(a),
             Output::Forecast(f) => self.forecasts.push(f),
             Output::Model(m) => self.models.push(m),
+            Output::BookingUsage(b) => self.booking_usage.push(b),
+            Output::BookingRejected(d) => self.rejected_bookings.push(d),
+            // Consumed by the bookings operator; a run without it (a backfill) drops them.
+            Output::Booking(_) => {}
             Output::Checkpoint(c) => return Some(c),
         }
         None
@@ -93,6 +101,7 @@ impl Batch {
             && self.anomalies.is_empty()
             && self.forecasts.is_empty()
             && self.models.is_empty()
+            && self.booking_usage.is_empty()
     }
 }
 

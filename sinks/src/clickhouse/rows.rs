@@ -4,8 +4,8 @@ use clickhouse::Row;
 use serde::Serialize;
 
 use rf_schemas::rows::{
-    Anomaly, FinalReading, FinalReadings, ForecastPoint, ForecastSeries, ModelState, OfficeRow,
-    RoomRow,
+    Anomaly, BookingUsageRow, FinalReading, FinalReadings, ForecastPoint, ForecastSeries,
+    ModelState, OfficeRow, RoomRow,
 };
 use rf_schemas::RoomVersion;
 
@@ -268,6 +268,47 @@ impl<'a> ModelStateRow<'a> {
             entity_id: &m.entity_id,
             state: &m.state,
             version: m.version,
+            updated_at,
+        }
+    }
+}
+
+/// A row of `booking_usage`.
+#[derive(Row, Serialize)]
+pub struct BookingUsage<'a> {
+    granularity: i8,
+    office_id: &'a str,
+    room_id: &'a str,
+    window_start: u32,
+    window_end: u32,
+    booked_minutes: u32,
+    booked_used_minutes: u32,
+    ghost_minutes: u32,
+    booked_unreported_minutes: u32,
+    unbooked_used_minutes: u32,
+    meetings: u32,
+    no_shows: u32,
+    version: u64,
+    updated_at: u32,
+}
+
+impl<'a> BookingUsage<'a> {
+    /// The row for one revision, stamped `updated_at` (seconds).
+    pub fn new(b: &'a BookingUsageRow, updated_at: u32) -> Self {
+        Self {
+            granularity: b.granularity.enum_value(),
+            office_id: &b.office_id,
+            room_id: &b.room_id,
+            window_start: secs(b.window_start),
+            window_end: secs(b.window_end),
+            booked_minutes: b.booked_minutes,
+            booked_used_minutes: b.booked_used_minutes,
+            ghost_minutes: b.ghost_minutes,
+            booked_unreported_minutes: b.booked_unreported_minutes,
+            unbooked_used_minutes: b.unbooked_used_minutes,
+            meetings: b.meetings,
+            no_shows: b.no_shows,
+            version: b.version,
             updated_at,
         }
     }

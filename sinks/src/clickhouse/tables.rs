@@ -9,11 +9,14 @@ use std::sync::Arc;
 
 use clickhouse::{Client, RowWrite};
 
-use rf_schemas::rows::{Anomaly, FinalReadings, ForecastSeries, ModelState, OfficeRow, RoomRow};
+use rf_schemas::rows::{
+    Anomaly, BookingUsageRow, FinalReadings, ForecastSeries, ModelState, OfficeRow, RoomRow,
+};
 use rf_schemas::{RoomVersion, TenantId};
 
 use super::rows::{
-    AnomalyRow, ForecastRow, ModelStateRow, OfficeUtilization, ReadingRow, Room, RoomUtilization,
+    AnomalyRow, BookingUsage, ForecastRow, ModelStateRow, OfficeUtilization, ReadingRow, Room,
+    RoomUtilization,
 };
 use super::{Failed, Touched};
 use crate::redis::month_of;
@@ -42,7 +45,7 @@ pub(super) trait Table: Sized + Sync + 'static {
 }
 
 /// Every stored output, in insert order.
-pub(super) const ALL: [&dyn Stored; 7] = [
+pub(super) const ALL: [&dyn Stored; 8] = [
     &Of::<Anomaly>(std::marker::PhantomData),
     &Of::<ForecastSeries>(std::marker::PhantomData),
     &Of::<ModelState>(std::marker::PhantomData),
@@ -50,7 +53,22 @@ pub(super) const ALL: [&dyn Stored; 7] = [
     &Of::<RoomRow>(std::marker::PhantomData),
     &Of::<OfficeRow>(std::marker::PhantomData),
     &Of::<(TenantId, Arc<RoomVersion>)>(std::marker::PhantomData),
+    &Of::<BookingUsageRow>(std::marker::PhantomData),
 ];
+
+impl Table for BookingUsageRow {
+    const NAME: &'static str = "booking_usage";
+    type Row = BookingUsage<'static>;
+    fn of(batch: &Batch) -> &[Self] {
+        &batch.booking_usage
+    }
+    fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+    fn rows(&self, now: u32) -> impl Iterator<Item = BookingUsage<'_>> {
+        std::iter::once(BookingUsage::new(self, now))
+    }
+}
 
 impl Table for Anomaly {
     const NAME: &'static str = "anomalies";
