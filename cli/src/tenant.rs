@@ -395,9 +395,10 @@ pub(crate) fn render_tenant(
     }
     let _ = writeln!(
         s,
-        "topics      {}, {}, {}",
+        "topics      {}, {}, {}, {}",
         tenant.readings_topic(),
         tenant.rooms_topic(),
+        tenant.bookings_topic(),
         tenant.deadletter_topic()
     );
     let _ = writeln!(s, "database    {}", tenant.clickhouse_db());

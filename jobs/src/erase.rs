@@ -328,9 +328,13 @@ fn registry_client(settings: &Settings) -> rf_schemas::registry::RegistryClient 
 
 /// The tenant's schema subjects: `<topic>-value` of its readings and rooms topics.
 fn tenant_subjects(tenant: &TenantId) -> Vec<String> {
-    [tenant.readings_topic(), tenant.rooms_topic()]
-        .map(|topic| format!("{topic}-value"))
-        .to_vec()
+    [
+        tenant.readings_topic(),
+        tenant.rooms_topic(),
+        tenant.bookings_topic(),
+    ]
+    .map(|topic| format!("{topic}-value"))
+    .to_vec()
 }
 
 /// The output folders of the tenant's jobs under `files` (`<files>/<job id>/`), but those

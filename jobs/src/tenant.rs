@@ -152,14 +152,16 @@ pub async fn create(
 }
 
 async fn create_topics(kafka: &KafkaConfig, tenant: &TenantId) -> Result<Vec<String>, JobError> {
-    let (readings, rooms, deadletter) = (
+    let (readings, rooms, bookings, deadletter) = (
         tenant.readings_topic(),
         tenant.rooms_topic(),
+        tenant.bookings_topic(),
         tenant.deadletter_topic(),
     );
     let topics = [
         TopicSpec::new(&readings, READINGS_PARTITIONS),
         TopicSpec::compacted(&rooms),
+        TopicSpec::compacted(&bookings),
         TopicSpec::new(&deadletter, 3),
     ];
     Ok(rf_pipelines::topics::create(kafka, &topics).await?)
@@ -576,6 +578,7 @@ pub(crate) fn tenant_topics(
     let names = [
         tenant.readings_topic(),
         tenant.rooms_topic(),
+        tenant.bookings_topic(),
         tenant.deadletter_topic(),
     ];
     let mut topics = BTreeMap::new();

@@ -376,7 +376,7 @@ impl BookingUsage {
                 topic: Topic::Bookings,
                 partition: e.partition,
                 offset: e.offset,
-                key: Some(b.office_id.clone().into_bytes()),
+                key: Some(b.key().into_bytes()),
                 value: None,
                 reason: DeadLetterReason::Late,
                 detail: format!(

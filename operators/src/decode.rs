@@ -325,8 +325,8 @@ impl<S: SchemaSource> Decoder<S> {
                 return Err(Box::new(record.dead_letter(Malformed, detail)));
             }
         };
-        if record.key.as_deref() != Some(booking.office_id.as_bytes()) {
-            let detail = format!("booking key is not its office {:?}", booking.office_id);
+        if record.key.as_deref() != Some(booking.key().as_bytes()) {
+            let detail = format!("booking key is not {:?}", booking.key());
             return Err(Box::new(record.dead_letter(Malformed, detail)));
         }
         Ok(Decoded::Booking(Box::new(BookingEvent {

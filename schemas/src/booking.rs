@@ -39,10 +39,11 @@ pub struct Booking {
 }
 
 impl Booking {
-    /// The record key in `bookings.<tenant>`: the office, so that an office's bookings
-    /// stay in order in one partition.
-    pub fn key(&self) -> &str {
-        &self.office_id
+    /// The record key in `bookings.<tenant>`: `<office_id>/<booking_id>`. The topic is
+    /// compacted: it keeps each booking's latest version, and every version of a booking
+    /// goes to one partition, in order.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.office_id, self.booking_id)
     }
 
     /// Checks the contract's rules: ids present and short, times after 2000 and in
