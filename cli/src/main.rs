@@ -2,6 +2,7 @@
 //! jobs and the simulator; all read one config tree (see `config.rs`).
 
 mod bench;
+mod calendar;
 mod config;
 mod deadletter;
 mod detect;
@@ -88,6 +89,9 @@ enum Command {
     /// Look into a tenant's dead letters.
     #[command(subcommand)]
     Deadletter(DeadletterCommand),
+    /// Sync room calendars (Microsoft 365, Google Workspace) into bookings.<tenant>.
+    #[command(subcommand)]
+    Calendar(calendar::CalendarCommand),
     /// Mint a bearer token for the query service.
     Token(TokenArgs),
     /// Write a tenant's utilization report over whole days (UTC): every office's days as
@@ -306,6 +310,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => run_simulate(config, args),
+        Command::Calendar(command) => calendar::run_calendar(config, command),
         Command::Forecast(args) => forecast::forecast(&forecast::ForecastOptions {
             input: &args.input,
             horizon: args.horizon,

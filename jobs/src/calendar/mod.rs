@@ -16,6 +16,7 @@
 pub mod google;
 pub mod graph;
 pub mod http;
+pub mod publish;
 
 use std::collections::BTreeMap;
 
