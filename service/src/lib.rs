@@ -5,6 +5,7 @@ pub mod admin;
 mod analytics;
 pub mod audit;
 pub mod auth;
+mod bookings;
 mod cache;
 pub mod directory;
 mod insights;
@@ -512,6 +513,8 @@ async fn build(
         .route("/v1/offices/ranking", get(insights::ranking))
         .route("/v1/offices/{office_id}/heatmap", get(insights::heatmap))
         .route("/v1/insights/underused", get(insights::underused))
+        .route("/v1/insights/ghost-bookings", get(bookings::ghosts))
+        .route("/v1/offices/{office_id}/bookings", get(bookings::office))
         .route("/v1/anomalies", get(analytics::anomalies))
         .route(
             "/v1/offices/{office_id}/forecast",
