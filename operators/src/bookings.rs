@@ -22,6 +22,7 @@ use crate::{HashMap, Output};
 
 const MINUTE: i64 = 60_000;
 const QUARTER: i64 = 15 * MINUTE;
+const HOUR: i64 = 60 * MINUTE;
 /// A meeting is a no-show when nobody was seen in this many of its first minutes.
 pub const NO_SHOW_MINUTES: i64 = 15;
 
@@ -50,6 +51,36 @@ pub struct BookingUsage {
     config: BookingsConfig,
     tenants: HashMap<TenantId, Tenant>,
     last_version: u64,
+    restored: Arc<RestoredMinutes>,
+}
+
+/// Rooms' minutes of final 15m windows as the pipeline wrote them before a restart
+/// (`booking_usage`), by tenant and office: each worker takes those of the offices it
+/// aggregates.
+#[derive(Debug, Default)]
+pub struct RestoredMinutes(std::collections::HashMap<(TenantId, String), Vec<RestoredQuarter>>);
+
+/// One room's quarter as written: (room, window start ms, used mask, reported mask).
+pub type RestoredQuarter = (String, i64, u16, u16);
+
+impl RestoredMinutes {
+    /// Adds a quarter of `office`.
+    pub fn insert(&mut self, tenant: &TenantId, office: &str, quarter: RestoredQuarter) {
+        self.0
+            .entry((tenant.clone(), office.to_owned()))
+            .or_default()
+            .push(quarter);
+    }
+
+    /// Quarters held.
+    pub fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +108,8 @@ struct Tenant {
     /// `room` empty for the office's row; `true` when a booking changed it (written even
     /// if all zero, to overwrite what was written before).
     due: BTreeMap<Due, bool>,
+    /// Booked rooms' quarters that just became final: (office, room, start).
+    fresh: Vec<(String, String, i64)>,
 }
 
 type Due = (i64, Granularity, String, String, i64);
@@ -211,6 +244,54 @@ impl Tenant {
         c
     }
 
+    /// The row of a window (version 0), unless its minutes are not known here, or it is
+    /// all zero and neither `force`d nor a room's quarter with readings (whose minutes a
+    /// restart needs).
+    fn row(&self, tenant: &TenantId, key: &Due, force: bool) -> Option<BookingUsageRow> {
+        let (end, g, office, room, start) = key;
+        if !self.known(office, *start) {
+            return None;
+        }
+        let masks = match self.minutes.get(room.as_str()) {
+            Some(m) if *g == Granularity::M15 && !room.is_empty() => {
+                m.get(start.div_euclid(QUARTER))
+            }
+            _ => (0, 0),
+        };
+        let c = if room.is_empty() {
+            let mut sum = Counts::default();
+            for r in self.offices.get(office).into_iter().flatten() {
+                if self.bookable(r) {
+                    sum.add(self.room_counts(r, *start, *end));
+                }
+            }
+            sum
+        } else {
+            self.room_counts(room, *start, *end)
+        };
+        if c.is_zero() && !force && masks.1 == 0 {
+            return None;
+        }
+        Some(BookingUsageRow {
+            tenant: tenant.clone(),
+            granularity: *g,
+            office_id: office.clone(),
+            room_id: room.clone(),
+            window_start: *start,
+            window_end: *end,
+            booked_minutes: c.booked,
+            booked_used_minutes: c.booked_used,
+            ghost_minutes: c.ghost,
+            booked_unreported_minutes: c.booked_unreported,
+            unbooked_used_minutes: c.unbooked_used,
+            meetings: c.meetings,
+            no_shows: c.no_shows,
+            used_mask: masks.0,
+            reported_mask: masks.1,
+            version: 0,
+        })
+    }
+
     /// Whether `room` has rows: meeting rooms and focus booths, and any room booked.
     fn bookable(&self, room: &str) -> bool {
         self.active.contains_key(room) || self.rooms.get(room).is_some_and(|r| r.2)
@@ -261,10 +342,17 @@ fn no_show(minutes: &Minutes, start: i64) -> bool {
 impl BookingUsage {
     /// An empty state.
     pub fn new(config: BookingsConfig) -> Self {
+        Self::restoring(config, Arc::default())
+    }
+
+    /// A state that takes each office's minutes from `restored` when it first sees the
+    /// office's readings.
+    pub fn restoring(config: BookingsConfig, restored: Arc<RestoredMinutes>) -> Self {
         Self {
             config,
             tenants: HashMap::default(),
             last_version: 0,
+            restored,
         }
     }
 
@@ -318,9 +406,34 @@ impl BookingUsage {
             .or_default()
             .set(quarter, mask);
         if !t.served.contains_key(&*r.office_id) {
-            // From now on this office's windows are seen here: bookings read before it
-            // (at start, all of them) are due from here on.
-            t.served.insert(r.office_id.to_string(), (r.partition, qs));
+            // From now on this office's windows are seen here, and those written before a
+            // restart are known from what was written: bookings read before (at start,
+            // all of them) are due from there on.
+            let key = (r.tenant.clone(), r.office_id.to_string());
+            let restored: Vec<&RestoredQuarter> = self
+                .restored
+                .0
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter(|q| q.1 < qs)
+                .collect();
+            let mut from = qs;
+            for (room, start, used, reported) in &restored {
+                let mask = u32::from(*used) | (u32::from(*reported) << 16);
+                t.minutes
+                    .entry(room.clone())
+                    .or_default()
+                    .set(start.div_euclid(QUARTER), mask);
+                from = from.min(*start);
+            }
+            t.served
+                .insert(r.office_id.to_string(), (r.partition, from));
+            // Windows that were final but not yet written when the pipeline stopped
+            // (a quarter's no-shows, an hour, the office's rows) are due again.
+            for (room, start, ..) in restored.iter().filter(|q| q.1 >= qs - 2 * HOUR) {
+                t.mark(room, *start, start + QUARTER, false);
+            }
             let booked: Vec<(String, i64, i64)> = t
                 .offices
                 .get(&*r.office_id)
@@ -338,6 +451,10 @@ impl BookingUsage {
             }
         }
         t.mark(&r.room_id, qs, qs + QUARTER, false);
+        if t.bookable(&r.room_id) {
+            t.fresh
+                .push((r.office_id.to_string(), r.room_id.to_string(), qs));
+        }
     }
 
     fn on_booking(&mut self, e: BookingEvent, out: &mut Vec<Output>) {
@@ -395,13 +512,29 @@ impl BookingUsage {
         let wait = self.config.allowed_lateness_ms + NO_SHOW_MINUTES * MINUTE;
         let horizon = self.config.horizon_ms;
         let clock = rf_schemas::unix_micros();
+        let mut version = || {
+            self.last_version = clock.max(self.last_version + 1);
+            self.last_version
+        };
         for (tenant, t) in &mut self.tenants {
+            // Quarters just final are written at once with their minutes, so that a
+            // restart finds them; their no-shows may need the next quarter, so they are
+            // written again when that is final too.
+            for (office, room, start) in std::mem::take(&mut t.fresh) {
+                let key = (start + QUARTER, Granularity::M15, office, room, start);
+                if let Some(row) = t.row(tenant, &key, true) {
+                    out.push(Output::BookingUsage(BookingUsageRow {
+                        version: version(),
+                        ..row
+                    }));
+                }
+            }
             let Some(&newest) = t.watermarks.values().max() else {
                 continue;
             };
             let mut waiting = BTreeMap::new();
             while let Some((key, force)) = t.due.pop_first() {
-                let (end, g, office, room, start) = &key;
+                let (end, _, office, ..) = &key;
                 if end.saturating_add(wait) > newest {
                     waiting.insert(key, force);
                     waiting.append(&mut t.due);
@@ -417,40 +550,12 @@ impl BookingUsage {
                     waiting.insert(key, force);
                     continue;
                 }
-                if !t.known(office, *start) {
-                    continue;
+                if let Some(row) = t.row(tenant, &key, force) {
+                    out.push(Output::BookingUsage(BookingUsageRow {
+                        version: version(),
+                        ..row
+                    }));
                 }
-                let c = if room.is_empty() {
-                    let mut sum = Counts::default();
-                    for r in t.offices.get(office).into_iter().flatten() {
-                        if t.bookable(r) {
-                            sum.add(t.room_counts(r, *start, *end));
-                        }
-                    }
-                    sum
-                } else {
-                    t.room_counts(room, *start, *end)
-                };
-                if c.is_zero() && !force {
-                    continue;
-                }
-                self.last_version = clock.max(self.last_version + 1);
-                out.push(Output::BookingUsage(BookingUsageRow {
-                    tenant: tenant.clone(),
-                    granularity: *g,
-                    office_id: office.clone(),
-                    room_id: room.clone(),
-                    window_start: *start,
-                    window_end: *end,
-                    booked_minutes: c.booked,
-                    booked_used_minutes: c.booked_used,
-                    ghost_minutes: c.ghost,
-                    booked_unreported_minutes: c.booked_unreported,
-                    unbooked_used_minutes: c.unbooked_used,
-                    meetings: c.meetings,
-                    no_shows: c.no_shows,
-                    version: self.last_version,
-                }));
             }
             t.due = waiting;
             // What fell behind the horizon goes.

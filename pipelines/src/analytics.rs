@@ -8,7 +8,7 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
 use rf_operators::analyze::faults::FaultConfig;
-use rf_operators::{AnalyzeConfig, EntityKind, ModelState, Restored};
+use rf_operators::{AnalyzeConfig, EntityKind, ModelState, Restored, RestoredMinutes};
 use rf_sinks::config::ClickHouseConfig;
 
 use crate::config::InvalidSetting;
@@ -125,8 +125,11 @@ pub fn restore(
     topology: &Topology,
     metrics: &Metrics,
     shutdown: &AtomicBool,
-) -> Result<Restored, PipelineError> {
+) -> Result<(Restored, RestoredMinutes), PipelineError> {
     let restored = Restored::default();
+    let mut minutes = RestoredMinutes::default();
+    let horizon_ms = i64::from(settings.pipeline.bookings_horizon_days) * 86_400_000;
+    let since = rf_schemas::unix_ms() - horizon_ms;
     let regions = settings.served_regions();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,7 +142,7 @@ pub fn restore(
         };
         let mut backoff = Duration::from_millis(200);
         let states = loop {
-            match runtime.block_on(load(&region.clickhouse, &served.tenant)) {
+            match runtime.block_on(load(&region.clickhouse, &served.tenant, since)) {
                 Ok(states) => break states,
                 Err(Load::Unreachable(error)) if !shutdown.load(Ordering::Relaxed) => {
                     metrics
@@ -158,12 +161,26 @@ pub fn restore(
                 }
             }
         };
-        tracing::info!(tenant = %served.tenant, states = states.len(), "model states restored");
+        let (states, quarters) = states;
+        tracing::info!(tenant = %served.tenant, states = states.len(), quarters = quarters.len(), "model states and booked rooms' minutes restored");
         for state in states {
             restored.insert(state);
         }
+        for q in quarters {
+            let quarter = (q.room_id, i64::from(q.start) * 1000, q.used, q.reported);
+            minutes.insert(&served.tenant, &q.office_id, quarter);
+        }
     }
-    Ok(restored)
+    Ok((restored, minutes))
+}
+
+#[derive(Row, Deserialize)]
+struct QuarterRow {
+    office_id: String,
+    room_id: String,
+    start: u32,
+    used: u16,
+    reported: u16,
 }
 
 /// Why states could not be read.
@@ -177,7 +194,8 @@ enum Load {
 async fn load(
     config: &ClickHouseConfig,
     tenant: &rf_schemas::TenantId,
-) -> Result<Vec<ModelState>, Load> {
+    since: i64,
+) -> Result<(Vec<ModelState>, Vec<QuarterRow>), Load> {
     let fail = |e: clickhouse::error::Error| match e {
         clickhouse::error::Error::Network(_) | clickhouse::error::Error::TimedOut => {
             Load::Unreachable(e)
@@ -189,6 +207,7 @@ async fn load(
         client.query(&statement).execute().await.map_err(fail)?;
     }
     let rows = client
+        .clone()
         .with_database(tenant.clickhouse_db())
         .query(
             "SELECT office_id, entity_kind, entity_id, \
@@ -198,7 +217,20 @@ async fn load(
         .fetch_all::<StateRow>()
         .await
         .map_err(fail)?;
-    Ok(rows
+    // The minutes of booked rooms' final quarters within the bookings horizon.
+    let quarters = client
+        .with_database(tenant.clickhouse_db())
+        .query(
+            "SELECT office_id, room_id, toUInt32(window_start), argMax(used_mask, version), \
+             argMax(reported_mask, version) FROM booking_usage \
+             WHERE granularity = '15m' AND room_id != '' AND window_start >= toDateTime(?) \
+             GROUP BY office_id, room_id, window_start",
+        )
+        .bind(u32::try_from(since.max(0) / 1000).unwrap_or(0))
+        .fetch_all::<QuarterRow>()
+        .await
+        .map_err(fail)?;
+    let states = rows
         .into_iter()
         .map(|r| ModelState {
             tenant: tenant.clone(),
@@ -212,5 +244,6 @@ async fn load(
             version: r.version,
             state: r.state,
         })
-        .collect())
+        .collect();
+    Ok((states, quarters))
 }

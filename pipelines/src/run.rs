@@ -68,6 +68,8 @@ struct Shared {
     resumes: Arc<std::collections::HashMap<(String, i32), checkpoint::Resume>>,
     /// The models' learnt states.
     restored: rf_operators::Restored,
+    /// Booked rooms' minutes of final windows, as written before the restart.
+    minutes: Arc<rf_operators::RestoredMinutes>,
 }
 
 /// How a run ends.
@@ -124,7 +126,7 @@ pub fn run(
     let regions = settings.served_regions();
     let backfill = options.backfill;
     // A backfill starts from no state: its models and checkpoints are the live pipeline's.
-    let (restored, resumes) = match backfill {
+    let ((restored, minutes), resumes) = match backfill {
         Some(b) => (
             Default::default(),
             backfill::positions(&settings.kafka, &topology, b.from)?,
@@ -134,6 +136,7 @@ pub fn run(
             checkpoint::load(&settings.kafka)?,
         ),
     };
+    let minutes = Arc::new(minutes);
     let topology = Arc::new(LiveTopology::new(topology));
     let discovery = Discovery::start(settings, topology.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -160,6 +163,7 @@ pub fn run(
         metrics,
         resumes,
         restored,
+        minutes,
     });
     let totals = Arc::new(Mutex::new(SinkStats::default()));
     let worker_totals = totals.clone();
@@ -181,6 +185,7 @@ pub fn run(
             metrics,
             resumes,
             restored,
+            minutes,
         } = &*shared;
         let index = worker.index();
         let peers = worker.peers();
@@ -275,11 +280,12 @@ pub fn run(
                     // found live.
                     analyzer: backfill.is_none().then_some(analyzer),
                     bookings: backfill.is_none().then(|| {
-                        BookingUsage::new(BookingsConfig {
+                        let config = BookingsConfig {
                             allowed_lateness_ms: lateness,
                             horizon_ms: i64::from(settings.pipeline.bookings_horizon_days)
                                 * 86_400_000,
-                        })
+                        };
+                        BookingUsage::restoring(config, minutes.clone())
                     }),
                 },
             );

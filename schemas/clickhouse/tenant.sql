@@ -148,7 +148,9 @@ ORDER BY (office_id, entity_kind, entity_id);
 -- the sum of its booked rooms), per window. A minute is booked when a booking covers its
 -- first instant, used when a counted reading in it saw somebody, reported when any did:
 -- booked_minutes = booked_used_minutes + ghost_minutes + booked_unreported_minutes.
--- A booking moved or cancelled later rewrites its windows with a higher version.
+-- A booking moved or cancelled later rewrites its windows with a higher version. A room's
+-- 15m rows carry its minutes (bit i: minute i used / reported): a restarted pipeline
+-- sets later booking changes against them.
 CREATE TABLE IF NOT EXISTS {db}.booking_usage (
     granularity Enum8('15m' = 1, '1h' = 2, '1d' = 3),
     office_id String,
@@ -162,6 +164,8 @@ CREATE TABLE IF NOT EXISTS {db}.booking_usage (
     unbooked_used_minutes UInt32,
     meetings UInt32,
     no_shows UInt32,
+    used_mask UInt16,
+    reported_mask UInt16,
     version UInt64,
     updated_at DateTime('UTC')
 ) ENGINE = ReplacingMergeTree(version)

@@ -340,6 +340,11 @@ pub struct BookingUsageRow {
     /// Of those lasting 15 minutes or more, the ones in whose first 15 minutes nobody
     /// was seen (and at least one reading said so).
     pub no_shows: u32,
+    /// On a room's 15m row: bit i set if minute i was used (0 on other rows). With
+    /// `reported_mask`, what a restarted pipeline sets later bookings against.
+    pub used_mask: u16,
+    /// On a room's 15m row: bit i set if minute i was reported.
+    pub reported_mask: u16,
     /// Grows with every revision.
     pub version: u64,
 }

@@ -288,6 +288,8 @@ pub struct BookingUsage<'a> {
     unbooked_used_minutes: u32,
     meetings: u32,
     no_shows: u32,
+    used_mask: u16,
+    reported_mask: u16,
     version: u64,
     updated_at: u32,
 }
@@ -308,6 +310,8 @@ impl<'a> BookingUsage<'a> {
             unbooked_used_minutes: b.unbooked_used_minutes,
             meetings: b.meetings,
             no_shows: b.no_shows,
+            used_mask: b.used_mask,
+            reported_mask: b.reported_mask,
             version: b.version,
             updated_at,
         }
