@@ -97,9 +97,9 @@ struct Tenant {
     rooms: HashMap<String, (String, Tz, bool)>,
     /// Per office, its rooms.
     offices: HashMap<String, BTreeSet<String>>,
-    /// Per office this worker aggregates: its readings partition and the start of the
-    /// first window it saw final (minutes before it were not seen by this process).
-    served: HashMap<String, (i32, i64)>,
+    /// Per office this worker aggregates: its readings partition, the start of the
+    /// first window it saw final or restored, and whether any was restored.
+    served: HashMap<String, (i32, i64, bool)>,
     /// Per readings partition, its watermark.
     watermarks: HashMap<i32, i64>,
     /// Minutes before this were forgotten (the horizon).
@@ -209,11 +209,15 @@ impl Tenant {
             .map(|((start, _), &end)| (*start, end))
     }
 
-    /// Whether the minutes of `office` over `[start, end)` are known here.
-    fn known(&self, office: &str, start: i64) -> bool {
-        self.served
-            .get(office)
-            .is_some_and(|&(_, from)| start >= from.max(self.kept_from))
+    /// Whether the minutes of `office` over `[start, end)` are known here. After a
+    /// restart, only windows from the first restored one on: rows before it were written
+    /// from minutes no longer kept. An office seen for the first time had no readings
+    /// before its first: windows overlapping it are known, the minutes before it
+    /// unreported.
+    fn known(&self, office: &str, start: i64, end: i64) -> bool {
+        self.served.get(office).is_some_and(|&(_, from, restored)| {
+            start >= self.kept_from && if restored { start >= from } else { end > from }
+        })
     }
 
     /// A room's counts over `[start, end)`.
@@ -249,7 +253,7 @@ impl Tenant {
     /// restart needs).
     fn row(&self, tenant: &TenantId, key: &Due, force: bool) -> Option<BookingUsageRow> {
         let (end, g, office, room, start) = key;
-        if !self.known(office, *start) {
+        if !self.known(office, *start, *end) {
             return None;
         }
         let masks = match self.minutes.get(room.as_str()) {
@@ -306,7 +310,7 @@ impl Tenant {
         let Some((office, tz, _)) = self.rooms.get(room).cloned() else {
             return;
         };
-        let Some(&(_, seen_from)) = self.served.get(&office) else {
+        let Some(&(_, seen_from, _)) = self.served.get(&office) else {
             return;
         };
         for g in Granularity::ALL {
@@ -427,8 +431,8 @@ impl BookingUsage {
                     .set(start.div_euclid(QUARTER), mask);
                 from = from.min(*start);
             }
-            t.served
-                .insert(r.office_id.to_string(), (r.partition, from));
+            let entry = (r.partition, from, !restored.is_empty());
+            t.served.insert(r.office_id.to_string(), entry);
             // Windows that were final but not yet written when the pipeline stopped
             // (a quarter's no-shows, an hour, the office's rows) are due again.
             for (room, start, ..) in restored.iter().filter(|q| q.1 >= qs - 2 * HOUR) {
@@ -471,7 +475,7 @@ impl BookingUsage {
             .rooms
             .get(&b.room_id)
             .and_then(|(office, ..)| t.served.get(office))
-            .and_then(|(p, _)| t.watermarks.get(p))
+            .and_then(|(p, ..)| t.watermarks.get(p))
             .copied();
         let old = t.latest.insert(b.booking_id.clone(), b.clone());
         t.active.entry(b.room_id.clone()).or_default();
@@ -543,7 +547,7 @@ impl BookingUsage {
                 let final_by = t
                     .served
                     .get(office)
-                    .and_then(|(p, _)| t.watermarks.get(p))
+                    .and_then(|(p, ..)| t.watermarks.get(p))
                     .copied()
                     .unwrap_or(i64::MIN);
                 if end.saturating_add(wait) > final_by {

@@ -7,7 +7,7 @@
 use chrono::{Datelike, TimeZone, Timelike, Weekday};
 use chrono_tz::Tz;
 
-use rf_schemas::{Reading, RoomKind, RoomVersion, TenantId};
+use rf_schemas::{Booking, Reading, RoomKind, RoomVersion, TenantId};
 
 /// Cities offices are placed in: (id, name, region, country, time zone).
 const CITIES: [(&str, &str, &str, &str, Tz); 12] = [
@@ -209,6 +209,61 @@ impl Fleet {
             u if u > 0.985 && base > 0 => base + 1,
             _ => base,
         }
+    }
+}
+
+impl Fleet {
+    /// The bookings of `room` (meeting rooms in half hours, focus booths in hours) whose
+    /// blocks start in `[from, to)`: most blocks people use were booked, some are used
+    /// without a booking, and some booked blocks nobody comes to (ghost bookings and
+    /// no-shows), more of them on busy days.
+    pub fn bookings(&self, room: &SimRoom, from: i64, to: i64) -> Vec<Booking> {
+        let v = &room.version;
+        if room.usage == 0.0 || !matches!(v.kind, RoomKind::Meeting | RoomKind::Focus) {
+            return Vec::new();
+        }
+        let step = 30 * 60_000;
+        let block_len = if v.kind == RoomKind::Meeting { 30 } else { 60 };
+        let mut out = Vec::new();
+        let mut start = from.div_euclid(step) * step;
+        if start < from {
+            start += step;
+        }
+        while start < to {
+            let local = v
+                .timezone
+                .timestamp_millis_opt(start)
+                .single()
+                .expect("UTC instants map to one local time");
+            let minute_of_day = u64::from(local.hour() * 60 + local.minute());
+            if minute_of_day % block_len == 0 {
+                let hour = local.hour() as f64 + local.minute() as f64 / 60.0;
+                let day = local.num_days_from_ce() as u64;
+                let level = attendance(local.weekday()) * day_curve(hour) * room.usage;
+                let block = minute_of_day / block_len;
+                let used = unit(hash(&[self.seed, room.key, day, block])) < (level * 1.1).min(0.95);
+                let b = hash(&[self.seed, room.key, day, block, 9]);
+                let booked = if used {
+                    unit(b) < 0.85
+                } else {
+                    unit(b) < level * 0.3
+                };
+                if booked {
+                    out.push(Booking {
+                        booking_id: format!("sim-{:016x}", hash(&[room.key, day, block])),
+                        version: 1,
+                        office_id: v.office_id.clone(),
+                        room_id: v.room_id.clone(),
+                        start_ts: start,
+                        end_ts: start + block_len as i64 * 60_000,
+                        cancelled: false,
+                        source: "simulator".into(),
+                    });
+                }
+            }
+            start += step;
+        }
+        out
     }
 }
 

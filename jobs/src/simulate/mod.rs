@@ -49,6 +49,8 @@ pub struct SimulateReport {
     pub rooms: u64,
     /// Readings published.
     pub readings: u64,
+    /// Booking versions published.
+    pub bookings: u64,
     /// Deliveries the broker refused.
     pub failed: u64,
     /// Wall time.
@@ -133,6 +135,43 @@ pub fn simulate(
         }
     }
 
+    // Bookings are known ahead: those of the history and the day after it now, then
+    // (live) each hour's a day ahead.
+    let booking_schema =
+        apache_avro::Schema::parse_str(rf_schemas::BOOKING_AVSC).expect("embedded schema");
+    let booking_ids: Vec<u32> = fleet
+        .tenants
+        .iter()
+        .map(|(t, _)| {
+            id_of(
+                &format!("{}-value", t.bookings_topic()),
+                rf_schemas::BOOKING_AVSC,
+            )
+        })
+        .collect();
+    let publish_bookings =
+        |from: i64, to: i64, report: &mut SimulateReport| -> Result<(), JobError> {
+            for ((tenant, rooms), id) in fleet.tenants.iter().zip(&booking_ids) {
+                let topic = tenant.bookings_topic();
+                for room in rooms {
+                    for b in fleet.bookings(room, from, to) {
+                        let mut value = Vec::new();
+                        frame_header(*id, &mut value);
+                        value.extend(b.encode(&booking_schema));
+                        send(
+                            &producer,
+                            BaseRecord::to(&topic).key(&b.key()).payload(&value),
+                        )?;
+                        report.bookings += 1;
+                    }
+                }
+            }
+            Ok(())
+        };
+    let ahead = 24 * 60 * MINUTE;
+    let mut booked_until = options.to + ahead;
+    publish_bookings(options.from, booked_until, &mut report)?;
+
     // Per tenant: the readings topic and the ids of v1 and v2 (upgraded sensors).
     let targets: Vec<(String, u32, u32)> = fleet
         .tenants
@@ -212,6 +251,10 @@ pub fn simulate(
             while minute + MINUTE <= now {
                 publish_minute(minute, &mut report)?;
                 minute += MINUTE;
+            }
+            if minute + ahead > booked_until {
+                publish_bookings(booked_until, booked_until + 60 * MINUTE, &mut report)?;
+                booked_until += 60 * MINUTE;
             }
             producer.flush(Duration::from_secs(5))?;
             std::thread::sleep(Duration::from_millis(100));
