@@ -7,6 +7,7 @@ mod config;
 mod deadletter;
 mod detect;
 mod forecast;
+mod headcount;
 mod job;
 mod pipeline;
 mod report;
@@ -92,6 +93,10 @@ enum Command {
     /// Sync room calendars (Microsoft 365, Google Workspace) into bookings.<tenant>.
     #[command(subcommand)]
     Calendar(calendar::CalendarCommand),
+    /// People per office from the HR system (Workday, SuccessFactors or a CSV file),
+    /// counted at the edge: no person-level field is kept.
+    #[command(subcommand)]
+    Headcount(headcount::HeadcountCommand),
     /// Mint a bearer token for the query service.
     Token(TokenArgs),
     /// Write a tenant's utilization report over whole days (UTC): every office's days as
@@ -311,6 +316,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => run_simulate(config, args),
         Command::Calendar(command) => calendar::run_calendar(config, command),
+        Command::Headcount(command) => headcount::run_headcount(config, command),
         Command::Forecast(args) => forecast::forecast(&forecast::ForecastOptions {
             input: &args.input,
             horizon: args.horizon,

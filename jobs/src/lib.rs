@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod calendar;
 pub mod deadletter;
 pub mod erase;
+pub mod headcount;
 pub mod queue;
 pub mod report;
 pub mod retention;

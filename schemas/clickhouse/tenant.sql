@@ -171,3 +171,16 @@ CREATE TABLE IF NOT EXISTS {db}.booking_usage (
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (granularity, office_id, room_id, window_start);
+
+-- Headcount per office (and department, or '') per day from the HR system: aggregates
+-- only, no person-level field ever reaches it. The latest import of a day replaces the
+-- earlier ones (version: ms of the import).
+CREATE TABLE IF NOT EXISTS {db}.headcount (
+    day Date,
+    office_id String,
+    department String,
+    heads UInt32,
+    source String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (day, office_id, department);

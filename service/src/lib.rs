@@ -14,6 +14,7 @@ mod live;
 mod portfolio;
 mod rooms;
 mod routes;
+mod seats;
 mod series;
 mod slots;
 pub mod web;
@@ -514,6 +515,7 @@ async fn build(
         .route("/v1/offices/{office_id}/heatmap", get(insights::heatmap))
         .route("/v1/insights/underused", get(insights::underused))
         .route("/v1/insights/ghost-bookings", get(bookings::ghosts))
+        .route("/v1/insights/seats", get(seats::seats))
         .route("/v1/offices/{office_id}/bookings", get(bookings::office))
         .route("/v1/anomalies", get(analytics::anomalies))
         .route(

@@ -1,0 +1,217 @@
+//! Headcount on the real stack: Workday (RaaS JSON) and SuccessFactors (OData v2, two
+//! pages) fakes serve person-level records; what is stored is a count per office, no
+//! person-level field reaches any table, and the seats endpoint sets the headcount
+//! against the pipeline's busiest day.
+
+mod common;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rdkafka::producer::FutureProducer;
+use serde_json::json;
+
+use rf_jobs::calendar::http::Http;
+use rf_jobs::headcount::{self, Mapping};
+use rf_service::ServiceConfig;
+
+use common::{
+    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, london_room, minute_readings,
+    produce_all, room_records, run_until_caught_up, serve, settings, stack_is_up,
+};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+/// Basic auth `hr:pw`, else 401.
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Basic aHI6cHc=")
+}
+
+fn person(i: usize, location: &str) -> serde_json::Value {
+    json!({
+        "Employee_ID": format!("E{i:05}"),
+        "Legal_Name": format!("Person Secretname{i}"),
+        "Email": format!("person{i}@acme.example"),
+        "Salary": 123_456,
+        "Location": {"descriptor": location, "id": "LOC-1"},
+        "Department": "Sales",
+    })
+}
+
+async fn workday(headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut entries: Vec<_> = (0..8).map(|i| person(i, "London Office")).collect();
+    entries.push(person(8, "Atlantis"));
+    Json(json!({"Report_Entry": entries})).into_response()
+}
+
+async fn successfactors(
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    assert!(q["$select"] == "location,department", "{q:?}");
+    let host = headers["host"].to_str().unwrap().to_owned();
+    let job = |i: usize| {
+        json!({"userId": format!("u{i}"), "firstName": format!("Secretname{i}"),
+               "location": "London Office", "department": if i % 2 == 0 { "Sales" } else { "Ops" }})
+    };
+    if q.contains_key("$skiptoken") {
+        Json(json!({"d": {"results": [job(3), job(4)]}})).into_response()
+    } else {
+        let next =
+            format!("http://{host}/odata/v2/EmpJob?$skiptoken=3&$select=location,department");
+        Json(json!({"d": {"results": [job(0), job(1), job(2)], "__next": next}})).into_response()
+    }
+}
+
+fn serve_hr() -> String {
+    let app = Router::new()
+        .route("/ccx/service/customreport2/acme/heads", get(workday))
+        .route("/odata/v2/EmpJob", get(successfactors));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_day() {
+    let tenant = fresh_tenant("heads");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    let (reading_id, room_id) = create_tenant(&tenant).await;
+
+    // The HR systems.
+    let base = serve_hr();
+    let mapping = Mapping {
+        locations: [("London Office".to_string(), "lon".to_string())].into(),
+        location_field: "Location".into(),
+        department_field: None,
+    };
+    let (wd, sf) = tokio::task::spawn_blocking(move || {
+        let http = Http::new("heads", "test");
+        let wd = headcount::workday(
+            &http,
+            &format!("{base}/ccx/service/customreport2/acme/heads"),
+            "hr",
+            "pw",
+            &mapping,
+        );
+        let sf_mapping = Mapping {
+            location_field: "location".into(),
+            department_field: Some("department".into()),
+            ..mapping
+        };
+        let sf = headcount::successfactors(&http, &base, "hr", "pw", &sf_mapping);
+        let refused = headcount::workday(
+            &http,
+            &format!("{base}/ccx/service/customreport2/acme/heads"),
+            "hr",
+            "wrong",
+            &sf_mapping,
+        );
+        assert!(refused.unwrap_err().contains("refused"));
+        (wd.unwrap(), sf.unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(wd.heads, [(("lon".to_string(), String::new()), 8)].into());
+    assert_eq!(wd.unmapped, 1);
+    let by_department: Vec<u32> = sf.heads.values().copied().collect();
+    assert_eq!(by_department, [2, 3], "Ops, Sales: {:?}", sf.heads);
+
+    // Yesterday's Workday count, today's SuccessFactors count: the latest day is used.
+    let today = (chrono::Utc::now().timestamp_millis() / (24 * HOUR)) as u16;
+    let mut rows = wd.rows(today - 1, "workday", 1);
+    rows.extend(sf.rows(today, "successfactors", 2));
+    headcount::store(&s.clickhouse, &tenant, &rows)
+        .await
+        .unwrap();
+
+    // Occupancy: two days ago, lon-a holds 3 people from 9:00 to 12:00, lon-b nobody.
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let rooms = ["lon-a", "lon-b"].map(|id| london_room(id, 6));
+    produce_all(
+        &producer,
+        &tenant.rooms_topic(),
+        &room_records(&rooms, room_id, 1_704_067_200_000),
+    )
+    .await;
+    let day = 24 * HOUR;
+    let t0 = (chrono::Utc::now().timestamp_millis() / day - 2) * day + 9 * HOUR;
+    let mut readings = minute_readings(
+        reading_id,
+        (t0, t0 + 3 * HOUR),
+        &["lon-a", "lon-b"],
+        |room, _| Some(if room == "lon-a" { 3 } else { 0 }),
+    );
+    let next_day = t0 - 9 * HOUR + day + 30 * MIN;
+    readings.extend(minute_readings(
+        reading_id,
+        (next_day, next_day + 1),
+        &["lon-b"],
+        |_, _| Some(0),
+    ));
+    produce_all(&producer, &tenant.readings_topic(), &readings).await;
+    assert_accounts(&run_until_caught_up(&s).await);
+
+    // Nothing of a person anywhere in the tenant's database.
+    let db = tenant.clickhouse_db();
+    for table in clickhouse_lines(&format!(
+        "SELECT name FROM system.tables WHERE database = '{db}'"
+    )) {
+        let dump = clickhouse_lines(&format!("SELECT * FROM {db}.{table} FORMAT TSV")).join("\n");
+        for secret in ["Secretname", "E0000", "acme.example", "123456", "u3"] {
+            assert!(!dump.contains(secret), "{secret} in {table}");
+        }
+    }
+
+    let config = ServiceConfig::default();
+    let service = serve(&config, &s).await;
+    let token = rf_service::mint(&config.jwt_secret, &tenant, "seats", 300);
+    let body: serde_json::Value = tokio::task::spawn_blocking(move || {
+        ureq::get(&format!("{service}/v1/insights/seats?days=7"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let lon = &body["offices"][0];
+    assert_eq!(lon["office_id"], "lon", "{body}");
+    assert_eq!(lon["headcount"], 5, "{body}");
+    assert_eq!(lon["seats"], 12, "{body}");
+    assert_eq!(lon["peak_present"], 3.0, "{body}");
+    assert_eq!(lon["peak_share_of_headcount"], 0.6, "{body}");
+    assert_eq!(lon["seats_needed"], 4.0, "{body}");
+    assert_eq!(lon["seats_releasable"], 8.0, "{body}");
+    let peak_day = chrono::DateTime::from_timestamp_millis(t0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        lon["recommendation"],
+        format!("lon has 5 people and 12 seats but uses at most 3 on its busiest day ({peak_day}): 67% of seats could go, keeping 10% above that peak"),
+        "{body}"
+    );
+}
