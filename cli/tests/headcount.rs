@@ -60,7 +60,7 @@ async fn successfactors(
     let host = headers["host"].to_str().unwrap().to_owned();
     let job = |i: usize| {
         json!({"userId": format!("u{i}"), "firstName": format!("Secretname{i}"),
-               "location": "London Office", "department": if i % 2 == 0 { "Sales" } else { "Ops" }})
+               "location": "London Office", "department": if i.is_multiple_of(2) { "Sales" } else { "Ops" }})
     };
     if q.contains_key("$skiptoken") {
         Json(json!({"d": {"results": [job(3), job(4)]}})).into_response()
