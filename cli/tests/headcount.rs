@@ -211,7 +211,7 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
         .to_string();
     assert_eq!(
         lon["recommendation"],
-        format!("lon has 5 people and 12 seats but uses at most 3 on its busiest day ({peak_day}): 67% of seats could go, keeping 10% above that peak"),
+        format!("London has 5 people and 12 seats but uses at most 3 on its busiest day ({peak_day}): 67% of seats could go, keeping 10% above that peak"),
         "{body}"
     );
 }

@@ -31,8 +31,9 @@ fn registering_is_idempotent_and_ids_resolve_to_the_schema() {
     let first = register_all(&registry, std::slice::from_ref(&tenant), CHECK)
         .expect("the local registry is up (deploy/local/stack.sh start)");
     let second = register_all(&registry, std::slice::from_ref(&tenant), CHECK).unwrap();
-    // v1 and the room schema, then v2 of the readings.
-    assert_eq!(first.len(), 3);
+    // v1 and the room schema, then v2 of the readings and the booking schema.
+    assert_eq!(first.len(), 4);
+    assert_eq!(first[3].subject, format!("bookings.{tenant}-value"));
     let ids = |r: &[rf_jobs::schemas::Registered]| {
         r.iter()
             .map(|x| (x.subject.clone(), x.id))
@@ -78,5 +79,5 @@ fn an_incompatible_change_is_refused_with_the_reason() {
     }
     // The refused change left the subject as it was: registering v1 again still works.
     let again = register_all(&registry, &[tenant], CHECK).unwrap();
-    assert_eq!(again.len(), 3);
+    assert_eq!(again.len(), 4);
 }

@@ -415,6 +415,35 @@ async fn provision_recent(tenant: &TenantId, offices: usize, seed: u64) -> (Flee
     let (v1, _) = create_tenant(tenant).await;
     let v2 = reading_v2_id(&s, tenant);
     let now = rf_schemas::unix_ms();
+    // The meeting rooms' bookings (the simulator's: most used blocks booked, some booked
+    // and empty) and a headcount per office, as the calendar and HR connectors write them.
+    let publisher =
+        rf_jobs::calendar::publish::Publisher::new(&s.kafka, &s.registry, tenant).unwrap();
+    for room in &fleet.tenants[0].1 {
+        for b in fleet.bookings(room, now - 36 * 3_600_000, now) {
+            publisher.publish(&b).unwrap();
+        }
+    }
+    publisher.flush().unwrap();
+    let today = (now / 86_400_000) as u16;
+    let heads: Vec<rf_jobs::headcount::Heads> = fleet.tenants[0]
+        .1
+        .iter()
+        .map(|r| r.version.office_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|office_id| rf_jobs::headcount::Heads {
+            day: today,
+            office_id,
+            department: String::new(),
+            heads: 40,
+            source: "csv".into(),
+            version: 1,
+        })
+        .collect();
+    rf_jobs::headcount::store(&s.clickhouse, tenant, &heads)
+        .await
+        .unwrap();
     provision(tenant, &fleet, &recent_readings(&fleet, v1, v2, now)).await;
     (fleet, v1)
 }
@@ -556,6 +585,28 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
             assert_eq!(heat_rows[d][h + 1], expected, "heatmap day {d} hour {h}");
         }
     }
+    // Booked versus used: the chart's table holds the API's day rows.
+    let booked = get(
+        &format!("{base}/v1/offices/{office}/bookings?days=14&granularity=1d"),
+        &session,
+    );
+    let booked_rows = cells(&c, "#bookings-table").await;
+    let windows = booked["windows"].as_array().unwrap();
+    assert!(!windows.is_empty(), "{booked}");
+    assert_eq!(booked_rows.len(), windows.len());
+    let hours = |v: &Value| format!("{:.1}", v.as_f64().unwrap() / 60.0);
+    for (row, w) in booked_rows.iter().zip(windows) {
+        assert_eq!(row[1], hours(&w["booked_minutes"]));
+        assert_eq!(row[3], hours(&w["ghost_minutes"]));
+        assert_eq!(row[6], w["no_shows"].to_string());
+    }
+    js(
+        &c,
+        "document.querySelector('#bookings').scrollIntoView(); return 0;",
+    )
+    .await;
+    screenshot(&c, "live-bookings").await;
+    js(&c, "window.scrollTo(0, 0); return 0;").await;
     let charts = js(&c, "return [...document.querySelectorAll('svg.chart')].every(s => s.getAttribute('role') === 'img' && s.getAttribute('aria-label'));").await;
     assert_eq!(
         charts,
@@ -750,6 +801,39 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         csv.lines().count() - 1,
         underused["rooms_below"].as_u64().unwrap().min(1000) as usize
     );
+    // Booked but empty, and seats against headcount, as the API gives them.
+    let ghosts = get(
+        &format!("{base}/v1/insights/ghost-bookings?days={days}&to={to}T00:00:00.000Z&limit=10"),
+        &session,
+    );
+    let ghost_rows = cells(&c, "#ghosts-table").await;
+    let ranked_rooms = ghosts["rooms"].as_array().unwrap();
+    assert!(!ranked_rooms.is_empty(), "{ghosts}");
+    assert_eq!(ghost_rows.len(), ranked_rooms.len());
+    for (row, r) in ghost_rows.iter().zip(ranked_rooms) {
+        assert_eq!(row[0], r["name"].as_str().unwrap());
+        assert!(row[3].starts_with(&pct(r["ghost_share"].as_f64().unwrap())));
+    }
+    let seats = get(
+        &format!("{base}/v1/insights/seats?days={days}&to={to}T00:00:00.000Z"),
+        &session,
+    );
+    let advice = js(&c, "return [...document.querySelectorAll('#seats-recommendations li')].map(li => li.textContent);").await;
+    let expected: Vec<Value> = seats["offices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["recommendation"].clone())
+        .collect();
+    assert!(!expected.is_empty(), "{seats}");
+    assert_eq!(advice, Value::Array(expected));
+    js(
+        &c,
+        "document.querySelector('#ghosts').scrollIntoView(); return 0;",
+    )
+    .await;
+    screenshot(&c, "portfolio-bookings").await;
+    js(&c, "window.scrollTo(0, 0); return 0;").await;
     looked_at(&c, "portfolio-analyst").await;
 
     // A later view: zoom to hours; every panel again within the measured time.

@@ -192,6 +192,14 @@ fn default_above() -> f64 {
     0.9
 }
 
+fn default_no_show_rate() -> f64 {
+    0.3
+}
+
+fn default_min_meetings() -> u32 {
+    5
+}
+
 /// What a tenant is alerted about. An anomaly is sent once per target, under the first
 /// rule it matches; later anomalies of the same entity under the same rule within the
 /// cooldown are grouped into one message sent when it ends.
@@ -244,6 +252,16 @@ pub enum AlertRule {
         #[serde(default = "default_above")]
         above: f64,
     },
+    /// Daily: a booked room whose meetings of the last 7 days were no-shows at least
+    /// this often (nobody seen in a meeting's first 15 minutes), once a week per room.
+    NoShowRate {
+        /// The share of meetings that were no-shows.
+        #[serde(default = "default_no_show_rate")]
+        rate: f64,
+        /// Fewer meetings than this in the 7 days say nothing.
+        #[serde(default = "default_min_meetings")]
+        min_meetings: u32,
+    },
 }
 
 impl AlertRule {
@@ -269,6 +287,7 @@ impl AlertRule {
             Self::UnusualOccupancy { .. } => "unusual_occupancy",
             Self::AnyAnomaly { .. } => "any_anomaly",
             Self::WeeklyDigest { .. } => "weekly_digest",
+            Self::NoShowRate { .. } => "no_show_rate",
         }
     }
 
@@ -283,7 +302,7 @@ impl AlertRule {
             ),
             Self::UnusualOccupancy { min_severity, .. } => (&["occupancy"], *min_severity),
             Self::AnyAnomaly { min_severity, .. } => return severity >= *min_severity,
-            Self::WeeklyDigest { .. } => return false,
+            Self::WeeklyDigest { .. } | Self::NoShowRate { .. } => return false,
         };
         severity >= min && kinds.contains(&kind)
     }
@@ -303,7 +322,7 @@ impl AlertRule {
             | Self::AnyAnomaly {
                 cooldown_minutes, ..
             } => *cooldown_minutes,
-            Self::WeeklyDigest { .. } => 7 * 24 * 60,
+            Self::WeeklyDigest { .. } | Self::NoShowRate { .. } => 7 * 24 * 60,
         }
     }
 
@@ -318,6 +337,14 @@ impl AlertRule {
                 ));
             }
             Self::WeeklyDigest { .. } => {}
+            Self::NoShowRate { rate, min_meetings }
+                if !(*rate > 0.0 && *rate <= 1.0) || *min_meetings == 0 =>
+            {
+                return Err(format!(
+                    "alert rule {self}: the rate is a share of meetings above 0 and at most 1, and at least 1 meeting is needed"
+                ));
+            }
+            Self::NoShowRate { .. } => {}
             _ if !(1..=7 * 24 * 60).contains(&self.cooldown_minutes()) => {
                 return Err(format!(
                     "alert rule {self}: the cooldown must be between 1 and 10080 minutes (a week)"
@@ -334,6 +361,9 @@ impl fmt::Display for AlertRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::WeeklyDigest { below, above } => write!(f, "weekly_digest:{below}-{above}"),
+            Self::NoShowRate { rate, min_meetings } => {
+                write!(f, "no_show_rate:{rate}/{min_meetings}")
+            }
             Self::CapacityBreach {
                 min_severity,
                 cooldown_minutes,
@@ -364,6 +394,32 @@ impl std::str::FromStr for AlertRule {
     /// Parses what [`Display`](fmt::Display) prints; left-out parts take their defaults.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| format!("alert rule {s:?}: {why}");
+        if let Some(rest) = s.strip_prefix("no_show_rate") {
+            let (rate, min_meetings) = match rest.strip_prefix(':') {
+                None if rest.is_empty() => (default_no_show_rate(), default_min_meetings()),
+                None => {
+                    return Err(bad(
+                        "expected no_show_rate or no_show_rate:RATE[/MIN_MEETINGS]",
+                    ))
+                }
+                Some(spec) => {
+                    let (r, m) = spec.split_once('/').unwrap_or((spec, ""));
+                    let rate = r
+                        .parse::<f64>()
+                        .map_err(|_| bad(&format!("{r:?} is not a share, e.g. 0.3")))?;
+                    let min = if m.is_empty() {
+                        default_min_meetings()
+                    } else {
+                        m.parse::<u32>()
+                            .map_err(|_| bad(&format!("{m:?} is not a number of meetings")))?
+                    };
+                    (rate, min)
+                }
+            };
+            let rule = Self::NoShowRate { rate, min_meetings };
+            rule.validate()?;
+            return Ok(rule);
+        }
         if let Some(rest) = s.strip_prefix("weekly_digest") {
             let (below, above) = match rest.strip_prefix(':') {
                 None if rest.is_empty() => (default_below(), default_above()),
@@ -421,7 +477,7 @@ impl std::str::FromStr for AlertRule {
                 cooldown_minutes,
             },
             _ => return Err(bad(
-                "expected capacity_breach, sensor_fault, unusual_occupancy, any_anomaly or weekly_digest",
+                "expected capacity_breach, sensor_fault, unusual_occupancy, any_anomaly, weekly_digest or no_show_rate",
             )),
         };
         rule.validate()?;
@@ -466,9 +522,31 @@ mod tests {
             "sensor_fault/soon",
             "weekly_digest:0.2",
             "weekly_digest:a-b",
+            "no_show_rate:1.5",
+            "no_show_rate:0.3/0",
+            "no_show_rate:often",
+            "no_show_rates",
         ] {
             assert!(bad.parse::<AlertRule>().is_err(), "{bad}");
         }
+        let rule: AlertRule = "no_show_rate:0.4/8".parse().unwrap();
+        assert_eq!(
+            rule,
+            AlertRule::NoShowRate {
+                rate: 0.4,
+                min_meetings: 8
+            }
+        );
+        assert_eq!(rule.to_string().parse::<AlertRule>().unwrap(), rule);
+        assert!(!rule.matches("occupancy", Severity::High));
+        let default: AlertRule = "no_show_rate".parse().unwrap();
+        assert_eq!(
+            default,
+            AlertRule::NoShowRate {
+                rate: 0.3,
+                min_meetings: 5
+            }
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::cache::cached;
 use crate::limits::Class;
 use crate::portfolio::no_database_is_empty;
+use crate::rooms::metadata;
 use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError, Caller};
 use crate::AppState;
 use rf_schemas::tenant::Role;
@@ -70,15 +71,15 @@ pub async fn seats(
     let from = to - chrono::Duration::days(i64::from(days));
     caller.limit(&state, Class::Analytics).await?;
     let office = p.office_id.clone().unwrap_or_default();
+    let metadata = metadata(&state, &caller).await?;
+    let names: BTreeMap<&str, &str> = metadata
+        .current()
+        .map(|v| (v.office_id.as_str(), v.office_name.as_str()))
+        .collect();
     let request = format!("seats:{}:{}:{office}:{buffer}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(
-        &caller,
-        ttl,
-        &request,
-        seats_of(&caller, (from, to), &office, buffer),
-    )
-    .await?;
+    let seats = seats_of(&caller, (from, to), &office, buffer, &names);
+    let body = cached(&caller, ttl, &request, seats).await?;
     Ok(answer(body))
 }
 
@@ -87,6 +88,7 @@ async fn seats_of(
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     office: &str,
     buffer: f64,
+    names: &BTreeMap<&str, &str>,
 ) -> Result<serde_json::Value, ApiError> {
     let db = caller.tenant.clickhouse_db();
     // Each office's latest day of headcount up to `to`: the latest import of each
@@ -135,6 +137,7 @@ async fn seats_of(
         .iter()
         .filter(|h| h.heads > 0)
         .map(|h| {
+            let name = names.get(h.office_id.as_str()).copied().unwrap_or(&h.office_id);
             let seen = days.get(h.office_id.as_str()).map_or(&[][..], Vec::as_slice);
             let busiest = seen.iter().max_by(|a, b| a.peak.total_cmp(&b.peak));
             let heads = h.heads as f64;
@@ -147,7 +150,7 @@ async fn seats_of(
                     "headcount": h.heads,
                     "headcount_day": headcount_day.to_string(),
                     "days": 0,
-                    "recommendation": format!("{} has {} people but no day of occupancy in the period yet", h.office_id, h.heads),
+                    "recommendation": format!("{name} has {} people but no day of occupancy in the period yet", h.heads),
                 });
             };
             let peak = busiest.peak.round();
@@ -158,13 +161,13 @@ async fn seats_of(
             let peak_day = iso(i64::from(busiest.start) * 1000);
             let recommendation = if spare > 0.0 {
                 format!(
-                    "{} has {} people and {} seats but uses at most {} on its busiest day ({}): {:.0}% of seats could go, keeping {:.0}% above that peak",
-                    h.office_id, h.heads, capacity, peak, &peak_day[..10], share * 100.0, buffer * 100.0
+                    "{name} has {} people and {} seats but uses at most {} on its busiest day ({}): {:.0}% of seats could go, keeping {:.0}% above that peak",
+                    h.heads, capacity, peak, &peak_day[..10], share * 100.0, buffer * 100.0
                 )
             } else {
                 format!(
-                    "{} has {} people and uses up to {} of its {} seats: keep them",
-                    h.office_id, h.heads, peak, capacity
+                    "{name} has {} people and uses up to {} of its {} seats: keep them",
+                    h.heads, peak, capacity
                 )
             };
             json!({

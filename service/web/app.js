@@ -171,6 +171,81 @@ function lineChart({ label, series, band = [], limit = null, format = pct, yMax 
   return [chart, legend];
 }
 
+/**
+ * Stacked bars: `bars` [{label, parts: [value per stack]}], `stacks` [name per part],
+ * y from 0.
+ */
+function barChart({ label, bars, stacks, format = int }) {
+  const W = 900, H = 260, L = 56, R = 12, T = 12, B = 28;
+  if (!bars.length) return el("p", { class: "muted" }, "No data in this period.");
+  const top = Math.max(1, ...bars.map((b) => b.parts.reduce((a, v) => a + v, 0))) * 1.08;
+  const slot = (W - L - R) / bars.length;
+  const y = (v) => T + (1 - v / top) * (H - T - B);
+  const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
+  for (let i = 0; i <= 4; i++) {
+    const v = (top * i) / 4;
+    chart.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
+    const text = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" });
+    text.textContent = format(v);
+    chart.append(text);
+  }
+  bars.forEach((b, i) => {
+    let base = 0;
+    b.parts.forEach((v, k) => {
+      const width = Math.min(slot * 0.7, 48);
+      if (v > 0) chart.append(svg("rect", { class: `f${k % 8}`, x: L + (i + 0.5) * slot - width / 2, width, y: y(base + v), height: y(base) - y(base + v) }));
+      base += v;
+    });
+    if (bars.length <= 16 || i % Math.ceil(bars.length / 8) === 0) {
+      const text = svg("text", { x: L + (i + 0.5) * slot, y: H - 8, "text-anchor": "middle" });
+      text.textContent = b.label;
+      chart.append(text);
+    }
+  });
+  const legend = el(
+    "div",
+    { class: "legend" },
+    stacks.map((name, k) => el("span", {}, svg("svg", { width: 14, height: 14, "aria-hidden": "true" }, svg("rect", { width: 14, height: 14, class: `f${k % 8}` })), ` ${name}`)),
+  );
+  return [chart, legend];
+}
+
+/** An office's booked rooms, day by day: booked and used, booked and empty, unbooked use. */
+async function bookedVersusUsed(id) {
+  const body = await api(`/v1/offices/${encodeURIComponent(id)}/bookings?${query({ days: 14, granularity: "1d" })}`);
+  if (!body.windows.length) return el("p", { class: "muted" }, "No bookings yet: connect the rooms' calendars (roomflow calendar sync).");
+  const hours = (m) => m / 60;
+  const rows = body.windows;
+  const booked = rows.reduce((a, w) => a + w.booked_minutes, 0);
+  const ghost = rows.reduce((a, w) => a + w.ghost_minutes, 0);
+  const seen = booked - rows.reduce((a, w) => a + w.booked_unreported_minutes, 0);
+  const meetings = rows.reduce((a, w) => a + w.meetings, 0);
+  const noShows = rows.reduce((a, w) => a + w.no_shows, 0);
+  return [
+    el("p", { id: "bookings-summary" }, `Booked rooms sat empty ${pct(seen ? ghost / seen : null)} of their booked time; ${int(noShows)} of ${int(meetings)} meetings were no-shows.`),
+    barChart({
+      label: `Booked versus used room hours per day at ${officeName(id)}`,
+      bars: rows.map((w) => ({ label: new Date(w.window_start).toLocaleDateString("en-GB", { day: "numeric", month: "short" }), parts: [hours(w.booked_used_minutes), hours(w.ghost_minutes), hours(w.booked_unreported_minutes), hours(w.unbooked_used_minutes)] })),
+      stacks: ["booked and used", "booked, empty", "booked, no reading", "used without booking"],
+      format: (v) => `${v.toFixed(0)} h`,
+    }),
+    asTable(table(
+      "Room hours per day",
+      [
+        ["Day", (w) => day(new Date(w.window_start))],
+        ["Booked", (w) => hours(w.booked_minutes).toFixed(1), true],
+        ["Booked and used", (w) => hours(w.booked_used_minutes).toFixed(1), true],
+        ["Booked, empty", (w) => hours(w.ghost_minutes).toFixed(1), true],
+        ["Used unbooked", (w) => hours(w.unbooked_used_minutes).toFixed(1), true],
+        ["Meetings", (w) => int(w.meetings), true],
+        ["No-shows", (w) => int(w.no_shows), true],
+      ],
+      rows,
+      { id: "bookings-table" },
+    )),
+  ];
+}
+
 /** The hour-of-week heatmap: 7 rows of 24 cells. */
 function heatmap(body) {
   const W = 900, L = 44, T = 18, cw = (W - L) / 24, ch = 26;
@@ -363,6 +438,7 @@ async function viewLive(officeId) {
       );
     }, { id: "anomalies" }),
     panel("Hour-of-week heatmap, last 4 weeks", async () => heatmap(await api(`/v1/offices/${encodeURIComponent(id)}/heatmap?weeks=4`)), { id: "heatmap" }),
+    panel("Booked versus used, last 14 days", () => bookedVersusUsed(id), { id: "bookings" }),
   ];
 }
 
@@ -523,6 +599,43 @@ async function viewPortfolio() {
           ];
         }, { id: "underused" }),
       ),
+      panel("Booked but empty", async () => {
+        const body = await api(`/v1/insights/ghost-bookings?${query({ days: Math.min(366, spanDays()), to, limit: 10, ...(s.office ? { office_id: s.office } : {}) })}`);
+        if (!body.rooms.length) return el("p", {}, "No booked room in this period.");
+        return table(
+          `The ${body.rooms.length} of ${int(body.rooms_booked)} booked rooms most often empty`,
+          [
+            ["Room", (r) => r.name],
+            ["Office", (r) => officeName(r.office_id)],
+            ["Booked hours", (r) => (r.booked_minutes / 60).toFixed(1), true],
+            ["Empty", (r) => el("span", {}, pct(r.ghost_share), barCell(r.ghost_share)), true],
+            ["No-shows", (r) => `${int(r.no_shows)} of ${int(r.meetings)}`, true],
+          ],
+          body.rooms,
+          { id: "ghosts-table" },
+        );
+      }, { id: "ghosts" }),
+      panel("Seats against headcount", async () => {
+        const body = await api(`/v1/insights/seats?${query({ days: Math.min(366, spanDays()), to, ...(s.office ? { office_id: s.office } : {}) })}`);
+        if (!body.offices.length) return el("p", { class: "muted" }, "No headcount yet: import it (roomflow headcount import) or connect the HR system.");
+        return [
+          el("ul", { id: "seats-recommendations" }, body.offices.map((o) => el("li", {}, o.recommendation))),
+          table(
+            "Busiest day against headcount and seats",
+            [
+              ["Office", (o) => officeName(o.office_id)],
+              ["People", (o) => int(o.headcount), true],
+              ["Seats", (o) => int(o.seats), true],
+              ["Seats per head", (o) => (o.seats_per_head ?? 0).toFixed(2), true],
+              ["Busiest day present", (o) => `${int(o.peak_present)} (${pct(o.peak_share_of_headcount)})`, true],
+              ["Average day present", (o) => pct(o.average_share_of_headcount), true],
+              ["Seats that could go", (o) => int(o.seats_releasable), true],
+            ],
+            body.offices,
+            { id: "seats-table" },
+          ),
+        ];
+      }, { id: "seats" }),
     );
   } else {
     views.push(el("p", { class: "muted" }, "Rankings and under-used rooms are for analysts; ask your admin for the analyst role."));

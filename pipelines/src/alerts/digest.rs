@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use rf_schemas::TenantId;
 use rf_sinks::config::ClickHouseConfig;
-use rf_sinks::webhook::OfficeWeek;
+use rf_sinks::webhook::{BookingWeek, OfficeWeek};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -30,9 +30,19 @@ struct Week {
     peak: f64,
 }
 
+#[derive(Row, Deserialize)]
+struct Booked {
+    office_id: String,
+    seen: u64,
+    ghost: u64,
+    meetings: u64,
+    no_shows: u64,
+}
+
 /// Each office's week from `week_start` (ms): the day windows starting in it (the latest
 /// revision of each), utilization = their people over their capacity, peak = the
-/// largest day's peak over its capacity. Offices without capacity are left out.
+/// largest day's peak over its capacity, and its booked rooms' days if it has bookings.
+/// Offices without capacity are left out.
 pub async fn office_weeks(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
@@ -53,9 +63,38 @@ pub async fn office_weeks(
         .bind((week_start + WEEK) / 1000)
         .fetch_all()
         .await?;
+    // The booked rooms' days (offices' rows, the latest revision of each).
+    let booked: Vec<Booked> = client
+        .query(
+            "SELECT office_id, sum(b - u), sum(g), sum(m), sum(n) \
+             FROM (SELECT office_id, window_start, argMax(booked_minutes, version) AS b, \
+                          argMax(booked_unreported_minutes, version) AS u, argMax(ghost_minutes, version) AS g, \
+                          argMax(meetings, version) AS m, argMax(no_shows, version) AS n \
+                   FROM booking_usage \
+                   WHERE granularity = '1d' AND room_id = '' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                   GROUP BY office_id, window_start) \
+             GROUP BY office_id",
+        )
+        .bind(week_start / 1000)
+        .bind((week_start + WEEK) / 1000)
+        .fetch_all()
+        .await?;
+    let booked: std::collections::HashMap<String, BookingWeek> = booked
+        .into_iter()
+        .map(|b| {
+            let week = BookingWeek {
+                seen_booked_minutes: b.seen,
+                ghost_minutes: b.ghost,
+                meetings: b.meetings,
+                no_shows: b.no_shows,
+            };
+            (b.office_id, week)
+        })
+        .collect();
     Ok(rows
         .into_iter()
         .map(|w| OfficeWeek {
+            bookings: booked.get(&w.office_id).copied(),
             office_id: w.office_id,
             utilization: w.utilization,
             peak: w.peak,
@@ -75,4 +114,46 @@ mod tests {
         assert_eq!(digest_week(monday + 6 * DAY, 8), monday - WEEK);
         assert_eq!(digest_week(monday + WEEK, 0), monday);
     }
+}
+
+#[derive(Row, Deserialize)]
+struct NoShows {
+    office_id: String,
+    room_id: String,
+    meetings: u64,
+    no_shows: u64,
+}
+
+/// The booked rooms whose meetings in the 7 days before `day_end` (ms, the day windows
+/// starting then) were no-shows at least `rate` of the time, with at least
+/// `min_meetings` meetings: (office, room, meetings, no-shows).
+pub async fn frequent_no_shows(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    day_end: i64,
+    rate: f64,
+    min_meetings: u32,
+) -> Result<Vec<(String, String, u64, u64)>, clickhouse::error::Error> {
+    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
+    let rows: Vec<NoShows> = client
+        .query(
+            "SELECT office_id, room_id, sum(m) AS meetings, sum(n) AS no_shows \
+             FROM (SELECT office_id, room_id, window_start, argMax(meetings, version) AS m, \
+                          argMax(no_shows, version) AS n \
+                   FROM booking_usage \
+                   WHERE granularity = '1d' AND room_id != '' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                   GROUP BY office_id, room_id, window_start) \
+             GROUP BY office_id, room_id \
+             HAVING meetings >= ? AND no_shows >= ? * meetings ORDER BY office_id, room_id",
+        )
+        .bind((day_end - WEEK) / 1000)
+        .bind(day_end / 1000)
+        .bind(min_meetings)
+        .bind(rate)
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.office_id, r.room_id, r.meetings, r.no_shows))
+        .collect())
 }

@@ -188,6 +188,8 @@ pub struct Dispatcher {
     digested: HashMap<TenantId, i64>,
     /// Per tenant, when reading its week last failed: tried again a minute later.
     digest_failed: HashMap<TenantId, Instant>,
+    /// Per tenant, the day (its end, ms) whose no-show check was done.
+    no_shows_checked: HashMap<TenantId, i64>,
     /// Targets with a delivery thread running.
     in_flight: HashSet<String>,
     attempts: (mpsc::SyncSender<Attempt>, mpsc::Receiver<Attempt>),
@@ -244,6 +246,7 @@ impl Dispatcher {
             registry_read: None,
             digested: HashMap::new(),
             digest_failed: HashMap::new(),
+            no_shows_checked: HashMap::new(),
             in_flight: HashSet::new(),
             attempts: mpsc::sync_channel(1024),
             retired: Instant::now(),
@@ -297,6 +300,7 @@ impl Dispatcher {
             }
         }
         self.digests(now);
+        self.no_shows(now);
         self.ledger.release(now);
         // What was taken is on record before the outbox offsets move past it.
         self.flush()?;
@@ -466,6 +470,73 @@ impl Dispatcher {
                     &format!("tenant/{tenant}"),
                 );
                 self.ledger.offer(&key, week, alert.clone(), 0, now);
+            }
+        }
+    }
+
+    /// Once a day (at the digest hour, UTC), offers an alert for each booked room whose
+    /// no-show rate over the last 7 days passes the tenant's `no_show_rate` rule; a room
+    /// alerted is not again for a week.
+    fn no_shows(&mut self, now: i64) {
+        let hour = self.settings.alerts.digest_hour_utc as i64 * 3_600_000;
+        let day_end = (now - hour).div_euclid(86_400_000) * 86_400_000;
+        let due: Vec<(TenantId, TenantConfig, f64, u32)> = self
+            .tenants
+            .iter()
+            .filter(|(t, c)| {
+                serves(&self.settings, c)
+                    && c.alert_targets.iter().any(|t| t.disabled.is_none())
+                    && self.no_shows_checked.get(*t) != Some(&day_end)
+            })
+            .filter_map(|(t, c)| {
+                c.alert_rules.iter().find_map(|r| match r {
+                    AlertRule::NoShowRate { rate, min_meetings } => {
+                        Some((t.clone(), c.clone(), *rate, *min_meetings))
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
+        for (tenant, config, rate, min_meetings) in due {
+            let Some(region) = self.settings.region(&config.region) else {
+                continue;
+            };
+            let rooms = self.runtime.block_on(digest::frequent_no_shows(
+                &region.clickhouse,
+                &tenant,
+                day_end,
+                rate,
+                min_meetings,
+            ));
+            let rooms = match rooms {
+                Ok(rooms) => rooms,
+                Err(error) => {
+                    tracing::warn!(tenant = %tenant, %error, "cannot read the no-shows; trying again next round");
+                    continue;
+                }
+            };
+            self.no_shows_checked.insert(tenant.clone(), day_end);
+            let service = &self.settings.alerts.service_url;
+            for (office, room, meetings, no_shows) in rooms {
+                let alert = Alert::no_shows(
+                    &tenant,
+                    &office,
+                    &room,
+                    (meetings, no_shows),
+                    rate,
+                    day_end,
+                    service,
+                );
+                for t in config.alert_targets.iter().filter(|t| t.disabled.is_none()) {
+                    let key = group_key(
+                        tenant.as_str(),
+                        &t.id(),
+                        "no_show_rate",
+                        &format!("room/{room}"),
+                    );
+                    self.ledger
+                        .offer(&key, day_end, alert.clone(), digest::WEEK, now);
+                }
             }
         }
     }

@@ -40,6 +40,29 @@ pub struct OfficeWeek {
     pub utilization: f64,
     /// The week's peak people over capacity.
     pub peak: f64,
+    /// Its booked rooms' week, when it has bookings.
+    pub bookings: Option<BookingWeek>,
+}
+
+/// An office's booked rooms over a week, for the weekly digest.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BookingWeek {
+    /// Booked minutes a sensor reported.
+    pub seen_booked_minutes: u64,
+    /// Of those, the empty ones.
+    pub ghost_minutes: u64,
+    /// Meetings.
+    pub meetings: u64,
+    /// No-shows.
+    pub no_shows: u64,
+}
+
+impl BookingWeek {
+    /// The share of the seen booked minutes that sat empty.
+    pub fn ghost_share(&self) -> Option<f64> {
+        (self.seen_booked_minutes > 0)
+            .then(|| self.ghost_minutes as f64 / self.seen_booked_minutes as f64)
+    }
 }
 
 /// Offices a digest lists by name; the rest are counted.
@@ -213,9 +236,17 @@ impl Alert {
     ) -> Option<Self> {
         let mut low: Vec<&OfficeWeek> = offices.iter().filter(|o| o.utilization < below).collect();
         let mut high: Vec<&OfficeWeek> = offices.iter().filter(|o| o.peak > above).collect();
-        if low.is_empty() && high.is_empty() {
+        let mut booked: Vec<(&OfficeWeek, f64)> = offices
+            .iter()
+            .filter_map(|o| Some((o, o.bookings?.ghost_share()?)))
+            .collect();
+        if low.is_empty() && high.is_empty() && booked.is_empty() {
             return None;
         }
+        booked.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| a.0.office_id.cmp(&b.0.office_id))
+        });
         low.sort_by(|a, b| a.utilization.total_cmp(&b.utilization));
         high.sort_by(|a, b| b.peak.total_cmp(&a.peak));
         let pct = |v: f64| format!("{:.0}%", v * 100.0);
@@ -246,6 +277,24 @@ impl Alert {
                 "Peak over {} of capacity: {}.",
                 pct(above),
                 list(&high, |o| o.peak)
+            ));
+        }
+        if !booked.is_empty() {
+            let (meetings, no_shows) = booked.iter().fold((0, 0), |(m, n), (o, _)| {
+                let b = o.bookings.unwrap_or_default();
+                (m + b.meetings, n + b.no_shows)
+            });
+            let mut named: Vec<String> = booked
+                .iter()
+                .take(DIGEST_NAMED)
+                .map(|(o, share)| format!("{} {}", o.office_id, pct(*share)))
+                .collect();
+            if booked.len() > DIGEST_NAMED {
+                named.push(format!("and {} more", booked.len() - DIGEST_NAMED));
+            }
+            lines.push(format!(
+                "Booked rooms sat empty: {} of their booked time; {no_shows} of {meetings} meetings were no-shows.",
+                named.join(", ")
             ));
         }
         let ids = |v: &[&OfficeWeek]| v.iter().map(|o| o.office_id.clone()).collect::<Vec<_>>();
@@ -281,8 +330,59 @@ impl Alert {
                 "above": above,
                 "under_used": ids(&low),
                 "crowded": ids(&high),
+                "booked_but_empty": booked.iter().map(|(o, share)| json!({"office_id": o.office_id, "ghost_share": share})).collect::<Vec<_>>(),
             }),
         })
+    }
+
+    /// A room whose meetings of the 7 days before `day_end` (ms) were no-shows at least
+    /// `rule_rate` of the time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn no_shows(
+        tenant: &TenantId,
+        office_id: &str,
+        room_id: &str,
+        (meetings, no_shows): (u64, u64),
+        rule_rate: f64,
+        day_end: i64,
+        service: &str,
+    ) -> Self {
+        let rate = no_shows as f64 / meetings.max(1) as f64;
+        let until = DateTime::from_timestamp_millis(day_end)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        Self {
+            key: format!("{tenant}/no_show_rate/room/{room_id}/{day_end}"),
+            severity: Severity::Low,
+            title: format!("Frequent no-shows: room {room_id} in office {office_id}"),
+            summary: format!(
+                "{no_shows} of {meetings} meetings in the 7 days to {until} had nobody in their first 15 minutes ({:.0}%, the rule alerts from {:.0}%). Releasing unattended bookings would free the room.",
+                rate * 100.0,
+                rule_rate * 100.0
+            ),
+            context: format!("no-show rate · office {office_id} · 7 days to {until}"),
+            facts: vec![
+                ("Room".into(), room_id.to_owned()),
+                ("Office".into(), office_id.to_owned()),
+                ("Meetings".into(), meetings.to_string()),
+                ("No-shows".into(), no_shows.to_string()),
+            ],
+            link: format!(
+                "{}/v1/insights/ghost-bookings?days=7&office_id={office_id}",
+                service.trim_end_matches('/')
+            ),
+            data: json!({
+                "tenant": tenant.as_str(),
+                "rule": "no_show_rate",
+                "office_id": office_id,
+                "room_id": room_id,
+                "meetings": meetings,
+                "no_shows": no_shows,
+                "rate": rate,
+                "threshold": rule_rate,
+                "until": day_end,
+            }),
+        }
     }
 
     /// A Slack incoming-webhook message with blocks (and a plain-text fallback).
@@ -428,6 +528,7 @@ mod tests {
             office_id: id.into(),
             utilization,
             peak,
+            bookings: None,
         };
         let offices = [
             week("lon", 0.05, 0.4),
@@ -462,6 +563,27 @@ mod tests {
             Alert::digest(&tenant, monday, &offices[3..], (0.1, 0.9), "x").is_none(),
             "nothing to report: no message"
         );
+        // Booked rooms alone make a digest, emptiest first.
+        let booked = |id: &str, seen: u64, ghost: u64, meetings: u64, no_shows: u64| OfficeWeek {
+            bookings: Some(BookingWeek {
+                seen_booked_minutes: seen,
+                ghost_minutes: ghost,
+                meetings,
+                no_shows,
+            }),
+            ..week(id, 0.5, 0.5)
+        };
+        let offices = [
+            booked("nyc", 1000, 200, 30, 3),
+            booked("sin", 600, 240, 10, 4),
+            booked("tor", 0, 0, 0, 0),
+        ];
+        let digest = Alert::digest(&tenant, monday, &offices, (0.1, 0.9), "x").unwrap();
+        assert_eq!(
+            digest.summary,
+            "Booked rooms sat empty: sin 40%, nyc 20% of their booked time; 7 of 40 meetings were no-shows."
+        );
+        assert_eq!(digest.webhook()["booked_but_empty"][0]["office_id"], "sin");
     }
 
     #[test]

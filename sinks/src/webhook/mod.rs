@@ -9,5 +9,5 @@ pub mod outbox;
 
 pub use deliver::{Delivery, Outcome, Retries, Target};
 pub use guard::Network;
-pub use message::{signature, Alert, OfficeWeek};
+pub use message::{signature, Alert, BookingWeek, OfficeWeek};
 pub use outbox::OutboxSink;
