@@ -554,12 +554,21 @@ impl BookingUsage {
                     waiting.insert(key, force);
                     continue;
                 }
-                if let Some(row) = t.row(tenant, &key, force) {
-                    out.push(Output::BookingUsage(BookingUsageRow {
-                        version: version(),
-                        ..row
-                    }));
+                let Some(row) = t.row(tenant, &key, force) else {
+                    continue;
+                };
+                // A room's quarter with readings was written when it became final; only a
+                // meeting starting in it (its no-show needed the next quarter) or a
+                // booking changed since makes it differ.
+                let written =
+                    key.1 == Granularity::M15 && !key.3.is_empty() && row.reported_mask != 0;
+                if written && !force && row.meetings == 0 {
+                    continue;
                 }
+                out.push(Output::BookingUsage(BookingUsageRow {
+                    version: version(),
+                    ..row
+                }));
             }
             t.due = waiting;
             // What fell behind the horizon goes.
