@@ -91,8 +91,18 @@ fn google_api() -> String {
     "https://www.googleapis.com/calendar/v3".into()
 }
 
+/// Reads a connector file (TOML), naming the field a mistake is in.
+pub(crate) fn connector_file<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    if !path.is_file() {
+        anyhow::bail!("--connector: {} is not a file", path.display());
+    }
+    figment::Figment::from(<figment::providers::Toml as figment::providers::Format>::file(path))
+        .extract()
+        .with_context(|| format!("--connector {}", path.display()))
+}
+
 /// Reads a credentials file, refusing one others can read.
-fn secret_file(path: &Path, field: &str) -> anyhow::Result<String> {
+pub(crate) fn secret_file(path: &Path, field: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).with_context(|| format!("{field}: {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -149,14 +159,7 @@ fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<Box<dyn Provider
 
 pub(crate) fn run_calendar(config: Config, command: CalendarCommand) -> anyhow::Result<()> {
     let CalendarCommand::Sync(args) = command;
-    if !args.connector.is_file() {
-        anyhow::bail!("--connector: {} is not a file", args.connector.display());
-    }
-    let connector: Connector = figment::Figment::from(
-        <figment::providers::Toml as figment::providers::Format>::file(&args.connector),
-    )
-    .extract()
-    .with_context(|| format!("--connector {}", args.connector.display()))?;
+    let connector: Connector = connector_file(&args.connector)?;
     if connector.rooms.is_empty() {
         anyhow::bail!("rooms: the connector names no room calendar");
     }

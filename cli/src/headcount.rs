@@ -1,7 +1,7 @@
 //! `roomflow headcount`: people per office from the HR system, aggregates only.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -105,19 +105,6 @@ fn store(
     Ok(())
 }
 
-fn password(path: &Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("password_file: {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        anyhow::bail!(
-            "password_file: {} is readable by others; chmod 600 it",
-            path.display()
-        );
-    }
-    Ok(std::fs::read_to_string(path)?.trim().to_owned())
-}
-
 pub(crate) fn run_headcount(config: Config, command: HeadcountCommand) -> anyhow::Result<()> {
     match command {
         HeadcountCommand::Import(a) => {
@@ -146,20 +133,13 @@ pub(crate) fn run_headcount(config: Config, command: HeadcountCommand) -> anyhow
             )
         }
         HeadcountCommand::Sync(a) => {
-            if !a.connector.is_file() {
-                anyhow::bail!("--connector: {} is not a file", a.connector.display());
-            }
-            let c: HrConnector = figment::Figment::from(
-                <figment::providers::Toml as figment::providers::Format>::file(&a.connector),
-            )
-            .extract()
-            .with_context(|| format!("--connector {}", a.connector.display()))?;
+            let c: HrConnector = crate::calendar::connector_file(&a.connector)?;
             let mapping = Mapping {
                 locations: c.locations.clone(),
                 location_field: c.location_field.clone(),
                 department_field: c.department_field.clone(),
             };
-            let secret = password(&c.password_file)?;
+            let secret = crate::calendar::secret_file(&c.password_file, "password_file")?;
             let counts = match c.provider.as_str() {
                 "workday" => {
                     let http = Http::new(a.tenant.as_str(), "workday");

@@ -5,14 +5,13 @@
 
 mod common;
 
-use rdkafka::producer::FutureProducer;
 use rf_jobs::calendar::publish::Publisher;
 use rf_schemas::Booking;
 use rf_service::ServiceConfig;
 
 use common::{
-    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, london_room, minute_readings,
-    produce_all, room_records, run_until_caught_up, serve, settings, stack_is_up,
+    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, run_until_caught_up, serve,
+    settings, stack_is_up, two_rooms_two_days_ago,
 };
 
 const MIN: i64 = 60_000;
@@ -36,22 +35,13 @@ async fn booked_and_used_minutes_equal_the_model_and_rank_ghost_bookings() {
     let tenant = fresh_tenant("book");
     let s = settings(&tenant);
     stack_is_up(&s);
-    let (reading_id, room_id) = create_tenant(&tenant).await;
-    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
-    let rooms = ["lon-a", "lon-b"].map(|id| london_room(id, 6));
-    produce_all(
-        &producer,
-        &tenant.rooms_topic(),
-        &room_records(&rooms, room_id, 1_704_067_200_000),
-    )
-    .await;
+    let ids = create_tenant(&tenant).await;
 
-    // Three hours from 9:00 UTC (London's winter time) two days ago: lon-a busy from
-    // 0:10 to 0:40 and from 1:30 on; lon-b always empty, its sensor silent from 1:50 to
-    // 2:00. A last reading the next day makes the day final.
+    // Three hours from 9:00 two days ago: lon-a busy from 0:10 to 0:40 and from 1:30 on;
+    // lon-b always empty, its sensor silent from 1:50 to 2:00.
     let day = 24 * HOUR;
     let t0 = (chrono::Utc::now().timestamp_millis() / day - 2) * day + 9 * HOUR;
-    let people = |room: &str, ts: i64| -> Option<i32> {
+    let people = move |room: &str, ts: i64| -> Option<i32> {
         let m = (ts - t0) / MIN;
         match room {
             "lon-a" => Some(i32::from((10..40).contains(&m) || m >= 90) * 3),
@@ -59,15 +49,7 @@ async fn booked_and_used_minutes_equal_the_model_and_rank_ghost_bookings() {
             _ => Some(0),
         }
     };
-    let mut readings =
-        minute_readings(reading_id, (t0, t0 + 3 * HOUR), &["lon-a", "lon-b"], people);
-    let next_day = t0 - 9 * HOUR + day + 30 * MIN;
-    readings.extend(minute_readings(
-        reading_id,
-        (next_day, next_day + 1),
-        &["lon-a"],
-        |_, _| Some(0),
-    ));
+    assert_eq!(two_rooms_two_days_ago(&s, &tenant, ids, people).await, t0);
     let versions = vec![
         // Used: 0:00-0:30 on lon-a (the first 10 minutes empty).
         booking("m1", 1, "lon-a", t0, t0 + 30 * MIN, false),
@@ -85,7 +67,6 @@ async fn booked_and_used_minutes_equal_the_model_and_rank_ghost_bookings() {
         publisher.publish(b).unwrap();
     }
     publisher.flush().unwrap();
-    produce_all(&producer, &tenant.readings_topic(), &readings).await;
 
     let report = run_until_caught_up(&s).await;
     assert_accounts(&report);

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rdkafka::producer::FutureProducer;
 use serde_json::json;
 
 use rf_jobs::calendar::http::Http;
@@ -17,8 +16,8 @@ use rf_jobs::headcount::{self, Mapping};
 use rf_service::ServiceConfig;
 
 use common::{
-    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, london_room, minute_readings,
-    produce_all, room_records, run_until_caught_up, serve, settings, stack_is_up,
+    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, run_until_caught_up, serve,
+    settings, stack_is_up, two_rooms_two_days_ago,
 };
 
 const MIN: i64 = 60_000;
@@ -96,7 +95,7 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
     let tenant = fresh_tenant("heads");
     let s = settings(&tenant);
     stack_is_up(&s);
-    let (reading_id, room_id) = create_tenant(&tenant).await;
+    let ids = create_tenant(&tenant).await;
 
     // The HR systems.
     let base = serve_hr();
@@ -146,30 +145,8 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
         .unwrap();
 
     // Occupancy: two days ago, lon-a holds 3 people from 9:00 to 12:00, lon-b nobody.
-    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
-    let rooms = ["lon-a", "lon-b"].map(|id| london_room(id, 6));
-    produce_all(
-        &producer,
-        &tenant.rooms_topic(),
-        &room_records(&rooms, room_id, 1_704_067_200_000),
-    )
-    .await;
-    let day = 24 * HOUR;
-    let t0 = (chrono::Utc::now().timestamp_millis() / day - 2) * day + 9 * HOUR;
-    let mut readings = minute_readings(
-        reading_id,
-        (t0, t0 + 3 * HOUR),
-        &["lon-a", "lon-b"],
-        |room, _| Some(if room == "lon-a" { 3 } else { 0 }),
-    );
-    let next_day = t0 - 9 * HOUR + day + 30 * MIN;
-    readings.extend(minute_readings(
-        reading_id,
-        (next_day, next_day + 1),
-        &["lon-b"],
-        |_, _| Some(0),
-    ));
-    produce_all(&producer, &tenant.readings_topic(), &readings).await;
+    let people = |room: &str, _| Some(if room == "lon-a" { 3 } else { 0 });
+    let t0 = two_rooms_two_days_ago(&s, &tenant, ids, people).await;
     assert_accounts(&run_until_caught_up(&s).await);
 
     // Nothing of a person anywhere in the tenant's database.

@@ -120,6 +120,20 @@ function table(caption, columns, rows, attrs = {}) {
 /** The same figures as a table, folded under the chart. */
 const asTable = (t) => el("details", {}, el("summary", {}, "Show as table"), t);
 
+/** A legend entry: the colour of series `i` and its name. */
+const swatch = (i, name) => el("span", {}, svg("svg", { width: 14, height: 14, "aria-hidden": "true" }, svg("rect", { width: 14, height: 14, class: `f${i % 8}` })), ` ${name}`);
+
+/** Five labelled lines across `chart`, from 0 to `top`. */
+function yAxis(chart, { top, y, format, from, to }) {
+  for (let i = 0; i <= 4; i++) {
+    const v = (top * i) / 4;
+    chart.append(svg("line", { class: "axis", x1: from, x2: to, y1: y(v), y2: y(v) }));
+    const text = svg("text", { x: from - 6, y: y(v) + 4, "text-anchor": "end" });
+    text.textContent = format(v);
+    chart.append(text);
+  }
+}
+
 /**
  * A line chart: `series` [{name, points: [[ms, value]]}], optional `band` [[ms, low, high]]
  * and `limit` (a horizontal line, e.g. capacity), y from 0.
@@ -134,13 +148,7 @@ function lineChart({ label, series, band = [], limit = null, format = pct, yMax 
   const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - v / top) * (H - T - B);
   const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
-  for (let i = 0; i <= 4; i++) {
-    const v = (top * i) / 4;
-    chart.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    const text = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" });
-    text.textContent = format(v);
-    chart.append(text);
-  }
+  yAxis(chart, { top, y, format, from: L, to: W - R });
   for (let i = 0; i <= 4; i++) {
     const t = t0 + ((t1 - t0) * i) / 4;
     const text = svg("text", { x: x(t), y: H - 8, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" });
@@ -164,7 +172,7 @@ function lineChart({ label, series, band = [], limit = null, format = pct, yMax 
   const legend = el(
     "div",
     { class: "legend" },
-    series.map((s, i) => el("span", {}, svg("svg", { width: 14, height: 14, "aria-hidden": "true" }, svg("rect", { width: 14, height: 14, class: `f${i % 8}` })), ` ${s.name}`)),
+    series.map((s, i) => swatch(i, s.name)),
     band.length ? el("span", {}, "shaded: 95% interval") : null,
     limit !== null ? el("span", {}, "dashed: capacity") : null,
   );
@@ -182,13 +190,7 @@ function barChart({ label, bars, stacks, format = int }) {
   const slot = (W - L - R) / bars.length;
   const y = (v) => T + (1 - v / top) * (H - T - B);
   const chart = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
-  for (let i = 0; i <= 4; i++) {
-    const v = (top * i) / 4;
-    chart.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    const text = svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" });
-    text.textContent = format(v);
-    chart.append(text);
-  }
+  yAxis(chart, { top, y, format, from: L, to: W - R });
   bars.forEach((b, i) => {
     let base = 0;
     b.parts.forEach((v, k) => {
@@ -205,7 +207,7 @@ function barChart({ label, bars, stacks, format = int }) {
   const legend = el(
     "div",
     { class: "legend" },
-    stacks.map((name, k) => el("span", {}, svg("svg", { width: 14, height: 14, "aria-hidden": "true" }, svg("rect", { width: 14, height: 14, class: `f${k % 8}` })), ` ${name}`)),
+    stacks.map((name, k) => swatch(k, name)),
   );
   return [chart, legend];
 }

@@ -549,3 +549,33 @@ pub async fn take_job(
     .await
     .unwrap()
 }
+
+/// Two meeting rooms of office `lon` (`lon-a`, `lon-b`, 6 seats) published, and three
+/// hours of their minute readings from 9:00 UTC (London's winter time) two days ago,
+/// as `people(room, ts)` says, with one more reading the next day that makes that day
+/// final; returns 9:00 of that day (ms).
+pub async fn two_rooms_two_days_ago(
+    s: &Settings,
+    tenant: &TenantId,
+    (reading_id, room_id): (u32, u32),
+    people: impl Fn(&str, i64) -> Option<i32>,
+) -> i64 {
+    const HOUR: i64 = 3_600_000;
+    let producer: FutureProducer = s.kafka.client_config().create().unwrap();
+    let rooms = ["lon-a", "lon-b"].map(|id| london_room(id, 6));
+    let versions = room_records(&rooms, room_id, 1_704_067_200_000);
+    produce_all(&producer, &tenant.rooms_topic(), &versions).await;
+    let day = 24 * HOUR;
+    let t0 = (chrono::Utc::now().timestamp_millis() / day - 2) * day + 9 * HOUR;
+    let mut readings =
+        minute_readings(reading_id, (t0, t0 + 3 * HOUR), &["lon-a", "lon-b"], people);
+    let next_day = t0 - 9 * HOUR + day + 30 * 60_000;
+    readings.extend(minute_readings(
+        reading_id,
+        (next_day, next_day + 1),
+        &["lon-b"],
+        |_, _| Some(0),
+    ));
+    produce_all(&producer, &tenant.readings_topic(), &readings).await;
+    t0
+}

@@ -5,14 +5,14 @@
 //! asked for are the events' ids, status, start, end and update time (`fields=`); the
 //! rest of an answer is not parsed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oauth2::http::{header, Request};
 use serde::{Deserialize, Serialize};
 
 use super::graph::url_escape;
 use super::http::{get, Http};
-use super::{plausible, Change, Fetched, Next, Page, Provider, SyncError};
+use super::{read_page, rfc3339, Fetched, Next, Page, Provider, SyncError, Token};
 
 /// The scope a sync needs.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/calendar.events.readonly";
@@ -53,7 +53,7 @@ pub struct GoogleConfig {
 pub struct Google {
     config: GoogleConfig,
     http: Http,
-    token: Option<(String, Instant)>,
+    token: Token,
 }
 
 impl Google {
@@ -62,7 +62,7 @@ impl Google {
         Self {
             config,
             http,
-            token: None,
+            token: Token::default(),
         }
     }
 }
@@ -116,13 +116,6 @@ fn millis(w: &When) -> Option<i64> {
     Some(t.timestamp_millis())
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 /// `url` with `name` set to `value` (replacing it if present).
 fn with_param(url: &str, name: &str, value: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
@@ -152,10 +145,8 @@ impl Provider for Google {
     }
 
     fn token(&mut self, refresh: bool) -> Result<String, SyncError> {
-        if let Some((token, until)) = &self.token {
-            if !refresh && Instant::now() + Duration::from_secs(60) < *until {
-                return Ok(token.clone());
-            }
+        if let Some(token) = self.token.fresh(refresh) {
+            return Ok(token);
         }
         let a = &self.config.account;
         let now = rf_schemas::unix_ms() / 1000;
@@ -193,8 +184,7 @@ impl Provider for Google {
         let t: TokenAnswer = serde_json::from_slice(answer.body())
             .map_err(|e| SyncError::Provider(format!("google token: {e}")))?;
         let lifetime = Duration::from_secs(t.expires_in.unwrap_or(3600));
-        self.token = Some((t.access_token.clone(), Instant::now() + lifetime));
-        Ok(t.access_token)
+        Ok(self.token.keep(t.access_token, lifetime))
     }
 
     fn first(&self, calendar: &str, from: i64, to: i64) -> String {
@@ -206,18 +196,10 @@ impl Provider for Google {
         let answer = self
             .http
             .send(get(cursor, token).map_err(SyncError::Provider)?)?;
-        match answer.status().as_u16() {
-            200 => {}
-            401 => return Ok(Fetched::Unauthorized),
-            410 => return Ok(Fetched::Expired),
-            status => {
-                return Err(SyncError::Provider(format!(
-                    "google answered HTTP {status} for an events page"
-                )))
-            }
-        }
-        let page: EventsPage = serde_json::from_slice(answer.body())
-            .map_err(|e| SyncError::Provider(format!("google events page: {e}")))?;
+        let page: EventsPage = match read_page(&answer, "google events page")? {
+            Ok(page) => page,
+            Err(instead) => return Ok(instead),
+        };
         let next = match (page.next_page, page.next_sync) {
             (Some(p), _) => Next::Page(with_param(cursor, "pageToken", &p)),
             (None, Some(s)) => Next::Done(with_param(&self.base(calendar), "syncToken", &s)),
@@ -227,35 +209,15 @@ impl Provider for Google {
                 ))
             }
         };
-        let mut out = Page {
-            changes: Vec::new(),
-            skipped: 0,
-            next,
-        };
+        let mut out = Page::new(next);
         for e in page.items {
-            if e.status.as_deref() == Some("cancelled") {
-                out.changes.push(Change::Removed { id: e.id });
-                continue;
-            }
             let times = e
                 .start
                 .as_ref()
                 .and_then(millis)
                 .zip(e.end.as_ref().and_then(millis));
-            let modified = e
-                .updated
-                .as_deref()
-                .and_then(|m| chrono::DateTime::parse_from_rfc3339(m).ok())
-                .map_or_else(rf_schemas::unix_ms, |d| d.timestamp_millis());
-            match times {
-                Some((start, end)) if plausible(start, end) => out.changes.push(Change::Event {
-                    id: e.id,
-                    start,
-                    end,
-                    modified,
-                }),
-                _ => out.skipped += 1,
-            }
+            let removed = e.status.as_deref() == Some("cancelled");
+            out.add(e.id, removed, times, e.updated.as_deref());
         }
         Ok(Fetched::Page(out))
     }

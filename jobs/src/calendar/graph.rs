@@ -6,14 +6,14 @@
 //! asks for start, end and the cancellation flag only (`$select`); whatever else an
 //! answer carries is not parsed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, AuthUrl, ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
 use serde::Deserialize;
 
 use super::http::{get, Http};
-use super::{plausible, Change, Fetched, Next, Page, Provider, SyncError};
+use super::{read_page, rfc3339, Fetched, Next, Page, Provider, SyncError, Token};
 
 /// Where a tenant's Microsoft 365 is.
 #[derive(Clone, Debug)]
@@ -34,7 +34,7 @@ pub struct GraphConfig {
 pub struct Graph {
     config: GraphConfig,
     http: Http,
-    token: Option<(String, Instant)>,
+    token: Token,
 }
 
 impl Graph {
@@ -43,7 +43,7 @@ impl Graph {
         Self {
             config,
             http,
-            token: None,
+            token: Token::default(),
         }
     }
 }
@@ -95,23 +95,14 @@ fn millis(t: &DateTimeTimeZone) -> Option<i64> {
         .map(|d| d.timestamp_millis())
 }
 
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 impl Provider for Graph {
     fn name(&self) -> &'static str {
         "graph"
     }
 
     fn token(&mut self, refresh: bool) -> Result<String, SyncError> {
-        if let Some((token, until)) = &self.token {
-            if !refresh && Instant::now() + Duration::from_secs(60) < *until {
-                return Ok(token.clone());
-            }
+        if let Some(token) = self.token.fresh(refresh) {
+            return Ok(token);
         }
         let c = &self.config;
         let base = format!(
@@ -132,9 +123,9 @@ impl Provider for Graph {
             .request(&self.http)
             .map_err(|e| SyncError::Provider(format!("graph token: {}", rf_schemas::chain(&e))))?;
         let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(3600));
-        let token = answer.access_token().secret().clone();
-        self.token = Some((token.clone(), Instant::now() + lifetime));
-        Ok(token)
+        Ok(self
+            .token
+            .keep(answer.access_token().secret().clone(), lifetime))
     }
 
     fn first(&self, calendar: &str, from: i64, to: i64) -> String {
@@ -157,18 +148,10 @@ impl Provider for Graph {
                 .expect("a valid header"),
         );
         let answer = self.http.send(request)?;
-        match answer.status().as_u16() {
-            200 => {}
-            401 => return Ok(Fetched::Unauthorized),
-            410 => return Ok(Fetched::Expired),
-            status => {
-                return Err(SyncError::Provider(format!(
-                    "graph answered HTTP {status} for a delta page"
-                )))
-            }
-        }
-        let page: DeltaPage = serde_json::from_slice(answer.body())
-            .map_err(|e| SyncError::Provider(format!("graph delta page: {e}")))?;
+        let page: DeltaPage = match read_page(&answer, "graph delta page")? {
+            Ok(page) => page,
+            Err(instead) => return Ok(instead),
+        };
         let next = match (page.next_link, page.delta_link) {
             (Some(next), _) => Next::Page(next),
             (None, Some(delta)) => Next::Done(delta),
@@ -178,37 +161,16 @@ impl Provider for Graph {
                 ))
             }
         };
-        let mut out = Page {
-            changes: Vec::new(),
-            skipped: 0,
-            next,
-        };
+        let mut out = Page::new(next);
         for e in page.value {
-            if e.removed.is_some() || e.cancelled {
-                out.changes.push(Change::Removed { id: e.id });
-                continue;
-            }
             let times = e
                 .start
                 .as_ref()
                 .and_then(millis)
-                .zip(e.end.as_ref().and_then(millis));
-            let modified = e
-                .modified
-                .as_deref()
-                .and_then(|m| chrono::DateTime::parse_from_rfc3339(m).ok())
-                .map_or_else(rf_schemas::unix_ms, |d| d.timestamp_millis());
-            match times {
-                Some((start, end)) if !e.all_day && plausible(start, end) => {
-                    out.changes.push(Change::Event {
-                        id: e.id,
-                        start,
-                        end,
-                        modified,
-                    })
-                }
-                _ => out.skipped += 1,
-            }
+                .zip(e.end.as_ref().and_then(millis))
+                .filter(|_| !e.all_day);
+            let removed = e.removed.is_some() || e.cancelled;
+            out.add(e.id, removed, times, e.modified.as_deref());
         }
         Ok(Fetched::Page(out))
     }

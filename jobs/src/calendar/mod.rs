@@ -235,7 +235,7 @@ fn sync_one(
         report.pages += 1;
         report.skipped += page.skipped;
         for change in page.changes {
-            let booking = match change {
+            let (booking_id, times, modified) = match change {
                 Change::Event {
                     id,
                     start,
@@ -244,36 +244,20 @@ fn sync_one(
                 } => {
                     let booking_id = booking_id(calendar, &id);
                     seen.insert(booking_id.clone());
-                    version(
-                        room,
-                        provider.name(),
-                        &known,
-                        booking_id,
-                        start,
-                        end,
-                        modified,
-                        false,
-                    )
+                    (booking_id, (start, end, false), modified)
                 }
                 Change::Removed { id } => {
                     let booking_id = booking_id(calendar, &id);
                     match known.get(&booking_id) {
-                        Some(&(_, start, end, false)) => version(
-                            room,
-                            provider.name(),
-                            &known,
-                            booking_id,
-                            start,
-                            end,
-                            rf_schemas::unix_ms(),
-                            true,
-                        ),
+                        Some(&(_, start, end, false)) => {
+                            (booking_id, (start, end, true), rf_schemas::unix_ms())
+                        }
                         // Never published, or cancelled already.
-                        _ => None,
+                        _ => continue,
                     }
                 }
             };
-            if let Some(b) = booking {
+            if let Some(b) = version(room, provider.name(), &known, booking_id, times, modified) {
                 publish_one(b, &mut known, publish, report)?;
             }
         }
@@ -290,9 +274,8 @@ fn sync_one(
                         .collect();
                     for (id, start, end) in gone {
                         let now = rf_schemas::unix_ms();
-                        if let Some(b) =
-                            version(room, provider.name(), &known, id, start, end, now, true)
-                        {
+                        let times = (start, end, true);
+                        if let Some(b) = version(room, provider.name(), &known, id, times, now) {
                             publish_one(b, &mut known, publish, report)?;
                         }
                     }
@@ -323,18 +306,15 @@ fn publish_one(
     Ok(())
 }
 
-/// The next version of a booking, or `None` if it is what was published last. Versions
-/// follow the provider's modification time and always grow.
-#[allow(clippy::too_many_arguments)]
+/// The next version of a booking at `(start, end, cancelled)`, or `None` if that is what
+/// was published last. Versions follow the provider's modification time and always grow.
 fn version(
     room: &RoomCalendar,
     source: &'static str,
     known: &BTreeMap<String, (i64, i64, i64, bool)>,
     booking_id: String,
-    start: i64,
-    end: i64,
+    (start, end, cancelled): (i64, i64, bool),
     modified: i64,
-    cancelled: bool,
 ) -> Option<Booking> {
     let version = match known.get(&booking_id) {
         Some(&(_, s, e, c)) if (s, e, c) == (start, end, cancelled) => return None,
@@ -360,9 +340,85 @@ fn version(
     }
 }
 
-/// Whether an event's times are a meeting worth counting.
-fn plausible(start: i64, end: i64) -> bool {
-    end > start && end - start <= MAX_EVENT_MS
+impl Page {
+    /// An empty page going on at `next`.
+    fn new(next: Next) -> Self {
+        Self {
+            changes: Vec::new(),
+            skipped: 0,
+            next,
+        }
+    }
+
+    /// Adds an event: removed, or at its times if they parse and are a meeting (not
+    /// all-day, at most a day), else skipped. `modified` is RFC 3339 (now if absent).
+    fn add(
+        &mut self,
+        id: String,
+        removed: bool,
+        times: Option<(i64, i64)>,
+        modified: Option<&str>,
+    ) {
+        if removed {
+            return self.changes.push(Change::Removed { id });
+        }
+        let modified = modified
+            .and_then(|m| chrono::DateTime::parse_from_rfc3339(m).ok())
+            .map_or_else(rf_schemas::unix_ms, |d| d.timestamp_millis());
+        match times {
+            Some((start, end)) if end > start && end - start <= MAX_EVENT_MS => {
+                self.changes.push(Change::Event {
+                    id,
+                    start,
+                    end,
+                    modified,
+                })
+            }
+            _ => self.skipped += 1,
+        }
+    }
+}
+
+/// A page request's answer as JSON, or, for 401 and 410, what the sync does instead.
+pub(crate) fn read_page<T: serde::de::DeserializeOwned>(
+    answer: &oauth2::http::Response<Vec<u8>>,
+    what: &str,
+) -> Result<Result<T, Fetched>, SyncError> {
+    match answer.status().as_u16() {
+        200 => serde_json::from_slice(answer.body())
+            .map(Ok)
+            .map_err(|e| SyncError::Provider(format!("{what}: {e}"))),
+        401 => Ok(Err(Fetched::Unauthorized)),
+        410 => Ok(Err(Fetched::Expired)),
+        status => Err(SyncError::Provider(format!("{what}: HTTP {status}"))),
+    }
+}
+
+/// A provider's bearer token and when it expires.
+#[derive(Default)]
+pub(crate) struct Token(Option<(String, std::time::Instant)>);
+
+impl Token {
+    /// The token, unless `refresh` or it has under a minute left.
+    pub(crate) fn fresh(&self, refresh: bool) -> Option<String> {
+        let (token, until) = self.0.as_ref()?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        (!refresh && left > std::time::Duration::from_secs(60)).then(|| token.clone())
+    }
+
+    /// Keeps `token` for `lifetime`; returns it.
+    pub(crate) fn keep(&mut self, token: String, lifetime: std::time::Duration) -> String {
+        self.0 = Some((token.clone(), std::time::Instant::now() + lifetime));
+        token
+    }
+}
+
+/// `ms` as the providers' UTC time (`2026-12-07T09:00:00Z`).
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[cfg(test)]
