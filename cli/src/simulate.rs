@@ -72,13 +72,50 @@ pub(crate) fn run_simulate(config: Config, args: SimulateArgs) -> anyhow::Result
         speed: args.speed,
         progress: true,
     };
+    store_headcount(&config, &options.spec, to);
     let report = simulate(&config.kafka, &config.registry, &options, shutdown_flag()?)?;
     println!(
-        "published {} room versions and {} readings in {:.1} s ({:.0} readings/s)",
+        "published {} room versions, {} bookings and {} readings in {:.1} s ({:.0} readings/s)",
         report.rooms,
+        report.bookings,
         report.readings,
         report.elapsed.as_secs_f64(),
         report.readings as f64 / report.elapsed.as_secs_f64().max(1e-9)
     );
     Ok(())
+}
+
+/// Stores the fleet's headcount for the days of its history and the one after, as the
+/// HR connectors would; a ClickHouse that cannot take it is reported and the readings
+/// go on.
+fn store_headcount(config: &Config, spec: &FleetSpec, until: i64) {
+    let fleet = rf_jobs::simulate::Fleet::new(spec);
+    let last = (until.div_euclid(86_400_000) + 1) as u16;
+    let version = rf_schemas::unix_ms() as u64;
+    let Ok(runtime) = crate::runtime() else {
+        return;
+    };
+    for (tenant, offices) in fleet.headcount() {
+        let rows: Vec<rf_jobs::headcount::Heads> = (last.saturating_sub(1)..=last)
+            .flat_map(|day| {
+                offices
+                    .iter()
+                    .map(move |(office, heads)| rf_jobs::headcount::Heads {
+                        day,
+                        office_id: office.clone(),
+                        department: String::new(),
+                        heads: *heads,
+                        source: "simulator".into(),
+                        version,
+                    })
+            })
+            .collect();
+        if let Err(e) = runtime.block_on(rf_jobs::headcount::store(
+            &config.clickhouse,
+            &tenant,
+            &rows,
+        )) {
+            eprintln!("warning: {tenant}'s simulated headcount was not stored: {e}");
+        }
+    }
 }

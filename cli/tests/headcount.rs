@@ -70,6 +70,20 @@ async fn successfactors(
     }
 }
 
+/// A log sink the test reads.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn serve_hr() -> String {
     let app = Router::new()
         .route("/ccx/service/customreport2/acme/heads", get(workday))
@@ -104,7 +118,16 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
         location_field: "Location".into(),
         department_field: None,
     };
+    // Every log line the connectors write, at every level, as JSON.
+    let logs = Logs::default();
+    let writer = logs.clone();
     let (wd, sf) = tokio::task::spawn_blocking(move || {
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
         let http = Http::new("heads", "test");
         let wd = headcount::workday(
             &http,
@@ -149,7 +172,16 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
     let t0 = two_rooms_two_days_ago(&s, &tenant, ids, people).await;
     assert_accounts(&run_until_caught_up(&s).await);
 
-    // Nothing of a person anywhere in the tenant's database.
+    // Nothing of a person in the logs or the tenant's database (no metric counts people:
+    // the connectors have none).
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("connector call"),
+        "the calls are logged: {logged}"
+    );
+    for secret in ["Secretname", "E0000", "acme.example", "123456", "\"u3\""] {
+        assert!(!logged.contains(secret), "{secret} logged: {logged}");
+    }
     let db = tenant.clickhouse_db();
     for table in clickhouse_lines(&format!(
         "SELECT name FROM system.tables WHERE database = '{db}'"

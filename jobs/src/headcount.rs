@@ -24,7 +24,7 @@ pub struct Heads {
     pub department: String,
     /// People.
     pub heads: u32,
-    /// `workday`, `successfactors` or `csv`.
+    /// `workday`, `successfactors`, `csv` or `simulator`.
     pub source: String,
     /// Higher replaces lower (ms of the import).
     pub version: u64,

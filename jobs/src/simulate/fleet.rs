@@ -213,6 +213,26 @@ impl Fleet {
 }
 
 impl Fleet {
+    /// Each tenant's headcount per office, as an HR system would count it: a little
+    /// under one person per seat (hybrid offices seat fewer than they employ elsewhere,
+    /// these have room to spare), the same every day.
+    pub fn headcount(&self) -> Vec<(TenantId, std::collections::BTreeMap<String, u32>)> {
+        self.tenants
+            .iter()
+            .map(|(tenant, rooms)| {
+                let mut seats = std::collections::BTreeMap::new();
+                for r in rooms {
+                    *seats.entry(r.version.office_id.clone()).or_insert(0u32) += r.version.capacity;
+                }
+                for (i, heads) in seats.values_mut().enumerate() {
+                    let share = 0.7 + 0.05 * (hash(&[self.seed, i as u64, 11]) % 5) as f64;
+                    *heads = (*heads as f64 * share).round() as u32;
+                }
+                (tenant.clone(), seats)
+            })
+            .collect()
+    }
+
     /// The bookings of `room` (meeting rooms in half hours, focus booths in hours) whose
     /// blocks start in `[from, to)`: most blocks people use were booked, some are used
     /// without a booking, and some booked blocks nobody comes to (ghost bookings and
