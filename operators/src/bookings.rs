@@ -110,6 +110,8 @@ struct Tenant {
     due: BTreeMap<Due, bool>,
     /// Booked rooms' quarters that just became final: (office, room, start).
     fresh: Vec<(String, String, i64)>,
+    /// Whether `due` or a watermark changed since the last flush looked.
+    changed: bool,
 }
 
 type Due = (i64, Granularity, String, String, i64);
@@ -317,6 +319,7 @@ impl Tenant {
             let mut t = start.max(seen_from);
             while t < end {
                 let (s, e) = g.window(t, tz);
+                self.changed = true;
                 for r in [room, ""] {
                     let force = self
                         .due
@@ -383,6 +386,7 @@ impl BookingUsage {
             Output::Checkpoint(ref c) => {
                 let t = self.tenants.entry(c.tenant.clone()).or_default();
                 let w = t.watermarks.entry(c.partition).or_insert(i64::MIN);
+                t.changed |= c.current_watermark > *w;
                 *w = (*w).max(c.current_watermark);
             }
             _ => {}
@@ -536,24 +540,28 @@ impl BookingUsage {
             let Some(&newest) = t.watermarks.values().max() else {
                 continue;
             };
-            let mut waiting = BTreeMap::new();
-            while let Some((key, force)) = t.due.pop_first() {
-                let (end, _, office, ..) = &key;
-                if end.saturating_add(wait) > newest {
-                    waiting.insert(key, force);
-                    waiting.append(&mut t.due);
-                    break;
-                }
-                let final_by = t
-                    .served
-                    .get(office)
-                    .and_then(|(p, ..)| t.watermarks.get(p))
-                    .copied()
-                    .unwrap_or(i64::MIN);
-                if end.saturating_add(wait) > final_by {
-                    waiting.insert(key, force);
-                    continue;
-                }
+            if !std::mem::take(&mut t.changed) {
+                continue;
+            }
+            // The windows whose end the newest watermark has passed, those of offices
+            // whose own partition has too (the others stay due).
+            let ready: Vec<Due> = t
+                .due
+                .keys()
+                .take_while(|(end, ..)| end.saturating_add(wait) <= newest)
+                .filter(|(end, _, office, ..)| {
+                    let final_by = t
+                        .served
+                        .get(office)
+                        .and_then(|(p, ..)| t.watermarks.get(p))
+                        .copied()
+                        .unwrap_or(i64::MIN);
+                    end.saturating_add(wait) <= final_by
+                })
+                .cloned()
+                .collect();
+            for key in ready {
+                let force = t.due.remove(&key).unwrap_or(false);
                 let Some(row) = t.row(tenant, &key, force) else {
                     continue;
                 };
@@ -570,7 +578,6 @@ impl BookingUsage {
                     ..row
                 }));
             }
-            t.due = waiting;
             // What fell behind the horizon goes.
             let before = newest.saturating_sub(horizon).div_euclid(QUARTER);
             if before * QUARTER > t.kept_from {
