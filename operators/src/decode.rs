@@ -444,6 +444,7 @@ mod tests {
             match id {
                 1 => Ok(OCCUPANCY_READING_AVSC.into()),
                 2 => Ok(ROOM_AVSC.into()),
+                3 => Ok(BOOKING_AVSC.into()),
                 _ => Err(RegistryError::UnknownId(id)),
             }
         }
@@ -481,6 +482,58 @@ mod tests {
             co2_ppm: None,
             battery_pct: None,
         }
+    }
+
+    #[test]
+    fn a_booking_passes_whole_and_a_wrong_one_is_rejected_with_its_reason() {
+        use DeadLetterReason::*;
+        let mut d = Decoder::new(Fixed {
+            calls: AtomicU32::new(0),
+        });
+        let schema = Schema::parse_str(BOOKING_AVSC).unwrap();
+        let booking = Booking {
+            booking_id: "b1".into(),
+            version: 2,
+            office_id: "lon".into(),
+            room_id: "lon-1".into(),
+            start_ts: 1_700_000_000_000,
+            end_ts: 1_700_001_800_000,
+            cancelled: false,
+            source: "graph".into(),
+        };
+        let mut decode = |b: &Booking, id: u32, key: &str| {
+            let mut value = Vec::new();
+            frame_header(id, &mut value);
+            value.extend(b.encode(&schema));
+            let record = RawRecord {
+                topic: Topic::Bookings,
+                ..record(Some(value), key)
+            };
+            d.decode(record)
+        };
+        match decode(&booking, 3, "lon/b1") {
+            Ok(Decoded::Booking(e)) => assert_eq!(*e.booking, booking),
+            other => panic!("expected the booking, got {other:?}"),
+        }
+        let reason = |r: Result<Decoded, Box<DeadLetter>>| r.err().map(|l| (l.reason, l.detail));
+        let (why, detail) = reason(decode(&booking, 3, "lon")).unwrap();
+        assert_eq!(why, Malformed);
+        assert!(detail.contains("lon/b1"), "{detail}");
+        let backwards = Booking {
+            end_ts: booking.start_ts - 1,
+            ..booking.clone()
+        };
+        let (why, detail) = reason(decode(&backwards, 3, "lon/b1")).unwrap();
+        assert_eq!(why, Malformed);
+        assert!(detail.contains("not after start_ts"), "{detail}");
+        assert_eq!(
+            reason(decode(&booking, 2, "lon/b1")).unwrap().0,
+            IncompatibleSchema
+        );
+        assert_eq!(
+            reason(decode(&booking, 9, "lon/b1")).unwrap().0,
+            UnknownSchema
+        );
     }
 
     #[test]
