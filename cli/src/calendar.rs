@@ -116,7 +116,9 @@ pub(crate) fn secret_file(path: &Path, field: &str) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
-fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<Box<dyn Provider>> {
+/// The connector the file names, and the HTTP client its calls go through (kept to
+/// audit them).
+fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<(Box<dyn Provider>, Http)> {
     match c.provider.as_str() {
         "graph" => {
             let g = c
@@ -130,10 +132,8 @@ fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<Box<dyn Provider
                 authority: g.authority.clone(),
                 api: g.api.clone(),
             };
-            Ok(Box::new(Graph::new(
-                config,
-                Http::new(tenant.as_str(), "graph"),
-            )))
+            let http = Http::new(tenant.as_str(), "graph");
+            Ok((Box::new(Graph::new(config, http.clone())), http))
         }
         "google" => {
             let g = c
@@ -148,10 +148,8 @@ fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<Box<dyn Provider
                 subject: g.subject.clone(),
                 api: g.api.clone(),
             };
-            Ok(Box::new(Google::new(
-                config,
-                Http::new(tenant.as_str(), "google"),
-            )))
+            let http = Http::new(tenant.as_str(), "google");
+            Ok((Box::new(Google::new(config, http.clone())), http))
         }
         other => anyhow::bail!("provider: {other:?} is neither graph nor google"),
     }
@@ -163,7 +161,7 @@ pub(crate) fn run_calendar(config: Config, command: CalendarCommand) -> anyhow::
     if connector.rooms.is_empty() {
         anyhow::bail!("rooms: the connector names no room calendar");
     }
-    let mut provider = provider(&connector, &args.tenant)?;
+    let (mut provider, http) = provider(&connector, &args.tenant)?;
     let state_path = args.state.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             ".data/calendar/{}-{}.json",
@@ -200,6 +198,7 @@ pub(crate) fn run_calendar(config: Config, command: CalendarCommand) -> anyhow::
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(&state_path, serde_json::to_vec(&state)?)?;
+        audit(&config, &args.tenant, &http);
         let report = report.with_context(|| format!("syncing {}'s calendars", args.tenant))?;
         println!(
             "{}: {} calendars, {} pages, {} booking versions published, {} events skipped, {} full resyncs",
@@ -220,5 +219,28 @@ pub(crate) fn run_calendar(config: Config, command: CalendarCommand) -> anyhow::
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// Writes the calls `http` made into the tenant's `audit` table; a ClickHouse that
+/// cannot take them is reported (the log lines keep them).
+pub(crate) fn audit(config: &Config, tenant: &TenantId, http: &Http) {
+    let calls = http.take_calls();
+    let run = format!("{}-{}", http.connector(), rf_schemas::unix_ms());
+    let written = crate::runtime().map_err(|e| e.to_string()).and_then(|rt| {
+        rt.block_on(rf_jobs::calendar::http::audit(
+            &config.clickhouse,
+            tenant,
+            http.connector(),
+            &run,
+            &calls,
+        ))
+        .map_err(|e| e.to_string())
+    });
+    if let Err(e) = written {
+        eprintln!(
+            "warning: {} connector calls were not written to {tenant}'s audit table: {e}",
+            calls.len()
+        );
     }
 }

@@ -140,18 +140,18 @@ pub(crate) fn run_headcount(config: Config, command: HeadcountCommand) -> anyhow
                 department_field: c.department_field.clone(),
             };
             let secret = crate::calendar::secret_file(&c.password_file, "password_file")?;
-            let counts = match c.provider.as_str() {
-                "workday" => {
-                    let http = Http::new(a.tenant.as_str(), "workday");
-                    headcount::workday(&http, &c.url, &c.user, &secret, &mapping)
-                }
-                "successfactors" => {
-                    let http = Http::new(a.tenant.as_str(), "successfactors");
-                    headcount::successfactors(&http, &c.url, &c.user, &secret, &mapping)
-                }
+            let http = match c.provider.as_str() {
+                "workday" => Http::new(a.tenant.as_str(), "workday"),
+                "successfactors" => Http::new(a.tenant.as_str(), "successfactors"),
                 other => anyhow::bail!("provider: {other:?} is neither workday nor successfactors"),
-            }
-            .map_err(|e| anyhow::anyhow!(e))?;
+            };
+            let counts = if c.provider == "workday" {
+                headcount::workday(&http, &c.url, &c.user, &secret, &mapping)
+            } else {
+                headcount::successfactors(&http, &c.url, &c.user, &secret, &mapping)
+            };
+            crate::calendar::audit(&config, &a.tenant, &http);
+            let counts = counts.map_err(|e| anyhow::anyhow!(e))?;
             store(&config, &a.tenant, &counts, day_number(None)?, &c.provider)
         }
     }

@@ -121,7 +121,7 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
     // Every log line the connectors write, at every level, as JSON.
     let logs = Logs::default();
     let writer = logs.clone();
-    let (wd, sf) = tokio::task::spawn_blocking(move || {
+    let (wd, sf, calls) = tokio::task::spawn_blocking(move || {
         let subscriber = tracing_subscriber::fmt()
             .json()
             .with_max_level(tracing::Level::TRACE)
@@ -150,10 +150,29 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
             &sf_mapping,
         );
         assert!(refused.unwrap_err().contains("refused"));
-        (wd.unwrap(), sf.unwrap())
+        (wd.unwrap(), sf.unwrap(), http.take_calls())
     })
     .await
     .unwrap();
+    // Every call audited in the tenant's audit table, without its query string.
+    rf_jobs::calendar::http::audit(&s.clickhouse, &tenant, "test", "run-1", &calls)
+        .await
+        .unwrap();
+    let audited = clickhouse_lines(&format!(
+        "SELECT subject, route, status, query FROM {}.audit ORDER BY ts_ms FORMAT TSV",
+        tenant.clickhouse_db()
+    ));
+    let statuses: Vec<&str> = audited
+        .iter()
+        .map(|l| l.split('\t').nth(2).unwrap())
+        .collect();
+    assert_eq!(statuses, ["200", "200", "200", "401"], "{audited:#?}");
+    assert!(
+        audited
+            .iter()
+            .all(|l| l.starts_with("connector:test\tGET http://") && l.ends_with('\t')),
+        "{audited:#?}"
+    );
     assert_eq!(wd.heads, [(("lon".to_string(), String::new()), 8)].into());
     assert_eq!(wd.unmapped, 1);
     let by_department: Vec<u32> = sf.heads.values().copied().collect();

@@ -77,8 +77,9 @@ CREATE TABLE IF NOT EXISTS {db}.readings (
 PARTITION BY toYYYYMM(ts)
 ORDER BY (office_id, room_id, ts_ms, sensor_id);
 
--- Every data access of the query service to this tenant (written by the service, the
--- only thing it writes): who, what, the answer and how long it took.
+-- Every data access of the query service to this tenant (the only thing the service
+-- writes), and every call the tenant's calendar and HR connectors make (subject
+-- `connector:<name>`): who, what, the answer and how long it took.
 CREATE TABLE IF NOT EXISTS {db}.audit (
     ts DateTime('UTC'),
     ts_ms UInt64,

@@ -35,6 +35,21 @@ pub enum HttpError {
     },
 }
 
+/// One call a connector made, for the tenant's `audit` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// When it was answered, ms.
+    pub at_ms: i64,
+    /// `GET`, `POST`.
+    pub method: String,
+    /// The URL without its query.
+    pub endpoint: String,
+    /// The answer's status; 0 when none came.
+    pub status: u16,
+    /// How long it took, ms.
+    pub duration_ms: f64,
+}
+
 /// A connector's HTTP client.
 #[derive(Clone)]
 pub struct Http {
@@ -42,6 +57,8 @@ pub struct Http {
     /// For the audit: whose calls, which connector.
     tenant: String,
     connector: &'static str,
+    /// The calls made since the last [`Http::take_calls`].
+    calls: std::sync::Arc<std::sync::Mutex<Vec<Call>>>,
     /// How long a `Retry-After` is slept at most (tests shorten it).
     pub max_retry_after: Duration,
 }
@@ -59,8 +76,19 @@ impl Http {
             agent,
             tenant: tenant.to_owned(),
             connector,
+            calls: Default::default(),
             max_retry_after: MAX_RETRY_AFTER,
         }
+    }
+
+    /// The connector's name.
+    pub fn connector(&self) -> &'static str {
+        self.connector
+    }
+
+    /// The calls made since the last time, oldest first.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.calls.lock().expect("no panics while holding it"))
     }
 
     /// Sends `request` (retrying 429 and 503 after `Retry-After`) and returns the answer.
@@ -71,6 +99,17 @@ impl Http {
             let started = Instant::now();
             let answer = self.once(request.clone(), &endpoint);
             let status = answer.as_ref().map_or(0, |r| r.status().as_u16());
+            let elapsed = started.elapsed();
+            self.calls
+                .lock()
+                .expect("no panics while holding it")
+                .push(Call {
+                    at_ms: rf_schemas::unix_ms(),
+                    method: request.method().to_string(),
+                    endpoint: endpoint.clone(),
+                    status,
+                    duration_ms: elapsed.as_secs_f64() * 1000.0,
+                });
             tracing::info!(
                 target: "audit",
                 tenant = %self.tenant,
@@ -78,7 +117,7 @@ impl Http {
                 method = %request.method(),
                 endpoint = %endpoint,
                 status,
-                duration_ms = started.elapsed().as_millis() as u64,
+                duration_ms = elapsed.as_millis() as u64,
                 "connector call"
             );
             let answer = answer?;
@@ -154,4 +193,53 @@ pub fn get(url: &str, token: &str) -> Result<Request<Vec<u8>>, String> {
         .header(http::header::ACCEPT, "application/json")
         .body(Vec::new())
         .map_err(|e| format!("bad request URL {url:?}: {e}"))
+}
+
+/// A row of a tenant's `audit` table (the query service's layout).
+#[derive(clickhouse::Row, serde::Serialize)]
+struct AuditRow {
+    ts: u32,
+    ts_ms: u64,
+    tenant: String,
+    subject: String,
+    route: String,
+    path: String,
+    query: String,
+    status: u16,
+    duration_ms: f64,
+    request_id: String,
+}
+
+/// Writes `calls` of `http`'s connector into the tenant's `audit` table, as
+/// `connector:<name>` (the query string, which holds cursors, is never kept); `run`
+/// names the sync they belong to.
+pub async fn audit(
+    clickhouse: &rf_sinks::config::ClickHouseConfig,
+    tenant: &rf_schemas::TenantId,
+    connector: &str,
+    run: &str,
+    calls: &[Call],
+) -> clickhouse::error::Result<()> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
+    let mut insert = client.insert::<AuditRow>("audit").await?;
+    for c in calls {
+        insert
+            .write(&AuditRow {
+                ts: (c.at_ms / 1000) as u32,
+                ts_ms: c.at_ms as u64,
+                tenant: tenant.to_string(),
+                subject: format!("connector:{connector}"),
+                route: format!("{} {}", c.method, c.endpoint),
+                path: c.endpoint.clone(),
+                query: String::new(),
+                status: c.status,
+                duration_ms: c.duration_ms,
+                request_id: run.to_owned(),
+            })
+            .await?;
+    }
+    insert.end().await
 }
