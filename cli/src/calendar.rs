@@ -58,13 +58,19 @@ struct Connector {
     rooms: Vec<RoomCalendar>,
 }
 
+/// The connector file fields `roomflow keys seal` seals.
+pub(crate) const SEALED_FIELDS: [&str; 3] =
+    ["graph.client_secret", "google.service_account", "password"];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GraphFile {
     directory: String,
     client_id: String,
-    /// A file holding the client secret (mode 0600), never the secret itself.
-    client_secret_file: PathBuf,
+    /// The client secret, sealed (`roomflow keys seal --field graph.client_secret`).
+    client_secret: Option<String>,
+    /// Or a file holding it (mode 0600).
+    client_secret_file: Option<PathBuf>,
     #[serde(default = "graph_authority")]
     authority: String,
     #[serde(default = "graph_api")]
@@ -74,8 +80,11 @@ struct GraphFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GoogleFile {
-    /// Google's JSON key file of the service account (mode 0600).
-    service_account_file: PathBuf,
+    /// Google's JSON key of the service account, sealed (`roomflow keys seal --field
+    /// google.service_account`).
+    service_account: Option<String>,
+    /// Or the file holding it (mode 0600).
+    service_account_file: Option<PathBuf>,
     subject: Option<String>,
     #[serde(default = "google_api")]
     api: String,
@@ -101,6 +110,31 @@ pub(crate) fn connector_file<T: serde::de::DeserializeOwned>(path: &Path) -> any
         .with_context(|| format!("--connector {}", path.display()))
 }
 
+/// A credential: `sealed` (by `roomflow keys seal`), opened with the tenant's data key,
+/// or read from `file`; exactly one of them. A plain value never sits in a file.
+pub(crate) fn credential(
+    config: &Config,
+    tenant: &TenantId,
+    field: &str,
+    sealed: Option<&str>,
+    file: Option<&Path>,
+) -> anyhow::Result<String> {
+    match (sealed, file) {
+        (Some(value), None) => {
+            if !value.starts_with("sealed:") {
+                anyhow::bail!("{field}: not sealed; seal it with `roomflow keys seal --tenant {tenant} --field {field}` or use {field}_file");
+            }
+            let settings = config.settings();
+            let vault = rf_pipelines::secrets::Vault::new(&settings.secrets, &settings.clickhouse)?;
+            crate::runtime()?
+                .block_on(vault.open_value(tenant, field, value))
+                .with_context(|| format!("{field}: cannot be opened with {tenant}'s keys"))
+        }
+        (None, Some(path)) => secret_file(path, &format!("{field}_file")),
+        _ => anyhow::bail!("{field}: give either {field} (sealed) or {field}_file"),
+    }
+}
+
 /// Reads a credentials file, refusing one others can read.
 pub(crate) fn secret_file(path: &Path, field: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
@@ -118,7 +152,11 @@ pub(crate) fn secret_file(path: &Path, field: &str) -> anyhow::Result<String> {
 
 /// The connector the file names, and the HTTP client its calls go through (kept to
 /// audit them).
-fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<(Box<dyn Provider>, Http)> {
+fn provider(
+    config: &Config,
+    c: &Connector,
+    tenant: &TenantId,
+) -> anyhow::Result<(Box<dyn Provider>, Http)> {
     match c.provider.as_str() {
         "graph" => {
             let g = c
@@ -128,7 +166,13 @@ fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<(Box<dyn Provide
             let config = GraphConfig {
                 directory: g.directory.clone(),
                 client_id: g.client_id.clone(),
-                client_secret: secret_file(&g.client_secret_file, "graph.client_secret_file")?,
+                client_secret: credential(
+                    config,
+                    tenant,
+                    "graph.client_secret",
+                    g.client_secret.as_deref(),
+                    g.client_secret_file.as_deref(),
+                )?,
                 authority: g.authority.clone(),
                 api: g.api.clone(),
             };
@@ -140,7 +184,13 @@ fn provider(c: &Connector, tenant: &TenantId) -> anyhow::Result<(Box<dyn Provide
                 .google
                 .as_ref()
                 .context("google: provider is google but there is no [google] section")?;
-            let key = secret_file(&g.service_account_file, "google.service_account_file")?;
+            let key = credential(
+                config,
+                tenant,
+                "google.service_account",
+                g.service_account.as_deref(),
+                g.service_account_file.as_deref(),
+            )?;
             let account: ServiceAccount = serde_json::from_str(&key)
                 .context("google.service_account_file: not a service account key")?;
             let config = GoogleConfig {
@@ -161,7 +211,7 @@ pub(crate) fn run_calendar(config: Config, command: CalendarCommand) -> anyhow::
     if connector.rooms.is_empty() {
         anyhow::bail!("rooms: the connector names no room calendar");
     }
-    let (mut provider, http) = provider(&connector, &args.tenant)?;
+    let (mut provider, http) = provider(&config, &connector, &args.tenant)?;
     let state_path = args.state.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             ".data/calendar/{}-{}.json",

@@ -65,8 +65,10 @@ struct HrConnector {
     /// Workday: the report's RaaS URL. SuccessFactors: the API server.
     url: String,
     user: String,
-    /// A file holding the password (mode 0600).
-    password_file: PathBuf,
+    /// The password, sealed (`roomflow keys seal --field password`).
+    password: Option<String>,
+    /// Or a file holding it (mode 0600).
+    password_file: Option<PathBuf>,
     location_field: String,
     department_field: Option<String>,
     #[serde(default)]
@@ -139,7 +141,13 @@ pub(crate) fn run_headcount(config: Config, command: HeadcountCommand) -> anyhow
                 location_field: c.location_field.clone(),
                 department_field: c.department_field.clone(),
             };
-            let secret = crate::calendar::secret_file(&c.password_file, "password_file")?;
+            let secret = crate::calendar::credential(
+                &config,
+                &a.tenant,
+                "password",
+                c.password.as_deref(),
+                c.password_file.as_deref(),
+            )?;
             let http = match c.provider.as_str() {
                 "workday" => Http::new(a.tenant.as_str(), "workday"),
                 "successfactors" => Http::new(a.tenant.as_str(), "successfactors"),

@@ -142,6 +142,19 @@ enum KeysCommand {
     /// Wrap every tenant's data key under the key file's first key, and seal registry
     /// entries still held in plain text (written before encryption at rest).
     Rewrap,
+    /// Seal a connector credential read from standard input under the tenant's data key,
+    /// for a connector file (`client_secret`, `service_account`, `password`): print the
+    /// sealed value. Only this tenant's connectors open it; erasing the tenant makes it
+    /// unreadable.
+    Seal {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The connector file field it is for: graph.client_secret,
+        /// google.service_account or password.
+        #[arg(long)]
+        field: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -428,6 +441,28 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let (rewrapped, resealed) =
                 runtime()?.block_on(rf_jobs::tenant::reseal(&config.settings()))?;
             println!("{rewrapped} data keys wrapped again, {resealed} registry entries sealed");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Seal { tenant, field }) => {
+            if !calendar::SEALED_FIELDS.contains(&field.as_str()) {
+                anyhow::bail!(
+                    "--field: {field:?} is none of {}",
+                    calendar::SEALED_FIELDS.join(", ")
+                );
+            }
+            let mut plain = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut plain)
+                .context("reading the credential from standard input")?;
+            let plain = plain.trim();
+            if plain.is_empty() {
+                anyhow::bail!("standard input: no credential to seal");
+            }
+            let settings = config.settings();
+            let vault = rf_pipelines::secrets::Vault::new(&settings.secrets, &settings.clickhouse)?;
+            println!(
+                "{}",
+                runtime()?.block_on(vault.seal_value(&tenant, &field, plain))?
+            );
             Ok(())
         }
         Command::Config { check } => {

@@ -243,3 +243,80 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
         "{body}"
     );
 }
+
+/// `roomflow` with the local stack's defaults.
+fn roomflow(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roomflow"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The operator's way: the HR password sealed under the tenant's data key sits in the
+/// connector file; `roomflow headcount sync` opens it, counts, stores and audits. A plain
+/// password in the file is refused, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_password_syncs_the_hr_system_and_a_plain_one_is_refused() {
+    let tenant = fresh_tenant("sealed");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant(&tenant).await;
+    let base = serve_hr();
+    let (tenant_arg, dir) = (tenant.to_string(), tempdir());
+    let out = tokio::task::spawn_blocking(move || {
+        let sealed = roomflow(&["keys", "seal", "--tenant", &tenant_arg, "--field", "password"], "pw\n");
+        assert!(sealed.status.success(), "{}", String::from_utf8_lossy(&sealed.stderr));
+        let sealed = String::from_utf8(sealed.stdout).unwrap().trim().to_owned();
+        assert!(sealed.starts_with("sealed:") && !sealed.contains("pw"), "{sealed}");
+        let connector = |password: &str| {
+            let path = dir.join(format!("hr-{}.toml", password.len()));
+            let text = format!(
+                "provider = \"workday\"\nurl = \"{base}/ccx/service/customreport2/acme/heads\"\nuser = \"hr\"\npassword = \"{password}\"\nlocation_field = \"Location\"\n[locations]\n\"London Office\" = \"lon\"\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let plain = roomflow(&["headcount", "sync", "--tenant", &tenant_arg, "--connector", &connector("pw")], "");
+        assert!(!plain.status.success());
+        let err = String::from_utf8_lossy(&plain.stderr);
+        assert!(err.contains("password: not sealed"), "{err}");
+        let out = roomflow(&["headcount", "sync", "--tenant", &tenant_arg, "--connector", &connector(&sealed)], "");
+        std::fs::remove_dir_all(&dir).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("8 people"), "{stdout}");
+    let db = tenant.clickhouse_db();
+    let stored = clickhouse_lines(&format!(
+        "SELECT office_id, heads, source FROM {db}.headcount FORMAT TSV"
+    ));
+    assert_eq!(stored, ["lon\t8\tworkday"]);
+    let audited = clickhouse_lines(&format!(
+        "SELECT subject, status FROM {db}.audit FORMAT TSV"
+    ));
+    assert_eq!(audited, ["connector:workday\t200"]);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rf-hr-{}", rf_schemas::unix_micros()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -402,6 +402,40 @@ impl Vault {
         Ok(sealed)
     }
 
+    /// `plain` sealed under `tenant`'s newest data key (one is made if it has none),
+    /// bound to `field`: for secrets kept outside the registry (connector files).
+    pub async fn seal_value(
+        &self,
+        tenant: &TenantId,
+        field: &str,
+        plain: &str,
+    ) -> Result<String, SecretError> {
+        let mut keys = self.keys(Some(tenant)).await?;
+        if keys.newest(tenant.as_str()).is_none() {
+            self.make_key(tenant).await?;
+            keys = self.keys(Some(tenant)).await?;
+        }
+        let (key_id, key) = keys
+            .newest(tenant.as_str())
+            .expect("a data key was just made");
+        Ok(seal_field(&key, key_id, tenant.as_str(), field, plain))
+    }
+
+    /// `value` opened, if it is sealed for `tenant` and `field`; as it is otherwise.
+    pub async fn open_value(
+        &self,
+        tenant: &TenantId,
+        field: &str,
+        value: &str,
+    ) -> Result<String, SecretError> {
+        let mut value = value.to_owned();
+        if is_sealed(&value) {
+            let keys = self.keys(Some(tenant)).await?;
+            open_field(&keys, tenant.as_str(), field, &mut value)?;
+        }
+        Ok(value)
+    }
+
     /// Wraps every data key not yet under the current platform key again under it;
     /// returns how many were wrapped again.
     pub async fn rewrap(&self) -> Result<usize, SecretError> {
