@@ -444,7 +444,7 @@ mod tests {
             match id {
                 1 => Ok(OCCUPANCY_READING_AVSC.into()),
                 2 => Ok(ROOM_AVSC.into()),
-                3 => Ok(BOOKING_AVSC.into()),
+                5 => Ok(BOOKING_AVSC.into()),
                 _ => Err(RegistryError::UnknownId(id)),
             }
         }
@@ -511,19 +511,19 @@ mod tests {
             };
             d.decode(record)
         };
-        match decode(&booking, 3, "lon/b1") {
+        match decode(&booking, 5, "lon/b1") {
             Ok(Decoded::Booking(e)) => assert_eq!(*e.booking, booking),
             other => panic!("expected the booking, got {other:?}"),
         }
         let reason = |r: Result<Decoded, Box<DeadLetter>>| r.err().map(|l| (l.reason, l.detail));
-        let (why, detail) = reason(decode(&booking, 3, "lon")).unwrap();
+        let (why, detail) = reason(decode(&booking, 5, "lon")).unwrap();
         assert_eq!(why, Malformed);
         assert!(detail.contains("lon/b1"), "{detail}");
         let backwards = Booking {
             end_ts: booking.start_ts - 1,
             ..booking.clone()
         };
-        let (why, detail) = reason(decode(&backwards, 3, "lon/b1")).unwrap();
+        let (why, detail) = reason(decode(&backwards, 5, "lon/b1")).unwrap();
         assert_eq!(why, Malformed);
         assert!(detail.contains("not after start_ts"), "{detail}");
         assert_eq!(
