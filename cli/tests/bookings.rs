@@ -169,6 +169,14 @@ async fn booked_and_used_minutes_equal_the_model_and_rank_ghost_bookings() {
     assert_accounts(&run_until_caught_up(&s).await);
     assert_eq!(usage(), rows);
 
+    // The no-show rule's daily check: lon-b's one meeting was a no-show, lon-a's were not.
+    let day_end = t0 - 9 * HOUR + 24 * HOUR;
+    let frequent =
+        rf_pipelines::alerts::digest::frequent_no_shows(&s.clickhouse, &tenant, day_end, 0.5, 1)
+            .await
+            .unwrap();
+    assert_eq!(frequent, [("lon".to_string(), "lon-b".to_string(), 1, 1)]);
+
     // The ranking: lon-b's booking sat empty every minute a sensor saw it.
     let config = ServiceConfig::default();
     let base = serve(&config, &s).await;

@@ -584,6 +584,25 @@ mod tests {
             "Booked rooms sat empty: sin 40%, nyc 20% of their booked time; 7 of 40 meetings were no-shows."
         );
         assert_eq!(digest.webhook()["booked_but_empty"][0]["office_id"], "sin");
+
+        let day = monday + 86_400_000;
+        let alert = Alert::no_shows(
+            &tenant,
+            "lon",
+            "lon-7",
+            (10, 6),
+            0.3,
+            day,
+            "https://r.example.com",
+        );
+        assert_eq!(alert.key, format!("acme/no_show_rate/room/lon-7/{day}"));
+        assert_eq!(alert.title, "Frequent no-shows: room lon-7 in office lon");
+        assert!(alert.summary.starts_with("6 of 10 meetings in the 7 days to 2026-01-06 had nobody in their first 15 minutes (60%, the rule alerts from 30%)"), "{}", alert.summary);
+        assert_eq!(alert.webhook()["rule"], "no_show_rate");
+        assert_eq!(
+            alert.link,
+            "https://r.example.com/v1/insights/ghost-bookings?days=7&office_id=lon"
+        );
     }
 
     #[test]
