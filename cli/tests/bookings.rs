@@ -10,8 +10,8 @@ use rf_schemas::Booking;
 use rf_service::ServiceConfig;
 
 use common::{
-    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, run_until_caught_up, serve,
-    settings, stack_is_up, two_rooms_two_days_ago,
+    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, get_with_token,
+    run_until_caught_up, serve, settings, stack_is_up, two_rooms_two_days_ago,
 };
 
 const MIN: i64 = 60_000;
@@ -188,17 +188,7 @@ async fn booked_and_used_minutes_equal_the_model_and_rank_ghost_bookings() {
         "{base}/v1/insights/ghost-bookings?days=1&to={}",
         urlencode(&to)
     );
-    let body: serde_json::Value = tokio::task::spawn_blocking(move || {
-        ureq::get(&url)
-            .header("Authorization", format!("Bearer {token}"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let body = get_with_token(url, token).await;
     let ranked = body["rooms"].as_array().unwrap();
     assert_eq!(ranked.len(), 2, "{body}");
     assert_eq!(ranked[0]["room_id"], "lon-b", "{body}");

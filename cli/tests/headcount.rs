@@ -16,8 +16,8 @@ use rf_jobs::headcount::{self, Mapping};
 use rf_service::ServiceConfig;
 
 use common::{
-    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, run_until_caught_up, serve,
-    settings, stack_is_up, two_rooms_two_days_ago,
+    assert_accounts, clickhouse_lines, create_tenant, fresh_tenant, get_with_token,
+    run_until_caught_up, serve, settings, stack_is_up, two_rooms_two_days_ago,
 };
 
 const MIN: i64 = 60_000;
@@ -214,17 +214,7 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
     let config = ServiceConfig::default();
     let service = serve(&config, &s).await;
     let token = rf_service::mint(&config.jwt_secret, &tenant, "seats", 300);
-    let body: serde_json::Value = tokio::task::spawn_blocking(move || {
-        ureq::get(&format!("{service}/v1/insights/seats?days=7"))
-            .header("Authorization", format!("Bearer {token}"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let body = get_with_token(format!("{service}/v1/insights/seats?days=7"), token).await;
     let lon = &body["offices"][0];
     assert_eq!(lon["office_id"], "lon", "{body}");
     assert_eq!(lon["headcount"], 5, "{body}");

@@ -579,3 +579,19 @@ pub async fn two_rooms_two_days_ago(
     produce_all(&producer, &tenant.readings_topic(), &readings).await;
     t0
 }
+
+/// The JSON a GET with a bearer token answers (off the async runtime); panics on an
+/// error status.
+pub async fn get_with_token(url: String, token: String) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
