@@ -71,16 +71,6 @@ impl RestoredMinutes {
             .or_default()
             .push(quarter);
     }
-
-    /// Quarters held.
-    pub fn len(&self) -> usize {
-        self.0.values().map(Vec::len).sum()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[derive(Debug, Default)]
@@ -409,10 +399,15 @@ impl BookingUsage {
             }
         }
         let t = self.tenants.entry(r.tenant.clone()).or_default();
-        t.minutes
-            .entry(r.room_id.to_string())
-            .or_default()
-            .set(quarter, mask);
+        // Every room's every quarter comes here: no allocation once the room is known.
+        match t.minutes.get_mut(&*r.room_id) {
+            Some(m) => m.set(quarter, mask),
+            None => t
+                .minutes
+                .entry(r.room_id.to_string())
+                .or_default()
+                .set(quarter, mask),
+        }
         if !t.served.contains_key(&*r.office_id) {
             // From now on this office's windows are seen here, and those written before a
             // restart are known from what was written: bookings read before (at start,
