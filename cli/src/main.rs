@@ -1,6 +1,7 @@
 //! `roomflow`: the one binary. Subcommands run the pipeline, the query service, the
 //! jobs and the simulator; all read one config tree (see `config.rs`).
 
+mod ask;
 mod bench;
 mod calendar;
 mod config;
@@ -97,6 +98,11 @@ enum Command {
     /// counted at the edge: no person-level field is kept.
     #[command(subcommand)]
     Headcount(headcount::HeadcountCommand),
+    /// Ask a question in plain language ("Which meeting rooms in EMEA were under 20% last
+    /// month?"): it becomes a typed plan of the query service's own operations, runs on
+    /// the tenant's data, and the answer carries the plan, the endpoints that reproduce
+    /// each number, and a confidence. --eval scores the built-in parser.
+    Ask(ask::AskArgs),
     /// Mint a bearer token for the query service.
     Token(TokenArgs),
     /// Write a tenant's utilization report over whole days (UTC): every office's days as
@@ -433,6 +439,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => run_bench(config, args),
+        Command::Ask(args) => ask::run(&config, args),
         Command::Keys(KeysCommand::Generate) => {
             println!("{}", rf_pipelines::secrets::generate_key_line());
             Ok(())

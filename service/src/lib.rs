@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod analytics;
+pub mod ask;
 pub mod audit;
 pub mod auth;
 mod bookings;
