@@ -28,7 +28,8 @@ pub struct AskArgs {
 
 /// Runs `roomflow ask --eval`.
 fn eval(file: &std::path::Path, min_accuracy: f64) -> anyhow::Result<()> {
-    let report = rf_service::ask::eval::evaluate(file).map_err(|e| anyhow::anyhow!("--eval: {e}"))?;
+    let report =
+        rf_service::ask::eval::evaluate(file).map_err(|e| anyhow::anyhow!("--eval: {e}"))?;
     for f in &report.failures {
         println!("FAILED line {}: {}", f.line, f.question);
         println!("  expected {}", f.expected);
@@ -61,6 +62,116 @@ pub fn run(config: &crate::config::Config, args: AskArgs) -> anyhow::Result<()> 
     if let Some(file) = &args.eval {
         return eval(file, args.min_accuracy);
     }
-    let _ = (config, args.json, args.tenant, args.question);
-    anyhow::bail!("not yet")
+    let tenant = args.tenant.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("--tenant: name the tenant whose data answers the question")
+    })?;
+    let tenant =
+        rf_schemas::TenantId::parse(tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let question = args
+        .question
+        .as_deref()
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("QUESTION: ask something, e.g. \"How busy is London on Tuesdays?\"")
+        })?;
+    if question.chars().count() > rf_service::ask::MAX_QUESTION {
+        anyhow::bail!(
+            "QUESTION: at most {} characters",
+            rf_service::ask::MAX_QUESTION
+        );
+    }
+    let subject = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    );
+    let body = crate::runtime()?
+        .block_on(rf_service::ask_once(
+            &config.service,
+            &config.service_stores(),
+            &tenant,
+            &subject,
+            question,
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    print!("{}", render(&body));
+    Ok(())
+}
+
+/// The answer for a terminal: the sentence, the table, then how it was found.
+fn render(body: &serde_json::Value) -> String {
+    let mut out = format!("{}\n", body["answer"].as_str().unwrap_or(""));
+    for option in body["options"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  - {} ({})\n",
+            option["name"].as_str().unwrap_or(""),
+            option["id"].as_str().unwrap_or("")
+        ));
+    }
+    if let Some(table) = body["table"].as_object() {
+        let columns: Vec<&str> = table["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        let rows: Vec<Vec<&str>> = table["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                r.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str())
+                    .collect()
+            })
+            .collect();
+        let widths: Vec<usize> = (0..columns.len())
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                    .chain([columns[i].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: &[&str]| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        };
+        out.push('\n');
+        out.push_str(&line(&columns));
+        out.push('\n');
+        for row in &rows {
+            out.push_str(&line(row));
+            out.push('\n');
+        }
+    }
+    if let Some(plan) = body.get("plan").filter(|p| !p.is_null()) {
+        out.push_str(&format!("\nplan: {plan}\n"));
+    }
+    if let Some(c) = body["confidence"].as_f64() {
+        out.push_str(&format!("confidence: {c}\n"));
+    }
+    for note in body["notes"].as_array().into_iter().flatten() {
+        out.push_str(&format!("note: {}\n", note.as_str().unwrap_or("")));
+    }
+    for r in body["references"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "from: GET {} ({})\n",
+            r["endpoint"].as_str().unwrap_or(""),
+            r["gives"].as_str().unwrap_or("")
+        ));
+    }
+    out
 }

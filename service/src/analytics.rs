@@ -20,13 +20,15 @@ use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError, 
 use crate::AppState;
 
 /// The query of `GET /v1/anomalies`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct AnomalyQuery {
     from: Option<String>,
     to: Option<String>,
     kind: Option<String>,
     severity: Option<String>,
     office_id: Option<String>,
+    /// One room's anomalies (its sensor's and its own).
+    room_id: Option<String>,
     limit: Option<u32>,
 }
 
@@ -54,6 +56,15 @@ pub async fn anomalies(
     Query(q): Query<AnomalyQuery>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
+    Ok(answer(anomalies_for(&state, &caller, &q).await?))
+}
+
+/// The anomalies, for [`anomalies`] and questions.
+pub(crate) async fn anomalies_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    q: &AnomalyQuery,
+) -> Result<serde_json::Value, ApiError> {
     let to = time("to", q.to.as_deref(), next_minute())?;
     let from = time("from", q.from.as_deref(), to - chrono::Duration::days(7))?;
     if from >= to || to - from > chrono::Duration::days(366) {
@@ -77,6 +88,9 @@ pub async fn anomalies(
     if let Some(office) = q.office_id.as_deref() {
         id("office_id", office)?;
     }
+    if let Some(room) = q.room_id.as_deref() {
+        id("room_id", room)?;
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit", "must be between 1 and 1000"));
@@ -87,25 +101,26 @@ pub async fn anomalies(
     } else {
         Class::General
     };
-    caller.limit(&state, class).await?;
+    caller.limit(state, class).await?;
     let filter = Filter {
         range: (from, to),
         kind: q.kind.clone(),
         least_severity: least.enum_value(),
         office_id: q.office_id.clone(),
+        room_id: q.room_id.clone(),
         limit,
     };
     let request = format!(
-        "anomalies:{}:{}:{:?}:{}:{:?}:{limit}",
+        "anomalies:{}:{}:{:?}:{}:{:?}:{:?}:{limit}",
         secs(from),
         secs(to),
         filter.kind,
         least.label(),
-        filter.office_id
+        filter.office_id,
+        filter.room_id
     );
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, anomalies_of(&caller, &filter)).await?;
-    Ok(answer(body))
+    cached(caller, ttl, &request, anomalies_of(caller, &filter)).await
 }
 
 struct Filter {
@@ -113,6 +128,7 @@ struct Filter {
     kind: Option<String>,
     least_severity: i8,
     office_id: Option<String>,
+    room_id: Option<String>,
     limit: u32,
 }
 
@@ -130,12 +146,17 @@ async fn anomalies_of(caller: &Caller<'_>, f: &Filter) -> Result<serde_json::Val
                FROM {}.anomalies \
                WHERE window_start < toDateTime(?) AND window_start >= toDateTime(?) - 86400 * 31 \
                {} GROUP BY kind, entity_kind, entity_id, window_start) \
-         WHERE we > toDateTime(?) AND CAST(sev AS Int8) >= ? {} \
+         WHERE we > toDateTime(?) AND CAST(sev AS Int8) >= ? {} {} \
          ORDER BY window_start DESC, k, entity_id LIMIT ?",
         caller.tenant.clickhouse_db(),
         if f.kind.is_some() { "AND kind = ?" } else { "" },
         if f.office_id.is_some() {
             "AND oid = ?"
+        } else {
+            ""
+        },
+        if f.room_id.is_some() {
+            "AND (rid = ? OR (entity_kind = 'room' AND entity_id = ?))"
         } else {
             ""
         },
@@ -151,6 +172,9 @@ async fn anomalies_of(caller: &Caller<'_>, f: &Filter) -> Result<serde_json::Val
     query = query.bind(secs(from)).bind(f.least_severity);
     if let Some(office) = &f.office_id {
         query = query.bind(office.as_str());
+    }
+    if let Some(room) = &f.room_id {
+        query = query.bind(room.as_str()).bind(room.as_str());
     }
     let rows: Vec<AnomalyRow> = no_database_is_empty(query.bind(f.limit).fetch_all().await)?;
     let anomalies: Vec<_> = rows
@@ -181,7 +205,7 @@ async fn anomalies_of(caller: &Caller<'_>, f: &Filter) -> Result<serde_json::Val
 }
 
 /// The query of the forecast routes.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ForecastQuery {
     granularity: Option<String>,
     from: Option<String>,
@@ -226,7 +250,19 @@ async fn forecast(
     q: ForecastQuery,
 ) -> Result<Response, ApiError> {
     let caller = caller(state, headers)?;
-    id(parameter, &entity)?;
+    Ok(answer(
+        forecast_for(state, &caller, (kind, parameter, &entity), &q).await?,
+    ))
+}
+
+/// An office's (`kind` "office") or room's forecast, for the routes and questions.
+pub(crate) async fn forecast_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    (kind, parameter, entity): (&'static str, &'static str, &str),
+    q: &ForecastQuery,
+) -> Result<serde_json::Value, ApiError> {
+    id(parameter, entity)?;
     let granularity = q.granularity.as_deref().unwrap_or("1h");
     if !["1h", "1d"].contains(&granularity) {
         return Err(ApiError::bad("granularity", "must be 1h or 1d"));
@@ -235,15 +271,15 @@ async fn forecast(
     caller.limit(state, Class::General).await?;
     let request = format!("forecast:{kind}:{entity}:{granularity}:{}", secs(from));
     let ttl = state.config.cache_ttl_secs;
-    let compute = forecast_of(&caller, kind, &entity, granularity, from);
-    let body = cached(&caller, ttl, &request, compute).await?;
+    let compute = forecast_of(caller, kind, entity, granularity, from);
+    let body = cached(caller, ttl, &request, compute).await?;
     if body["forecast"].as_array().is_some_and(|f| f.is_empty()) {
         // A room or office the tenant has, not forecast yet, is an empty forecast; one it
         // does not have is not found.
-        let metadata = crate::rooms::metadata(state, &caller).await?;
+        let metadata = crate::rooms::metadata(state, caller).await?;
         let known = match kind {
-            "office" => !metadata.office(&entity).is_empty(),
-            _ => !metadata.offices_of(&entity).is_empty(),
+            "office" => !metadata.office(entity).is_empty(),
+            _ => !metadata.offices_of(entity).is_empty(),
         };
         if !known {
             return Err(ApiError::not_found(format!(
@@ -252,7 +288,7 @@ async fn forecast(
             )));
         }
     }
-    Ok(answer(body))
+    Ok(body)
 }
 
 async fn forecast_of(

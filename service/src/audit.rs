@@ -79,6 +79,12 @@ pub fn remember_change(pairs: &[(&str, &str)]) {
     let _ = SCOPE.try_with(|s| *s.change.borrow_mut() = Some(encoded.join("&")));
 }
 
+/// Records what a request did in the audit row's `query`, as is (a question's text, plan
+/// and references, as JSON).
+pub fn remember_detail(detail: String) {
+    let _ = SCOPE.try_with(|s| *s.change.borrow_mut() = Some(detail));
+}
+
 /// Keeps the authenticated caller for the audit row (outside a request: nowhere).
 pub fn remember_caller(who: Who) {
     let _ = SCOPE.try_with(|s| *s.who.borrow_mut() = Some(who));

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::cache::cached;
+use crate::insights::{local_dates, BindDays, Days};
 use crate::limits::Class;
 use crate::portfolio::no_database_is_empty;
 use crate::rooms::{metadata, Version};
@@ -21,10 +22,14 @@ use crate::AppState;
 use rf_schemas::tenant::Role;
 
 /// The query of both endpoints.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct Params {
     days: Option<u32>,
     to: Option<String>,
+    /// The ghost ranking only: whole local days from this date (each office's zone)…
+    from_date: Option<String>,
+    /// …to this one (exclusive).
+    to_date: Option<String>,
     office_id: Option<String>,
     limit: Option<u32>,
     granularity: Option<String>,
@@ -59,8 +64,30 @@ pub async fn ghosts(
     headers: HeaderMap,
     Query(p): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?.require(Role::Analyst)?;
-    let (from, to) = period(&p)?;
+    let caller = caller(&state, &headers)?;
+    Ok(answer(ghosts_for(&state, &caller, &p).await?))
+}
+
+/// The ghost ranking, for [`ghosts`] and questions.
+pub(crate) async fn ghosts_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    p: &Params,
+) -> Result<serde_json::Value, ApiError> {
+    caller.allowed(Role::Analyst)?;
+    let days = match local_dates(p.from_date.as_deref(), p.to_date.as_deref(), 366)? {
+        Some(_) if p.days.is_some() || p.to.is_some() => {
+            return Err(ApiError::bad(
+                "from_date",
+                "give either from_date and to_date, or days and to",
+            ));
+        }
+        Some(days) => days,
+        None => {
+            let (from, to) = period(p)?;
+            Days::Instants(from, to)
+        }
+    };
     let limit = p.limit.unwrap_or(20);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit", "must be between 1 and 1000"));
@@ -69,21 +96,16 @@ pub async fn ghosts(
     if let Some(o) = office {
         id("office_id", o)?;
     }
-    caller.limit(&state, Class::Analytics).await?;
-    let metadata = metadata(&state, &caller).await?;
-    let request = format!(
-        "ghosts:{}:{}:{}:{limit}",
-        secs(from),
-        secs(to),
-        office.unwrap_or("")
-    );
+    caller.limit(state, Class::Analytics).await?;
+    let metadata = metadata(state, caller).await?;
+    let request = format!("ghosts:{}:{}:{limit}", days.key(), office.unwrap_or(""));
     let ttl = state.config.cache_ttl_secs;
     let rooms: HashMap<&str, &Version> = metadata
         .current()
         .map(|v| (v.room_id.as_str(), v))
         .collect();
-    let body = cached(&caller, ttl, &request, async {
-        let rows = ghosts_of(&caller, (from, to), office).await?;
+    cached(caller, ttl, &request, async {
+        let rows = ghosts_of(caller, days, office).await?;
         let mut listed: Vec<_> = rows
             .iter()
             .filter(|r| r.booked > r.unreported)
@@ -110,20 +132,19 @@ pub async fn ghosts(
             .collect();
         listed.sort_by(|a, b| b.0.total_cmp(&a.0));
         let total = listed.len();
-        Ok(json!({
-            "from": iso(from.timestamp_millis()),
-            "to": iso(to.timestamp_millis()),
+        let mut body = json!({
             "rooms": listed.into_iter().take(limit as usize).map(|(_, r)| r).collect::<Vec<_>>(),
             "rooms_booked": total,
-        }))
+        });
+        days.fields(&mut body);
+        Ok(body)
     })
-    .await?;
-    Ok(answer(body))
+    .await
 }
 
 async fn ghosts_of(
     caller: &Caller<'_>,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    days: Days,
     office: Option<&str>,
 ) -> Result<Vec<RoomBookings>, ApiError> {
     // Each day's latest revision (argMax by version), summed per room.
@@ -137,14 +158,13 @@ async fn ghosts_of(
                          argMax(booked_unreported_minutes, version) AS un, argMax(meetings, version) AS m, \
                          argMax(no_shows, version) AS n \
                   FROM {}.booking_usage \
-                  WHERE granularity = '1d' AND room_id != '' AND window_start >= toDateTime(?) \
-                    AND window_start < toDateTime(?) AND (? = '' OR office_id = ?) \
+                  WHERE granularity = '1d' AND room_id != '' AND {} AND (? = '' OR office_id = ?) \
                   GROUP BY office_id, room_id, window_start) \
                  GROUP BY office_id, room_id",
-                caller.tenant.clickhouse_db()
+                caller.tenant.clickhouse_db(),
+                days.sql(),
             ))
-            .bind(secs(from))
-            .bind(secs(to))
+            .bind_days(days)
             .bind(office.unwrap_or(""))
             .bind(office.unwrap_or(""))
             .fetch_all()

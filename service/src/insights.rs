@@ -21,16 +21,139 @@ use crate::routes::{answer, caller, id, iso, next_minute, secs, time, ApiError, 
 use crate::AppState;
 use rf_schemas::tenant::Role;
 
-/// A trailing period: `weeks` or `days` back from `to` (default now).
-#[derive(Deserialize)]
+/// A trailing period: `weeks` or `days` back from `to` (default now), or `from` to `to`;
+/// for the daily insights also whole local days, `from_date` to `to_date` (each office's
+/// own days); and the filters of the under-used rooms and the ranking.
+#[derive(Deserialize, Default)]
 pub struct Period {
     weeks: Option<u32>,
     days: Option<u32>,
+    from: Option<String>,
     to: Option<String>,
+    /// The first local day (`YYYY-MM-DD`), in each office's time zone.
+    from_date: Option<String>,
+    /// The local day after the last (exclusive).
+    to_date: Option<String>,
     threshold: Option<f64>,
     limit: Option<u32>,
     /// `json` (default) or `csv` (under-used rooms).
     format: Option<String>,
+    /// Offices of this region only (rankings, under-used rooms).
+    region: Option<String>,
+    /// Offices of this country (ISO 3166 alpha-2) only.
+    country: Option<String>,
+    /// This office's rooms only (under-used rooms).
+    office_id: Option<String>,
+    /// The office's floor only (under-used rooms, with `office_id`).
+    floor: Option<i32>,
+    /// Rooms of this kind only (under-used rooms): DESK, MEETING, FOCUS, OPEN_SPACE,
+    /// COLLAB or OTHER.
+    kind: Option<String>,
+}
+
+/// The daily windows asked for: a range of instants, or whole local days of each
+/// office's zone (1d windows start at their office's local midnight, so the UTC date 12
+/// hours after a window's start is its local date for offsets from -12 to +12 hours).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Days {
+    /// Windows starting in `[from, to)`.
+    Instants(DateTime<Utc>, DateTime<Utc>),
+    /// Windows of the local dates `[from, to)`.
+    Dates(chrono::NaiveDate, chrono::NaiveDate),
+}
+
+/// Binds a [`Days`] condition's parameters in a query's order.
+pub(crate) trait BindDays {
+    /// The query with `days`' parameters bound.
+    fn bind_days(self, days: Days) -> Self;
+}
+
+impl BindDays for clickhouse::query::Query {
+    fn bind_days(self, days: Days) -> Self {
+        days.bind(self)
+    }
+}
+
+impl Days {
+    /// The SQL condition on `window_start`, with [`Days::bind`]'s parameters.
+    pub(crate) fn sql(&self) -> &'static str {
+        match self {
+            Days::Instants(..) => "window_start >= toDateTime(?) AND window_start < toDateTime(?)",
+            Days::Dates(..) => {
+                "window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                 AND toDate(window_start + 43200) >= toDate(?) AND toDate(window_start + 43200) < toDate(?)"
+            }
+        }
+    }
+
+    /// Binds the parameters of [`Days::sql`].
+    pub(crate) fn bind(&self, query: clickhouse::query::Query) -> clickhouse::query::Query {
+        match *self {
+            Days::Instants(from, to) => query.bind(secs(from)).bind(secs(to)),
+            Days::Dates(from, to) => {
+                // Every zone's midnights lie within 14 hours of UTC's.
+                let utc = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+                query
+                    .bind(secs(utc(from) - chrono::Duration::hours(14)))
+                    .bind(secs(utc(to) + chrono::Duration::hours(14)))
+                    .bind(from.to_string())
+                    .bind(to.to_string())
+            }
+        }
+    }
+
+    /// A cache key's part.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            Days::Instants(from, to) => format!("{}:{}", secs(*from), secs(*to)),
+            Days::Dates(from, to) => format!("{from}/{to}"),
+        }
+    }
+
+    /// The answer's fields naming the range.
+    pub(crate) fn fields(&self, body: &mut serde_json::Value) {
+        match self {
+            Days::Instants(from, to) => {
+                body["from"] = json!(iso(from.timestamp_millis()));
+                body["to"] = json!(iso(to.timestamp_millis()));
+            }
+            Days::Dates(from, to) => {
+                body["from_date"] = json!(from.to_string());
+                body["to_date"] = json!(to.to_string());
+            }
+        }
+    }
+}
+
+/// `from_date` and `to_date`, both or neither, at most `max` days apart.
+pub(crate) fn local_dates(
+    from_date: Option<&str>,
+    to_date: Option<&str>,
+    max: u32,
+) -> Result<Option<Days>, ApiError> {
+    let date = |parameter: &'static str, v: &str| {
+        chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map_err(|_| ApiError::bad(parameter, "must be a date like 2026-11-01"))
+    };
+    match (from_date, to_date) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ApiError::bad(
+            "to_date",
+            "from_date needs to_date (the day after the last)",
+        )),
+        (None, Some(_)) => Err(ApiError::bad("from_date", "to_date needs from_date")),
+        (Some(f), Some(t)) => {
+            let (from, to) = (date("from_date", f)?, date("to_date", t)?);
+            let days = (to - from).num_days();
+            if days < 1 || days > i64::from(max) {
+                return Err(ApiError::bad(
+                    "to_date",
+                    format!("must be 1 to {max} days after from_date"),
+                ));
+            }
+            Ok(Some(Days::Dates(from, to)))
+        }
+    }
 }
 
 impl Period {
@@ -52,10 +175,110 @@ impl Period {
             ));
         }
         let to = time("to", self.to.as_deref(), next_minute())?;
+        if let Some(from) = self.from.as_deref() {
+            let from = time("from", Some(from), to)?;
+            if from >= to || to - from > chrono::Duration::days(unit_days * i64::from(max)) {
+                return Err(ApiError::bad(
+                    "from",
+                    format!("must be before to, at most {max} {what} earlier"),
+                ));
+            }
+            return Ok((from, to));
+        }
         Ok((
             to - chrono::Duration::days(unit_days * i64::from(count)),
             to,
         ))
+    }
+
+    /// Local days (`from_date`, `to_date`), else `days` back from `to`.
+    fn days(&self, default: u32) -> Result<Days, ApiError> {
+        let dates = local_dates(self.from_date.as_deref(), self.to_date.as_deref(), 366)?;
+        if dates.is_some() && (self.days.is_some() || self.to.is_some() || self.from.is_some()) {
+            return Err(ApiError::bad(
+                "from_date",
+                "give either from_date and to_date, or days, from and to",
+            ));
+        }
+        match dates {
+            Some(d) => Ok(d),
+            None => {
+                let (from, to) = self.range(1, self.days.unwrap_or(default), 366)?;
+                Ok(Days::Instants(from, to))
+            }
+        }
+    }
+
+    /// The offices of the region and country filters (`None`: no filter), each checked.
+    fn offices(
+        &self,
+        metadata: &Metadata,
+    ) -> Result<Option<std::collections::HashSet<String>>, ApiError> {
+        if self.region.is_none() && self.country.is_none() && self.office_id.is_none() {
+            return Ok(None);
+        }
+        for (parameter, value) in [
+            ("region", &self.region),
+            ("country", &self.country),
+            ("office_id", &self.office_id),
+        ] {
+            if let Some(v) = value {
+                id(parameter, v)?;
+            }
+        }
+        Ok(Some(
+            metadata
+                .current()
+                .filter(|v| {
+                    self.region.as_ref().is_none_or(|r| v.region == *r)
+                        && self.country.as_ref().is_none_or(|c| v.country_code == *c)
+                        && self.office_id.as_ref().is_none_or(|o| v.office_id == *o)
+                })
+                .map(|v| v.office_id.clone())
+                .collect(),
+        ))
+    }
+}
+
+/// The filters of the under-used rooms, checked.
+struct RoomFilter {
+    offices: Option<std::collections::HashSet<String>>,
+    floor: Option<i32>,
+    kind: Option<String>,
+}
+
+impl RoomFilter {
+    fn new(p: &Period, metadata: &Metadata) -> Result<Self, ApiError> {
+        if p.floor.is_some() && p.office_id.is_none() {
+            return Err(ApiError::bad("floor", "a floor needs its office_id"));
+        }
+        if let Some(kind) = &p.kind {
+            if !crate::ask::plan::KINDS.contains(&kind.as_str()) {
+                return Err(ApiError::bad(
+                    "kind",
+                    format!("must be one of {}", crate::ask::plan::KINDS.join(", ")),
+                ));
+            }
+        }
+        Ok(Self {
+            offices: p.offices(metadata)?,
+            floor: p.floor,
+            kind: p.kind.clone(),
+        })
+    }
+
+    fn admits(&self, v: &Version) -> bool {
+        self.offices
+            .as_ref()
+            .is_none_or(|o| o.contains(&v.office_id))
+            && self.floor.is_none_or(|f| v.floor == f)
+            && self.kind.as_ref().is_none_or(|k| v.kind == *k)
+    }
+
+    fn key(&self) -> String {
+        let mut offices: Vec<&String> = self.offices.iter().flatten().collect();
+        offices.sort();
+        format!("{offices:?}:{:?}:{:?}", self.floor, self.kind)
     }
 }
 
@@ -76,21 +299,30 @@ pub async fn heatmap(
     Query(p): Query<Period>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
-    id("office_id", &office_id)?;
+    Ok(answer(heatmap_for(&state, &caller, &office_id, &p).await?))
+}
+
+/// The heatmap of `office_id`, for [`heatmap`] and questions.
+pub(crate) async fn heatmap_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    office_id: &str,
+    p: &Period,
+) -> Result<serde_json::Value, ApiError> {
+    id("office_id", office_id)?;
     let (from, to) = p.range(7, p.weeks.unwrap_or(4), 52)?;
-    caller.limit(&state, Class::Analytics).await?;
-    let metadata = metadata(&state, &caller).await?;
-    let zone = metadata.office_zone(&office_id)?;
+    caller.limit(state, Class::Analytics).await?;
+    let metadata = metadata(state, caller).await?;
+    let zone = metadata.office_zone(office_id)?;
     let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(
-        &caller,
+    cached(
+        caller,
         ttl,
         &request,
-        heatmap_of(&caller, &office_id, zone, (from, to)),
+        heatmap_of(caller, office_id, zone, (from, to)),
     )
-    .await?;
-    Ok(answer(body))
+    .await
 }
 
 #[derive(Row, Deserialize)]
@@ -100,21 +332,36 @@ struct RoomUse {
     days: u64,
 }
 
-/// `GET /v1/insights/underused?days=30&threshold=0.2[&to=&limit=]`: rooms whose average
-/// daily utilization over the last days is below the threshold, the costliest first,
-/// with the monthly saving if they were given up.
+/// `GET /v1/insights/underused?days=30&threshold=0.2[&to=&limit=]` (or
+/// `from_date=&to_date=`, local days; filters `region`, `country`, `office_id`, `floor`,
+/// `kind`): rooms whose average daily utilization over the period is below the
+/// threshold, the costliest first, with the monthly saving if they were given up.
 pub async fn underused(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?.require(Role::Analyst)?;
-    let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
+    let caller = caller(&state, &headers)?;
     let csv = match p.format.as_deref().unwrap_or("json") {
         "json" => false,
         "csv" => true,
         _ => return Err(ApiError::bad("format", "must be json or csv")),
     };
+    let body = underused_for(&state, &caller, &p).await?;
+    if csv {
+        return Ok(underused_csv(&body));
+    }
+    Ok(answer(body))
+}
+
+/// The under-used rooms, for [`underused`] and questions.
+pub(crate) async fn underused_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    p: &Period,
+) -> Result<serde_json::Value, ApiError> {
+    caller.allowed(Role::Analyst)?;
+    let days = p.days(30)?;
     let threshold = p.threshold.unwrap_or(0.2);
     if !(0.0..=1.0).contains(&threshold) {
         return Err(ApiError::bad("threshold", "must be between 0 and 1"));
@@ -123,21 +370,22 @@ pub async fn underused(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad("limit", "must be between 1 and 1000"));
     }
-    caller.limit(&state, Class::Analytics).await?;
-    let metadata = metadata(&state, &caller).await?;
-    let request = format!("underused:{}:{}:{threshold}:{limit}", secs(from), secs(to));
+    caller.limit(state, Class::Analytics).await?;
+    let metadata = metadata(state, caller).await?;
+    let filter = RoomFilter::new(p, &metadata)?;
+    let request = format!(
+        "underused:{}:{threshold}:{limit}:{}",
+        days.key(),
+        filter.key()
+    );
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(
-        &caller,
+    cached(
+        caller,
         ttl,
         &request,
-        underused_of(&caller, &metadata, (from, to), threshold, limit),
+        underused_of(caller, &metadata, days, threshold, limit, &filter),
     )
-    .await?;
-    if csv {
-        return Ok(underused_csv(&body));
-    }
-    Ok(answer(body))
+    .await
 }
 
 /// The under-used rooms as a CSV file, one room per line.
@@ -193,20 +441,54 @@ struct OfficeUse {
     days: u64,
 }
 
-/// `GET /v1/offices/ranking?days=30[&to=]`: the tenant's offices by average daily
-/// utilization over the last days, highest first.
+/// `GET /v1/offices/ranking?days=30[&to=]` (or `from_date=&to_date=`, local days;
+/// filters `region`, `country`): the tenant's offices by average daily utilization over
+/// the period, highest first.
 pub async fn ranking(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(p): Query<Period>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?.require(Role::Analyst)?;
-    let (from, to) = p.range(1, p.days.unwrap_or(30), 366)?;
-    caller.limit(&state, Class::Analytics).await?;
-    let request = format!("ranking:{}:{}", secs(from), secs(to));
+    let caller = caller(&state, &headers)?;
+    Ok(answer(ranking_for(&state, &caller, &p).await?))
+}
+
+/// The ranking, for [`ranking`] and questions.
+pub(crate) async fn ranking_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    p: &Period,
+) -> Result<serde_json::Value, ApiError> {
+    caller.allowed(Role::Analyst)?;
+    let days = p.days(30)?;
+    caller.limit(state, Class::Analytics).await?;
+    let offices = match p.region.is_some() || p.country.is_some() {
+        true => p.offices(&*metadata(state, caller).await?)?,
+        false => None,
+    };
+    let request = format!("ranking:{}:{:?}:{:?}", days.key(), p.region, p.country);
     let ttl = state.config.cache_ttl_secs;
-    let body = cached(&caller, ttl, &request, ranking_of(&caller, (from, to))).await?;
-    Ok(answer(body))
+    let mut body = cached(caller, ttl, &request, ranking_of(caller, days)).await?;
+    if let Some(offices) = offices {
+        let listed = body["offices"].as_array().cloned().unwrap_or_default();
+        let kept: Vec<serde_json::Value> = listed
+            .into_iter()
+            .filter(|o| {
+                o["office_id"]
+                    .as_str()
+                    .is_some_and(|id| offices.contains(id))
+            })
+            .enumerate()
+            .map(|(i, mut o)| {
+                o["rank"] = json!(i + 1);
+                o
+            })
+            .collect();
+        body["offices"] = json!(kept);
+        body["region"] = json!(p.region);
+        body["country"] = json!(p.country);
+    }
+    Ok(body)
 }
 
 /// The heatmap's cells from ClickHouse.
@@ -259,9 +541,10 @@ async fn heatmap_of(
 async fn underused_of(
     caller: &Caller<'_>,
     metadata: &Metadata,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    days: Days,
     threshold: f64,
     limit: u32,
+    filter: &RoomFilter,
 ) -> Result<serde_json::Value, ApiError> {
     let client = caller.clickhouse();
     let used: Vec<RoomUse> = no_database_is_empty(
@@ -271,13 +554,13 @@ async fn underused_of(
                 // than FINAL, and the same rows (the table's key, by version).
                 "SELECT room_id, avg(u), count() FROM \
                  (SELECT room_id, argMax(utilization, version) AS u FROM {}.room_utilization \
-                  WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                  WHERE granularity = '1d' AND {} \
                   GROUP BY office_id, room_id, window_start) \
                  GROUP BY room_id HAVING avg(u) < ?",
-                caller.tenant.clickhouse_db()
+                caller.tenant.clickhouse_db(),
+                days.sql(),
             ))
-            .bind(secs(from))
-            .bind(secs(to))
+            .bind_days(days)
             .bind(threshold)
             .fetch_all()
             .await,
@@ -287,6 +570,7 @@ async fn underused_of(
     let mut rooms: Vec<(&RoomUse, &Version)> = used
         .iter()
         .filter_map(|u| Some((u, *costs.get(u.room_id.as_str())?)))
+        .filter(|(_, v)| filter.admits(v))
         .collect();
     rooms.sort_by(|a, b| {
         let cost = |r: &Version| r.monthly_cost.unwrap_or(0.0);
@@ -310,33 +594,31 @@ async fn underused_of(
             })
         })
         .collect();
-    Ok(json!({
-        "from": iso(from.timestamp_millis()),
-        "to": iso(to.timestamp_millis()),
+    let mut body = json!({
         "threshold": threshold,
         "rooms": listed,
         "rooms_below": rooms.len(),
         "monthly_saving": saving,
-    }))
+    });
+    days.fields(&mut body);
+    Ok(body)
 }
 
 /// The offices ranked, from ClickHouse.
-async fn ranking_of(
-    caller: &Caller<'_>,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
-) -> Result<serde_json::Value, ApiError> {
+async fn ranking_of(caller: &Caller<'_>, days: Days) -> Result<serde_json::Value, ApiError> {
     let rows: Vec<OfficeUse> = no_database_is_empty(
-        caller.clickhouse()
+        caller
+            .clickhouse()
             .query(&format!(
                 "SELECT office_id, avg(u), max(u), count() FROM \
                  (SELECT office_id, argMax(utilization, version) AS u FROM {}.office_utilization \
-                  WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                  WHERE granularity = '1d' AND {} \
                   GROUP BY office_id, window_start) \
                  GROUP BY office_id ORDER BY avg(u) DESC, office_id",
-                caller.tenant.clickhouse_db()
+                caller.tenant.clickhouse_db(),
+                days.sql(),
             ))
-            .bind(secs(from))
-            .bind(secs(to))
+            .bind_days(days)
             .fetch_all()
             .await,
     )?;
@@ -353,9 +635,7 @@ async fn ranking_of(
             })
         })
         .collect();
-    Ok(json!({
-        "from": iso(from.timestamp_millis()),
-        "to": iso(to.timestamp_millis()),
-        "offices": offices,
-    }))
+    let mut body = json!({ "offices": offices });
+    days.fields(&mut body);
+    Ok(body)
 }

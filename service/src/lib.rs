@@ -37,10 +37,11 @@ use serde::{Deserialize, Serialize};
 
 use rf_sinks::Secret;
 
-use audit::AuditLog;
+use audit::{AuditLog, AuditRow};
 pub use auth::{mint, mint_with, TokenPolicy, Verifier, READ_SCOPE};
 pub use directory::{Directory, RegionStores, Stores};
 use limits::TierLimits;
+use rf_schemas::TenantId;
 pub use routes::API_KEY;
 
 /// The service's settings.
@@ -346,6 +347,8 @@ pub struct AppState {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    /// Questions asked (`rf_ask_questions_total`).
+    asked: IntCounterVec,
     audit: AuditLog,
     /// Series chunks (none when `memory_cache_mib` is 0).
     chunks: Option<series::Chunks>,
@@ -362,16 +365,70 @@ pub struct AppState {
 }
 
 /// The service's Prometheus metrics, by name.
-pub const METRICS: [&str; 3] = [
+pub const METRICS: [&str; 4] = [
     "rf_api_requests_total",
     "rf_api_request_seconds",
     "rf_api_audit_dropped_total",
+    "rf_ask_questions_total",
 ];
 
 /// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
 /// keeps it fresh, and builds the router.
 pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, String> {
     Ok(build(config, stores, None).await?.0)
+}
+
+/// Answers one question of `tenant`'s as an analyst named `subject` (`roomflow ask`):
+/// the same understanding, plan, operations, fact check and audit row as `GET /v1/ask`.
+pub async fn ask_once(
+    config: &ServiceConfig,
+    stores: &Stores,
+    tenant: &TenantId,
+    subject: &str,
+    question: &str,
+) -> Result<serde_json::Value, String> {
+    let (router, writer, state) = build_all(config, stores, None).await?;
+    drop(router);
+    let started = Instant::now();
+    let answered =
+        match routes::caller_for(&state, tenant, subject, rf_schemas::tenant::Role::Analyst) {
+            Err(e) => Err(e.message().to_owned()),
+            Ok((caller, region)) => {
+                let (body, detail) = audit::SCOPE
+                    .scope(audit::Scope::default(), async {
+                        let body =
+                            ask::answer_question(&state, &caller, question, chrono::Utc::now())
+                                .await;
+                        (body, audit::SCOPE.with(|s| s.change.take()))
+                    })
+                    .await;
+                let now = chrono::Utc::now();
+                state.audit.record(
+                    region,
+                    AuditRow {
+                        ts: now.timestamp() as u32,
+                        ts_ms: now.timestamp_millis() as u64,
+                        tenant: tenant.to_string(),
+                        subject: subject.to_owned(),
+                        route: "/v1/ask".into(),
+                        path: "roomflow ask".into(),
+                        query: detail.unwrap_or_default(),
+                        status: if body.is_ok() { 200 } else { 500 },
+                        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                        request_id: format!("cli-{}", std::process::id()),
+                    },
+                );
+                body.map_err(|e| e.message().to_owned())
+            }
+        };
+    drop(state);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the audit row was not written within 10 s; the log line keeps it");
+    }
+    answered
 }
 
 /// The router, and the audit writer, which ends once the router is gone and the last
@@ -381,6 +438,17 @@ async fn build(
     stores: &Stores,
     admin: Option<Arc<dyn admin::Admin>>,
 ) -> Result<(Router, tokio::task::JoinHandle<()>), String> {
+    build_all(config, stores, admin)
+        .await
+        .map(|(router, writer, _)| (router, writer))
+}
+
+/// [`build`], with the state the router holds.
+async fn build_all(
+    config: &ServiceConfig,
+    stores: &Stores,
+    admin: Option<Arc<dyn admin::Admin>>,
+) -> Result<(Router, tokio::task::JoinHandle<()>, Arc<AppState>), String> {
     let mut regions = Vec::new();
     for r in &stores.regions {
         let redis = rf_sinks::redis::connect(&r.redis)
@@ -450,6 +518,18 @@ async fn build(
     registry
         .register(Box::new(dropped.clone()))
         .expect("unique metric");
+    let asked = IntCounterVec::new(
+        Opts::new(
+            METRICS[3],
+            "Questions asked, by what understood them (builtin, llm) and outcome (answer, \
+             clarify, out_of_scope, refused: a plan or an answer that failed its checks).",
+        ),
+        &["parser", "outcome"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(asked.clone()))
+        .expect("unique metric");
     let (audit, writer) = AuditLog::start(
         regions.iter().map(|r| r.clickhouse.clone()).collect(),
         dropped,
@@ -466,6 +546,7 @@ async fn build(
         registry,
         requests,
         latency,
+        asked,
         audit,
         chunks: series::chunks(config.memory_cache_mib - config.memory_cache_mib / 4),
         metadata: rooms::cache(config.memory_cache_mib / 4),
@@ -519,6 +600,7 @@ async fn build(
         .route("/v1/insights/seats", get(seats::seats))
         .route("/v1/offices/{office_id}/bookings", get(bookings::office))
         .route("/v1/anomalies", get(analytics::anomalies))
+        .route("/v1/ask", get(ask::ask))
         .route(
             "/v1/offices/{office_id}/forecast",
             get(analytics::office_forecast),
@@ -599,8 +681,8 @@ async fn build(
         .layer(axum_csrf::CsrfLayer::new(csrf_config(config, secure)))
         .layer(sessions)
         .layer(axum::middleware::from_fn(web::security_headers))
-        .with_state(state);
-    Ok((router, writer))
+        .with_state(state.clone());
+    Ok((router, writer, state))
 }
 
 /// The CSRF cookies' settings: strict, HttpOnly, keyed by `service.csrf_key` when set.

@@ -158,18 +158,25 @@ pub async fn portfolio_utilization(
     Query(q): Query<crate::routes::SeriesQuery>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
+    Ok(answer(portfolio_series(&state, &caller, &q).await?))
+}
+
+/// The portfolio's (or a region's) series, for [`portfolio_utilization`] and questions.
+pub(crate) async fn portfolio_series(
+    state: &AppState,
+    caller: &crate::routes::Caller<'_>,
+    q: &crate::routes::SeriesQuery,
+) -> Result<serde_json::Value, ApiError> {
     let series = q.parse(state.config.max_range_days)?;
     let region = q.region.clone().unwrap_or_default();
     if !region.is_empty() {
         id("region", &region)?;
     }
-    caller
-        .limit(&state, q.class(series.from, series.to))
-        .await?;
+    caller.limit(state, q.class(series.from, series.to)).await?;
     let offices: Vec<String> = if region.is_empty() {
         Vec::new()
     } else {
-        let metadata = metadata(&state, &caller).await?;
+        let metadata = metadata(state, caller).await?;
         let offices: Vec<String> = metadata
             .offices_after("")
             .filter(|(v, ..)| v.region == region)
@@ -187,7 +194,7 @@ pub async fn portfolio_utilization(
         crate::routes::secs(series.to)
     );
     let ttl = state.config.cache_ttl_secs;
-    let body = crate::cache::cached(&caller, ttl, &request, async {
+    crate::cache::cached(caller, ttl, &request, async {
         // 1d windows start at each office's local midnight: the UTC date 12 hours later
         // is the local date for every offset from -12 to +12 hours.
         let bucket = if series.label == "1d" {
@@ -239,6 +246,5 @@ pub async fn portfolio_utilization(
             "windows": windows,
         }))
     })
-    .await?;
-    Ok(answer(body))
+    .await
 }

@@ -49,6 +49,8 @@ pub(crate) struct Metadata {
     until: i64,
     /// The memory it holds, roughly.
     bytes: u64,
+    /// The names questions are matched against, made when first asked for.
+    catalog: std::sync::OnceLock<crate::ask::Catalog>,
 }
 
 impl Metadata {
@@ -103,12 +105,64 @@ impl Metadata {
             offices,
             until,
             bytes: bytes as u64,
+            catalog: std::sync::OnceLock::new(),
         }
     }
 
     /// Whether a version has taken effect since this was read.
     fn outdated(&self, now: i64) -> bool {
         now >= self.until
+    }
+
+    /// The tenant's names as questions use them: offices with their floors, rooms.
+    pub(crate) fn catalog(&self) -> &crate::ask::Catalog {
+        self.catalog.get_or_init(|| {
+            use crate::ask::catalog::{Office, Room};
+            let mut offices: Vec<Office> = Vec::new();
+            let mut rooms = Vec::new();
+            for v in self.current() {
+                match offices.last_mut() {
+                    Some(o) if o.id == v.office_id => {
+                        if !o.floors.contains(&v.floor) {
+                            o.floors.push(v.floor);
+                        }
+                    }
+                    _ => offices.push(Office {
+                        id: v.office_id.clone(),
+                        name: v.office_name.clone(),
+                        region: v.region.clone(),
+                        country: v.country_code.clone(),
+                        timezone: v.timezone.clone(),
+                        floors: vec![v.floor],
+                    }),
+                }
+                rooms.push(Room {
+                    id: v.room_id.clone(),
+                    office: v.office_id.clone(),
+                    name: v.name.clone(),
+                    kind: v.kind.clone(),
+                });
+            }
+            for o in &mut offices {
+                o.floors.sort_unstable();
+            }
+            crate::ask::Catalog::new(offices, rooms)
+        })
+    }
+
+    /// The seats of an office's rooms in effect (0: no such office).
+    pub(crate) fn office_capacity(&self, office_id: &str) -> u64 {
+        self.office(office_id)
+            .iter()
+            .map(|v| u64::from(v.capacity))
+            .sum()
+    }
+
+    /// A room's seats in effect (0: no such room).
+    pub(crate) fn room_capacity(&self, room_id: &str) -> u64 {
+        self.current()
+            .find(|v| v.room_id == room_id)
+            .map_or(0, |v| u64::from(v.capacity))
     }
 
     /// The version of every room in effect, by office and room.

@@ -45,6 +45,21 @@ impl ApiError {
         }
     }
 
+    /// Whether it is a 404.
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND
+    }
+
+    /// Whether the request itself was at fault (4xx), not the stores.
+    pub(crate) fn is_refusal(&self) -> bool {
+        self.status.is_client_error()
+    }
+
+    /// What it says.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
         Self::status(StatusCode::NOT_FOUND, what)
     }
@@ -84,13 +99,21 @@ pub(crate) struct Caller<'s> {
     /// The request's class, once counted ([`Caller::limit`]): its ClickHouse slots and
     /// client follow it.
     analytics: std::sync::atomic::AtomicBool,
+    /// Whether the request was counted: a question's plan runs several operations, and
+    /// the question counts once.
+    counted: std::sync::atomic::AtomicBool,
 }
 
 impl Caller<'_> {
     /// The caller, if its role is at least `role`; else 403.
     pub(crate) fn require(self, role: Role) -> Result<Self, ApiError> {
+        self.allowed(role).map(|()| self)
+    }
+
+    /// 403 unless the caller's role is at least `role`.
+    pub(crate) fn allowed(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {
-            Ok(self)
+            Ok(())
         } else {
             Err(ApiError::status(
                 StatusCode::FORBIDDEN,
@@ -117,8 +140,15 @@ impl Caller<'_> {
     }
 
     /// Counts the request against the tenant's `class` limit, or answers 429. Either way
-    /// the response carries the quota's headers (see [`audit::SCOPE`]).
+    /// the response carries the quota's headers (see [`audit::SCOPE`]). A request is
+    /// counted once: the operations a question's plan runs count as the question.
     pub(crate) async fn limit(&self, state: &AppState, class: Class) -> Result<(), ApiError> {
+        if self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         // The config has every tier (validated); a tier added later falls back to standard.
         let limits = state
             .config
@@ -233,6 +263,7 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
                 session,
                 query_timeout_secs: state.config.query_timeout_secs,
                 analytics: Default::default(),
+                counted: Default::default(),
             })
         }
         // A valid signature over a tenant the platform does not have grants nothing.
@@ -248,6 +279,38 @@ pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Cal
             ),
         )),
     }
+}
+
+/// A caller acting as `subject` for `tenant` with `role`, without a credential: the
+/// operator's own tools (`roomflow ask`), never a request; not counted against the
+/// tenant's rate limits.
+pub(crate) fn caller_for<'s>(
+    state: &'s AppState,
+    tenant: &TenantId,
+    subject: &str,
+    role: Role,
+) -> Result<(Caller<'s>, usize), ApiError> {
+    let (region, tier) = state.directory.region_of(tenant).map_err(|refusal| {
+        ApiError::not_found(match refusal {
+            Refusal::Unknown => format!("tenant {tenant} does not exist"),
+            Refusal::Deleted => format!("tenant {tenant} is deleted"),
+            Refusal::Elsewhere(r) => {
+                format!("tenant {tenant}'s data lives in region {r}, not served here")
+            }
+        })
+    })?;
+    let caller = Caller {
+        tier,
+        stores: &state.regions[region],
+        tenant: tenant.clone(),
+        role,
+        subject: subject.to_owned(),
+        session: false,
+        query_timeout_secs: state.config.query_timeout_secs,
+        analytics: std::sync::atomic::AtomicBool::new(true),
+        counted: std::sync::atomic::AtomicBool::new(true),
+    };
+    Ok((caller, region))
 }
 
 /// A signed-in user's role: what the tenant's admin set, else what the identity
@@ -334,7 +397,7 @@ pub async fn office_occupancy(
 }
 
 /// Query parameters of a utilization series.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct SeriesQuery {
     granularity: Option<String>,
     from: Option<String>,

@@ -21,7 +21,7 @@ use crate::AppState;
 use rf_schemas::tenant::Role;
 
 /// The query.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct Params {
     days: Option<u32>,
     to: Option<String>,
@@ -55,7 +55,17 @@ pub async fn seats(
     headers: HeaderMap,
     Query(p): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers)?.require(Role::Analyst)?;
+    let caller = caller(&state, &headers)?;
+    Ok(answer(seats_for(&state, &caller, &p).await?))
+}
+
+/// Seats against headcount, for [`seats`] and questions.
+pub(crate) async fn seats_for(
+    state: &AppState,
+    caller: &Caller<'_>,
+    p: &Params,
+) -> Result<serde_json::Value, ApiError> {
+    caller.allowed(Role::Analyst)?;
     let days = p.days.unwrap_or(30);
     if !(1..=366).contains(&days) {
         return Err(ApiError::bad("days", "must be between 1 and 366 days"));
@@ -69,18 +79,17 @@ pub async fn seats(
     }
     let to = time("to", p.to.as_deref(), next_minute())?;
     let from = to - chrono::Duration::days(i64::from(days));
-    caller.limit(&state, Class::Analytics).await?;
+    caller.limit(state, Class::Analytics).await?;
     let office = p.office_id.clone().unwrap_or_default();
-    let metadata = metadata(&state, &caller).await?;
+    let metadata = metadata(state, caller).await?;
     let names: BTreeMap<&str, &str> = metadata
         .current()
         .map(|v| (v.office_id.as_str(), v.office_name.as_str()))
         .collect();
     let request = format!("seats:{}:{}:{office}:{buffer}", secs(from), secs(to));
     let ttl = state.config.cache_ttl_secs;
-    let seats = seats_of(&caller, (from, to), &office, buffer, &names);
-    let body = cached(&caller, ttl, &request, seats).await?;
-    Ok(answer(body))
+    let seats = seats_of(caller, (from, to), &office, buffer, &names);
+    cached(caller, ttl, &request, seats).await
 }
 
 async fn seats_of(

@@ -381,20 +381,30 @@ pub async fn room_utilization(
     Query(q): Query<SeriesQuery>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
-    id("room_id", &room_id)?;
+    Ok(Json(room_series(&state, &caller, &room_id, &q).await?).into_response())
+}
+
+/// A room's series, for [`room_utilization`] and questions.
+pub(crate) async fn room_series(
+    state: &AppState,
+    caller: &Caller<'_>,
+    room_id: &str,
+    q: &SeriesQuery,
+) -> Result<serde_json::Value, ApiError> {
+    id("room_id", room_id)?;
     let Series { label, from, to } = q.parse(state.config.max_range_days)?;
-    caller.limit(&state, q.class(from, to)).await?;
-    let subject = Subject::Room(room_id.clone());
-    let offices: Vec<String> = metadata(&state, &caller)
+    caller.limit(state, q.class(from, to)).await?;
+    let subject = Subject::Room(room_id.to_owned());
+    let offices: Vec<String> = metadata(state, caller)
         .await?
-        .offices_of(&room_id)
+        .offices_of(room_id)
         .into_iter()
         .map(str::to_owned)
         .collect();
     let (from_secs, to_secs) = (from.timestamp(), to.timestamp());
     let rows = windows(
-        &state,
-        &caller,
+        state,
+        caller,
         (&subject, &offices),
         label,
         from_secs,
@@ -407,7 +417,7 @@ pub async fn room_utilization(
         )));
     };
     let body = RoomSeries {
-        room_id: &room_id,
+        room_id,
         office_id,
         granularity: label,
         from: iso(from.timestamp_millis()),
@@ -427,7 +437,7 @@ pub async fn room_utilization(
             })
             .collect(),
     };
-    Ok(Json(body).into_response())
+    serde_json::to_value(body).map_err(ApiError::unavailable)
 }
 
 /// `GET /v1/offices/{office_id}/utilization?granularity=&from=&to=[&floor=N]`: the
@@ -440,42 +450,44 @@ pub async fn office_utilization(
     Query(q): Query<SeriesQuery>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers)?;
-    id("office_id", &office_id)?;
+    Ok(Json(office_series(&state, &caller, &office_id, &q).await?).into_response())
+}
+
+/// An office's (or its floor's) series, for [`office_utilization`] and questions.
+pub(crate) async fn office_series(
+    state: &AppState,
+    caller: &Caller<'_>,
+    office_id: &str,
+    q: &SeriesQuery,
+) -> Result<serde_json::Value, ApiError> {
+    id("office_id", office_id)?;
     let Series { label, from, to } = q.parse(state.config.max_range_days)?;
     if q.floor.is_some_and(|f| !(-50..=500).contains(&f)) {
         return Err(ApiError::bad("floor", "must be between -50 and 500"));
     }
-    caller.limit(&state, q.class(from, to)).await?;
+    caller.limit(state, q.class(from, to)).await?;
     let (subject, rooms) = match q.floor {
         Some(floor) => {
-            let rooms = metadata(&state, &caller)
+            let rooms = metadata(state, caller)
                 .await?
-                .office(&office_id)
+                .office(office_id)
                 .iter()
                 .filter(|r| r.floor == floor)
                 .map(|r| r.room_id.clone())
                 .collect();
-            (Subject::Floor(office_id.clone(), floor), rooms)
+            (Subject::Floor(office_id.to_owned(), floor), rooms)
         }
-        None => (Subject::Office(office_id.clone()), Vec::new()),
+        None => (Subject::Office(office_id.to_owned()), Vec::new()),
     };
     let (from_secs, to_secs) = (from.timestamp(), to.timestamp());
-    let rows = windows(
-        &state,
-        &caller,
-        (&subject, &rooms),
-        label,
-        from_secs,
-        to_secs,
-    )
-    .await?;
+    let rows = windows(state, caller, (&subject, &rooms), label, from_secs, to_secs).await?;
     if rows.is_empty() {
         return Err(ApiError::not_found(format!(
             "no windows for office {office_id} in that range"
         )));
     }
     let body = OfficeSeries {
-        office_id: &office_id,
+        office_id,
         floor: q.floor,
         granularity: label,
         from: iso(from.timestamp_millis()),
@@ -494,7 +506,7 @@ pub async fn office_utilization(
             })
             .collect(),
     };
-    Ok(Json(body).into_response())
+    serde_json::to_value(body).map_err(ApiError::unavailable)
 }
 
 #[cfg(test)]

@@ -55,7 +55,16 @@ pub struct Catalog {
 
 /// Countries by code, with the names people use for them.
 const COUNTRIES: &[(&str, &[&str])] = &[
-    ("GB", &["uk", "united kingdom", "britain", "great britain", "england"]),
+    (
+        "GB",
+        &[
+            "uk",
+            "united kingdom",
+            "britain",
+            "great britain",
+            "england",
+        ],
+    ),
     ("US", &["usa", "united states", "america", "the states"]),
     ("DE", &["germany", "deutschland"]),
     ("FR", &["france"]),
@@ -124,7 +133,10 @@ impl Catalog {
         self.room_names.clear();
         self.room_ids.clear();
         for (i, r) in self.rooms.iter().enumerate() {
-            self.room_names.entry(normalize(&r.name)).or_default().push(i);
+            self.room_names
+                .entry(normalize(&r.name))
+                .or_default()
+                .push(i);
             self.room_ids.insert(r.id.clone(), i);
         }
     }
@@ -212,8 +224,14 @@ mod tests {
 
     #[test]
     fn normalizing_keeps_words_numbers_and_names_with_dots() {
-        assert_eq!(normalize("How busy is Room 4.12, today?"), "how busy is room 4.12 today");
-        assert_eq!(normalize("Which rooms were under 20%?"), "which rooms were under 20%");
+        assert_eq!(
+            normalize("How busy is Room 4.12, today?"),
+            "how busy is room 4.12 today"
+        );
+        assert_eq!(
+            normalize("Which rooms were under 20%?"),
+            "which rooms were under 20%"
+        );
         assert_eq!(normalize("London’s  busiest  hour"), "londons busiest hour");
         assert_eq!(normalize("no-shows in NYC"), "no-shows in nyc");
     }

@@ -129,7 +129,9 @@ impl Period {
         if ok {
             Ok(())
         } else {
-            Err(Invalid(format!("{self} reaches too far: a question spans at most a year")))
+            Err(Invalid(format!(
+                "{self} reaches too far: a question spans at most a year"
+            )))
         }
     }
 
@@ -182,10 +184,10 @@ impl Period {
             Period::LastQuarter => "last quarter".to_owned(),
             Period::ThisYear => "this year".to_owned(),
             Period::LastYear => "last year".to_owned(),
-            Period::Days(n) => format!("the last {n} days"),
-            Period::Weeks(n) => format!("the last {n} weeks"),
-            Period::Months(n) => format!("the last {n} months"),
-            Period::Month(..) => return from.format("%B %Y").to_string(),
+            Period::Days(n) => format!("over the last {n} days"),
+            Period::Weeks(n) => format!("over the last {n} weeks"),
+            Period::Months(n) => format!("over the last {n} months"),
+            Period::Month(..) => return format!("in {}", from.format("%B %Y")),
         };
         format!("{name} ({span})")
     }
@@ -221,24 +223,60 @@ mod tests {
     fn periods_are_whole_local_days() {
         let today = d(2026, 12, 3); // a Thursday
         assert_eq!(Period::Today.dates(today), (today, d(2026, 12, 4)));
-        assert_eq!(Period::ThisWeek.dates(today), (d(2026, 11, 30), d(2026, 12, 4)));
-        assert_eq!(Period::LastWeek.dates(today), (d(2026, 11, 23), d(2026, 11, 30)));
-        assert_eq!(Period::LastMonth.dates(today), (d(2026, 11, 1), d(2026, 12, 1)));
-        assert_eq!(Period::ThisQuarter.dates(today), (d(2026, 10, 1), d(2026, 12, 4)));
-        assert_eq!(Period::LastQuarter.dates(today), (d(2026, 7, 1), d(2026, 10, 1)));
-        assert_eq!(Period::LastYear.dates(today), (d(2025, 1, 1), d(2026, 1, 1)));
+        assert_eq!(
+            Period::ThisWeek.dates(today),
+            (d(2026, 11, 30), d(2026, 12, 4))
+        );
+        assert_eq!(
+            Period::LastWeek.dates(today),
+            (d(2026, 11, 23), d(2026, 11, 30))
+        );
+        assert_eq!(
+            Period::LastMonth.dates(today),
+            (d(2026, 11, 1), d(2026, 12, 1))
+        );
+        assert_eq!(
+            Period::ThisQuarter.dates(today),
+            (d(2026, 10, 1), d(2026, 12, 4))
+        );
+        assert_eq!(
+            Period::LastQuarter.dates(today),
+            (d(2026, 7, 1), d(2026, 10, 1))
+        );
+        assert_eq!(
+            Period::LastYear.dates(today),
+            (d(2025, 1, 1), d(2026, 1, 1))
+        );
         assert_eq!(Period::Days(30).dates(today), (d(2026, 11, 3), today));
         assert_eq!(Period::Months(3).dates(today), (d(2026, 9, 3), today));
-        assert_eq!(Period::Month(2026, 2).dates(today), (d(2026, 2, 1), d(2026, 3, 1)));
-        assert_eq!(Period::LastMonth.dates(d(2026, 1, 15)), (d(2025, 12, 1), d(2026, 1, 1)));
+        assert_eq!(
+            Period::Month(2026, 2).dates(today),
+            (d(2026, 2, 1), d(2026, 3, 1))
+        );
+        assert_eq!(
+            Period::LastMonth.dates(d(2026, 1, 15)),
+            (d(2025, 12, 1), d(2026, 1, 1))
+        );
     }
 
     #[test]
     fn periods_read_back_what_they_write_and_refuse_the_rest() {
-        for p in [Period::LastMonth, Period::Days(30), Period::Weeks(4), Period::Month(2026, 10)] {
+        for p in [
+            Period::LastMonth,
+            Period::Days(30),
+            Period::Weeks(4),
+            Period::Month(2026, 10),
+        ] {
             assert_eq!(p.to_string().parse::<Period>().unwrap(), p);
         }
-        for bad in ["lastmonth", "days:0", "days:400", "weeks:x", "2026-13", "months:13"] {
+        for bad in [
+            "lastmonth",
+            "days:0",
+            "days:400",
+            "weeks:x",
+            "2026-13",
+            "months:13",
+        ] {
             assert!(bad.parse::<Period>().is_err(), "{bad}");
         }
     }
@@ -247,11 +285,20 @@ mod tests {
     fn midnight_is_local_and_survives_a_clock_change() {
         let london: chrono_tz::Tz = "Europe/London".parse().unwrap();
         // Summer time: midnight is 23:00 UTC the day before.
-        assert_eq!(midnight(&london, d(2026, 10, 1)).to_rfc3339(), "2026-09-30T23:00:00+00:00");
-        assert_eq!(midnight(&london, d(2026, 11, 1)).to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        assert_eq!(
+            midnight(&london, d(2026, 10, 1)).to_rfc3339(),
+            "2026-09-30T23:00:00+00:00"
+        );
+        assert_eq!(
+            midnight(&london, d(2026, 11, 1)).to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
         // Santiago skips midnight when summer time starts (2026-09-06).
         let santiago: chrono_tz::Tz = "America/Santiago".parse().unwrap();
-        assert_eq!(midnight(&santiago, d(2026, 9, 6)).to_rfc3339(), "2026-09-06T04:00:00+00:00");
+        assert_eq!(
+            midnight(&santiago, d(2026, 9, 6)).to_rfc3339(),
+            "2026-09-06T04:00:00+00:00"
+        );
         let last = Period::LastMonth.describe(Period::LastMonth.dates(d(2026, 12, 3)));
         assert_eq!(last, "last month (1 Nov to 30 Nov 2026)");
     }

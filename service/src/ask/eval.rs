@@ -110,10 +110,19 @@ pub fn load(file: &Path) -> Result<(DateTime<Utc>, Catalog, Vec<(usize, Case)>),
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("//"));
-    let (_, first) = lines.next().ok_or_else(|| format!("{}: empty", file.display()))?;
-    let header: Header = serde_json::from_str(first)
-        .map_err(|e| format!("{} line 1: the header {{\"now\", \"catalog\"}}: {e}", file.display()))?;
-    let catalog_path = file.parent().unwrap_or(Path::new(".")).join(&header.catalog);
+    let (_, first) = lines
+        .next()
+        .ok_or_else(|| format!("{}: empty", file.display()))?;
+    let header: Header = serde_json::from_str(first).map_err(|e| {
+        format!(
+            "{} line 1: the header {{\"now\", \"catalog\"}}: {e}",
+            file.display()
+        )
+    })?;
+    let catalog_path = file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&header.catalog);
     let catalog_text = std::fs::read_to_string(&catalog_path)
         .map_err(|e| format!("{}: {e}", catalog_path.display()))?;
     let mut catalog: Catalog = serde_json::from_str(&catalog_text)
@@ -125,12 +134,20 @@ pub fn load(file: &Path) -> Result<(DateTime<Utc>, Catalog, Vec<(usize, Case)>),
             .map_err(|e| format!("{} line {}: {e}", file.display(), i + 1))?;
         if let Expect::Plan(plan) = &case.expect {
             plan.validate(&catalog).map_err(|e| {
-                format!("{} line {}: the expected plan is invalid: {e}", file.display(), i + 1)
+                format!(
+                    "{} line {}: the expected plan is invalid: {e}",
+                    file.display(),
+                    i + 1
+                )
             })?;
         }
         if let Expect::Refused(s) = &case.expect {
             if s != "out_of_scope" {
-                return Err(format!("{} line {}: expect a plan, {{\"clarify\": […]}} or \"out_of_scope\"", file.display(), i + 1));
+                return Err(format!(
+                    "{} line {}: expect a plan, {{\"clarify\": […]}} or \"out_of_scope\"",
+                    file.display(),
+                    i + 1
+                ));
             }
         }
         cases.push((i + 1, case));
@@ -160,7 +177,9 @@ pub fn evaluate(file: &Path) -> Result<Report, String> {
         if !right {
             let expected = match &case.expect {
                 Expect::Plan(p) => serde_json::to_string(p),
-                Expect::Clarify { clarify } => serde_json::to_string(&serde_json::json!({ "clarify": clarify })),
+                Expect::Clarify { clarify } => {
+                    serde_json::to_string(&serde_json::json!({ "clarify": clarify }))
+                }
                 Expect::Refused(s) => serde_json::to_string(s),
             }
             .unwrap_or_default();

@@ -11,3 +11,235 @@ pub mod plan;
 pub use catalog::Catalog;
 pub use parse::{parse, Understood};
 pub use plan::{Op, Plan};
+pub mod check;
+mod run;
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::limits::Class;
+use crate::rooms::metadata;
+use crate::routes::{answer, caller, ApiError, Caller};
+use crate::AppState;
+
+/// The longest question, characters.
+pub const MAX_QUESTION: usize = 500;
+
+/// The query of `GET /v1/ask`.
+#[derive(Deserialize)]
+pub struct AskQuery {
+    /// The question.
+    q: Option<String>,
+}
+
+/// `GET /v1/ask?q=…`: the question answered from the tenant's own data: the sentence,
+/// a short table, the plan, the requests that reproduce each number, a confidence; or
+/// a question back when a name fits several places; or what it can answer.
+pub async fn ask(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(a): Query<AskQuery>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers)?;
+    let question = a.q.unwrap_or_default();
+    if question.trim().is_empty() || question.chars().count() > MAX_QUESTION {
+        return Err(ApiError::bad(
+            "q",
+            format!("ask a question of 1 to {MAX_QUESTION} characters"),
+        ));
+    }
+    caller.limit(&state, Class::Analytics).await?;
+    let body = answer_question(&state, &caller, &question, Utc::now()).await?;
+    Ok(answer(body))
+}
+
+/// Understands, runs and checks `question` for `caller`, records it for the audit row.
+pub(crate) async fn answer_question(
+    state: &AppState,
+    caller: &Caller<'_>,
+    question: &str,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, ApiError> {
+    let metadata = metadata(state, caller).await?;
+    let catalog = metadata.catalog();
+    let understood = parse(question, catalog, now);
+    let parser = "builtin";
+    let (outcome, body, plan, references) = match understood {
+        Understood::Plan {
+            plan,
+            confidence,
+            notes,
+        } => {
+            let mut run = run::Run {
+                state,
+                caller,
+                metadata: &metadata,
+                now,
+                references: Vec::new(),
+            };
+            match run.plan(&plan).await {
+                Ok(done) => {
+                    let mut said = done.text.clone();
+                    for row in done.table.iter().flat_map(|t| &t.rows) {
+                        said.push('\n');
+                        said.push_str(&row.join(" | "));
+                    }
+                    let unsupported = check::unsupported(&said, &done.result);
+                    if unsupported.is_empty() {
+                        let body = json!({
+                            "question": question,
+                            "outcome": "answer",
+                            "answer": done.text,
+                            "table": done.table,
+                            "plan": plan,
+                            "understood_by": parser,
+                            "confidence": confidence,
+                            "notes": notes,
+                            "references": done.references,
+                            "result": done.result,
+                        });
+                        ("answer", body, Some(plan), done.references)
+                    } else {
+                        tracing::error!(
+                            question,
+                            ?unsupported,
+                            "an answer said numbers its result does not hold; not given"
+                        );
+                        let body = json!({
+                            "question": question,
+                            "outcome": "refused",
+                            "answer": "I could not check every number of this answer against the data it came from, so I do not give it. The references hold the data.",
+                            "plan": plan,
+                            "understood_by": parser,
+                            "references": done.references,
+                        });
+                        ("refused", body, Some(plan), done.references)
+                    }
+                }
+                // The operation refused the plan's parameters (a range too long, a role
+                // too weak, nothing found): said as the answer.
+                Err(e) if e.is_refusal() => {
+                    let body = json!({
+                        "question": question,
+                        "outcome": "refused",
+                        "answer": format!("I cannot answer that: {}", e.message()),
+                        "plan": plan,
+                        "understood_by": parser,
+                        "references": run.references,
+                    });
+                    ("refused", body, Some(plan), Vec::new())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Understood::Clarify {
+            question: back,
+            options,
+        } => {
+            let named: Vec<serde_json::Value> = options
+                .iter()
+                .map(|id| {
+                    let name = catalog
+                        .office(id)
+                        .map(|o| o.name.clone())
+                        .or_else(|| {
+                            catalog.room(id).map(|r| {
+                                format!(
+                                    "{} ({})",
+                                    r.name,
+                                    catalog
+                                        .office(&r.office)
+                                        .map_or(r.office.as_str(), |o| o.name.as_str())
+                                )
+                            })
+                        })
+                        .unwrap_or_else(|| id.clone());
+                    json!({ "id": id, "name": name })
+                })
+                .collect();
+            let body = json!({ "question": question, "outcome": "clarify", "answer": back, "options": named, "understood_by": parser });
+            ("clarify", body, None, Vec::new())
+        }
+        Understood::OutOfScope { message } => {
+            let body = json!({ "question": question, "outcome": "out_of_scope", "answer": message, "understood_by": parser });
+            ("out_of_scope", body, None, Vec::new())
+        }
+    };
+    state.asked.with_label_values(&[parser, outcome]).inc();
+    crate::audit::remember_detail(
+        json!({
+            "q": question,
+            "outcome": outcome,
+            "plan": plan,
+            "references": references.iter().map(|r| &r.endpoint).collect::<Vec<_>>(),
+        })
+        .to_string(),
+    );
+    Ok(body)
+}
+
+/// Runs one of the service's read operations, `endpoint` being its path and query, as
+/// `caller`: what a plan is made of, and what its references repeat.
+pub(crate) async fn fetch(
+    state: &AppState,
+    caller: &Caller<'_>,
+    endpoint: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let uri: Uri = endpoint
+        .parse()
+        .map_err(|_| ApiError::bad("q", "the plan made an invalid request"))?;
+    fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+        Query::<T>::try_from_uri(uri)
+            .map(|Query(q)| q)
+            .map_err(|e| ApiError::bad("q", format!("the plan made an invalid request: {e}")))
+    }
+    let segments: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["v1", "offices", "ranking"] => {
+            crate::insights::ranking_for(state, caller, &query(&uri)?).await
+        }
+        ["v1", "offices", id, "utilization"] => {
+            crate::series::office_series(state, caller, id, &query(&uri)?).await
+        }
+        ["v1", "rooms", id, "utilization"] => {
+            crate::series::room_series(state, caller, id, &query(&uri)?).await
+        }
+        ["v1", "portfolio", "utilization"] => {
+            crate::portfolio::portfolio_series(state, caller, &query(&uri)?).await
+        }
+        ["v1", "insights", "underused"] => {
+            crate::insights::underused_for(state, caller, &query(&uri)?).await
+        }
+        ["v1", "offices", id, "heatmap"] => {
+            crate::insights::heatmap_for(state, caller, id, &query(&uri)?).await
+        }
+        ["v1", "offices", id, "forecast"] => {
+            crate::analytics::forecast_for(
+                state,
+                caller,
+                ("office", "office_id", id),
+                &query(&uri)?,
+            )
+            .await
+        }
+        ["v1", "rooms", id, "forecast"] => {
+            crate::analytics::forecast_for(state, caller, ("room", "room_id", id), &query(&uri)?)
+                .await
+        }
+        ["v1", "anomalies"] => crate::analytics::anomalies_for(state, caller, &query(&uri)?).await,
+        ["v1", "insights", "ghost-bookings"] => {
+            crate::bookings::ghosts_for(state, caller, &query(&uri)?).await
+        }
+        ["v1", "insights", "seats"] => crate::seats::seats_for(state, caller, &query(&uri)?).await,
+        _ => Err(ApiError::bad(
+            "q",
+            "the plan asked for an operation that is not allowed",
+        )),
+    }
+}

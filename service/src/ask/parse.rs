@@ -49,69 +49,333 @@ anomalies and faulty sensors, rooms booked but empty, and seats against headcoun
 /// Words the parser knows; any other word near one of these is read as it.
 const VOCABULARY: &[&str] = &[
     // intents
-    "how", "busy", "busier", "busiest", "quiet", "quieter", "quietest", "utilization", "utilisation",
-    "utilized", "utilised", "occupancy", "occupied", "full", "usage", "used", "average", "peak",
-    "crowded", "packed", "empty", "emptiest", "compare", "comparison", "compared", "versus", "against",
-    "difference", "between", "ranking", "rank", "ranked", "top", "bottom", "most", "least", "highest",
-    "lowest", "under", "below", "less", "lower", "than", "above", "over", "more", "underused",
-    "underutilized", "underutilised", "rarely", "barely", "hardly", "unused", "idle", "never",
-    "heatmap", "pattern", "hour", "hours", "time", "times", "forecast", "forecasts", "predict",
-    "predicted", "prediction", "expect", "expected", "going", "projected", "projection", "outlook",
-    "pass", "exceed", "reach", "hit", "cross", "anomaly", "anomalies", "anomalous", "unusual", "faulty",
-    "broken", "stuck", "malfunctioning", "strange", "weird", "outlier", "outliers", "sensor",
-    "sensors", "offline", "spike", "spikes", "ghost", "ghosts", "booked", "booking", "bookings",
-    "reserved", "reservation", "reservations", "nobody", "headcount", "employees", "staff", "seats",
-    "seat", "desks", "desk", "need", "many", "spare", "reduce", "people", "rooms", "room", "offices",
-    "office", "floor", "floors", "level", "meeting", "focus", "booths", "booth", "phone", "open",
-    "space", "spaces", "collaboration", "collab", "portfolio", "overall", "company", "region",
-    "regions", "country", "which", "what", "when", "where", "show", "list", "give", "tell", "were",
-    "was", "is", "are", "will", "the", "last", "this", "past", "previous", "next", "today",
-    "yesterday", "tomorrow", "week", "weeks", "month", "months", "quarter", "quarters", "year",
-    "years", "days", "day", "morning", "mornings", "afternoon", "afternoons", "evening", "evenings",
-    "lunchtime", "weekdays", "weekends", "weekend", "monday", "tuesday", "wednesday", "thursday",
-    "friday", "saturday", "sunday", "mondays", "tuesdays", "wednesdays", "thursdays", "fridays",
-    "saturdays", "sundays", "january", "february", "march", "april", "june", "july", "august",
-    "september", "october", "november", "december", "percent", "capacity", "currently", "right",
-    "now", "often", "most", "usually", "typically", "cancelled", "shows", "show", "meetings", "latest", "newest", "during",
-    "recently", "utilisation", "temperature", "weather", "revenue", "salary", "salaries", "parking",
-    "coffee", "energy", "electricity", "humidity", "noise", "every", "across", "whole",
+    "how",
+    "busy",
+    "busier",
+    "busiest",
+    "quiet",
+    "quieter",
+    "quietest",
+    "utilization",
+    "utilisation",
+    "utilized",
+    "utilised",
+    "occupancy",
+    "occupied",
+    "full",
+    "usage",
+    "used",
+    "average",
+    "peak",
+    "crowded",
+    "packed",
+    "empty",
+    "emptiest",
+    "compare",
+    "comparison",
+    "compared",
+    "versus",
+    "against",
+    "difference",
+    "between",
+    "ranking",
+    "rank",
+    "ranked",
+    "top",
+    "bottom",
+    "most",
+    "least",
+    "highest",
+    "lowest",
+    "under",
+    "below",
+    "less",
+    "lower",
+    "than",
+    "above",
+    "over",
+    "more",
+    "underused",
+    "underutilized",
+    "underutilised",
+    "rarely",
+    "barely",
+    "hardly",
+    "unused",
+    "idle",
+    "never",
+    "heatmap",
+    "pattern",
+    "hour",
+    "hours",
+    "time",
+    "times",
+    "forecast",
+    "forecasts",
+    "predict",
+    "predicted",
+    "prediction",
+    "expect",
+    "expected",
+    "going",
+    "projected",
+    "projection",
+    "outlook",
+    "pass",
+    "exceed",
+    "reach",
+    "hit",
+    "cross",
+    "anomaly",
+    "anomalies",
+    "anomalous",
+    "unusual",
+    "faulty",
+    "broken",
+    "stuck",
+    "malfunctioning",
+    "strange",
+    "weird",
+    "outlier",
+    "outliers",
+    "sensor",
+    "sensors",
+    "offline",
+    "spike",
+    "spikes",
+    "ghost",
+    "ghosts",
+    "booked",
+    "booking",
+    "bookings",
+    "reserved",
+    "reservation",
+    "reservations",
+    "nobody",
+    "headcount",
+    "employees",
+    "staff",
+    "seats",
+    "seat",
+    "desks",
+    "desk",
+    "need",
+    "many",
+    "spare",
+    "reduce",
+    "people",
+    "rooms",
+    "room",
+    "offices",
+    "office",
+    "floor",
+    "floors",
+    "level",
+    "meeting",
+    "focus",
+    "booths",
+    "booth",
+    "phone",
+    "open",
+    "space",
+    "spaces",
+    "collaboration",
+    "collab",
+    "portfolio",
+    "overall",
+    "company",
+    "region",
+    "regions",
+    "country",
+    "which",
+    "what",
+    "when",
+    "where",
+    "show",
+    "list",
+    "give",
+    "tell",
+    "were",
+    "was",
+    "is",
+    "are",
+    "will",
+    "the",
+    "last",
+    "this",
+    "past",
+    "previous",
+    "next",
+    "today",
+    "yesterday",
+    "tomorrow",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "quarter",
+    "quarters",
+    "year",
+    "years",
+    "days",
+    "day",
+    "morning",
+    "mornings",
+    "afternoon",
+    "afternoons",
+    "evening",
+    "evenings",
+    "lunchtime",
+    "weekdays",
+    "weekends",
+    "weekend",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "mondays",
+    "tuesdays",
+    "wednesdays",
+    "thursdays",
+    "fridays",
+    "saturdays",
+    "sundays",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "percent",
+    "capacity",
+    "currently",
+    "right",
+    "now",
+    "often",
+    "most",
+    "usually",
+    "typically",
+    "cancelled",
+    "shows",
+    "show",
+    "meetings",
+    "latest",
+    "newest",
+    "during",
+    "recently",
+    "utilisation",
+    "temperature",
+    "weather",
+    "revenue",
+    "salary",
+    "salaries",
+    "parking",
+    "coffee",
+    "energy",
+    "electricity",
+    "humidity",
+    "noise",
+    "every",
+    "across",
+    "whole",
 ];
 
 /// Number words.
 const NUMBERS: &[(&str, u32)] = &[
-    ("one", 1), ("two", 2), ("three", 3), ("four", 4), ("five", 5), ("six", 6), ("seven", 7),
-    ("eight", 8), ("nine", 9), ("ten", 10), ("eleven", 11), ("twelve", 12), ("fifteen", 15),
-    ("twenty", 20), ("thirty", 30), ("fifty", 50), ("ninety", 90),
+    ("one", 1),
+    ("two", 2),
+    ("three", 3),
+    ("four", 4),
+    ("five", 5),
+    ("six", 6),
+    ("seven", 7),
+    ("eight", 8),
+    ("nine", 9),
+    ("ten", 10),
+    ("eleven", 11),
+    ("twelve", 12),
+    ("fifteen", 15),
+    ("twenty", 20),
+    ("thirty", 30),
+    ("fifty", 50),
+    ("ninety", 90),
 ];
 
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
-const DAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+const DAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
 
 /// Kinds of room by the words people use.
 const KIND_WORDS: &[(&str, &str)] = &[
-    ("meeting rooms", "MEETING"), ("meeting room", "MEETING"), ("meeting", "MEETING"),
-    ("conference rooms", "MEETING"), ("conference room", "MEETING"),
-    ("focus rooms", "FOCUS"), ("focus room", "FOCUS"), ("focus booths", "FOCUS"),
-    ("phone booths", "FOCUS"), ("booths", "FOCUS"), ("booth", "FOCUS"),
-    ("desks", "DESK"), ("desk", "DESK"), ("hot desks", "DESK"),
-    ("open spaces", "OPEN_SPACE"), ("open space", "OPEN_SPACE"), ("open plan", "OPEN_SPACE"),
-    ("collaboration spaces", "COLLAB"), ("collaboration space", "COLLAB"), ("collab spaces", "COLLAB"),
+    ("meeting rooms", "MEETING"),
+    ("meeting room", "MEETING"),
+    ("meeting", "MEETING"),
+    ("conference rooms", "MEETING"),
+    ("conference room", "MEETING"),
+    ("focus rooms", "FOCUS"),
+    ("focus room", "FOCUS"),
+    ("focus booths", "FOCUS"),
+    ("phone booths", "FOCUS"),
+    ("booths", "FOCUS"),
+    ("booth", "FOCUS"),
+    ("desks", "DESK"),
+    ("desk", "DESK"),
+    ("hot desks", "DESK"),
+    ("open spaces", "OPEN_SPACE"),
+    ("open space", "OPEN_SPACE"),
+    ("open plan", "OPEN_SPACE"),
+    ("collaboration spaces", "COLLAB"),
+    ("collaboration space", "COLLAB"),
+    ("collab spaces", "COLLAB"),
     ("collaboration areas", "COLLAB"),
 ];
 
 /// Region names by the words people use, when the tenant's regions are spelled so.
 const REGION_WORDS: &[(&str, &str)] = &[
-    ("europe", "emea"), ("european", "emea"), ("americas", "amer"), ("north america", "amer"),
-    ("asia pacific", "apac"), ("asia", "apac"), ("apj", "apac"),
+    ("europe", "emea"),
+    ("european", "emea"),
+    ("americas", "amer"),
+    ("north america", "amer"),
+    ("asia pacific", "apac"),
+    ("asia", "apac"),
+    ("apj", "apac"),
 ];
 
 /// City nicknames.
 const ALIASES: &[(&str, &str)] = &[
-    ("nyc", "new york"), ("ny", "new york"), ("sf", "san francisco"), ("la", "los angeles"),
+    ("nyc", "new york"),
+    ("ny", "new york"),
+    ("sf", "san francisco"),
+    ("la", "los angeles"),
     ("dc", "washington"),
 ];
 
@@ -209,7 +473,9 @@ impl<'c> Parser<'c> {
             let normalized = normalize(t);
             for piece in normalized.split(' ').filter(|p| !p.is_empty()) {
                 let upper = t.chars().filter(|c| c.is_alphabetic()).count() >= 2
-                    && t.chars().filter(|c| c.is_alphabetic()).all(|c| c.is_uppercase());
+                    && t.chars()
+                        .filter(|c| c.is_alphabetic())
+                        .all(|c| c.is_uppercase());
                 let capital = at > 0 && t.chars().next().is_some_and(char::is_uppercase);
                 words.push(Word {
                     text: piece.to_owned(),
@@ -298,7 +564,13 @@ impl<'c> Parser<'c> {
         if words.iter().any(|w| w.used) {
             return None;
         }
-        Some(words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" "))
+        Some(
+            words
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
     }
 
     fn take(&mut self, i: usize, n: usize) {
@@ -365,7 +637,10 @@ impl<'c> Parser<'c> {
                 if partial.len() == 1 {
                     self.add_office(i, partial[0].clone());
                     self.take(i, n);
-                } else if partial.len() > 1 && !STOPWORDS.contains(&gram.as_str()) && !VOCABULARY.contains(&gram.as_str()) {
+                } else if partial.len() > 1
+                    && !STOPWORDS.contains(&gram.as_str())
+                    && !VOCABULARY.contains(&gram.as_str())
+                {
                     let typed = self.words[i..i + n]
                         .iter()
                         .map(|w| title(&w.text))
@@ -428,7 +703,8 @@ impl<'c> Parser<'c> {
             }
         }
         if self.phrase("ground floor") {
-            let i = (0..self.words.len()).find(|&i| self.gram(i, 2).as_deref() == Some("ground floor"));
+            let i =
+                (0..self.words.len()).find(|&i| self.gram(i, 2).as_deref() == Some("ground floor"));
             if let Some(i) = i {
                 self.scope.floor = Some(0);
                 self.take(i, 2);
@@ -442,7 +718,9 @@ impl<'c> Parser<'c> {
                 let Some(gram) = self.gram(i, n) else {
                     continue;
                 };
-                if n == 1 && (VOCABULARY.contains(&gram.as_str()) || STOPWORDS.contains(&gram.as_str())) {
+                if n == 1
+                    && (VOCABULARY.contains(&gram.as_str()) || STOPWORDS.contains(&gram.as_str()))
+                {
                     continue;
                 }
                 let mut rooms: Vec<(String, String)> = self
@@ -504,7 +782,12 @@ impl<'c> Parser<'c> {
     }
 
     fn regions(&mut self) {
-        let regions: Vec<String> = self.catalog.regions().into_iter().map(str::to_owned).collect();
+        let regions: Vec<String> = self
+            .catalog
+            .regions()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         for n in (1..=2).rev() {
             for i in 0..self.words.len() {
                 let Some(gram) = self.gram(i, n) else {
@@ -669,7 +952,11 @@ impl<'c> Parser<'c> {
                     }
                     let month = m as u32 + 1;
                     let today = self.now.date_naive();
-                    let year = if month <= today.month() { today.year() } else { today.year() - 1 };
+                    let year = if month <= today.month() {
+                        today.year()
+                    } else {
+                        today.year() - 1
+                    };
                     self.period = Some(Period::Month(year, month));
                 } else {
                     return;
@@ -725,7 +1012,9 @@ impl<'c> Parser<'c> {
             if let Some(n) = w.strip_suffix('%').and_then(|n| n.parse::<f64>().ok()) {
                 self.threshold = Some(n / 100.0);
                 self.take(i, 1);
-            } else if let (Some(n), Some("percent" | "per")) = (w.parse::<f64>().ok(), next.as_deref()) {
+            } else if let (Some(n), Some("percent" | "per")) =
+                (w.parse::<f64>().ok(), next.as_deref())
+            {
                 self.threshold = Some(n / 100.0);
                 let extra = usize::from(self.gram(i + 2, 1).as_deref() == Some("cent"));
                 self.take(i, 2 + extra);
@@ -735,8 +1024,19 @@ impl<'c> Parser<'c> {
                     || next.as_deref().is_some_and(|n| {
                         matches!(
                             n,
-                            "busiest" | "quietest" | "rooms" | "offices" | "most" | "least"
-                                | "emptiest" | "worst" | "best" | "latest" | "newest" | "anomalies" | "meetings"
+                            "busiest"
+                                | "quietest"
+                                | "rooms"
+                                | "offices"
+                                | "most"
+                                | "least"
+                                | "emptiest"
+                                | "worst"
+                                | "best"
+                                | "latest"
+                                | "newest"
+                                | "anomalies"
+                                | "meetings"
                         )
                     });
                 if listy && n >= 1 {
@@ -749,23 +1049,51 @@ impl<'c> Parser<'c> {
 
     /// The intent, from the words left; then the plan with its defaults.
     fn intent(mut self) -> Understood {
-        let people = (self.has("who") && self.has_any(&["was", "is", "sat", "booked", "in", "uses", "used"]))
+        let people = (self.has("who")
+            && self.has_any(&["was", "is", "sat", "booked", "in", "uses", "used"]))
             || self.has_any(&["employee", "names", "whom", "person"]);
         if people && !self.has_any(&["headcount", "many"]) {
             return Understood::OutOfScope {
                 message: "roomflow counts people in rooms; it never knows who they are, so it cannot say who was where.".into(),
             };
         }
-        let off_topic = ["temperature", "weather", "revenue", "salary", "salaries", "parking", "coffee", "energy", "electricity", "humidity", "noise", "co2", "wifi", "profit", "sales", "stock", "menu"];
+        let off_topic = [
+            "temperature",
+            "weather",
+            "revenue",
+            "salary",
+            "salaries",
+            "parking",
+            "coffee",
+            "energy",
+            "electricity",
+            "humidity",
+            "noise",
+            "co2",
+            "wifi",
+            "profit",
+            "sales",
+            "stock",
+            "menu",
+        ];
         if let Some(w) = off_topic.iter().find(|w| self.has(w)) {
             return Understood::OutOfScope {
                 message: format!("roomflow has no data on {w}. {CAN_ANSWER}"),
             };
         }
         if let Some(name) = self.unknown_place() {
-            let known: Vec<String> = self.catalog.offices.iter().take(12).map(|o| o.name.clone()).collect();
+            let known: Vec<String> = self
+                .catalog
+                .offices
+                .iter()
+                .take(12)
+                .map(|o| o.name.clone())
+                .collect();
             return Understood::OutOfScope {
-                message: format!("There is no office called {name}. Your offices include {}.", known.join(", ")),
+                message: format!(
+                    "There is no office called {name}. Your offices include {}.",
+                    known.join(", ")
+                ),
             };
         }
         let Some(op) = self.op() else {
@@ -782,7 +1110,9 @@ impl<'c> Parser<'c> {
         plan.scope = std::mem::take(&mut self.scope);
         plan.when = std::mem::take(&mut self.when);
         let default = match op {
-            Op::Utilization | Op::Compare if !plan.when.weekdays.is_empty() => Some(Period::Weeks(4)),
+            Op::Utilization | Op::Compare if !plan.when.weekdays.is_empty() => {
+                Some(Period::Weeks(4))
+            }
             Op::Heatmap => Some(Period::Weeks(4)),
             Op::Anomalies => Some(Period::Days(7)),
             Op::Forecast | Op::Seats => None,
@@ -793,9 +1123,14 @@ impl<'c> Parser<'c> {
             _ => self.period.or(default),
         };
         if self.period.is_none() && default.is_some() {
-            self.notes.push(format!("no period was named: {}", default.map(|p| p.to_string()).unwrap_or_default()));
+            self.notes.push(format!(
+                "no period was named: {}",
+                default.map(|p| p.to_string()).unwrap_or_default()
+            ));
         }
-        let least = self.has_any(&["quietest", "least", "lowest", "emptiest", "worst", "quiet", "quieter", "bottom"]);
+        let least = self.has_any(&[
+            "quietest", "least", "lowest", "emptiest", "worst", "quiet", "quieter", "bottom",
+        ]);
         match op {
             Op::Ranking | Op::Heatmap => {
                 plan.order = Some(if least { Order::Least } else { Order::Most });
@@ -815,13 +1150,18 @@ impl<'c> Parser<'c> {
             plan.scope.kind = None;
         }
         // A room's anomalies and forecasts are its own; the room names its office.
-        if plan.scope.room.is_some() && matches!(op, Op::Utilization | Op::Forecast | Op::Anomalies) {
+        if plan.scope.room.is_some() && matches!(op, Op::Utilization | Op::Forecast | Op::Anomalies)
+        {
             plan.scope.offices.clear();
         }
         let unread = self
             .words
             .iter()
-            .filter(|w| !w.used && !VOCABULARY.contains(&w.text.as_str()) && !STOPWORDS.contains(&w.text.as_str()))
+            .filter(|w| {
+                !w.used
+                    && !VOCABULARY.contains(&w.text.as_str())
+                    && !STOPWORDS.contains(&w.text.as_str())
+            })
             .count();
         for _ in 0..unread.min(5) {
             self.confidence *= 0.9;
@@ -833,7 +1173,10 @@ impl<'c> Parser<'c> {
                 notes: self.notes,
             },
             Err(why) => Understood::OutOfScope {
-                message: format!("I understood a question about {}, but {why}. {CAN_ANSWER}", describe_op(op)),
+                message: format!(
+                    "I understood a question about {}, but {why}. {CAN_ANSWER}",
+                    describe_op(op)
+                ),
             },
         }
     }
@@ -857,65 +1200,179 @@ impl<'c> Parser<'c> {
     /// Which operation the words ask for, if any.
     fn op(&self) -> Option<Op> {
         let places = self.scope.offices.len().max(self.scope.regions.len());
-        let booked = self.has_any(&["booked", "booking", "bookings", "reserved", "reservation", "reservations"]);
-        let unused = self.has_any(&["empty", "unused", "nobody", "idle", "wasted"]) || self.phrase("no one") || self.phrase("not used") || self.phrase("never used");
-        if self.has_any(&["ghost", "ghosts", "noshow", "noshows", "no-show", "no-shows"]) || self.phrase("no show") || self.phrase("no shows") || (booked && unused) {
+        let booked = self.has_any(&[
+            "booked",
+            "booking",
+            "bookings",
+            "reserved",
+            "reservation",
+            "reservations",
+        ]);
+        let unused = self.has_any(&["empty", "unused", "nobody", "idle", "wasted"])
+            || self.phrase("no one")
+            || self.phrase("not used")
+            || self.phrase("never used");
+        if self.has_any(&[
+            "ghost", "ghosts", "noshow", "noshows", "no-show", "no-shows",
+        ]) || self.phrase("no show")
+            || self.phrase("no shows")
+            || (booked && unused)
+        {
             return Some(Op::Ghosts);
         }
-        let seats = self.has_any(&["seats", "seat", "desks"]) || self.scope.kind.as_deref() == Some("DESK");
-        if self.has_any(&["headcount", "employees", "staff"]) || self.phrase("head count")
-            || (seats && (self.has_any(&["need", "spare", "reduce", "cut"]) || self.phrase("too many") || self.phrase("how many") || self.phrase("could go")))
+        let seats =
+            self.has_any(&["seats", "seat", "desks"]) || self.scope.kind.as_deref() == Some("DESK");
+        if self.has_any(&["headcount", "employees", "staff"])
+            || self.phrase("head count")
+            || (seats
+                && (self.has_any(&["need", "spare", "reduce", "cut"])
+                    || self.phrase("too many")
+                    || self.phrase("how many")
+                    || self.phrase("could go")))
         {
             return Some(Op::Seats);
         }
-        if self.has_any(&["forecast", "forecasts", "predict", "predicted", "prediction", "expect", "expected", "projected", "projection", "outlook"])
-            || (self.has("will") && !self.has("was"))
+        if self.has_any(&[
+            "forecast",
+            "forecasts",
+            "predict",
+            "predicted",
+            "prediction",
+            "expect",
+            "expected",
+            "projected",
+            "projection",
+            "outlook",
+        ]) || (self.has("will") && !self.has("was"))
             || self.future
             || self.phrase("going to")
             || (self.has("when") && self.has_any(&["pass", "exceed", "reach", "hit", "cross"]))
         {
             return Some(Op::Forecast);
         }
-        if self.has_any(&["anomaly", "anomalies", "anomalous", "unusual", "faulty", "broken", "stuck", "malfunctioning", "strange", "weird", "outlier", "outliers", "spike", "spikes"])
-            || (self.has_any(&["sensor", "sensors"]) && self.has_any(&["offline", "wrong", "problem", "problems", "issue", "issues", "failing", "dead", "silent"]))
+        if self.has_any(&[
+            "anomaly",
+            "anomalies",
+            "anomalous",
+            "unusual",
+            "faulty",
+            "broken",
+            "stuck",
+            "malfunctioning",
+            "strange",
+            "weird",
+            "outlier",
+            "outliers",
+            "spike",
+            "spikes",
+        ]) || (self.has_any(&["sensor", "sensors"])
+            && self.has_any(&[
+                "offline", "wrong", "problem", "problems", "issue", "issues", "failing", "dead",
+                "silent",
+            ]))
         {
             return Some(Op::Anomalies);
         }
-        let rooms = self.has_any(&["rooms", "room", "spaces", "space", "areas"]) || self.scope.kind.is_some() || self.scope.floor.is_some();
+        let rooms = self.has_any(&["rooms", "room", "spaces", "space", "areas"])
+            || self.scope.kind.is_some()
+            || self.scope.floor.is_some();
         let offices_word = self.has_any(&["offices", "office", "sites", "locations", "buildings"]);
-        let below = self.threshold.is_some() && (self.has_any(&["under", "below", "lower", "less"]) || self.phrase("at most"));
-        let underused = self.has_any(&["underused", "underutilized", "underutilised", "unused", "idle", "empty", "emptiest"])
-            || self.phrase("under used") || self.phrase("under-used") || self.phrase("rarely used") || self.phrase("barely used")
-            || self.phrase("hardly used") || self.phrase("give up") || self.phrase("get rid") || self.phrase("least used");
+        let below = self.threshold.is_some()
+            && (self.has_any(&["under", "below", "lower", "less"]) || self.phrase("at most"));
+        let underused = self.has_any(&[
+            "underused",
+            "underutilized",
+            "underutilised",
+            "unused",
+            "idle",
+            "empty",
+            "emptiest",
+        ]) || self.phrase("under used")
+            || self.phrase("under-used")
+            || self.phrase("rarely used")
+            || self.phrase("barely used")
+            || self.phrase("hardly used")
+            || self.phrase("give up")
+            || self.phrase("get rid")
+            || self.phrase("least used");
         if (below || underused) && (rooms || !offices_word) && self.scope.room.is_none() {
             if below || rooms || !self.has_any(&["least", "emptiest"]) {
                 return Some(Op::Underused);
             }
         }
-        let compare_words = self.has_any(&["compare", "comparison", "compared", "versus", "vs", "against", "difference"]);
-        if compare_words || (places >= 2 && self.has_any(&["busier", "quieter", "more", "less", "or", "than", "and"])) {
+        let compare_words = self.has_any(&[
+            "compare",
+            "comparison",
+            "compared",
+            "versus",
+            "vs",
+            "against",
+            "difference",
+        ]);
+        if compare_words
+            || (places >= 2
+                && self.has_any(&["busier", "quieter", "more", "less", "or", "than", "and"]))
+        {
             if places >= 2 {
                 return Some(Op::Compare);
             }
         }
-        let office_named = self.scope.offices.len() == 1 && self.scope.floor.is_none() && self.scope.room.is_none();
+        let office_named = self.scope.offices.len() == 1
+            && self.scope.floor.is_none()
+            && self.scope.room.is_none();
         let when_words = (self.has("when") && !self.has("will"))
-            || self.phrase("what time") || self.phrase("which hour") || self.phrase("which hours") || self.phrase("which day")
-            || self.phrase("which days") || self.phrase("time of day") || self.phrase("peak hours") || self.phrase("peak times")
+            || self.phrase("what time")
+            || self.phrase("which hour")
+            || self.phrase("which hours")
+            || self.phrase("which day")
+            || self.phrase("which days")
+            || self.phrase("time of day")
+            || self.phrase("peak hours")
+            || self.phrase("peak times")
             || self.has_any(&["heatmap", "pattern"])
-            || (self.has_any(&["busiest", "quietest"]) && self.has_any(&["hour", "hours", "time", "times", "day", "days"]));
+            || (self.has_any(&["busiest", "quietest"])
+                && self.has_any(&["hour", "hours", "time", "times", "day", "days"]));
         if office_named && when_words {
             return Some(Op::Heatmap);
         }
-        let superlative = self.has_any(&["busiest", "quietest", "emptiest", "rank", "ranking", "ranked", "top", "bottom", "highest", "lowest", "best", "worst"])
-            || self.phrase("most used") || self.phrase("least used") || self.phrase("most utilized") || self.phrase("least utilized");
+        let superlative = self.has_any(&[
+            "busiest", "quietest", "emptiest", "rank", "ranking", "ranked", "top", "bottom",
+            "highest", "lowest", "best", "worst",
+        ]) || self.phrase("most used")
+            || self.phrase("least used")
+            || self.phrase("most utilized")
+            || self.phrase("least utilized");
         if superlative && self.scope.offices.is_empty() && self.scope.room.is_none() && !rooms {
             return Some(Op::Ranking);
         }
-        if superlative && self.scope.offices.is_empty() && rooms && self.has_any(&["least", "emptiest", "quietest", "lowest", "worst"]) {
+        if superlative
+            && self.scope.offices.is_empty()
+            && rooms
+            && self.has_any(&["least", "emptiest", "quietest", "lowest", "worst"])
+        {
             return Some(Op::Underused);
         }
-        let busy = self.has_any(&["busy", "utilization", "utilisation", "utilized", "utilised", "occupancy", "occupied", "full", "usage", "used", "use", "average", "peak", "crowded", "packed", "quiet", "people", "busier", "quieter"]);
+        let busy = self.has_any(&[
+            "busy",
+            "utilization",
+            "utilisation",
+            "utilized",
+            "utilised",
+            "occupancy",
+            "occupied",
+            "full",
+            "usage",
+            "used",
+            "use",
+            "average",
+            "peak",
+            "crowded",
+            "packed",
+            "quiet",
+            "people",
+            "busier",
+            "quieter",
+        ]);
         if busy || (places == 1 && self.live) || (self.scope.room.is_some() && self.has("how")) {
             if places >= 2 {
                 return Some(Op::Compare);
@@ -944,7 +1401,8 @@ fn title(s: &str) -> String {
     s.split(' ')
         .map(|w| {
             let mut c = w.chars();
-            c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+            c.next()
+                .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -952,23 +1410,131 @@ fn title(s: &str) -> String {
 
 /// A count in digits or words.
 fn number(w: &str) -> Option<u32> {
-    w.parse().ok().or_else(|| NUMBERS.iter().find(|(n, _)| *n == w).map(|(_, v)| *v))
+    w.parse()
+        .ok()
+        .or_else(|| NUMBERS.iter().find(|(n, _)| *n == w).map(|(_, v)| *v))
 }
 
 const ORDINALS: &[(&str, i32)] = &[
-    ("first", 1), ("second", 2), ("third", 3), ("fourth", 4), ("fifth", 5), ("sixth", 6),
-    ("seventh", 7), ("eighth", 8), ("ninth", 9), ("tenth", 10),
+    ("first", 1),
+    ("second", 2),
+    ("third", 3),
+    ("fourth", 4),
+    ("fifth", 5),
+    ("sixth", 6),
+    ("seventh", 7),
+    ("eighth", 8),
+    ("ninth", 9),
+    ("tenth", 10),
 ];
 
 /// Words that carry no meaning here (and are never corrected into one that does).
 const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "of", "in", "on", "at", "to", "for", "from", "and", "or", "by", "with",
-    "our", "my", "we", "us", "do", "does", "did", "be", "been", "it", "its", "that", "there",
-    "their", "they", "me", "i", "you", "your", "please", "can", "could", "would", "should", "about",
-    "any", "all", "some", "have", "has", "had", "get", "got", "so", "far", "up", "per", "cent",
-    "out", "into", "across", "each", "every", "s", "vs", "between", "ground", "date", "current",
-    "recent", "if", "than", "then", "as", "much", "are", "was", "were", "which", "what", "who",
-    "how", "when", "sites", "locations", "buildings", "areas", "versus", "not", "no", "one",
-    "first", "other", "least", "most", "times", "time",
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "from",
+    "and",
+    "or",
+    "by",
+    "with",
+    "our",
+    "my",
+    "we",
+    "us",
+    "do",
+    "does",
+    "did",
+    "be",
+    "been",
+    "it",
+    "its",
+    "that",
+    "there",
+    "their",
+    "they",
+    "me",
+    "i",
+    "you",
+    "your",
+    "please",
+    "can",
+    "could",
+    "would",
+    "should",
+    "about",
+    "any",
+    "all",
+    "some",
+    "have",
+    "has",
+    "had",
+    "get",
+    "got",
+    "so",
+    "far",
+    "up",
+    "per",
+    "cent",
+    "out",
+    "into",
+    "across",
+    "each",
+    "every",
+    "s",
+    "vs",
+    "between",
+    "ground",
+    "date",
+    "current",
+    "recent",
+    "if",
+    "than",
+    "then",
+    "as",
+    "much",
+    "are",
+    "was",
+    "were",
+    "which",
+    "what",
+    "who",
+    "how",
+    "when",
+    "sites",
+    "locations",
+    "buildings",
+    "areas",
+    "versus",
+    "not",
+    "no",
+    "one",
+    "first",
+    "other",
+    "least",
+    "most",
+    "times",
+    "time",
+    "but",
+    "too",
+    "often",
+    "like",
+    "been",
+    "lately",
+    "me",
+    "show",
+    "give",
+    "tell",
+    "list",
+    "see",
+    "look",
+    "looking",
+    "there",
+    "going",
 ];
-

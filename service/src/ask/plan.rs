@@ -206,7 +206,10 @@ impl Plan {
             let [office] = s.offices.as_slice() else {
                 return bad("a floor needs its office".into());
             };
-            if !catalog.office(office).is_some_and(|o| o.floors.contains(&floor)) {
+            if !catalog
+                .office(office)
+                .is_some_and(|o| o.floors.contains(&floor))
+            {
                 return bad(format!("office {office} has no floor {floor}"));
             }
         }
@@ -258,7 +261,9 @@ impl Plan {
                     return bad("utilization is of an office or a region, not both");
                 }
                 if s.offices.is_empty() && s.room.is_none() && self.when.hours.is_some() {
-                    return bad("hours of the day need one office or room: each office has its own clock");
+                    return bad(
+                        "hours of the day need one office or room: each office has its own clock",
+                    );
                 }
             }
             Op::Compare => {
@@ -276,7 +281,9 @@ impl Plan {
             }
             Op::Ranking => {
                 if !s.offices.is_empty() || s.floor.is_some() || !no_rooms {
-                    return bad("the ranking is of offices, within the portfolio, a region or a country");
+                    return bad(
+                        "the ranking is of offices, within the portfolio, a region or a country",
+                    );
                 }
                 if !self.when.is_empty() {
                     return bad("the ranking is of whole days");
@@ -305,7 +312,12 @@ impl Plan {
                 }
             }
             Op::Anomalies => {
-                if s.offices.len() > 1 || s.floor.is_some() || s.kind.is_some() || !s.regions.is_empty() || s.country.is_some() {
+                if s.offices.len() > 1
+                    || s.floor.is_some()
+                    || s.kind.is_some()
+                    || !s.regions.is_empty()
+                    || s.country.is_some()
+                {
                     return bad("anomalies are listed for the portfolio, one office or one room");
                 }
                 if !self.when.is_empty() {
@@ -313,15 +325,27 @@ impl Plan {
                 }
             }
             Op::Ghosts => {
-                if s.offices.len() > 1 || s.floor.is_some() || !no_rooms || !s.regions.is_empty() || s.country.is_some() {
-                    return bad("booked-but-empty rooms are listed for the portfolio or one office");
+                if s.offices.len() > 1
+                    || s.floor.is_some()
+                    || !no_rooms
+                    || !s.regions.is_empty()
+                    || s.country.is_some()
+                {
+                    return bad(
+                        "booked-but-empty rooms are listed for the portfolio or one office",
+                    );
                 }
                 if !self.when.is_empty() {
                     return bad("bookings are counted over whole days");
                 }
             }
             Op::Seats => {
-                if s.offices.len() > 1 || s.floor.is_some() || !no_rooms || !s.regions.is_empty() || s.country.is_some() {
+                if s.offices.len() > 1
+                    || s.floor.is_some()
+                    || !no_rooms
+                    || !s.regions.is_empty()
+                    || s.country.is_some()
+                {
                     return bad("seats against headcount are of the portfolio or one office");
                 }
                 if !self.when.is_empty() {
@@ -335,7 +359,12 @@ impl Plan {
         if self.threshold.is_some() && !matches!(self.op, Op::Underused | Op::Forecast) {
             return bad("only under-used rooms and forecasts take a threshold");
         }
-        if self.limit.is_some() && !matches!(self.op, Op::Ranking | Op::Underused | Op::Ghosts | Op::Anomalies) {
+        if self.limit.is_some()
+            && !matches!(
+                self.op,
+                Op::Ranking | Op::Underused | Op::Ghosts | Op::Anomalies
+            )
+        {
             return bad("only lists take a limit");
         }
         Ok(())
