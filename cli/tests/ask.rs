@@ -525,3 +525,220 @@ async fn questions_are_answered_from_the_tenants_own_numbers() {
         "the CLI's question: {rows:#?}"
     );
 }
+
+/// What the fake language model replies.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// A valid plan of London yesterday.
+    Good,
+    /// An operation that does not exist.
+    Invalid,
+    /// A threshold the question does not say (the question says 20%).
+    Invented,
+    /// Words and numbers of its own instead of a tool call.
+    Prose,
+    /// An office the tenant does not have.
+    Foreign,
+}
+
+/// A local stand-in for an OpenAI-compatible chat-completions endpoint (`/openai`) and
+/// Anthropic's Messages API (`/anthropic`): checks the key, records every request body,
+/// and replies as `mode` says in each provider's own shape.
+async fn fake_provider(
+    mode: std::sync::Arc<std::sync::Mutex<Mode>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let reply = move |anthropic: bool| {
+        let (mode, seen) = (mode.clone(), seen.clone());
+        move |headers: HeaderMap, body: axum::Json<Value>| async move {
+            let key = if anthropic {
+                headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some("fake-key")
+                    && headers.contains_key("anthropic-version")
+            } else {
+                headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some("Bearer fake-key")
+            };
+            if !key {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(serde_json::json!({ "error": "bad key" })),
+                );
+            }
+            seen.lock().unwrap().push(body.0);
+            let plan = match *mode.lock().unwrap() {
+                Mode::Good => {
+                    serde_json::json!({ "op": "utilization", "scope": { "offices": ["lon"] }, "period": "yesterday" })
+                }
+                Mode::Invalid => serde_json::json!({ "op": "drop_table", "scope": {} }),
+                Mode::Invented => {
+                    serde_json::json!({ "op": "underused", "scope": {}, "period": "last_week", "threshold": 0.35 })
+                }
+                Mode::Foreign => {
+                    serde_json::json!({ "op": "utilization", "scope": { "offices": ["zzz-other"] }, "period": "yesterday" })
+                }
+                Mode::Prose => Value::Null,
+            };
+            let arguments = serde_json::json!({ "outcome": "plan", "plan": plan });
+            let prose = "London was 73% busy yesterday, with 41 people at its peak.";
+            let body = match (anthropic, plan.is_null()) {
+                (false, false) => {
+                    serde_json::json!({ "choices": [{ "message": { "role": "assistant", "tool_calls": [
+                    { "id": "c1", "type": "function", "function": { "name": "plan", "arguments": arguments.to_string() } }
+                ] } }] })
+                }
+                (false, true) => {
+                    serde_json::json!({ "choices": [{ "message": { "role": "assistant", "content": prose } }] })
+                }
+                (true, false) => {
+                    serde_json::json!({ "content": [{ "type": "tool_use", "id": "t1", "name": "plan", "input": arguments }] })
+                }
+                (true, true) => {
+                    serde_json::json!({ "content": [{ "type": "text", "text": prose }] })
+                }
+            };
+            (StatusCode::OK, axum::Json(body))
+        }
+    };
+    let router = axum::Router::new()
+        .route(
+            "/openai/v1/chat/completions",
+            axum::routing::post(reply(false)),
+        )
+        .route("/anthropic/v1/messages", axum::routing::post(reply(true)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_model_only_plans_and_its_bad_plans_are_refused() {
+    let tenant = fresh_tenant("askllm");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    portfolio(&tenant, 2, 2, false).await;
+    let report = run_until_caught_up(&s).await;
+    assert!(report.stats.counted > 0);
+
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(Mode::Good));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let provider = fake_provider(mode.clone(), seen.clone()).await;
+    let mut openai = ServiceConfig::default();
+    for limits in openai.rate_limits.values_mut() {
+        limits.analytics.requests = 10_000;
+    }
+    openai.ask.llm.provider = "openai".into();
+    openai.ask.llm.url = format!("{provider}/openai/v1/chat/completions");
+    openai.ask.llm.model = "fake-model".into();
+    openai.ask.llm.api_key = rf_sinks::Secret::new("fake-key");
+    openai.validate().unwrap();
+    let mut anthropic = openai.clone();
+    anthropic.ask.llm.provider = "anthropic".into();
+    anthropic.ask.llm.url = format!("{provider}/anthropic/v1/messages");
+    let token = rf_service::mint(&openai.jwt_secret, &tenant, "exec", 600);
+
+    for config in [&openai, &anthropic] {
+        let base = serve(config, &s).await;
+        let ask = |q: &str, parser: &str| {
+            let mut url = url::Url::parse(&format!("{base}/v1/ask")).unwrap();
+            url.query_pairs_mut()
+                .append_pair("q", q)
+                .append_pair("parser", parser);
+            get(url.to_string(), token.clone())
+        };
+        *mode.lock().unwrap() = Mode::Good;
+        let (status, answer) = ask("How busy was London yesterday?", "llm").await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["outcome"], "answer", "{answer:#}");
+        assert_eq!(answer["understood_by"], "llm");
+        assert_eq!(answer["plan"]["op"], "utilization");
+        // The built-in parser makes the same plan: the model is trusted as much.
+        assert_eq!(answer["confidence"], 0.95);
+        assert!(rf_service::ask::check::unsupported(&said(&answer), &answer["result"]).is_empty());
+        let (_, builtin) = ask("How busy was London yesterday?", "builtin").await;
+        assert_eq!(
+            builtin["answer"], answer["answer"],
+            "the same plan, the same answer"
+        );
+
+        for (bad, why) in [
+            (Mode::Invalid, "not valid"),
+            (Mode::Invented, "does not say"),
+            (Mode::Prose, "instead of making a plan"),
+            (Mode::Foreign, "not valid"),
+        ] {
+            *mode.lock().unwrap() = bad;
+            let (status, refused) = ask("Which rooms were under 20% last week?", "llm").await;
+            assert_eq!(status, 200);
+            assert_eq!(refused["outcome"], "refused", "{bad:?}: {refused}");
+            let text = refused["answer"].as_str().unwrap();
+            assert!(text.contains(why), "{bad:?}: {text}");
+            // Nothing of the model's reaches the answer: no number at all.
+            assert!(!text.chars().any(|c| c.is_ascii_digit()), "{bad:?}: {text}");
+            assert!(refused.get("result").is_none());
+        }
+    }
+
+    // By default the model is asked only what the built-in parser cannot plan.
+    let base = serve(&openai, &s).await;
+    let before = seen.lock().unwrap().len();
+    *mode.lock().unwrap() = Mode::Good;
+    let (_, parsed) = get(
+        ask_url(&base, "How busy was London last week?"),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(parsed["understood_by"], "builtin");
+    assert_eq!(seen.lock().unwrap().len(), before, "not sent to the model");
+    let (_, fallback) = get(
+        ask_url(
+            &base,
+            "Tell me about footfall chez nous in the British capital",
+        ),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(fallback["understood_by"], "llm", "{fallback}");
+    assert_eq!(fallback["outcome"], "answer");
+    assert_eq!(seen.lock().unwrap().len(), before + 1);
+    // A refused fallback keeps the built-in parser's answer.
+    *mode.lock().unwrap() = Mode::Invented;
+    let (_, kept) = get(
+        ask_url(
+            &base,
+            "Tell me about footfall chez nous in the British capital",
+        ),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(kept["outcome"], "out_of_scope", "{kept}");
+
+    // The model is sent the question and the tenant's names, never a reading or a result.
+    for body in seen.lock().unwrap().iter() {
+        let messages = body["messages"].as_array().unwrap();
+        let user = messages.iter().find(|m| m["role"] == "user").unwrap();
+        let content: Value = serde_json::from_str(user["content"].as_str().unwrap()).unwrap();
+        let keys: Vec<&String> = content.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["names", "question", "today"]);
+        let names: Vec<&String> = content["names"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["offices", "regions", "room_kinds", "rooms"]);
+        for office in content["names"]["offices"].as_array().unwrap() {
+            let fields: Vec<&String> = office.as_object().unwrap().keys().collect();
+            assert_eq!(fields, ["country", "floors", "id", "name", "region"]);
+        }
+        let sent = user["content"].as_str().unwrap();
+        for word in [
+            "utilization",
+            "avg_people",
+            "peak_people",
+            "capacity",
+            "monthly_cost",
+            "readings",
+            "headcount",
+        ] {
+            assert!(!sent.contains(word), "{word} sent to the model: {sent}");
+        }
+        assert!(body["tools"].is_array() && body["model"] == "fake-model");
+    }
+}

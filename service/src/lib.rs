@@ -113,6 +113,8 @@ pub struct ServiceConfig {
     /// The key of the web app's CSRF cookies: the same (64 or more random characters) on
     /// every `serve` process behind one address; empty: a random key per process.
     pub csrf_key: Secret,
+    /// Questions in plain language (`GET /v1/ask`).
+    pub ask: ask::AskConfig,
 }
 
 /// See [`ServiceConfig::jwt_algorithm`].
@@ -156,6 +158,7 @@ impl Default for ServiceConfig {
             rate_limits: limits::default_limits(),
             web: web::WebConfig::default(),
             csrf_key: Secret::new(""),
+            ask: ask::AskConfig::default(),
         }
     }
 }
@@ -309,6 +312,7 @@ impl ServiceConfig {
             }
         }
         self.web.validate(addr.ip().is_loopback())?;
+        self.ask.llm.validate()?;
         let key = self.csrf_key.expose();
         if !key.is_empty() && key.len() < 64 {
             return Err(InvalidSetting {
@@ -396,9 +400,14 @@ pub async fn ask_once(
             Ok((caller, region)) => {
                 let (body, detail) = audit::SCOPE
                     .scope(audit::Scope::default(), async {
-                        let body =
-                            ask::answer_question(&state, &caller, question, chrono::Utc::now())
-                                .await;
+                        let body = ask::answer_question(
+                            &state,
+                            &caller,
+                            question,
+                            chrono::Utc::now(),
+                            None,
+                        )
+                        .await;
                         (body, audit::SCOPE.with(|s| s.change.take()))
                     })
                     .await;

@@ -206,9 +206,10 @@ q("How much energy did New York use last month?", OUT, "out-of-scope")
 q("", OUT, "out-of-scope")
 q("SELECT * FROM rooms", OUT, "out-of-scope")
 
-here = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(here, "questions.jsonl"), "w") as f:
-    f.write(json.dumps({"now": "2026-12-03T10:00:00Z", "catalog": "catalog.json"}) + "\n")
-    for c in C:
-        f.write(json.dumps(c) + "\n")
-print(len(C), "questions")
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "questions.jsonl"), "w") as f:
+        f.write(json.dumps({"now": "2026-12-03T10:00:00Z", "catalog": "catalog.json"}) + "\n")
+        for c in C:
+            f.write(json.dumps(c) + "\n")
+    print(len(C), "questions")

@@ -40,7 +40,6 @@ struct Said {
     text: String,
     value: f64,
     decimals: i32,
-    percent: bool,
 }
 
 impl Said {
@@ -52,11 +51,8 @@ impl Said {
             (x * scale).round() / scale
         };
         let close = |x: f64| (round(x) - self.value).abs() < 1e-9;
-        if self.percent {
-            close(v * 100.0) || close(v)
-        } else {
-            close(v) || close(v * 100.0)
-        }
+        // 0.43 shows as 43%, and a count as itself, with or without a %.
+        close(v) || close(v * 100.0)
     }
 }
 
@@ -100,7 +96,6 @@ fn said(text: &str) -> Vec<Said> {
                 text: chars[i..j + usize::from(percent)].iter().collect(),
                 value,
                 decimals,
-                percent,
             });
         }
         i = j + 1;

@@ -103,8 +103,12 @@ pub fn matches(expect: &Expect, got: &Understood) -> bool {
     }
 }
 
+/// An evaluation file: when its questions are asked, the tenant's names, the cases
+/// with their lines.
+pub type Loaded = (DateTime<Utc>, Catalog, Vec<(usize, Case)>);
+
 /// Reads an evaluation file and its catalog.
-pub fn load(file: &Path) -> Result<(DateTime<Utc>, Catalog, Vec<(usize, Case)>), String> {
+pub fn load(file: &Path) -> Result<Loaded, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut lines = text
         .lines()
@@ -195,4 +199,72 @@ pub fn evaluate(file: &Path) -> Result<Report, String> {
         report.parse_micros = (total / report.cases as f64, most);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_parser_gets_95_percent_of_the_plans_right() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/ask"));
+        let mut cases = 0;
+        for file in ["questions.jsonl", "heldout.jsonl"] {
+            let report = evaluate(&dir.join(file)).unwrap();
+            cases += report.cases;
+            assert!(
+                report.accuracy() >= 0.95,
+                "{file}: {:.1}% right; failed: {:#?}",
+                report.accuracy() * 100.0,
+                report.failures
+            );
+            if file == "questions.jsonl" {
+                for tag in [
+                    "typo",
+                    "relative-date",
+                    "ambiguous",
+                    "out-of-scope",
+                    "compare",
+                ] {
+                    assert!(
+                        report.by_tag.get(tag).is_some_and(|(_, n)| *n >= 5),
+                        "{file}: few {tag} cases"
+                    );
+                }
+            }
+        }
+        assert!(cases >= 150, "{cases} questions");
+    }
+
+    #[test]
+    fn a_case_counts_only_when_its_whole_plan_is_right() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/ask"));
+        let (now, catalog, cases) = load(&dir.join("questions.jsonl")).unwrap();
+        let (_, case) = &cases[0];
+        let got = parse(&case.q, &catalog, now);
+        assert!(matches(&case.expect, &got));
+        let Understood::Plan {
+            mut plan,
+            confidence,
+            notes,
+        } = got
+        else {
+            panic!("a plan")
+        };
+        plan.period = Some(super::super::dates::Period::LastWeek);
+        assert!(!matches(
+            &case.expect,
+            &Understood::Plan {
+                plan,
+                confidence,
+                notes
+            }
+        ));
+        assert!(!matches(
+            &case.expect,
+            &Understood::OutOfScope {
+                message: String::new()
+            }
+        ));
+    }
 }

@@ -5,14 +5,26 @@
 pub mod catalog;
 pub mod dates;
 pub mod eval;
+mod intent;
 pub mod parse;
 pub mod plan;
+mod when;
+mod words;
 
 pub use catalog::Catalog;
 pub use parse::{parse, Understood};
 pub use plan::{Op, Plan};
 pub mod check;
+pub mod llm;
 mod run;
+
+/// `[service.ask]`.
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AskConfig {
+    /// An optional language model for understanding questions (`[service.ask.llm]`).
+    pub llm: llm::LlmConfig,
+}
 
 use std::sync::Arc;
 
@@ -36,6 +48,8 @@ pub const MAX_QUESTION: usize = 500;
 pub struct AskQuery {
     /// The question.
     q: Option<String>,
+    /// `builtin` or `llm`: which understands it (default: the configured order).
+    parser: Option<String>,
 }
 
 /// `GET /v1/ask?q=…`: the question answered from the tenant's own data: the sentence,
@@ -54,8 +68,19 @@ pub async fn ask(
             format!("ask a question of 1 to {MAX_QUESTION} characters"),
         ));
     }
+    let parser = match a.parser.as_deref() {
+        None => None,
+        Some(p @ ("builtin" | "llm")) => Some(p),
+        Some(_) => return Err(ApiError::bad("parser", "must be builtin or llm")),
+    };
+    if parser == Some("llm") && !state.config.ask.llm.enabled() {
+        return Err(ApiError::bad(
+            "parser",
+            "no language model is configured (service.ask.llm)",
+        ));
+    }
     caller.limit(&state, Class::Analytics).await?;
-    let body = answer_question(&state, &caller, &question, Utc::now()).await?;
+    let body = answer_question(&state, &caller, &question, Utc::now(), parser).await?;
     Ok(answer(body))
 }
 
@@ -65,11 +90,27 @@ pub(crate) async fn answer_question(
     caller: &Caller<'_>,
     question: &str,
     now: DateTime<Utc>,
+    parser: Option<&str>,
 ) -> Result<serde_json::Value, ApiError> {
     let metadata = metadata(state, caller).await?;
     let catalog = metadata.catalog();
-    let understood = parse(question, catalog, now);
-    let parser = "builtin";
+    let (understood, parser) = match understand(state, question, catalog, now, parser).await {
+        Ok(understood) => understood,
+        Err(refused) => {
+            state.asked.with_label_values(&["llm", "refused"]).inc();
+            tracing::warn!(%refused, "the language model's reply was refused");
+            crate::audit::remember_detail(
+                json!({ "q": question, "outcome": "refused", "refused": refused.to_string() })
+                    .to_string(),
+            );
+            return Ok(json!({
+                "question": question,
+                "outcome": "refused",
+                "answer": format!("I cannot answer that: {refused}."),
+                "understood_by": "llm",
+            }));
+        }
+    };
     let (outcome, body, plan, references) = match understood {
         Understood::Plan {
             plan,
@@ -182,6 +223,76 @@ pub(crate) async fn answer_question(
         .to_string(),
     );
     Ok(body)
+}
+
+/// The question understood: by the built-in parser, the language model, or both in the
+/// configured order (`parser` forces one). A forced model's refused reply is the error.
+async fn understand(
+    state: &AppState,
+    question: &str,
+    catalog: &Catalog,
+    now: DateTime<Utc>,
+    parser: Option<&str>,
+) -> Result<(Understood, &'static str), llm::Refused> {
+    let config = &state.config.ask.llm;
+    let builtin = || parse(question, catalog, now);
+    if parser == Some("builtin") || !config.enabled() {
+        return Ok((builtin(), "builtin"));
+    }
+    let with_note = |mut understood: Understood, note: String| {
+        if let Understood::Plan { notes, .. } = &mut understood {
+            notes.push(note);
+        }
+        understood
+    };
+    if parser == Some("llm") || config.mode == "first" {
+        let asked = llm::understand(config, question, catalog, now).await;
+        return match (asked, parser) {
+            (Ok(Understood::Plan { plan, notes, .. }), _) => {
+                // As sure as the built-in parser when it makes the same plan.
+                let agreed =
+                    matches!(builtin(), Understood::Plan { plan: ref p, .. } if *p == plan);
+                let confidence = if agreed { 0.95 } else { 0.7 };
+                Ok((
+                    Understood::Plan {
+                        plan,
+                        confidence,
+                        notes,
+                    },
+                    "llm",
+                ))
+            }
+            (Ok(other), _) => Ok((other, "llm")),
+            (Err(refused), Some("llm")) => Err(refused),
+            (Err(refused), _) => {
+                state.asked.with_label_values(&["llm", "refused"]).inc();
+                Ok((
+                    with_note(
+                        builtin(),
+                        format!("{refused}; the built-in parser answered"),
+                    ),
+                    "builtin",
+                ))
+            }
+        };
+    }
+    // Fallback: the model only when the built-in parser finds no plan.
+    match builtin() {
+        Understood::OutOfScope { message } => {
+            match llm::understand(config, question, catalog, now).await {
+                Ok(u @ (Understood::Plan { .. } | Understood::Clarify { .. })) => Ok((u, "llm")),
+                Ok(Understood::OutOfScope { .. }) => {
+                    Ok((Understood::OutOfScope { message }, "builtin"))
+                }
+                Err(refused) => {
+                    state.asked.with_label_values(&["llm", "refused"]).inc();
+                    tracing::warn!(%refused, "the language model's reply was refused");
+                    Ok((Understood::OutOfScope { message }, "builtin"))
+                }
+            }
+        }
+        understood => Ok((understood, "builtin")),
+    }
 }
 
 /// Runs one of the service's read operations, `endpoint` being its path and query, as

@@ -5,12 +5,13 @@
 //! the words left. A name that could be two places asks back; a question it cannot map
 //! to an operation says what it can answer.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::catalog::{normalize, Catalog};
 use super::dates::Period;
-use super::plan::{Op, Order, Plan, Scope, When, WEEKDAYS};
+use super::plan::{Plan, Scope, When};
+use super::words::*;
 
 /// What the parser made of a question.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -46,387 +47,41 @@ comparisons (\"Compare New York and London this quarter\"), rankings of offices,
 (\"Which meeting rooms in EMEA were under 20% last month?\"), busiest hours, forecasts (\"When will Berlin pass 80% at peak?\"), \
 anomalies and faulty sensors, rooms booked but empty, and seats against headcount.";
 
-/// Words the parser knows; any other word near one of these is read as it.
-const VOCABULARY: &[&str] = &[
-    // intents
-    "how",
-    "busy",
-    "busier",
-    "busiest",
-    "quiet",
-    "quieter",
-    "quietest",
-    "utilization",
-    "utilisation",
-    "utilized",
-    "utilised",
-    "occupancy",
-    "occupied",
-    "full",
-    "usage",
-    "used",
-    "average",
-    "peak",
-    "crowded",
-    "packed",
-    "empty",
-    "emptiest",
-    "compare",
-    "comparison",
-    "compared",
-    "versus",
-    "against",
-    "difference",
-    "between",
-    "ranking",
-    "rank",
-    "ranked",
-    "top",
-    "bottom",
-    "most",
-    "least",
-    "highest",
-    "lowest",
-    "under",
-    "below",
-    "less",
-    "lower",
-    "than",
-    "above",
-    "over",
-    "more",
-    "underused",
-    "underutilized",
-    "underutilised",
-    "rarely",
-    "barely",
-    "hardly",
-    "unused",
-    "idle",
-    "never",
-    "heatmap",
-    "pattern",
-    "hour",
-    "hours",
-    "time",
-    "times",
-    "forecast",
-    "forecasts",
-    "predict",
-    "predicted",
-    "prediction",
-    "expect",
-    "expected",
-    "going",
-    "projected",
-    "projection",
-    "outlook",
-    "pass",
-    "exceed",
-    "reach",
-    "hit",
-    "cross",
-    "anomaly",
-    "anomalies",
-    "anomalous",
-    "unusual",
-    "faulty",
-    "broken",
-    "stuck",
-    "malfunctioning",
-    "strange",
-    "weird",
-    "outlier",
-    "outliers",
-    "sensor",
-    "sensors",
-    "offline",
-    "spike",
-    "spikes",
-    "ghost",
-    "ghosts",
-    "booked",
-    "booking",
-    "bookings",
-    "reserved",
-    "reservation",
-    "reservations",
-    "nobody",
-    "headcount",
-    "employees",
-    "staff",
-    "seats",
-    "seat",
-    "desks",
-    "desk",
-    "need",
-    "many",
-    "spare",
-    "reduce",
-    "people",
-    "rooms",
-    "room",
-    "offices",
-    "office",
-    "floor",
-    "floors",
-    "level",
-    "meeting",
-    "focus",
-    "booths",
-    "booth",
-    "phone",
-    "open",
-    "space",
-    "spaces",
-    "collaboration",
-    "collab",
-    "portfolio",
-    "overall",
-    "company",
-    "region",
-    "regions",
-    "country",
-    "which",
-    "what",
-    "when",
-    "where",
-    "show",
-    "list",
-    "give",
-    "tell",
-    "were",
-    "was",
-    "is",
-    "are",
-    "will",
-    "the",
-    "last",
-    "this",
-    "past",
-    "previous",
-    "next",
-    "today",
-    "yesterday",
-    "tomorrow",
-    "week",
-    "weeks",
-    "month",
-    "months",
-    "quarter",
-    "quarters",
-    "year",
-    "years",
-    "days",
-    "day",
-    "morning",
-    "mornings",
-    "afternoon",
-    "afternoons",
-    "evening",
-    "evenings",
-    "lunchtime",
-    "weekdays",
-    "weekends",
-    "weekend",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "mondays",
-    "tuesdays",
-    "wednesdays",
-    "thursdays",
-    "fridays",
-    "saturdays",
-    "sundays",
-    "january",
-    "february",
-    "march",
-    "april",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "percent",
-    "capacity",
-    "currently",
-    "right",
-    "now",
-    "often",
-    "most",
-    "usually",
-    "typically",
-    "cancelled",
-    "shows",
-    "show",
-    "meetings",
-    "latest",
-    "newest",
-    "during",
-    "recently",
-    "utilisation",
-    "temperature",
-    "weather",
-    "revenue",
-    "salary",
-    "salaries",
-    "parking",
-    "coffee",
-    "energy",
-    "electricity",
-    "humidity",
-    "noise",
-    "every",
-    "across",
-    "whole",
-];
-
-/// Number words.
-const NUMBERS: &[(&str, u32)] = &[
-    ("one", 1),
-    ("two", 2),
-    ("three", 3),
-    ("four", 4),
-    ("five", 5),
-    ("six", 6),
-    ("seven", 7),
-    ("eight", 8),
-    ("nine", 9),
-    ("ten", 10),
-    ("eleven", 11),
-    ("twelve", 12),
-    ("fifteen", 15),
-    ("twenty", 20),
-    ("thirty", 30),
-    ("fifty", 50),
-    ("ninety", 90),
-];
-
-const MONTHS: [&str; 12] = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-];
-
-const DAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
-/// Kinds of room by the words people use.
-const KIND_WORDS: &[(&str, &str)] = &[
-    ("meeting rooms", "MEETING"),
-    ("meeting room", "MEETING"),
-    ("meeting", "MEETING"),
-    ("conference rooms", "MEETING"),
-    ("conference room", "MEETING"),
-    ("focus rooms", "FOCUS"),
-    ("focus room", "FOCUS"),
-    ("focus booths", "FOCUS"),
-    ("phone booths", "FOCUS"),
-    ("booths", "FOCUS"),
-    ("booth", "FOCUS"),
-    ("desks", "DESK"),
-    ("desk", "DESK"),
-    ("hot desks", "DESK"),
-    ("open spaces", "OPEN_SPACE"),
-    ("open space", "OPEN_SPACE"),
-    ("open plan", "OPEN_SPACE"),
-    ("collaboration spaces", "COLLAB"),
-    ("collaboration space", "COLLAB"),
-    ("collab spaces", "COLLAB"),
-    ("collaboration areas", "COLLAB"),
-];
-
-/// Region names by the words people use, when the tenant's regions are spelled so.
-const REGION_WORDS: &[(&str, &str)] = &[
-    ("europe", "emea"),
-    ("european", "emea"),
-    ("americas", "amer"),
-    ("north america", "amer"),
-    ("asia pacific", "apac"),
-    ("asia", "apac"),
-    ("apj", "apac"),
-];
-
-/// City nicknames.
-const ALIASES: &[(&str, &str)] = &[
-    ("nyc", "new york"),
-    ("ny", "new york"),
-    ("sf", "san francisco"),
-    ("la", "los angeles"),
-    ("dc", "washington"),
-];
-
 /// One word of the question.
 #[derive(Clone, Debug)]
-struct Word {
+pub(super) struct Word {
     /// Normalized (corrected, once corrected).
-    text: String,
+    pub(super) text: String,
     /// Typed in capitals (country codes are only read so).
-    upper: bool,
+    pub(super) upper: bool,
     /// Typed with a capital first letter, not first in the question: a name.
-    capital: bool,
+    pub(super) capital: bool,
     /// Taken by a place, a time or a number.
-    used: bool,
+    pub(super) used: bool,
 }
 
-/// The optimal-string-alignment distance: edits, a swap of neighbours counting one.
-fn distance(a: &str, b: &str) -> usize {
-    strsim::osa_distance(a, b)
-}
-
-/// How far a word of this length may be from the one meant.
-fn tolerance(len: usize) -> usize {
-    match len {
-        0..=3 => 0,
-        4..=6 => 1,
-        _ => 2,
-    }
-}
-
-struct Parser<'c> {
-    catalog: &'c Catalog,
-    now: DateTime<Utc>,
-    words: Vec<Word>,
-    notes: Vec<String>,
-    confidence: f64,
-    scope: Scope,
-    period: Option<Period>,
-    when: When,
-    threshold: Option<f64>,
-    limit: Option<u32>,
+/// A question being read: its words, and what was found in them so far.
+pub(super) struct Parser<'c> {
+    pub(super) catalog: &'c Catalog,
+    pub(super) now: DateTime<Utc>,
+    pub(super) words: Vec<Word>,
+    pub(super) notes: Vec<String>,
+    pub(super) confidence: f64,
+    pub(super) scope: Scope,
+    pub(super) period: Option<Period>,
+    pub(super) when: When,
+    pub(super) threshold: Option<f64>,
+    pub(super) limit: Option<u32>,
     /// A word of the places that fits several offices: (typed, office ids).
-    ambiguous: Option<(String, Vec<String>)>,
+    pub(super) ambiguous: Option<(String, Vec<String>)>,
     /// Offices named, by the position of their first word.
-    office_at: Vec<(usize, String)>,
+    pub(super) office_at: Vec<(usize, String)>,
     /// A room name that fits several rooms: (name, (room, office) ids).
-    room_choices: Option<(String, Vec<(String, String)>)>,
+    pub(super) room_choices: Option<(String, Vec<(String, String)>)>,
     /// Something said about the future ("tomorrow", "next week").
-    future: bool,
+    pub(super) future: bool,
     /// "right now", "currently".
-    live: bool,
+    pub(super) live: bool,
 }
 
 /// Understands `question` against the tenant's `catalog`, `now` being the time asked.
@@ -559,7 +214,7 @@ impl<'c> Parser<'c> {
     }
 
     /// The unused words from `i`, `n` of them, joined, if none is used.
-    fn gram(&self, i: usize, n: usize) -> Option<String> {
+    pub(super) fn gram(&self, i: usize, n: usize) -> Option<String> {
         let words = self.words.get(i..i + n)?;
         if words.iter().any(|w| w.used) {
             return None;
@@ -573,22 +228,22 @@ impl<'c> Parser<'c> {
         )
     }
 
-    fn take(&mut self, i: usize, n: usize) {
+    pub(super) fn take(&mut self, i: usize, n: usize) {
         for w in &mut self.words[i..i + n] {
             w.used = true;
         }
     }
 
-    fn has(&self, word: &str) -> bool {
+    pub(super) fn has(&self, word: &str) -> bool {
         self.words.iter().any(|w| !w.used && w.text == word)
     }
 
-    fn has_any(&self, words: &[&str]) -> bool {
+    pub(super) fn has_any(&self, words: &[&str]) -> bool {
         words.iter().any(|w| self.has(w))
     }
 
     /// Whether the unused words hold `phrase` (words in order, next to each other).
-    fn phrase(&self, phrase: &str) -> bool {
+    pub(super) fn phrase(&self, phrase: &str) -> bool {
         let n = phrase.split(' ').count();
         (0..self.words.len()).any(|i| self.gram(i, n).as_deref() == Some(phrase))
     }
@@ -671,18 +326,20 @@ impl<'c> Parser<'c> {
         for i in 0..self.words.len() {
             let number = |w: Option<&Word>| -> Option<i32> {
                 let t = &w?.text;
+                let named = ORDINALS
+                    .iter()
+                    .find(|(w, _)| w == t)
+                    .map(|(_, n)| *n)
+                    .or_else(|| NUMBERS.iter().find(|(w, _)| w == t).map(|(_, n)| *n as i32));
+                if named.is_some() {
+                    return named;
+                }
                 let digits = t.trim_end_matches(|c: char| c.is_alphabetic());
                 let suffix = &t[digits.len()..];
                 if !["", "st", "nd", "rd", "th"].contains(&suffix) {
                     return None;
                 }
-                digits.parse().ok().or_else(|| {
-                    ORDINALS
-                        .iter()
-                        .find(|(w, _)| w == t)
-                        .map(|(_, n)| *n)
-                        .or_else(|| NUMBERS.iter().find(|(w, _)| w == t).map(|(_, n)| *n as i32))
-                })
+                digits.parse().ok()
             };
             let word = self.words[i].text.as_str();
             if self.words[i].used || !matches!(word, "floor" | "level") {
@@ -823,581 +480,9 @@ impl<'c> Parser<'c> {
             }
         }
     }
-
-    /// The period, weekdays and hours.
-    fn times(&mut self) {
-        let unit = |w: &str| match w.trim_end_matches('s') {
-            "day" => Some('d'),
-            "week" => Some('w'),
-            "month" => Some('m'),
-            _ => None,
-        };
-        for i in 0..self.words.len() {
-            let (Some(two), three) = (self.gram(i, 2), self.gram(i, 3)) else {
-                if let Some(one) = self.gram(i, 1) {
-                    self.time_word(i, &one);
-                }
-                continue;
-            };
-            // "last 30 days", "past 2 weeks", "previous 3 months".
-            if let Some(three) = three {
-                let parts: Vec<&str> = three.split(' ').collect();
-                if matches!(parts[0], "last" | "past" | "previous" | "recent") {
-                    if let (Some(n), Some(u)) = (number(parts[1]), unit(parts[2])) {
-                        self.period = Some(match u {
-                            'd' => Period::Days(n),
-                            'w' => Period::Weeks(n),
-                            _ => Period::Months(n),
-                        });
-                        self.take(i, 3);
-                        continue;
-                    }
-                }
-            }
-            let parts: Vec<&str> = two.split(' ').collect();
-            let named = match (parts[0], parts[1]) {
-                ("this" | "current", "week") => Some(Period::ThisWeek),
-                ("this" | "current", "month") => Some(Period::ThisMonth),
-                ("this" | "current", "quarter") => Some(Period::ThisQuarter),
-                ("this" | "current", "year") => Some(Period::ThisYear),
-                ("last" | "previous", "week") => Some(Period::LastWeek),
-                ("last" | "previous", "month") => Some(Period::LastMonth),
-                ("last" | "previous", "quarter") => Some(Period::LastQuarter),
-                ("last" | "previous", "year") => Some(Period::LastYear),
-                ("past", "week") => Some(Period::Days(7)),
-                ("past", "month") => Some(Period::Days(30)),
-                ("past", "year") => Some(Period::Days(365)),
-                ("this", "morning") => {
-                    self.when.hours = Some([8, 12]);
-                    Some(Period::Today)
-                }
-                ("this", "afternoon") => {
-                    self.when.hours = Some([12, 17]);
-                    Some(Period::Today)
-                }
-                ("this", "evening") => {
-                    self.when.hours = Some([17, 21]);
-                    Some(Period::Today)
-                }
-                ("right", "now") => {
-                    self.live = true;
-                    Some(Period::Today)
-                }
-                ("next", "week" | "month" | "quarter" | "year") => {
-                    self.future = true;
-                    self.take(i, 2);
-                    continue;
-                }
-                ("year", "to") if self.gram(i + 2, 1).as_deref() == Some("date") => {
-                    self.take(i + 2, 1);
-                    Some(Period::ThisYear)
-                }
-                _ => None,
-            };
-            if let Some(p) = named {
-                self.period = Some(p);
-                self.take(i, 2);
-                continue;
-            }
-            // "between 9 and 11", "from 9am to 11am", "9 to 11".
-            if let Some(span) = self.hour_span(i) {
-                self.when.hours = Some(span);
-                continue;
-            }
-            self.time_word(i, &parts[0].to_owned());
-        }
-    }
-
-    /// A lone word of time: "today", "tuesdays", "october", "afternoon".
-    fn time_word(&mut self, i: usize, word: &str) {
-        let hours = match word.trim_end_matches('s') {
-            "morning" => Some([8, 12]),
-            "afternoon" => Some([12, 17]),
-            "evening" => Some([17, 21]),
-            "lunchtime" => Some([12, 14]),
-            _ => None,
-        };
-        if let Some(h) = hours {
-            self.when.hours = Some(h);
-            self.take(i, 1);
-            return;
-        }
-        match word {
-            "today" => self.period = Some(Period::Today),
-            "yesterday" => self.period = Some(Period::Yesterday),
-            "tomorrow" => self.future = true,
-            "currently" | "now" => {
-                self.live = true;
-                self.period = Some(Period::Today);
-            }
-            "ytd" => self.period = Some(Period::ThisYear),
-            "weekdays" | "weekday" => {
-                self.when.weekdays = WEEKDAYS[..5].iter().map(|d| (*d).to_owned()).collect();
-            }
-            "weekends" | "weekend" => {
-                self.when.weekdays = WEEKDAYS[5..].iter().map(|d| (*d).to_owned()).collect();
-            }
-            w => {
-                let day = w.trim_end_matches('s');
-                if let Some(d) = DAYS.iter().position(|d| *d == day) {
-                    let name = WEEKDAYS[d].to_owned();
-                    if !self.when.weekdays.contains(&name) {
-                        self.when.weekdays.push(name);
-                    }
-                } else if let Some(m) = MONTHS.iter().position(|m| *m == w) {
-                    // "may" is a month only after "in"/"during"/"of".
-                    let before = i.checked_sub(1).map(|j| self.words[j].text.as_str());
-                    if w == "may" && !matches!(before, Some("in" | "during" | "of" | "for")) {
-                        return;
-                    }
-                    let month = m as u32 + 1;
-                    let today = self.now.date_naive();
-                    let year = if month <= today.month() {
-                        today.year()
-                    } else {
-                        today.year() - 1
-                    };
-                    self.period = Some(Period::Month(year, month));
-                } else {
-                    return;
-                }
-            }
-        }
-        self.take(i, 1);
-    }
-
-    /// Hours `[from, to)` said as "between 9 and 11", "from 9am to 2pm", "9-11".
-    fn hour_span(&mut self, i: usize) -> Option<[u8; 2]> {
-        let hour = |w: &str| -> Option<u8> {
-            let (n, pm) = match w.strip_suffix("pm") {
-                Some(n) => (n, true),
-                None => (w.strip_suffix("am").unwrap_or(w), false),
-            };
-            let h: u8 = n.parse().ok().or_else(|| number(n).map(|n| n as u8))?;
-            let h = if pm && h < 12 { h + 12 } else { h };
-            (h <= 24).then_some(h)
-        };
-        let words: Vec<String> = (i..(i + 4).min(self.words.len()))
-            .map(|j| self.words[j].text.clone())
-            .collect();
-        let w: Vec<&str> = words.iter().map(String::as_str).collect();
-        let (from, to, n) = match w.as_slice() {
-            ["between" | "from", a, "and" | "to", b, ..] => (hour(a)?, hour(b)?, 4),
-            [a, "to", b, ..] if a.ends_with('m') || b.ends_with('m') => (hour(a)?, hour(b)?, 3),
-            [a, ..] if a.contains('-') => {
-                let (x, y) = a.split_once('-')?;
-                (hour(x)?, hour(y)?, 1)
-            }
-            _ => return None,
-        };
-        if self.words[i..i + n].iter().any(|w| w.used) {
-            return None;
-        }
-        // "9 to 5": the afternoon hour is meant.
-        let to = if to <= from && to < 12 { to + 12 } else { to };
-        (from < to && to <= 24).then(|| {
-            self.take(i, n);
-            [from, to]
-        })
-    }
-
-    /// Thresholds ("under 20%", "80 percent") and list lengths ("top 5").
-    fn numbers(&mut self) {
-        for i in 0..self.words.len() {
-            if self.words[i].used {
-                continue;
-            }
-            let w = self.words[i].text.clone();
-            let next = self.words.get(i + 1).map(|w| w.text.clone());
-            if let Some(n) = w.strip_suffix('%').and_then(|n| n.parse::<f64>().ok()) {
-                self.threshold = Some(n / 100.0);
-                self.take(i, 1);
-            } else if let (Some(n), Some("percent" | "per")) =
-                (w.parse::<f64>().ok(), next.as_deref())
-            {
-                self.threshold = Some(n / 100.0);
-                let extra = usize::from(self.gram(i + 2, 1).as_deref() == Some("cent"));
-                self.take(i, 2 + extra);
-            } else if let Some(n) = number(&w) {
-                let before = i.checked_sub(1).map(|j| self.words[j].text.clone());
-                let listy = matches!(before.as_deref(), Some("top" | "bottom" | "first"))
-                    || next.as_deref().is_some_and(|n| {
-                        matches!(
-                            n,
-                            "busiest"
-                                | "quietest"
-                                | "rooms"
-                                | "offices"
-                                | "most"
-                                | "least"
-                                | "emptiest"
-                                | "worst"
-                                | "best"
-                                | "latest"
-                                | "newest"
-                                | "anomalies"
-                                | "meetings"
-                        )
-                    });
-                if listy && n >= 1 {
-                    self.limit = Some(n);
-                    self.take(i, 1);
-                }
-            }
-        }
-    }
-
-    /// The intent, from the words left; then the plan with its defaults.
-    fn intent(mut self) -> Understood {
-        let people = (self.has("who")
-            && self.has_any(&["was", "is", "sat", "booked", "in", "uses", "used"]))
-            || self.has_any(&["employee", "names", "whom", "person"]);
-        if people && !self.has_any(&["headcount", "many"]) {
-            return Understood::OutOfScope {
-                message: "roomflow counts people in rooms; it never knows who they are, so it cannot say who was where.".into(),
-            };
-        }
-        let off_topic = [
-            "temperature",
-            "weather",
-            "revenue",
-            "salary",
-            "salaries",
-            "parking",
-            "coffee",
-            "energy",
-            "electricity",
-            "humidity",
-            "noise",
-            "co2",
-            "wifi",
-            "profit",
-            "sales",
-            "stock",
-            "menu",
-        ];
-        if let Some(w) = off_topic.iter().find(|w| self.has(w)) {
-            return Understood::OutOfScope {
-                message: format!("roomflow has no data on {w}. {CAN_ANSWER}"),
-            };
-        }
-        if let Some(name) = self.unknown_place() {
-            let known: Vec<String> = self
-                .catalog
-                .offices
-                .iter()
-                .take(12)
-                .map(|o| o.name.clone())
-                .collect();
-            return Understood::OutOfScope {
-                message: format!(
-                    "There is no office called {name}. Your offices include {}.",
-                    known.join(", ")
-                ),
-            };
-        }
-        let Some(op) = self.op() else {
-            return Understood::OutOfScope {
-                message: format!("I did not understand the question. {CAN_ANSWER}"),
-            };
-        };
-        if self.future && !matches!(op, Op::Forecast) {
-            return Understood::OutOfScope {
-                message: "That asks about the future: I can say when an office or room is forecast to pass a share of its capacity, e.g. \"When will Berlin pass 80% at peak?\"".into(),
-            };
-        }
-        let mut plan = Plan::new(op);
-        plan.scope = std::mem::take(&mut self.scope);
-        plan.when = std::mem::take(&mut self.when);
-        let default = match op {
-            Op::Utilization | Op::Compare if !plan.when.weekdays.is_empty() => {
-                Some(Period::Weeks(4))
-            }
-            Op::Heatmap => Some(Period::Weeks(4)),
-            Op::Anomalies => Some(Period::Days(7)),
-            Op::Forecast | Op::Seats => None,
-            _ => Some(Period::Days(30)),
-        };
-        plan.period = match op {
-            Op::Forecast | Op::Seats => None,
-            _ => self.period.or(default),
-        };
-        if self.period.is_none() && default.is_some() {
-            self.notes.push(format!(
-                "no period was named: {}",
-                default.map(|p| p.to_string()).unwrap_or_default()
-            ));
-        }
-        let least = self.has_any(&[
-            "quietest", "least", "lowest", "emptiest", "worst", "quiet", "quieter", "bottom",
-        ]);
-        match op {
-            Op::Ranking | Op::Heatmap => {
-                plan.order = Some(if least { Order::Least } else { Order::Most });
-            }
-            _ => {}
-        }
-        match op {
-            Op::Underused => plan.threshold = Some(self.threshold.unwrap_or(0.2)),
-            Op::Forecast => plan.threshold = self.threshold,
-            _ => {}
-        }
-        if matches!(op, Op::Ranking | Op::Underused | Op::Ghosts | Op::Anomalies) {
-            plan.limit = self.limit;
-        }
-        // Desks are what seats count.
-        if op == Op::Seats && plan.scope.kind.as_deref() == Some("DESK") {
-            plan.scope.kind = None;
-        }
-        // A room's anomalies and forecasts are its own; the room names its office.
-        if plan.scope.room.is_some() && matches!(op, Op::Utilization | Op::Forecast | Op::Anomalies)
-        {
-            plan.scope.offices.clear();
-        }
-        let unread = self
-            .words
-            .iter()
-            .filter(|w| {
-                !w.used
-                    && !VOCABULARY.contains(&w.text.as_str())
-                    && !STOPWORDS.contains(&w.text.as_str())
-            })
-            .count();
-        for _ in 0..unread.min(5) {
-            self.confidence *= 0.9;
-        }
-        match plan.validate(self.catalog) {
-            Ok(()) => Understood::Plan {
-                plan,
-                confidence: (self.confidence * 100.0).round() / 100.0,
-                notes: self.notes,
-            },
-            Err(why) => Understood::OutOfScope {
-                message: format!(
-                    "I understood a question about {}, but {why}. {CAN_ANSWER}",
-                    describe_op(op)
-                ),
-            },
-        }
-    }
-
-    /// A capitalized word left over after the places, not one the parser knows: a place
-    /// the tenant does not have ("How busy is Madrid?").
-    fn unknown_place(&self) -> Option<String> {
-        self.words
-            .iter()
-            .find(|w| {
-                w.capital
-                    && !w.used
-                    && w.text.chars().all(char::is_alphabetic)
-                    && !VOCABULARY.contains(&w.text.as_str())
-                    && !STOPWORDS.contains(&w.text.as_str())
-                    && !MONTHS.contains(&w.text.as_str())
-            })
-            .map(|w| title(&w.text))
-    }
-
-    /// Which operation the words ask for, if any.
-    fn op(&self) -> Option<Op> {
-        let places = self.scope.offices.len().max(self.scope.regions.len());
-        let booked = self.has_any(&[
-            "booked",
-            "booking",
-            "bookings",
-            "reserved",
-            "reservation",
-            "reservations",
-        ]);
-        let unused = self.has_any(&["empty", "unused", "nobody", "idle", "wasted"])
-            || self.phrase("no one")
-            || self.phrase("not used")
-            || self.phrase("never used");
-        if self.has_any(&[
-            "ghost", "ghosts", "noshow", "noshows", "no-show", "no-shows",
-        ]) || self.phrase("no show")
-            || self.phrase("no shows")
-            || (booked && unused)
-        {
-            return Some(Op::Ghosts);
-        }
-        let seats =
-            self.has_any(&["seats", "seat", "desks"]) || self.scope.kind.as_deref() == Some("DESK");
-        if self.has_any(&["headcount", "employees", "staff"])
-            || self.phrase("head count")
-            || (seats
-                && (self.has_any(&["need", "spare", "reduce", "cut"])
-                    || self.phrase("too many")
-                    || self.phrase("how many")
-                    || self.phrase("could go")))
-        {
-            return Some(Op::Seats);
-        }
-        if self.has_any(&[
-            "forecast",
-            "forecasts",
-            "predict",
-            "predicted",
-            "prediction",
-            "expect",
-            "expected",
-            "projected",
-            "projection",
-            "outlook",
-        ]) || (self.has("will") && !self.has("was"))
-            || self.future
-            || self.phrase("going to")
-            || (self.has("when") && self.has_any(&["pass", "exceed", "reach", "hit", "cross"]))
-        {
-            return Some(Op::Forecast);
-        }
-        if self.has_any(&[
-            "anomaly",
-            "anomalies",
-            "anomalous",
-            "unusual",
-            "faulty",
-            "broken",
-            "stuck",
-            "malfunctioning",
-            "strange",
-            "weird",
-            "outlier",
-            "outliers",
-            "spike",
-            "spikes",
-        ]) || (self.has_any(&["sensor", "sensors"])
-            && self.has_any(&[
-                "offline", "wrong", "problem", "problems", "issue", "issues", "failing", "dead",
-                "silent",
-            ]))
-        {
-            return Some(Op::Anomalies);
-        }
-        let rooms = self.has_any(&["rooms", "room", "spaces", "space", "areas"])
-            || self.scope.kind.is_some()
-            || self.scope.floor.is_some();
-        let offices_word = self.has_any(&["offices", "office", "sites", "locations", "buildings"]);
-        let below = self.threshold.is_some()
-            && (self.has_any(&["under", "below", "lower", "less"]) || self.phrase("at most"));
-        let underused = self.has_any(&[
-            "underused",
-            "underutilized",
-            "underutilised",
-            "unused",
-            "idle",
-            "empty",
-            "emptiest",
-        ]) || self.phrase("under used")
-            || self.phrase("under-used")
-            || self.phrase("rarely used")
-            || self.phrase("barely used")
-            || self.phrase("hardly used")
-            || self.phrase("give up")
-            || self.phrase("get rid")
-            || self.phrase("least used");
-        if (below || underused) && (rooms || !offices_word) && self.scope.room.is_none() {
-            if below || rooms || !self.has_any(&["least", "emptiest"]) {
-                return Some(Op::Underused);
-            }
-        }
-        let compare_words = self.has_any(&[
-            "compare",
-            "comparison",
-            "compared",
-            "versus",
-            "vs",
-            "against",
-            "difference",
-        ]);
-        if compare_words
-            || (places >= 2
-                && self.has_any(&["busier", "quieter", "more", "less", "or", "than", "and"]))
-        {
-            if places >= 2 {
-                return Some(Op::Compare);
-            }
-        }
-        let office_named = self.scope.offices.len() == 1
-            && self.scope.floor.is_none()
-            && self.scope.room.is_none();
-        let when_words = (self.has("when") && !self.has("will"))
-            || self.phrase("what time")
-            || self.phrase("which hour")
-            || self.phrase("which hours")
-            || self.phrase("which day")
-            || self.phrase("which days")
-            || self.phrase("time of day")
-            || self.phrase("peak hours")
-            || self.phrase("peak times")
-            || self.has_any(&["heatmap", "pattern"])
-            || (self.has_any(&["busiest", "quietest"])
-                && self.has_any(&["hour", "hours", "time", "times", "day", "days"]));
-        if office_named && when_words {
-            return Some(Op::Heatmap);
-        }
-        let superlative = self.has_any(&[
-            "busiest", "quietest", "emptiest", "rank", "ranking", "ranked", "top", "bottom",
-            "highest", "lowest", "best", "worst",
-        ]) || self.phrase("most used")
-            || self.phrase("least used")
-            || self.phrase("most utilized")
-            || self.phrase("least utilized");
-        if superlative && self.scope.offices.is_empty() && self.scope.room.is_none() && !rooms {
-            return Some(Op::Ranking);
-        }
-        if superlative
-            && self.scope.offices.is_empty()
-            && rooms
-            && self.has_any(&["least", "emptiest", "quietest", "lowest", "worst"])
-        {
-            return Some(Op::Underused);
-        }
-        let busy = self.has_any(&[
-            "busy",
-            "utilization",
-            "utilisation",
-            "utilized",
-            "utilised",
-            "occupancy",
-            "occupied",
-            "full",
-            "usage",
-            "used",
-            "use",
-            "average",
-            "peak",
-            "crowded",
-            "packed",
-            "quiet",
-            "people",
-            "busier",
-            "quieter",
-        ]);
-        if busy || (places == 1 && self.live) || (self.scope.room.is_some() && self.has("how")) {
-            if places >= 2 {
-                return Some(Op::Compare);
-            }
-            return Some(Op::Utilization);
-        }
-        None
-    }
 }
 
-fn describe_op(op: Op) -> &'static str {
-    match op {
-        Op::Utilization => "utilization",
-        Op::Compare => "a comparison",
-        Op::Ranking => "ranking offices",
-        Op::Underused => "under-used rooms",
-        Op::Heatmap => "busiest hours",
-        Op::Forecast => "a forecast",
-        Op::Anomalies => "anomalies",
-        Op::Ghosts => "rooms booked but empty",
-        Op::Seats => "seats against headcount",
-    }
-}
-
-fn title(s: &str) -> String {
+pub(super) fn title(s: &str) -> String {
     s.split(' ')
         .map(|w| {
             let mut c = w.chars();
@@ -1407,134 +492,3 @@ fn title(s: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
-
-/// A count in digits or words.
-fn number(w: &str) -> Option<u32> {
-    w.parse()
-        .ok()
-        .or_else(|| NUMBERS.iter().find(|(n, _)| *n == w).map(|(_, v)| *v))
-}
-
-const ORDINALS: &[(&str, i32)] = &[
-    ("first", 1),
-    ("second", 2),
-    ("third", 3),
-    ("fourth", 4),
-    ("fifth", 5),
-    ("sixth", 6),
-    ("seventh", 7),
-    ("eighth", 8),
-    ("ninth", 9),
-    ("tenth", 10),
-];
-
-/// Words that carry no meaning here (and are never corrected into one that does).
-const STOPWORDS: &[&str] = &[
-    "a",
-    "an",
-    "the",
-    "of",
-    "in",
-    "on",
-    "at",
-    "to",
-    "for",
-    "from",
-    "and",
-    "or",
-    "by",
-    "with",
-    "our",
-    "my",
-    "we",
-    "us",
-    "do",
-    "does",
-    "did",
-    "be",
-    "been",
-    "it",
-    "its",
-    "that",
-    "there",
-    "their",
-    "they",
-    "me",
-    "i",
-    "you",
-    "your",
-    "please",
-    "can",
-    "could",
-    "would",
-    "should",
-    "about",
-    "any",
-    "all",
-    "some",
-    "have",
-    "has",
-    "had",
-    "get",
-    "got",
-    "so",
-    "far",
-    "up",
-    "per",
-    "cent",
-    "out",
-    "into",
-    "across",
-    "each",
-    "every",
-    "s",
-    "vs",
-    "between",
-    "ground",
-    "date",
-    "current",
-    "recent",
-    "if",
-    "than",
-    "then",
-    "as",
-    "much",
-    "are",
-    "was",
-    "were",
-    "which",
-    "what",
-    "who",
-    "how",
-    "when",
-    "sites",
-    "locations",
-    "buildings",
-    "areas",
-    "versus",
-    "not",
-    "no",
-    "one",
-    "first",
-    "other",
-    "least",
-    "most",
-    "times",
-    "time",
-    "but",
-    "too",
-    "often",
-    "like",
-    "been",
-    "lately",
-    "me",
-    "show",
-    "give",
-    "tell",
-    "list",
-    "see",
-    "look",
-    "looking",
-    "there",
-    "going",
-];

@@ -168,7 +168,10 @@ impl WebConfig {
 }
 
 /// An http(s) URL; plain http only to a loopback host.
-fn url(field: &'static str, value: &str) -> Result<openidconnect::url::Url, InvalidSetting> {
+pub(crate) fn url(
+    field: &'static str,
+    value: &str,
+) -> Result<openidconnect::url::Url, InvalidSetting> {
     let invalid = |problem: String| InvalidSetting { field, problem };
     let parsed = openidconnect::url::Url::parse(value)
         .map_err(|e| invalid(format!("{value:?} is not a URL: {e}")))?;

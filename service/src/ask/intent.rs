@@ -1,0 +1,337 @@
+//! What a question asks for: the operation, by the words left once places, times and
+//! numbers are read, then the plan with its defaults, validated.
+
+use super::dates::Period;
+use super::parse::{title, Parser, Understood, CAN_ANSWER};
+use super::plan::{Op, Order, Plan};
+use super::words::*;
+
+impl Parser<'_> {
+    /// The intent, from the words left; then the plan with its defaults.
+    pub(super) fn intent(mut self) -> Understood {
+        let people = (self.has("who")
+            && self.has_any(&["was", "is", "sat", "booked", "in", "uses", "used"]))
+            || self.has_any(&["employee", "names", "whom", "person"]);
+        if people && !self.has_any(&["headcount", "many"]) {
+            return Understood::OutOfScope {
+                message: "roomflow counts people in rooms; it never knows who they are, so it cannot say who was where.".into(),
+            };
+        }
+        if let Some(w) = OFF_TOPIC.iter().find(|w| self.has(w)) {
+            return Understood::OutOfScope {
+                message: format!("roomflow has no data on {w}. {CAN_ANSWER}"),
+            };
+        }
+        if let Some(name) = self.unknown_place() {
+            let known: Vec<String> = self
+                .catalog
+                .offices
+                .iter()
+                .take(12)
+                .map(|o| o.name.clone())
+                .collect();
+            return Understood::OutOfScope {
+                message: format!(
+                    "There is no office called {name}. Your offices include {}.",
+                    known.join(", ")
+                ),
+            };
+        }
+        let Some(op) = self.op() else {
+            return Understood::OutOfScope {
+                message: format!("I did not understand the question. {CAN_ANSWER}"),
+            };
+        };
+        if self.future && !matches!(op, Op::Forecast) {
+            return Understood::OutOfScope {
+                message: "That asks about the future: I can say when an office or room is forecast to pass a share of its capacity, e.g. \"When will Berlin pass 80% at peak?\"".into(),
+            };
+        }
+        let mut plan = Plan::new(op);
+        plan.scope = std::mem::take(&mut self.scope);
+        plan.when = std::mem::take(&mut self.when);
+        let default = match op {
+            Op::Utilization | Op::Compare if !plan.when.weekdays.is_empty() => {
+                Some(Period::Weeks(4))
+            }
+            Op::Heatmap => Some(Period::Weeks(4)),
+            Op::Anomalies => Some(Period::Days(7)),
+            Op::Forecast | Op::Seats => None,
+            _ => Some(Period::Days(30)),
+        };
+        plan.period = match op {
+            Op::Forecast | Op::Seats => None,
+            _ => self.period.or(default),
+        };
+        if self.period.is_none() && default.is_some() {
+            self.notes.push(format!(
+                "no period was named: {}",
+                default.map(|p| p.to_string()).unwrap_or_default()
+            ));
+        }
+        let least = self.has_any(&[
+            "quietest", "least", "lowest", "emptiest", "worst", "quiet", "quieter", "bottom",
+        ]);
+        match op {
+            Op::Ranking | Op::Heatmap => {
+                plan.order = Some(if least { Order::Least } else { Order::Most });
+            }
+            _ => {}
+        }
+        match op {
+            Op::Underused => plan.threshold = Some(self.threshold.unwrap_or(0.2)),
+            Op::Forecast => plan.threshold = self.threshold,
+            _ => {}
+        }
+        if matches!(op, Op::Ranking | Op::Underused | Op::Ghosts | Op::Anomalies) {
+            plan.limit = self.limit;
+        }
+        // Desks are what seats count.
+        if op == Op::Seats && plan.scope.kind.as_deref() == Some("DESK") {
+            plan.scope.kind = None;
+        }
+        // A room's anomalies and forecasts are its own; the room names its office.
+        if plan.scope.room.is_some() && matches!(op, Op::Utilization | Op::Forecast | Op::Anomalies)
+        {
+            plan.scope.offices.clear();
+        }
+        let unread = self
+            .words
+            .iter()
+            .filter(|w| {
+                !w.used
+                    && !VOCABULARY.contains(&w.text.as_str())
+                    && !STOPWORDS.contains(&w.text.as_str())
+            })
+            .count();
+        for _ in 0..unread.min(5) {
+            self.confidence *= 0.9;
+        }
+        match plan.validate(self.catalog) {
+            Ok(()) => Understood::Plan {
+                plan,
+                confidence: (self.confidence * 100.0).round() / 100.0,
+                notes: self.notes,
+            },
+            Err(why) => Understood::OutOfScope {
+                message: format!(
+                    "I understood a question about {}, but {why}. {CAN_ANSWER}",
+                    describe_op(op)
+                ),
+            },
+        }
+    }
+
+    /// A capitalized word left over after the places, not one the parser knows: a place
+    /// the tenant does not have ("How busy is Madrid?").
+    pub(super) fn unknown_place(&self) -> Option<String> {
+        self.words
+            .iter()
+            .find(|w| {
+                w.capital
+                    && !w.used
+                    && w.text.chars().all(char::is_alphabetic)
+                    && !VOCABULARY.contains(&w.text.as_str())
+                    && !STOPWORDS.contains(&w.text.as_str())
+                    && !MONTHS.contains(&w.text.as_str())
+            })
+            .map(|w| title(&w.text))
+    }
+
+    /// Which operation the words ask for, if any.
+    pub(super) fn op(&self) -> Option<Op> {
+        let places = self.scope.offices.len().max(self.scope.regions.len());
+        let booked = self.has_any(&[
+            "booked",
+            "booking",
+            "bookings",
+            "reserved",
+            "reservation",
+            "reservations",
+        ]);
+        let unused = self.has_any(&["empty", "unused", "nobody", "idle", "wasted"])
+            || self.phrase("no one")
+            || self.phrase("not used")
+            || self.phrase("never used");
+        if self.has_any(&[
+            "ghost", "ghosts", "noshow", "noshows", "no-show", "no-shows",
+        ]) || self.phrase("no show")
+            || self.phrase("no shows")
+            || (booked && unused)
+        {
+            return Some(Op::Ghosts);
+        }
+        let seats =
+            self.has_any(&["seats", "seat", "desks"]) || self.scope.kind.as_deref() == Some("DESK");
+        if self.has_any(&["headcount", "employees", "staff"])
+            || self.phrase("head count")
+            || (seats
+                && (self.has_any(&["need", "spare", "reduce", "cut"])
+                    || self.phrase("too many")
+                    || self.phrase("how many")
+                    || self.phrase("could go")))
+        {
+            return Some(Op::Seats);
+        }
+        if self.has_any(&[
+            "forecast",
+            "forecasts",
+            "predict",
+            "predicted",
+            "prediction",
+            "expect",
+            "expected",
+            "projected",
+            "projection",
+            "outlook",
+        ]) || (self.has("will") && !self.has("was"))
+            || self.future
+            || self.phrase("going to")
+            || (self.has("when") && self.has_any(&["pass", "exceed", "reach", "hit", "cross"]))
+        {
+            return Some(Op::Forecast);
+        }
+        if self.has_any(&[
+            "anomaly",
+            "anomalies",
+            "anomalous",
+            "unusual",
+            "faulty",
+            "broken",
+            "stuck",
+            "malfunctioning",
+            "strange",
+            "weird",
+            "outlier",
+            "outliers",
+            "spike",
+            "spikes",
+        ]) || (self.has_any(&["sensor", "sensors"])
+            && self.has_any(&[
+                "offline", "wrong", "problem", "problems", "issue", "issues", "failing", "dead",
+                "silent",
+            ]))
+        {
+            return Some(Op::Anomalies);
+        }
+        let rooms = self.has_any(&["rooms", "room", "spaces", "space", "areas"])
+            || self.scope.kind.is_some()
+            || self.scope.floor.is_some();
+        let offices_word = self.has_any(&["offices", "office", "sites", "locations", "buildings"]);
+        let below = self.threshold.is_some()
+            && (self.has_any(&["under", "below", "lower", "less"]) || self.phrase("at most"));
+        let underused = self.has_any(&[
+            "underused",
+            "underutilized",
+            "underutilised",
+            "unused",
+            "idle",
+            "empty",
+            "emptiest",
+        ]) || self.phrase("under used")
+            || self.phrase("under-used")
+            || self.phrase("rarely used")
+            || self.phrase("barely used")
+            || self.phrase("hardly used")
+            || self.phrase("give up")
+            || self.phrase("get rid")
+            || self.phrase("least used");
+        // "The least used office" is a ranking; "the least used rooms" are under-used.
+        let of_rooms = below || rooms || !self.has_any(&["least", "emptiest"]);
+        if (below || underused) && (rooms || !offices_word) && self.scope.room.is_none() && of_rooms
+        {
+            return Some(Op::Underused);
+        }
+        let compare_words = self.has_any(&[
+            "compare",
+            "comparison",
+            "compared",
+            "versus",
+            "vs",
+            "against",
+            "difference",
+        ]);
+        let comparing = compare_words
+            || self.has_any(&["busier", "quieter", "more", "less", "or", "than", "and"]);
+        if comparing && places >= 2 {
+            return Some(Op::Compare);
+        }
+        let office_named = self.scope.offices.len() == 1
+            && self.scope.floor.is_none()
+            && self.scope.room.is_none();
+        let when_words = (self.has("when") && !self.has("will"))
+            || self.phrase("what time")
+            || self.phrase("which hour")
+            || self.phrase("which hours")
+            || self.phrase("which day")
+            || self.phrase("which days")
+            || self.phrase("time of day")
+            || self.phrase("peak hours")
+            || self.phrase("peak times")
+            || self.has_any(&["heatmap", "pattern"])
+            || (self.has_any(&["busiest", "quietest"])
+                && self.has_any(&["hour", "hours", "time", "times", "day", "days"]));
+        if office_named && when_words {
+            return Some(Op::Heatmap);
+        }
+        let superlative = self.has_any(&[
+            "busiest", "quietest", "emptiest", "rank", "ranking", "ranked", "top", "bottom",
+            "highest", "lowest", "best", "worst",
+        ]) || self.phrase("most used")
+            || self.phrase("least used")
+            || self.phrase("most utilized")
+            || self.phrase("least utilized");
+        if superlative && self.scope.offices.is_empty() && self.scope.room.is_none() && !rooms {
+            return Some(Op::Ranking);
+        }
+        if superlative
+            && self.scope.offices.is_empty()
+            && rooms
+            && self.has_any(&["least", "emptiest", "quietest", "lowest", "worst"])
+        {
+            return Some(Op::Underused);
+        }
+        let busy = self.has_any(&[
+            "busy",
+            "utilization",
+            "utilisation",
+            "utilized",
+            "utilised",
+            "occupancy",
+            "occupied",
+            "full",
+            "usage",
+            "used",
+            "use",
+            "average",
+            "peak",
+            "crowded",
+            "packed",
+            "quiet",
+            "people",
+            "busier",
+            "quieter",
+        ]);
+        if busy || (places == 1 && self.live) || (self.scope.room.is_some() && self.has("how")) {
+            if places >= 2 {
+                return Some(Op::Compare);
+            }
+            return Some(Op::Utilization);
+        }
+        None
+    }
+}
+
+fn describe_op(op: Op) -> &'static str {
+    match op {
+        Op::Utilization => "utilization",
+        Op::Compare => "a comparison",
+        Op::Ranking => "ranking offices",
+        Op::Underused => "under-used rooms",
+        Op::Heatmap => "busiest hours",
+        Op::Forecast => "a forecast",
+        Op::Anomalies => "anomalies",
+        Op::Ghosts => "rooms booked but empty",
+        Op::Seats => "seats against headcount",
+    }
+}
