@@ -751,7 +751,71 @@ const ENDPOINTS: &[Endpoint] = &[
         name: "office ranking, 30 days",
         path: |p, rng| format!("/v1/offices/ranking?days=30&to={}", p.to(rng, 30)),
     },
+    Endpoint {
+        name: "ask: how busy was an office last week",
+        path: |p, rng| ask(&format!("How busy was Office {} last week?", p.office(rng))),
+    },
+    Endpoint {
+        name: "ask: an office on Tuesdays",
+        path: |p, rng| {
+            ask(&format!(
+                "How busy is Office {} on Tuesdays?",
+                p.office(rng)
+            ))
+        },
+    },
+    Endpoint {
+        name: "ask: compare two offices last month",
+        path: |p, rng| {
+            let (a, b) = (p.office(rng), p.office(rng));
+            ask(&format!("Compare Office {a} and Office {b} last month"))
+        },
+    },
+    Endpoint {
+        name: "ask: an office yesterday afternoon",
+        path: |p, rng| {
+            ask(&format!(
+                "How busy was Office {} yesterday afternoon?",
+                p.office(rng)
+            ))
+        },
+    },
+    Endpoint {
+        name: "ask: when is an office busiest",
+        path: |p, rng| ask(&format!("When is Office {} busiest?", p.office(rng))),
+    },
+    Endpoint {
+        name: "ask: busiest offices last month",
+        path: |_, rng| {
+            let region = ["EMEA", "AMER", "APAC"][rng.random_range(0..3)];
+            ask(&format!(
+                "Which offices in {region} were busiest last month?"
+            ))
+        },
+    },
+    Endpoint {
+        name: "ask: meeting rooms of an office under 20% last month",
+        path: |p, rng| {
+            ask(&format!(
+                "Which meeting rooms in Office {} were under 20% last month?",
+                p.office(rng)
+            ))
+        },
+    },
 ];
+
+/// `GET /v1/ask` of `question`.
+fn ask(question: &str) -> String {
+    let mut q = String::new();
+    for b in question.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' => q.push(b as char),
+            b' ' => q.push('+'),
+            _ => q.push_str(&format!("%{b:02X}")),
+        }
+    }
+    format!("/v1/ask?q={q}&parser=builtin")
+}
 
 /// What one connection saw.
 #[derive(Default)]

@@ -124,6 +124,7 @@ async fn a_broker_restart_changes_no_result() {
     provision_on(&s, &moved, &fleet, first).await;
     let metrics = Metrics::new();
     let shutdown = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(shutdown.clone());
     let running = tokio::task::spawn_blocking({
         let (s, metrics, shutdown) = (s.clone(), metrics.clone(), shutdown.clone());
         move || {

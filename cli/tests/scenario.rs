@@ -514,6 +514,7 @@ async fn generated_scenario_matches_a_plain_computation() {
     let mut live = s.clone();
     live.pipeline.idle_timeout_secs = 1;
     let shutdown = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(shutdown.clone());
     let running = tokio::task::spawn_blocking({
         let shutdown = shutdown.clone();
         move || {

@@ -163,6 +163,7 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
 
     // The pipeline starts before either tenant exists.
     let shutdown = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(shutdown.clone());
     let _stop_on_failure = StopOnDrop(shutdown.clone());
     let metrics = Metrics::new();
     let running = tokio::task::spawn_blocking({

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -461,6 +462,7 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     let mut both = s.clone();
     both.pipeline.tenants = vec![tenant.to_string(), other.to_string()];
     let shutdown = Arc::new(AtomicBool::new(false));
+    let _stop = StopOnDrop(shutdown.clone());
     let pipeline = tokio::task::spawn_blocking({
         let shutdown = shutdown.clone();
         move || {
@@ -542,7 +544,11 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         "return [...document.querySelectorAll('#nav a')].map(a => a.textContent);",
     )
     .await;
-    assert_eq!(nav, json!(["Live", "Portfolio"]), "a viewer sees no Admin");
+    assert_eq!(
+        nav,
+        json!(["Live", "Portfolio", "Ask"]),
+        "a viewer sees no Admin"
+    );
     let office = js(&c, "return document.querySelector('#pick-office').value;").await;
     let office = office.as_str().unwrap().to_owned();
     let occupancy = get(&format!("{base}/v1/offices/{office}/occupancy"), &session);
@@ -875,6 +881,117 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     settled(&c, "live").await;
     fits_the_width(&c, "the live view").await;
     screenshot(&c, "live-phone").await;
+    c.set_window_size(1280, 800).await.unwrap();
+
+    // A question in plain language: the page shows the API's answer, its table and the
+    // requests behind it; a name that fits two rooms is asked back, and a choice answers.
+    c.goto(&format!("{base}/#/ask")).await.unwrap();
+    until(
+        &c,
+        "the ask page",
+        "return !!document.querySelector('#question');",
+    )
+    .await;
+    let asked = |q: &str| {
+        format!(
+            "return document.querySelector('#answer')?.getAttribute('data-answered') === {q:?};"
+        )
+    };
+    let question = "Which offices were busiest yesterday?".to_owned();
+    c.find(Locator::Css("#question"))
+        .await
+        .unwrap()
+        .send_keys(&question)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#ask-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(&c, "the answer", &asked(&question)).await;
+    let encoded: String = url::form_urlencoded::byte_serialize(question.as_bytes()).collect();
+    let expected = get(&format!("{base}/v1/ask?q={encoded}"), &session);
+    assert_eq!(expected["outcome"], "answer", "{expected}");
+    assert_eq!(
+        js(
+            &c,
+            "return document.querySelector('#answer-text').textContent;"
+        )
+        .await,
+        expected["answer"]
+    );
+    let rows: Vec<Vec<String>> = serde_json::from_value(expected["table"]["rows"].clone()).unwrap();
+    assert_eq!(cells(&c, "#answer-table").await, rows);
+    let references = js(&c, "return [...document.querySelectorAll('#answer-references a')].map(a => a.getAttribute('href'));").await;
+    let endpoints: Vec<&Value> = expected["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["endpoint"])
+        .collect();
+    assert_eq!(
+        references.as_array().unwrap().iter().collect::<Vec<_>>(),
+        endpoints
+    );
+    js(
+        &c,
+        "document.querySelector('#answer-how').open = true; return 0;",
+    )
+    .await;
+    looked_at(&c, "ask").await;
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for r in &fleet.tenants[0].1 {
+        by_name
+            .entry(r.version.name.as_str())
+            .or_default()
+            .push(r.version.office_id.as_str());
+    }
+    if let Some((name, _)) = by_name.iter().find(|(_, offices)| offices.len() >= 2) {
+        let question = format!("How busy was {name} yesterday?");
+        c.find(Locator::Css("#question"))
+            .await
+            .unwrap()
+            .clear()
+            .await
+            .unwrap();
+        c.find(Locator::Css("#question"))
+            .await
+            .unwrap()
+            .send_keys(&question)
+            .await
+            .unwrap();
+        c.find(Locator::Css("#ask-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(&c, "the question back", &asked(&question)).await;
+        let back = js(
+            &c,
+            "return document.querySelector('#answer-text').textContent;",
+        )
+        .await;
+        assert!(back.as_str().unwrap().starts_with("Which "), "{back}");
+        c.find(Locator::Css("#answer .examples button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until(&c, "the chosen room's answer", &format!("return (document.querySelector('#answer')?.getAttribute('data-answered') ?? '').endsWith(' yesterday?') && document.querySelector('#answer')?.getAttribute('data-answered') !== {question:?};")).await;
+        let chosen = js(
+            &c,
+            "return document.querySelector('#answer-text').textContent;",
+        )
+        .await;
+        assert!(!chosen.as_str().unwrap().starts_with("Which "), "{chosen}");
+        screenshot(&c, "ask-chosen").await;
+    }
+    c.set_window_size(390, 844).await.unwrap();
+    fits_the_width(&c, "the ask page").await;
     c.set_window_size(1280, 800).await.unwrap();
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");

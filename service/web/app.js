@@ -839,6 +839,73 @@ async function viewAdmin() {
 
 // ---- sign-in, navigation ------------------------------------------------------------
 
+// ---- ask: a question in plain language -----------------------------------------------
+
+const EXAMPLES = [
+  "How busy was London last week?",
+  "Which offices were busiest last month?",
+  "Which meeting rooms in EMEA were under 20% last month?",
+  "When will London pass 80% at peak?",
+  "Which rooms are booked but empty most often?",
+];
+
+/** The answer as the page shows it: the sentence, a question back's choices, the table
+ * of its numbers, and how it was found (plan, confidence, the requests behind it). */
+function showAnswer(body, ask) {
+  const out = [el("p", { class: "answer", id: "answer-text" }, body.answer)];
+  if (body.outcome === "clarify") {
+    out.push(el("div", { class: "examples", role: "group", "aria-label": "Choose one" }, (body.options ?? []).map((o) =>
+      o.ask_instead ? el("button", { type: "button", class: "quiet", onclick: () => ask(o.ask_instead) }, o.name) : el("span", {}, o.name))));
+  }
+  if (body.table) {
+    const columns = body.table.columns.map((c, i) => [c, (row) => row[i], i > 0 && /^[\d.,% –-]+$/.test(body.table.rows[0]?.[i] ?? "")]);
+    out.push(table("The numbers behind the answer", columns, body.table.rows, { id: "answer-table" }));
+  }
+  if (body.plan) {
+    const confidence = body.confidence === undefined ? "" : `, confidence ${Math.round(body.confidence * 100)}%`;
+    out.push(el("details", { id: "answer-how" },
+      el("summary", {}, `How this was answered (${body.understood_by === "llm" ? "language model" : "built-in parser"}${confidence})`),
+      (body.notes ?? []).length ? el("ul", {}, body.notes.map((n) => el("li", {}, n))) : null,
+      el("pre", { tabindex: 0, "aria-label": "The plan" }, JSON.stringify(body.plan, null, 2)),
+      el("p", {}, "Each number comes from these requests (open them to see the data):"),
+      el("ul", { id: "answer-references" }, (body.references ?? []).map((r) => el("li", {}, el("a", { href: r.endpoint, target: "_blank", rel: "noopener" }, r.endpoint), ` – ${r.gives}`)))));
+  }
+  return out;
+}
+
+async function viewAsk(prefill) {
+  const answer = el("section", { id: "answer", class: "card", "aria-live": "polite", "aria-label": "Answer" },
+    el("p", { class: "muted" }, "Ask about utilization, comparisons, rankings, under-used rooms, busiest hours, forecasts, anomalies, bookings or seats."));
+  const input = el("input", {
+    type: "search", id: "question", name: "q", maxlength: 500, required: true, autocomplete: "off",
+    placeholder: "e.g. Which meeting rooms in EMEA were under 20% last month?",
+  });
+  const ask = async (q) => {
+    input.value = q;
+    answer.setAttribute("aria-busy", "true");
+    answer.replaceChildren(el("p", { class: "muted" }, "Looking it up…"));
+    try {
+      answer.replaceChildren(...showAnswer(await api(`/v1/ask?${query({ q })}`), ask));
+    } catch (e) {
+      answer.replaceChildren(el("p", {}, `The question could not be answered: ${e.message}`));
+    }
+    answer.removeAttribute("aria-busy");
+    answer.setAttribute("data-answered", q);
+  };
+  const form = el("form", {
+    class: "controls ask", role: "search", "aria-label": "Ask a question",
+    onsubmit: (e) => { e.preventDefault(); const q = input.value.trim(); if (q) ask(q); },
+  },
+  el("h1", {}, "Ask"),
+  el("label", { class: "grow" }, "Your question", input),
+  el("button", { type: "submit", id: "ask-button" }, "Ask"));
+  const examples = el("div", { class: "examples", role: "group", "aria-label": "Examples" },
+    el("span", { class: "muted" }, "Try:"),
+    EXAMPLES.map((q) => el("button", { type: "button", class: "quiet", onclick: () => ask(q) }, q)));
+  if (prefill) setTimeout(() => ask(prefill));
+  return [form, examples, answer];
+}
+
 function signIn() {
   $("#nav").replaceChildren();
   $("#who").replaceChildren();
@@ -857,6 +924,7 @@ function signIn() {
 const VIEWS = [
   { path: "live", title: "Live", role: "viewer", render: (rest) => viewLive(rest) },
   { path: "portfolio", title: "Portfolio", role: "viewer", render: () => viewPortfolio() },
+  { path: "ask", title: "Ask", role: "viewer", render: (rest) => viewAsk(rest) },
   { path: "admin", title: "Admin", role: "admin", render: () => viewAdmin() },
 ];
 const RANK = { viewer: 0, analyst: 1, admin: 2 };

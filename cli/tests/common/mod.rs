@@ -17,6 +17,16 @@ use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomVersion, TenantId};
 
+/// Sets a live pipeline's shutdown flag when dropped: a test that fails while its
+/// pipeline runs on a blocking thread then ends instead of waiting for it forever.
+pub struct StopOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A tenant id no other test run uses.
 pub fn fresh_tenant(tag: &str) -> TenantId {
     let nanos = std::time::SystemTime::now()

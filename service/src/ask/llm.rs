@@ -282,6 +282,7 @@ pub fn checked(arguments: Value, question: &str, catalog: &Catalog) -> Result<Un
             Ok(Understood::Clarify {
                 question: format!("Which one: {}?", names.join(" or ")),
                 options: reply.options,
+                name: String::new(),
             })
         }
         "out_of_scope" => Ok(Understood::OutOfScope {

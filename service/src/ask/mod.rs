@@ -182,26 +182,21 @@ pub(crate) async fn answer_question(
         Understood::Clarify {
             question: back,
             options,
+            name: said,
         } => {
             let named: Vec<serde_json::Value> = options
                 .iter()
                 .map(|id| {
-                    let name = catalog
-                        .office(id)
-                        .map(|o| o.name.clone())
-                        .or_else(|| {
-                            catalog.room(id).map(|r| {
-                                format!(
-                                    "{} ({})",
-                                    r.name,
-                                    catalog
-                                        .office(&r.office)
-                                        .map_or(r.office.as_str(), |o| o.name.as_str())
-                                )
-                            })
-                        })
-                        .unwrap_or_else(|| id.clone());
-                    json!({ "id": id, "name": name })
+                    // An office by its name, a room by its name in its office.
+                    let (name, instead) = match (catalog.office(id), catalog.room(id)) {
+                        (Some(o), _) => (o.name.clone(), o.name.clone()),
+                        (None, Some(r)) => {
+                            let office = catalog.office(&r.office).map_or(r.office.as_str(), |o| o.name.as_str());
+                            (format!("{} ({office})", r.name), format!("{} in {office}", r.name))
+                        }
+                        (None, None) => (id.clone(), id.clone()),
+                    };
+                    json!({ "id": id, "name": name, "ask_instead": replaced(question, &said, &instead) })
                 })
                 .collect();
             let body = json!({ "question": question, "outcome": "clarify", "answer": back, "options": named, "understood_by": parser });
@@ -223,6 +218,21 @@ pub(crate) async fn answer_question(
         .to_string(),
     );
     Ok(body)
+}
+
+/// `question` with the words `said` (any case) replaced by `instead`, when it holds them.
+fn replaced(question: &str, said: &str, instead: &str) -> Option<String> {
+    if said.is_empty() || !question.is_ascii() {
+        return None;
+    }
+    let at = question
+        .to_ascii_lowercase()
+        .find(&said.to_ascii_lowercase())?;
+    Some(format!(
+        "{}{instead}{}",
+        &question[..at],
+        &question[at + said.len()..]
+    ))
 }
 
 /// The question understood: by the built-in parser, the language model, or both in the

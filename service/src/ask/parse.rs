@@ -33,6 +33,8 @@ pub enum Understood {
         question: String,
         /// The candidates' ids.
         options: Vec<String>,
+        /// The words that fit several places, as read ("Berlin"; empty if unknown).
+        name: String,
     },
     /// Not something roomflow's data answers.
     OutOfScope {
@@ -102,6 +104,7 @@ pub fn parse(question: &str, catalog: &Catalog, now: DateTime<Utc>) -> Understoo
         return Understood::Clarify {
             question: format!("Which {typed} office: {}?", join_or(&names)),
             options,
+            name: typed,
         };
     }
     if let Some(room) = p.ambiguous_room() {
@@ -421,6 +424,7 @@ impl<'c> Parser<'c> {
         Some(Understood::Clarify {
             question: format!("Which {name}: {}?", join_or(&places)),
             options: rooms.into_iter().map(|(id, _)| id).collect(),
+            name,
         })
     }
 
