@@ -449,6 +449,33 @@ async fn questions_are_answered_from_the_tenants_own_numbers() {
     );
     let (_, viewed) = ask("How busy was London last week?", &viewer).await;
     assert_eq!(viewed["answer"], london_week["answer"]);
+    // A question counts once against the tenant's analytics limit, however many
+    // operations its plan runs (a comparison runs two).
+    let remaining = |q: &str| {
+        let url = ask_url(&base, q);
+        let token = analyst.clone();
+        tokio::task::spawn_blocking(move || {
+            let response = ureq::get(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+                .unwrap();
+            response
+                .headers()
+                .get("ratelimit-remaining")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+    };
+    let first = remaining("Compare London and New York this week")
+        .await
+        .unwrap();
+    let second = remaining("Compare London and Singapore last week")
+        .await
+        .unwrap();
+    assert_eq!(first - second, 1, "one question, one analytics request");
     // Bad input gets a clear answer.
     let (status, body) = get(format!("{base}/v1/ask"), analyst.clone()).await;
     assert_eq!(status, 400, "{body}");
