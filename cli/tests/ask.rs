@@ -23,24 +23,6 @@ use rf_service::ServiceConfig;
 const MIN: i64 = 60_000;
 const DAY: i64 = 86_400_000;
 
-/// Readings of every room of `fleet` every 15 minutes over the last `days` days.
-fn readings(fleet: &Fleet, v1: u32, v2: u32, now: i64, days: i64) -> Vec<(String, Vec<u8>, i64)> {
-    let mut out = Vec::new();
-    let start = (now - days * DAY) / (15 * MIN) * (15 * MIN);
-    for ts in (start..now - MIN).step_by(15 * 60_000) {
-        for room in &fleet.tenants[0].1 {
-            let r = fleet.reading(room, ts);
-            let framed = if room.v2 {
-                framed_v2(v2, &r)
-            } else {
-                framed(v1, &r)
-            };
-            out.push((r.office_id.clone(), framed, r.ts));
-        }
-    }
-    out
-}
-
 /// Creates `tenant` with `offices` offices of 12 rooms, `days` of readings and, when
 /// asked, their bookings and 40 people per office.
 async fn portfolio(tenant: &TenantId, offices: usize, days: i64, bookings: bool) -> Fleet {
@@ -82,7 +64,8 @@ async fn portfolio(tenant: &TenantId, offices: usize, days: i64, bookings: bool)
             .await
             .unwrap();
     }
-    provision(tenant, &fleet, &readings(&fleet, v1, v2, now, days)).await;
+    let readings = fleet_readings(&fleet, (v1, v2), (now - days * DAY, now), 15 * MIN);
+    provision(tenant, &fleet, &readings).await;
     fleet
 }
 

@@ -132,6 +132,23 @@ impl Web {
     }
 }
 
+/// Types `question` into the Ask page, asks, and waits for its answer.
+async fn ask_on_page(c: &Client, question: &str) {
+    let input = c.find(Locator::Css("#question")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(question).await.unwrap();
+    c.find(Locator::Css("#ask-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let answered = format!(
+        "return document.querySelector('#answer')?.getAttribute('data-answered') === {question:?};"
+    );
+    until(c, "the answer", &answered).await;
+}
+
 /// Saves the page as `name`.png and checks it with axe-core's WCAG 2 A and AA rules.
 async fn looked_at(c: &Client, name: &str) {
     screenshot(c, name).await;
@@ -385,24 +402,6 @@ async fn cells(c: &Client, selector: &str) -> Vec<Vec<String>> {
     serde_json::from_value(rows).unwrap()
 }
 
-/// Readings of every room of `fleet` every ten minutes over the last 36 hours.
-fn recent_readings(fleet: &Fleet, v1: u32, v2: u32, now: i64) -> Vec<(String, Vec<u8>, i64)> {
-    let mut out = Vec::new();
-    let start = (now - 36 * 3_600_000) / 600_000 * 600_000;
-    for ts in (start..now - 60_000).step_by(600_000) {
-        for room in &fleet.tenants[0].1 {
-            let r = fleet.reading(room, ts);
-            let framed = if room.v2 {
-                framed_v2(v2, &r)
-            } else {
-                framed(v1, &r)
-            };
-            out.push((r.office_id.clone(), framed, r.ts));
-        }
-    }
-    out
-}
-
 /// Provisions `tenant` with a fleet and its recent readings; the fleet and the id of the
 /// readings' v1 schema.
 async fn provision_recent(tenant: &TenantId, offices: usize, seed: u64) -> (Fleet, u32) {
@@ -445,7 +444,8 @@ async fn provision_recent(tenant: &TenantId, offices: usize, seed: u64) -> (Flee
     rf_jobs::headcount::store(&s.clickhouse, tenant, &heads)
         .await
         .unwrap();
-    provision(tenant, &fleet, &recent_readings(&fleet, v1, v2, now)).await;
+    let readings = fleet_readings(&fleet, (v1, v2), (now - 36 * 3_600_000, now), 600_000);
+    provision(tenant, &fleet, &readings).await;
     (fleet, v1)
 }
 
@@ -892,36 +892,13 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         "return !!document.querySelector('#question');",
     )
     .await;
-    let asked = |q: &str| {
-        format!(
-            "return document.querySelector('#answer')?.getAttribute('data-answered') === {q:?};"
-        )
-    };
-    let question = "Which offices were busiest yesterday?".to_owned();
-    c.find(Locator::Css("#question"))
-        .await
-        .unwrap()
-        .send_keys(&question)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#ask-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    until(&c, "the answer", &asked(&question)).await;
+    let question = "Which offices were busiest yesterday?";
+    ask_on_page(&c, question).await;
     let encoded: String = url::form_urlencoded::byte_serialize(question.as_bytes()).collect();
     let expected = get(&format!("{base}/v1/ask?q={encoded}"), &session);
     assert_eq!(expected["outcome"], "answer", "{expected}");
-    assert_eq!(
-        js(
-            &c,
-            "return document.querySelector('#answer-text').textContent;"
-        )
-        .await,
-        expected["answer"]
-    );
+    let answer_text = "return document.querySelector('#answer-text').textContent;";
+    assert_eq!(js(&c, answer_text).await, expected["answer"]);
     let rows: Vec<Vec<String>> = serde_json::from_value(expected["table"]["rows"].clone()).unwrap();
     assert_eq!(cells(&c, "#answer-table").await, rows);
     let references = js(&c, "return [...document.querySelectorAll('#answer-references a')].map(a => a.getAttribute('href'));").await;
@@ -950,30 +927,8 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     }
     if let Some((name, _)) = by_name.iter().find(|(_, offices)| offices.len() >= 2) {
         let question = format!("How busy was {name} yesterday?");
-        c.find(Locator::Css("#question"))
-            .await
-            .unwrap()
-            .clear()
-            .await
-            .unwrap();
-        c.find(Locator::Css("#question"))
-            .await
-            .unwrap()
-            .send_keys(&question)
-            .await
-            .unwrap();
-        c.find(Locator::Css("#ask-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        until(&c, "the question back", &asked(&question)).await;
-        let back = js(
-            &c,
-            "return document.querySelector('#answer-text').textContent;",
-        )
-        .await;
+        ask_on_page(&c, &question).await;
+        let back = js(&c, answer_text).await;
         assert!(back.as_str().unwrap().starts_with("Which "), "{back}");
         c.find(Locator::Css("#answer .examples button"))
             .await
@@ -981,12 +936,8 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
             .click()
             .await
             .unwrap();
-        until(&c, "the chosen room's answer", &format!("return (document.querySelector('#answer')?.getAttribute('data-answered') ?? '').endsWith(' yesterday?') && document.querySelector('#answer')?.getAttribute('data-answered') !== {question:?};")).await;
-        let chosen = js(
-            &c,
-            "return document.querySelector('#answer-text').textContent;",
-        )
-        .await;
+        until(&c, "the chosen room's answer", &format!("const a = document.querySelector('#answer')?.getAttribute('data-answered') ?? ''; return a.endsWith(' yesterday?') && a !== {question:?};")).await;
+        let chosen = js(&c, answer_text).await;
         assert!(!chosen.as_str().unwrap().starts_with("Which "), "{chosen}");
         screenshot(&c, "ask-chosen").await;
     }

@@ -17,6 +17,30 @@ use rf_pipelines::{run, KafkaConfig, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::framing::frame_header;
 use rf_schemas::{Reading, RoomVersion, TenantId};
 
+/// Readings of every room of the fleet's first tenant every `step` ms from `from` (down
+/// to a whole step) to a minute before `to`, framed with the v1 or v2 schema id as each
+/// sensor speaks.
+pub fn fleet_readings(
+    fleet: &Fleet,
+    (v1, v2): (u32, u32),
+    (from, to): (i64, i64),
+    step: i64,
+) -> Vec<(String, Vec<u8>, i64)> {
+    let mut out = Vec::new();
+    for ts in (from / step * step..to - 60_000).step_by(step as usize) {
+        for room in &fleet.tenants[0].1 {
+            let r = fleet.reading(room, ts);
+            let framed = if room.v2 {
+                framed_v2(v2, &r)
+            } else {
+                framed(v1, &r)
+            };
+            out.push((r.office_id.clone(), framed, r.ts));
+        }
+    }
+    out
+}
+
 /// Sets a live pipeline's shutdown flag when dropped: a test that fails while its
 /// pipeline runs on a blocking thread then ends instead of waiting for it forever.
 pub struct StopOnDrop(pub Arc<AtomicBool>);

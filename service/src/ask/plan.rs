@@ -280,7 +280,7 @@ impl Plan {
                 }
             }
             Op::Ranking => {
-                if !s.offices.is_empty() || s.floor.is_some() || !no_rooms {
+                if !s.offices.is_empty() || s.regions.len() > 1 || s.floor.is_some() || !no_rooms {
                     return bad(
                         "the ranking is of offices, within the portfolio, a region or a country",
                     );
@@ -290,6 +290,11 @@ impl Plan {
                 }
             }
             Op::Underused => {
+                if s.offices.len() > 1 || s.regions.len() > 1 {
+                    return bad(
+                        "under-used rooms are found in one office, region or country at a time",
+                    );
+                }
                 if s.room.is_some() || !self.when.is_empty() {
                     return bad("under-used rooms are found over whole days of offices, floors, regions or countries");
                 }

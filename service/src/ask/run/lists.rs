@@ -50,13 +50,12 @@ impl Run<'_> {
 
     pub(super) async fn ranking(&mut self, plan: &Plan) -> Result<Answer, ApiError> {
         let (d1, d2, period) = self.local_dates(plan, &[]);
-        let mut query = format!("from_date={d1}&to_date={d2}");
-        if let [region] = plan.scope.regions.as_slice() {
-            query.push_str(&format!("&region={region}"));
-        }
-        if let Some(country) = &plan.scope.country {
-            query.push_str(&format!("&country={country}"));
-        }
+        let query = query(&[
+            ("from_date", Some(d1.to_string())),
+            ("to_date", Some(d2.to_string())),
+            ("region", plan.scope.regions.first().cloned()),
+            ("country", plan.scope.country.clone()),
+        ]);
         let body = self
             .fetch(
                 format!("/v1/offices/ranking?{query}"),
@@ -134,22 +133,17 @@ impl Run<'_> {
         let (d1, d2, period) = self.local_dates(plan, &s.offices);
         let threshold = plan.threshold.unwrap_or(0.2);
         let limit = plan.limit.unwrap_or(10);
-        let mut query = format!("from_date={d1}&to_date={d2}&threshold={threshold}&limit={limit}");
-        if let [region] = s.regions.as_slice() {
-            query.push_str(&format!("&region={region}"));
-        }
-        if let Some(country) = &s.country {
-            query.push_str(&format!("&country={country}"));
-        }
-        if let [office] = s.offices.as_slice() {
-            query.push_str(&format!("&office_id={office}"));
-        }
-        if let Some(floor) = s.floor {
-            query.push_str(&format!("&floor={floor}"));
-        }
-        if let Some(kind) = &s.kind {
-            query.push_str(&format!("&kind={kind}"));
-        }
+        let query = query(&[
+            ("from_date", Some(d1.to_string())),
+            ("to_date", Some(d2.to_string())),
+            ("threshold", Some(threshold.to_string())),
+            ("limit", Some(limit.to_string())),
+            ("region", s.regions.first().cloned()),
+            ("country", s.country.clone()),
+            ("office_id", s.offices.first().cloned()),
+            ("floor", s.floor.map(|f| f.to_string())),
+            ("kind", s.kind.clone()),
+        ]);
         let body = self
             .fetch(
                 format!("/v1/insights/underused?{query}"),
@@ -251,10 +245,12 @@ impl Run<'_> {
         let s = &plan.scope;
         let (d1, d2, period) = self.local_dates(plan, &s.offices);
         let limit = plan.limit.unwrap_or(DEFAULT_ROWS);
-        let mut query = format!("from_date={d1}&to_date={d2}&limit={limit}");
-        if let Some(office) = s.offices.first() {
-            query.push_str(&format!("&office_id={office}"));
-        }
+        let query = query(&[
+            ("from_date", Some(d1.to_string())),
+            ("to_date", Some(d2.to_string())),
+            ("limit", Some(limit.to_string())),
+            ("office_id", s.offices.first().cloned()),
+        ]);
         let body = self
             .fetch(
                 format!("/v1/insights/ghost-bookings?{query}"),
@@ -328,10 +324,10 @@ impl Run<'_> {
     }
 
     pub(super) async fn seats(&mut self, plan: &Plan) -> Result<Answer, ApiError> {
-        let mut query = "days=30".to_owned();
-        if let Some(office) = plan.scope.offices.first() {
-            query.push_str(&format!("&office_id={office}"));
-        }
+        let query = query(&[
+            ("days", Some("30".to_owned())),
+            ("office_id", plan.scope.offices.first().cloned()),
+        ]);
         let body = self
             .fetch(
                 format!("/v1/insights/seats?{query}"),

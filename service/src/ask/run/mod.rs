@@ -139,6 +139,27 @@ pub(super) fn weekdays_phrase(days: &[String]) -> String {
     format!("on {}", join_and(&names))
 }
 
+/// " on Tuesdays between 12:00 and 17:00": the plan's weekdays and hours, or nothing.
+pub(super) fn filters_phrase(when: &super::plan::When) -> String {
+    let said: Vec<String> = [weekdays_phrase(&when.weekdays), hours_phrase(when.hours)]
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .collect();
+    match said.is_empty() {
+        true => String::new(),
+        false => format!(" {}", said.join(" ")),
+    }
+}
+
+/// `k=v&…` of the pairs that have a value (ids, dates and numbers: nothing to escape).
+pub(super) fn query(pairs: &[(&str, Option<String>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 pub(super) fn hours_phrase(hours: Option<[u8; 2]>) -> String {
     hours.map_or(String::new(), |[a, b]| {
         format!("between {a:02}:00 and {b:02}:00")

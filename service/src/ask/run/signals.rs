@@ -279,16 +279,16 @@ impl Run<'_> {
         let (d1, d2) = period.dates(today(&zone, self.now));
         let described = period.describe((d1, d2));
         let limit = plan.limit.unwrap_or(20);
-        let mut query = format!(
-            "from={}&to={}&limit={limit}",
-            iso(midnight(&zone, d1)),
-            iso(midnight(&zone, d2))
-        );
-        match (&s.room, s.offices.first()) {
-            (Some(room), _) => query.push_str(&format!("&room_id={room}")),
-            (None, Some(office)) => query.push_str(&format!("&office_id={office}")),
-            _ => {}
-        }
+        let query = query(&[
+            ("from", Some(iso(midnight(&zone, d1)))),
+            ("to", Some(iso(midnight(&zone, d2)))),
+            ("limit", Some(limit.to_string())),
+            ("room_id", s.room.clone()),
+            (
+                "office_id",
+                s.offices.first().filter(|_| s.room.is_none()).cloned(),
+            ),
+        ]);
         let body = self
             .fetch(
                 format!("/v1/anomalies?{query}"),

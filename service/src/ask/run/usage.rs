@@ -57,17 +57,25 @@ impl Run<'_> {
                 midnight(&Tz::UTC, d2) + Duration::hours(14),
             ),
         };
-        let mut query = format!(
-            "granularity={granularity}&from={}&to={}",
-            iso(from),
-            iso(to)
-        );
-        if let Place::Office(_, Some(f)) = &place {
-            query.push_str(&format!("&floor={f}"));
-        }
-        if let Place::Region(r) = &place {
-            query.push_str(&format!("&region={r}"));
-        }
+        let query = query(&[
+            ("granularity", Some(granularity.to_owned())),
+            ("from", Some(iso(from))),
+            ("to", Some(iso(to))),
+            (
+                "floor",
+                match &place {
+                    Place::Office(_, floor) => floor.map(|f| f.to_string()),
+                    _ => None,
+                },
+            ),
+            (
+                "region",
+                match &place {
+                    Place::Region(r) => Some(r.clone()),
+                    _ => None,
+                },
+            ),
+        ]);
         let body = match self
             .fetch(
                 format!("{endpoint}?{query}"),
@@ -150,17 +158,7 @@ impl Run<'_> {
             Place::Portfolio
         };
         let r = self.usage(plan, place).await?;
-        let filters = [r["weekdays"].as_str(), r["hours"].as_str()]
-            .into_iter()
-            .flatten()
-            .filter(|f| !f.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let filters = if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" {filters}")
-        };
+        let filters = filters_phrase(&plan.when);
         let n = r["windows"].as_u64().unwrap_or(0) as usize;
         let text = if n > 0 && r["peak_utilization"].as_f64() == Some(0.0) {
             format!(
@@ -239,23 +237,7 @@ impl Run<'_> {
             .and_then(|r| r["period"].as_str())
             .unwrap_or("")
             .to_owned();
-        let filters = [
-            plan.when
-                .weekdays
-                .is_empty()
-                .then(String::new)
-                .unwrap_or_else(|| weekdays_phrase(&plan.when.weekdays)),
-            hours_phrase(plan.when.hours),
-        ]
-        .into_iter()
-        .filter(|f| !f.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-        let filters = if filters.is_empty() {
-            String::new()
-        } else {
-            format!(" {filters}")
-        };
+        let filters = filters_phrase(&plan.when);
         let missing: Vec<String> = rows
             .iter()
             .filter(|r| r["windows"].as_u64() == Some(0))
