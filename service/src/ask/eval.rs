@@ -263,7 +263,8 @@ mod tests {
         assert!(!matches(
             &case.expect,
             &Understood::OutOfScope {
-                message: String::new()
+                message: String::new(),
+                settled: false
             }
         ));
     }

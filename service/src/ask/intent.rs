@@ -15,11 +15,13 @@ impl Parser<'_> {
         if people && !self.has_any(&["headcount", "many"]) {
             return Understood::OutOfScope {
                 message: "roomflow counts people in rooms; it never knows who they are, so it cannot say who was where.".into(),
+                settled: true,
             };
         }
         if let Some(w) = OFF_TOPIC.iter().find(|w| self.has(w)) {
             return Understood::OutOfScope {
                 message: format!("roomflow has no data on {w}. {CAN_ANSWER}"),
+                settled: true,
             };
         }
         if let Some(name) = self.unknown_place() {
@@ -35,16 +37,19 @@ impl Parser<'_> {
                     "There is no office called {name}. Your offices include {}.",
                     known.join(", ")
                 ),
+                settled: false,
             };
         }
         let Some(op) = self.op() else {
             return Understood::OutOfScope {
                 message: format!("I did not understand the question. {CAN_ANSWER}"),
+                settled: false,
             };
         };
         if self.future && !matches!(op, Op::Forecast) {
             return Understood::OutOfScope {
                 message: "That asks about the future: I can say when an office or room is forecast to pass a share of its capacity, e.g. \"When will Berlin pass 80% at peak?\"".into(),
+                settled: false,
             };
         }
         let mut plan = Plan::new(op);
@@ -118,6 +123,7 @@ impl Parser<'_> {
                     "I understood a question about {}, but {why}. {CAN_ANSWER}",
                     describe_op(op)
                 ),
+                settled: false,
             },
         }
     }

@@ -287,6 +287,7 @@ pub fn checked(arguments: Value, question: &str, catalog: &Catalog) -> Result<Un
         }
         "out_of_scope" => Ok(Understood::OutOfScope {
             message: super::parse::CAN_ANSWER.into(),
+            settled: false,
         }),
         other => Err(Refused::Invalid(format!("outcome {other:?}"))),
     }

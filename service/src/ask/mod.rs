@@ -202,7 +202,7 @@ pub(crate) async fn answer_question(
             let body = json!({ "question": question, "outcome": "clarify", "answer": back, "options": named, "understood_by": parser });
             ("clarify", body, None, Vec::new())
         }
-        Understood::OutOfScope { message } => {
+        Understood::OutOfScope { message, .. } => {
             let body = json!({ "question": question, "outcome": "out_of_scope", "answer": message, "understood_by": parser });
             ("out_of_scope", body, None, Vec::new())
         }
@@ -246,7 +246,9 @@ async fn understand(
 ) -> Result<(Understood, &'static str), llm::Refused> {
     let config = &state.config.ask.llm;
     let builtin = || parse(question, catalog, now);
-    if parser == Some("builtin") || !config.enabled() {
+    // Who someone is, or data roomflow does not have: no model is asked.
+    let settled = matches!(builtin(), Understood::OutOfScope { settled: true, .. });
+    if parser == Some("builtin") || !config.enabled() || settled {
         return Ok((builtin(), "builtin"));
     }
     let with_note = |mut understood: Understood, note: String| {
@@ -288,16 +290,14 @@ async fn understand(
     }
     // Fallback: the model only when the built-in parser finds no plan.
     match builtin() {
-        Understood::OutOfScope { message } => {
+        kept @ Understood::OutOfScope { .. } => {
             match llm::understand(config, question, catalog, now).await {
                 Ok(u @ (Understood::Plan { .. } | Understood::Clarify { .. })) => Ok((u, "llm")),
-                Ok(Understood::OutOfScope { .. }) => {
-                    Ok((Understood::OutOfScope { message }, "builtin"))
-                }
+                Ok(Understood::OutOfScope { .. }) => Ok((kept, "builtin")),
                 Err(refused) => {
                     state.asked.with_label_values(&["llm", "refused"]).inc();
                     tracing::warn!(%refused, "the language model's reply was refused");
-                    Ok((Understood::OutOfScope { message }, "builtin"))
+                    Ok((kept, "builtin"))
                 }
             }
         }

@@ -40,6 +40,9 @@ pub enum Understood {
     OutOfScope {
         /// Why, and what it can answer.
         message: String,
+        /// Whether no reader could answer it (who someone is, data roomflow does not
+        /// have): a language model is not asked.
+        settled: bool,
     },
 }
 
@@ -92,6 +95,7 @@ pub fn parse(question: &str, catalog: &Catalog, now: DateTime<Utc>) -> Understoo
     if p.words.is_empty() {
         return Understood::OutOfScope {
             message: format!("Ask me something about your offices. {CAN_ANSWER}"),
+            settled: true,
         };
     }
     p.correct();
