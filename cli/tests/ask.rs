@@ -713,11 +713,18 @@ async fn a_language_model_only_plans_and_its_bad_plans_are_refused() {
     assert_eq!(fallback["outcome"], "answer");
     assert_eq!(seen.lock().unwrap().len(), before + 1);
     // Who someone is, or what roomflow has no data on, is never sent to the model.
-    for q in ["Who was in London yesterday?", "What's the weather in London?"] {
+    for q in [
+        "Who was in London yesterday?",
+        "What's the weather in London?",
+    ] {
         let (_, settled) = get(ask_url(&base, q), token.clone()).await;
         assert_eq!(settled["outcome"], "out_of_scope", "{q}: {settled}");
     }
-    assert_eq!(seen.lock().unwrap().len(), before + 1, "not sent to the model");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        before + 1,
+        "not sent to the model"
+    );
     // A refused fallback keeps the built-in parser's answer.
     *mode.lock().unwrap() = Mode::Invented;
     let (_, kept) = get(
