@@ -74,9 +74,21 @@ impl Parser<'_> {
                 default.map(|p| p.to_string()).unwrap_or_default()
             ));
         }
-        let least = self.has_any(&[
+        // The first of "busiest … quietest" said is the order ("from busiest to quietest").
+        let least_words = [
             "quietest", "least", "lowest", "emptiest", "worst", "quiet", "quieter", "bottom",
-        ]);
+        ];
+        let most_words = ["busiest", "most", "highest", "top", "best", "busier"];
+        let least = self
+            .words
+            .iter()
+            .filter(|w| !w.used)
+            .find_map(|w| {
+                let t = w.text.as_str();
+                (least_words.contains(&t) || most_words.contains(&t))
+                    .then(|| least_words.contains(&t))
+            })
+            .unwrap_or(false);
         match op {
             Op::Ranking | Op::Heatmap => {
                 plan.order = Some(if least { Order::Least } else { Order::Most });
@@ -242,8 +254,9 @@ impl Parser<'_> {
             || self.phrase("give up")
             || self.phrase("get rid")
             || self.phrase("least used");
-        // "The least used office" is a ranking; "the least used rooms" are under-used.
-        let of_rooms = below || rooms || !self.has_any(&["least", "emptiest"]);
+        // "The least used office" is a ranking; "the least used rooms" are under-used;
+        // "how empty was Tokyo" asks how busy.
+        let of_rooms = below || rooms || !self.has_any(&["least", "emptiest", "how"]);
         if (below || underused) && (rooms || !offices_word) && self.scope.room.is_none() && of_rooms
         {
             return Some(Op::Underused);
@@ -283,7 +296,8 @@ impl Parser<'_> {
         let superlative = self.has_any(&[
             "busiest", "quietest", "emptiest", "rank", "ranking", "ranked", "top", "bottom",
             "highest", "lowest", "best", "worst",
-        ]) || self.phrase("most used")
+        ]) || (offices_word && self.has_any(&["least", "most"]))
+            || self.phrase("most used")
             || self.phrase("least used")
             || self.phrase("most utilized")
             || self.phrase("least utilized");
@@ -312,6 +326,7 @@ impl Parser<'_> {
             "average",
             "peak",
             "crowded",
+            "empty",
             "packed",
             "quiet",
             "people",

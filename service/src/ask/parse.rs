@@ -204,9 +204,11 @@ impl<'c> Parser<'c> {
             if allowed == 0 {
                 continue;
             }
+            // Never into a word roomflow has no data on: only what was typed refuses.
             let best = VOCABULARY
                 .iter()
                 .copied()
+                .filter(|v| !OFF_TOPIC.contains(v))
                 .chain(MONTHS)
                 .map(|v| (distance(&w, v), 0, v.to_owned()))
                 .chain(names.iter().map(|n| (distance(&w, n), 1, n.clone())))
@@ -303,12 +305,21 @@ impl<'c> Parser<'c> {
                     && !STOPWORDS.contains(&gram.as_str())
                     && !VOCABULARY.contains(&gram.as_str())
                 {
-                    let typed = self.words[i..i + n]
-                        .iter()
-                        .map(|w| title(&w.text))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    self.ambiguous.get_or_insert((typed, partial));
+                    // "both Berlin offices", "the two Berlin offices": all of them.
+                    let all = self.has_any(&["both", "all", "two", "three", "every"])
+                        || self.gram(i + n, 1).as_deref() == Some("offices");
+                    if all {
+                        for id in partial {
+                            self.add_office(i, id);
+                        }
+                    } else {
+                        let typed = self.words[i..i + n]
+                            .iter()
+                            .map(|w| title(&w.text))
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        self.ambiguous.get_or_insert((typed, partial));
+                    }
                     self.take(i, n);
                 }
             }

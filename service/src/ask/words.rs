@@ -33,7 +33,7 @@ pub(super) const VOCABULARY: &[&str] = &[
     "usually", "typically", "cancelled", "shows", "show", "meetings", "latest", "newest",
     "during", "recently", "utilisation", "temperature", "weather", "revenue", "salary",
     "salaries", "parking", "coffee", "energy", "electricity", "humidity", "noise", "every",
-    "stock", "price", "prices", "profit", "sales", "menu", "wifi", "poem", "joke",
+    "stock", "price", "prices", "profit", "sales", "menu", "wifi", "poem", "joke", "stack", "both",
     "across", "whole",
 ];
 
