@@ -209,7 +209,12 @@ mod tests {
     fn the_built_in_parser_gets_95_percent_of_the_plans_right() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/ask"));
         let mut cases = 0;
-        for file in ["questions.jsonl", "heldout.jsonl", "round2.jsonl"] {
+        for file in [
+            "questions.jsonl",
+            "heldout.jsonl",
+            "round2.jsonl",
+            "round3.jsonl",
+        ] {
             let report = evaluate(&dir.join(file)).unwrap();
             cases += report.cases;
             assert!(

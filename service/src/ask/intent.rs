@@ -46,6 +46,12 @@ impl Parser<'_> {
                 settled: false,
             };
         };
+        // "Are people using the meeting rooms in Munich?": a kind of room is read room by
+        // room, as the under-used rooms.
+        let op = match op {
+            Op::Utilization if self.scope.kind.is_some() => Op::Underused,
+            op => op,
+        };
         if self.future && !matches!(op, Op::Forecast) {
             return Understood::OutOfScope {
                 message: "That asks about the future: I can say when an office or room is forecast to pass a share of its capacity, e.g. \"When will Berlin pass 80% at peak?\"".into(),
@@ -97,7 +103,12 @@ impl Parser<'_> {
         }
         match op {
             Op::Underused => plan.threshold = Some(self.threshold.unwrap_or(0.2)),
-            Op::Forecast => plan.threshold = self.threshold,
+            // "When does London hit capacity?": all of it.
+            Op::Forecast => {
+                let all = self.has("capacity")
+                    && self.has_any(&["hit", "reach", "exceed", "pass", "at", "over"]);
+                plan.threshold = self.threshold.or(all.then_some(1.0));
+            }
             _ => {}
         }
         if matches!(op, Op::Ranking | Op::Underused | Op::Ghosts | Op::Anomalies) {
@@ -160,6 +171,7 @@ impl Parser<'_> {
     pub(super) fn op(&self) -> Option<Op> {
         let places = self.scope.offices.len().max(self.scope.regions.len());
         let booked = self.has_any(&[
+            "book",
             "booked",
             "booking",
             "bookings",
@@ -170,6 +182,7 @@ impl Parser<'_> {
         let unused = self.has_any(&["empty", "unused", "nobody", "idle", "wasted"])
             || self.phrase("no one")
             || self.phrase("not used")
+            || self.phrase("not use")
             || self.phrase("never used");
         if self.has_any(&[
             "ghost", "ghosts", "noshow", "noshows", "no-show", "no-shows",
@@ -184,7 +197,7 @@ impl Parser<'_> {
         if self.has_any(&["headcount", "employees", "staff"])
             || self.phrase("head count")
             || (seats
-                && (self.has_any(&["need", "spare", "reduce", "cut"])
+                && (self.has_any(&["need", "spare", "reduce", "cut", "head"])
                     || self.phrase("too many")
                     || self.phrase("how many")
                     || self.phrase("could go")))
@@ -252,6 +265,10 @@ impl Parser<'_> {
             || self.phrase("barely used")
             || self.phrase("hardly used")
             || self.phrase("give up")
+            || self.phrase("excess capacity")
+            || self.phrase("spare capacity")
+            || self.phrase("too much space")
+            || self.phrase("need all")
             || self.phrase("get rid")
             || self.phrase("least used");
         // "The least used office" is a ranking; "the least used rooms" are under-used;
@@ -275,6 +292,11 @@ impl Parser<'_> {
         if comparing && places >= 2 {
             return Some(Op::Compare);
         }
+        // "Is Paris busier on Mondays or Fridays?": which of those days is busiest.
+        let between_days = self.when.weekdays.len() >= 2
+            && self.has_any(&["busier", "quieter"])
+            && self.scope.offices.len() == 1
+            && self.scope.room.is_none();
         let office_named = self.scope.offices.len() == 1
             && self.scope.floor.is_none()
             && self.scope.room.is_none();
@@ -290,13 +312,16 @@ impl Parser<'_> {
             || self.has_any(&["heatmap", "pattern"])
             || (self.has_any(&["busiest", "quietest"])
                 && self.has_any(&["hour", "hours", "time", "times", "day", "days"]));
-        if office_named && when_words {
+        if office_named && (when_words || between_days) {
             return Some(Op::Heatmap);
         }
         let superlative = self.has_any(&[
             "busiest", "quietest", "emptiest", "rank", "ranking", "ranked", "top", "bottom",
             "highest", "lowest", "best", "worst",
         ]) || (offices_word && self.has_any(&["least", "most"]))
+            || self.phrase("by office")
+            || self.phrase("per office")
+            || self.phrase("each office")
             || self.phrase("most used")
             || self.phrase("least used")
             || self.phrase("most utilized")
@@ -338,6 +363,19 @@ impl Parser<'_> {
                 return Some(Op::Compare);
             }
             return Some(Op::Utilization);
+        }
+        // A place and nothing else ("london?", "nyc last month"): how busy it was.
+        let unread = self.words.iter().any(|w| {
+            !w.used
+                && !VOCABULARY.contains(&w.text.as_str())
+                && !STOPWORDS.contains(&w.text.as_str())
+        });
+        if !unread && (places >= 1 || self.scope.room.is_some()) {
+            return Some(if places >= 2 {
+                Op::Compare
+            } else {
+                Op::Utilization
+            });
         }
         None
     }

@@ -300,7 +300,8 @@ fn grounded(plan: &Plan, question: &str) -> Result<(), Refused> {
     let words = normalize(question);
     let has = |x: f64| said.iter().any(|&n| (n - x).abs() < 1e-9);
     if let Some(t) = plan.threshold {
-        if !has((t * 100.0 * 1e6).round() / 1e6) && !has(t) {
+        let full = t == 1.0 && (words.contains("capacity") || words.contains("full"));
+        if !has((t * 100.0 * 1e6).round() / 1e6) && !has(t) && !full {
             return Err(Refused::Invented("a threshold"));
         }
     }
