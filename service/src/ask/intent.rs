@@ -40,6 +40,12 @@ impl Parser<'_> {
                 settled: false,
             };
         }
+        if let Some(message) = self.not_yet() {
+            return Understood::OutOfScope {
+                message,
+                settled: false,
+            };
+        }
         let Some(op) = self.op() else {
             return Understood::OutOfScope {
                 message: format!("I did not understand the question. {CAN_ANSWER}"),
@@ -105,8 +111,9 @@ impl Parser<'_> {
             Op::Underused => plan.threshold = Some(self.threshold.unwrap_or(0.2)),
             // "When does London hit capacity?": all of it.
             Op::Forecast => {
-                let all = self.has("capacity")
-                    && self.has_any(&["hit", "reach", "exceed", "pass", "at", "over"]);
+                let all = (self.has("capacity")
+                    && self.has_any(&["hit", "reach", "exceed", "pass", "at", "over"]))
+                    || self.phrase("run out");
                 plan.threshold = self.threshold.or(all.then_some(1.0));
             }
             _ => {}
@@ -165,6 +172,47 @@ impl Parser<'_> {
                     && !MONTHS.contains(&w.text.as_str())
             })
             .map(|w| title(&w.text))
+    }
+
+    /// Questions near the operations that they do not answer yet, said plainly rather
+    /// than answered by a plan of something else: the busiest floor or room of an
+    /// office, and one period against another.
+    fn not_yet(&self) -> Option<String> {
+        let all: Vec<&str> = self.words.iter().map(|w| w.text.as_str()).collect();
+        let said = |phrase: &str| {
+            let n = phrase.split(' ').count();
+            all.windows(n).any(|w| w.join(" ") == phrase)
+        };
+        let part = ["floor", "room", "desk", "space"].iter().any(|p| {
+            (said(&format!("which {p}"))
+                || said(&format!("busiest {p}"))
+                || said(&format!("quietest {p}")))
+                && self.scope.floor.is_none()
+                && self.scope.room.is_none()
+        });
+        if part && self.has_any(&["busiest", "quietest", "most", "least"]) {
+            return Some(
+                "I cannot rank the floors or rooms of an office by how busy they are yet. I can give one floor's or room's utilization, list the under-used rooms, or an office's busiest hours."
+                    .into(),
+            );
+        }
+        let against_past = [
+            "compared to last",
+            "compared with last",
+            "than last",
+            "versus last",
+            "vs last",
+            "against last",
+        ]
+        .iter()
+        .any(|p| said(p))
+            || self.has_any(&["yoy", "mom", "wow"])
+            || said("year over year")
+            || said("month over month")
+            || said("week over week");
+        against_past.then(|| {
+            "I cannot set one period against another yet (week over week, year over year). Ask for each period, e.g. \"How busy was London last month?\"".into()
+        })
     }
 
     /// Which operation the words ask for, if any.
@@ -239,8 +287,17 @@ impl Parser<'_> {
             "spikes",
         ]) || (self.has_any(&["sensor", "sensors"])
             && self.has_any(&[
-                "offline", "wrong", "problem", "problems", "issue", "issues", "failing", "dead",
+                "offline",
+                "wrong",
+                "problem",
+                "problems",
+                "issue",
+                "issues",
+                "failing",
+                "dead",
                 "silent",
+                "stopped",
+                "reporting",
             ]))
         {
             return Some(Op::Anomalies);
@@ -265,6 +322,7 @@ impl Parser<'_> {
             || self.phrase("barely used")
             || self.phrase("hardly used")
             || self.phrase("give up")
+            || self.has_any(&["consolidate", "consolidation"])
             || self.phrase("excess capacity")
             || self.phrase("spare capacity")
             || self.phrase("too much space")
@@ -309,6 +367,11 @@ impl Parser<'_> {
             || self.phrase("time of day")
             || self.phrase("peak hours")
             || self.phrase("peak times")
+            || self.phrase("peak day")
+            || self.phrase("quiet times")
+            || self.phrase("quiet hours")
+            || self.phrase("busy times")
+            || self.phrase("day of the week")
             || self.has_any(&["heatmap", "pattern"])
             || (self.has_any(&["busiest", "quietest"])
                 && self.has_any(&["hour", "hours", "time", "times", "day", "days"]));
@@ -351,6 +414,11 @@ impl Parser<'_> {
             "average",
             "peak",
             "crowded",
+            "footfall",
+            "attendance",
+            "turnout",
+            "return",
+            "rto",
             "empty",
             "packed",
             "quiet",
