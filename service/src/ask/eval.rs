@@ -214,6 +214,7 @@ mod tests {
             "heldout.jsonl",
             "round2.jsonl",
             "round3.jsonl",
+            "round4.jsonl",
         ] {
             let report = evaluate(&dir.join(file)).unwrap();
             cases += report.cases;
