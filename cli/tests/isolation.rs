@@ -104,7 +104,6 @@ struct Live {
 
 fn start(s: &Settings, metrics: &Metrics) -> Live {
     let shutdown = Arc::new(AtomicBool::new(false));
-    let _stop = StopOnDrop(shutdown.clone());
     let options = RunOptions {
         shutdown: shutdown.clone(),
         ..Default::default()

@@ -163,7 +163,6 @@ async fn tenants_created_while_running_are_served_and_stay_in_their_region() {
 
     // The pipeline starts before either tenant exists.
     let shutdown = Arc::new(AtomicBool::new(false));
-    let _stop = StopOnDrop(shutdown.clone());
     let _stop_on_failure = StopOnDrop(shutdown.clone());
     let metrics = Metrics::new();
     let running = tokio::task::spawn_blocking({
@@ -368,14 +367,6 @@ fn fleet(tenant: &TenantId) -> Fleet {
     })
 }
 
-/// Stops the pipeline when the test ends, failed or not: the runtime waits for it.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Polls `done` until it holds; fails after two minutes (the stack is shared and slow
 /// machines are slow, but nothing here takes that long).
