@@ -822,7 +822,11 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
         report.rows,
         600 * (30 * 96 + 40 * 24 + 40) + 3 * 40 * (96 + 24 + 1)
     );
-    assert_eq!(report.endpoints.len(), 11);
+    assert_eq!(
+        report.endpoints.len(),
+        18,
+        "eleven endpoints and seven kinds of question"
+    );
     for e in &report.endpoints {
         assert!(e.failures.is_empty(), "{}: {:?}", e.endpoint, e.failures);
         assert!(!e.latencies.is_empty(), "{}: no answer", e.endpoint);

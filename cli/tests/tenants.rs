@@ -367,7 +367,6 @@ fn fleet(tenant: &TenantId) -> Fleet {
     })
 }
 
-
 /// Polls `done` until it holds; fails after two minutes (the stack is shared and slow
 /// machines are slow, but nothing here takes that long).
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
