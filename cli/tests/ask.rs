@@ -37,32 +37,8 @@ async fn portfolio(tenant: &TenantId, offices: usize, days: i64, bookings: bool)
     let v2 = reading_v2_id(&s, tenant);
     let now = rf_schemas::unix_ms();
     if bookings {
-        let publisher =
-            rf_jobs::calendar::publish::Publisher::new(&s.kafka, &s.registry, tenant).unwrap();
-        for room in &fleet.tenants[0].1 {
-            for b in fleet.bookings(room, now - days * DAY, now) {
-                publisher.publish(&b).unwrap();
-            }
-        }
-        publisher.flush().unwrap();
-        let heads: Vec<rf_jobs::headcount::Heads> = fleet.tenants[0]
-            .1
-            .iter()
-            .map(|r| r.version.office_id.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|office_id| rf_jobs::headcount::Heads {
-                day: (now / DAY) as u16,
-                office_id,
-                department: String::new(),
-                heads: 40,
-                source: "csv".into(),
-                version: 1,
-            })
-            .collect();
-        rf_jobs::headcount::store(&s.clickhouse, tenant, &heads)
-            .await
-            .unwrap();
+        publish_bookings(&s, tenant, &fleet, (now - days * DAY, now));
+        store_headcount(&s, tenant, &fleet, 40, now).await;
     }
     let readings = fleet_readings(&fleet, (v1, v2), (now - days * DAY, now), 15 * MIN);
     provision(tenant, &fleet, &readings).await;

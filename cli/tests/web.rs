@@ -417,33 +417,8 @@ async fn provision_recent(tenant: &TenantId, offices: usize, seed: u64) -> (Flee
     let now = rf_schemas::unix_ms();
     // The meeting rooms' bookings (the simulator's: most used blocks booked, some booked
     // and empty) and a headcount per office, as the calendar and HR connectors write them.
-    let publisher =
-        rf_jobs::calendar::publish::Publisher::new(&s.kafka, &s.registry, tenant).unwrap();
-    for room in &fleet.tenants[0].1 {
-        for b in fleet.bookings(room, now - 36 * 3_600_000, now) {
-            publisher.publish(&b).unwrap();
-        }
-    }
-    publisher.flush().unwrap();
-    let today = (now / 86_400_000) as u16;
-    let heads: Vec<rf_jobs::headcount::Heads> = fleet.tenants[0]
-        .1
-        .iter()
-        .map(|r| r.version.office_id.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|office_id| rf_jobs::headcount::Heads {
-            day: today,
-            office_id,
-            department: String::new(),
-            heads: 40,
-            source: "csv".into(),
-            version: 1,
-        })
-        .collect();
-    rf_jobs::headcount::store(&s.clickhouse, tenant, &heads)
-        .await
-        .unwrap();
+    publish_bookings(&s, tenant, &fleet, (now - 36 * 3_600_000, now));
+    store_headcount(&s, tenant, &fleet, 40, now).await;
     let readings = fleet_readings(&fleet, (v1, v2), (now - 36 * 3_600_000, now), 600_000);
     provision(tenant, &fleet, &readings).await;
     (fleet, v1)

@@ -41,6 +41,43 @@ pub fn fleet_readings(
     out
 }
 
+/// Publishes the bookings the simulator makes for the fleet's first tenant's rooms in
+/// `[from, to)` (ms), as the calendar connectors publish them.
+pub fn publish_bookings(s: &Settings, tenant: &TenantId, fleet: &Fleet, (from, to): (i64, i64)) {
+    let publisher =
+        rf_jobs::calendar::publish::Publisher::new(&s.kafka, &s.registry, tenant).unwrap();
+    for room in &fleet.tenants[0].1 {
+        for b in fleet.bookings(room, from, to) {
+            publisher.publish(&b).unwrap();
+        }
+    }
+    publisher.flush().unwrap();
+}
+
+/// Stores `heads` people in each office of the fleet's first tenant on the day of `now`
+/// (ms), as the HR connectors write them.
+pub async fn store_headcount(s: &Settings, tenant: &TenantId, fleet: &Fleet, heads: u32, now: i64) {
+    let offices: BTreeSet<String> = fleet.tenants[0]
+        .1
+        .iter()
+        .map(|r| r.version.office_id.clone())
+        .collect();
+    let rows: Vec<rf_jobs::headcount::Heads> = offices
+        .into_iter()
+        .map(|office_id| rf_jobs::headcount::Heads {
+            day: (now / 86_400_000) as u16,
+            office_id,
+            department: String::new(),
+            heads,
+            source: "csv".into(),
+            version: 1,
+        })
+        .collect();
+    rf_jobs::headcount::store(&s.clickhouse, tenant, &rows)
+        .await
+        .unwrap();
+}
+
 /// Sets a live pipeline's shutdown flag when dropped: a test that fails while its
 /// pipeline runs on a blocking thread then ends instead of waiting for it forever.
 pub struct StopOnDrop(pub Arc<AtomicBool>);

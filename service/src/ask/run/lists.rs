@@ -30,6 +30,7 @@ impl Run<'_> {
         (d1, d2, period.describe((d1, d2)))
     }
 
+    /// " on floor 2 in London": where the plan looks, with a leading space; or nothing.
     pub(super) fn place_phrase(&self, plan: &Plan) -> String {
         let s = &plan.scope;
         let mut parts = Vec::new();
@@ -45,7 +46,7 @@ impl Run<'_> {
         if let Some(country) = &s.country {
             parts.push(format!("in {country}"));
         }
-        parts.join(" ")
+        parts.iter().map(|p| format!(" {p}")).collect()
     }
 
     pub(super) async fn ranking(&mut self, plan: &Plan) -> Result<Answer, ApiError> {
@@ -73,11 +74,6 @@ impl Run<'_> {
             o["name"] = json!(self.office_name(o["office_id"].as_str().unwrap_or("")));
         }
         let place = self.place_phrase(plan);
-        let place = if place.is_empty() {
-            String::new()
-        } else {
-            format!(" {place}")
-        };
         let which = if least { "quietest" } else { "busiest" };
         let listed: Vec<String> = offices
             .iter()
@@ -165,11 +161,6 @@ impl Run<'_> {
             _ => ("room", "rooms"),
         };
         let place = self.place_phrase(plan);
-        let place = if place.is_empty() {
-            String::new()
-        } else {
-            format!(" {place}")
-        };
         let mut text = if below == 0 {
             format!(
                 "No {}{place} averaged under {} utilization {period}.",
@@ -262,11 +253,6 @@ impl Run<'_> {
             r["office"] = json!(self.office_name(r["office_id"].as_str().unwrap_or("")));
         }
         let place = self.place_phrase(plan);
-        let place = if place.is_empty() {
-            String::new()
-        } else {
-            format!(" {place}")
-        };
         let described: Vec<String> = rooms
             .iter()
             .filter(|r| r["ghost_share"].as_f64() > Some(0.0))
