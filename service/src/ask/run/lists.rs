@@ -71,19 +71,13 @@ impl Run<'_> {
         let limit = plan.limit.unwrap_or(DEFAULT_ROWS) as usize;
         offices.truncate(limit);
         for o in &mut offices {
-            o["name"] = json!(self.office_name(o["office_id"].as_str().unwrap_or("")));
+            o["name"] = json!(self.office_name(field(o, "office_id")));
         }
         let place = self.place_phrase(plan);
         let which = if least { "quietest" } else { "busiest" };
         let listed: Vec<String> = offices
             .iter()
-            .map(|o| {
-                format!(
-                    "{} {}",
-                    o["name"].as_str().unwrap_or(""),
-                    pct(o["utilization"].as_f64().unwrap_or(0.0))
-                )
-            })
+            .map(|o| format!("{} {}", field(o, "name"), pct_at(o, "utilization")))
             .collect();
         let text = if listed.is_empty() {
             format!("No office{place} has data {period}.")
@@ -98,25 +92,20 @@ impl Run<'_> {
                 join_and(&listed)
             )
         };
-        let table = Table {
-            columns: vec![
-                "office".into(),
-                "average daily utilization".into(),
-                "busiest day".into(),
-                "days".into(),
-            ],
-            rows: offices
+        let table = Table::new(
+            &["office", "average daily utilization", "busiest day", "days"],
+            offices
                 .iter()
                 .map(|o| {
                     vec![
-                        o["name"].as_str().unwrap_or("").to_owned(),
-                        pct(o["utilization"].as_f64().unwrap_or(0.0)),
-                        pct(o["peak_day_utilization"].as_f64().unwrap_or(0.0)),
+                        field(o, "name").to_owned(),
+                        pct_at(o, "utilization"),
+                        pct_at(o, "peak_day_utilization"),
                         o["days"].to_string(),
                     ]
                 })
                 .collect(),
-        };
+        );
         Ok(self.answer(
             text,
             Some(table),
@@ -150,7 +139,7 @@ impl Run<'_> {
         let saving = body["monthly_saving"].as_f64().unwrap_or(0.0);
         let mut rooms: Vec<Value> = body["rooms"].as_array().cloned().unwrap_or_default();
         for r in &mut rooms {
-            r["office"] = json!(self.office_name(r["office_id"].as_str().unwrap_or("")));
+            r["office"] = json!(self.office_name(field(r, "office_id")));
         }
         let what = match s.kind.as_deref() {
             Some("MEETING") => ("meeting room", "meeting rooms"),
@@ -194,29 +183,29 @@ impl Run<'_> {
                 .map(|r| {
                     format!(
                         "{} ({}) {}",
-                        r["name"].as_str().unwrap_or(""),
-                        r["office"].as_str().unwrap_or(""),
-                        pct(r["utilization"].as_f64().unwrap_or(0.0))
+                        field(r, "name"),
+                        field(r, "office"),
+                        pct_at(r, "utilization")
                     )
                 })
                 .collect();
             text.push_str(&format!(". The lowest listed: {}.", join_and(&named)));
         }
-        let table = Table {
-            columns: vec![
-                "room".into(),
-                "office".into(),
-                "average utilization".into(),
-                "days".into(),
-                "monthly cost".into(),
+        let table = Table::new(
+            &[
+                "room",
+                "office",
+                "average utilization",
+                "days",
+                "monthly cost",
             ],
-            rows: rooms
+            rooms
                 .iter()
                 .map(|r| {
                     vec![
-                        r["name"].as_str().unwrap_or("").to_owned(),
-                        r["office"].as_str().unwrap_or("").to_owned(),
-                        pct(r["utilization"].as_f64().unwrap_or(0.0)),
+                        field(r, "name").to_owned(),
+                        field(r, "office").to_owned(),
+                        pct_at(r, "utilization"),
                         r["days"].to_string(),
                         r["monthly_saving"]
                             .as_f64()
@@ -224,7 +213,7 @@ impl Run<'_> {
                     ]
                 })
                 .collect(),
-        };
+        );
         let result = json!({
             "period": period, "threshold": threshold, "rooms_below": below, "monthly_saving": saving,
             "rooms": rooms, "place": place.trim(),
@@ -250,7 +239,7 @@ impl Run<'_> {
             .await?;
         let mut rooms: Vec<Value> = body["rooms"].as_array().cloned().unwrap_or_default();
         for r in &mut rooms {
-            r["office"] = json!(self.office_name(r["office_id"].as_str().unwrap_or("")));
+            r["office"] = json!(self.office_name(field(r, "office_id")));
         }
         let place = self.place_phrase(plan);
         let described: Vec<String> = rooms
@@ -260,9 +249,9 @@ impl Run<'_> {
             .map(|r| {
                 let mut t = format!(
                     "{} ({}) {} of its booked time",
-                    r["name"].as_str().unwrap_or(""),
-                    r["office"].as_str().unwrap_or(""),
-                    pct(r["ghost_share"].as_f64().unwrap_or(0.0))
+                    field(r, "name"),
+                    field(r, "office"),
+                    pct_at(r, "ghost_share")
                 );
                 if r["meetings"].as_u64() > Some(0) {
                     t.push_str(&format!(
@@ -281,27 +270,21 @@ impl Run<'_> {
                 described.join("; ")
             )
         };
-        let table = Table {
-            columns: vec![
-                "room".into(),
-                "office".into(),
-                "booked but empty".into(),
-                "no-shows".into(),
-                "meetings".into(),
-            ],
-            rows: rooms
+        let table = Table::new(
+            &["room", "office", "booked but empty", "no-shows", "meetings"],
+            rooms
                 .iter()
                 .map(|r| {
                     vec![
-                        r["name"].as_str().unwrap_or("").to_owned(),
-                        r["office"].as_str().unwrap_or("").to_owned(),
-                        pct(r["ghost_share"].as_f64().unwrap_or(0.0)),
+                        field(r, "name").to_owned(),
+                        field(r, "office").to_owned(),
+                        pct_at(r, "ghost_share"),
                         r["no_shows"].to_string(),
                         r["meetings"].to_string(),
                     ]
                 })
                 .collect(),
-        };
+        );
         Ok(self.answer(
             text,
             Some(table),
@@ -328,7 +311,7 @@ impl Run<'_> {
                 .total_cmp(&a["seats_releasable"].as_f64().unwrap_or(0.0))
         });
         for o in &mut offices {
-            o["name"] = json!(self.office_name(o["office_id"].as_str().unwrap_or("")));
+            o["name"] = json!(self.office_name(field(o, "office_id")));
         }
         let said: Vec<String> = offices
             .iter()
@@ -354,19 +337,19 @@ impl Run<'_> {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let table = Table {
-            columns: vec![
-                "office".into(),
-                "headcount".into(),
-                "seats".into(),
-                "busiest day's peak".into(),
-                "seats that could go".into(),
+        let table = Table::new(
+            &[
+                "office",
+                "headcount",
+                "seats",
+                "busiest day's peak",
+                "seats that could go",
             ],
-            rows: offices
+            offices
                 .iter()
                 .map(|o| {
                     vec![
-                        o["name"].as_str().unwrap_or("").to_owned(),
+                        field(o, "name").to_owned(),
                         o["headcount"].to_string(),
                         o["seats"].as_u64().map_or(String::new(), |s| s.to_string()),
                         o["peak_present"]
@@ -378,7 +361,7 @@ impl Run<'_> {
                     ]
                 })
                 .collect(),
-        };
+        );
         Ok(self.answer(
             text,
             Some(table),

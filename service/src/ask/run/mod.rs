@@ -139,6 +139,26 @@ pub(super) fn weekdays_phrase(days: &[String]) -> String {
     format!("on {}", join_and(&names))
 }
 
+/// A string field of a result row ("" when absent).
+pub(super) fn field<'v>(row: &'v Value, key: &str) -> &'v str {
+    row[key].as_str().unwrap_or("")
+}
+
+/// A share field of a result row as a percentage ("0%" when absent).
+pub(super) fn pct_at(row: &Value, key: &str) -> String {
+    pct(row[key].as_f64().unwrap_or(0.0))
+}
+
+impl Table {
+    /// A table of these column names and rows.
+    pub(super) fn new(columns: &[&str], rows: Vec<Vec<String>>) -> Self {
+        Self {
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows,
+        }
+    }
+}
+
 /// " on Tuesdays between 12:00 and 17:00": the plan's weekdays and hours, or nothing.
 pub(super) fn filters_phrase(when: &super::plan::When) -> String {
     let said: Vec<String> = [weekdays_phrase(&when.weekdays), hours_phrase(when.hours)]

@@ -89,19 +89,13 @@ impl Run<'_> {
             [best, rest @ ..] => {
                 let mut t = format!(
                     "{name} is {which} on {}: {} average utilization {described}",
-                    best["when"].as_str().unwrap_or(""),
-                    pct(best["utilization"].as_f64().unwrap_or(0.0))
+                    field(best, "when"),
+                    pct_at(best, "utilization")
                 );
                 if !rest.is_empty() {
                     let then: Vec<String> = rest
                         .iter()
-                        .map(|c| {
-                            format!(
-                                "{} ({})",
-                                c["when"].as_str().unwrap_or(""),
-                                pct(c["utilization"].as_f64().unwrap_or(0.0))
-                            )
-                        })
+                        .map(|c| format!("{} ({})", field(c, "when"), pct_at(c, "utilization")))
                         .collect();
                     t.push_str(&format!("; then {}", join_and(&then)));
                 }
@@ -109,8 +103,8 @@ impl Run<'_> {
                 if let Some(day) = by_day.first().filter(|_| days.len() > 1) {
                     t.push_str(&format!(
                         " Its {which} day is {}, at {} from {working}.",
-                        day["day"].as_str().unwrap_or(""),
-                        pct(day["utilization"].as_f64().unwrap_or(0.0))
+                        field(day, "day"),
+                        pct_at(day, "utilization")
                     ));
                 }
                 t
@@ -120,12 +114,7 @@ impl Run<'_> {
             columns: vec!["day".into(), format!("average utilization, {working}")],
             rows: by_day
                 .iter()
-                .map(|d| {
-                    vec![
-                        d["day"].as_str().unwrap_or("").to_owned(),
-                        pct(d["utilization"].as_f64().unwrap_or(0.0)),
-                    ]
-                })
+                .map(|d| vec![field(d, "day").to_owned(), pct_at(d, "utilization")])
                 .collect(),
         };
         let result = json!({ "office": name, "period": described, "hours": top, "days": by_day, "working_hours": working });
@@ -200,7 +189,7 @@ impl Run<'_> {
                         "{name} is forecast to pass {} of its {} seats first on {}: an expected peak of {} people ({}), 95% interval {} to {}.",
                         pct(t),
                         capacity,
-                        p["day"].as_str().unwrap_or(""),
+                        field(p, "day"),
                         p["expected_peak"].as_f64().unwrap_or(0.0).round(),
                         pct(share(p, "share")),
                         p["low"].as_f64().unwrap_or(0.0).round(),
@@ -214,12 +203,12 @@ impl Run<'_> {
                             days,
                             busiest["expected_peak"].as_f64().unwrap_or(0.0).round(),
                             pct(share(busiest, "share")),
-                            busiest["day"].as_str().unwrap_or(""),
+                            field(busiest, "day"),
                         );
                         if let Some(p) = points.iter().find(|p| share(p, "high_share") >= t) {
                             t_.push_str(&format!(
                                 " The upper end of the 95% interval reaches it on {} ({}).",
-                                p["day"].as_str().unwrap_or(""),
+                                field(p, "day"),
                                 pct(share(p, "high_share"))
                             ));
                         }
@@ -229,26 +218,26 @@ impl Run<'_> {
                 None => format!(
                     "{name}'s busiest forecast day in the next {} days is {}, with an expected peak of {} people ({} of {} seats).",
                     days,
-                    busiest["day"].as_str().unwrap_or(""),
+                    field(busiest, "day"),
                     busiest["expected_peak"].as_f64().unwrap_or(0.0).round(),
                     pct(share(busiest, "share")),
                     capacity,
                 ),
             }
         };
-        let table = Table {
-            columns: vec![
-                "day".into(),
-                "expected peak, people".into(),
-                "share of seats".into(),
-                "95% interval".into(),
+        let table = Table::new(
+            &[
+                "day",
+                "expected peak, people",
+                "share of seats",
+                "95% interval",
             ],
-            rows: points
+            points
                 .iter()
                 .take(7)
                 .map(|p| {
                     vec![
-                        p["day"].as_str().unwrap_or("").to_owned(),
+                        field(p, "day").to_owned(),
                         format!("{}", p["expected_peak"].as_f64().unwrap_or(0.0).round()),
                         pct(share(p, "share")),
                         format!(
@@ -259,7 +248,7 @@ impl Run<'_> {
                     ]
                 })
                 .collect(),
-        };
+        );
         let result = json!({
             "place": name, "seats": capacity, "threshold": plan.threshold, "days": days,
             "interval": 95, "forecast": points,
@@ -301,13 +290,13 @@ impl Run<'_> {
                 Some(room) => format!(
                     "{} ({})",
                     self.room_name(room),
-                    self.office_name(a["office_id"].as_str().unwrap_or(""))
+                    self.office_name(field(a, "office_id"))
                 ),
-                None => self.office_name(a["office_id"].as_str().unwrap_or("")),
+                None => self.office_name(field(a, "office_id")),
             };
             a["place"] = json!(place);
-            a["kind_label"] = json!(kind_label(a["kind"].as_str().unwrap_or("")).0);
-            let zone_of = self.zone(a["office_id"].as_str().unwrap_or(""));
+            a["kind_label"] = json!(kind_label(field(a, "kind")).0);
+            let zone_of = self.zone(field(a, "office_id"));
             a["since"] = json!(at(&a["from"]).map(|t| t
                 .with_timezone(&zone_of)
                 .format("%a %-d %b %H:%M")
@@ -321,9 +310,7 @@ impl Run<'_> {
         let n = listed.len();
         let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
         for a in &listed {
-            *kinds
-                .entry(a["kind"].as_str().unwrap_or("").to_owned())
-                .or_default() += 1;
+            *kinds.entry(field(a, "kind").to_owned()).or_default() += 1;
         }
         let counted: Vec<Value> = kinds
             .iter()
@@ -342,9 +329,9 @@ impl Run<'_> {
                 "{at_least}{}{place} {described}: {}. The latest: {} in {}, from {}{}.",
                 plural(n, "anomaly", "anomalies"),
                 join_and(&by_kind),
-                latest["kind_label"].as_str().unwrap_or(""),
-                latest["place"].as_str().unwrap_or(""),
-                latest["since"].as_str().unwrap_or(""),
+                field(latest, "kind_label"),
+                field(latest, "place"),
+                field(latest, "since"),
                 if latest["ongoing"] == json!(true) {
                     ", still ongoing"
                 } else {
@@ -353,26 +340,21 @@ impl Run<'_> {
             )
         };
         let text = capitalize(&text);
-        let table = Table {
-            columns: vec![
-                "kind".into(),
-                "where".into(),
-                "from".into(),
-                "severity".into(),
-            ],
-            rows: listed
+        let table = Table::new(
+            &["kind", "where", "from", "severity"],
+            listed
                 .iter()
                 .take(10)
                 .map(|a| {
                     vec![
-                        a["kind_label"].as_str().unwrap_or("").to_owned(),
-                        a["place"].as_str().unwrap_or("").to_owned(),
-                        a["since"].as_str().unwrap_or("").to_owned(),
-                        a["severity"].as_str().unwrap_or("").to_owned(),
+                        field(a, "kind_label").to_owned(),
+                        field(a, "place").to_owned(),
+                        field(a, "since").to_owned(),
+                        field(a, "severity").to_owned(),
                     ]
                 })
                 .collect(),
-        };
+        );
         let result = json!({ "period": described, "anomalies": listed, "count": n, "by_kind": counted, "limit": limit });
         Ok(self.answer(text, Some(table), result))
     }

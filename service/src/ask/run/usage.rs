@@ -163,8 +163,8 @@ impl Run<'_> {
         let text = if n > 0 && r["peak_utilization"].as_f64() == Some(0.0) {
             format!(
                 "Nobody was seen in {}{filters} {}, over {}.",
-                r["place"].as_str().unwrap_or(""),
-                r["period"].as_str().unwrap_or(""),
+                field(&r, "place"),
+                field(&r, "period"),
                 if r["unit"] == "hours" {
                     plural(n, "hour", "hours")
                 } else {
@@ -174,8 +174,8 @@ impl Run<'_> {
         } else if n == 0 {
             format!(
                 "There is no data for {}{filters} {}.",
-                r["place"].as_str().unwrap_or(""),
-                r["period"].as_str().unwrap_or("")
+                field(&r, "place"),
+                field(&r, "period")
             )
         } else {
             let (unit, every) = if r["unit"] == "hours" {
@@ -185,13 +185,13 @@ impl Run<'_> {
             };
             format!(
                 "{}'s average {every} utilization{filters} {} was {}, over {}; its busiest {} reached {} of capacity, on {}.",
-                capitalize(r["place"].as_str().unwrap_or("")),
-                r["period"].as_str().unwrap_or(""),
-                pct(r["mean_utilization"].as_f64().unwrap_or(0.0)),
+                capitalize(field(&r, "place")),
+                field(&r, "period"),
+                pct_at(&r, "mean_utilization"),
                 plural(n, unit.0, unit.1),
                 if r["unit"] == "hours" { "hour" } else { "moment" },
-                pct(r["peak_utilization"].as_f64().unwrap_or(0.0)),
-                r["peak_at"].as_str().unwrap_or(""),
+                pct_at(&r, "peak_utilization"),
+                field(&r, "peak_at"),
             )
         };
         Ok(self.answer(text, None, r))
@@ -225,13 +225,7 @@ impl Run<'_> {
                 .unwrap_or(0.0)
                 .total_cmp(&a["mean_utilization"].as_f64().unwrap_or(0.0))
         });
-        let said = |r: &Value| {
-            format!(
-                "{} {}",
-                r["place"].as_str().unwrap_or(""),
-                pct(r["mean_utilization"].as_f64().unwrap_or(0.0))
-            )
-        };
+        let said = |r: &Value| format!("{} {}", field(r, "place"), pct_at(r, "mean_utilization"));
         let period = rows
             .first()
             .and_then(|r| r["period"].as_str())
@@ -241,7 +235,7 @@ impl Run<'_> {
         let missing: Vec<String> = rows
             .iter()
             .filter(|r| r["windows"].as_u64() == Some(0))
-            .map(|r| r["place"].as_str().unwrap_or("").to_owned())
+            .map(|r| field(r, "place").to_owned())
             .collect();
         let mut text =
             match ranked.as_slice() {
@@ -250,8 +244,8 @@ impl Run<'_> {
                 [first, rest @ ..] => {
                     format!(
                 "{} was the busiest{filters} {period}, at {} average {} utilization; then {}.",
-                first["place"].as_str().unwrap_or(""),
-                pct(first["mean_utilization"].as_f64().unwrap_or(0.0)),
+                field(first, "place"),
+                pct_at(first, "mean_utilization"),
                 if plan.when.hours.is_some() { "hourly" } else { "daily" },
                 join_and(&rest.iter().map(|r| said(r)).collect::<Vec<_>>()),
             )
@@ -260,27 +254,21 @@ impl Run<'_> {
         if !missing.is_empty() && ranked.len() > 1 {
             text.push_str(&format!(" No data for {}.", join_and(&missing)));
         }
-        let table = Table {
-            columns: vec![
-                "place".into(),
-                "average utilization".into(),
-                "peak".into(),
-                "peak on".into(),
-                "windows".into(),
-            ],
-            rows: ranked
+        let table = Table::new(
+            &["place", "average utilization", "peak", "peak on", "windows"],
+            ranked
                 .iter()
                 .map(|r| {
                     vec![
-                        r["place"].as_str().unwrap_or("").to_owned(),
-                        pct(r["mean_utilization"].as_f64().unwrap_or(0.0)),
-                        pct(r["peak_utilization"].as_f64().unwrap_or(0.0)),
-                        r["peak_at"].as_str().unwrap_or("").to_owned(),
+                        field(r, "place").to_owned(),
+                        pct_at(r, "mean_utilization"),
+                        pct_at(r, "peak_utilization"),
+                        field(r, "peak_at").to_owned(),
                         r["windows"].to_string(),
                     ]
                 })
                 .collect(),
-        };
+        );
         Ok(self.answer(
             text,
             Some(table),
