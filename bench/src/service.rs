@@ -429,6 +429,17 @@ impl Portfolio {
             .buffer_unordered(2)
             .try_collect::<Vec<()>>()
             .await?;
+        // The daily table, as the pipeline writes it from final day windows (the
+        // generated days are UTC days).
+        client
+            .query(&format!(
+                "INSERT INTO {db}.room_days SELECT toDate(window_start), office_id, room_id, \
+                 window_start, window_end, samples, avg_people, peak_people, occupied_ratio, \
+                 capacity, utilization, version FROM {db}.room_utilization WHERE granularity = '1d'"
+            ))
+            .execute()
+            .await
+            .map_err(ch)?;
         bar.finish_and_clear();
         Ok(total)
     }

@@ -205,6 +205,33 @@ fn final_rows(db: &str) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     (rooms, offices)
 }
 
+/// The daily table holds exactly the final `1d` room rows, each under its local date
+/// (plainly: the date of the window's start in the office's zone).
+fn room_days_agree(db: &str, rooms: &BTreeMap<String, u64>, zone: impl Fn(&str) -> chrono_tz::Tz) {
+    let days: Vec<String> = clickhouse_lines(&format!(
+        "SELECT day, office_id, room_id, window_start, window_end, samples, avg_people, peak_people, \
+         occupied_ratio, capacity, utilization FROM {db}.room_days FINAL"
+    ))
+    .iter()
+    .map(|line| {
+        let mut fields: Vec<String> = line.split('\t').map(String::from).collect();
+        for i in [6, 8, 10] {
+            fields[i] = num(fields[i].parse().unwrap());
+        }
+        let day = fields.remove(0);
+        let start = chrono::NaiveDateTime::parse_from_str(&fields[2], "%Y-%m-%d %H:%M:%S").unwrap();
+        let local = zone(&fields[0]).from_utc_datetime(&start).date_naive();
+        assert_eq!(day, local.to_string(), "the local date of {line}");
+        format!("1d\t{}", fields.join("\t"))
+    })
+    .collect();
+    let mut days = days;
+    days.sort();
+    let want: Vec<&String> = rooms.keys().filter(|l| l.starts_with("1d\t")).collect();
+    assert!(!want.is_empty());
+    assert_eq!(days.iter().collect::<Vec<_>>(), want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_scenario_matches_a_plain_computation() {
     let tenant = fresh_tenant("scen");
@@ -413,6 +440,8 @@ async fn generated_scenario_matches_a_plain_computation() {
 
     let db = tenant.clickhouse_db();
     let (rooms_v1, offices_v1) = final_rows(&db);
+    let zone = |office: &str| if office == "nyc" { new_york } else { london };
+    room_days_agree(&db, &rooms_v1, zone);
     let got_rooms: Vec<String> = rooms_v1.keys().cloned().collect();
     let got_offices: Vec<String> = offices_v1.keys().cloned().collect();
     eprintln!(
@@ -473,6 +502,7 @@ async fn generated_scenario_matches_a_plain_computation() {
     assert_eq!((report.stats.counted, report.stats.dead_letters), (0, 0));
     let (rooms_v2, offices_v2) = final_rows(&db);
     assert_eq!(rooms_v2.keys().cloned().collect::<Vec<_>>(), want_rooms);
+    room_days_agree(&db, &rooms_v2, zone);
     assert_eq!(offices_v2.keys().cloned().collect::<Vec<_>>(), want_offices);
     let (mut kept, mut rewritten) = (0, 0);
     for (v1, v2) in [(&rooms_v1, &rooms_v2), (&offices_v1, &offices_v2)] {
@@ -535,6 +565,7 @@ async fn generated_scenario_matches_a_plain_computation() {
     running.await.unwrap().expect("the pipeline runs");
     let (rooms_v3, offices_v3) = final_rows(&db);
     assert_eq!(rooms_v3.keys().cloned().collect::<Vec<_>>(), want_rooms);
+    room_days_agree(&db, &rooms_v3, zone);
     assert_eq!(offices_v3.keys().cloned().collect::<Vec<_>>(), want_offices);
     clickhouse_lines(&format!("DROP DATABASE {db}"));
 }

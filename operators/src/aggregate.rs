@@ -15,7 +15,7 @@ use crate::live::LiveState;
 use crate::Granularity;
 use crate::{
     Checkpoint, DeadLetter, Decoded, DecodedReading, Extra, FinalReading, FinalReadings, OfficeRow,
-    Output, RawRecord, Restate, Resume, RoomEvent, RoomRow, Topic,
+    Output, RawRecord, Restate, Resume, RoomDay, RoomEvent, RoomRow, Topic,
 };
 use crate::{HashMap, HashSet};
 
@@ -1146,7 +1146,7 @@ fn emit_row(
                 return;
             }
             let avg = s.sum as f64 / f64::from(s.samples);
-            out.push(Output::Room(RoomRow {
+            let row = RoomRow {
                 tenant: tenant.clone(),
                 granularity: key.granularity,
                 office_id: v.office_id.clone(),
@@ -1161,7 +1161,19 @@ fn emit_row(
                 utilization: avg / f64::from(v.capacity),
                 is_final,
                 version,
-            }));
+            };
+            if is_final && key.granularity == Granularity::D1 {
+                // The local date of a day window is its start's, in the room's zone.
+                let day = chrono::DateTime::from_timestamp_millis(key.start)
+                    .map(|t| t.with_timezone(&v.timezone).date_naive());
+                if let Some(day) = day {
+                    out.push(Output::RoomDay(RoomDay {
+                        day,
+                        row: row.clone(),
+                    }));
+                }
+            }
+            out.push(Output::Room(row));
         }
         Level::Office => {
             if let Some(row) = office_row(tenant, catalog, p, key, is_final, version) {

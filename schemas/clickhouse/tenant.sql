@@ -38,6 +38,27 @@ CREATE TABLE IF NOT EXISTS {db}.office_utilization (
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (granularity, office_id, window_start);
 
+-- Each room's final day windows, one row per room and local date (`day`, in the zone
+-- of the room's office), written by the pipeline as a day becomes final: the table the
+-- portfolio's slices, changes over time and benchmarks read. Keyed by date, so a
+-- period of the whole portfolio is one contiguous read; a restatement adds a revision.
+CREATE TABLE IF NOT EXISTS {db}.room_days (
+    day Date,
+    office_id String,
+    room_id String,
+    window_start DateTime('UTC'),
+    window_end DateTime('UTC'),
+    samples UInt32,
+    avg_people Float64,
+    peak_people UInt32,
+    occupied_ratio Float64,
+    capacity UInt32,
+    utilization Float64,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, office_id, room_id);
+
 CREATE TABLE IF NOT EXISTS {db}.rooms (
     room_id String,
     office_id String,

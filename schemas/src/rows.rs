@@ -135,6 +135,16 @@ pub struct RoomRow {
     pub version: u64,
 }
 
+/// A room's final day window, with the local date it covers (`room_days`): the daily
+/// table reports, slices and benchmarks read, one row per room and local day.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomDay {
+    /// The local date, in the zone of the room's office.
+    pub day: chrono::NaiveDate,
+    /// The final `1d` row.
+    pub row: RoomRow,
+}
+
 /// One revision of an office's window row (`office_utilization`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OfficeRow {
@@ -258,6 +268,8 @@ pub enum Output {
     Room(RoomRow),
     /// An office window revision.
     Office(OfficeRow),
+    /// A room's final day window, for the daily table.
+    RoomDay(RoomDay),
     /// The counted readings of a room's 15m window that just became final.
     Readings(FinalReadings),
     /// A room's latest state.
@@ -509,6 +521,7 @@ impl Output {
         match self {
             Self::Room(r) => &r.tenant,
             Self::Office(o) => &o.tenant,
+            Self::RoomDay(d) => &d.row.tenant,
             Self::Readings(r) => &r.tenant,
             Self::LiveRoom(r) => &r.tenant,
             Self::LiveOffice(o) => &o.tenant,

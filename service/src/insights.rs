@@ -2,7 +2,6 @@
 //! would save, and the offices of the portfolio ranked by utilization. Each counts against
 //! the tenant's analytics limit.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -107,6 +106,28 @@ impl Days {
         match self {
             Days::Instants(from, to) => format!("{}:{}", secs(*from), secs(*to)),
             Days::Dates(from, to) => format!("{from}/{to}"),
+        }
+    }
+
+    /// Whether a day window of local date `date` starting at `start` (seconds) is in.
+    pub(crate) fn admits(&self, date: chrono::NaiveDate, start: i64) -> bool {
+        match *self {
+            Days::Instants(from, to) => {
+                (i64::from(secs(from))..i64::from(secs(to))).contains(&start)
+            }
+            Days::Dates(from, to) => (from..to).contains(&date),
+        }
+    }
+
+    /// The first and last local dates a window in the range can have.
+    pub(crate) fn local_span(&self) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        match *self {
+            // Every zone's midnights lie within 14 hours of UTC's.
+            Days::Instants(from, to) => (
+                (from - chrono::Duration::hours(14)).date_naive(),
+                (to + chrono::Duration::hours(14)).date_naive(),
+            ),
+            Days::Dates(from, to) => (from, to.pred_opt().unwrap_or(to)),
         }
     }
 
@@ -274,12 +295,6 @@ impl RoomFilter {
             && self.floor.is_none_or(|f| v.floor == f)
             && self.kind.as_ref().is_none_or(|k| v.kind == *k)
     }
-
-    fn key(&self) -> String {
-        let mut offices: Vec<&String> = self.offices.iter().flatten().collect();
-        offices.sort();
-        format!("{offices:?}:{:?}:{:?}", self.floor, self.kind)
-    }
 }
 
 #[derive(Row, Deserialize)]
@@ -325,9 +340,7 @@ pub(crate) async fn heatmap_for(
     .await
 }
 
-#[derive(Row, Deserialize)]
 struct RoomUse {
-    room_id: String,
     utilization: f64,
     days: u64,
 }
@@ -373,19 +386,9 @@ pub(crate) async fn underused_for(
     caller.limit(state, Class::Analytics).await?;
     let metadata = metadata(state, caller).await?;
     let filter = RoomFilter::new(p, &metadata)?;
-    let request = format!(
-        "underused:{}:{threshold}:{limit}:{}",
-        days.key(),
-        filter.key()
-    );
-    let ttl = state.config.cache_ttl_secs;
-    cached(
-        caller,
-        ttl,
-        &request,
-        underused_of(caller, &metadata, days, threshold, limit, &filter),
-    )
-    .await
+    // From the room days in memory: no answer cache needed (nor wanted: it would hold
+    // a ClickHouse slot while the months are read).
+    underused_of(state, caller, &metadata, days, threshold, limit, &filter).await
 }
 
 /// The under-used rooms as a CSV file, one room per line.
@@ -537,8 +540,9 @@ async fn heatmap_of(
     }))
 }
 
-/// The under-used rooms from ClickHouse and the metadata's costs.
+/// The under-used rooms from the room days and the metadata's costs.
 async fn underused_of(
+    state: &AppState,
     caller: &Caller<'_>,
     metadata: &Metadata,
     days: Days,
@@ -546,52 +550,36 @@ async fn underused_of(
     limit: u32,
     filter: &RoomFilter,
 ) -> Result<serde_json::Value, ApiError> {
-    let client = caller.clickhouse();
-    // The offices of the filter, read alone: the table's key starts with the office.
-    let mut offices: Vec<&String> = filter.offices.iter().flatten().collect();
-    offices.sort();
-    let mut query = client
-        .query(&format!(
-            // The latest revision of each day by argMax: on 18.16 many times faster
-            // than FINAL, and the same rows (the table's key, by version).
-            "SELECT room_id, avg(u), count() FROM \
-             (SELECT room_id, argMax(utilization, version) AS u FROM {}.room_utilization \
-              WHERE granularity = '1d' AND {} {} \
-              GROUP BY office_id, room_id, window_start) \
-             GROUP BY room_id HAVING avg(u) < ?",
-            caller.tenant.clickhouse_db(),
-            days.sql(),
-            if filter.offices.is_some() {
-                "AND has(?, office_id)"
-            } else {
-                ""
-            },
-        ))
-        .bind_days(days);
-    if filter.offices.is_some() {
-        query = query.bind(offices);
-    }
-    let used: Vec<RoomUse> = no_database_is_empty(query.bind(threshold).fetch_all().await)?;
-    let current = metadata.current();
-    let costs: HashMap<&str, &Version> = current.map(|c| (c.room_id.as_str(), c)).collect();
-    let mut rooms: Vec<(&RoomUse, &Version)> = used
-        .iter()
-        .filter_map(|u| Some((u, *costs.get(u.room_id.as_str())?)))
-        .filter(|(_, v)| filter.admits(v))
+    let sums = crate::days::room_sums(state, caller, &days, filter.offices.as_ref()).await?;
+    // The rooms in effect that the filter admits, below the threshold.
+    let mut rooms: Vec<(RoomUse, &Version)> = metadata
+        .current()
+        .filter(|v| filter.admits(v))
+        .filter_map(|v| {
+            let &(sum, days) = sums.get(v.room_id.as_str())?;
+            let utilization = sum / days as f64;
+            (utilization < threshold).then_some((RoomUse { utilization, days }, v))
+        })
         .collect();
-    rooms.sort_by(|a, b| {
+    // The costliest first: only the listed ones need sorting.
+    let order = |a: &(RoomUse, &Version), b: &(RoomUse, &Version)| {
         let cost = |r: &Version| r.monthly_cost.unwrap_or(0.0);
         cost(b.1)
             .total_cmp(&cost(a.1))
-            .then_with(|| a.0.room_id.cmp(&b.0.room_id))
-    });
+            .then_with(|| a.1.room_id.cmp(&b.1.room_id))
+    };
+    let listed = (limit as usize).min(rooms.len());
+    if listed < rooms.len() {
+        rooms.select_nth_unstable_by(listed, order);
+    }
+    rooms[..listed].sort_unstable_by(order);
     let saving: f64 = rooms.iter().filter_map(|(_, c)| c.monthly_cost).sum();
     let listed: Vec<_> = rooms
         .iter()
-        .take(limit as usize)
+        .take(listed)
         .map(|(u, c)| {
             json!({
-                "room_id": u.room_id,
+                "room_id": c.room_id,
                 "office_id": c.office_id,
                 "name": c.name,
                 "capacity": c.capacity,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 mod bookings;
 mod cache;
+mod days;
 pub mod directory;
 mod insights;
 pub mod limits;
@@ -78,10 +79,12 @@ pub struct ServiceConfig {
     /// How long a ClickHouse-backed response stays cached in the tenant's Redis, seconds
     /// (0: no cache). A write of the tenant's makes its cached responses unreachable.
     pub cache_ttl_secs: u64,
-    /// Memory this process keeps utilization series and room metadata in, MiB (0:
-    /// none), a quarter of it for metadata. Series are kept in chunks (a day of `15m`, a
-    /// month of `1h` or `1d` windows) until the pipeline writes to their month, metadata
-    /// until the pipeline mirrors a room version; either at most `cache_ttl_secs`.
+    /// Memory this process keeps utilization series, room days and room metadata in, MiB
+    /// (0: none): half for series, a quarter for room days, a quarter for metadata.
+    /// Series are kept in chunks (a day of `15m`, a month of `1h` or `1d` windows), room
+    /// days a local month at a time (about 14 MiB per 50,000 rooms), until the pipeline
+    /// writes to their months; metadata until the pipeline mirrors a room version; each
+    /// at most `cache_ttl_secs`.
     pub memory_cache_mib: u64,
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
@@ -356,6 +359,8 @@ pub struct AppState {
     audit: AuditLog,
     /// Series chunks (none when `memory_cache_mib` is 0).
     chunks: Option<series::Chunks>,
+    /// Months of room days (none when `memory_cache_mib` is 0).
+    months: Option<days::Months>,
     /// The tenants' room metadata (none when `memory_cache_mib` is 0).
     metadata: Option<rooms::MetadataCache>,
     /// The home ClickHouse, with the platform's tables.
@@ -557,7 +562,8 @@ async fn build_all(
         latency,
         asked,
         audit,
-        chunks: series::chunks(config.memory_cache_mib - config.memory_cache_mib / 4),
+        chunks: series::chunks(config.memory_cache_mib / 2),
+        months: days::months(config.memory_cache_mib / 4),
         metadata: rooms::cache(config.memory_cache_mib / 4),
         platform: platform.clone(),
         web: config.web.enabled.then(|| web::Provider::new(&config.web)),

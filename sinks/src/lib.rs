@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rf_schemas::rows::{
     Anomaly, BookingUsageRow, DeadLetter, FinalReadings, ForecastSeries, LiveOffice, LiveRoom,
-    ModelState, OfficeRow, Output, Restate, RoomRow,
+    ModelState, OfficeRow, Output, Restate, RoomDay, RoomRow,
 };
 use rf_schemas::{RoomVersion, TenantId};
 
@@ -33,6 +33,8 @@ pub struct Batch {
     pub rooms: Vec<RoomRow>,
     /// Office window revisions.
     pub offices: Vec<OfficeRow>,
+    /// Final day windows of rooms, with their local dates.
+    pub room_days: Vec<RoomDay>,
     /// Counted readings of 15m windows that became final.
     pub readings: Vec<FinalReadings>,
     /// Latest room states.
@@ -67,6 +69,7 @@ impl Batch {
         match output {
             Output::Room(r) => self.rooms.push(r),
             Output::Office(o) => self.offices.push(o),
+            Output::RoomDay(d) => self.room_days.push(d),
             Output::Readings(r) => self.readings.push(r),
             Output::LiveRoom(r) => self.live_rooms.push(r),
             Output::LiveOffice(o) => self.live_offices.push(o),
@@ -91,6 +94,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
             && self.offices.is_empty()
+            && self.room_days.is_empty()
             && self.readings.is_empty()
             && self.live_rooms.is_empty()
             && self.live_offices.is_empty()

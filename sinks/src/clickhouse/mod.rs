@@ -185,7 +185,7 @@ fn seconds(ms: i64) -> u32 {
 }
 
 /// Rewrites the final rows of the windows `r` covers (last instant in `[from, until)`)
-/// with the new capacity: the room's rows, then its office's rows from the capacities
+/// with the new capacity: the room's rows and days, then its office's rows from the capacities
 /// of the office's final room rows. Rows already right are left alone, so a repeated
 /// restatement writes nothing. Plain `INSERT … SELECT … FINAL`, which 18.16 runs too.
 async fn restate(client: &Client, r: &rf_schemas::rows::Restate) -> clickhouse::error::Result<()> {
@@ -208,6 +208,23 @@ async fn restate(client: &Client, r: &rf_schemas::rows::Restate) -> clickhouse::
              avg_people, peak_people, occupied_ratio, toUInt32(?), avg_people / ?, final, \
              toUInt64(?), now() FROM room_utilization FINAL \
              WHERE room_id = ? AND office_id = ? AND final = 1 AND {range} AND capacity != ?"
+        ))
+        .bind(r.capacity)
+        .bind(f64::from(r.capacity))
+        .bind(r.version)
+        .bind(r.room_id.as_str())
+        .bind(r.office_id.as_str())
+        .bind(r.capacity)
+        .execute()
+        .await?;
+    client
+        .query(&format!(
+            "INSERT INTO room_days (day, office_id, room_id, window_start, window_end, samples, \
+             avg_people, peak_people, occupied_ratio, capacity, utilization, version) \
+             SELECT day, office_id, room_id, window_start, window_end, samples, avg_people, \
+             peak_people, occupied_ratio, toUInt32(?), avg_people / ?, toUInt64(?) \
+             FROM room_days FINAL \
+             WHERE room_id = ? AND office_id = ? AND {range} AND capacity != ?"
         ))
         .bind(r.capacity)
         .bind(f64::from(r.capacity))

@@ -5,12 +5,18 @@ use serde::Serialize;
 
 use rf_schemas::rows::{
     Anomaly, BookingUsageRow, FinalReading, FinalReadings, ForecastPoint, ForecastSeries,
-    ModelState, OfficeRow, RoomRow,
+    ModelState, OfficeRow, RoomDay, RoomRow,
 };
 use rf_schemas::RoomVersion;
 
 fn secs(ms: i64) -> u32 {
     u32::try_from(ms.div_euclid(1000)).unwrap_or(u32::MAX)
+}
+
+/// A ClickHouse `Date`: days since 1970-01-01, clamped to its range.
+fn days_since_epoch(day: chrono::NaiveDate) -> u16 {
+    let days = (day - chrono::NaiveDate::default()).num_days();
+    days.clamp(0, i64::from(u16::MAX)) as u16
 }
 
 /// A row of `room_utilization`.
@@ -51,6 +57,44 @@ impl<'a> RoomUtilization<'a> {
             is_final: u8::from(r.is_final),
             version: r.version,
             updated_at,
+        }
+    }
+}
+
+/// A row of `room_days`.
+#[derive(Row, Serialize)]
+pub struct RoomDayRow<'a> {
+    day: u16,
+    office_id: &'a str,
+    room_id: &'a str,
+    window_start: u32,
+    window_end: u32,
+    samples: u32,
+    avg_people: f64,
+    peak_people: u32,
+    occupied_ratio: f64,
+    capacity: u32,
+    utilization: f64,
+    version: u64,
+}
+
+impl<'a> RoomDayRow<'a> {
+    /// The row of a final day window.
+    pub fn new(d: &'a RoomDay) -> Self {
+        let r = &d.row;
+        Self {
+            day: days_since_epoch(d.day),
+            office_id: &r.office_id,
+            room_id: &r.room_id,
+            window_start: secs(r.window_start),
+            window_end: secs(r.window_end),
+            samples: r.samples,
+            avg_people: r.avg_people,
+            peak_people: r.peak_people,
+            occupied_ratio: r.occupied_ratio,
+            capacity: r.capacity,
+            utilization: r.utilization,
+            version: r.version,
         }
     }
 }

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use clickhouse::{Client, RowWrite};
 
 use rf_schemas::rows::{
-    Anomaly, BookingUsageRow, FinalReadings, ForecastSeries, ModelState, OfficeRow, RoomRow,
+    Anomaly, BookingUsageRow, FinalReadings, ForecastSeries, ModelState, OfficeRow, RoomDay,
+    RoomRow,
 };
 use rf_schemas::{RoomVersion, TenantId};
 
 use super::rows::{
     AnomalyRow, BookingUsage, ForecastRow, ModelStateRow, OfficeUtilization, ReadingRow, Room,
-    RoomUtilization,
+    RoomDayRow, RoomUtilization,
 };
 use super::{Failed, Touched};
 use crate::redis::month_of;
@@ -45,13 +46,14 @@ pub(super) trait Table: Sized + Sync + 'static {
 }
 
 /// Every stored output, in insert order.
-pub(super) const ALL: [&dyn Stored; 8] = [
+pub(super) const ALL: [&dyn Stored; 9] = [
     &Of::<Anomaly>(std::marker::PhantomData),
     &Of::<ForecastSeries>(std::marker::PhantomData),
     &Of::<ModelState>(std::marker::PhantomData),
     &Of::<FinalReadings>(std::marker::PhantomData),
     &Of::<RoomRow>(std::marker::PhantomData),
     &Of::<OfficeRow>(std::marker::PhantomData),
+    &Of::<RoomDay>(std::marker::PhantomData),
     &Of::<(TenantId, Arc<RoomVersion>)>(std::marker::PhantomData),
     &Of::<BookingUsageRow>(std::marker::PhantomData),
 ];
@@ -157,6 +159,23 @@ impl Table for OfficeRow {
     }
     fn window_start(&self) -> Option<i64> {
         Some(self.window_start)
+    }
+}
+
+impl Table for RoomDay {
+    const NAME: &'static str = "room_days";
+    type Row = RoomDayRow<'static>;
+    fn of(batch: &Batch) -> &[Self] {
+        &batch.room_days
+    }
+    fn tenant(&self) -> &TenantId {
+        &self.row.tenant
+    }
+    fn rows(&self, _: u32) -> impl Iterator<Item = RoomDayRow<'_>> {
+        std::iter::once(RoomDayRow::new(self))
+    }
+    fn window_start(&self) -> Option<i64> {
+        Some(self.row.window_start)
     }
 }
 

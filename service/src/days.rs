@@ -1,0 +1,311 @@
+//! Each room's final day windows (`room_days`, one row per room and local date), kept
+//! in this process a local month at a time: the portfolio's under-used rooms over any
+//! period sum a few days of every room in memory instead of reading a month of rows.
+//!
+//! A month is read from ClickHouse once and kept under the tenant's generations of the
+//! two UTC months its days start in (a local day starts up to 14 hours before or after
+//! UTC's) and of its history, like the series chunks (see [`crate::series`]): a write to
+//! those months makes it unreachable. Requests for a month being read wait for that one
+//! read; the least used months go first when the cache is full.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use clickhouse::Row;
+use serde::Deserialize;
+
+use rf_schemas::TenantId;
+
+use crate::audit;
+use crate::cache::{period, queried};
+use crate::insights::Days;
+use crate::portfolio::no_database_is_empty;
+use crate::routes::{ApiError, Caller};
+use crate::AppState;
+
+/// Maps keyed by room ids, with a fast hasher (seeded at random for each map).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One local month of a tenant's room days.
+#[derive(Debug)]
+pub(crate) struct Month {
+    first: NaiveDate,
+    days: usize,
+    /// (office, room) of each row of `sums` and `counts`.
+    rooms: Vec<(u32, Arc<str>)>,
+    offices: Vec<Arc<str>>,
+    /// Per room, `days + 1` running sums of its daily utilizations: the sum over days
+    /// `[a, b)` is `sums[b] - sums[a]`.
+    sums: Vec<f64>,
+    /// Per room, `days + 1` running counts of its days with a window.
+    counts: Vec<u8>,
+    /// Per office, `days` window starts (seconds; 0: none that day).
+    starts: Vec<u32>,
+}
+
+impl Month {
+    fn bytes(&self) -> u64 {
+        let ids: usize = self.rooms.iter().map(|(_, r)| r.len() + 24).sum::<usize>()
+            + self.offices.iter().map(|o| o.len() + 16).sum::<usize>();
+        (ids + self.sums.len() * 9 + self.starts.len() * 4 + 128) as u64
+    }
+
+    /// Each room's (sum of utilizations, days) over the days in `days`; only the days
+    /// it spent in `offices`, when given.
+    fn sums<'a>(
+        &'a self,
+        days: &Days,
+        offices: Option<&HashSet<String>>,
+    ) -> impl Iterator<Item = (&'a Arc<str>, f64, u64)> + 'a {
+        let width = self.days + 1;
+        // Per office, its days in the range: contiguous, as window starts grow by day.
+        let spans: Vec<(usize, usize)> = (0..self.offices.len())
+            .map(|o| {
+                if offices.is_some_and(|set| !set.contains(&*self.offices[o])) {
+                    return (0, 0);
+                }
+                let admitted = (0..self.days).filter(|&d| {
+                    let start = self.starts[o * self.days + d];
+                    let date = self.first + chrono::Days::new(d as u64);
+                    start != 0 && days.admits(date, i64::from(start))
+                });
+                let (mut first, mut last) = (usize::MAX, 0);
+                for d in admitted {
+                    first = first.min(d);
+                    last = d + 1;
+                }
+                (first.min(last), last)
+            })
+            .collect();
+        self.rooms
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, (office, room))| {
+                let (a, b) = spans[*office as usize];
+                let n = self.counts[i * width + b] - self.counts[i * width + a];
+                let sum = self.sums[i * width + b] - self.sums[i * width + a];
+                (n > 0).then_some((room, sum, u64::from(n)))
+            })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct MonthKey {
+    tenant: TenantId,
+    /// The local month's first day.
+    first: NaiveDate,
+    generations: (u64, u64, u64),
+    period: u64,
+}
+
+#[derive(Clone)]
+pub(crate) struct MonthWeight;
+
+impl quick_cache::Weighter<MonthKey, Arc<Month>> for MonthWeight {
+    fn weight(&self, _: &MonthKey, month: &Arc<Month>) -> u64 {
+        month.bytes()
+    }
+}
+
+/// The process's months of room days.
+pub(crate) type Months = quick_cache::sync::Cache<MonthKey, Arc<Month>, MonthWeight>;
+
+/// A cache of `mib` MiB (none when 0).
+pub(crate) fn months(mib: u64) -> Option<Months> {
+    (mib > 0).then(|| {
+        let bytes = mib << 20;
+        // A month of 50,000 rooms is about 14 MiB.
+        Months::with_weighter((bytes >> 20).max(16) as usize, bytes, MonthWeight)
+    })
+}
+
+/// Each room's (sum of daily utilizations, days) over `days`, by room id, from the
+/// months in memory or ClickHouse; with `offices`, only its days in those offices.
+pub(crate) async fn room_sums(
+    state: &AppState,
+    caller: &Caller<'_>,
+    days: &Days,
+    offices: Option<&HashSet<String>>,
+) -> Result<HashMap<Arc<str>, (f64, u64)>, ApiError> {
+    let (first, last) = days.local_span();
+    let mut months = Vec::new();
+    let mut month = first.with_day(1).unwrap_or(first);
+    while month <= last {
+        months.push(month_of(state, caller, month).await?);
+        month = next_month(month);
+    }
+    let mut sums: HashMap<Arc<str>, (f64, u64)> = HashMap::default();
+    for m in &months {
+        for (room, sum, n) in m.sums(days, offices) {
+            let total = sums.entry(room.clone()).or_default();
+            total.0 += sum;
+            total.1 += n;
+        }
+    }
+    Ok(sums)
+}
+
+fn next_month(first: NaiveDate) -> NaiveDate {
+    first
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(NaiveDate::MAX)
+}
+
+/// The local month starting `first`, from the cache when still valid.
+async fn month_of(
+    state: &AppState,
+    caller: &Caller<'_>,
+    first: NaiveDate,
+) -> Result<Arc<Month>, ApiError> {
+    let ttl = state.config.cache_ttl_secs;
+    let generations = match (&state.months, ttl) {
+        (Some(_), 1..) => generations(caller, first).await,
+        _ => None,
+    };
+    let (Some(cache), Some(generations)) = (&state.months, generations) else {
+        audit::remember_cache(false);
+        return Ok(Arc::new(read(caller, first).await?));
+    };
+    let mut key = MonthKey {
+        tenant: caller.tenant.clone(),
+        first,
+        generations,
+        period: 0,
+    };
+    key.period = period(&key, chrono::Utc::now().timestamp() as u64, ttl);
+    match cache.get_value_or_guard_async(&key).await {
+        Ok(month) => {
+            audit::remember_cache(true);
+            Ok(month)
+        }
+        Err(guard) => {
+            audit::remember_cache(false);
+            let month = Arc::new(read(caller, first).await?);
+            // Another loader cannot have filled the placeholder this guard holds.
+            let _ = guard.insert(month.clone());
+            Ok(month)
+        }
+    }
+}
+
+/// The generations of the UTC months before and of `first`, and of the history; `None`
+/// when Redis cannot say (then nothing is kept).
+async fn generations(caller: &Caller<'_>, first: NaiveDate) -> Option<(u64, u64, u64)> {
+    let yyyymm = |d: NaiveDate| d.year() as u32 * 100 + d.month();
+    let before = first.pred_opt().unwrap_or(first);
+    let keys = [
+        rf_sinks::redis::month_generation_key(&caller.tenant, yyyymm(before)),
+        rf_sinks::redis::month_generation_key(&caller.tenant, yyyymm(first)),
+        rf_sinks::redis::history_generation_key(&caller.tenant),
+    ];
+    let mut redis = caller.stores.redis.clone();
+    match redis::cmd("MGET")
+        .arg(&keys)
+        .query_async::<Vec<Option<u64>>>(&mut redis)
+        .await
+    {
+        Ok(v) => {
+            let g = |i: usize| v.get(i).copied().flatten().unwrap_or_default();
+            Some((g(0), g(1), g(2)))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the room days cache is unavailable");
+            None
+        }
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct DayRow {
+    day: u16,
+    office_id: String,
+    room_id: String,
+    start: u32,
+    utilization: f64,
+}
+
+/// The local month starting `first` from ClickHouse: the latest revision of each room
+/// day (rows are written once, as a day becomes final; a restatement adds one). `FINAL`
+/// here reads a month of 50,000 rooms in about a third of a second, twice as fast as
+/// argMax over the month's 1.5M keys.
+async fn read(caller: &Caller<'_>, first: NaiveDate) -> Result<Month, ApiError> {
+    let next = next_month(first);
+    let days = (next - first).num_days() as usize;
+    let sql = format!(
+        "SELECT day, office_id, room_id, toUInt32(window_start), utilization \
+         FROM {}.room_days FINAL WHERE day >= toDate(?) AND day < toDate(?)",
+        caller.tenant.clickhouse_db()
+    );
+    let query = caller
+        .clickhouse()
+        .query(&sql)
+        .bind(first.to_string())
+        .bind(next.to_string());
+    let rows: Vec<DayRow> = queried(caller, async {
+        no_database_is_empty(query.fetch_all().await)
+    })
+    .await?;
+    let epoch = NaiveDate::default();
+    let mut month = Month {
+        first,
+        days,
+        rooms: Vec::new(),
+        offices: Vec::new(),
+        sums: Vec::new(),
+        counts: Vec::new(),
+        starts: Vec::new(),
+    };
+    // Per room, its days' utilizations (NaN: none), made running sums below.
+    let mut daily: Vec<f64> = Vec::new();
+    // Per office: its index, and its rooms' rows.
+    let mut index: HashMap<String, (usize, HashMap<String, usize>)> = HashMap::default();
+    for row in rows {
+        let date = epoch + chrono::Days::new(u64::from(row.day));
+        let Some(d) = usize::try_from((date - first).num_days())
+            .ok()
+            .filter(|d| *d < days)
+        else {
+            continue;
+        };
+        let (office, rooms) = match index.get_mut(&row.office_id) {
+            Some(o) => o,
+            None => {
+                month.offices.push(row.office_id.as_str().into());
+                month.starts.extend(std::iter::repeat_n(0, days));
+                let office = (month.offices.len() - 1, HashMap::default());
+                index.entry(row.office_id).or_insert(office)
+            }
+        };
+        let room = match rooms.get(&row.room_id) {
+            Some(&r) => r,
+            None => {
+                month
+                    .rooms
+                    .push((*office as u32, row.room_id.as_str().into()));
+                daily.extend(std::iter::repeat_n(f64::NAN, days));
+                rooms.insert(row.room_id, month.rooms.len() - 1);
+                month.rooms.len() - 1
+            }
+        };
+        daily[room * days + d] = row.utilization;
+        let start = &mut month.starts[*office * days + d];
+        *start = (*start).max(row.start);
+    }
+    month.sums.reserve(month.rooms.len() * (days + 1));
+    month.counts.reserve(month.rooms.len() * (days + 1));
+    for room in daily.chunks(days.max(1)) {
+        let (mut sum, mut count) = (0.0, 0u8);
+        month.sums.push(sum);
+        month.counts.push(count);
+        for u in room {
+            if !u.is_nan() {
+                sum += u;
+                count += 1;
+            }
+            month.sums.push(sum);
+            month.counts.push(count);
+        }
+    }
+    Ok(month)
+}
