@@ -309,3 +309,82 @@ async fn read(caller: &Caller<'_>, first: NaiveDate) -> Result<Month, ApiError> 
     }
     Ok(month)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    /// A month of two offices (London, Sydney), one room each, with days 1 to 3.
+    fn month() -> Month {
+        let first = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        let days = 31;
+        // Local midnights: London is UTC+1 in October, Sydney UTC+10 until the 4th.
+        let start = |d: u32, hours: i64| {
+            (Utc.with_ymd_and_hms(2026, 10, d, 0, 0, 0).unwrap() - chrono::Duration::hours(hours))
+                .timestamp() as u32
+        };
+        let mut starts = vec![0; 2 * days];
+        let mut sums = Vec::new();
+        let mut counts = Vec::new();
+        for (o, hours, values) in [(0, 1, [0.1, 0.2, 0.3]), (1, 10, [0.5, f64::NAN, 0.7])] {
+            let (mut sum, mut count) = (0.0, 0);
+            sums.push(sum);
+            counts.push(count);
+            for d in 0..days {
+                if let Some(u) = values.get(d).filter(|u| !u.is_nan()) {
+                    sum += u;
+                    count += 1;
+                    starts[o * days + d] = start(d as u32 + 1, hours);
+                }
+                sums.push(sum);
+                counts.push(count);
+            }
+        }
+        Month {
+            first,
+            days,
+            rooms: vec![(0, "lon-1".into()), (1, "syd-1".into())],
+            offices: vec!["lon".into(), "syd".into()],
+            sums,
+            counts,
+            starts,
+        }
+    }
+
+    fn sums(m: &Month, days: &Days, offices: Option<&HashSet<String>>) -> Vec<(String, f64, u64)> {
+        let mut v: Vec<_> = m
+            .sums(days, offices)
+            .map(|(r, s, n)| (r.to_string(), (s * 1e9).round() / 1e9, n))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn a_period_sums_each_rooms_own_days() {
+        let m = month();
+        let date = |d| NaiveDate::from_ymd_opt(2026, 10, d).unwrap();
+        // Local dates: the 2nd and the 3rd, in each office's zone.
+        let dates = Days::Dates(date(2), date(4));
+        assert_eq!(
+            sums(&m, &dates, None),
+            [("lon-1".into(), 0.5, 2), ("syd-1".into(), 0.7, 1)]
+        );
+        // Instants: windows starting in [Oct 2 00:00Z, Oct 3 00:00Z): London's 2nd
+        // (23:00Z on the 1st) is out, Sydney's 3rd (14:00Z on the 2nd) is in.
+        let utc = |d| Utc.with_ymd_and_hms(2026, 10, d, 0, 0, 0).unwrap();
+        let instants = Days::Instants(utc(2), utc(3));
+        assert_eq!(
+            sums(&m, &instants, None),
+            [("lon-1".into(), 0.3, 1), ("syd-1".into(), 0.7, 1)]
+        );
+        let lon: HashSet<String> = ["lon".to_string()].into();
+        assert_eq!(
+            sums(&m, &Days::Dates(date(1), date(31)), Some(&lon)),
+            [("lon-1".into(), 0.6, 3)]
+        );
+        // No day in range: no row.
+        assert!(sums(&m, &Days::Dates(date(10), date(20)), None).is_empty());
+    }
+}
