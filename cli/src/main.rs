@@ -3,6 +3,7 @@
 
 mod ask;
 mod bench;
+mod benchmarks;
 mod calendar;
 mod config;
 mod deadletter;
@@ -98,6 +99,10 @@ enum Command {
     /// counted at the edge: no person-level field is kept.
     #[command(subcommand)]
     Headcount(headcount::HeadcountCommand),
+    /// Cross-tenant benchmarks of the tenants that opted in, published only where no
+    /// tenant's own figures can show.
+    #[command(subcommand)]
+    Benchmarks(benchmarks::BenchmarksCommand),
     /// Ask a question in plain language ("Which meeting rooms in EMEA were under 20% last
     /// month?"): it becomes a typed plan of the query service's own operations, runs on
     /// the tenant's data, and the answer carries the plan, the endpoints that reproduce
@@ -336,6 +341,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => run_simulate(config, args),
         Command::Calendar(command) => calendar::run_calendar(config, command),
         Command::Headcount(command) => headcount::run_headcount(config, command),
+        Command::Benchmarks(command) => benchmarks::run_benchmarks(config, command),
         Command::Forecast(args) => forecast::forecast(&forecast::ForecastOptions {
             input: &args.input,
             horizon: args.horizon,

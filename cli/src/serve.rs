@@ -63,6 +63,7 @@ fn entry_json(entry: &TenantConfig) -> Value {
         "retention_days": entry.retention_days,
         "alert_targets": targets,
         "alert_rules": entry.alert_rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "benchmarks_opted_in_at": entry.benchmarks_opt_in_ms.map(|ms| iso((ms / 1000).clamp(0, i64::from(u32::MAX)) as u32)),
     })
 }
 
@@ -154,6 +155,7 @@ impl Admin for TenantAdmin {
                     display_name,
                     industry,
                     retention_days,
+                    benchmarks,
                 } => {
                     if display_name
                         .as_ref()
@@ -167,6 +169,7 @@ impl Admin for TenantAdmin {
                     spec.display_name = display_name;
                     spec.industry = industry;
                     spec.retention_days = retention_days;
+                    spec.benchmarks = benchmarks;
                 }
                 Change::Rules(rules) => {
                     let parsed: Result<Vec<AlertRule>, String> =

@@ -124,6 +124,19 @@ pub(crate) struct TenantFields {
     /// capacity: weekly utilization under BELOW, peak over ABOVE).
     #[arg(long = "alert-rule", value_name = "RULE")]
     alert_rules: Vec<AlertRule>,
+    /// Contribute to cross-tenant benchmarks (on), or stop (off): the next computation
+    /// leaves the tenant out. Only tenants that contribute see the benchmarks; the
+    /// registry keeps when consent was given.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    benchmarks: Option<bool>,
+}
+
+fn on_off(v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{v:?}: expected on or off")),
+    }
 }
 
 impl TenantFields {
@@ -136,6 +149,7 @@ impl TenantFields {
             retention_days: self.retention_days,
             alert_targets: (clear_alerts || !self.alerts.is_empty()).then_some(self.alerts),
             alert_rules: (!self.alert_rules.is_empty()).then_some(self.alert_rules),
+            benchmarks: self.benchmarks,
         }
     }
 }

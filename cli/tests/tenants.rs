@@ -72,6 +72,7 @@ async fn the_registry_creates_describes_updates_and_deletes_tenants() {
             .parse()
             .unwrap()]),
         alert_rules: Some(vec!["sensor_fault>=medium/30".parse().unwrap()]),
+        benchmarks: None,
     };
     let created = tenant::create(&s, &t, &spec).await.unwrap();
     assert_eq!(created.config.region, "eu");

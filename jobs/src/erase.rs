@@ -239,6 +239,7 @@ pub async fn step(
                 ("api_keys", ""),
                 ("roles", ""),
                 ("token_revocations", ""),
+                ("benchmark_consent", ""),
                 ("tenants", ""),
                 ("jobs", " AND id != ?"),
             ] {
@@ -538,6 +539,7 @@ pub async fn verify(
         "api_keys",
         "roles",
         "token_revocations",
+        "benchmark_consent",
         "jobs",
     ] {
         // The erasure job's own row stays.

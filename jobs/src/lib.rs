@@ -4,6 +4,7 @@
 pub mod analyst;
 pub mod apikey;
 pub mod backfill;
+pub mod benchmarks;
 pub mod calendar;
 pub mod deadletter;
 pub mod erase;

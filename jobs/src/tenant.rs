@@ -47,6 +47,9 @@ pub struct TenantSpec {
     pub alert_targets: Option<Vec<AlertTarget>>,
     /// What alerts are about (replaces the list).
     pub alert_rules: Option<Vec<AlertRule>>,
+    /// Whether the tenant contributes to cross-tenant benchmarks (opting in again keeps
+    /// the time it was first given).
+    pub benchmarks: Option<bool>,
 }
 
 /// What `create` made.
@@ -314,6 +317,7 @@ fn defaults(settings: &Settings, tenant: &TenantId) -> TenantConfig {
         created_ms: now,
         updated_ms: now,
         deleted_ms: None,
+        benchmarks_opt_in_ms: None,
     }
 }
 
@@ -328,6 +332,13 @@ fn apply(config: &mut TenantConfig, spec: &TenantSpec) -> Result<(), JobError> {
     }
     if let Some(industry) = &spec.industry {
         config.industry = industry.trim().to_owned();
+    }
+    match spec.benchmarks {
+        Some(true) => {
+            config.benchmarks_opt_in_ms.get_or_insert_with(now_ms);
+        }
+        Some(false) => config.benchmarks_opt_in_ms = None,
+        None => {}
     }
     if let Some(tier) = spec.tier {
         config.tier = tier;
@@ -446,6 +457,7 @@ pub async fn mirror(clickhouse: &ClickHouseConfig, config: &TenantConfig) -> Res
     let ch = |e: clickhouse::error::Error| JobError::from(e);
     let secs = |ms: i64| (ms / 1000).clamp(0, u32::MAX as i64) as u32;
     let mut insert = client
+        .clone()
         .with_database("rf_platform")
         .insert::<TenantRow>("tenants")
         .await
@@ -467,7 +479,19 @@ pub async fn mirror(clickhouse: &ClickHouseConfig, config: &TenantConfig) -> Res
         })
         .await
         .map_err(ch)?;
-    insert.end().await.map_err(ch)
+    insert.end().await.map_err(ch)?;
+    client
+        .query(
+            "INSERT INTO rf_platform.benchmark_consent (tenant, opted_in, opted_in_at, version) \
+             VALUES (?, ?, toDateTime(?), ?)",
+        )
+        .bind(&config.tenant)
+        .bind(u8::from(config.benchmarks_opt_in_ms.is_some()))
+        .bind(config.benchmarks_opt_in_ms.map_or(0, secs))
+        .bind(config.updated_ms.max(0) as u64)
+        .execute()
+        .await
+        .map_err(ch)
 }
 
 /// Where a tenant's data lives, store by store, over every configured region.
@@ -672,6 +696,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             deleted_ms: None,
+            benchmarks_opt_in_ms: None,
         };
         let spec = TenantSpec {
             display_name: Some(" Acme Corp ".into()),

@@ -636,6 +636,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             deleted_ms: None,
+            benchmarks_opt_in_ms: None,
         }
     }
 

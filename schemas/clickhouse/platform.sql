@@ -93,3 +93,42 @@ CREATE TABLE IF NOT EXISTS rf_platform.tenant_keys (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (tenant, key_id);
+
+-- Consent to cross-tenant benchmarks, mirrored from the registry with every change of
+-- the tenant's entry: the latest by version (updated_ms). Opted out: opted_in = 0.
+CREATE TABLE IF NOT EXISTS rf_platform.benchmark_consent (
+    tenant String,
+    opted_in UInt8,
+    opted_in_at DateTime('UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY tenant;
+
+-- Each computation of the cross-tenant benchmarks: the local days it covered and how
+-- many tenants contributed.
+CREATE TABLE IF NOT EXISTS rf_platform.benchmark_runs (
+    run UInt64,
+    computed_at DateTime('UTC'),
+    from_day Date,
+    to_day Date,
+    contributors UInt32,
+    published UInt32,
+    suppressed UInt32
+) ENGINE = MergeTree
+ORDER BY run;
+
+-- The cohorts a run published: by industry, rooms' region and kind of room ('all' for
+-- any), the quartiles across the contributing tenants' own figures, noised and rounded.
+-- No row names a tenant; readers take the latest run's rows only.
+CREATE TABLE IF NOT EXISTS rf_platform.benchmarks (
+    run UInt64,
+    industry String,
+    region String,
+    kind String,
+    metric String,
+    tenants UInt32,
+    p25 Float64,
+    p50 Float64,
+    p75 Float64
+) ENGINE = MergeTree
+ORDER BY (run, industry, region, kind, metric);

@@ -4,6 +4,7 @@
 //! on it; it depends on none of them.
 
 pub mod alerts;
+pub mod benchmark;
 pub mod booking;
 pub mod deadletter;
 pub mod framing;

@@ -165,6 +165,10 @@ pub struct TenantConfig {
     /// When the tenant was deleted (its data is erased after a grace period), if it was.
     #[serde(default)]
     pub deleted_ms: Option<i64>,
+    /// When the tenant agreed to contribute to cross-tenant benchmarks (ms), while it
+    /// does: revoking clears it, and the next computation leaves the tenant out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub benchmarks_opt_in_ms: Option<i64>,
 }
 
 /// A tenant's service tier.
@@ -358,6 +362,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 2,
             deleted_ms: None,
+            benchmarks_opt_in_ms: None,
         };
         let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
         json["added_later"] = serde_json::json!(true);

@@ -62,7 +62,7 @@ impl From<AdminError> for ApiError {
 /// A change to a tenant's registry entry.
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// The name, industry and retention (`None`: unchanged).
+    /// The name, industry, retention and benchmark consent (`None`: unchanged).
     Settings {
         /// The name people see.
         display_name: Option<String>,
@@ -70,6 +70,8 @@ pub enum Change {
         industry: Option<String>,
         /// Days the tenant's rows are kept.
         retention_days: Option<u32>,
+        /// Whether the tenant contributes to cross-tenant benchmarks.
+        benchmarks: Option<bool>,
     },
     /// The alert rules, replaced (each as `roomflow tenant update --alert-rule` takes it).
     Rules(Vec<String>),
@@ -333,9 +335,11 @@ pub struct SettingsChange {
     industry: Option<String>,
     retention_days: Option<u32>,
     alert_rules: Option<Vec<String>>,
+    benchmarks: Option<bool>,
 }
 
-/// `PATCH /v1/admin/tenant`: the name, industry, retention or alert rules.
+/// `PATCH /v1/admin/tenant`: the name, industry, retention, alert rules or benchmark
+/// consent.
 pub async fn change_tenant(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -347,12 +351,14 @@ pub async fn change_tenant(
     caller.limit(&state, Class::General).await?;
     let retention = c.retention_days.map(|d| d.to_string());
     let rules = c.alert_rules.as_ref().map(|r| r.join(" "));
+    let benchmarks = c.benchmarks.map(|on| if on { "on" } else { "off" });
     let mut changed: Vec<(&str, &str)> = Vec::new();
     for (field, value) in [
         ("display_name", c.display_name.as_deref()),
         ("industry", c.industry.as_deref()),
         ("retention_days", retention.as_deref()),
         ("alert_rules", rules.as_deref()),
+        ("benchmarks", benchmarks),
     ] {
         if let Some(v) = value {
             changed.push((field, v));
@@ -363,11 +369,16 @@ pub async fn change_tenant(
     }
     audit::remember_change(&changed);
     let mut entry = Value::Null;
-    if c.display_name.is_some() || c.industry.is_some() || c.retention_days.is_some() {
+    if c.display_name.is_some()
+        || c.industry.is_some()
+        || c.retention_days.is_some()
+        || c.benchmarks.is_some()
+    {
         let settings = Change::Settings {
             display_name: c.display_name,
             industry: c.industry,
             retention_days: c.retention_days,
+            benchmarks: c.benchmarks,
         };
         entry = admin.change(&caller.tenant, settings).await?;
     }

@@ -6,6 +6,7 @@ mod analytics;
 pub mod ask;
 pub mod audit;
 pub mod auth;
+mod benchmarks;
 mod bookings;
 mod cache;
 mod days;
@@ -611,6 +612,7 @@ async fn build_all(
         .route("/v1/offices/ranking", get(insights::ranking))
         .route("/v1/offices/{office_id}/heatmap", get(insights::heatmap))
         .route("/v1/insights/underused", get(insights::underused))
+        .route("/v1/benchmarks", get(benchmarks::benchmarks))
         .route("/v1/insights/ghost-bookings", get(bookings::ghosts))
         .route("/v1/insights/seats", get(seats::seats))
         .route("/v1/offices/{office_id}/bookings", get(bookings::office))

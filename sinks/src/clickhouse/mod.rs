@@ -2,6 +2,7 @@
 //! insert per tenant and table per batch; then restatements of final rows whose room
 //! capacity changed in the past, and withdrawn room versions.
 
+pub mod benchmark;
 pub mod roles;
 mod rows;
 mod tables;
