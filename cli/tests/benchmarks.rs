@@ -13,22 +13,22 @@ use common::*;
 /// `rooms` EMEA meeting rooms of `tenant` with final days over the 10 days before
 /// `today`, each at `utilization` (peak twice that).
 fn days(tenant: &TenantId, today: chrono::NaiveDate, rooms: u32, utilization: f64) {
-    let db = tenant.clickhouse_db();
-    let first = today - chrono::Days::new(10);
-    let start = first.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
-    clickhouse_lines(&format!(
-        "INSERT INTO {db}.rooms SELECT concat('room-', toString(number)), 'lon', 'London', 'EMEA', \
-         'GB', 'Europe/London', toInt32(1), concat('Room ', toString(number)), \
-         CAST('MEETING' AS Enum8('DESK' = 1, 'MEETING' = 2, 'FOCUS' = 3, 'OPEN_SPACE' = 4, 'COLLAB' = 5, 'OTHER' = 6)), \
-         toUInt32(10), toNullable(toFloat32(20)), toNullable(toFloat64(1000)), toDateTime({start}), toUInt64(1) \
-         FROM numbers({rooms})"
-    ));
-    clickhouse_lines(&format!(
-        "INSERT INTO {db}.room_days SELECT toDate('{first}') + d, 'lon', concat('room-', toString(r)), \
-         toDateTime({start} + d * 86400), toDateTime({start} + (d + 1) * 86400), toUInt32(1440), \
-         {utilization} * 10, toUInt32(round({utilization} * 20)), 0.5, toUInt32(10), {utilization}, toUInt64(1) \
-         FROM (SELECT intDiv(number, 10) AS r, number % 10 AS d FROM numbers({rooms} * 10))"
-    ));
+    let spec = DayRooms {
+        office: "lon",
+        region: "EMEA",
+        country: "GB",
+        zone: "Europe/London",
+        floor: 1,
+        kind: "MEETING",
+        rooms,
+    };
+    store_room_days(
+        tenant,
+        &spec,
+        today - chrono::Days::new(10),
+        10,
+        utilization,
+    );
 }
 
 fn opt(on: bool) -> TenantSpec {

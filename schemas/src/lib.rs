@@ -112,10 +112,11 @@ mod tests {
     fn ddl_names_the_tenant_database() {
         let t = TenantId::parse("acme-eu").unwrap();
         let ddl = tenant_ddl(&t);
-        assert_eq!(ddl.len(), 11);
+        assert_eq!(ddl.len(), 12);
         assert!(ddl.iter().all(|s| s.starts_with("CREATE ")), "{ddl:#?}");
         assert!(ddl[0].contains("CREATE DATABASE IF NOT EXISTS rf_acme_eu"));
         assert!(ddl[1].contains("rf_acme_eu.room_utilization"));
+        assert!(ddl.iter().any(|s| s.contains("rf_acme_eu.room_days")));
         assert!(ddl.iter().all(|s| !s.contains("{db}")));
     }
 

@@ -32,9 +32,9 @@ pub struct Period {
     /// The first local day (`YYYY-MM-DD`), in each office's time zone.
     from_date: Option<String>,
     /// The local day after the last (exclusive).
-    to_date: Option<String>,
+    pub(crate) to_date: Option<String>,
     threshold: Option<f64>,
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `json` (default) or `csv` (under-used rooms).
     format: Option<String>,
     /// Offices of this region only (rankings, under-used rooms).
@@ -48,6 +48,12 @@ pub struct Period {
     /// Rooms of this kind only (under-used rooms): DESK, MEETING, FOCUS, OPEN_SPACE,
     /// COLLAB or OTHER.
     kind: Option<String>,
+    /// Changes: `week`, `month` or `year` over the one before.
+    pub(crate) compare: Option<String>,
+    /// Changes: per `office` (default), `region`, `country`, `floor`, `kind` or `room`.
+    pub(crate) by: Option<String>,
+    /// Changes: the movers' measure, `utilization` (default), `peak` or `occupied`.
+    pub(crate) metric: Option<String>,
 }
 
 /// The daily windows asked for: a range of instants, or whole local days of each
@@ -261,15 +267,15 @@ impl Period {
     }
 }
 
-/// The filters of the under-used rooms, checked.
-struct RoomFilter {
+/// The filters of the under-used rooms and the changes, checked.
+pub(crate) struct RoomFilter {
     offices: Option<std::collections::HashSet<String>>,
     floor: Option<i32>,
     kind: Option<String>,
 }
 
 impl RoomFilter {
-    fn new(p: &Period, metadata: &Metadata) -> Result<Self, ApiError> {
+    pub(crate) fn new(p: &Period, metadata: &Metadata) -> Result<Self, ApiError> {
         if p.floor.is_some() && p.office_id.is_none() {
             return Err(ApiError::bad("floor", "a floor needs its office_id"));
         }
@@ -288,7 +294,7 @@ impl RoomFilter {
         })
     }
 
-    fn admits(&self, v: &Version) -> bool {
+    pub(crate) fn admits(&self, v: &Version) -> bool {
         self.offices
             .as_ref()
             .is_none_or(|o| o.contains(&v.office_id))

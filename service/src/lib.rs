@@ -9,6 +9,7 @@ pub mod auth;
 mod benchmarks;
 mod bookings;
 mod cache;
+mod changes;
 mod days;
 pub mod directory;
 mod insights;
@@ -613,6 +614,7 @@ async fn build_all(
         .route("/v1/offices/{office_id}/heatmap", get(insights::heatmap))
         .route("/v1/insights/underused", get(insights::underused))
         .route("/v1/benchmarks", get(benchmarks::benchmarks))
+        .route("/v1/insights/changes", get(changes::changes))
         .route("/v1/insights/ghost-bookings", get(bookings::ghosts))
         .route("/v1/insights/seats", get(seats::seats))
         .route("/v1/offices/{office_id}/bookings", get(bookings::office))

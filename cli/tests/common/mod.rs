@@ -78,6 +78,74 @@ pub async fn store_headcount(s: &Settings, tenant: &TenantId, fleet: &Fleet, hea
         .unwrap();
 }
 
+/// Rooms of one office and kind, written as the pipeline would: their metadata, and a
+/// final day each in `[first, first + days)` at `utilization` (peak twice that, 10
+/// seats). Rooms are `<office>-<kind>-<n>` on `floor`.
+pub struct DayRooms<'a> {
+    pub office: &'a str,
+    pub region: &'a str,
+    pub country: &'a str,
+    pub zone: &'a str,
+    pub floor: i32,
+    pub kind: &'a str,
+    pub rooms: u32,
+}
+
+/// Stores `spec`'s rooms and their final days (see [`DayRooms`]).
+pub fn store_room_days(
+    tenant: &TenantId,
+    spec: &DayRooms,
+    first: chrono::NaiveDate,
+    days: u32,
+    utilization: f64,
+) {
+    let db = tenant.clickhouse_db();
+    let DayRooms {
+        office,
+        region,
+        country,
+        zone,
+        floor,
+        kind,
+        rooms,
+    } = spec;
+    let zone_of: chrono_tz::Tz = zone.parse().unwrap();
+    let midnight = |d: chrono::NaiveDate| {
+        use chrono::TimeZone;
+        zone_of
+            .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+            .earliest()
+            .unwrap()
+            .timestamp()
+    };
+    let prefix = format!("{office}-{}", kind.to_lowercase());
+    clickhouse_lines(&format!(
+        "INSERT INTO {db}.rooms SELECT concat('{prefix}-', toString(number)), '{office}', \
+         'Office {office}', '{region}', '{country}', '{zone}', toInt32({floor}), \
+         concat('Room {prefix} ', toString(number)), \
+         CAST('{kind}' AS Enum8('DESK' = 1, 'MEETING' = 2, 'FOCUS' = 3, 'OPEN_SPACE' = 4, 'COLLAB' = 5, 'OTHER' = 6)), \
+         toUInt32(10), toNullable(toFloat32(20)), toNullable(toFloat64(1000)), toDateTime(0), toUInt64(1) \
+         FROM numbers({rooms})"
+    ));
+    let values: Vec<String> = (0..*rooms)
+        .flat_map(|r| (0..days).map(move |d| (r, d)))
+        .map(|(r, d)| {
+            let day = first + chrono::Days::new(u64::from(d));
+            let (start, end) = (midnight(day), midnight(day + chrono::Days::new(1)));
+            format!(
+                "('{day}', '{office}', '{prefix}-{r}', {start}, {end}, 1440, {people}, {peak}, 0.5, 10, {utilization}, 1)",
+                people = utilization * 10.0,
+                peak = (utilization * 20.0).round(),
+            )
+        })
+        .collect();
+    clickhouse_lines(&format!(
+        "INSERT INTO {db}.room_days (day, office_id, room_id, window_start, window_end, samples, \
+         avg_people, peak_people, occupied_ratio, capacity, utilization, version) VALUES {}",
+        values.join(", ")
+    ));
+}
+
 /// Sets a live pipeline's shutdown flag when dropped: a test that fails while its
 /// pipeline runs on a blocking thread then ends instead of waiting for it forever.
 pub struct StopOnDrop(pub Arc<AtomicBool>);

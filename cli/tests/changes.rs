@@ -1,0 +1,186 @@
+//! Week over week, month over month and year over year on the real stack: the changes
+//! per office, region, floor and kind from the rooms' final days, with filters and the
+//! movers up and down.
+
+mod common;
+
+use chrono::NaiveDate;
+
+use common::*;
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn get(url: &str, token: &str) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_json().unwrap(),
+    )
+}
+
+fn close(a: &serde_json::Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_compare_periods_per_slice_and_name_the_movers() {
+    let tenant = fresh_tenant("changes");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant_on(&s, &tenant).await;
+    let lon_meeting = DayRooms {
+        office: "lon",
+        region: "EMEA",
+        country: "GB",
+        zone: "Europe/London",
+        floor: 1,
+        kind: "MEETING",
+        rooms: 2,
+    };
+    let lon_desk = DayRooms {
+        floor: 2,
+        kind: "DESK",
+        ..lon_meeting
+    };
+    let nyc = DayRooms {
+        office: "nyc",
+        region: "AMER",
+        country: "US",
+        zone: "America/New_York",
+        floor: 5,
+        kind: "DESK",
+        rooms: 2,
+    };
+    // Week of 23 November, then the week of 30 November; and November a year before.
+    let (before, now) = (date(2026, 11, 23), date(2026, 11, 30));
+    for (spec, was, is) in [
+        (&lon_meeting, 0.4, 0.2),
+        (&lon_desk, 0.4, 0.4),
+        (&nyc, 0.5, 0.6),
+    ] {
+        store_room_days(&tenant, spec, before, 7, was);
+        store_room_days(&tenant, spec, now, 7, is);
+        store_room_days(&tenant, spec, date(2025, 11, 23), 7, 0.25);
+    }
+
+    let config = rf_service::ServiceConfig::default();
+    let base = serve(&config, &s).await;
+    let policy = config.token_policy();
+    let token = |who: &str, role| {
+        rf_service::auth::mint_as(&config.jwt_secret, &policy, &tenant, who, 300, Some(role))
+    };
+    let analyst = token("analyst@example.com", rf_schemas::tenant::Role::Analyst);
+    let viewer = token("fm@example.com", rf_schemas::tenant::Role::Viewer);
+    tokio::task::spawn_blocking(move || {
+        let ask = |q: &str| get(&format!("{base}/v1/insights/changes?{q}"), &analyst);
+        let (status, week) = ask("compare=week&to_date=2026-12-07");
+        assert_eq!(status, 200, "{week}");
+        assert_eq!(week["current"]["from_date"], "2026-11-30");
+        assert_eq!(week["previous"]["from_date"], "2026-11-23");
+        let groups = week["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 2, "{week}");
+        let lon = &groups[0];
+        assert_eq!(lon["id"], "lon");
+        assert_eq!(lon["name"], "Office lon");
+        // London: 4 rooms, (0.2 + 0.4) / 2 = 0.3 this week against 0.4.
+        assert!(close(&lon["current"]["utilization"], 0.3), "{lon}");
+        assert!(close(&lon["previous"]["utilization"], 0.4), "{lon}");
+        assert!(
+            close(&lon["change"]["utilization"]["relative"], -0.25),
+            "{lon}"
+        );
+        assert!(
+            close(&lon["change"]["utilization"]["points"], -0.1),
+            "{lon}"
+        );
+        assert_eq!(lon["current"]["room_days"], 28);
+        // Peaks are twice the utilization here.
+        assert!(close(&lon["current"]["peak"], 0.6), "{lon}");
+        assert!(close(&lon["current"]["occupied"], 0.5), "{lon}");
+        assert_eq!(week["up"][0]["id"], "nyc");
+        assert_eq!(week["down"][0]["id"], "lon");
+        assert_eq!(week["up"].as_array().unwrap().len(), 1);
+        // The portfolio: (0.3 × 4 + 0.6 × 2) / 6 = 0.4 against (0.4 × 4 + 0.5 × 2) / 6.
+        assert!(
+            close(&week["total"]["current"]["utilization"], 0.4),
+            "{week}"
+        );
+
+        // Slices: a floor, a kind, a region; and filters.
+        let (_, floors) = ask("compare=week&to_date=2026-12-07&by=floor&office_id=lon");
+        let ids: Vec<&str> = floors["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["lon/1", "lon/2"]);
+        assert!(close(
+            &floors["groups"][0]["change"]["utilization"]["relative"],
+            -0.5
+        ));
+        assert_eq!(floors["down"][0]["name"], "Office lon, floor 1");
+        assert!(
+            floors["up"].as_array().unwrap().is_empty(),
+            "floor 2 did not move"
+        );
+        let (_, kinds) = ask("compare=week&to_date=2026-12-07&by=kind&region=EMEA");
+        let kinds: Vec<&str> = kinds["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["DESK", "MEETING"]);
+        let (_, desks) = ask("compare=week&to_date=2026-12-07&by=region&kind=DESK");
+        assert_eq!(desks["groups"].as_array().unwrap().len(), 2);
+        let (_, rooms) = ask("compare=week&to_date=2026-12-07&by=room&limit=1&metric=peak");
+        assert_eq!(rooms["up"].as_array().unwrap().len(), 1);
+        assert_eq!(rooms["metric"], "peak");
+
+        // Month over month: November against an October without days.
+        let (_, month) = ask("compare=month&to_date=2026-12-01");
+        assert_eq!(month["previous"]["from_date"], "2026-10-01");
+        assert!(month["groups"][0]["change"]["utilization"]["relative"].is_null());
+        assert!(month["up"].as_array().unwrap().is_empty());
+        // Year over year: November against November 2025.
+        let (_, year) = ask("compare=year&to_date=2026-12-01");
+        assert_eq!(year["previous"]["from_date"], "2025-11-01");
+        assert!(
+            close(&year["groups"][1]["previous"]["utilization"], 0.25),
+            "{year}"
+        );
+
+        for (q, parameter) in [
+            ("compare=day", "compare"),
+            ("by=planet", "by"),
+            ("metric=mood", "metric"),
+            ("to_date=yesterday", "to_date"),
+            ("limit=0", "limit"),
+            ("floor=1", "floor"),
+            ("kind=SOFA", "kind"),
+        ] {
+            let (status, body) = ask(q);
+            assert_eq!(
+                (status, body["parameter"].as_str()),
+                (400, Some(parameter)),
+                "{q}"
+            );
+        }
+        let (status, _) = get(&format!("{base}/v1/insights/changes?compare=week"), &viewer);
+        assert_eq!(status, 403, "analysts only");
+    })
+    .await
+    .unwrap();
+    clickhouse_lines(&format!("DROP DATABASE {}", tenant.clickhouse_db()));
+}
