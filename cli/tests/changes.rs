@@ -184,3 +184,79 @@ async fn changes_compare_periods_per_slice_and_name_the_movers() {
     .unwrap();
     clickhouse_lines(&format!("DROP DATABASE {}", tenant.clickhouse_db()));
 }
+
+/// The weekly digest reads each office's own Monday to Sunday: Sydney's week starts on
+/// Sunday 13:00 UTC, so its UTC week would take one day of the next week instead of its
+/// Monday.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digest_reads_each_offices_local_week_and_the_week_before() {
+    use chrono::TimeZone;
+    let tenant = fresh_tenant("digestweek");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant_on(&s, &tenant).await;
+    let db = tenant.clickhouse_db();
+    let monday = date(2026, 11, 30);
+    for (office, zone) in [("syd", "Australia/Sydney"), ("lax", "America/Los_Angeles")] {
+        let spec = DayRooms {
+            office,
+            region: "APAC",
+            country: "AU",
+            zone,
+            floor: 1,
+            kind: "DESK",
+            rooms: 1,
+        };
+        store_room_days(&tenant, &spec, monday, 1, 0.5);
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        let midnight = |d: NaiveDate| {
+            tz.from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
+                .earliest()
+                .unwrap()
+                .timestamp()
+        };
+        // Local days from the Monday before to the Monday after: 0.25 the week before,
+        // 0.5 the week, 0.9 the Monday after.
+        let values: Vec<String> = (-7..8)
+            .map(|d: i64| {
+                let day = monday + chrono::Duration::days(d);
+                let u = match d {
+                    ..0 => 0.25,
+                    0..7 => 0.5,
+                    _ => 0.9,
+                };
+                format!(
+                    "('1d', '{office}', {}, {}, 1, {}, {}, 100, {u}, 1, 1, now())",
+                    midnight(day),
+                    midnight(day + chrono::Duration::days(1)),
+                    u * 100.0,
+                    u * 150.0,
+                )
+            })
+            .collect();
+        clickhouse_lines(&format!(
+            "INSERT INTO {db}.office_utilization VALUES {}",
+            values.join(", ")
+        ));
+    }
+    let week_start = monday
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis();
+    let weeks = rf_pipelines::alerts::digest::office_weeks(&s.clickhouse, &tenant, week_start)
+        .await
+        .unwrap();
+    let got: Vec<(String, f64, f64, Option<f64>)> = weeks
+        .iter()
+        .map(|w| (w.office_id.clone(), w.utilization, w.peak, w.week_before))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("lax".to_string(), 0.5, 0.75, Some(0.25)),
+            ("syd".to_string(), 0.5, 0.75, Some(0.25)),
+        ]
+    );
+    assert_eq!(weeks[0].change(), Some(1.0));
+    clickhouse_lines(&format!("DROP DATABASE {db}"));
+}

@@ -1,4 +1,5 @@
-//! The weekly digest's numbers: each office's last week from the tenant's day windows.
+//! The weekly digest's numbers: each office's last local week (Monday to Sunday in its
+//! own time zone) from the tenant's day windows, and the week before.
 
 use clickhouse::Row;
 use serde::Deserialize;
@@ -12,8 +13,9 @@ const DAY: i64 = 24 * HOUR;
 /// A week, ms.
 pub const WEEK: i64 = 7 * DAY;
 
-/// The start (Monday 00:00 UTC, ms) of the week whose digest is the latest due at `now`:
-/// a week's digest is due from the next Monday at `hour` UTC.
+/// The week whose digest is the latest due at `now`, as its Monday's 00:00 UTC (ms): a
+/// week's digest is due from the next Monday at `hour` UTC, and each office's part of it
+/// is that Monday to Sunday in the office's own zone (see [`office_weeks`]).
 pub fn digest_week(now: i64, hour: u32) -> i64 {
     let days = now.div_euclid(DAY);
     // 1970-01-01 was a Thursday: three days after a Monday.
@@ -39,46 +41,98 @@ struct Booked {
     no_shows: u64,
 }
 
-/// Each office's week from `week_start` (ms): the day windows starting in it (the latest
-/// revision of each), utilization = their people over their capacity, peak = the
-/// largest day's peak over its capacity, and its booked rooms' days if it has bookings.
-/// Offices without capacity are left out.
+#[derive(Row, Deserialize)]
+struct Zone {
+    office_id: String,
+    timezone: String,
+}
+
+/// The day windows of the offices `IN (?)` whose local date, in zone `?`, is in
+/// `[?, ?)`: a SQL condition on `office_id` and `window_start`, bound by [`bind_week`].
+const LOCAL_WEEK: &str =
+    "has(?, office_id) AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+     AND toDate(window_start, ?) >= toDate(?) AND toDate(window_start, ?) < toDate(?)";
+
+/// Binds [`LOCAL_WEEK`]: `offices` in `zone`, local dates from `monday` for 7 days.
+fn bind_week(
+    query: clickhouse::query::Query,
+    offices: &[&str],
+    zone: &str,
+    monday: chrono::NaiveDate,
+) -> clickhouse::query::Query {
+    let sunday_end = monday + chrono::Days::new(7);
+    let utc = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+    // Every zone's midnights lie within 14 hours of UTC's.
+    query
+        .bind(offices)
+        .bind(utc(monday) - 14 * 3600)
+        .bind(utc(sunday_end) + 14 * 3600)
+        .bind(zone)
+        .bind(monday.to_string())
+        .bind(zone)
+        .bind(sunday_end.to_string())
+}
+
+/// Each office's week from the Monday of `week_start` (ms, a UTC midnight): the day
+/// windows of its own local Monday to Sunday (the latest revision of each),
+/// utilization = their people over their capacity, peak = the largest day's peak over
+/// its capacity, its booked rooms' days if it has bookings, and its utilization the
+/// week before. Offices without capacity are left out.
 pub async fn office_weeks(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
     week_start: i64,
 ) -> Result<Vec<OfficeWeek>, clickhouse::error::Error> {
     let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
-    let rows: Vec<Week> = client
-        .query(
-            "SELECT office_id, sum(day_people) / sum(day_capacity) AS used, max(day_peak / day_capacity) AS top \
-             FROM (SELECT office_id, window_start, argMax(avg_people, version) AS day_people, \
-                          argMax(peak_people, version) AS day_peak, argMax(capacity, version) AS day_capacity \
-                   FROM office_utilization \
-                   WHERE granularity = '1d' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-                   GROUP BY office_id, window_start) \
-             WHERE day_capacity > 0 GROUP BY office_id ORDER BY office_id",
-        )
-        .bind(week_start / 1000)
-        .bind((week_start + WEEK) / 1000)
+    let monday = chrono::DateTime::from_timestamp_millis(week_start)
+        .unwrap_or_default()
+        .date_naive();
+    // The offices by time zone, as their rooms' latest metadata says.
+    let zones: Vec<Zone> = client
+        .query("SELECT office_id, argMax(timezone, version) FROM rooms GROUP BY office_id")
         .fetch_all()
         .await?;
-    // The booked rooms' days (offices' rows, the latest revision of each).
-    let booked: Vec<Booked> = client
-        .query(
+    let mut by_zone: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for z in &zones {
+        by_zone.entry(&z.timezone).or_default().push(&z.office_id);
+    }
+    let (mut rows, mut before, mut booked) = (Vec::new(), Vec::new(), Vec::new());
+    for (zone, offices) in &by_zone {
+        for (week, into) in [
+            (monday, &mut rows),
+            (monday - chrono::Days::new(7), &mut before),
+        ] {
+            let query = client.query(&format!(
+                "SELECT office_id, sum(day_people) / sum(day_capacity) AS used, max(day_peak / day_capacity) AS top \
+                 FROM (SELECT office_id, window_start, argMax(avg_people, version) AS day_people, \
+                              argMax(peak_people, version) AS day_peak, argMax(capacity, version) AS day_capacity \
+                       FROM office_utilization WHERE granularity = '1d' AND {LOCAL_WEEK} \
+                       GROUP BY office_id, window_start) \
+                 WHERE day_capacity > 0 GROUP BY office_id ORDER BY office_id"
+            ));
+            into.extend(
+                bind_week(query, offices, zone, week)
+                    .fetch_all::<Week>()
+                    .await?,
+            );
+        }
+        // The booked rooms' days (offices' rows, the latest revision of each).
+        let query = client.query(&format!(
             "SELECT office_id, sum(b - u), sum(g), sum(m), sum(n) \
              FROM (SELECT office_id, window_start, argMax(booked_minutes, version) AS b, \
                           argMax(booked_unreported_minutes, version) AS u, argMax(ghost_minutes, version) AS g, \
                           argMax(meetings, version) AS m, argMax(no_shows, version) AS n \
                    FROM booking_usage \
-                   WHERE granularity = '1d' AND room_id = '' AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+                   WHERE granularity = '1d' AND room_id = '' AND {LOCAL_WEEK} \
                    GROUP BY office_id, window_start) \
-             GROUP BY office_id",
-        )
-        .bind(week_start / 1000)
-        .bind((week_start + WEEK) / 1000)
-        .fetch_all()
-        .await?;
+             GROUP BY office_id"
+        ));
+        booked.extend(
+            bind_week(query, offices, zone, monday)
+                .fetch_all::<Booked>()
+                .await?,
+        );
+    }
     let booked: std::collections::HashMap<String, BookingWeek> = booked
         .into_iter()
         .map(|b| {
@@ -91,10 +145,16 @@ pub async fn office_weeks(
             (b.office_id, week)
         })
         .collect();
+    let before: std::collections::HashMap<String, f64> = before
+        .into_iter()
+        .map(|w| (w.office_id, w.utilization))
+        .collect();
+    rows.sort_by(|a, b| a.office_id.cmp(&b.office_id));
     Ok(rows
         .into_iter()
         .map(|w| OfficeWeek {
             bookings: booked.get(&w.office_id).copied(),
+            week_before: before.get(&w.office_id).copied(),
             office_id: w.office_id,
             utilization: w.utilization,
             peak: w.peak,
@@ -107,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_digest_covers_the_last_full_utc_week_once_due() {
+    fn the_digest_is_due_the_monday_after_its_week() {
         let monday = 1_767_571_200_000; // 2026-01-05T00:00:00Z
         assert_eq!(digest_week(monday + 8 * HOUR, 8), monday - WEEK);
         assert_eq!(digest_week(monday + 8 * HOUR - 1, 8), monday - 2 * WEEK);

@@ -42,6 +42,17 @@ pub struct OfficeWeek {
     pub peak: f64,
     /// Its booked rooms' week, when it has bookings.
     pub bookings: Option<BookingWeek>,
+    /// Its utilization the week before, when it had days then.
+    pub week_before: Option<f64>,
+}
+
+impl OfficeWeek {
+    /// The change of utilization from the week before, relative (`-0.15`: 15% lower).
+    pub fn change(&self) -> Option<f64> {
+        self.week_before
+            .filter(|b| *b > 0.0)
+            .map(|b| self.utilization / b - 1.0)
+    }
 }
 
 /// An office's booked rooms over a week, for the weekly digest.
@@ -240,7 +251,17 @@ impl Alert {
             .iter()
             .filter_map(|o| Some((o, o.bookings?.ghost_share()?)))
             .collect();
-        if low.is_empty() && high.is_empty() && booked.is_empty() {
+        // The week-over-week movers, the largest first, by at least a percentage point.
+        let mut moved: Vec<(&OfficeWeek, f64)> = offices
+            .iter()
+            .filter_map(|o| Some((o, o.change().filter(|c| c.abs() >= 0.01)?)))
+            .collect();
+        moved.sort_by(|a, b| {
+            b.1.abs()
+                .total_cmp(&a.1.abs())
+                .then_with(|| a.0.office_id.cmp(&b.0.office_id))
+        });
+        if low.is_empty() && high.is_empty() && booked.is_empty() && moved.is_empty() {
             return None;
         }
         booked.sort_by(|a, b| {
@@ -278,6 +299,24 @@ impl Alert {
                 pct(above),
                 list(&high, |o| o.peak)
             ));
+        }
+        if !moved.is_empty() {
+            let mut named: Vec<String> = moved
+                .iter()
+                .take(DIGEST_NAMED)
+                .map(|(o, change)| {
+                    let verb = if *change < 0.0 { "dropped" } else { "rose" };
+                    format!(
+                        "{} utilization {verb} {:.0}%",
+                        o.office_id,
+                        change.abs() * 100.0
+                    )
+                })
+                .collect();
+            if moved.len() > DIGEST_NAMED {
+                named.push(format!("and {} more", moved.len() - DIGEST_NAMED));
+            }
+            lines.push(format!("On the week before: {}.", named.join(", ")));
         }
         if !booked.is_empty() {
             let (meetings, no_shows) = booked.iter().fold((0, 0), |(m, n), (o, _)| {
@@ -331,6 +370,7 @@ impl Alert {
                 "under_used": ids(&low),
                 "crowded": ids(&high),
                 "booked_but_empty": booked.iter().map(|(o, share)| json!({"office_id": o.office_id, "ghost_share": share})).collect::<Vec<_>>(),
+                "week_over_week": moved.iter().map(|(o, change)| json!({"office_id": o.office_id, "utilization": o.utilization, "week_before": o.week_before, "change": change})).collect::<Vec<_>>(),
             }),
         })
     }
@@ -529,6 +569,7 @@ mod tests {
             utilization,
             peak,
             bookings: None,
+            week_before: None,
         };
         let offices = [
             week("lon", 0.05, 0.4),
@@ -584,6 +625,27 @@ mod tests {
             "Booked rooms sat empty: sin 40%, nyc 20% of their booked time; 7 of 40 meetings were no-shows."
         );
         assert_eq!(digest.webhook()["booked_but_empty"][0]["office_id"], "sin");
+
+        // The week before: the largest changes first; under a point is no change.
+        let moved = |id: &str, now: f64, before: f64| OfficeWeek {
+            week_before: Some(before),
+            ..week(id, now, 0.5)
+        };
+        let offices = [
+            moved("nyc", 0.34, 0.4),
+            moved("lon", 0.44, 0.4),
+            moved("par", 0.402, 0.4),
+        ];
+        let digest = Alert::digest(&tenant, monday, &offices, (0.1, 0.9), "x").unwrap();
+        assert_eq!(
+            digest.summary,
+            "On the week before: nyc utilization dropped 15%, lon utilization rose 10%."
+        );
+        assert_eq!(digest.webhook()["week_over_week"][0]["office_id"], "nyc");
+        assert_eq!(
+            digest.webhook()["week_over_week"].as_array().unwrap().len(),
+            2
+        );
 
         let day = monday + 86_400_000;
         let alert = Alert::no_shows(
