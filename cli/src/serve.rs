@@ -63,6 +63,7 @@ fn entry_json(entry: &TenantConfig) -> Value {
         "retention_days": entry.retention_days,
         "alert_targets": targets,
         "alert_rules": entry.alert_rules.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "capacity_breach_at": entry.capacity_breach_at.unwrap_or(1.0),
         "benchmarks_opted_in_at": entry.benchmarks_opt_in_ms.map(|ms| iso((ms / 1000).clamp(0, i64::from(u32::MAX)) as u32)),
     })
 }
@@ -156,6 +157,7 @@ impl Admin for TenantAdmin {
                     industry,
                     retention_days,
                     benchmarks,
+                    capacity_breach_at,
                 } => {
                     if display_name
                         .as_ref()
@@ -166,10 +168,17 @@ impl Admin for TenantAdmin {
                             "must be 1 to 100 characters".into(),
                         ));
                     }
+                    if capacity_breach_at.is_some_and(|at| !(0.5..=2.0).contains(&at)) {
+                        return Err(AdminError::Invalid(
+                            "capacity_breach_at",
+                            "must be a share of capacity between 0.5 and 2".into(),
+                        ));
+                    }
                     spec.display_name = display_name;
                     spec.industry = industry;
                     spec.retention_days = retention_days;
                     spec.benchmarks = benchmarks;
+                    spec.capacity_breach_at = capacity_breach_at;
                 }
                 Change::Rules(rules) => {
                     let parsed: Result<Vec<AlertRule>, String> =

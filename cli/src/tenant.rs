@@ -129,6 +129,10 @@ pub(crate) struct TenantFields {
     /// registry keeps when consent was given.
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     benchmarks: Option<bool>,
+    /// Capacity breaches (anomalies and alerts) from this share of capacity, 0.5 to 2:
+    /// 0.8 flags rooms and offices over 80% of their seats (default 1: over capacity).
+    #[arg(long = "breach-at", value_name = "SHARE")]
+    capacity_breach_at: Option<f64>,
 }
 
 fn on_off(v: &str) -> Result<bool, String> {
@@ -150,6 +154,7 @@ impl TenantFields {
             alert_targets: (clear_alerts || !self.alerts.is_empty()).then_some(self.alerts),
             alert_rules: (!self.alert_rules.is_empty()).then_some(self.alert_rules),
             benchmarks: self.benchmarks,
+            capacity_breach_at: self.capacity_breach_at,
         }
     }
 }

@@ -1045,6 +1045,47 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
     assert_eq!(hooks.lock().unwrap().len(), 1, "the receiver got the test");
     looked_at(&c, "admin-alerts").await;
 
+    // Settings: capacity alerts from 80% of the seats, and benchmarks, through the page.
+    let breach = c.find(Locator::Id("breach-at")).await.unwrap();
+    breach.clear().await.unwrap();
+    breach.send_keys("80").await.unwrap();
+    c.find(Locator::Id("benchmarks"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("#settings form button[type='submit']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the saved settings",
+        "return document.querySelector('#settings').innerText.includes('Contributing to benchmarks since');",
+    )
+    .await;
+    settled(&c, "admin").await;
+    let entry = rf_jobs::tenant::entry(&s, &tenant).unwrap();
+    assert_eq!(entry.capacity_breach_at, Some(0.8));
+    assert!(
+        entry.benchmarks_opt_in_ms.is_some(),
+        "consent kept with its time"
+    );
+    assert_eq!(
+        c.find(Locator::Id("breach-at"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("80")
+    );
+    looked_at(&c, "admin-settings").await;
+
     // Writes without the page's CSRF token, or from another site, are refused.
     let (status, _) = call(
         "POST",
@@ -1099,6 +1140,11 @@ async fn the_web_app_signs_in_each_role_and_shows_the_apis_numbers() {
         "{rows:?}"
     );
     assert!(has("/v1/admin/alerts/test", "200", "POST"), "{rows:?}");
+    assert!(
+        has("/v1/admin/tenant", "200", "capacity_breach_at=0.8")
+            && has("/v1/admin/tenant", "200", "benchmarks=on"),
+        "{rows:?}"
+    );
     assert!(
         has("/v1/admin/alerts/test", "403", "POST"),
         "the refused writes too: {rows:?}"

@@ -50,6 +50,8 @@ pub struct TenantSpec {
     /// Whether the tenant contributes to cross-tenant benchmarks (opting in again keeps
     /// the time it was first given).
     pub benchmarks: Option<bool>,
+    /// The share of capacity above which rooms and offices are in breach (0.5 to 2).
+    pub capacity_breach_at: Option<f64>,
 }
 
 /// What `create` made.
@@ -318,6 +320,7 @@ fn defaults(settings: &Settings, tenant: &TenantId) -> TenantConfig {
         updated_ms: now,
         deleted_ms: None,
         benchmarks_opt_in_ms: None,
+        capacity_breach_at: None,
     }
 }
 
@@ -332,6 +335,14 @@ fn apply(config: &mut TenantConfig, spec: &TenantSpec) -> Result<(), JobError> {
     }
     if let Some(industry) = &spec.industry {
         config.industry = industry.trim().to_owned();
+    }
+    if let Some(at) = spec.capacity_breach_at {
+        if !(0.5..=2.0).contains(&at) {
+            return Err(JobError::Invalid(
+                "--breach-at: must be a share of capacity between 0.5 and 2".into(),
+            ));
+        }
+        config.capacity_breach_at = (at != 1.0).then_some(at);
     }
     match spec.benchmarks {
         Some(true) => {
@@ -697,6 +708,7 @@ mod tests {
             updated_ms: 0,
             deleted_ms: None,
             benchmarks_opt_in_ms: None,
+            capacity_breach_at: None,
         };
         let spec = TenantSpec {
             display_name: Some(" Acme Corp ".into()),

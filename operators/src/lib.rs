@@ -12,7 +12,7 @@ pub mod pause;
 pub mod records;
 
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
-pub use analyze::{AnalyzeConfig, Analyzer, Restored};
+pub use analyze::{AnalyzeConfig, Analyzer, BreachThresholds, Restored};
 pub use bookings::{BookingUsage, BookingsConfig, RestoredMinutes};
 pub use decode::{Decoder, SchemaSource, Step};
 pub use ops::{compute, Aggregate, AggregateView, Analyze, Book, Computation, DecodeRecords};

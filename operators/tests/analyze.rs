@@ -350,6 +350,70 @@ fn persistently_impossible_counts_are_implausible() {
     assert_eq!(implausible[0].severity, Severity::High);
 }
 
+#[test]
+fn a_tenants_breach_threshold_flags_rooms_under_capacity() {
+    // 7 people in a room for 8 for half an hour (87.5% of its seats), then nobody.
+    let window = |tenant: TenantId, start: i64, people: i32| FinalReadings {
+        tenant,
+        office_id: Arc::from("lon"),
+        room_id: Arc::from("r8"),
+        partition: 0,
+        capacity: 8,
+        readings: (0..15)
+            .map(|m| FinalReading {
+                sensor_id: Arc::from("s-r8"),
+                ts: start + m * MIN,
+                people_count: people,
+                extra: Extra::default(),
+                schema_id: 1,
+                offset: m,
+            })
+            .collect(),
+    };
+    let strict = TenantId::parse("strict").unwrap();
+    let config = config();
+    config
+        .breach_at
+        .set(std::collections::HashMap::from([(strict.clone(), 0.8)]));
+    let mut analyzer = Analyzer::new(config, Restored::default());
+    analyzer.apply(
+        Output::RoomVersion(strict.clone(), room("r8", 8)),
+        &mut Vec::new(),
+    );
+    analyzer.apply(
+        Output::RoomVersion(tenant(), room("r8", 8)),
+        &mut Vec::new(),
+    );
+    let mut out = Vec::new();
+    for w in 0..3 {
+        let start = T0 + 9 * HOUR + w * 15 * MIN;
+        for t in [strict.clone(), tenant()] {
+            let people = if w < 2 { 7 } else { 0 };
+            analyzer.apply(Output::Readings(window(t, start, people)), &mut out);
+        }
+    }
+    let found = anomalies(&out);
+    let breaches: Vec<_> = found
+        .iter()
+        .filter(|a| a.kind == AnomalyKind::CapacityBreach)
+        .collect();
+    assert!(!breaches.is_empty(), "{found:#?}");
+    assert!(breaches.iter().all(|a| a.tenant == strict), "{breaches:#?}");
+    // 7 is 9% over 0.8 × 8 = 6.4.
+    assert!(
+        breaches[0].details.contains("\"threshold\":0.8"),
+        "{:?}",
+        breaches[0]
+    );
+    assert_eq!(breaches.len(), 1, "{breaches:#?}");
+    assert_eq!(breaches[0].window_end - breaches[0].window_start, 30 * MIN);
+    assert_eq!(
+        breaches[0].severity,
+        Severity::Low,
+        "9% over, for 30 minutes"
+    );
+}
+
 /// A state persisted by the version before detectors (issue 21) held the weekly model
 /// as `hourly`, and no detector or forecast choice.
 fn as_before_detectors(state: &str) -> String {

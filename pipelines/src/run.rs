@@ -12,8 +12,8 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
 use rf_operators::{
-    compute, AggregateConfig, AggregateView, Aggregator, Analyzer, BookingUsage, BookingsConfig,
-    Computation, Decoder, EventClock, Paused,
+    compute, AggregateConfig, AggregateView, Aggregator, AnalyzeConfig, Analyzer, BookingUsage,
+    BookingsConfig, BreachThresholds, Computation, Decoder, EventClock, Paused,
 };
 use rf_schemas::registry::RegistryClient;
 use rf_schemas::TenantId;
@@ -137,8 +137,10 @@ pub fn run(
         ),
     };
     let minutes = Arc::new(minutes);
+    let breach_at = BreachThresholds::default();
+    breach_at.set(topology.breach_at.clone());
     let topology = Arc::new(LiveTopology::new(topology));
-    let discovery = Discovery::start(settings, topology.clone());
+    let discovery = Discovery::start(settings, topology.clone(), breach_at.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -202,9 +204,12 @@ pub fn run(
         });
         let view = AggregateView::default();
         let analyzer = Analyzer::new(
-            settings
-                .analytics
-                .operator(settings.pipeline.store_readings),
+            AnalyzeConfig {
+                breach_at: breach_at.clone(),
+                ..settings
+                    .analytics
+                    .operator(settings.pipeline.store_readings)
+            },
             restored.clone(),
         );
         let consumers = Consumers::assign(
@@ -402,14 +407,19 @@ pub fn run(
 }
 
 /// Looks for new tenants every `pipeline.discover_secs` while the pipeline runs, on its
-/// own thread, and adds them to the live topology.
+/// own thread, adds them to the live topology, and takes the tenants' capacity-breach
+/// thresholds.
 struct Discovery {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Discovery {
-    fn start(settings: &Settings, topology: Arc<LiveTopology>) -> Self {
+    fn start(
+        settings: &Settings,
+        topology: Arc<LiveTopology>,
+        breach_at: BreachThresholds,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let every = Duration::from_secs(settings.pipeline.discover_secs);
         // A pipeline given its tenants serves those and no others.
@@ -428,6 +438,7 @@ impl Discovery {
                 next = Instant::now() + every;
                 match Topology::discover(&settings) {
                     Ok(found) => {
+                        breach_at.set(found.breach_at.clone());
                         let added = topology.update(&found);
                         if !added.is_empty() {
                             tracing::info!(tenants = ?added, "new tenants discovered");

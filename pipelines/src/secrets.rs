@@ -637,6 +637,7 @@ mod tests {
             updated_ms: 1,
             deleted_ms: None,
             benchmarks_opt_in_ms: None,
+            capacity_breach_at: None,
         }
     }
 

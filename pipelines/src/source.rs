@@ -48,6 +48,8 @@ pub struct Topology {
     pub tenants: Vec<Served>,
     /// The names of the served regions, the home region first if it is one.
     pub regions: Vec<String>,
+    /// The served tenants' capacity-breach thresholds, where the registry sets one.
+    pub breach_at: std::collections::HashMap<TenantId, f64>,
 }
 
 impl Topology {
@@ -129,9 +131,17 @@ impl Topology {
                 "tenant {w} has no topic occupancy.{w} or is deleted; create it with `roomflow tenant create {w}`"
             )));
         }
+        let breach_at = served
+            .iter()
+            .filter_map(|s| {
+                let at = registry.get(&s.tenant)?.capacity_breach_at?;
+                Some((s.tenant.clone(), at))
+            })
+            .collect();
         Ok(Self {
             tenants: served,
             regions,
+            breach_at,
         })
     }
 
@@ -175,6 +185,7 @@ impl Topology {
         Some(Topology {
             tenants,
             regions: self.regions.clone(),
+            breach_at: newer.breach_at.clone(),
         })
     }
 }

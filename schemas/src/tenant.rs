@@ -169,6 +169,10 @@ pub struct TenantConfig {
     /// does: revoking clears it, and the next computation leaves the tenant out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub benchmarks_opt_in_ms: Option<i64>,
+    /// The share of capacity above which a room or office is in breach (the
+    /// `capacity_breach` anomalies and alerts); absent: 1, over capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_breach_at: Option<f64>,
 }
 
 /// A tenant's service tier.
@@ -363,6 +367,7 @@ mod tests {
             updated_ms: 2,
             deleted_ms: None,
             benchmarks_opt_in_ms: None,
+            capacity_breach_at: None,
         };
         let mut json: serde_json::Value = serde_json::to_value(&config).unwrap();
         json["added_later"] = serde_json::json!(true);

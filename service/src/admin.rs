@@ -72,6 +72,8 @@ pub enum Change {
         retention_days: Option<u32>,
         /// Whether the tenant contributes to cross-tenant benchmarks.
         benchmarks: Option<bool>,
+        /// The share of capacity above which rooms and offices are in breach.
+        capacity_breach_at: Option<f64>,
     },
     /// The alert rules, replaced (each as `roomflow tenant update --alert-rule` takes it).
     Rules(Vec<String>),
@@ -336,10 +338,11 @@ pub struct SettingsChange {
     retention_days: Option<u32>,
     alert_rules: Option<Vec<String>>,
     benchmarks: Option<bool>,
+    capacity_breach_at: Option<f64>,
 }
 
-/// `PATCH /v1/admin/tenant`: the name, industry, retention, alert rules or benchmark
-/// consent.
+/// `PATCH /v1/admin/tenant`: the name, industry, retention, alert rules, benchmark
+/// consent or capacity-breach threshold.
 pub async fn change_tenant(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -352,6 +355,7 @@ pub async fn change_tenant(
     let retention = c.retention_days.map(|d| d.to_string());
     let rules = c.alert_rules.as_ref().map(|r| r.join(" "));
     let benchmarks = c.benchmarks.map(|on| if on { "on" } else { "off" });
+    let breach_at = c.capacity_breach_at.map(|at| at.to_string());
     let mut changed: Vec<(&str, &str)> = Vec::new();
     for (field, value) in [
         ("display_name", c.display_name.as_deref()),
@@ -359,6 +363,7 @@ pub async fn change_tenant(
         ("retention_days", retention.as_deref()),
         ("alert_rules", rules.as_deref()),
         ("benchmarks", benchmarks),
+        ("capacity_breach_at", breach_at.as_deref()),
     ] {
         if let Some(v) = value {
             changed.push((field, v));
@@ -373,12 +378,14 @@ pub async fn change_tenant(
         || c.industry.is_some()
         || c.retention_days.is_some()
         || c.benchmarks.is_some()
+        || c.capacity_breach_at.is_some()
     {
         let settings = Change::Settings {
             display_name: c.display_name,
             industry: c.industry,
             retention_days: c.retention_days,
             benchmarks: c.benchmarks,
+            capacity_breach_at: c.capacity_breach_at,
         };
         entry = admin.change(&caller.tenant, settings).await?;
     }

@@ -810,15 +810,31 @@ async function viewAdmin() {
     const name = el("input", { id: "display-name", value: t.display_name, maxlength: 100 });
     const industry = el("input", { id: "industry", value: t.industry });
     const retention = el("input", { id: "retention", type: "number", min: 1, value: t.retention_days });
+    const breach = el("input", { id: "breach-at", type: "number", min: 50, max: 200, step: 1, value: Math.round((t.capacity_breach_at ?? 1) * 100) });
+    const benchmarks = el("input", { id: "benchmarks", type: "checkbox", checked: !!t.benchmarks_opted_in_at });
     return [
       el("p", { class: "muted" }, `Tenant ${t.tenant}, tier ${t.tier}, region ${t.region}.`),
       el("form", {
         class: "form",
         onsubmit: async (e) => {
           e.preventDefault();
-          if (await act("Settings saved", () => api("/v1/admin/tenant", { method: "PATCH", body: { display_name: name.value, industry: industry.value, retention_days: Number(retention.value) } }))) reload();
+          const body = {
+            display_name: name.value,
+            industry: industry.value,
+            retention_days: Number(retention.value),
+            capacity_breach_at: Number(breach.value) / 100,
+            benchmarks: benchmarks.checked,
+          };
+          if (await act("Settings saved", () => api("/v1/admin/tenant", { method: "PATCH", body }))) reload();
         },
-      }, el("label", {}, "Name", name), el("label", {}, "Industry", industry), el("label", {}, "Keep data (days)", retention), el("button", { type: "submit" }, "Save")),
+      },
+        el("label", {}, "Name", name),
+        el("label", {}, "Industry", industry),
+        el("label", {}, "Keep data (days)", retention),
+        el("label", {}, "Capacity alerts from (% of seats)", breach),
+        el("label", { class: "check" }, benchmarks, "Contribute to cross-tenant benchmarks (only cohorts of 5 or more tenants are shown, never one tenant's figures)"),
+        el("button", { type: "submit" }, "Save")),
+      t.benchmarks_opted_in_at ? el("p", { class: "muted" }, `Contributing to benchmarks since ${when(t.benchmarks_opted_in_at)}.`) : null,
     ];
   }, { id: "settings" });
 

@@ -92,6 +92,8 @@ pub struct Scope<'a> {
     pub office_id: &'a str,
     /// Thresholds.
     pub config: &'a FaultConfig,
+    /// The tenant's share of capacity above which a room or office is in breach.
+    pub breach_at: f64,
     /// Found anomalies are appended here.
     pub out: &'a mut Vec<Anomaly>,
 }
@@ -127,11 +129,17 @@ impl Scope<'_> {
     }
 }
 
-/// A breach's severity: high from 25% over capacity, medium from 10% or once it lasted
-/// four times the minimum, low otherwise.
-fn breach(episode: &Episode, capacity: u32, minimum: i64) -> (f64, Severity, serde_json::Value) {
+/// A breach's severity: high from 25% over the threshold (`at` of capacity), medium
+/// from 10% or once it lasted four times the minimum, low otherwise.
+fn breach(
+    episode: &Episode,
+    capacity: u32,
+    at: f64,
+    minimum: i64,
+) -> (f64, Severity, serde_json::Value) {
     let capacity = f64::from(capacity.max(1));
-    let ratio = episode.peak / capacity;
+    // How far over the threshold (`at` of capacity) it went.
+    let ratio = episode.peak / (capacity * at);
     let severity = if ratio >= 1.25 {
         Severity::High
     } else if ratio >= 1.1 || episode.minutes() >= 4 * minimum {
@@ -141,6 +149,7 @@ fn breach(episode: &Episode, capacity: u32, minimum: i64) -> (f64, Severity, ser
     };
     let details = json!({
         "capacity": capacity,
+        "threshold": at,
         "peak_people": episode.peak,
         "minutes": episode.minutes(),
     });
@@ -200,7 +209,7 @@ impl RoomWatch {
                 same.iter().map(|r| f64::from(r.people_count)).sum::<f64>() / same.len() as f64;
             sum += people * same.len() as f64;
             self.last_seen = self.last_seen.max(ts);
-            if people > capacity {
+            if people > capacity * scope.breach_at {
                 self.over
                     .get_or_insert_with(|| Episode::new(ts, ts, people))
                     .extend(ts + MINUTE, people);
@@ -314,7 +323,12 @@ impl RoomWatch {
     }
 
     fn write_breach(&self, over: &mut Episode, ongoing: bool, room: &str, scope: &mut Scope<'_>) {
-        let (score, severity, details) = breach(over, self.capacity, scope.config.breach_minutes);
+        let (score, severity, details) = breach(
+            over,
+            self.capacity,
+            scope.breach_at,
+            scope.config.breach_minutes,
+        );
         let finding = Finding {
             kind: AnomalyKind::CapacityBreach,
             entity_kind: EntityKind::Room,
@@ -445,8 +459,8 @@ impl OfficeWatch {
         all > 0 && 2 * used >= all
     }
 
-    /// Takes the office's final 15m window; an office above capacity for the configured
-    /// minutes is an anomaly.
+    /// Takes the office's final 15m window; an office above the tenant's breach threshold
+    /// (capacity, unless it says otherwise) for the configured minutes is an anomaly.
     pub fn window(&mut self, w: &OfficeWindow, scope: &mut Scope<'_>) {
         let keep = (scope.config.stuck_minutes / 15 + 4).max(96) as usize;
         self.in_use.push_back((w.start, w.avg_people >= 1.0));
@@ -456,7 +470,7 @@ impl OfficeWatch {
         let office = scope.office_id.to_string();
         let minimum = scope.config.breach_minutes;
         let end = w.start + WINDOW;
-        let over = w.complete && w.avg_people > f64::from(w.capacity);
+        let over = w.complete && w.avg_people > f64::from(w.capacity) * scope.breach_at;
         let mut episode = match (self.over.take(), over) {
             (Some(mut e), true) => {
                 e.extend(end, w.peak_people);
@@ -465,7 +479,8 @@ impl OfficeWatch {
             (None, true) => Episode::new(w.start, end, w.peak_people),
             (Some(mut e), false) => {
                 if e.written.is_some() || e.minutes() >= minimum {
-                    let (score, severity, details) = breach(&e, w.capacity, minimum);
+                    let (score, severity, details) =
+                        breach(&e, w.capacity, scope.breach_at, minimum);
                     scope.write(
                         &mut e,
                         false,
@@ -477,7 +492,7 @@ impl OfficeWatch {
             (None, false) => return,
         };
         if episode.due(episode.minutes() >= minimum) {
-            let (score, severity, details) = breach(&episode, w.capacity, minimum);
+            let (score, severity, details) = breach(&episode, w.capacity, scope.breach_at, minimum);
             scope.write(
                 &mut episode,
                 true,

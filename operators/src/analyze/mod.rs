@@ -65,6 +65,27 @@ pub struct AnalyzeConfig {
     /// A room or office with no data for this long (event time) leaves memory; its
     /// state stays persisted.
     pub retire_after_ms: i64,
+    /// Each tenant's capacity-breach threshold (see [`BreachThresholds`]).
+    pub breach_at: BreachThresholds,
+}
+
+/// Per tenant, the share of capacity above which a room or office is in breach: 1 (over
+/// capacity) unless its registry entry says otherwise. Shared with the pipeline, which
+/// updates it as it reads the registry.
+#[derive(Clone, Debug, Default)]
+pub struct BreachThresholds(Arc<std::sync::RwLock<HashMap<TenantId, f64>>>);
+
+impl BreachThresholds {
+    /// Replaces every tenant's threshold.
+    pub fn set<S>(&self, thresholds: std::collections::HashMap<TenantId, f64, S>) {
+        *self.0.write().expect("no panics while holding it") = thresholds.into_iter().collect();
+    }
+
+    /// `tenant`'s threshold.
+    pub fn of(&self, tenant: &TenantId) -> f64 {
+        let thresholds = self.0.read().expect("no panics while holding it");
+        thresholds.get(tenant).copied().unwrap_or(1.0)
+    }
 }
 
 impl Default for AnalyzeConfig {
@@ -77,6 +98,7 @@ impl Default for AnalyzeConfig {
             forecast_within_ms: 6 * HOUR,
             keep_readings: true,
             retire_after_ms: 28 * DAY,
+            breach_at: BreachThresholds::default(),
         }
     }
 }
@@ -467,6 +489,7 @@ impl Analyzer {
         };
         let (start, _) = Granularity::M15.window(first.ts, Tz::UTC);
         let config = self.config.faults.clone();
+        let breach_at = self.config.breach_at.of(&w.tenant);
         let t = self.tenant(&w.tenant, &w.office_id);
         let office = t.offices.get(&*w.office_id).map(|o| match &o.watch {
             Watch::Office(watch) => watch.clone(),
@@ -482,6 +505,7 @@ impl Analyzer {
                 tenant: &w.tenant,
                 office_id: &w.office_id,
                 config: &config,
+                breach_at,
                 out: &mut found,
             };
             watch.readings(w, start, &|a, b| office.in_use(a, b), &mut scope);
@@ -498,6 +522,7 @@ impl Analyzer {
     /// An office's final 15m window: its own breach, and its rooms' faults.
     fn office_window(&mut self, o: &OfficeRow, out: &mut Vec<Output>) {
         let config = self.config.faults.clone();
+        let breach_at = self.config.breach_at.of(&o.tenant);
         let t = self.tenant(&o.tenant, &o.office_id);
         let rooms = t
             .office_rooms
@@ -514,6 +539,7 @@ impl Analyzer {
             tenant: &o.tenant,
             office_id: &o.office_id,
             config: &config,
+            breach_at,
             out: &mut found,
         };
         let e = entity(t, EntityKind::Office, &o.office_id, &o.office_id);
