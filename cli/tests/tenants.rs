@@ -73,6 +73,7 @@ async fn the_registry_creates_describes_updates_and_deletes_tenants() {
             .unwrap()]),
         alert_rules: Some(vec!["sensor_fault>=medium/30".parse().unwrap()]),
         benchmarks: None,
+        capacity_breach_at: Some(0.8),
     };
     let created = tenant::create(&s, &t, &spec).await.unwrap();
     assert_eq!(created.config.region, "eu");
@@ -103,6 +104,13 @@ async fn the_registry_creates_describes_updates_and_deletes_tenants() {
         ),
         ("Registry Test Corp", Tier::Enterprise, 400)
     );
+    assert_eq!(entry.capacity_breach_at, Some(0.8));
+    let wrong = TenantSpec {
+        capacity_breach_at: Some(0.1),
+        ..Default::default()
+    };
+    let refused = tenant::update(&s, &t, &wrong).await.unwrap_err();
+    assert!(refused.to_string().contains("--breach-at"), "{refused}");
 
     let moved = tenant::update(&s, &t, &in_region("us")).await.unwrap_err();
     assert!(moved.to_string().contains("never changes"), "{moved}");
@@ -115,6 +123,7 @@ async fn the_registry_creates_describes_updates_and_deletes_tenants() {
     assert_eq!(updated.display_name, "Renamed Corp");
     assert!(updated.alert_targets.is_empty());
     assert_eq!(updated.retention_days, 400, "fields not given stay");
+    assert_eq!(updated.capacity_breach_at, Some(0.8));
     assert!(updated.updated_ms > created.config.updated_ms);
 
     // The pipeline serves it in eu, until it is deleted.

@@ -1035,6 +1035,7 @@ mod tests {
         let topology = Topology {
             tenants: vec![served("acme", 12), served("globex", 12)],
             regions: vec!["default".into()],
+            ..Default::default()
         };
         let mut all: Vec<_> = (0..3).flat_map(|w| topology.readings_for(w, 3)).collect();
         for w in 0..3 {
@@ -1050,10 +1051,12 @@ mod tests {
         let before = Topology {
             tenants: vec![served("acme", 12)],
             regions: vec!["default".into()],
+            ..Default::default()
         };
         let found = Topology {
             tenants: vec![served("acme", 12), served("globex", 5)],
             regions: vec!["default".into()],
+            ..Default::default()
         };
         let after = before.merged(&found).unwrap();
         assert!(
@@ -1125,6 +1128,7 @@ mod tests {
                 region: 0,
             }],
             regions: vec!["default".into()],
+            ..Default::default()
         };
         let metrics = Metrics::new();
         let consumers =
