@@ -50,6 +50,9 @@ async fn killed_three_times_equals_an_uninterrupted_run() {
             .args(["run", "--tenant", crash.as_str()])
             .env("ROOMFLOW_KAFKA__GROUP_ID", &crash_settings.kafka.group_id)
             .env("ROOMFLOW_PIPELINE__METRICS_LISTEN", "")
+            // The readings are from March: the worker's scheduled retention would (rightly)
+            // remove their quarter hours from this run and not from the reference.
+            .env("ROOMFLOW_JOBS__RETENTION_EVERY_HOURS", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

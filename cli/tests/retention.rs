@@ -1,6 +1,7 @@
 //! Retention and downsampling on the real local stack (ClickHouse 18.16): a dry run lists
-//! what would go and removes nothing; the job then drops whole months past the tenant's
-//! retention and deletes 15-minute windows, readings and hours past theirs.
+//! what would go and removes nothing; the job, submitted by the worker's daily schedule,
+//! then drops whole months past the tenant's retention and deletes 15-minute windows,
+//! readings and hours past theirs.
 
 mod common;
 
@@ -79,7 +80,43 @@ async fn retention_drops_months_and_downsamples_as_configured() {
     );
     assert_eq!(left(), all, "a dry run removes nothing");
 
-    let done = run(&s, &tenant, false).await;
+    // The worker submits it on its schedule: once, and not again within the day.
+    let done = tokio::task::spawn_blocking({
+        let s = s.clone();
+        let tenant = tenant.clone();
+        move || {
+            let config = rf_jobs::queue::worker::JobsConfig::default();
+            let mut worker = rf_jobs::queue::worker::Worker::new(&s, &config).unwrap();
+            assert_eq!(worker.schedule_retention().unwrap(), [tenant.clone()]);
+            assert!(worker.schedule_retention().unwrap().is_empty(), "one waits");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let done = loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the scheduled retention ran"
+                );
+                match worker.step(std::time::Duration::from_secs(1)).unwrap() {
+                    Some(status) if status.spec.kind == (JobKind::Retention { dry_run: false }) => {
+                        break status
+                    }
+                    _ => {}
+                }
+            };
+            assert!(
+                worker.schedule_retention().unwrap().is_empty(),
+                "done today"
+            );
+            let off = rf_jobs::queue::worker::JobsConfig {
+                retention_every_hours: 0,
+                ..Default::default()
+            };
+            let mut idle = rf_jobs::queue::worker::Worker::new(&s, &off).unwrap();
+            assert!(idle.schedule_retention().unwrap().is_empty(), "off");
+            done
+        }
+    })
+    .await
+    .unwrap();
     assert_eq!(done.state, JobState::Succeeded, "{done:?}");
     assert_eq!(done.done, done.total);
     assert_eq!(

@@ -80,6 +80,8 @@ fn rules(config: &RetentionConfig, retention_days: u32) -> Vec<Rule> {
             short,
         ));
     }
+    // The daily table lives the whole retention, like the day windows it copies.
+    rules.push(rule("room_days", "window_start", None, retention_days));
     rules.push(rule("readings", "ts", None, short));
     rules.push(rule("forecasts", "window_start", None, hours));
     rules.push(rule("anomalies", "window_start", None, retention_days));

@@ -26,14 +26,14 @@ use rf_schemas::tenant::Role;
 #[derive(Deserialize, Default)]
 pub struct Period {
     weeks: Option<u32>,
-    days: Option<u32>,
+    pub(crate) days: Option<u32>,
     from: Option<String>,
     to: Option<String>,
     /// The first local day (`YYYY-MM-DD`), in each office's time zone.
     from_date: Option<String>,
     /// The local day after the last (exclusive).
     pub(crate) to_date: Option<String>,
-    threshold: Option<f64>,
+    pub(crate) threshold: Option<f64>,
     pub(crate) limit: Option<u32>,
     /// `json` (default) or `csv` (under-used rooms).
     format: Option<String>,
@@ -44,16 +44,18 @@ pub struct Period {
     /// This office's rooms only (under-used rooms).
     office_id: Option<String>,
     /// The office's floor only (under-used rooms, with `office_id`).
-    floor: Option<i32>,
+    pub(crate) floor: Option<i32>,
     /// Rooms of this kind only (under-used rooms): DESK, MEETING, FOCUS, OPEN_SPACE,
     /// COLLAB or OTHER.
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
     /// Changes: `week`, `month` or `year` over the one before.
     pub(crate) compare: Option<String>,
     /// Changes: per `office` (default), `region`, `country`, `floor`, `kind` or `room`.
     pub(crate) by: Option<String>,
     /// Changes: the movers' measure, `utilization` (default), `peak` or `occupied`.
     pub(crate) metric: Option<String>,
+    /// Forecast flags: `over` (default) or `under` the threshold.
+    pub(crate) direction: Option<String>,
 }
 
 /// The daily windows asked for: a range of instants, or whole local days of each

@@ -12,6 +12,7 @@ mod cache;
 mod changes;
 mod days;
 pub mod directory;
+mod flags;
 mod insights;
 pub mod limits;
 mod live;
@@ -615,6 +616,7 @@ async fn build_all(
         .route("/v1/insights/underused", get(insights::underused))
         .route("/v1/benchmarks", get(benchmarks::benchmarks))
         .route("/v1/insights/changes", get(changes::changes))
+        .route("/v1/insights/forecast-flags", get(flags::flags))
         .route("/v1/insights/ghost-bookings", get(bookings::ghosts))
         .route("/v1/insights/seats", get(seats::seats))
         .route("/v1/offices/{office_id}/bookings", get(bookings::office))

@@ -31,6 +31,9 @@ pub struct JobsConfig {
     pub output_dir: PathBuf,
     /// How long rows of each size are kept.
     pub retention: RetentionConfig,
+    /// The worker submits each served tenant's retention this often, hours (0: only
+    /// when someone submits it).
+    pub retention_every_hours: u32,
     /// Days between a tenant's deletion and its erasure; the worker submits the erasure
     /// once they passed.
     pub erasure_grace_days: u32,
@@ -45,6 +48,7 @@ impl Default for JobsConfig {
         Self {
             output_dir: PathBuf::from("reports"),
             retention: RetentionConfig::default(),
+            retention_every_hours: 24,
             erasure_grace_days: 30,
             in_pipeline: true,
             backfill: BackfillConfig::default(),
@@ -164,8 +168,8 @@ impl Worker {
         self
     }
 
-    /// Runs jobs until stopped (see [`Worker::stop_on`]), and submits the erasures that
-    /// are due every 10 minutes.
+    /// Runs jobs until stopped (see [`Worker::stop_on`]), and submits the erasures and
+    /// retentions that are due every 10 minutes.
     pub fn run(mut self) {
         let mut scheduled: Option<std::time::Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
@@ -174,6 +178,9 @@ impl Worker {
                 scheduled = Some(std::time::Instant::now());
                 if let Err(error) = self.schedule_erasures() {
                     tracing::warn!(error = %rf_schemas::chain(&error), "cannot look for tenants to erase; trying again later");
+                }
+                if let Err(error) = self.schedule_retention() {
+                    tracing::warn!(error = %rf_schemas::chain(&error), "cannot submit the scheduled retention; trying again later");
                 }
             }
             if let Err(error) = self.step(Duration::from_millis(500)) {
@@ -365,6 +372,48 @@ impl Worker {
                 self.tail.statuses.insert(status.spec.id.clone(), status);
                 submitted.push(tenant);
             }
+        }
+        Ok(submitted)
+    }
+
+    /// Submits the retention of each served tenant (not deleted) whose last one was
+    /// submitted `retention_every_hours` ago or more, or never, and has none waiting;
+    /// returns the tenants submitted. Two workers may both submit one: retention is
+    /// idempotent, and the second finds nothing left to remove.
+    pub fn schedule_retention(&mut self) -> Result<Vec<TenantId>, JobError> {
+        let every = i64::from(self.config.retention_every_hours) * 3_600_000;
+        if every == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        self.tail.poll(Duration::ZERO)?;
+        let mut submitted = Vec::new();
+        let listed = &self.settings.pipeline.tenants;
+        for (tenant, entry) in crate::tenant::registry(&self.settings.kafka)? {
+            if (!listed.is_empty() && !listed.contains(&entry.tenant)) || entry.is_deleted() {
+                continue;
+            }
+            let runs = self.tail.statuses.values().filter(|s| {
+                s.spec.kind == (JobKind::Retention { dry_run: false })
+                    && s.spec.tenant == tenant.as_str()
+            });
+            let (mut last, mut waiting) = (None, false);
+            for s in runs {
+                last = last.max(Some(s.spec.submitted_ms));
+                waiting |= !s.state.is_final();
+            }
+            if waiting || last.is_some_and(|at| now - at < every) {
+                continue;
+            }
+            let status = self.runtime.block_on(super::submit(
+                &self.settings.kafka,
+                &self.settings.clickhouse,
+                &tenant,
+                JobKind::Retention { dry_run: false },
+            ))?;
+            tracing::info!(tenant = %tenant, job = %status.spec.id, "retention submitted on schedule");
+            self.tail.statuses.insert(status.spec.id.clone(), status);
+            submitted.push(tenant);
         }
         Ok(submitted)
     }

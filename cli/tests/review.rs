@@ -1,6 +1,7 @@
-//! Week over week, month over month and year over year on the real stack: the changes
-//! per office, region, floor and kind from the rooms' final days, with filters and the
-//! movers up and down.
+//! What a quarterly real-estate review reads, on the real stack: week over week, month
+//! over month and year over year per office, region, floor and kind from the rooms'
+//! final days, with filters and the movers; the weekly digest's local weeks; and the
+//! offices and floors forecast to pass a share of their seats.
 
 mod common;
 
@@ -258,5 +259,143 @@ async fn the_digest_reads_each_offices_local_week_and_the_week_before() {
         ]
     );
     assert_eq!(weeks[0].change(), Some(1.0));
+    clickhouse_lines(&format!("DROP DATABASE {db}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecast_flags_name_offices_and_floors_passing_a_share_of_seats() {
+    use chrono::TimeZone;
+    let tenant = fresh_tenant("flags");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant_on(&s, &tenant).await;
+    let db = tenant.clickhouse_db();
+    let london: chrono_tz::Tz = "Europe/London".parse().unwrap();
+    let today = chrono::Utc::now().with_timezone(&london).date_naive();
+    // Two floors of two rooms of 10 seats: 40 seats.
+    for (floor, kind) in [(1, "MEETING"), (2, "DESK")] {
+        let spec = DayRooms {
+            office: "lon",
+            region: "EMEA",
+            country: "GB",
+            zone: "Europe/London",
+            floor,
+            kind,
+            rooms: 2,
+        };
+        store_room_days(&tenant, &spec, today - chrono::Days::new(3), 1, 0.3);
+    }
+    let at = |day: NaiveDate, hour: u32| {
+        london
+            .from_local_datetime(&day.and_hms_opt(hour, 0, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .timestamp()
+    };
+    let mut rows = Vec::new();
+    // The office's daily peaks: 20, then 34 (85% of 40), then 30.
+    for (d, peak) in [(1u64, 20.0), (2, 34.0), (3, 30.0)] {
+        let day = today + chrono::Days::new(d);
+        rows.push(format!(
+            "('1d', 'office', 'lon', 'lon', {}, {}, {peak}, {}, {}, now(), 1)",
+            at(day, 0),
+            at(day + chrono::Days::new(1), 0),
+            peak - 2.0,
+            peak + 4.0
+        ));
+    }
+    // The rooms' hours tomorrow: floor 1 holds 9 + 8 at 11:00 (85% of 20), floor 2 3 + 3.
+    let tomorrow = today + chrono::Days::new(1);
+    for (room, people) in [
+        ("lon-meeting-0", [4.0, 9.0]),
+        ("lon-meeting-1", [5.0, 8.0]),
+        ("lon-desk-0", [3.0, 3.0]),
+        ("lon-desk-1", [2.0, 3.0]),
+    ] {
+        for (i, hour) in [10, 11].into_iter().enumerate() {
+            rows.push(format!(
+                "('1h', 'room', '{room}', 'lon', {}, {}, {}, {}, {}, now(), 1)",
+                at(tomorrow, hour),
+                at(tomorrow, hour + 1),
+                people[i],
+                people[i] - 1.0,
+                people[i] + 1.0
+            ));
+        }
+    }
+    clickhouse_lines(&format!(
+        "INSERT INTO {db}.forecasts VALUES {}",
+        rows.join(", ")
+    ));
+
+    let config = rf_service::ServiceConfig::default();
+    let base = serve(&config, &s).await;
+    let policy = config.token_policy();
+    let analyst = rf_service::auth::mint_as(
+        &config.jwt_secret,
+        &policy,
+        &tenant,
+        "analyst@example.com",
+        300,
+        Some(rf_schemas::tenant::Role::Analyst),
+    );
+    tokio::task::spawn_blocking(move || {
+        let ask = |q: &str| get(&format!("{base}/v1/insights/forecast-flags?{q}"), &analyst);
+        let (status, over) = ask("threshold=0.8");
+        assert_eq!(status, 200, "{over}");
+        let flags = over["flags"].as_array().unwrap();
+        assert_eq!(flags.len(), 2, "{over}");
+        let office = &flags[0];
+        assert_eq!(
+            (office["kind"].as_str(), office["seats"].as_f64()),
+            (Some("office"), Some(40.0))
+        );
+        let days = office["flag"]["passes_on"].as_array().unwrap();
+        assert_eq!(days.len(), 1, "{office}");
+        assert_eq!(days[0]["date"], (today + chrono::Days::new(2)).to_string());
+        assert!(close(&days[0]["share"], 0.85));
+        assert_eq!(days[0]["interval"], serde_json::json!([0.8, 0.95]));
+        assert_eq!(days[0]["likely"], true);
+        let floor = &flags[1];
+        assert_eq!(
+            (floor["kind"].as_str(), floor["floor"].as_i64()),
+            (Some("floor"), Some(1))
+        );
+        let day = &floor["flag"]["passes_on"][0];
+        assert_eq!(day["date"], tomorrow.to_string());
+        assert!(
+            close(&day["expected"], 17.0) && close(&day["share"], 0.85),
+            "{floor}"
+        );
+        assert!(
+            close(&day["low"], 15.0) && close(&day["high"], 19.0),
+            "{floor}"
+        );
+
+        let (_, under) = ask("threshold=0.5&direction=under");
+        let flags = under["flags"].as_array().unwrap();
+        assert_eq!(flags.len(), 1, "{under}");
+        assert_eq!(flags[0]["floor"], 2);
+        let busiest = &flags[0]["flag"]["stays_under"]["busiest"];
+        assert!(close(&busiest["share"], 0.3), "{busiest}");
+
+        let (_, elsewhere) = ask("threshold=0.8&region=AMER");
+        assert!(elsewhere["flags"].as_array().unwrap().is_empty());
+        for (q, parameter) in [
+            ("direction=sideways", "direction"),
+            ("threshold=5", "threshold"),
+            ("days=0", "days"),
+            ("floor=1&office_id=lon", "floor"),
+        ] {
+            let (status, body) = ask(q);
+            assert_eq!(
+                (status, body["parameter"].as_str()),
+                (400, Some(parameter)),
+                "{q}: {body}"
+            );
+        }
+    })
+    .await
+    .unwrap();
     clickhouse_lines(&format!("DROP DATABASE {db}"));
 }
