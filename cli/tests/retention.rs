@@ -87,7 +87,10 @@ async fn retention_drops_months_and_downsamples_as_configured() {
         move || {
             let config = rf_jobs::queue::worker::JobsConfig::default();
             let mut worker = rf_jobs::queue::worker::Worker::new(&s, &config).unwrap();
-            assert_eq!(worker.schedule_retention().unwrap(), [tenant.clone()]);
+            assert_eq!(
+                worker.schedule_retention().unwrap(),
+                std::slice::from_ref(&tenant)
+            );
             assert!(worker.schedule_retention().unwrap().is_empty(), "one waits");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
             let done = loop {
