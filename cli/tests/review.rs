@@ -162,6 +162,51 @@ async fn changes_compare_periods_per_slice_and_name_the_movers() {
             "{year}"
         );
 
+        // The same days as a series of a slice, and the offices ranked by one kind.
+        let slice = |q: &str| {
+            get(
+                &format!("{base}/v1/portfolio/days?from_date=2026-11-30&to_date=2026-12-07&{q}"),
+                &analyst,
+            )
+        };
+        let (status, meeting) = slice("kind=MEETING");
+        assert_eq!(status, 200, "{meeting}");
+        let days = meeting["days"].as_array().unwrap();
+        assert_eq!(days.len(), 7);
+        assert_eq!(days[0]["date"], "2026-11-30");
+        assert!(
+            days.iter()
+                .all(|d| close(&d["utilization"], 0.2) && d["rooms"] == 2),
+            "{meeting}"
+        );
+        let (_, emea) = slice("region=EMEA");
+        assert!(close(&emea["days"][3]["utilization"], 0.3), "{emea}");
+        assert!(close(&emea["days"][3]["peak"], 0.6), "{emea}");
+        let (_, upstairs) = slice("office_id=lon&floor=2");
+        assert!(
+            close(&upstairs["days"][0]["utilization"], 0.4),
+            "{upstairs}"
+        );
+        let (_, nowhere) = slice("region=APAC");
+        assert!(nowhere["days"].as_array().unwrap().is_empty());
+        assert_eq!(
+            get(&format!("{base}/v1/portfolio/days?kind=DESK"), &analyst).1["parameter"],
+            "from_date"
+        );
+        let (status, desks) = get(
+            &format!("{base}/v1/offices/ranking?from_date=2026-11-30&to_date=2026-12-07&kind=DESK"),
+            &analyst,
+        );
+        assert_eq!(status, 200, "{desks}");
+        let ranked: Vec<&str> = desks["offices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["office_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ranked, ["nyc", "lon"], "{desks}");
+        assert!(close(&desks["offices"][0]["utilization"], 0.6));
+
         for (q, parameter) in [
             ("compare=day", "compare"),
             ("by=planet", "by"),

@@ -30,7 +30,7 @@ pub struct Period {
     from: Option<String>,
     to: Option<String>,
     /// The first local day (`YYYY-MM-DD`), in each office's time zone.
-    from_date: Option<String>,
+    pub(crate) from_date: Option<String>,
     /// The local day after the last (exclusive).
     pub(crate) to_date: Option<String>,
     pub(crate) threshold: Option<f64>,
@@ -38,11 +38,11 @@ pub struct Period {
     /// `json` (default) or `csv` (under-used rooms).
     format: Option<String>,
     /// Offices of this region only (rankings, under-used rooms).
-    region: Option<String>,
+    pub(crate) region: Option<String>,
     /// Offices of this country (ISO 3166 alpha-2) only.
-    country: Option<String>,
+    pub(crate) country: Option<String>,
     /// This office's rooms only (under-used rooms).
-    office_id: Option<String>,
+    pub(crate) office_id: Option<String>,
     /// The office's floor only (under-used rooms, with `office_id`).
     pub(crate) floor: Option<i32>,
     /// Rooms of this kind only (under-used rooms): DESK, MEETING, FOCUS, OPEN_SPACE,
@@ -453,8 +453,9 @@ struct OfficeUse {
 }
 
 /// `GET /v1/offices/ranking?days=30[&to=]` (or `from_date=&to_date=`, local days;
-/// filters `region`, `country`): the tenant's offices by average daily utilization over
-/// the period, highest first.
+/// filters `region`, `country`, and `kind`: then by that kind of room's utilization, from
+/// the daily table, over whole local days): the tenant's offices by average daily
+/// utilization over the period, highest first.
 pub async fn ranking(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -472,6 +473,31 @@ pub(crate) async fn ranking_for(
 ) -> Result<serde_json::Value, ApiError> {
     caller.allowed(Role::Analyst)?;
     let days = p.days(30)?;
+    if p.kind.is_some() {
+        // One kind of room: from the daily table, over whole local days.
+        let slice = crate::slices::Slice::new(p)?;
+        let dates = match days {
+            Days::Dates(from, to) => (from, to),
+            Days::Instants(from, to) => (from.date_naive(), to.date_naive()),
+        };
+        caller.limit(state, Class::Analytics).await?;
+        let request = format!(
+            "ranking-slice:{dates:?}:{:?}:{:?}:{:?}",
+            p.region, p.country, p.kind
+        );
+        let ttl = state.config.cache_ttl_secs;
+        let mut body = cached(
+            caller,
+            ttl,
+            &request,
+            crate::slices::ranking(caller, &slice, dates),
+        )
+        .await?;
+        body["region"] = json!(p.region);
+        body["country"] = json!(p.country);
+        body["kind"] = json!(p.kind);
+        return Ok(body);
+    }
     caller.limit(state, Class::Analytics).await?;
     let offices = match p.region.is_some() || p.country.is_some() {
         true => p.offices(&*metadata(state, caller).await?)?,

@@ -21,6 +21,7 @@ mod rooms;
 mod routes;
 mod seats;
 mod series;
+mod slices;
 mod slots;
 pub mod web;
 
@@ -617,6 +618,7 @@ async fn build_all(
         .route("/v1/benchmarks", get(benchmarks::benchmarks))
         .route("/v1/insights/changes", get(changes::changes))
         .route("/v1/insights/forecast-flags", get(flags::flags))
+        .route("/v1/portfolio/days", get(slices::utilization))
         .route("/v1/insights/ghost-bookings", get(bookings::ghosts))
         .route("/v1/insights/seats", get(seats::seats))
         .route("/v1/offices/{office_id}/bookings", get(bookings::office))
