@@ -74,6 +74,28 @@ async fn changes_compare_periods_per_slice_and_name_the_movers() {
         store_room_days(&tenant, spec, date(2025, 11, 23), 7, 0.25);
     }
 
+    // One hour of three rooms, Tuesday 1 December 10:00 in London (UTC in winter).
+    let ten = date(2026, 12, 1)
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    let hour = |room: &str, people: f64| {
+        format!(
+            "('1h', 'lon', '{room}', {ten}, {}, 60, {people}, {}, 1, 10, {}, 1, 1, now())",
+            ten + 3600,
+            people.ceil(),
+            people / 10.0
+        )
+    };
+    clickhouse_lines(&format!(
+        "INSERT INTO {}.room_utilization VALUES {}, {}, {}",
+        tenant.clickhouse_db(),
+        hour("lon-meeting-0", 5.0),
+        hour("lon-meeting-1", 3.0),
+        hour("lon-desk-0", 9.0)
+    ));
+
     let config = rf_service::ServiceConfig::default();
     let base = serve(&config, &s).await;
     let policy = config.token_policy();
@@ -206,6 +228,24 @@ async fn changes_compare_periods_per_slice_and_name_the_movers() {
             .collect();
         assert_eq!(ranked, ["nyc", "lon"], "{desks}");
         assert!(close(&desks["offices"][0]["utilization"], 0.6));
+
+        // The office's hours of one kind or floor of room.
+        let heat = |q: &str| {
+            get(
+                &format!("{base}/v1/offices/lon/heatmap?weeks=1&to=2026-12-07T00:00:00Z&{q}"),
+                &analyst,
+            )
+        };
+        let (status, meeting) = heat("kind=MEETING");
+        assert_eq!(status, 200, "{meeting}");
+        assert!(close(&meeting["utilization"][1][10], 0.4), "{meeting}");
+        assert_eq!(meeting["hours_seen"], 1);
+        assert!(close(&heat("floor=2").1["utilization"][1][10], 0.9));
+        assert!(
+            heat("").1["utilization"][1][10].is_null(),
+            "the office's own hours"
+        );
+        assert_eq!(heat("kind=SOFA").1["parameter"], "kind");
 
         for (q, parameter) in [
             ("compare=day", "compare"),

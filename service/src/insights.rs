@@ -337,15 +337,46 @@ pub(crate) async fn heatmap_for(
     caller.limit(state, Class::Analytics).await?;
     let metadata = metadata(state, caller).await?;
     let zone = metadata.office_zone(office_id)?;
-    let request = format!("heatmap:{office_id}:{}:{}", secs(from), secs(to));
+    // A floor or kind of room: those rooms in effect now, summed up hour by hour.
+    let rooms = match (p.floor, p.kind.as_deref()) {
+        (None, None) => None,
+        (floor, kind) => {
+            if let Some(kind) = kind.filter(|k| !crate::ask::plan::KINDS.contains(k)) {
+                return Err(ApiError::bad(
+                    "kind",
+                    format!(
+                        "{kind:?}: must be one of {}",
+                        crate::ask::plan::KINDS.join(", ")
+                    ),
+                ));
+            }
+            let rooms: Vec<String> = metadata
+                .office(office_id)
+                .iter()
+                .filter(|v| floor.is_none_or(|f| v.floor == f) && kind.is_none_or(|k| v.kind == k))
+                .map(|v| v.room_id.clone())
+                .collect();
+            Some(rooms)
+        }
+    };
+    let request = format!(
+        "heatmap:{office_id}:{}:{}:{:?}:{:?}",
+        secs(from),
+        secs(to),
+        p.floor,
+        p.kind
+    );
     let ttl = state.config.cache_ttl_secs;
-    cached(
+    let mut body = cached(
         caller,
         ttl,
         &request,
-        heatmap_of(caller, office_id, zone, (from, to)),
+        heatmap_of(caller, office_id, zone, (from, to), rooms.as_deref()),
     )
-    .await
+    .await?;
+    body["floor"] = json!(p.floor);
+    body["kind"] = json!(p.kind);
+    Ok(body)
 }
 
 struct RoomUse {
@@ -534,28 +565,42 @@ async fn heatmap_of(
     office_id: &str,
     zone: chrono_tz::Tz,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
+    rooms: Option<&[String]>,
 ) -> Result<serde_json::Value, ApiError> {
     let client = caller.clickhouse();
-    // The latest revision of each hour by argMax, which 18.16 does faster than FINAL.
+    let db = caller.tenant.clickhouse_db();
+    // The latest revision of each hour by argMax, which 18.16 does faster than FINAL;
+    // some rooms: their people over their seats, each hour.
+    let hours = match rooms {
+        None => format!(
+            "SELECT window_start, argMax(utilization, version) AS u FROM {db}.office_utilization \
+             WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+             GROUP BY window_start"
+        ),
+        Some(_) => format!(
+            "SELECT window_start, sum(p) / sum(c) AS u FROM \
+             (SELECT window_start, room_id, argMax(avg_people, version) AS p, argMax(capacity, version) AS c \
+              FROM {db}.room_utilization \
+              WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
+              AND has(?, room_id) GROUP BY room_id, window_start) \
+             GROUP BY window_start HAVING sum(c) > 0"
+        ),
+    };
     let sql = format!(
         "SELECT toUInt8(toDayOfWeek(window_start, ?)) AS d, toUInt8(toHour(window_start, ?)) AS h, avg(u), count() \
-         FROM (SELECT window_start, argMax(utilization, version) AS u FROM {}.office_utilization \
-         WHERE granularity = '1h' AND office_id = ? AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-         GROUP BY window_start) \
-         GROUP BY d, h ORDER BY d, h",
-        caller.tenant.clickhouse_db()
+         FROM ({hours}) GROUP BY d, h ORDER BY d, h"
     );
-    let cells: Vec<Cell> = no_database_is_empty(
-        client
-            .query(&sql)
-            .bind(zone.name())
-            .bind(zone.name())
-            .bind(office_id)
-            .bind(secs(from))
-            .bind(secs(to))
-            .fetch_all()
-            .await,
-    )?;
+    let mut query = client
+        .query(&sql)
+        .bind(zone.name())
+        .bind(zone.name())
+        .bind(office_id)
+        .bind(secs(from))
+        .bind(secs(to));
+    if let Some(rooms) = rooms {
+        query = query.bind(rooms);
+    }
+    let cells: Vec<Cell> = no_database_is_empty(query.fetch_all().await)?;
     // 7 × 24, null where no hour was seen.
     let mut grid = vec![vec![serde_json::Value::Null; 24]; 7];
     for c in &cells {
