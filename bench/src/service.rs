@@ -600,6 +600,15 @@ impl Portfolio {
         format!("from={}&to={}", iso(from), iso(to))
     }
 
+    /// `from_date=…&to_date=…`: `days` local days ending at a random date of the history.
+    fn dates(&self, rng: &mut SmallRng, days: u32) -> String {
+        let today = self.now - self.now % 86_400;
+        let back = i64::from(self.days.saturating_sub(days));
+        let to = today - rng.random_range(0..=back) * 86_400;
+        let from = to - i64::from(days) * 86_400;
+        format!("from_date={}&to_date={}", &iso(from)[..10], &iso(to)[..10])
+    }
+
     /// `to=` a random midnight at least `days` into the history.
     fn to(&self, rng: &mut SmallRng, days: u32) -> String {
         let today = self.now - self.now % 86_400;
@@ -761,6 +770,46 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         name: "office ranking, 30 days",
         path: |p, rng| format!("/v1/offices/ranking?days=30&to={}", p.to(rng, 30)),
+    },
+    Endpoint {
+        name: "office ranking by meeting rooms, 30 days",
+        path: |p, rng| {
+            let to = p.to(rng, 30);
+            format!("/v1/offices/ranking?days=30&to={to}&kind=MEETING")
+        },
+    },
+    Endpoint {
+        name: "an office's meeting rooms' heatmap, 4 weeks",
+        path: |p, rng| {
+            let to = p.to(rng, 28);
+            let office = p.office(rng);
+            format!("/v1/offices/office-{office}/heatmap?weeks=4&to={to}&kind=MEETING")
+        },
+    },
+    Endpoint {
+        name: "a region's meeting rooms, 90 days day by day",
+        path: |p, rng| {
+            let dates = p.dates(rng, 90);
+            let region = ["emea", "amer", "apac"][rng.random_range(0..3)];
+            format!("/v1/portfolio/days?{dates}&region={region}&kind=MEETING")
+        },
+    },
+    Endpoint {
+        name: "changes, week over week per office",
+        path: |p, rng| {
+            let to = p.to(rng, 14);
+            format!("/v1/insights/changes?compare=week&to_date={}", &to[..10])
+        },
+    },
+    Endpoint {
+        name: "changes, month over month per kind",
+        path: |p, rng| {
+            let to = p.to(rng, 62);
+            format!(
+                "/v1/insights/changes?compare=month&by=kind&to_date={}",
+                &to[..10]
+            )
+        },
     },
     Endpoint {
         name: "ask: how busy was an office last week",

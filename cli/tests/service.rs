@@ -828,8 +828,8 @@ async fn the_service_benchmark_gets_an_answer_from_every_endpoint() {
     );
     assert_eq!(
         report.endpoints.len(),
-        18,
-        "eleven endpoints and seven kinds of question"
+        23,
+        "sixteen endpoints and seven kinds of question"
     );
     for e in &report.endpoints {
         assert!(e.failures.is_empty(), "{}: {:?}", e.endpoint, e.failures);
