@@ -100,6 +100,15 @@ pub(crate) async fn flags_for(
         .map(|v| v.office_id.clone())
         .collect();
     offices.dedup();
+    if offices.is_empty() {
+        return Ok(json!({
+            "threshold": threshold,
+            "direction": if over { "over" } else { "under" },
+            "days": days,
+            "floors": "included",
+            "flags": [],
+        }));
+    }
     let now = Utc::now();
     let until = now + chrono::Duration::days(i64::from(days));
     // The answer moves with the forecasts; cached for the hour they are issued in.

@@ -600,7 +600,11 @@ async fn heatmap_of(
     if let Some(rooms) = rooms {
         query = query.bind(rooms);
     }
-    let cells: Vec<Cell> = no_database_is_empty(query.fetch_all().await)?;
+    // No such rooms in the office: no hours (and no empty array for ClickHouse to type).
+    let cells: Vec<Cell> = match rooms {
+        Some([]) => Vec::new(),
+        _ => no_database_is_empty(query.fetch_all().await)?,
+    };
     // 7 × 24, null where no hour was seen.
     let mut grid = vec![vec![serde_json::Value::Null; 24]; 7];
     for c in &cells {
