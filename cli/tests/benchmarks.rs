@@ -46,17 +46,9 @@ fn latest_rows() -> Vec<String> {
 }
 
 fn get(url: &str, token: &str) -> serde_json::Value {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut response = agent
-        .get(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    response.body_mut().read_json().unwrap()
+    let (status, body) = status_and_json(url, token);
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

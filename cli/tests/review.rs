@@ -14,19 +14,7 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
 }
 
 fn get(url: &str, token: &str) -> (u16, serde_json::Value) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut response = agent
-        .get(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .unwrap();
-    (
-        response.status().as_u16(),
-        response.body_mut().read_json().unwrap(),
-    )
+    status_and_json(url, token)
 }
 
 fn close(a: &serde_json::Value, b: f64) -> bool {
@@ -102,10 +90,7 @@ async fn changes_compare_periods_per_slice_and_name_the_movers() {
         limits.analytics.requests = 1000;
     }
     let base = serve(&config, &s).await;
-    let policy = config.token_policy();
-    let token = |who: &str, role| {
-        rf_service::auth::mint_as(&config.jwt_secret, &policy, &tenant, who, 300, Some(role))
-    };
+    let token = |who: &str, role| token_with_role(&config, &tenant, who, role);
     let analyst = token("analyst@example.com", rf_schemas::tenant::Role::Analyst);
     let viewer = token("fm@example.com", rf_schemas::tenant::Role::Viewer);
     tokio::task::spawn_blocking(move || {
@@ -425,14 +410,11 @@ async fn forecast_flags_name_offices_and_floors_passing_a_share_of_seats() {
 
     let config = rf_service::ServiceConfig::default();
     let base = serve(&config, &s).await;
-    let policy = config.token_policy();
-    let analyst = rf_service::auth::mint_as(
-        &config.jwt_secret,
-        &policy,
+    let analyst = token_with_role(
+        &config,
         &tenant,
         "analyst@example.com",
-        300,
-        Some(rf_schemas::tenant::Role::Analyst),
+        rf_schemas::tenant::Role::Analyst,
     );
     tokio::task::spawn_blocking(move || {
         let ask = |q: &str| get(&format!("{base}/v1/insights/forecast-flags?{q}"), &analyst);

@@ -146,6 +146,34 @@ pub fn store_room_days(
     ));
 }
 
+/// Status and JSON body of a GET with a bearer token (run it off the async runtime).
+pub fn status_and_json(url: &str, token: &str) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.body_mut().read_json().unwrap(),
+    )
+}
+
+/// A token of `config`'s service for `who` of `tenant` with `role`, for 5 minutes.
+pub fn token_with_role(
+    config: &rf_service::ServiceConfig,
+    tenant: &TenantId,
+    who: &str,
+    role: rf_schemas::tenant::Role,
+) -> String {
+    let policy = config.token_policy();
+    rf_service::auth::mint_as(&config.jwt_secret, &policy, tenant, who, 300, Some(role))
+}
+
 /// Sets a live pipeline's shutdown flag when dropped: a test that fails while its
 /// pipeline runs on a blocking thread then ends instead of waiting for it forever.
 pub struct StopOnDrop(pub Arc<AtomicBool>);
