@@ -82,13 +82,13 @@ impl Compare {
 
 /// Sums of room days, from which the measures follow.
 #[derive(Clone, Copy, Debug, Default)]
-struct Sums {
-    people: f64,
-    peak: f64,
-    capacity: f64,
-    occupied: f64,
-    samples: f64,
-    days: u64,
+pub(crate) struct Sums {
+    pub(crate) people: f64,
+    pub(crate) peak: f64,
+    pub(crate) capacity: f64,
+    pub(crate) occupied: f64,
+    pub(crate) samples: f64,
+    pub(crate) days: u64,
 }
 
 impl Sums {
@@ -103,7 +103,7 @@ impl Sums {
 
     /// utilization (people over seats), peak (the days' peaks over seats) and occupied
     /// (share of readings with someone in).
-    fn measures(&self) -> [f64; 3] {
+    pub(crate) fn measures(&self) -> [f64; 3] {
         let share = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         [
             share(self.people, self.capacity),

@@ -100,29 +100,28 @@ pub(crate) async fn flags_for(
         .map(|v| v.office_id.clone())
         .collect();
     offices.dedup();
-    if offices.is_empty() {
-        return Ok(json!({
-            "threshold": threshold,
-            "direction": if over { "over" } else { "under" },
-            "days": days,
-            "floors": "included",
-            "flags": [],
-        }));
-    }
     let now = Utc::now();
     let until = now + chrono::Duration::days(i64::from(days));
     // The answer moves with the forecasts; cached for the hour they are issued in.
     let hour = secs(now) / 3600;
     let ttl = state.config.cache_ttl_secs;
-    let office_points = cached(
-        caller,
-        ttl,
-        &format!("flags:offices:{hour}:{days}"),
-        read(caller, "1d", "office", None, (now, until)),
-    )
-    .await?;
+    // No office in the slice: nothing to read (nor an empty list for ClickHouse to type).
+    let office_points = match offices.is_empty() {
+        true => json!([]),
+        false => {
+            let request = format!("flags:offices:{hour}:{days}");
+            let horizon = (now, until);
+            cached(
+                caller,
+                ttl,
+                &request,
+                read(caller, "1d", "office", None, horizon),
+            )
+            .await?
+        }
+    };
     let with_floors = offices.len() <= FLOOR_OFFICES;
-    let room_points = match with_floors {
+    let room_points = match with_floors && !offices.is_empty() {
         true => {
             let request = format!("flags:floors:{hour}:{}:{offices:?}", days.min(14));
             let horizon = (now, until.min(now + chrono::Duration::days(14)));

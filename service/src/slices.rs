@@ -132,16 +132,24 @@ pub(crate) async fn utilization_for(
     let rows = cached(caller, ttl, &request, read_days(caller, &slice, (from, to))).await?;
     let rows: Vec<DayRow> = serde_json::from_value(rows)
         .map_err(|_| ApiError::unavailable("a cached answer is unreadable; retry"))?;
-    let share = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     let epoch = NaiveDate::default();
     let days: Vec<Value> = rows
         .iter()
         .map(|r| {
+            let sums = crate::changes::Sums {
+                people: r.people,
+                peak: r.peak as f64,
+                capacity: r.capacity as f64,
+                occupied: r.occupied,
+                samples: r.samples as f64,
+                days: r.rooms,
+            };
+            let [utilization, peak, occupied] = sums.measures();
             json!({
                 "date": (epoch + chrono::Days::new(u64::from(r.day))).to_string(),
-                "utilization": share(r.people, r.capacity as f64),
-                "peak": share(r.peak as f64, r.capacity as f64),
-                "occupied": share(r.occupied, r.samples as f64),
+                "utilization": utilization,
+                "peak": peak,
+                "occupied": occupied,
                 "rooms": r.rooms,
             })
         })
