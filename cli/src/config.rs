@@ -80,6 +80,7 @@ impl Config {
             .backfill
             .validate()
             .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
+        self.jobs.cold.validate().map_err(anyhow::Error::msg)?;
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         self.clickhouse

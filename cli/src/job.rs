@@ -57,8 +57,10 @@ pub(crate) enum JobKindArgs {
         tenant: TenantId,
     },
     /// Retention and downsampling of a tenant's tables: partitions past the tenant's
-    /// retention_days are dropped, 15-minute windows and readings past
-    /// jobs.retention.keep_15m_days and hours past keep_1h_days deleted.
+    /// retention_days are dropped (with a cold tier, jobs.cold.url, its months are
+    /// exported to Parquet and checked first), 15-minute windows and readings past
+    /// jobs.retention.keep_15m_days and hours past keep_1h_days deleted, and cold
+    /// months past jobs.cold.keep_days deleted.
     Retention {
         /// The tenant.
         #[arg(long)]
@@ -81,6 +83,20 @@ pub(crate) enum JobKindArgs {
         /// The end: windows starting from here on stay as they are [default: now].
         #[arg(long)]
         to: Option<String>,
+    },
+    /// Bring a month of a tenant's cold tier (jobs.cold.url) back into ClickHouse: each
+    /// Parquet file's SHA-256 is checked against the month's manifest before its rows go
+    /// in. Retention leaves the month hot for --keep-days, then returns it to the tier.
+    RestoreCold {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The month, e.g. 2024-03.
+        #[arg(long)]
+        month: String,
+        /// Days the month stays hot.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        keep_days: u32,
     },
     /// A utilization report (CSV and HTML) into the worker's jobs.output_dir.
     Report {
@@ -113,6 +129,14 @@ pub(crate) fn job_command(config: &Config, command: JobCommand) -> anyhow::Resul
                 JobKindArgs::Backfill { tenant, from, to } => {
                     let (from, to) = backfill_range(&from, to.as_deref())?;
                     (tenant, JobKind::Backfill { from, to })
+                }
+                JobKindArgs::RestoreCold {
+                    tenant,
+                    month,
+                    keep_days,
+                } => {
+                    let month = rf_jobs::cold::parse_month(&month).map_err(anyhow::Error::msg)?;
+                    (tenant, JobKind::RestoreCold { month, keep_days })
                 }
             };
             if kind != JobKind::Erase {

@@ -35,6 +35,10 @@ fn worker(s: &Settings, out: &std::path::Path) -> Worker {
     let config = JobsConfig {
         output_dir: out.to_path_buf(),
         erasure_grace_days: 0,
+        cold: rf_jobs::cold::ColdConfig {
+            url: out.join("cold").join("{region}").display().to_string(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     Worker::new(s, &config).unwrap()
@@ -107,6 +111,21 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
     let files = out.join(format!("report-{tenant}-1767571200000"));
     std::fs::create_dir_all(&files).unwrap();
     std::fs::write(files.join("report.csv"), "day,utilization\n").unwrap();
+    // Months in the cold tier, in every region, and another tenant's, which stays.
+    let cold = out.join("cold");
+    let regions: Vec<String> = s.regions().into_iter().map(|r| r.name).collect();
+    for region in &regions {
+        let month = cold.join(region).join(tenant.as_str()).join("202401");
+        std::fs::create_dir_all(&month).unwrap();
+        std::fs::write(month.join("manifest.json"), "{}").unwrap();
+        std::fs::write(month.join("room_days.parquet"), "PAR1").unwrap();
+    }
+    let neighbour = cold
+        .join(&regions[0])
+        .join(format!("{tenant}x"))
+        .join("202401");
+    std::fs::create_dir_all(&neighbour).unwrap();
+    std::fs::write(neighbour.join("manifest.json"), "{}").unwrap();
     let registry = rf_schemas::registry::RegistryClient::new(
         &s.registry.url,
         std::time::Duration::from_secs(5),
@@ -202,6 +221,25 @@ async fn an_erased_tenant_leaves_nothing_behind_and_the_report_says_so() {
         .unwrap();
     assert!(waiting["found"].as_u64().unwrap() >= 1, "{report:#}");
     assert!(!files.exists(), "the tenant's job files are gone");
+    let cold_checks: Vec<_> = checks
+        .iter()
+        .filter(|c| c["store"].as_str().unwrap().contains(" cold tier "))
+        .collect();
+    assert_eq!(
+        cold_checks.len(),
+        regions.len(),
+        "each region's cold tier: {report:#}"
+    );
+    for region in &regions {
+        assert!(
+            !cold.join(region).join(tenant.as_str()).exists(),
+            "the tenant's cold months are gone from {region}"
+        );
+    }
+    assert!(
+        neighbour.join("manifest.json").exists(),
+        "another tenant's stay"
+    );
     assert!(
         registry.versions(&subject).unwrap().is_empty(),
         "and its schema subjects"

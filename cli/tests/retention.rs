@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use rf_jobs::queue::worker::JobsConfig;
 use rf_jobs::queue::{JobKind, JobState, JobStatus};
 use rf_pipelines::Settings;
 use rf_schemas::TenantId;
@@ -29,9 +30,32 @@ fn reading_row(db: &str, ts: i64) -> String {
     )
 }
 
+/// Jobs writing into `out`, with the cold tier there too.
+fn jobs_config(out: &std::path::Path) -> JobsConfig {
+    JobsConfig {
+        output_dir: out.to_path_buf(),
+        cold: rf_jobs::cold::ColdConfig {
+            url: out.join("cold").display().to_string(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Submits a retention job and runs it with a worker.
 async fn run(s: &Settings, tenant: &TenantId, dry_run: bool) -> JobStatus {
-    run_job(s, tenant, JobKind::Retention { dry_run }).await
+    let id = rf_jobs::queue::submit(
+        &s.kafka,
+        &s.clickhouse,
+        tenant,
+        JobKind::Retention { dry_run },
+    )
+    .await
+    .unwrap()
+    .spec
+    .id;
+    let out = std::env::temp_dir().join(format!("rf-{tenant}"));
+    take_job(s, jobs_config(&out), id, Default::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +109,7 @@ async fn retention_drops_months_and_downsamples_as_configured() {
         let s = s.clone();
         let tenant = tenant.clone();
         move || {
-            let config = rf_jobs::queue::worker::JobsConfig::default();
+            let config = jobs_config(&std::env::temp_dir().join(format!("rf-{tenant}")));
             let mut worker = rf_jobs::queue::worker::Worker::new(&s, &config).unwrap();
             assert_eq!(
                 worker.schedule_retention().unwrap(),
@@ -109,9 +133,9 @@ async fn retention_drops_months_and_downsamples_as_configured() {
                 worker.schedule_retention().unwrap().is_empty(),
                 "done today"
             );
-            let off = rf_jobs::queue::worker::JobsConfig {
+            let off = JobsConfig {
                 retention_every_hours: 0,
-                ..Default::default()
+                ..config
             };
             let mut idle = rf_jobs::queue::worker::Worker::new(&s, &off).unwrap();
             assert!(idle.schedule_retention().unwrap().is_empty(), "off");
@@ -128,7 +152,29 @@ async fn retention_drops_months_and_downsamples_as_configured() {
         "{:#?}",
         done.logs
     );
+    // The month past the tenant's retention went to the cold tier first; the readings,
+    // gone by downsampling, did not.
+    let out = std::env::temp_dir().join(format!("rf-{tenant}"));
+    let month: String =
+        clickhouse_lines(&format!("SELECT toYYYYMM(toDateTime({}))", day(800))).remove(0);
+    let manifest: rf_jobs::cold::Manifest = serde_json::from_slice(
+        &std::fs::read(
+            out.join("cold")
+                .join(tenant.as_str())
+                .join(&month)
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tables: Vec<(&str, u64)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.table.as_str(), f.rows))
+        .collect();
+    assert_eq!(tables, [("office_utilization", 1)], "{manifest:#?}");
     // Again: nothing left to remove.
     let again = run(&s, &tenant, true).await;
     assert!(again.message.contains(": 0 rows"), "{}", again.message);
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -197,6 +197,7 @@ async fn a_tenant_id_that_names_the_platform_is_refused() {
     let erase = rf_jobs::erase::step(
         &s,
         std::path::Path::new(""),
+        &Default::default(),
         &platform,
         "no-job",
         rf_jobs::erase::Step::Topics,

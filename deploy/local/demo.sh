@@ -26,6 +26,8 @@ deploy/local/stack.sh start --broker-storage sqlite
 export ROOMFLOW_CLICKHOUSE__ANALYST_USERS_DIR="$DATA/clickhouse/users.d"
 # Job files (reports, erasure reports) stay in the git-ignored data folder.
 export ROOMFLOW_JOBS__OUTPUT_DIR="$DATA/reports"
+# Months past a tenant's retention go to the cold tier (Parquet), here a folder of it.
+export ROOMFLOW_JOBS__COLD__URL="$DATA/cold"
 # Faster than real time, the simulated clock runs ahead of the pipeline's, which by
 # default dead-letters readings more than 5 minutes ahead of it: allow a year.
 if [ "$SPEED" != 1 ]; then

@@ -24,5 +24,9 @@ REDIS_PASSWORD=roomflow-local-development-only
 CLICKHOUSE_EU_HTTP_PORT=18124
 CLICKHOUSE_EU_TCP_PORT=19001
 REDIS_EU_PORT=16380
+# An S3-compatible object store (moto's server, in memory) for the cold tier's tests.
+MOTO_VERSION=5.1.1
+MOTO_BIN="$CACHE/moto-$MOTO_VERSION/bin/moto_server"
+S3_PORT=19900
 
 log() { printf '[roomflow-stack] %s\n' "$*" >&2; }

@@ -4,7 +4,8 @@
 #   clickhouse-server + clickhouse-client and redis-server (Debian packages), and
 #   OpenSSL's and libcurl's headers for roomflow's own build (libssl-dev,
 #   libcurl4-openssl-dev, pkg-config), and Chromium with chromedriver for the web app's
-#   browser tests (Debian's chromium, chromium-driver).
+#   browser tests (Debian's chromium, chromium-driver), and moto's S3 server (PyPI,
+#   in a virtual environment) for the cold tier's object-store tests.
 # The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
 # ~/.cache/roomflow); the first build takes about 30 minutes of two cores.
 set -euo pipefail
@@ -21,6 +22,9 @@ pkg-config --exists libcurl 2>/dev/null || need_apt+=(pkg-config libcurl4-openss
 # The web app's tests drive Debian's Chromium through its chromedriver.
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# moto's S3 server runs in a Python virtual environment.
+command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null \
+  || need_apt+=(python3 python3-venv)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   sudo_cmd=""
@@ -35,6 +39,12 @@ if [ ! -f "$DATA/npm/node_modules/axe-core/axe.min.js" ] && command -v npm >/dev
   log "installing axe-core $AXE_VERSION from npm into $DATA/npm"
   mkdir -p "$DATA/npm"
   npm install --prefix "$DATA/npm" --no-audit --no-fund --silent "axe-core@$AXE_VERSION" >/dev/null
+fi
+
+if [ ! -x "$MOTO_BIN" ]; then
+  log "installing moto $MOTO_VERSION (S3 server) from PyPI into $CACHE/moto-$MOTO_VERSION"
+  python3 -m venv "$CACHE/moto-$MOTO_VERSION"
+  "$CACHE/moto-$MOTO_VERSION/bin/pip" install --quiet --disable-pip-version-check "moto[s3,server]==$MOTO_VERSION"
 fi
 
 build() { # name version binary [toolchain]
@@ -53,4 +63,4 @@ build() { # name version binary [toolchain]
 # nisshi needs rustc >= 1.96: the image carries a nightly toolchain for it.
 build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly
 build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN"
-log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"
+log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, moto $MOTO_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The local stack: start, stop or report the status of the broker (nisshi), the schema
-# registry (rivven-schema), ClickHouse and Redis, and the second region's ClickHouse and
-# Redis (clickhouse-eu, redis-eu); loopback only, data under .data/.
+# registry (rivven-schema), ClickHouse and Redis, the second region's ClickHouse and
+# Redis (clickhouse-eu, redis-eu), and an S3-compatible object store (s3: moto, in
+# memory); loopback only, data under .data/.
 #
 #   deploy/local/stack.sh start [--broker-storage sqlite|memory]   (default sqlite)
-#   deploy/local/stack.sh stop [broker|registry|clickhouse|redis ...]   (default all)
+#   deploy/local/stack.sh stop [broker|registry|clickhouse|redis|s3 ...]   (default all)
 #   deploy/local/stack.sh status
 #   deploy/local/stack.sh running        (names of the services this stack runs)
 #
@@ -59,9 +60,9 @@ start() {
     memory) engine="memory://nisshi/" ;;
     *) log "--broker-storage must be sqlite or memory"; exit 2 ;;
   esac
-  [ -x "$NISSHI_BIN" ] && [ -x "$RIVVEN_SCHEMA_BIN" ] && command -v clickhouse-server >/dev/null \
+  [ -x "$NISSHI_BIN" ] && [ -x "$RIVVEN_SCHEMA_BIN" ] && [ -x "$MOTO_BIN" ] && command -v clickhouse-server >/dev/null \
     && command -v redis-server >/dev/null || "$ROOT/deploy/local/install.sh"
-  mkdir -p "$PIDS" "$LOGS" "$DATA/broker" "$DATA/registry" "$DATA/redis" "$DATA/redis-eu"
+  mkdir -p "$PIDS" "$LOGS" "$DATA/broker" "$DATA/registry" "$DATA/redis" "$DATA/redis-eu" "$DATA/s3"
 
   # nisshi reads a .env from its working folder: its own folder has none.
   start_bg broker "$BROKER_PORT" "$DATA/broker" env -u STORAGE_ENGINE -u LISTENER_URL "$NISSHI_BIN" broker \
@@ -74,6 +75,7 @@ start() {
   start_clickhouse clickhouse-eu "$CLICKHOUSE_EU_HTTP_PORT" "$CLICKHOUSE_EU_TCP_PORT" 19010
   start_redis redis "$REDIS_PORT"
   start_redis redis-eu "$REDIS_EU_PORT"
+  start_bg s3 "$S3_PORT" "$DATA/s3" "$MOTO_BIN" -H 127.0.0.1 -p "$S3_PORT"
 
   wait_for broker port_open "$BROKER_PORT"
   wait_for registry curl -sf "http://127.0.0.1:$REGISTRY_PORT/subjects"
@@ -81,8 +83,9 @@ start() {
   wait_for redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --user "$REDIS_USER" --pass "$REDIS_PASSWORD" --no-auth-warning ping
   wait_for clickhouse-eu curl -sf "http://127.0.0.1:$CLICKHOUSE_EU_HTTP_PORT/ping"
   wait_for redis-eu redis-cli -h 127.0.0.1 -p "$REDIS_EU_PORT" --user "$REDIS_USER" --pass "$REDIS_PASSWORD" --no-auth-warning ping
+  wait_for s3 curl -sf "http://127.0.0.1:$S3_PORT/"
   echo "$storage" >"$DATA/broker/storage"
-  log "stack ready: broker 127.0.0.1:$BROKER_PORT ($storage), registry :$REGISTRY_PORT, clickhouse :$CLICKHOUSE_HTTP_PORT/:$CLICKHOUSE_TCP_PORT, redis :$REDIS_PORT; region eu: clickhouse :$CLICKHOUSE_EU_HTTP_PORT, redis :$REDIS_EU_PORT"
+  log "stack ready: broker 127.0.0.1:$BROKER_PORT ($storage), registry :$REGISTRY_PORT, clickhouse :$CLICKHOUSE_HTTP_PORT/:$CLICKHOUSE_TCP_PORT, redis :$REDIS_PORT; region eu: clickhouse :$CLICKHOUSE_EU_HTTP_PORT, redis :$REDIS_EU_PORT; s3 :$S3_PORT"
 }
 
 start_clickhouse() { # name http-port tcp-port interserver-port
@@ -111,7 +114,7 @@ start_redis() { # name port
 
 stop() { # [names...] (default: all)
   local names=("$@")
-  [ ${#names[@]} -gt 0 ] || names=(redis-eu clickhouse-eu redis clickhouse registry broker)
+  [ ${#names[@]} -gt 0 ] || names=(s3 redis-eu clickhouse-eu redis clickhouse registry broker)
   for name in "${names[@]}"; do
     local f="$PIDS/$name.pid"
     [ -f "$f" ] || continue
@@ -127,7 +130,7 @@ stop() { # [names...] (default: all)
 }
 
 running_names() {
-  for name in broker registry clickhouse redis clickhouse-eu redis-eu; do
+  for name in broker registry clickhouse redis clickhouse-eu redis-eu s3; do
     if running "$name"; then printf '%s ' "$name"; fi
   done
   echo
@@ -136,7 +139,7 @@ running_names() {
 status() {
   local ok=0
   for spec in broker:$BROKER_PORT registry:$REGISTRY_PORT clickhouse:$CLICKHOUSE_HTTP_PORT redis:$REDIS_PORT \
-    clickhouse-eu:$CLICKHOUSE_EU_HTTP_PORT redis-eu:$REDIS_EU_PORT; do
+    clickhouse-eu:$CLICKHOUSE_EU_HTTP_PORT redis-eu:$REDIS_EU_PORT s3:$S3_PORT; do
     local name=${spec%%:*} port=${spec##*:}
     if running "$name" && port_open "$port"; then
       printf '%-10s up    pid %-7s 127.0.0.1:%s\n' "$name" "$(cat "$PIDS/$name.pid")" "$port"

@@ -17,6 +17,7 @@ use serde::Serialize;
 use rf_pipelines::{KafkaConfig, Settings};
 use rf_schemas::TenantId;
 
+use crate::cold::{ColdConfig, ColdStore};
 use crate::tenant::{redact, redis_conn, tenant_keys, tenant_tables, tenant_topics};
 use crate::JobError;
 
@@ -39,13 +40,15 @@ pub enum Step {
     SchemaSubjects,
     /// Its job files.
     JobFiles,
+    /// Its months in the cold tier, in every region.
+    ColdFiles,
     /// Its registry entry.
     Registry,
 }
 
 impl Step {
     /// Every step, in order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Topics,
         Self::Databases,
         Self::RedisKeys,
@@ -54,6 +57,7 @@ impl Step {
         Self::CompactedTopics,
         Self::SchemaSubjects,
         Self::JobFiles,
+        Self::ColdFiles,
         Self::Registry,
     ];
 }
@@ -112,10 +116,12 @@ fn region_kafka(settings: &Settings, brokers: &str) -> KafkaConfig {
 }
 
 /// Runs `step` for `tenant`; `job` is the erasure job's id (its own status and report
-/// are kept), `files` the jobs' output folder. Returns a line saying what went.
+/// are kept), `files` the jobs' output folder, `cold` the cold tier. Returns a line
+/// saying what went.
 pub async fn step(
     settings: &Settings,
     files: &Path,
+    cold: &ColdConfig,
     tenant: &TenantId,
     job: &str,
     step: Step,
@@ -297,6 +303,15 @@ pub async fn step(
             }
             Ok(format!("removed the files of {} jobs", dirs.len()))
         }
+        Step::ColdFiles => {
+            let mut deleted = 0;
+            for r in &regions {
+                if let Some(store) = ColdStore::open(cold, &r.name, &files.join(".cold-staging"))? {
+                    deleted += store.delete(tenant, None).await?;
+                }
+            }
+            Ok(format!("deleted {deleted} files of the cold tier"))
+        }
         Step::Registry => {
             crate::tenant::forget(settings, tenant).await?;
             Ok("removed from the tenant registry".into())
@@ -312,10 +327,14 @@ fn job_tenant(id: &str) -> Option<&str> {
 }
 
 /// Every step at once, with no grace period and no report: for throwaway tenants (the
-/// benchmarks', which write no job files).
+/// benchmarks', which write no job files and have no cold months).
 pub async fn all_steps(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
+    let no_cold = ColdConfig {
+        url: String::new(),
+        ..Default::default()
+    };
     for s in Step::ALL {
-        step(settings, Path::new(""), tenant, "", s).await?;
+        step(settings, Path::new(""), &no_cold, tenant, "", s).await?;
     }
     Ok(())
 }
@@ -472,6 +491,7 @@ pub fn committed_offsets(kafka: &KafkaConfig, tenant: &TenantId) -> Result<u64, 
 pub async fn verify(
     settings: &Settings,
     files: &Path,
+    cold: &ColdConfig,
     tenant: &TenantId,
     job: &str,
     now: i64,
@@ -522,6 +542,13 @@ pub async fn verify(
             "the analysts' user (asked of the server)",
             u64::from(clickhouse_user_exists(&r.clickhouse, &ch_user).await?),
         );
+        if let Some(store) = ColdStore::open(cold, &r.name, &files.join(".cold-staging"))? {
+            check(
+                format!("{} cold tier {}", r.name, store.location),
+                "files under <tenant>/ (Parquet months and manifests)",
+                store.objects(tenant).await?.len() as u64,
+            );
+        }
     }
     // The broker drops a group's offsets with the topic; asked, not assumed.
     check(

@@ -6,6 +6,7 @@ pub mod apikey;
 pub mod backfill;
 pub mod benchmarks;
 pub mod calendar;
+pub mod cold;
 pub mod deadletter;
 pub mod erase;
 pub mod headcount;
@@ -78,6 +79,9 @@ pub enum JobError {
         /// Why.
         reason: String,
     },
+    /// The cold tier (a directory or an object store) refused, or a file did not check.
+    #[error("cold storage: {0}")]
+    Cold(String),
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),

@@ -2,6 +2,12 @@
 //! as modern servers (no TTL): whole monthly partitions past every rule are dropped, and
 //! the rows past a shorter rule (15-minute windows after 30 days, hours after a year) are
 //! deleted with a mutation. Kafka's readings follow the topics' own retention.
+//!
+//! With a cold tier (`jobs.cold`), the tables kept for the tenant's whole retention go
+//! to it a month at a time, once all of the month is past the retention: each month is
+//! exported and checked ([`crate::cold`]) before its partition is dropped, a month
+//! restored from it stays until its hold ends, and cold months past
+//! `jobs.cold.keep_days` are deleted.
 
 use std::time::Duration;
 
@@ -11,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use rf_schemas::TenantId;
 use rf_sinks::config::ClickHouseConfig;
 
+use crate::cold::{ColdStore, Manifest};
 use crate::JobError;
 
 const DAY: i64 = 86_400_000;
@@ -46,6 +53,17 @@ impl RetentionConfig {
         Ok(())
     }
 }
+
+/// The tables a cold tier keeps: those kept for the tenant's whole retention. Readings
+/// and forecasts go earlier, by design, and are not kept.
+const COLD_TABLES: [&str; 6] = [
+    "room_utilization",
+    "office_utilization",
+    "room_days",
+    "anomalies",
+    "audit",
+    "booking_usage",
+];
 
 /// One rule: the rows of `table` matching `only` (or all) older than `days` go.
 struct Rule {
@@ -86,35 +104,71 @@ fn rules(config: &RetentionConfig, retention_days: u32) -> Vec<Rule> {
     rules.push(rule("forecasts", "window_start", None, hours));
     rules.push(rule("anomalies", "window_start", None, retention_days));
     rules.push(rule("audit", "ts", None, retention_days));
+    rules.push(rule("booking_usage", "window_start", None, retention_days));
+    rules.push(rule(
+        "booking_usage",
+        "window_start",
+        Some("granularity = '15m'"),
+        short,
+    ));
     rules
 }
 
-/// What goes: partitions to drop and rows to delete.
+/// A monthly partition that goes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Partition {
+    /// The table.
+    pub table: String,
+    /// Its column the partitions are months of.
+    pub column: String,
+    /// The month, `YYYYMM`.
+    pub month: u32,
+    /// Its rows.
+    pub rows: u64,
+    /// Whether it goes to the cold tier before it is dropped.
+    pub cold: bool,
+}
+
+/// What goes: partitions to drop (some to the cold tier first), rows to delete, and cold
+/// months past the cold tier's keep.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Plan {
-    /// (table, partition `YYYYMM`, rows).
-    pub drops: Vec<(String, u32, u64)>,
+    /// Whole partitions.
+    pub drops: Vec<Partition>,
     /// (table, condition, rows), each a mutation.
     pub deletes: Vec<(String, String, u64)>,
+    /// Cold months deleted from the cold tier.
+    pub cold_expired: Vec<u32>,
+    /// Months restored from the cold tier and kept until their hold ends: (month, ms).
+    pub held: Vec<(u32, i64)>,
 }
 
 impl Plan {
     /// Rows that go.
     pub fn rows(&self) -> u64 {
-        self.drops.iter().map(|d| d.2).sum::<u64>() + self.deletes.iter().map(|d| d.2).sum::<u64>()
+        self.drops.iter().map(|d| d.rows).sum::<u64>()
+            + self.deletes.iter().map(|d| d.2).sum::<u64>()
     }
 
     /// One line per step, for logs and dry runs.
     pub fn lines(&self) -> Vec<String> {
-        let drops = self
-            .drops
-            .iter()
-            .map(|(t, p, n)| format!("drop partition {p} of {t} ({n} rows)"));
+        let drops = self.drops.iter().map(|d| {
+            let (p, t, n) = (d.month, &d.table, d.rows);
+            if d.cold {
+                format!("export partition {p} of {t} to cold storage, then drop it ({n} rows)")
+            } else {
+                format!("drop partition {p} of {t} ({n} rows)")
+            }
+        });
         let deletes = self
             .deletes
             .iter()
             .map(|(t, c, n)| format!("delete from {t} where {c} ({n} rows)"));
-        drops.chain(deletes).collect()
+        let expired = self
+            .cold_expired
+            .iter()
+            .map(|m| format!("delete cold month {m}, past jobs.cold.keep_days"));
+        drops.chain(deletes).chain(expired).collect()
     }
 }
 
@@ -128,12 +182,14 @@ fn month_end(yyyymm: u32) -> i64 {
 }
 
 /// What retention removes from `tenant`'s tables at `now` (ms): whole partitions that
-/// end before the cutoff of every row in them, then per rule the older rows left.
+/// end before the cutoff of every row in them, then per rule the older rows left. With a
+/// cold tier, the [`COLD_TABLES`] go only as whole months, through it.
 pub async fn plan(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
     retention_days: u32,
     config: &RetentionConfig,
+    cold: Option<(&ColdStore, u32)>,
     now: i64,
 ) -> Result<Plan, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
@@ -161,29 +217,57 @@ pub async fn plan(
             .fetch_all()
             .await
             .map_err(ch)?;
+        let to_cold = cold.is_some() && COLD_TABLES.contains(&table);
+        let mut held = Vec::new();
         if let Some(days) = whole {
             let cutoff = now - days as i64 * DAY;
             for (partition, rows) in parts {
-                let Ok(p) = partition.trim_matches('\'').parse::<u32>() else {
+                let Ok(month) = partition.trim_matches('\'').parse::<u32>() else {
                     continue;
                 };
-                if month_end(p) <= cutoff {
-                    plan.drops.push((table.to_string(), p, rows));
+                if month_end(month) > cutoff {
+                    continue;
                 }
+                if let (true, Some((store, _))) = (to_cold, cold) {
+                    let until = store
+                        .manifest(tenant, month)
+                        .await?
+                        .and_then(|m| m.restored_until_ms);
+                    if let Some(until) = until.filter(|u| *u > now) {
+                        held.push(month.to_string());
+                        if !plan.held.iter().any(|h| h.0 == month) {
+                            plan.held.push((month, until));
+                        }
+                        continue;
+                    }
+                }
+                plan.drops.push(Partition {
+                    table: table.to_string(),
+                    column: mine[0].column.to_string(),
+                    month,
+                    rows,
+                    cold: to_cold,
+                });
             }
         }
         for rule in mine {
+            // Kept whole for the cold tier: no rows of a month go before the month does.
+            if to_cold && rule.only.is_none() {
+                continue;
+            }
             let cutoff = (now - rule.days as i64 * DAY) / 1000;
             let condition = match rule.only {
                 Some(only) => format!("{only} AND {} < toDateTime({cutoff})", rule.column),
                 None => format!("{} < toDateTime({cutoff})", rule.column),
             };
-            // Rows in partitions that are dropped anyway are not counted twice.
+            // Rows in partitions that are dropped anyway are not counted twice, and a
+            // month restored from the cold tier stays whole while it is held.
             let dropped: Vec<String> = plan
                 .drops
                 .iter()
-                .filter(|d| d.0 == table)
-                .map(|d| d.1.to_string())
+                .filter(|d| d.table == table)
+                .map(|d| d.month.to_string())
+                .chain(held.iter().cloned())
                 .collect();
             let kept = if dropped.is_empty() {
                 String::new()
@@ -206,14 +290,26 @@ pub async fn plan(
             }
         }
     }
+    if let Some((store, keep_days)) = cold {
+        let cutoff = now - keep_days as i64 * DAY;
+        plan.cold_expired = store
+            .months(tenant)
+            .await?
+            .into_iter()
+            .filter(|m| month_end(*m) <= cutoff)
+            .collect();
+    }
     Ok(plan)
 }
 
-/// Carries out step `index` of the plan (its drops first, then its deletes, as
-/// [`Plan::lines`] lists them) and returns its line. A mutation is waited for.
+/// Carries out step `index` of the plan (its drops, its deletes, then its expired cold
+/// months, as [`Plan::lines`] lists them) and returns its line. A partition going cold
+/// is exported, checked and named in its month's manifest before it is dropped; a
+/// mutation is waited for.
 pub async fn apply_step(
     clickhouse: &ClickHouseConfig,
     tenant: &TenantId,
+    cold: Option<&ColdStore>,
     plan: &Plan,
     index: usize,
 ) -> Result<String, JobError> {
@@ -221,19 +317,48 @@ pub async fn apply_step(
     let ch = |e: clickhouse::error::Error| JobError::from(e);
     let db = tenant.clickhouse_db();
     let line = plan.lines().swap_remove(index);
-    if let Some((table, partition, _)) = plan.drops.get(index) {
+    let no_store = || JobError::Cold("the plan exports, but no cold store is configured".into());
+    if let Some(d) = plan.drops.get(index) {
+        let mut line = line;
+        if d.cold {
+            let store = cold.ok_or_else(no_store)?;
+            let file = store
+                .export(&client, tenant, &d.table, &d.column, d.month)
+                .await?;
+            let mut manifest = store.manifest(tenant, d.month).await?.unwrap_or(Manifest {
+                tenant: tenant.to_string(),
+                month: d.month,
+                ..Default::default()
+            });
+            line = format!(
+                "exported partition {} of {} to {} ({} rows, {} bytes, SHA-256 {}), then dropped it",
+                d.month, d.table, store.location, file.rows, file.bytes, file.sha256
+            );
+            manifest.files.retain(|f| f.table != d.table);
+            manifest.files.push(file);
+            manifest.restored_until_ms = None;
+            store.put_manifest(&manifest).await?;
+        }
         client
             .query(&format!(
-                "ALTER TABLE {db}.{table} DROP PARTITION {partition}"
+                "ALTER TABLE {db}.{} DROP PARTITION {}",
+                d.table, d.month
             ))
             .execute()
             .await
             .map_err(ch)?;
         return Ok(line);
     }
-    let (table, condition, _) = &plan.deletes[index - plan.drops.len()];
-    mutate(&client, &db, table, condition).await?;
-    Ok(line)
+    if let Some((table, condition, _)) = plan.deletes.get(index - plan.drops.len()) {
+        mutate(&client, &db, table, condition).await?;
+        return Ok(line);
+    }
+    let month = plan.cold_expired[index - plan.drops.len() - plan.deletes.len()];
+    let files = cold
+        .ok_or_else(no_store)?
+        .delete(tenant, Some(month))
+        .await?;
+    Ok(format!("{line}: {files} files"))
 }
 
 /// Deletes the rows of `db.table` matching `condition` and waits for the mutation (and

@@ -59,6 +59,14 @@ pub enum JobKind {
     /// Erasure of a deleted tenant past its grace period, everywhere, ending with a
     /// verification report (JSON) in the worker's `jobs.output_dir`.
     Erase,
+    /// A month of the tenant's cold tier brought back into ClickHouse, each file's
+    /// checksum checked first; retention leaves it hot for `keep_days`, then returns it.
+    RestoreCold {
+        /// The month, `YYYYMM`.
+        month: u32,
+        /// Days it stays hot.
+        keep_days: u32,
+    },
 }
 
 impl JobKind {
@@ -69,6 +77,7 @@ impl JobKind {
             Self::Retention { .. } => "retention",
             Self::Backfill { .. } => "backfill",
             Self::Erase => "erase",
+            Self::RestoreCold { .. } => "restore_cold",
         }
     }
 }

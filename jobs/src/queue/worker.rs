@@ -20,6 +20,7 @@ use super::{
     HEARTBEAT_EVERY, JOBS_TOPIC,
 };
 use crate::backfill::BackfillConfig;
+use crate::cold::{ColdConfig, ColdStore};
 use crate::retention::RetentionConfig;
 use crate::JobError;
 
@@ -31,6 +32,8 @@ pub struct JobsConfig {
     pub output_dir: PathBuf,
     /// How long rows of each size are kept.
     pub retention: RetentionConfig,
+    /// Where months past a tenant's retention are kept, and how long.
+    pub cold: ColdConfig,
     /// The worker submits each served tenant's retention this often, hours (0: only
     /// when someone submits it).
     pub retention_every_hours: u32,
@@ -48,6 +51,7 @@ impl Default for JobsConfig {
         Self {
             output_dir: PathBuf::from("reports"),
             retention: RetentionConfig::default(),
+            cold: ColdConfig::default(),
             retention_every_hours: 24,
             erasure_grace_days: 30,
             in_pipeline: true,
@@ -255,6 +259,9 @@ impl Worker {
             JobKind::Retention { dry_run } => self.retention(&mut status, *dry_run),
             JobKind::Backfill { from, to } => self.backfill(&mut status, (*from, *to)),
             JobKind::Erase => self.erase(&mut status),
+            JobKind::RestoreCold { month, keep_days } => {
+                self.restore_cold(&mut status, *month, *keep_days)
+            }
         };
         match outcome {
             Ok(message) => self.finish(&mut status, JobState::Succeeded, &message)?,
@@ -450,6 +457,7 @@ impl Worker {
             let line = self.runtime.block_on(crate::erase::step(
                 &self.settings,
                 &self.config.output_dir,
+                &self.config.cold,
                 &tenant,
                 &id,
                 step,
@@ -459,6 +467,7 @@ impl Worker {
         let report = self.runtime.block_on(crate::erase::verify(
             &self.settings,
             &self.config.output_dir,
+            &self.config.cold,
             &tenant,
             &id,
             now_ms(),
@@ -506,26 +515,52 @@ impl Worker {
         Ok((tenant, entry, region))
     }
 
-    /// Retention: plan, then each drop and delete (a dry run stops at the plan).
+    /// The cold store of `region`, when the cold tier is on.
+    fn cold_store(&self, region: &Region) -> Result<Option<ColdStore>, JobError> {
+        let scratch = self.config.output_dir.join(".cold-staging");
+        ColdStore::open(&self.config.cold, &region.name, &scratch)
+    }
+
+    /// Retention: plan, then each export, drop and delete (a dry run stops at the plan).
     fn retention(&mut self, status: &mut JobStatus, dry_run: bool) -> Result<String, Stop> {
         let (tenant, entry, region) = self.tenant_of(status)?;
+        let cold = self.cold_store(&region)?;
         let plan = self.runtime.block_on(crate::retention::plan(
             &region.clickhouse,
             &tenant,
             entry.retention_days,
             &self.config.retention,
+            cold.as_ref().map(|c| (c, self.config.cold.keep_days)),
             now_ms(),
         ))?;
         let lines = plan.lines();
         (status.total, status.unit) = (lines.len() as u64 + 1, "steps".into());
-        let what = format!(
+        let exported = plan.drops.iter().filter(|d| d.cold).count();
+        let mut what = format!(
             "{} partitions to drop and {} deletes: {} rows (retention {} days)",
             plan.drops.len(),
             plan.deletes.len(),
             plan.rows(),
             entry.retention_days
         );
+        if let Some(store) = &cold {
+            what += &format!(
+                "; {exported} partitions kept in {} first, {} cold months past their {} days",
+                store.location,
+                plan.cold_expired.len(),
+                self.config.cold.keep_days
+            );
+        }
         self.progress(status, 1, format!("planned {what}"))?;
+        for (month, until) in &plan.held {
+            let until = chrono::DateTime::from_timestamp_millis(*until)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            status.log(
+                now_ms(),
+                format!("kept month {month}: restored from cold storage, held until {until}"),
+            );
+        }
         if dry_run {
             for line in &lines {
                 status.log(now_ms(), format!("would {line}"));
@@ -537,12 +572,93 @@ impl Worker {
             let line = self.runtime.block_on(crate::retention::apply_step(
                 &region.clickhouse,
                 &tenant,
+                cold.as_ref(),
                 &plan,
                 index,
             ))?;
             self.progress(status, index as u64 + 2, line)?;
         }
         Ok(format!("removed {what}"))
+    }
+
+    /// A cold month back into ClickHouse: the manifest read, the hold set (so a rerun
+    /// replaces what a run cut short left), then each file checked and restored.
+    fn restore_cold(
+        &mut self,
+        status: &mut JobStatus,
+        month: u32,
+        keep_days: u32,
+    ) -> Result<String, Stop> {
+        let (tenant, _, region) = self.tenant_of(status)?;
+        let store = self.cold_store(&region)?.ok_or_else(|| {
+            JobError::Cold("jobs.cold.url is empty: this worker has no cold tier".into())
+        })?;
+        let client = rf_sinks::clickhouse::client(&region.clickhouse);
+        let db = tenant.clickhouse_db();
+        let found = self.runtime.block_on(store.manifest(&tenant, month))?;
+        let Some(mut manifest) = found else {
+            let months = self.runtime.block_on(store.months(&tenant))?;
+            let months: Vec<String> = months.iter().map(|m| m.to_string()).collect();
+            return Err(JobError::Cold(format!(
+                "month {month} of tenant {tenant} is not in {}; its cold months: [{}]",
+                store.location,
+                months.join(", ")
+            ))
+            .into());
+        };
+        (status.total, status.unit) = (manifest.files.len() as u64 + 1, "tables".into());
+        // A month still hot (never exported, or written since) is not overwritten.
+        if manifest.restored_until_ms.is_none() {
+            for file in &manifest.files {
+                let hot: u64 = self
+                    .runtime
+                    .block_on(
+                        client
+                            .query(&format!(
+                                "SELECT count() FROM {db}.{} WHERE toYYYYMM({}) = {month}",
+                                file.table, file.partitioned_by
+                            ))
+                            .fetch_one(),
+                    )
+                    .map_err(JobError::from)?;
+                if hot > 0 {
+                    return Err(JobError::Cold(format!(
+                        "{} still holds {hot} rows of month {month}: it is hot, nothing was restored",
+                        file.table
+                    ))
+                    .into());
+                }
+            }
+        }
+        let until = now_ms() + i64::from(keep_days) * 86_400_000;
+        manifest.restored_until_ms = Some(until);
+        self.runtime.block_on(store.put_manifest(&manifest))?;
+        let until = chrono::DateTime::from_timestamp_millis(until)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        self.progress(
+            status,
+            1,
+            format!(
+                "month {month}: {} files in {}; held until {until}",
+                manifest.files.len(),
+                store.location
+            ),
+        )?;
+        let mut rows = 0;
+        for (done, file) in (2..).zip(&manifest.files) {
+            let n = self
+                .runtime
+                .block_on(store.restore(&client, &tenant, month, file))?;
+            rows += n;
+            let line = format!("restored {n} rows of {} (SHA-256 checked)", file.table);
+            self.progress(status, done, line)?;
+        }
+        Ok(format!(
+            "restored month {month}: {rows} rows in {} tables from {}; held until {until}, when retention returns it to the cold tier",
+            manifest.files.len(),
+            store.location
+        ))
     }
 
     /// Backfill: the pipeline over the range on threads of its own at a lower priority,
