@@ -618,7 +618,8 @@ impl Portfolio {
 }
 
 /// Waits until ClickHouse has no merge of `tenant`'s parts running (loading leaves many
-/// parts behind); returns how long that took.
+/// parts behind), then compacts its closed months as the daily retention job does;
+/// returns how long that took.
 async fn settled(client: &clickhouse::Client, tenant: &TenantId) -> Result<Duration, JobError> {
     let started = Instant::now();
     let bar =
@@ -635,6 +636,13 @@ async fn settled(client: &clickhouse::Client, tenant: &TenantId) -> Result<Durat
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let now = rf_schemas::unix_ms();
+    for (table, month, _) in rf_jobs::retention::compactions(client, tenant, now).await? {
+        bar.set_message(format!(
+            "compacting {table} {month}, as the daily retention does"
+        ));
+        rf_jobs::retention::compact(client, tenant, &table, month).await?;
     }
     bar.finish_and_clear();
     Ok(started.elapsed())

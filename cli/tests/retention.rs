@@ -72,6 +72,7 @@ async fn retention_drops_months_and_downsamples_as_configured() {
         ("15m", 10),
         ("1h", 400), // goes: hours live a year
         ("1h", 100),
+        ("1d", 100), // a second part in that month: compacted into one
         ("1d", 400),
         ("1d", 800), // goes with its month: past the tenant's 730 days
     ] {
@@ -91,7 +92,7 @@ async fn retention_drops_months_and_downsamples_as_configured() {
         rows
     };
     let all = left();
-    assert_eq!(all.len(), 8);
+    assert_eq!(all.len(), 9);
 
     let dry = run(&s, &tenant, true).await;
     assert_eq!(dry.state, JobState::Succeeded, "{dry:?}");
@@ -148,10 +149,24 @@ async fn retention_drops_months_and_downsamples_as_configured() {
     assert_eq!(done.done, done.total);
     assert_eq!(
         left(),
-        ["15m\t10", "1d\t400", "1h\t100", "readings\t5"],
+        ["15m\t10", "1d\t100", "1d\t400", "1h\t100", "readings\t5"],
         "{:#?}",
         done.logs
     );
+    let parts = |age: i64| {
+        clickhouse_lines(&format!(
+            "SELECT count() FROM system.parts WHERE active AND database = '{db}' \
+             AND table = 'office_utilization' AND partition = toString(toYYYYMM(toDateTime({})))",
+            day(age)
+        ))
+    };
+    assert_eq!(
+        parts(100),
+        ["1"],
+        "a closed month is one part: {:#?}",
+        done.logs
+    );
+    assert!(done.logs.iter().any(|l| l.contains("compact partition")));
     // The month past the tenant's retention went to the cold tier first; the readings,
     // gone by downsampling, did not.
     let out = std::env::temp_dir().join(format!("rf-{tenant}"));

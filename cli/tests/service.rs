@@ -160,6 +160,12 @@ async fn portfolio_endpoints_answer_from_the_tenants_stores() {
          WHERE granularity = '1d' AND final = 1"
     ));
     assert_ne!(rooms_with_days, ["0"], "some rooms have a final day");
+    // Each room's hours, as ClickHouse has them: the truth for the series below.
+    let room_hours = clickhouse_lines(&format!(
+        "SELECT room_id, groupArray(toString(utilization)) FROM \
+         (SELECT room_id, utilization FROM {db}.room_utilization FINAL \
+          WHERE granularity = '1h' ORDER BY room_id, window_start) GROUP BY room_id ORDER BY room_id"
+    ));
     tokio::task::spawn_blocking(move || {
         let get = |path: &str| get_json(&format!("{base}{path}"), &token);
         // Offices, a page at a time.
@@ -327,6 +333,52 @@ async fn portfolio_endpoints_answer_from_the_tenants_stores() {
         1,
         "bad requests of an authenticated caller too"
     );
+
+    // Without a memory cache every request reads: requests for rooms of the same range
+    // that wait for the tenant's one analytics slot are read by one query, and each
+    // must get exactly its own room's windows.
+    let mut uncached = ServiceConfig {
+        memory_cache_mib: 0,
+        cache_ttl_secs: 0,
+        ..ServiceConfig::default()
+    };
+    for limits in uncached.rate_limits.values_mut() {
+        limits.analytics.requests = 1000;
+    }
+    let uncached_base = serve(&uncached, &s).await;
+    let uncached_token = rf_service::mint(&uncached.jwt_secret, &tenant, "portfolio", 300);
+    let range = "granularity=1h&from=2026-03-20T00:00:00Z&to=2026-03-30T00:00:00Z";
+    let mut answers = Vec::new();
+    for line in (0..3).flat_map(|_| room_hours.clone()) {
+        let room = line.split_once('\t').unwrap().0;
+        let url = format!("{uncached_base}/v1/rooms/{room}/utilization?{range}");
+        let token = uncached_token.clone();
+        answers.push(tokio::task::spawn_blocking(move || {
+            (line, get_json(&url, &token))
+        }));
+    }
+    for answer in answers {
+        let (line, (status, series)) = answer.await.unwrap();
+        assert_eq!(status, 200, "{series}");
+        let (room, hours) = line.split_once('\t').unwrap();
+        assert_eq!(series["room_id"], room);
+        let want: Vec<f64> = hours
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|h| h.trim_matches('\'').parse().unwrap())
+            .collect();
+        let got: Vec<f64> = series["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["utilization"].as_f64().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "{room}: {series}");
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-12),
+            "{room}: {got:?} != {want:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

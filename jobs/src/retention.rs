@@ -65,6 +65,15 @@ const COLD_TABLES: [&str; 6] = [
     "booking_usage",
 ];
 
+/// The tables the service reads series and days from: each closed month of theirs is
+/// merged into one part, its revisions collapsed, so a read opens one part per month.
+const COMPACTED: [&str; 4] = [
+    "room_utilization",
+    "office_utilization",
+    "room_days",
+    "booking_usage",
+];
+
 /// One rule: the rows of `table` matching `only` (or all) older than `days` go.
 struct Rule {
     table: &'static str,
@@ -141,6 +150,8 @@ pub struct Plan {
     pub cold_expired: Vec<u32>,
     /// Months restored from the cold tier and kept until their hold ends: (month, ms).
     pub held: Vec<(u32, i64)>,
+    /// Closed months of more than one part, merged into one: (table, month, parts).
+    pub compactions: Vec<(String, u32, u64)>,
 }
 
 impl Plan {
@@ -164,11 +175,19 @@ impl Plan {
             .deletes
             .iter()
             .map(|(t, c, n)| format!("delete from {t} where {c} ({n} rows)"));
+        let compactions = self
+            .compactions
+            .iter()
+            .map(|(t, m, n)| format!("compact partition {m} of {t} ({n} parts into one)"));
         let expired = self
             .cold_expired
             .iter()
             .map(|m| format!("delete cold month {m}, past jobs.cold.keep_days"));
-        drops.chain(deletes).chain(expired).collect()
+        drops
+            .chain(deletes)
+            .chain(compactions)
+            .chain(expired)
+            .collect()
     }
 }
 
@@ -207,9 +226,9 @@ pub async fn plan(
             .filter(|r| r.only.is_none())
             .map(|r| r.days)
             .max();
-        let parts: Vec<(String, u64)> = client
+        let parts: Vec<(String, u64, u64)> = client
             .query(
-                "SELECT partition, sum(rows) FROM system.parts WHERE database = ? AND table = ? AND active \
+                "SELECT partition, sum(rows), count() FROM system.parts WHERE database = ? AND table = ? AND active \
                  GROUP BY partition ORDER BY partition",
             )
             .bind(&db)
@@ -219,12 +238,13 @@ pub async fn plan(
             .map_err(ch)?;
         let to_cold = cold.is_some() && COLD_TABLES.contains(&table);
         let mut held = Vec::new();
+        let months = parts.iter().filter_map(|(partition, rows, count)| {
+            let month = partition.trim_matches('\'').parse::<u32>().ok()?;
+            Some((month, *rows, *count))
+        });
         if let Some(days) = whole {
             let cutoff = now - days as i64 * DAY;
-            for (partition, rows) in parts {
-                let Ok(month) = partition.trim_matches('\'').parse::<u32>() else {
-                    continue;
-                };
+            for (month, rows, _) in months {
                 if month_end(month) > cutoff {
                     continue;
                 }
@@ -290,6 +310,14 @@ pub async fn plan(
             }
         }
     }
+    let held: Vec<u32> = plan.held.iter().map(|h| h.0).collect();
+    plan.compactions = compactions(&client, tenant, now)
+        .await?
+        .into_iter()
+        .filter(|(t, m, _)| {
+            !held.contains(m) && !plan.drops.iter().any(|d| d.table == *t && d.month == *m)
+        })
+        .collect();
     if let Some((store, keep_days)) = cold {
         let cutoff = now - keep_days as i64 * DAY;
         plan.cold_expired = store
@@ -300,6 +328,48 @@ pub async fn plan(
             .collect();
     }
     Ok(plan)
+}
+
+/// The closed months (ended a day ago or more) of the [`COMPACTED`] tables that have
+/// more than one part: (table, month, parts).
+pub async fn compactions(
+    client: &clickhouse::Client,
+    tenant: &TenantId,
+    now: i64,
+) -> Result<Vec<(String, u32, u64)>, JobError> {
+    let tables = COMPACTED.map(|t| format!("'{t}'")).join(", ");
+    let parts: Vec<(String, String, u64)> = client
+        .query(&format!(
+            "SELECT table, partition, count() FROM system.parts WHERE database = ? AND active \
+             AND table IN ({tables}) GROUP BY table, partition HAVING count() > 1 ORDER BY table, partition"
+        ))
+        .bind(tenant.clickhouse_db())
+        .fetch_all()
+        .await?;
+    Ok(parts
+        .into_iter()
+        .filter_map(|(table, partition, n)| {
+            let month = partition.trim_matches('\'').parse::<u32>().ok()?;
+            (month_end(month) + DAY <= now).then_some((table, month, n))
+        })
+        .collect())
+}
+
+/// Merges a month of `table` into one part, its revisions collapsed (waits for it).
+pub async fn compact(
+    client: &clickhouse::Client,
+    tenant: &TenantId,
+    table: &str,
+    month: u32,
+) -> Result<(), JobError> {
+    let db = tenant.clickhouse_db();
+    client
+        .query(&format!(
+            "OPTIMIZE TABLE {db}.{table} PARTITION {month} FINAL"
+        ))
+        .execute()
+        .await
+        .map_err(|e| JobError::clickhouse(format!("compacting {table} {month}"), e))
 }
 
 /// Carries out step `index` of the plan (its drops, its deletes, then its expired cold
@@ -349,11 +419,17 @@ pub async fn apply_step(
             .map_err(ch)?;
         return Ok(line);
     }
-    if let Some((table, condition, _)) = plan.deletes.get(index - plan.drops.len()) {
+    let index = index - plan.drops.len();
+    if let Some((table, condition, _)) = plan.deletes.get(index) {
         mutate(&client, &db, table, condition).await?;
         return Ok(line);
     }
-    let month = plan.cold_expired[index - plan.drops.len() - plan.deletes.len()];
+    let index = index - plan.deletes.len();
+    if let Some((table, month, _)) = plan.compactions.get(index) {
+        compact(&client, tenant, table, *month).await?;
+        return Ok(line);
+    }
+    let month = plan.cold_expired[index - plan.compactions.len()];
     let files = cold
         .ok_or_else(no_store)?
         .delete(tenant, Some(month))

@@ -78,6 +78,14 @@ where
         .queries
         .take(&caller.tenant, caller.class())
         .await;
+    timed(caller, compute).await
+}
+
+/// `compute`, for at most the query timeout; the caller holds its slots.
+pub(crate) async fn timed<T, F>(caller: &Caller<'_>, compute: F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>>,
+{
     let limit = std::time::Duration::from_secs(caller.query_timeout_secs) + GRACE;
     match tokio::time::timeout(limit, compute).await {
         Ok(answer) => answer,

@@ -363,6 +363,8 @@ pub struct AppState {
     audit: AuditLog,
     /// Series chunks (none when `memory_cache_mib` is 0).
     chunks: Option<series::Chunks>,
+    /// Room series reads waiting for a ClickHouse slot, read together by whoever gets it.
+    room_reads: series::RoomReads,
     /// Months of room days (none when `memory_cache_mib` is 0).
     months: Option<days::Months>,
     /// The tenants' room metadata (none when `memory_cache_mib` is 0).
@@ -567,6 +569,7 @@ async fn build_all(
         asked,
         audit,
         chunks: series::chunks(config.memory_cache_mib / 2),
+        room_reads: Default::default(),
         months: days::months(config.memory_cache_mib / 4),
         metadata: rooms::cache(config.memory_cache_mib / 4),
         platform: platform.clone(),

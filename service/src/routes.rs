@@ -22,6 +22,7 @@ use crate::limits::{self, Class};
 use crate::{AppState, RegionClients};
 
 /// An answer other than 200: a status and a message naming what was wrong.
+#[derive(Clone)]
 pub struct ApiError {
     status: StatusCode,
     message: String,

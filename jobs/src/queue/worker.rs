@@ -537,9 +537,10 @@ impl Worker {
         (status.total, status.unit) = (lines.len() as u64 + 1, "steps".into());
         let exported = plan.drops.iter().filter(|d| d.cold).count();
         let mut what = format!(
-            "{} partitions to drop and {} deletes: {} rows (retention {} days)",
+            "{} partitions to drop, {} deletes and {} months to compact: {} rows (retention {} days)",
             plan.drops.len(),
             plan.deletes.len(),
+            plan.compactions.len(),
             plan.rows(),
             entry.retention_days
         );
