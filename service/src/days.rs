@@ -21,6 +21,7 @@ use crate::audit;
 use crate::cache::{period, queried};
 use crate::insights::Days;
 use crate::portfolio::no_database_is_empty;
+use crate::rooms::Metadata;
 use crate::routes::{ApiError, Caller};
 use crate::AppState;
 
@@ -42,9 +43,38 @@ pub(crate) struct Month {
     counts: Vec<u8>,
     /// Per office, `days` window starts (seconds; 0: none that day).
     starts: Vec<u32>,
+    /// For the latest metadata asked with (its id), each row's place among its rooms in
+    /// effect by room id (`u32::MAX`: none): made once, then a period needs no lookup.
+    links: std::sync::Mutex<Option<(u64, Arc<Vec<u32>>)>>,
 }
 
 impl Month {
+    /// Each row's place in `metadata`'s rooms in effect by room id; rows and rooms are
+    /// both sorted by room id, so one walk links them.
+    fn links(&self, metadata: &Metadata) -> Arc<Vec<u32>> {
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, linked)) = links.as_ref() {
+            if *id == metadata.id {
+                return linked.clone();
+            }
+        }
+        let mut current = metadata.current_by_room().enumerate().peekable();
+        let linked: Vec<u32> = self
+            .rooms
+            .iter()
+            .map(|(_, room)| {
+                while current.next_if(|(_, v)| *v.room_id < **room).is_some() {}
+                match current.peek() {
+                    Some((i, v)) if *v.room_id == **room => *i as u32,
+                    _ => u32::MAX,
+                }
+            })
+            .collect();
+        let linked = Arc::new(linked);
+        *links = Some((metadata.id, linked.clone()));
+        linked
+    }
+
     fn bytes(&self) -> u64 {
         let ids: usize = self.rooms.iter().map(|(_, r)| r.len() + 24).sum::<usize>()
             + self.offices.iter().map(|o| o.len() + 16).sum::<usize>();
@@ -57,7 +87,7 @@ impl Month {
         &'a self,
         days: &Days,
         offices: Option<&HashSet<String>>,
-    ) -> impl Iterator<Item = (&'a Arc<str>, f64, u64)> + 'a {
+    ) -> impl Iterator<Item = (usize, f64, u64)> + 'a {
         let width = self.days + 1;
         // Per office, its days in the range: contiguous, as window starts grow by day.
         let spans: Vec<(usize, usize)> = (0..self.offices.len())
@@ -81,11 +111,11 @@ impl Month {
         self.rooms
             .iter()
             .enumerate()
-            .filter_map(move |(i, (office, room))| {
+            .filter_map(move |(i, (office, _))| {
                 let (a, b) = spans[*office as usize];
                 let n = self.counts[i * width + b] - self.counts[i * width + a];
                 let sum = self.sums[i * width + b] - self.sums[i * width + a];
-                (n > 0).then_some((room, sum, u64::from(n)))
+                (n > 0).then_some((i, sum, u64::from(n)))
             })
     }
 }
@@ -120,28 +150,29 @@ pub(crate) fn months(mib: u64) -> Option<Months> {
     })
 }
 
-/// Each room's (sum of daily utilizations, days) over `days`, by room id, from the
-/// months in memory or ClickHouse; with `offices`, only its days in those offices.
+/// Each room in effect's (sum of daily utilizations, days) over `days`, in the order of
+/// [`Metadata::current_by_room`], from the months in memory or ClickHouse; with
+/// `offices`, only its days in those offices.
 pub(crate) async fn room_sums(
     state: &AppState,
     caller: &Caller<'_>,
+    metadata: &Metadata,
     days: &Days,
     offices: Option<&HashSet<String>>,
-) -> Result<HashMap<Arc<str>, (f64, u64)>, ApiError> {
+) -> Result<Vec<(f64, u64)>, ApiError> {
     let (first, last) = days.local_span();
-    let mut months = Vec::new();
+    let mut sums = vec![(0.0, 0); metadata.current_by_room().count()];
     let mut month = first.with_day(1).unwrap_or(first);
     while month <= last {
-        months.push(month_of(state, caller, month).await?);
-        month = next_month(month);
-    }
-    let mut sums: HashMap<Arc<str>, (f64, u64)> = HashMap::default();
-    for m in &months {
-        for (room, sum, n) in m.sums(days, offices) {
-            let total = sums.entry(room.clone()).or_default();
-            total.0 += sum;
-            total.1 += n;
+        let m = month_of(state, caller, month).await?;
+        let links = m.links(metadata);
+        for (row, sum, n) in m.sums(days, offices) {
+            if let Some(total) = sums.get_mut(links[row] as usize) {
+                total.0 += sum;
+                total.1 += n;
+            }
         }
+        month = next_month(month);
     }
     Ok(sums)
 }
@@ -255,6 +286,7 @@ async fn read(caller: &Caller<'_>, first: NaiveDate) -> Result<Month, ApiError> 
         sums: Vec::new(),
         counts: Vec::new(),
         starts: Vec::new(),
+        links: Default::default(),
     };
     // Per room, its days' utilizations (NaN: none), made running sums below.
     let mut daily: Vec<f64> = Vec::new();
@@ -292,9 +324,18 @@ async fn read(caller: &Caller<'_>, first: NaiveDate) -> Result<Month, ApiError> 
         let start = &mut month.starts[*office * days + d];
         *start = (*start).max(row.start);
     }
+    // By room id (then office), as the metadata lists rooms: a period's sums are then
+    // joined with it without a lookup.
+    let mut order: Vec<usize> = (0..month.rooms.len()).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (ra, rb) = (&month.rooms[a], &month.rooms[b]);
+        ra.1.cmp(&rb.1).then(ra.0.cmp(&rb.0))
+    });
+    month.rooms = order.iter().map(|&i| month.rooms[i].clone()).collect();
     month.sums.reserve(month.rooms.len() * (days + 1));
     month.counts.reserve(month.rooms.len() * (days + 1));
-    for room in daily.chunks(days.max(1)) {
+    let width = days.max(1);
+    for room in order.iter().map(|&i| &daily[i * width..(i + 1) * width]) {
         let (mut sum, mut count) = (0.0, 0u8);
         month.sums.push(sum);
         month.counts.push(count);
@@ -349,13 +390,14 @@ mod tests {
             sums,
             counts,
             starts,
+            links: Default::default(),
         }
     }
 
     fn sums(m: &Month, days: &Days, offices: Option<&HashSet<String>>) -> Vec<(String, f64, u64)> {
         let mut v: Vec<_> = m
             .sums(days, offices)
-            .map(|(r, s, n)| (r.to_string(), (s * 1e9).round() / 1e9, n))
+            .map(|(r, s, n)| (m.rooms[r].1.to_string(), (s * 1e9).round() / 1e9, n))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

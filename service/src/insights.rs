@@ -633,34 +633,32 @@ async fn underused_of(
     limit: u32,
     filter: &RoomFilter,
 ) -> Result<serde_json::Value, ApiError> {
-    let sums = crate::days::room_sums(state, caller, &days, filter.offices.as_ref()).await?;
-    // The rooms in effect that the filter admits, below the threshold.
-    let mut rooms: Vec<(RoomUse, &Version)> = metadata
-        .current()
-        .filter(|v| filter.admits(v))
-        .filter_map(|v| {
-            let &(sum, days) = sums.get(v.room_id.as_str())?;
-            let utilization = sum / days as f64;
-            (utilization < threshold).then_some((RoomUse { utilization, days }, v))
-        })
-        .collect();
-    // The costliest first: only the listed ones need sorting.
-    let order = |a: &(RoomUse, &Version), b: &(RoomUse, &Version)| {
+    let sums =
+        crate::days::room_sums(state, caller, metadata, &days, filter.offices.as_ref()).await?;
+    // The rooms in effect that the filter admits, below the threshold, with their place by
+    // room id.
+    let mut rooms: Vec<(RoomUse, &Version, usize)> = Vec::new();
+    for (place, (v, &(sum, days))) in metadata.current_by_room().zip(&sums).enumerate() {
+        let utilization = sum / days as f64;
+        if days > 0 && utilization < threshold && filter.admits(v) {
+            rooms.push((RoomUse { utilization, days }, v, place));
+        }
+    }
+    // The costliest first (then by room id): only the listed ones need sorting.
+    let order = |a: &(RoomUse, &Version, usize), b: &(RoomUse, &Version, usize)| {
         let cost = |r: &Version| r.monthly_cost.unwrap_or(0.0);
-        cost(b.1)
-            .total_cmp(&cost(a.1))
-            .then_with(|| a.1.room_id.cmp(&b.1.room_id))
+        cost(b.1).total_cmp(&cost(a.1)).then(a.2.cmp(&b.2))
     };
     let listed = (limit as usize).min(rooms.len());
     if listed < rooms.len() {
         rooms.select_nth_unstable_by(listed, order);
     }
     rooms[..listed].sort_unstable_by(order);
-    let saving: f64 = rooms.iter().filter_map(|(_, c)| c.monthly_cost).sum();
+    let saving: f64 = rooms.iter().filter_map(|(_, c, _)| c.monthly_cost).sum();
     let listed: Vec<_> = rooms
         .iter()
         .take(listed)
-        .map(|(u, c)| {
+        .map(|(u, c, _)| {
             json!({
                 "room_id": c.room_id,
                 "office_id": c.office_id,

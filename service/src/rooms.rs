@@ -43,6 +43,10 @@ pub(crate) struct Metadata {
     versions: Vec<Version>,
     /// Indices of the versions in effect, by office and room.
     current: Vec<usize>,
+    /// The same, by room.
+    by_room: Vec<usize>,
+    /// Which read of metadata this is: months of room days link their rows to it once.
+    pub(crate) id: u64,
     /// The offices in effect: a version of the office, rooms, capacity; by id.
     offices: Vec<(usize, u64, u64)>,
     /// When the next version takes effect (seconds; `i64::MAX`: none known).
@@ -52,6 +56,9 @@ pub(crate) struct Metadata {
     /// The names questions are matched against, made when first asked for.
     catalog: std::sync::OnceLock<crate::ask::Catalog>,
 }
+
+/// The id of the next [`Metadata`] read.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Metadata {
     /// `versions` (by room, then time) as in effect at `now`, seconds.
@@ -67,6 +74,7 @@ impl Metadata {
             }
             first += group.len();
         }
+        let by_room = current.clone();
         let key = |&i: &usize| (&versions[i].office_id, &versions[i].room_id);
         current.sort_by(|a, b| key(a).cmp(&key(b)));
         let mut offices: Vec<(usize, u64, u64)> = Vec::new();
@@ -98,10 +106,12 @@ impl Metadata {
                     + v.kind.len()
             })
             .sum();
-        let bytes = versions.len() * (std::mem::size_of::<Version>() + 8) + strings + 128;
+        let bytes = versions.len() * (std::mem::size_of::<Version>() + 16) + strings + 128;
         Self {
             versions,
             current,
+            by_room,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             offices,
             until,
             bytes: bytes as u64,
@@ -168,6 +178,11 @@ impl Metadata {
     /// The version of every room in effect, by office and room.
     pub(crate) fn current(&self) -> impl Iterator<Item = &Version> {
         self.current.iter().map(|&i| &self.versions[i])
+    }
+
+    /// The versions in effect, by room id.
+    pub(crate) fn current_by_room(&self) -> impl Iterator<Item = &Version> {
+        self.by_room.iter().map(|&i| &self.versions[i])
     }
 
     /// The rooms in effect in `office_id`, by room.
