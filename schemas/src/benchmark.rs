@@ -227,28 +227,39 @@ pub fn slices_sql(db: &str) -> String {
     )
 }
 
-/// A tenant's booked and ghost minutes per region and kind over the day windows of
-/// `booking_usage` starting in `[?, ?)` (seconds) whose local date (the start's UTC
-/// date 12 hours on) is in `[?, ?)`: `region, kind, ghost_minutes, booked_minutes`.
+/// A tenant's booked and ghost minutes over the day windows of `booking_usage` starting
+/// in `[?, ?)` (seconds), per time zone (each room's office's), window start, region and
+/// kind: `tz, start, region, kind, ghost_minutes, booked_minutes`. A day window starts at
+/// its local midnight: [`local_day`] gives its date.
 pub fn ghosts_sql(db: &str) -> String {
     format!(
-        "SELECT region, kind, toUInt64(sum(g)), toUInt64(sum(b)) \
-         FROM (SELECT room_id, argMax(ghost_minutes, version) AS g, argMax(booked_minutes, version) AS b \
+        "SELECT tz, toUInt32(window_start), region, kind, toUInt64(sum(g)), toUInt64(sum(b)) \
+         FROM (SELECT room_id, window_start, argMax(ghost_minutes, version) AS g, argMax(booked_minutes, version) AS b \
                FROM {db}.booking_usage WHERE granularity = '1d' AND room_id != '' \
                AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
-               AND toDate(window_start + 43200) >= toDate(?) AND toDate(window_start + 43200) < toDate(?) \
                GROUP BY office_id, room_id, window_start) \
          ANY INNER JOIN {rooms} USING room_id \
-         GROUP BY region, kind ORDER BY region, kind",
+         GROUP BY tz, window_start, region, kind ORDER BY region, kind",
         rooms = rooms_sql(db),
     )
 }
 
-/// Each room's latest region and kind.
+/// The local date of a day window starting at `start` (seconds) in zone `tz`: the date
+/// of its start there. A zone that does not parse falls back to UTC 12 hours on, which
+/// is right within ±12 hours of UTC.
+pub fn local_day(start: i64, tz: &str) -> chrono::NaiveDate {
+    let at = chrono::DateTime::from_timestamp(start, 0).unwrap_or_default();
+    match tz.parse::<chrono_tz::Tz>() {
+        Ok(zone) => at.with_timezone(&zone).date_naive(),
+        Err(_) => (at + chrono::Duration::hours(12)).date_naive(),
+    }
+}
+
+/// Each room's latest region, kind and time zone.
 fn rooms_sql(db: &str) -> String {
     format!(
-        "(SELECT room_id, argMax(region, version) AS region, toString(argMax(kind, version)) AS kind \
-         FROM {db}.rooms GROUP BY room_id)"
+        "(SELECT room_id, argMax(region, version) AS region, toString(argMax(kind, version)) AS kind, \
+         argMax(timezone, version) AS tz FROM {db}.rooms GROUP BY room_id)"
     )
 }
 
@@ -364,6 +375,29 @@ mod tests {
             .any(|c| c.metric == "utilization" && (c.p50 - 0.35).abs() > STEP / 2.0);
         let b = cohorts(&members, "2026-12");
         assert!(noised || a != b, "noise moves some figure");
+    }
+
+    #[test]
+    fn a_day_window_is_dated_by_its_own_zone_even_beyond_twelve_hours() {
+        let date = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        // Kiritimati (UTC+14): 2 January starts at 10:00 UTC on the 1st.
+        assert_eq!(
+            local_day(1_767_261_600, "Pacific/Kiritimati"),
+            date(2026, 1, 2)
+        );
+        // Pago Pago (UTC-11): 1 January starts at 11:00 UTC that day.
+        assert_eq!(
+            local_day(1_767_265_200, "Pacific/Pago_Pago"),
+            date(2026, 1, 1)
+        );
+        // Auckland in summer (UTC+13).
+        assert_eq!(
+            local_day(1_767_178_800, "Pacific/Auckland"),
+            date(2026, 1, 1)
+        );
+        assert_eq!(local_day(1_767_225_600, "Europe/London"), date(2026, 1, 1));
+        // The old rule (UTC date 12 hours on) was wrong for Kiritimati.
+        assert_eq!(local_day(1_767_261_600, "Mars/Olympus"), date(2026, 1, 1));
     }
 
     #[test]

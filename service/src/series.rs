@@ -288,8 +288,8 @@ async fn read_rooms(
         for waiting in batch {
             let answer = read.as_ref().map_err(Clone::clone).map(|rows| {
                 rows.iter()
-                    .filter(|(room, _)| *room == waiting.room)
-                    .map(|(_, row)| row.clone())
+                    .filter(|(_, room)| *room == waiting.room)
+                    .map(|(row, _)| row.clone())
                     .collect()
             });
             // A request that went away takes no answer.
@@ -307,29 +307,15 @@ async fn fetch_rooms(
     offices: &[String],
     label: &str,
     (from, to): (i64, i64),
-) -> Result<Vec<(String, WindowRow)>, ApiError> {
-    #[derive(Row, Deserialize)]
-    struct Read {
-        room_id: String,
-        office_id: String,
-        start: u32,
-        end: u32,
-        count: u32,
-        avg_people: f64,
-        peak_people: f64,
-        occupied_ratio: f64,
-        capacity: u64,
-        utilization: f64,
-        is_final: u8,
-    }
+) -> Result<Vec<(WindowRow, String)>, ApiError> {
     if rooms.is_empty() || offices.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT room_id, any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
+        "SELECT any(office_id), toUInt32(window_start) AS start, toUInt32(argMax(window_end, version)), \
          argMax(samples, version), argMax(avg_people, version), toFloat64(argMax(peak_people, version)), \
          argMax(occupied_ratio, version), toUInt64(argMax(capacity, version)), \
-         argMax(utilization, version), argMax(final, version) \
+         argMax(utilization, version), argMax(final, version), room_id \
          FROM {}.room_utilization \
          WHERE granularity = ? AND office_id {} AND room_id {} \
          AND window_start >= toDateTime(?) AND window_start < toDateTime(?) \
@@ -342,25 +328,7 @@ async fn fetch_rooms(
     for id in offices.iter().chain(rooms) {
         query = query.bind(id);
     }
-    let rows: Vec<Read> = no_database_is_empty(query.bind(from).bind(to).fetch_all().await)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let row = WindowRow {
-                office_id: r.office_id,
-                start: r.start,
-                end: r.end,
-                count: r.count,
-                avg_people: r.avg_people,
-                peak_people: r.peak_people,
-                occupied_ratio: r.occupied_ratio,
-                capacity: r.capacity,
-                utilization: r.utilization,
-                is_final: r.is_final,
-            };
-            (r.room_id, row)
-        })
-        .collect())
+    no_database_is_empty(query.bind(from).bind(to).fetch_all().await)
 }
 
 /// `= ?` or `IN (?, …)` for `n` values: ClickHouse 18.16 spends about a millisecond

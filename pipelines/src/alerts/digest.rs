@@ -25,6 +25,45 @@ pub fn digest_week(now: i64, hour: u32) -> i64 {
     end - WEEK
 }
 
+/// When the local week from `monday` ends in `zone` (its next Monday's midnight there),
+/// ms; a zone that does not parse is taken as the latest, UTC−12.
+pub fn local_week_end(monday: chrono::NaiveDate, zone: &str) -> i64 {
+    use chrono::TimeZone;
+    let next = (monday + chrono::Days::new(7)).and_time(chrono::NaiveTime::MIN);
+    let utc = next.and_utc().timestamp_millis();
+    match zone.parse::<chrono_tz::Tz>() {
+        // A midnight that a change of clocks skips: the first instant after it.
+        Ok(tz) => tz
+            .from_local_datetime(&next)
+            .earliest()
+            .map_or(utc + HOUR, |t| t.timestamp_millis()),
+        Err(_) => utc + 12 * HOUR,
+    }
+}
+
+/// When every office of `tenant` has ended the local week from `week_start` (ms, a UTC
+/// Monday): the digest waits for the office whose Sunday ends last (Honolulu's ends ten
+/// hours after UTC's).
+pub async fn week_ends(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    week_start: i64,
+) -> Result<i64, clickhouse::error::Error> {
+    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
+    let monday = chrono::DateTime::from_timestamp_millis(week_start)
+        .unwrap_or_default()
+        .date_naive();
+    let zones: Vec<String> = client
+        .query("SELECT DISTINCT argMax(timezone, version) FROM rooms GROUP BY office_id")
+        .fetch_all()
+        .await?;
+    Ok(zones
+        .iter()
+        .map(|z| local_week_end(monday, z))
+        .max()
+        .unwrap_or(week_start + WEEK))
+}
+
 #[derive(Row, Deserialize)]
 struct Week {
     office_id: String,
@@ -165,6 +204,20 @@ pub async fn office_weeks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_week_ends_at_the_next_local_monday() {
+        let monday = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        let utc = 1_796_601_600_000; // 2026-12-07T00:00:00Z
+        assert_eq!(local_week_end(monday, "UTC"), utc);
+        assert_eq!(local_week_end(monday, "Pacific/Honolulu"), utc + 10 * HOUR);
+        assert_eq!(local_week_end(monday, "Pacific/Auckland"), utc - 13 * HOUR);
+        assert_eq!(
+            local_week_end(monday, "America/Los_Angeles"),
+            utc + 8 * HOUR
+        );
+        assert_eq!(local_week_end(monday, "Nowhere/Else"), utc + 12 * HOUR);
+    }
 
     #[test]
     fn the_digest_is_due_the_monday_after_its_week() {

@@ -188,6 +188,8 @@ pub struct Dispatcher {
     digested: HashMap<TenantId, i64>,
     /// Per tenant, when reading its week last failed: tried again a minute later.
     digest_failed: HashMap<TenantId, Instant>,
+    /// Tenants whose digest waits for an office's week to end and become final, until, ms.
+    digest_wait: HashMap<TenantId, i64>,
     /// Per tenant, the day (its end, ms) whose no-show check was done.
     no_shows_checked: HashMap<TenantId, i64>,
     /// Targets with a delivery thread running.
@@ -246,6 +248,7 @@ impl Dispatcher {
             registry_read: None,
             digested: HashMap::new(),
             digest_failed: HashMap::new(),
+            digest_wait: HashMap::new(),
             no_shows_checked: HashMap::new(),
             in_flight: HashSet::new(),
             attempts: mpsc::sync_channel(1024),
@@ -430,6 +433,7 @@ impl Dispatcher {
                         .digest_failed
                         .get(*t)
                         .is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+                    && self.digest_wait.get(*t).is_none_or(|until| now >= *until)
             })
             .map(|(t, c)| (t.clone(), c.clone()))
             .collect();
@@ -445,6 +449,24 @@ impl Dispatcher {
                 self.digested.insert(tenant, week);
                 continue;
             };
+            // Every office's Sunday ended, and its day window is final: past the
+            // allowed lateness, with a few minutes for the pipeline to write it.
+            let ends = self
+                .runtime
+                .block_on(digest::week_ends(&region.clickhouse, &tenant, week));
+            let settle = self.settings.pipeline.allowed_lateness_secs as i64 * 1000 + 600_000;
+            match ends {
+                Ok(ends) if now < ends + settle => {
+                    self.digest_wait.insert(tenant, ends + settle);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(tenant = %tenant, %error, "cannot read the offices' zones for the digest; trying again in a minute");
+                    self.digest_failed.insert(tenant, Instant::now());
+                    continue;
+                }
+            }
             let weeks =
                 self.runtime
                     .block_on(digest::office_weeks(&region.clickhouse, &tenant, week));

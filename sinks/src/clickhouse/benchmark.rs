@@ -20,6 +20,8 @@ struct SliceRow {
 
 #[derive(Row, Deserialize)]
 struct GhostRow {
+    tz: String,
+    start: u32,
     region: String,
     kind: String,
     ghost_minutes: u64,
@@ -45,23 +47,25 @@ pub async fn slices(
             .timestamp()
             .clamp(0, i64::from(u32::MAX)) as u32
     };
-    let ghosts: Vec<GhostRow> = client
+    let mut ghosts: Vec<GhostRow> = client
         .query(&benchmark::ghosts_sql(&db))
         .bind(secs(from, -14))
         .bind(secs(to, 14))
-        .bind(from.to_string())
-        .bind(to.to_string())
         .fetch_all()
         .await?;
+    // Only the days whose local date is in the period.
+    ghosts.retain(|g| (from..to).contains(&benchmark::local_day(i64::from(g.start), &g.tz)));
     Ok(rows
         .into_iter()
         .map(|r| {
-            let ghost = ghosts
-                .iter()
-                .find(|g| g.region == r.region && g.kind == r.kind);
+            let mine = || {
+                ghosts
+                    .iter()
+                    .filter(|g| g.region == r.region && g.kind == r.kind)
+            };
             Slice {
-                ghost_minutes: ghost.map_or(0, |g| g.ghost_minutes),
-                booked_minutes: ghost.map_or(0, |g| g.booked_minutes),
+                ghost_minutes: mine().map(|g| g.ghost_minutes).sum(),
+                booked_minutes: mine().map(|g| g.booked_minutes).sum(),
                 region: r.region,
                 kind: r.kind,
                 rooms: r.rooms,
