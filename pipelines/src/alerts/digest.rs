@@ -49,19 +49,33 @@ pub async fn week_ends(
     tenant: &TenantId,
     week_start: i64,
 ) -> Result<i64, clickhouse::error::Error> {
-    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
-    let monday = chrono::DateTime::from_timestamp_millis(week_start)
-        .unwrap_or_default()
-        .date_naive();
-    let zones: Vec<String> = client
-        .query("SELECT DISTINCT argMax(timezone, version) FROM rooms GROUP BY office_id")
-        .fetch_all()
-        .await?;
+    let (_, zones) = office_zones(clickhouse, tenant).await?;
     Ok(zones
         .iter()
-        .map(|z| local_week_end(monday, z))
+        .map(|z| local_week_end(monday_of(week_start), &z.timezone))
         .max()
         .unwrap_or(week_start + WEEK))
+}
+
+/// The UTC date of `week_start` (ms).
+fn monday_of(week_start: i64) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp_millis(week_start)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// A client of the tenant's database, and each office's time zone as its rooms' latest
+/// metadata says.
+async fn office_zones(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+) -> Result<(clickhouse::Client, Vec<Zone>), clickhouse::error::Error> {
+    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
+    let zones = client
+        .query("SELECT office_id, argMax(timezone, version) FROM rooms GROUP BY office_id")
+        .fetch_all()
+        .await?;
+    Ok((client, zones))
 }
 
 #[derive(Row, Deserialize)]
@@ -122,15 +136,8 @@ pub async fn office_weeks(
     tenant: &TenantId,
     week_start: i64,
 ) -> Result<Vec<OfficeWeek>, clickhouse::error::Error> {
-    let client = rf_sinks::clickhouse::client(clickhouse).with_database(tenant.clickhouse_db());
-    let monday = chrono::DateTime::from_timestamp_millis(week_start)
-        .unwrap_or_default()
-        .date_naive();
-    // The offices by time zone, as their rooms' latest metadata says.
-    let zones: Vec<Zone> = client
-        .query("SELECT office_id, argMax(timezone, version) FROM rooms GROUP BY office_id")
-        .fetch_all()
-        .await?;
+    let monday = monday_of(week_start);
+    let (client, zones) = office_zones(clickhouse, tenant).await?;
     let mut by_zone: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for z in &zones {
         by_zone.entry(&z.timezone).or_default().push(&z.office_id);
