@@ -56,7 +56,7 @@ impl RetentionConfig {
 
 /// The tables a cold tier keeps: those kept for the tenant's whole retention. Readings
 /// and forecasts go earlier, by design, and are not kept.
-const COLD_TABLES: [&str; 6] = [
+pub(crate) const COLD_TABLES: [&str; 6] = [
     "room_utilization",
     "office_utilization",
     "room_days",

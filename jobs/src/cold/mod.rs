@@ -86,6 +86,32 @@ pub struct Manifest {
     pub restored_until_ms: Option<i64>,
 }
 
+impl Manifest {
+    /// Refuses a manifest whose names could not have been written by retention: its
+    /// tables, files, partitioning columns and column names reach SQL and paths, and a
+    /// bucket is not trusted to hold only what roomflow put there.
+    pub fn check(&self) -> Result<(), JobError> {
+        let name = |s: &str| {
+            !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !s.starts_with(|c: char| c.is_ascii_digit())
+        };
+        for f in &self.files {
+            let known = crate::retention::COLD_TABLES.contains(&f.table.as_str())
+                && f.file == format!("{}.parquet", f.table)
+                && ["window_start", "day", "ts"].contains(&f.partitioned_by.as_str())
+                && f.columns.iter().all(|c| name(&c.name));
+            if !known {
+                return Err(cold_err(format!(
+                    "the manifest of {} {} names a file roomflow did not write ({:?}); nothing was restored",
+                    self.tenant, self.month, f.file
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One table's month in the cold tier.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ColdFile {
@@ -522,6 +548,37 @@ mod tests {
                 parse_month(bad).unwrap_err().starts_with("--month: "),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_manifest_naming_what_retention_never_writes_is_refused() {
+        let file = |table: &str, column: &str| ColdFile {
+            table: table.into(),
+            file: format!("{table}.parquet"),
+            partitioned_by: "day".into(),
+            rows: 1,
+            bytes: 1,
+            sha256: String::new(),
+            columns: vec![Column {
+                name: column.into(),
+                ch_type: "Date".into(),
+            }],
+            exported_ms: 0,
+        };
+        let manifest = |f| Manifest {
+            tenant: "acme".into(),
+            month: 202401,
+            files: vec![f],
+            restored_until_ms: None,
+        };
+        assert!(manifest(file("room_days", "day")).check().is_ok());
+        for bad in [
+            file("rooms", "day"),
+            file("room_days; DROP DATABASE x", "day"),
+            file("room_days", "day`) FORMAT"),
+        ] {
+            assert!(manifest(bad).check().is_err());
         }
     }
 

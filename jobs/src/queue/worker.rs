@@ -607,6 +607,7 @@ impl Worker {
             ))
             .into());
         };
+        manifest.check()?;
         (status.total, status.unit) = (manifest.files.len() as u64 + 1, "tables".into());
         // A month still hot (never exported, or written since) is not overwritten.
         if manifest.restored_until_ms.is_none() {
