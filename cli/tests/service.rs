@@ -849,6 +849,55 @@ async fn cached_responses_never_outlive_a_write() {
         after.1
     );
     assert_eq!(after.1, windows);
+
+    // A change no counter announces (an operator's SQL, a job): what the process keeps is
+    // also keyed by its month's ClickHouse parts, checked every `cache_ttl_secs`, so the
+    // change is seen within that, while an unchanged chunk is not read again.
+    let checked = ServiceConfig {
+        cache_ttl_secs: 1,
+        ..ServiceConfig::default()
+    };
+    let checked_url = url.replacen(&base, &serve(&checked, &s).await, 1);
+    let series = || get(checked_url.clone());
+    assert_eq!(series().await.0.as_deref(), Some("miss"));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let unchanged = series().await;
+    assert_eq!(
+        unchanged.0.as_deref(),
+        Some("hit"),
+        "its parts are the same"
+    );
+    assert_eq!(unchanged.1, windows);
+    let first_window = &clickhouse_lines(&format!(
+        "SELECT toUInt32(min(window_start)) FROM {db}.office_utilization \
+         WHERE granularity = '15m' AND office_id = '{office}'"
+    ))[0];
+    clickhouse_lines(&format!(
+        "ALTER TABLE {db}.office_utilization DELETE WHERE office_id = '{office}' \
+         AND granularity = '15m' AND toUInt32(window_start) = {first_window}"
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while clickhouse_lines(&format!(
+        "SELECT count() FROM system.mutations WHERE database = '{db}' AND NOT is_done"
+    ))[0]
+        != "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mutation is not done"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let left: usize = clickhouse_lines(&format!(
+        "SELECT count() FROM {db}.office_utilization FINAL WHERE granularity = '15m' AND office_id = '{office}'"
+    ))[0]
+        .parse()
+        .unwrap();
+    assert_eq!(left, windows - 1, "the operator deleted a window");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let changed = series().await;
+    assert_eq!(changed.0.as_deref(), Some("miss"), "its parts changed");
+    assert_eq!(changed.1, left);
 }
 
 /// The service benchmark on a small portfolio: every endpoint answers every request

@@ -58,15 +58,6 @@ where
     Ok(value)
 }
 
-/// Which period of `ttl_secs` (at least 1) an entry keyed by `key` and read at `now`
-/// (seconds) belongs to: the entry expires when the period ends. Periods are shifted per
-/// key, so that entries read together do not all expire at once.
-pub(crate) fn period(key: &impl std::hash::Hash, now: u64, ttl_secs: u64) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let shift = BuildHasherDefault::<DefaultHasher>::default().hash_one(key) % ttl_secs;
-    (now + shift) / ttl_secs
-}
-
 /// `compute`, holding one of the tenant's and one of the region's ClickHouse slots, for
 /// at most the query timeout (a moment more than the server's own limit).
 pub(crate) async fn queried<T, F>(caller: &Caller<'_>, compute: F) -> Result<T, ApiError>

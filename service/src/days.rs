@@ -4,9 +4,10 @@
 //!
 //! A month is read from ClickHouse once and kept under the tenant's generations of the
 //! two UTC months its days start in (a local day starts up to 14 hours before or after
-//! UTC's) and of its history, like the series chunks (see [`crate::series`]): a write to
-//! those months makes it unreachable. Requests for a month being read wait for that one
-//! read; the least used months go first when the cache is full.
+//! UTC's) and of its history, like the series chunks (see [`crate::series`]), and under
+//! its partition's parts (see [`crate::parts`]): a write to those months makes it
+//! unreachable. Requests for a month being read wait for that one read; the least used
+//! months go first when the cache is full.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,8 +19,9 @@ use serde::Deserialize;
 use rf_schemas::TenantId;
 
 use crate::audit;
-use crate::cache::{period, queried};
+use crate::cache::queried;
 use crate::insights::Days;
+use crate::parts::fingerprint;
 use crate::portfolio::no_database_is_empty;
 use crate::rooms::Metadata;
 use crate::routes::{ApiError, Caller};
@@ -36,10 +38,11 @@ pub(crate) struct Month {
     /// (office, room) of each row of `sums` and `counts`.
     rooms: Vec<(u32, Arc<str>)>,
     offices: Vec<Arc<str>>,
-    /// Per room, `days + 1` running sums of its daily utilizations: the sum over days
-    /// `[a, b)` is `sums[b] - sums[a]`.
+    /// Running sums of the rooms' daily utilizations, day by day: `sums[d * rooms + i]`
+    /// is row `i`'s over days `[0, d)` (`d` up to `days`), so a period's sums of every
+    /// room are read from two runs of memory.
     sums: Vec<f64>,
-    /// Per room, `days + 1` running counts of its days with a window.
+    /// Running counts of days with a window, laid out as `sums`.
     counts: Vec<u8>,
     /// Per office, `days` window starts (seconds; 0: none that day).
     starts: Vec<u32>,
@@ -88,7 +91,7 @@ impl Month {
         days: &Days,
         offices: Option<&HashSet<String>>,
     ) -> impl Iterator<Item = (usize, f64, u64)> + 'a {
-        let width = self.days + 1;
+        let n = self.rooms.len();
         // Per office, its days in the range: contiguous, as window starts grow by day.
         let spans: Vec<(usize, usize)> = (0..self.offices.len())
             .map(|o| {
@@ -113,9 +116,9 @@ impl Month {
             .enumerate()
             .filter_map(move |(i, (office, _))| {
                 let (a, b) = spans[*office as usize];
-                let n = self.counts[i * width + b] - self.counts[i * width + a];
-                let sum = self.sums[i * width + b] - self.sums[i * width + a];
-                (n > 0).then_some((i, sum, u64::from(n)))
+                let days = self.counts[b * n + i] - self.counts[a * n + i];
+                let sum = self.sums[b * n + i] - self.sums[a * n + i];
+                (days > 0).then_some((i, sum, u64::from(days)))
             })
     }
 }
@@ -126,7 +129,8 @@ pub(crate) struct MonthKey {
     /// The local month's first day.
     first: NaiveDate,
     generations: (u64, u64, u64),
-    period: u64,
+    /// The fingerprint of its partition of `room_days`.
+    parts: u64,
 }
 
 #[derive(Clone)]
@@ -145,8 +149,10 @@ pub(crate) type Months = quick_cache::sync::Cache<MonthKey, Arc<Month>, MonthWei
 pub(crate) fn months(mib: u64) -> Option<Months> {
     (mib > 0).then(|| {
         let bytes = mib << 20;
-        // A month of 50,000 rooms is about 14 MiB.
-        Months::with_weighter((bytes >> 20).max(16) as usize, bytes, MonthWeight)
+        // A month of 50,000 rooms is about 14 MiB. The cache is split into shards of
+        // about 32 items, each with its share of the bytes, so a month is only kept if
+        // its shard has room: with its true count (16 MiB each) the cache keeps one shard.
+        Months::with_weighter((bytes >> 24).max(1) as usize, bytes, MonthWeight)
     })
 }
 
@@ -190,21 +196,27 @@ async fn month_of(
     first: NaiveDate,
 ) -> Result<Arc<Month>, ApiError> {
     let ttl = state.config.cache_ttl_secs;
-    let generations = match (&state.months, ttl) {
-        (Some(_), 1..) => generations(caller, first).await,
+    let kept = match (&state.months, ttl) {
+        (Some(_), 1..) => {
+            let month = Some(first.year() as u32 * 100 + first.month());
+            let parts = fingerprint(&state.fingerprints, caller, "room_days", month, ttl);
+            match tokio::join!(generations(caller, first), parts) {
+                (Some(g), Some(p)) => Some((g, p)),
+                _ => None,
+            }
+        }
         _ => None,
     };
-    let (Some(cache), Some(generations)) = (&state.months, generations) else {
+    let (Some(cache), Some((generations, parts))) = (&state.months, kept) else {
         audit::remember_cache(false);
         return Ok(Arc::new(read(caller, first).await?));
     };
-    let mut key = MonthKey {
+    let key = MonthKey {
         tenant: caller.tenant.clone(),
         first,
         generations,
-        period: 0,
+        parts,
     };
-    key.period = period(&key, chrono::Utc::now().timestamp() as u64, ttl);
     match cache.get_value_or_guard_async(&key).await {
         Ok(month) => {
             audit::remember_cache(true);
@@ -332,23 +344,35 @@ async fn read(caller: &Caller<'_>, first: NaiveDate) -> Result<Month, ApiError> 
         ra.1.cmp(&rb.1).then(ra.0.cmp(&rb.0))
     });
     month.rooms = order.iter().map(|&i| month.rooms[i].clone()).collect();
-    month.sums.reserve(month.rooms.len() * (days + 1));
-    month.counts.reserve(month.rooms.len() * (days + 1));
     let width = days.max(1);
-    for room in order.iter().map(|&i| &daily[i * width..(i + 1) * width]) {
+    (month.sums, month.counts) = running(
+        days,
+        order.iter().map(|&i| &daily[i * width..(i + 1) * width]),
+    );
+    Ok(month)
+}
+
+/// The running sums and counts (see [`Month::sums`]) of rooms' `days` daily
+/// utilizations (NaN: none), in order.
+fn running<'a>(
+    days: usize,
+    rooms: impl ExactSizeIterator<Item = &'a [f64]>,
+) -> (Vec<f64>, Vec<u8>) {
+    let n = rooms.len();
+    let mut sums = vec![0.0; n * (days + 1)];
+    let mut counts = vec![0; n * (days + 1)];
+    for (i, room) in rooms.enumerate() {
         let (mut sum, mut count) = (0.0, 0u8);
-        month.sums.push(sum);
-        month.counts.push(count);
-        for u in room {
+        for (d, u) in room.iter().enumerate().take(days) {
             if !u.is_nan() {
                 sum += u;
                 count += 1;
             }
-            month.sums.push(sum);
-            month.counts.push(count);
+            sums[(d + 1) * n + i] = sum;
+            counts[(d + 1) * n + i] = count;
         }
     }
-    Ok(month)
+    (sums, counts)
 }
 
 #[cfg(test)]
@@ -366,22 +390,16 @@ mod tests {
                 .timestamp() as u32
         };
         let mut starts = vec![0; 2 * days];
-        let mut sums = Vec::new();
-        let mut counts = Vec::new();
+        let mut daily = vec![vec![f64::NAN; days]; 2];
         for (o, hours, values) in [(0, 1, [0.1, 0.2, 0.3]), (1, 10, [0.5, f64::NAN, 0.7])] {
-            let (mut sum, mut count) = (0.0, 0);
-            sums.push(sum);
-            counts.push(count);
-            for d in 0..days {
-                if let Some(u) = values.get(d).filter(|u| !u.is_nan()) {
-                    sum += u;
-                    count += 1;
+            for (d, u) in values.into_iter().enumerate() {
+                if !u.is_nan() {
+                    daily[o][d] = u;
                     starts[o * days + d] = start(d as u32 + 1, hours);
                 }
-                sums.push(sum);
-                counts.push(count);
             }
         }
+        let (sums, counts) = running(days, daily.iter().map(Vec::as_slice));
         Month {
             first,
             days,

@@ -635,30 +635,31 @@ async fn underused_of(
 ) -> Result<serde_json::Value, ApiError> {
     let sums =
         crate::days::room_sums(state, caller, metadata, &days, filter.offices.as_ref()).await?;
-    // The rooms in effect that the filter admits, below the threshold, with their place by
-    // room id.
-    let mut rooms: Vec<(RoomUse, &Version, usize)> = Vec::new();
+    // The rooms in effect that the filter admits, below the threshold: their monthly cost
+    // and place by room id, which order them without reading their metadata again.
+    let mut rooms: Vec<(f64, usize, RoomUse)> = Vec::new();
     for (place, (v, &(sum, days))) in metadata.current_by_room().zip(&sums).enumerate() {
         let utilization = sum / days as f64;
         if days > 0 && utilization < threshold && filter.admits(v) {
-            rooms.push((RoomUse { utilization, days }, v, place));
+            let cost = v.monthly_cost.unwrap_or(0.0);
+            rooms.push((cost, place, RoomUse { utilization, days }));
         }
     }
     // The costliest first (then by room id): only the listed ones need sorting.
-    let order = |a: &(RoomUse, &Version, usize), b: &(RoomUse, &Version, usize)| {
-        let cost = |r: &Version| r.monthly_cost.unwrap_or(0.0);
-        cost(b.1).total_cmp(&cost(a.1)).then(a.2.cmp(&b.2))
+    let order = |a: &(f64, usize, RoomUse), b: &(f64, usize, RoomUse)| {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
     };
     let listed = (limit as usize).min(rooms.len());
     if listed < rooms.len() {
         rooms.select_nth_unstable_by(listed, order);
     }
     rooms[..listed].sort_unstable_by(order);
-    let saving: f64 = rooms.iter().filter_map(|(_, c, _)| c.monthly_cost).sum();
+    let saving: f64 = rooms.iter().map(|(cost, ..)| cost).sum();
     let listed: Vec<_> = rooms
         .iter()
         .take(listed)
-        .map(|(u, c, _)| {
+        .map(|(_, place, u)| {
+            let c = metadata.room_at(*place);
             json!({
                 "room_id": c.room_id,
                 "office_id": c.office_id,

@@ -16,6 +16,7 @@ mod flags;
 mod insights;
 pub mod limits;
 mod live;
+mod parts;
 mod portfolio;
 mod rooms;
 mod routes;
@@ -81,14 +82,15 @@ pub struct ServiceConfig {
     /// Longest range a series request may span, days.
     pub max_range_days: u64,
     /// How long a ClickHouse-backed response stays cached in the tenant's Redis, seconds
-    /// (0: no cache). A write of the tenant's makes its cached responses unreachable.
+    /// (0: no cache), and how often what this process keeps checks the ClickHouse parts
+    /// it was read from. A write of the tenant's makes its cached responses unreachable.
     pub cache_ttl_secs: u64,
     /// Memory this process keeps utilization series, room days and room metadata in, MiB
     /// (0: none): half for series, a quarter for room days, a quarter for metadata.
     /// Series are kept in chunks (a day of `15m`, a month of `1h` or `1d` windows), room
     /// days a local month at a time (about 14 MiB per 50,000 rooms), until the pipeline
     /// writes to their months; metadata until the pipeline mirrors a room version; each
-    /// at most `cache_ttl_secs`.
+    /// also until its ClickHouse parts change (checked every `cache_ttl_secs`).
     pub memory_cache_mib: u64,
     /// How often the tenants' states and the API keys are read again, seconds: a new or
     /// revoked key, a deleted tenant take effect within this.
@@ -161,7 +163,7 @@ impl Default for ServiceConfig {
             analytics_max_threads: 1,
             query_timeout_secs: 10,
             cache_ttl_secs: 60,
-            memory_cache_mib: 256,
+            memory_cache_mib: 1024,
             rate_limits: limits::default_limits(),
             web: web::WebConfig::default(),
             csrf_key: Secret::new(""),
@@ -369,6 +371,8 @@ pub struct AppState {
     months: Option<days::Months>,
     /// The tenants' room metadata (none when `memory_cache_mib` is 0).
     metadata: Option<rooms::MetadataCache>,
+    /// What the kept chunks, months and metadata were read from.
+    fingerprints: parts::Fingerprints,
     /// The home ClickHouse, with the platform's tables.
     platform: clickhouse::Client,
     /// The web app's identity provider (none when the web app is off).
@@ -572,6 +576,7 @@ async fn build_all(
         room_reads: Default::default(),
         months: days::months(config.memory_cache_mib / 4),
         metadata: rooms::cache(config.memory_cache_mib / 4),
+        fingerprints: parts::fingerprints(),
         platform: platform.clone(),
         web: config.web.enabled.then(|| web::Provider::new(&config.web)),
         admin,

@@ -1,6 +1,7 @@
 //! A tenant's room metadata, every version, read from its `rooms` mirror and kept in this
 //! process under the tenant's history generation, which the pipeline bumps once it has
-//! mirrored or withdrawn a version; kept at most `service.cache_ttl_secs` besides. The
+//! mirrored or withdrawn a version, and under the fingerprint of the mirror's parts (see
+//! [`crate::parts`]), checked every `service.cache_ttl_secs`. The
 //! portfolio endpoints, the floors and offices of series and the costs of insights read
 //! it, not ClickHouse.
 
@@ -13,7 +14,8 @@ use serde::Deserialize;
 use rf_schemas::TenantId;
 
 use crate::audit;
-use crate::cache::{period, queried};
+use crate::cache::queried;
+use crate::parts::fingerprint;
 use crate::portfolio::no_database_is_empty;
 use crate::routes::{ApiError, Caller};
 use crate::AppState;
@@ -185,6 +187,11 @@ impl Metadata {
         self.by_room.iter().map(|&i| &self.versions[i])
     }
 
+    /// The room in effect at `place` in [`Metadata::current_by_room`].
+    pub(crate) fn room_at(&self, place: usize) -> &Version {
+        &self.versions[self.by_room[place]]
+    }
+
     /// The rooms in effect in `office_id`, by room.
     /// The time zone of `office_id`: 404 if the tenant has no such office, 503 if its
     /// metadata names a zone that does not exist (checked again before it is used).
@@ -240,8 +247,8 @@ impl Metadata {
 pub(crate) struct MetadataKey {
     tenant: TenantId,
     history: u64,
-    /// Which `cache_ttl_secs` period it was read in, shifted per tenant.
-    period: u64,
+    /// The fingerprint of the `rooms` table's parts (see [`crate::parts`]).
+    parts: u64,
 }
 
 #[derive(Clone)]
@@ -261,8 +268,9 @@ pub(crate) type MetadataCache =
 pub(crate) fn cache(mib: u64) -> Option<MetadataCache> {
     (mib > 0).then(|| {
         let bytes = mib << 20;
-        // 50,000 rooms take about 15 MiB.
-        MetadataCache::with_weighter((bytes >> 20).max(16) as usize, bytes, MetadataWeight)
+        // 50,000 rooms take about 15 MiB; counted as such (see [`crate::days::months`]),
+        // the shards are few enough for one tenant's to fit one.
+        MetadataCache::with_weighter((bytes >> 24).max(1) as usize, bytes, MetadataWeight)
     })
 }
 
@@ -272,11 +280,17 @@ pub(crate) async fn metadata(
     caller: &Caller<'_>,
 ) -> Result<Arc<Metadata>, ApiError> {
     let ttl = state.config.cache_ttl_secs;
-    let history = match (&state.metadata, ttl) {
-        (Some(_), 1..) => history(caller).await,
+    let kept = match (&state.metadata, ttl) {
+        (Some(_), 1..) => {
+            let parts = fingerprint(&state.fingerprints, caller, "rooms", None, ttl);
+            match tokio::join!(history(caller), parts) {
+                (Some(h), Some(p)) => Some((h, p)),
+                _ => None,
+            }
+        }
         _ => None,
     };
-    let (Some(cache), Some(history)) = (&state.metadata, history) else {
+    let (Some(cache), Some((history, parts))) = (&state.metadata, kept) else {
         audit::remember_cache(false);
         return read(caller).await.map(Arc::new);
     };
@@ -284,7 +298,7 @@ pub(crate) async fn metadata(
     let key = MetadataKey {
         tenant: caller.tenant.clone(),
         history,
-        period: period(&caller.tenant, now, ttl),
+        parts,
     };
     let mut found = cache.get_value_or_guard_async(&key).await;
     if let Ok(metadata) = &found {

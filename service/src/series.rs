@@ -7,8 +7,9 @@
 //! its rows, so a write to that month, a room metadata change or a restatement makes the
 //! chunk unreachable, while chunks of other months stay: a series over past months keeps
 //! being served from memory however much the pipeline writes to today. Requests for a
-//! chunk being read wait for that one read. Chunks also expire after
-//! `service.cache_ttl_secs`, each at its own moment, and the least used go first when
+//! chunk being read wait for that one read. A chunk is also keyed by the fingerprint of
+//! its month's parts (see [`crate::parts`]), checked every `service.cache_ttl_secs`, so
+//! a write without a bump reaches it too; the least used go first when
 //! `service.memory_cache_mib` is full.
 //!
 //! Rooms are many and their chunks rarely shared, so a room's chunks are mostly read:
@@ -29,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use rf_schemas::TenantId;
 
 use crate::audit;
-use crate::cache::{period, queried, timed};
+use crate::cache::{queried, timed};
+use crate::parts::fingerprint;
 use crate::portfolio::no_database_is_empty;
 use crate::rooms::metadata;
 use crate::routes::{caller, id, iso, ApiError, Caller, Series, SeriesQuery};
@@ -85,9 +87,8 @@ pub(crate) struct ChunkKey {
     start: i64,
     month: u64,
     history: u64,
-    /// Which `cache_ttl_secs` period the chunk was read in, shifted per chunk so that
-    /// chunks do not all expire at once.
-    period: u64,
+    /// The fingerprint of its month's parts (and, for a floor, of the rooms').
+    parts: u64,
 }
 
 /// Bytes a chunk holds, roughly.
@@ -358,30 +359,35 @@ async fn windows(
     let to = to.min(from + MAX_WINDOWS * step);
     let spans = spans(label, from, to);
     let ttl = state.config.cache_ttl_secs;
-    let generations = match (&state.chunks, ttl) {
-        (Some(_), 1..) => generations(caller, subject, &spans).await,
+    let kept = match (&state.chunks, ttl) {
+        (Some(_), 1..) => {
+            let parts = fingerprints(state, caller, subject, &spans);
+            match tokio::join!(generations(caller, subject, &spans), parts) {
+                (Some(g), Some(p)) => Some((g, p)),
+                _ => None,
+            }
+        }
         _ => None,
     };
-    let (Some(cache), Some((history, months))) = (&state.chunks, generations) else {
+    let (Some(cache), Some(((history, months), parts))) = (&state.chunks, kept) else {
         audit::remember_cache(false);
         return read(state, caller, (subject, ids), label, (from, to)).await;
     };
-    let now = Utc::now().timestamp() as u64;
     let mut found = Vec::with_capacity(spans.len());
     let mut missing = Vec::new();
     // Guards are taken in the order of time, by every request, so two requests never
     // wait for each other's.
-    for (i, (&(start, _, _), &month)) in spans.iter().zip(&months).enumerate() {
-        let mut key = ChunkKey {
+    let chunks = spans.iter().zip(months.iter().zip(&parts));
+    for (i, (&(start, _, _), (&month, &parts))) in chunks.enumerate() {
+        let key = ChunkKey {
             tenant: caller.tenant.clone(),
             subject: subject.clone(),
             granularity: label,
             start,
             month,
             history,
-            period: 0,
+            parts,
         };
-        key.period = period(&key, now, ttl);
         match cache.get_value_or_guard_async(&key).await {
             Ok(chunk) => found.push(Some(chunk)),
             Err(guard) => {
@@ -414,6 +420,32 @@ async fn windows(
         .filter(|r| (from..to).contains(&i64::from(r.start)))
         .cloned()
         .collect())
+}
+
+/// The fingerprint of each span's month's parts (see [`crate::parts`]), or `None` when
+/// ClickHouse cannot say.
+async fn fingerprints(
+    state: &AppState,
+    caller: &Caller<'_>,
+    subject: &Subject,
+    spans: &[(i64, i64, u32)],
+) -> Option<Vec<u64>> {
+    let ttl = state.config.cache_ttl_secs;
+    let (table, rooms) = match subject {
+        Subject::Office(_) => ("office_utilization", 0),
+        Subject::Room(_) => ("room_utilization", 0),
+        // Its rooms are those on the floor now.
+        Subject::Floor(..) => (
+            "room_utilization",
+            fingerprint(&state.fingerprints, caller, "rooms", None, ttl).await?,
+        ),
+    };
+    let mut parts = Vec::with_capacity(spans.len());
+    for &(_, _, month) in spans {
+        let hash = fingerprint(&state.fingerprints, caller, table, Some(month), ttl).await?;
+        parts.push(hash ^ rooms);
+    }
+    Some(parts)
 }
 
 /// The tenant's history generation and the generation of each span's month, or `None`
