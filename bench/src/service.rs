@@ -240,6 +240,7 @@ async fn measure(
         TierLimits {
             general: unlimited,
             analytics: unlimited,
+            ingest: unlimited,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

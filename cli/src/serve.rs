@@ -281,19 +281,32 @@ impl Admin for TenantAdmin {
 
 /// `roomflow serve`.
 pub(crate) fn serve(config: &Config) -> anyhow::Result<()> {
+    let settings = config.settings();
     let admin: Arc<dyn Admin> = Arc::new(TenantAdmin {
-        settings: config.settings(),
+        settings: settings.clone(),
         alerts: config.alerts.clone(),
     });
     runtime()?.block_on(async {
+        let gateway = rf_service::ingest::Gateway::connect(
+            settings.kafka.client_config(),
+            rf_schemas::registry::RegistryClient::new(
+                &settings.registry.url,
+                std::time::Duration::from_secs(settings.registry.timeout_secs),
+            ),
+            std::time::Duration::from_secs(config.service.ingest.ack_timeout_secs),
+        )
+        .map_err(anyhow::Error::msg)?;
         let listener = tokio::net::TcpListener::bind(&config.service.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.service.listen))?;
-        rf_service::serve_admin(
+        rf_service::serve_with(
             listener,
             &config.service,
             &config.service_stores(),
-            Some(admin),
+            rf_service::Backends {
+                admin: Some(admin),
+                gateway: Some(gateway),
+            },
             async {
                 if let Err(error) = tokio::signal::ctrl_c().await {
                     tracing::warn!(%error, "cannot listen for Ctrl-C");

@@ -64,6 +64,10 @@ async fn rate_limits_are_per_tenant_shared_by_every_process_and_answer_429() {
             requests: 1,
             window_secs: 60,
         },
+        ingest: Limit {
+            requests: 1,
+            window_secs: 60,
+        },
     };
     config.rate_limits.insert("standard".into(), tight);
     // Two processes of the same region.

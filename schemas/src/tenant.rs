@@ -212,12 +212,15 @@ impl std::str::FromStr for Tier {
     }
 }
 
-/// What a caller may do in its tenant; each role includes the ones before it.
+/// What a caller may do in its tenant; each reading role includes the ones before it.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Only sends readings (`POST /v1/ingest`): an API key of a sensor or gateway, which
+    /// reads nothing. No person holds it.
+    Ingest,
     /// Reads: occupancy, series, heatmaps, anomalies, forecasts.
     Viewer,
     /// Also the analytics endpoints (rankings, under-used rooms) and exports.
@@ -227,12 +230,13 @@ pub enum Role {
 }
 
 impl Role {
-    /// Every role, weakest first.
+    /// The roles a person may hold, weakest first.
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Analyst, Role::Admin];
 
     /// The role's name in configs, claims and tables.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Ingest => "ingest",
             Self::Viewer => "viewer",
             Self::Analyst => "analyst",
             Self::Admin => "admin",
@@ -250,11 +254,12 @@ impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "ingest" => Ok(Self::Ingest),
             "viewer" => Ok(Self::Viewer),
             "analyst" => Ok(Self::Analyst),
             "admin" => Ok(Self::Admin),
             _ => Err(format!(
-                "unknown role {s:?}: expected viewer, analyst or admin"
+                "unknown role {s:?}: expected viewer, analyst, admin or ingest"
             )),
         }
     }

@@ -194,7 +194,11 @@ pub async fn set_role(
             "must be 1 to 256 printable characters",
         ));
     }
-    if !change.role.is_empty() && change.role != "none" && change.role.parse::<Role>().is_err() {
+    let person = |r: Role| Role::ALL.contains(&r);
+    if !change.role.is_empty()
+        && change.role != "none"
+        && !change.role.parse::<Role>().is_ok_and(person)
+    {
         return Err(ApiError::bad(
             "role",
             "must be viewer, analyst, admin, none (no access) or empty (follow the identity provider)",

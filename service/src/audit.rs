@@ -40,6 +40,8 @@ pub struct Scope {
     pub session: RefCell<Option<crate::web::SessionUser>>,
     /// An admin write's change, for the audit row's `query` (secrets never in it).
     pub change: RefCell<Option<String>>,
+    /// The request's correlation id.
+    pub request_id: String,
 }
 
 tokio::task_local! {
@@ -50,6 +52,11 @@ tokio::task_local! {
 /// Keeps `quota` for the response's headers (outside a request: nowhere).
 pub fn remember_quota(quota: Quota) {
     let _ = SCOPE.try_with(|s| s.quota.set(Some(quota)));
+}
+
+/// The correlation id of the request being answered.
+pub fn request_id() -> Option<String> {
+    SCOPE.try_with(|s| s.request_id.clone()).ok()
 }
 
 /// Notes whether the response came from the cache (outside a request: nowhere).

@@ -13,6 +13,7 @@ mod changes;
 mod days;
 pub mod directory;
 mod flags;
+pub mod ingest;
 mod insights;
 pub mod limits;
 mod live;
@@ -113,10 +114,13 @@ pub struct ServiceConfig {
     /// The longest one ClickHouse query of the service runs, seconds (1 to 300): the
     /// server stops it (`max_execution_time`), and the request answers 503.
     pub query_timeout_secs: u64,
-    /// Requests per tenant, by tier (`free`, `standard`, `enterprise`): `general` and
-    /// `analytics` (ranges over seven days, heatmaps, rankings), each a number of
-    /// `requests` per `window_secs`; shared by every `serve` process of a region.
+    /// Requests per tenant, by tier (`free`, `standard`, `enterprise`): `general`,
+    /// `analytics` (ranges over seven days, heatmaps, rankings) and `ingest` (batches of
+    /// readings), each a number of `requests` per `window_secs`; shared by every `serve`
+    /// process of a region.
     pub rate_limits: BTreeMap<String, TierLimits>,
+    /// `POST /v1/ingest`'s limits on one request.
+    pub ingest: IngestConfig,
     /// The web app and its sign-in.
     pub web: web::WebConfig,
     /// The key of the web app's CSRF cookies: the same (64 or more random characters) on
@@ -165,6 +169,7 @@ impl Default for ServiceConfig {
             cache_ttl_secs: 60,
             memory_cache_mib: 1024,
             rate_limits: limits::default_limits(),
+            ingest: IngestConfig::default(),
             web: web::WebConfig::default(),
             csrf_key: Secret::new(""),
             ask: ask::AskConfig::default(),
@@ -309,7 +314,7 @@ impl ServiceConfig {
                     problem: format!("tier {tier} has no limits"),
                 });
             };
-            for limit in [l.general, l.analytics] {
+            for limit in [l.general, l.analytics, l.ingest] {
                 if limit.requests == 0 || !(1..=86_400).contains(&limit.window_secs) {
                     return Err(InvalidSetting {
                         field: "service.rate_limits",
@@ -329,6 +334,24 @@ impl ServiceConfig {
                 problem: "must be 64 or more random characters (or empty: one per process)".into(),
             });
         }
+        if !(1..=64 << 20).contains(&self.ingest.max_body_bytes) {
+            return Err(InvalidSetting {
+                field: "service.ingest.max_body_bytes",
+                problem: "must be between 1 and 67108864".into(),
+            });
+        }
+        if !(1..=100_000).contains(&self.ingest.max_readings) {
+            return Err(InvalidSetting {
+                field: "service.ingest.max_readings",
+                problem: "must be between 1 and 100000".into(),
+            });
+        }
+        if !(1..=300).contains(&self.ingest.ack_timeout_secs) {
+            return Err(InvalidSetting {
+                field: "service.ingest.ack_timeout_secs",
+                problem: "must be between 1 and 300".into(),
+            });
+        }
         if !(1..=3660).contains(&self.max_range_days) {
             return Err(InvalidSetting {
                 field: "service.max_range_days",
@@ -336,6 +359,29 @@ impl ServiceConfig {
             });
         }
         Ok(())
+    }
+}
+
+/// `POST /v1/ingest`'s limits on one request.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest body accepted, bytes; a larger one is answered 413.
+    pub max_body_bytes: usize,
+    /// Most readings in one request; more are answered 413.
+    pub max_readings: usize,
+    /// How long the broker may take to acknowledge a batch before the request is
+    /// answered 503 (and should be sent again), seconds.
+    pub ack_timeout_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_readings: 5_000,
+            ack_timeout_secs: 30,
+        }
     }
 }
 
@@ -381,20 +427,44 @@ pub struct AppState {
     admin: Option<Arc<dyn admin::Admin>>,
     /// Open live streams per tenant.
     streams: live::Streams,
+    /// What `POST /v1/ingest` produces with (none: the service does not ingest).
+    gateway: Option<ingest::Gateway>,
+    /// Readings sent to `POST /v1/ingest`, by tenant and outcome.
+    ingested: IntCounterVec,
+}
+
+/// What the binary supplies beyond the stores: tenant administration for the admin
+/// endpoints, and a broker for `POST /v1/ingest`.
+#[derive(Default)]
+pub struct Backends {
+    /// The admin endpoints' actions.
+    pub admin: Option<Arc<dyn admin::Admin>>,
+    /// The ingest endpoint's producer.
+    pub gateway: Option<ingest::Gateway>,
 }
 
 /// The service's Prometheus metrics, by name.
-pub const METRICS: [&str; 4] = [
+pub const METRICS: [&str; 5] = [
     "rf_api_requests_total",
     "rf_api_request_seconds",
     "rf_api_audit_dropped_total",
     "rf_ask_questions_total",
+    "rf_ingest_readings_total",
 ];
 
 /// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
 /// keeps it fresh, and builds the router.
 pub async fn app(config: &ServiceConfig, stores: &Stores) -> Result<Router, String> {
-    Ok(build(config, stores, None).await?.0)
+    app_with(config, stores, Backends::default()).await
+}
+
+/// [`app`], with what the binary supplies.
+pub async fn app_with(
+    config: &ServiceConfig,
+    stores: &Stores,
+    backends: Backends,
+) -> Result<Router, String> {
+    Ok(build(config, stores, backends).await?.0)
 }
 
 /// Answers one question of `tenant`'s as an analyst named `subject` (`roomflow ask`):
@@ -406,7 +476,7 @@ pub async fn ask_once(
     subject: &str,
     question: &str,
 ) -> Result<serde_json::Value, String> {
-    let (router, writer, state) = build_all(config, stores, None).await?;
+    let (router, writer, state) = build_all(config, stores, Backends::default()).await?;
     drop(router);
     let started = Instant::now();
     let answered =
@@ -460,9 +530,9 @@ pub async fn ask_once(
 async fn build(
     config: &ServiceConfig,
     stores: &Stores,
-    admin: Option<Arc<dyn admin::Admin>>,
+    backends: Backends,
 ) -> Result<(Router, tokio::task::JoinHandle<()>), String> {
-    build_all(config, stores, admin)
+    build_all(config, stores, backends)
         .await
         .map(|(router, writer, _)| (router, writer))
 }
@@ -471,7 +541,7 @@ async fn build(
 async fn build_all(
     config: &ServiceConfig,
     stores: &Stores,
-    admin: Option<Arc<dyn admin::Admin>>,
+    backends: Backends,
 ) -> Result<(Router, tokio::task::JoinHandle<()>, Arc<AppState>), String> {
     let mut regions = Vec::new();
     for r in &stores.regions {
@@ -554,6 +624,18 @@ async fn build_all(
     registry
         .register(Box::new(asked.clone()))
         .expect("unique metric");
+    let ingested = IntCounterVec::new(
+        Opts::new(
+            METRICS[4],
+            "Readings sent to POST /v1/ingest, by tenant and outcome (accepted, or the \
+             dead-letter reason they were rejected for).",
+        ),
+        &["tenant", "outcome"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(ingested.clone()))
+        .expect("unique metric");
     let (audit, writer) = AuditLog::start(
         regions.iter().map(|r| r.clickhouse.clone()).collect(),
         dropped,
@@ -579,8 +661,10 @@ async fn build_all(
         fingerprints: parts::fingerprints(),
         platform: platform.clone(),
         web: config.web.enabled.then(|| web::Provider::new(&config.web)),
-        admin,
+        admin: backends.admin,
         streams: live::Streams::default(),
+        gateway: backends.gateway,
+        ingested,
     });
     if config.jwt_algorithm == JwtAlgorithm::Rs256 {
         let every = std::time::Duration::from_secs(config.jwks_refresh_secs);
@@ -680,7 +764,13 @@ async fn build_all(
             delete(admin::remove_target),
         )
         .route("/v1/admin/alerts/test", post(admin::test_alerts))
-        .route("/v1/admin/changes", get(admin::changes));
+        .route("/v1/admin/changes", get(admin::changes))
+        .route(
+            "/v1/ingest",
+            post(ingest::ingest).layer(axum::extract::DefaultBodyLimit::max(
+                config.ingest.max_body_bytes,
+            )),
+        );
     let router = if config.web.enabled {
         router.merge(web::routes())
     } else {
@@ -830,19 +920,25 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let (mut response, quota, who, hit, change) = audit::SCOPE
-        .scope(audit::Scope::default(), async {
-            let response = next.run(request).instrument(span.clone()).await;
-            audit::SCOPE.with(|s| {
-                let change = s.change.take();
-                (
-                    response,
-                    s.quota.get(),
-                    s.who.take(),
-                    s.cache_hit.get(),
-                    change,
-                )
-            })
-        })
+        .scope(
+            audit::Scope {
+                request_id: id.clone(),
+                ..Default::default()
+            },
+            async {
+                let response = next.run(request).instrument(span.clone()).await;
+                audit::SCOPE.with(|s| {
+                    let change = s.change.take();
+                    (
+                        response,
+                        s.quota.get(),
+                        s.who.take(),
+                        s.cache_hit.get(),
+                        change,
+                    )
+                })
+            },
+        )
         .await;
     // What the row keeps of the request: the query string, or what a handler said it
     // changed; a write's starts with its method.
@@ -920,18 +1016,19 @@ pub async fn serve_on(
     stores: &Stores,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    serve_admin(listener, config, stores, None, shutdown).await
+    serve_with(listener, config, stores, Backends::default(), shutdown).await
 }
 
-/// [`serve_on`], with the tenant administration of the admin endpoints.
-pub async fn serve_admin(
+/// [`serve_on`], with the tenant administration of the admin endpoints and the ingest
+/// endpoint's broker.
+pub async fn serve_with(
     listener: tokio::net::TcpListener,
     config: &ServiceConfig,
     stores: &Stores,
-    admin: Option<Arc<dyn admin::Admin>>,
+    backends: Backends,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let (router, audit) = build(config, stores, admin).await?;
+    let (router, audit) = build(config, stores, backends).await?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%listen, "query service ready");
     axum::serve(listener, router)

@@ -15,6 +15,8 @@ pub enum Class {
     General,
     /// Ranges over seven days, heatmaps, rankings, insights.
     Analytics,
+    /// Batches of readings (`POST /v1/ingest`).
+    Ingest,
 }
 
 impl Class {
@@ -22,6 +24,7 @@ impl Class {
         match self {
             Self::General => "general",
             Self::Analytics => "analytics",
+            Self::Ingest => "ingest",
         }
     }
 }
@@ -44,6 +47,16 @@ pub struct TierLimits {
     pub general: Limit,
     /// Of analytics requests.
     pub analytics: Limit,
+    /// Of ingest requests (batches of readings): 1,000 a minute unless set.
+    #[serde(default = "ingest_limit")]
+    pub ingest: Limit,
+}
+
+fn ingest_limit() -> Limit {
+    Limit {
+        requests: 1_000,
+        window_secs: 60,
+    }
 }
 
 impl TierLimits {
@@ -51,6 +64,7 @@ impl TierLimits {
         match class {
             Class::General => self.general,
             Class::Analytics => self.analytics,
+            Class::Ingest => self.ingest,
         }
     }
 }
@@ -66,6 +80,7 @@ pub fn default_limits() -> BTreeMap<String, TierLimits> {
             requests: analytics,
             window_secs: 60,
         },
+        ingest: ingest_limit(),
     };
     BTreeMap::from([
         ("free".to_owned(), tier(100, 10)),

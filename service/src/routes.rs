@@ -27,6 +27,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     parameter: Option<&'static str>,
+    /// Seconds for `Retry-After`, when the caller should come back.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
             parameter: Some(parameter),
+            retry_after: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl ApiError {
             status,
             message: message.into(),
             parameter: None,
+            retry_after: None,
         }
     }
 
@@ -59,6 +63,12 @@ impl ApiError {
     /// What it says.
     pub(crate) fn message(&self) -> &str {
         &self.message
+    }
+
+    /// This error, asking the caller to come back in `secs` seconds.
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
@@ -80,7 +90,13 @@ impl IntoResponse for ApiError {
             Some(p) => json!({ "error": self.message, "parameter": p }),
             None => json!({ "error": self.message }),
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -135,7 +151,7 @@ impl Caller<'_> {
     /// with fewer threads and a lower priority.
     pub(crate) fn clickhouse(&self) -> &clickhouse::Client {
         match self.class() {
-            Class::General => &self.stores.clickhouse,
+            Class::General | Class::Ingest => &self.stores.clickhouse,
             Class::Analytics => &self.stores.analytics,
         }
     }
@@ -199,8 +215,38 @@ pub(crate) fn answer(body: serde_json::Value) -> Response {
 pub const API_KEY: &str = "x-api-key";
 
 /// The caller's tenant and role, from its credential alone (an API key, else a bearer
-/// token, else the browser's session), with the stores of the tenant's region.
+/// token, else the browser's session), with the stores of the tenant's region. An
+/// ingest key is refused: it only sends readings ([`ingest_caller`]).
 pub(crate) fn caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Caller<'s>, ApiError> {
+    let caller = any_caller(state, headers)?;
+    if caller.role == Role::Ingest {
+        return Err(ApiError::status(
+            StatusCode::FORBIDDEN,
+            "an ingest key only sends readings (POST /v1/ingest)",
+        ));
+    }
+    Ok(caller)
+}
+
+/// The caller of `POST /v1/ingest`: only an ingest key.
+pub(crate) fn ingest_caller<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+) -> Result<Caller<'s>, ApiError> {
+    let caller = any_caller(state, headers)?;
+    if caller.role != Role::Ingest {
+        return Err(ApiError::status(
+            StatusCode::FORBIDDEN,
+            format!(
+                "ingesting needs an API key of the ingest role; the caller is a {}",
+                caller.role
+            ),
+        ));
+    }
+    Ok(caller)
+}
+
+fn any_caller<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<Caller<'s>, ApiError> {
     let unauthorized = |message: String| ApiError::status(StatusCode::UNAUTHORIZED, message);
     let session = audit::session()
         .filter(|_| !headers.contains_key(API_KEY) && !headers.contains_key("authorization"));

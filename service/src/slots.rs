@@ -65,7 +65,7 @@ impl Slots {
         // No semaphore is ever closed.
         let analytics_permit = match class {
             Class::Analytics => Some(analytics.acquire_owned().await.expect("never closed")),
-            Class::General => None,
+            Class::General | Class::Ingest => None,
         };
         let tenant_permit = own.acquire_owned().await.expect("never closed");
         let region_permit = self.region.acquire().await.expect("never closed");

@@ -99,6 +99,11 @@ impl Default for WebConfig {
                     requests: 120,
                     window_secs: 60,
                 },
+                // A person never ingests (no person holds the ingest role).
+                ingest: crate::limits::Limit {
+                    requests: 0,
+                    window_secs: 60,
+                },
             },
         }
     }
