@@ -6,6 +6,7 @@
 mod capture;
 mod compute;
 mod files;
+mod gateway;
 mod live;
 pub mod outage;
 mod service;
@@ -20,6 +21,7 @@ use rf_schemas::TenantId;
 pub use capture::ConsumeReport;
 pub use compute::ComputeReport;
 pub use files::{export, replay, ReplayReport};
+pub use gateway::{gateway_bench, GatewayOptions, GatewayReport};
 pub use live::{live, LiveOptions, LiveReport, Noise};
 pub use service::{
     service_bench, EndpointReport, ServiceBenchOptions, ServiceBenchReport, HEAVIEST,

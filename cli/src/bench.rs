@@ -78,6 +78,23 @@ pub(crate) struct BenchArgs {
     /// RUST_LOG asks for them; audit rows are written as always.
     #[arg(long, conflicts_with_all = ["live", "files", "readings"])]
     pub(crate) service: bool,
+    /// Gateway mode: publish a throwaway tenant's --rooms rooms, run the query service
+    /// (its ingest endpoint) and the pipeline in this process, post JSON batches of
+    /// --batch readings over --senders keep-alive connections for --duration (default
+    /// 30s), and report readings/s accepted, request latency and the delay from the
+    /// gateway's acknowledgement to Redis.
+    #[arg(long, conflicts_with_all = ["live", "files", "readings", "service"])]
+    pub(crate) gateway: bool,
+    /// Gateway mode: concurrent connections posting batches.
+    #[arg(long, default_value_t = 16, requires = "gateway")]
+    senders: usize,
+    /// Gateway mode: readings in one request.
+    #[arg(long, default_value_t = 500, requires = "gateway")]
+    batch: usize,
+    /// Gateway mode: offer this many readings a second in all (spread over the senders)
+    /// instead of sending as fast as answered.
+    #[arg(long, value_name = "PER_SEC", requires = "gateway")]
+    gateway_rate: Option<u64>,
     /// Service mode: days of history (15m room windows are kept for 30 of them).
     #[arg(long, default_value_t = 365, requires = "service")]
     days: u32,
@@ -134,6 +151,9 @@ pub(crate) fn run_bench(mut config: Config, args: BenchArgs) -> anyhow::Result<(
     }
     if args.service {
         return run_service_bench(&config, &args);
+    }
+    if args.gateway {
+        return run_gateway_bench(&config, &args);
     }
     if let Some(dir) = &args.files {
         return run_files_bench(&config, &args, dir);
@@ -291,6 +311,63 @@ pub(crate) fn run_live_bench(config: &Config, args: &BenchArgs) -> anyhow::Resul
         p99(&quiet) * 1e3,
         p99(&noisy) * 1e3,
         p99(&noisy) / p99(&quiet).max(1e-9)
+    );
+    Ok(())
+}
+
+fn run_gateway_bench(config: &Config, args: &BenchArgs) -> anyhow::Result<()> {
+    let options = rf_bench::GatewayOptions {
+        rooms: args.rooms,
+        senders: args.senders,
+        batch: args.batch,
+        rate: args.gateway_rate,
+        duration: args.duration.unwrap_or(Duration::from_secs(30)),
+        keep: args.keep,
+    };
+    let report = runtime()?.block_on(rf_bench::gateway_bench(
+        &config.settings(),
+        &config.service,
+        &config.service_stores(),
+        &options,
+    ))?;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    let ms = |v: &[f64], p: f64| percentile(v, p);
+    let offered = match args.gateway_rate {
+        Some(rate) => format!("{rate} readings/s offered"),
+        None => "each as fast as answered".into(),
+    };
+    println!(
+        "roomflow bench --gateway: tenant {}, {} rooms, {} senders posting {} readings a request ({offered}) for {:.0} s",
+        report.tenant, args.rooms, args.senders, args.batch, secs
+    );
+    println!(
+        "gateway   {} readings accepted in {} requests = {:.0} readings/s ({:.0} requests/s); request p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        report.accepted,
+        report.requests,
+        report.accepted as f64 / secs,
+        report.requests as f64 / secs,
+        ms(&report.latencies, 50.0),
+        ms(&report.latencies, 95.0),
+        ms(&report.latencies, 99.0)
+    );
+    println!(
+        "pipeline  {} readings consumed; acknowledged by the gateway → in Redis p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms over {} epochs",
+        report.run.stats.consumed,
+        ms(&report.ack_to_redis, 50.0),
+        ms(&report.ack_to_redis, 95.0),
+        ms(&report.ack_to_redis, 99.0),
+        report.ack_to_redis.len()
+    );
+    if !report.failures.is_empty() {
+        println!(
+            "failures  {} (first: {})",
+            report.failures.len(),
+            report.failures[0]
+        );
+    }
+    println!(
+        "memory    peak RSS {:.0} MiB (service, pipeline and senders, one process)",
+        report.peak_rss as f64 / 1048576.0
     );
     Ok(())
 }

@@ -282,7 +282,7 @@ struct TokenArgs {
 fn main() {
     let cli = Cli::parse();
     // The service benchmark's hundred thousand requests are not logged line by line.
-    let quiet_requests = matches!(&cli.command, Command::Bench(b) if b.service);
+    let quiet_requests = matches!(&cli.command, Command::Bench(b) if b.service || b.gateway);
     init_logging(&cli.log, quiet_requests);
     if let Err(error) = dispatch(cli) {
         // Output piped into `head` that stopped reading is not a failure.
