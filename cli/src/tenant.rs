@@ -77,7 +77,8 @@ pub(crate) enum ApikeyCommand {
         #[arg(long)]
         name: String,
         /// What the key may do: viewer (reads), analyst (also rankings, under-used rooms,
-        /// exports) or admin (also manages the tenant).
+        /// exports), admin (also manages the tenant) or ingest (only sends readings to
+        /// POST /v1/ingest: a sensor gateway's key).
         #[arg(long, default_value = "analyst")]
         role: rf_schemas::tenant::Role,
     },

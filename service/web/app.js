@@ -708,7 +708,9 @@ async function viewAdmin() {
   const keys = panel("API keys", async () => {
     const body = await api("/v1/admin/apikeys");
     const name = el("input", { id: "key-name", required: true, maxlength: 100, placeholder: "e.g. BI dashboard" });
-    const role = roleSelect("viewer", null, "key-role");
+    const role = el("select", { id: "key-role", "aria-label": "Role" },
+      ["viewer", "analyst", "admin", "ingest"].map((r) =>
+        el("option", { value: r, selected: r === "viewer" }, r === "ingest" ? "ingest (a sensor gateway: sends readings only)" : r)));
     const form = el(
       "form",
       {
