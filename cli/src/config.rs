@@ -81,6 +81,18 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
         self.jobs.cold.validate().map_err(anyhow::Error::msg)?;
+        if !self.jobs.metrics_listen.is_empty()
+            && self
+                .jobs
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            anyhow::bail!(
+                "jobs.metrics_listen: {:?} is not an address like 127.0.0.1:18091",
+                self.jobs.metrics_listen
+            );
+        }
         self.service.validate()?;
         self.regions.validate(&self.kafka.brokers)?;
         self.clickhouse

@@ -368,10 +368,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Job(command) => job_command(&config, command),
         Command::Jobs => {
             let stop = shutdown_flag()?;
+            let metrics = rf_pipelines::Metrics::new();
+            let listen = &config.jobs.metrics_listen;
+            if !listen.is_empty() {
+                metrics
+                    .serve(listen)
+                    .with_context(|| format!("jobs.metrics_listen: cannot listen on {listen}"))?;
+            }
             if let Some(worker) =
                 rf_jobs::queue::worker::Worker::start(&config.settings(), &config.jobs, &stop)
             {
-                worker.run();
+                worker.with_metrics(metrics).run();
             }
             Ok(())
         }

@@ -83,10 +83,11 @@ pub(crate) fn run_pipeline(mut config: Config, args: RunArgs) -> anyhow::Result<
     let jobs = (config.jobs.in_pipeline && !args.until_caught_up && config.pipeline.process == 0)
         .then(|| {
             let (settings, jobs, stop) = (config.settings(), config.jobs.clone(), shutdown.clone());
+            let metrics = metrics.clone();
             std::thread::spawn(move || {
                 if let Some(worker) = rf_jobs::queue::worker::Worker::start(&settings, &jobs, &stop)
                 {
-                    worker.run();
+                    worker.with_metrics(metrics).run();
                 }
             })
         });

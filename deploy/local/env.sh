@@ -27,6 +27,9 @@ REDIS_EU_PORT=16380
 # An S3-compatible object store (moto's server, in memory) for the cold tier's tests.
 MOTO_VERSION=5.1.1
 MOTO_BIN="$CACHE/moto-$MOTO_VERSION/bin/moto_server"
+# promtool, from Debian's prometheus package (extracted, never installed as a service).
+PROMETHEUS_DEB_VERSION=2.42.0+ds-5+deb12u1
+PROMTOOL_BIN="$CACHE/promtool-$PROMETHEUS_DEB_VERSION/promtool"
 S3_PORT=19900
 
 log() { printf '[roomflow-stack] %s\n' "$*" >&2; }

@@ -5,7 +5,9 @@
 #   OpenSSL's and libcurl's headers for roomflow's own build (libssl-dev,
 #   libcurl4-openssl-dev, pkg-config), and Chromium with chromedriver for the web app's
 #   browser tests (Debian's chromium, chromium-driver), and moto's S3 server (PyPI,
-#   in a virtual environment) for the cold tier's object-store tests.
+#   in a virtual environment) for the cold tier's object-store tests, and promtool
+#   (from Debian's prometheus package, extracted: no Prometheus service is installed)
+#   for the alert rules in deploy/prometheus.
 # The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
 # ~/.cache/roomflow); the first build takes about 30 minutes of two cores.
 set -euo pipefail
@@ -47,6 +49,23 @@ if [ ! -x "$MOTO_BIN" ]; then
   "$CACHE/moto-$MOTO_VERSION/bin/pip" install --quiet --disable-pip-version-check "moto[s3,server]==$MOTO_VERSION"
 fi
 
+if [ ! -x "$PROMTOOL_BIN" ]; then
+  log "extracting promtool from Debian's prometheus $PROMETHEUS_DEB_VERSION into $CACHE"
+  tmp=$(mktemp -d)
+  chmod 755 "$tmp"
+  download() { (cd "$tmp" && apt-get download -qq "prometheus=$PROMETHEUS_DEB_VERSION" 2>/dev/null); }
+  if ! download; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    download
+  fi
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$(dirname "$PROMTOOL_BIN")"
+  cp "$tmp/x/usr/bin/promtool" "$PROMTOOL_BIN"
+  rm -rf "$tmp"
+fi
+
 build() { # name version binary [toolchain]
   local name=$1 version=$2 bin=$3 toolchain=${4:-}
   if [ -x "$bin" ]; then
@@ -63,4 +82,4 @@ build() { # name version binary [toolchain]
 # nisshi needs rustc >= 1.96: the image carries a nightly toolchain for it.
 build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly
 build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN"
-log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, moto $MOTO_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"
+log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, moto $MOTO_VERSION, promtool $PROMETHEUS_DEB_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"

@@ -16,6 +16,10 @@ cargo fmt --all --check
 # The web app's module: a syntax error would only show in a browser.
 if command -v node >/dev/null; then node --check service/web/app.js; fi
 CARGO_INCREMENTAL=0 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The alert rules: valid, and each firing on the series it is for (promtool's unit tests).
+log "checking the alert rules"
+"$PROMTOOL_BIN" check rules deploy/prometheus/roomflow.rules.yml
+"$PROMTOOL_BIN" test rules deploy/prometheus/roomflow.rules.test.yml
 
 before=$(deploy/local/stack.sh running)
 deploy/local/stack.sh start --broker-storage memory

@@ -64,6 +64,10 @@ pub struct Metrics {
     /// records wait for the registry), `sinks` (its stores are behind), `quarantine` (a
     /// store refused its rows for good).
     pub paused: IntGaugeVec,
+    /// Jobs a worker of this process ran to their end, by kind and state.
+    pub jobs_finished: IntCounterVec,
+    /// When this process's job worker last went round its loop (Unix seconds; 0: none).
+    pub job_worker_heartbeat: IntGauge,
 }
 
 impl Metrics {
@@ -200,6 +204,19 @@ impl Metrics {
             "1 while a tenant's partitions are not read: reason=schema (its records wait for the schema registry), sinks (its stores are behind), quarantine (a store refused its rows for good; fix and restart).",
             &["tenant", "reason"],
         );
+        let jobs_finished = counter(
+            "rf_jobs_finished_total",
+            "Jobs this process's worker ran to their end, by kind and state (succeeded, failed, cancelled).",
+            &["kind", "state"],
+        );
+        let job_worker_heartbeat = IntGauge::new(
+            "rf_job_worker_heartbeat_seconds",
+            "When this process's job worker last went round its loop, Unix seconds (0: no worker here). A worker runs one job at a time: a long job holds it.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(job_worker_heartbeat.clone()))
+            .expect("unique metric");
         Self {
             registry,
             consumed,
@@ -223,6 +240,8 @@ impl Metrics {
             state,
             consumer_lag,
             paused,
+            jobs_finished,
+            job_worker_heartbeat,
         }
     }
 
@@ -249,7 +268,7 @@ impl Metrics {
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 21] = [
+        let collectors: [&dyn Collector; 23] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
@@ -271,6 +290,8 @@ impl Metrics {
             &self.state,
             &self.consumer_lag,
             &self.paused,
+            &self.jobs_finished,
+            &self.job_worker_heartbeat,
         ];
         collectors
             .iter()

@@ -700,14 +700,25 @@ pub async fn take_job(
 ) -> rf_jobs::queue::JobStatus {
     let s = s.clone();
     tokio::task::spawn_blocking(move || {
+        let metrics = rf_pipelines::Metrics::new();
         let mut worker = rf_jobs::queue::worker::Worker::new(&s, &config)
             .unwrap()
-            .stop_on(stop);
+            .stop_on(stop)
+            .with_metrics(metrics.clone());
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             assert!(Instant::now() < deadline, "job {id} ended");
             if let Some(status) = worker.step(Duration::from_secs(1)).unwrap() {
                 if status.spec.id == id {
+                    // Counted once as it ended here (rf_jobs_finished_total), by a worker
+                    // showing it is alive.
+                    let (kind, state) = (status.spec.kind.name(), status.state.label());
+                    let ended = metrics
+                        .jobs_finished
+                        .with_label_values(&[kind, state])
+                        .get();
+                    assert_eq!(ended, u64::from(status.state.is_final()), "{kind} {state}");
+                    assert!(metrics.job_worker_heartbeat.get() > 1_700_000_000);
                     return status;
                 }
             }

@@ -44,6 +44,10 @@ pub struct JobsConfig {
     pub in_pipeline: bool,
     /// How backfills run beside the live pipeline.
     pub backfill: BackfillConfig,
+    /// Where `roomflow jobs` serves its Prometheus metrics (`GET /metrics`: jobs ended,
+    /// the worker's heartbeat); empty: nowhere. A worker in the pipeline shows them on
+    /// `pipeline.metrics_listen`.
+    pub metrics_listen: String,
 }
 
 impl Default for JobsConfig {
@@ -56,6 +60,7 @@ impl Default for JobsConfig {
             erasure_grace_days: 30,
             in_pipeline: true,
             backfill: BackfillConfig::default(),
+            metrics_listen: "127.0.0.1:18091".into(),
         }
     }
 }
@@ -87,6 +92,8 @@ pub struct Worker {
     name: String,
     /// When it last said it is alive.
     beaten: Option<std::time::Instant>,
+    /// Where it counts the jobs it ends and shows it is alive.
+    metrics: Option<rf_pipelines::Metrics>,
 }
 
 /// The longest wait between two tries to start a worker.
@@ -161,7 +168,15 @@ impl Worker {
                 std::process::id()
             ),
             beaten: None,
+            metrics: None,
         })
+    }
+
+    /// Counts the jobs it ends in `metrics` (`rf_jobs_finished_total`) and shows it is
+    /// alive there (`rf_job_worker_heartbeat_seconds`).
+    pub fn with_metrics(mut self, metrics: rf_pipelines::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Stops when `stop` is set: a job running then is interrupted at its next step, goes
@@ -199,6 +214,9 @@ impl Worker {
     /// tenant not served gives `None`), or its `queued` status when the worker was
     /// stopped meanwhile, leaving the submission to the next worker.
     pub fn step(&mut self, wait: Duration) -> Result<Option<JobStatus>, JobError> {
+        if let Some(m) = &self.metrics {
+            m.job_worker_heartbeat.set(now_ms() / 1000);
+        }
         self.tail.poll(Duration::ZERO)?;
         let Some(message) = self.consumer.poll(wait) else {
             return Ok(None);
@@ -219,6 +237,7 @@ impl Worker {
         if status.as_ref().is_some_and(|s| !s.state.is_final()) {
             return Ok(status);
         }
+
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(JOBS_TOPIC, partition, Offset::Offset(offset + 1))?;
         self.consumer
@@ -296,7 +315,13 @@ impl Worker {
         status.message = message.to_string();
         status.finished_ms = Some(now);
         status.log(now, format!("{}: {message}", state.label()));
-        self.put(status)
+        self.put(status)?;
+        if let Some(m) = &self.metrics {
+            m.jobs_finished
+                .with_label_values(&[status.spec.kind.name(), state.label()])
+                .inc();
+        }
+        Ok(())
     }
 
     fn put(&mut self, status: &mut JobStatus) -> Result<(), JobError> {
