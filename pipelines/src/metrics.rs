@@ -68,6 +68,9 @@ pub struct Metrics {
     pub jobs_finished: IntCounterVec,
     /// When this process's job worker last went round its loop (Unix seconds; 0: none).
     pub job_worker_heartbeat: IntGauge,
+    /// Bytes each tenant stores, by store (`clickhouse`: its database's active parts),
+    /// measured by the job worker every 10 minutes.
+    pub tenant_storage: IntGaugeVec,
 }
 
 impl Metrics {
@@ -217,6 +220,11 @@ impl Metrics {
         registry
             .register(Box::new(job_worker_heartbeat.clone()))
             .expect("unique metric");
+        let tenant_storage = gauge(
+            "rf_tenant_storage_bytes",
+            "Bytes each tenant stores, by store (clickhouse: its database's active parts, compressed), measured by the job worker every 10 minutes: for billing and capacity planning.",
+            &["tenant", "store"],
+        );
         Self {
             registry,
             consumed,
@@ -242,6 +250,7 @@ impl Metrics {
             paused,
             jobs_finished,
             job_worker_heartbeat,
+            tenant_storage,
         }
     }
 
@@ -268,7 +277,7 @@ impl Metrics {
     /// The name of every metric.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 23] = [
+        let collectors: [&dyn Collector; 24] = [
             &self.consumed,
             &self.counted,
             &self.replaced,
@@ -292,6 +301,7 @@ impl Metrics {
             &self.paused,
             &self.jobs_finished,
             &self.job_worker_heartbeat,
+            &self.tenant_storage,
         ];
         collectors
             .iter()

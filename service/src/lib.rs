@@ -431,6 +431,8 @@ pub struct AppState {
     gateway: Option<ingest::Gateway>,
     /// Readings sent to `POST /v1/ingest`, by tenant and outcome.
     ingested: IntCounterVec,
+    /// Requests of each tenant's credentials, by tenant (usage, for billing).
+    tenant_requests: IntCounterVec,
 }
 
 /// What the binary supplies beyond the stores: tenant administration for the admin
@@ -444,12 +446,13 @@ pub struct Backends {
 }
 
 /// The service's Prometheus metrics, by name.
-pub const METRICS: [&str; 5] = [
+pub const METRICS: [&str; 6] = [
     "rf_api_requests_total",
     "rf_api_request_seconds",
     "rf_api_audit_dropped_total",
     "rf_ask_questions_total",
     "rf_ingest_readings_total",
+    "rf_api_tenant_requests_total",
 ];
 
 /// Connects to every served region's ClickHouse and Redis, reads the tenant directory,
@@ -636,6 +639,17 @@ async fn build_all(
     registry
         .register(Box::new(ingested.clone()))
         .expect("unique metric");
+    let tenant_requests = IntCounterVec::new(
+        Opts::new(
+            METRICS[5],
+            "Requests answered for each tenant's credentials (keys, tokens, sessions), by tenant: usage for billing and capacity planning.",
+        ),
+        &["tenant"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(tenant_requests.clone()))
+        .expect("unique metric");
     let (audit, writer) = AuditLog::start(
         regions.iter().map(|r| r.clickhouse.clone()).collect(),
         dropped,
@@ -665,6 +679,7 @@ async fn build_all(
         streams: live::Streams::default(),
         gateway: backends.gateway,
         ingested,
+        tenant_requests,
     });
     if config.jwt_algorithm == JwtAlgorithm::Rs256 {
         let every = std::time::Duration::from_secs(config.jwks_refresh_secs);
@@ -965,6 +980,10 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         tracing::info!(status, duration_ms, subject, path = %path, query = %query, "request answered")
     });
     if let Some(who) = who {
+        state
+            .tenant_requests
+            .with_label_values(&[who.tenant.as_str()])
+            .inc();
         let now = rf_schemas::unix_ms() as u64;
         state.audit.record(
             who.region,

@@ -201,6 +201,9 @@ impl Worker {
                 if let Err(error) = self.schedule_retention() {
                     tracing::warn!(error = %rf_schemas::chain(&error), "cannot submit the scheduled retention; trying again later");
                 }
+                if let Err(error) = self.measure_storage() {
+                    tracing::warn!(error = %rf_schemas::chain(&error), "cannot measure the tenants' storage; trying again later");
+                }
             }
             if let Err(error) = self.step(Duration::from_millis(500)) {
                 tracing::warn!(error = %rf_schemas::chain(&error), "the job worker failed; trying again");
@@ -448,6 +451,50 @@ impl Worker {
             submitted.push(tenant);
         }
         Ok(submitted)
+    }
+
+    /// Each served tenant's bytes in its region's ClickHouse (its database's active
+    /// parts) into `rf_tenant_storage_bytes{store="clickhouse"}`, for billing and
+    /// capacity planning; deleted tenants leave the gauge.
+    pub fn measure_storage(&mut self) -> Result<(), JobError> {
+        let Some(metrics) = &self.metrics else {
+            return Ok(());
+        };
+        let listed = &self.settings.pipeline.tenants;
+        let mut by_region: std::collections::BTreeMap<String, Vec<TenantId>> = Default::default();
+        for (tenant, entry) in crate::tenant::registry(&self.settings.kafka)? {
+            if (listed.is_empty() || listed.contains(&entry.tenant)) && !entry.is_deleted() {
+                by_region
+                    .entry(entry.region.clone())
+                    .or_default()
+                    .push(tenant);
+            }
+        }
+        let mut measured = Vec::new();
+        for (region, tenants) in by_region {
+            let Some(region) = self.settings.region(&region) else {
+                continue;
+            };
+            let client = rf_sinks::clickhouse::client(&region.clickhouse);
+            let rows: Vec<(String, u64)> = self.runtime.block_on(
+                client
+                    .query("SELECT database, sum(bytes_on_disk) FROM system.parts WHERE active GROUP BY database")
+                    .fetch_all(),
+            )?;
+            let bytes: std::collections::HashMap<String, u64> = rows.into_iter().collect();
+            for tenant in tenants {
+                let b = bytes.get(&tenant.clickhouse_db()).copied().unwrap_or(0);
+                measured.push((tenant, b));
+            }
+        }
+        metrics.tenant_storage.reset();
+        for (tenant, b) in measured {
+            metrics
+                .tenant_storage
+                .with_label_values(&[tenant.as_str(), "clickhouse"])
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
+        Ok(())
     }
 
     /// Erasure: each [`crate::erase::Step`], then the verification report.
