@@ -40,6 +40,8 @@ pub struct Config {
     pub jobs: rf_jobs::queue::worker::JobsConfig,
     /// The platform keys that tenants' webhook URLs and secrets are encrypted under.
     pub secrets: rf_pipelines::secrets::SecretsConfig,
+    /// OpenTelemetry traces (off unless `telemetry.otlp_endpoint` is set).
+    pub telemetry: rf_pipelines::telemetry::TelemetryConfig,
 }
 
 /// Environment variables that are not config fields.
@@ -81,6 +83,7 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
         self.jobs.cold.validate().map_err(anyhow::Error::msg)?;
+        self.telemetry.validate()?;
         if !self.jobs.metrics_listen.is_empty()
             && self
                 .jobs

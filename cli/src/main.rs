@@ -283,8 +283,31 @@ fn main() {
     let cli = Cli::parse();
     // The service benchmark's hundred thousand requests are not logged line by line.
     let quiet_requests = matches!(&cli.command, Command::Bench(b) if b.service || b.gateway);
-    init_logging(&cli.log, quiet_requests);
-    if let Err(error) = dispatch(cli) {
+    let default_filter = if quiet_requests {
+        "info,rdkafka=warn,rf_service=warn"
+    } else {
+        "info,rdkafka=warn"
+    };
+    let outcome = Config::load(cli.config.as_deref()).and_then(|config| {
+        let component = match &cli.command {
+            Command::Run(_) => "run",
+            Command::Serve => "serve",
+            Command::Jobs => "jobs",
+            _ => "cli",
+        };
+        let telemetry = rf_pipelines::telemetry::init(
+            cli.log == "json",
+            default_filter,
+            &config.telemetry,
+            component,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let done = dispatch(cli, config);
+        // The last traces are sent before the process ends.
+        drop(telemetry);
+        done
+    });
+    if let Err(error) = outcome {
         // Output piped into `head` that stopped reading is not a failure.
         let closed = error
             .downcast_ref::<std::io::Error>()
@@ -297,26 +320,7 @@ fn main() {
     }
 }
 
-fn init_logging(format: &str, quiet_requests: bool) {
-    let default = if quiet_requests {
-        "info,rdkafka=warn,rf_service=warn"
-    } else {
-        "info,rdkafka=warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
-}
-
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run_pipeline(config, args),
         Command::Serve => serve::serve(&config),

@@ -12,6 +12,7 @@ pub mod run;
 pub mod secrets;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 pub mod tenants;
 pub mod topics;
 

@@ -516,6 +516,8 @@ async fn writer(
     }
 }
 
+/// One tenant's epoch to its stores (a span `epoch`, with a `sink` span per store).
+#[tracing::instrument(name = "epoch", skip_all, fields(%tenant, epoch = job.epoch, region = job.region))]
 async fn write(
     sinks: &mut Sinks,
     checkpoints: &CheckpointWriter,
@@ -532,7 +534,8 @@ async fn write(
     let (at, stored) = (rf_schemas::unix_ms(), started.elapsed());
     let mut checkpointed = false;
     if commit && !job.checkpoints.is_empty() {
-        match checkpoints.write(&job.checkpoints).await {
+        let span = tracing::info_span!("checkpoints", partitions = job.checkpoints.len());
+        match tracing::Instrument::instrument(checkpoints.write(&job.checkpoints), span).await {
             Ok(()) => checkpointed = true,
             Err(error) => {
                 tracing::warn!(%tenant, %error, "writing checkpoints failed; the next epoch retries")

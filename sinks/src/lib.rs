@@ -253,6 +253,7 @@ async fn produce_all<'a>(
     Ok(())
 }
 
+#[tracing::instrument(name = "sink", skip_all, fields(sink = sink.name()))]
 async fn retry<S: Sink>(
     sink: &mut S,
     batch: &Batch,

@@ -250,6 +250,9 @@ impl Worker {
     }
 
     fn run_job(&mut self, spec: JobSpec) -> Result<JobStatus, JobError> {
+        let kind = spec.kind.name();
+        let _span =
+            tracing::info_span!("job", job = %spec.id, tenant = %spec.tenant, kind).entered();
         let mut status = self
             .tail
             .statuses
