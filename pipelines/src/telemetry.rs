@@ -35,7 +35,7 @@ impl TelemetryConfig {
     /// Checks the endpoint is an http(s) URL and the name is not empty.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let e = &self.otlp_endpoint;
-        if !e.is_empty() && !(e.starts_with("http://") || e.starts_with("https://")) {
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
             return Err(InvalidSetting {
                 field: "telemetry.otlp_endpoint",
                 problem: format!("{e:?} is not an http(s) URL"),
@@ -146,5 +146,33 @@ impl opentelemetry_http::HttpClient for Ureq {
         Ok(http::Response::builder()
             .status(status)
             .body(bytes::Bytes::from(body))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_endpoint_or_name_is_refused_naming_the_field() {
+        assert!(TelemetryConfig::default().validate().is_ok());
+        let on = TelemetryConfig {
+            otlp_endpoint: "https://otel.example.com:4318".into(),
+            ..Default::default()
+        };
+        assert!(on.validate().is_ok());
+        let bad = TelemetryConfig {
+            otlp_endpoint: "otel.example.com:4318".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "telemetry.otlp_endpoint");
+        let nameless = TelemetryConfig {
+            service_name: " ".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            nameless.validate().unwrap_err().field,
+            "telemetry.service_name"
+        );
     }
 }
