@@ -14,17 +14,17 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
-use rf_jobs::simulate::{simulate, Fleet, SimulateOptions};
+use rf_jobs::simulate::Fleet;
 use rf_jobs::JobError;
 use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::{run, Metrics, RunOptions, RunReport, Settings};
 use rf_schemas::tenant::Role;
 use rf_schemas::TenantId;
-use rf_service::limits::{Limit, TierLimits};
 use rf_service::{ServiceConfig, Stores};
 
 use crate::{
-    drop_tenant, fleet, pipeline_settings, reset_peak_rss, throwaway_tenant, BACKLOG_START,
+    drop_tenant, fleet, pipeline_settings, publish_rooms, reset_peak_rss, throwaway_tenant,
+    unlimited,
 };
 
 /// The gateway benchmark's shape.
@@ -89,20 +89,7 @@ pub async fn gateway_bench(
     let tenant = throwaway_tenant(settings, "gateway", Default::default()).await?;
     // The fleet's rooms, published (no readings).
     let spec = fleet(&tenant, options.rooms);
-    let sim = SimulateOptions {
-        spec: spec.clone(),
-        from: BACKLOG_START,
-        to: BACKLOG_START,
-        live: false,
-        speed: 1.0,
-        progress: false,
-    };
-    let (kafka, registry) = (settings.kafka.clone(), settings.registry.clone());
-    tokio::task::spawn_blocking(move || {
-        simulate(&kafka, &registry, &sim, Arc::new(AtomicBool::new(false)))
-    })
-    .await
-    .map_err(|e| JobError::Invalid(format!("rooms task failed: {e}")))??;
+    publish_rooms(settings, spec.clone()).await?;
     let rooms: Arc<Vec<(String, String, String, u32)>> = Arc::new(
         Fleet::new(&spec).tenants[0]
             .1
@@ -123,16 +110,8 @@ pub async fn gateway_bench(
 
     // The service, with no limit in the way.
     let mut config = service.clone();
-    let unlimited = Limit {
-        requests: u32::MAX,
-        window_secs: 1,
-    };
     for limits in config.rate_limits.values_mut() {
-        *limits = TierLimits {
-            general: unlimited,
-            analytics: unlimited,
-            ingest: unlimited,
-        };
+        *limits = unlimited();
     }
     let gateway = rf_service::ingest::Gateway::connect(
         settings.kafka.client_config(),

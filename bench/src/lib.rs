@@ -199,6 +199,38 @@ async fn throwaway_tenant(
     Ok(tenant)
 }
 
+/// Publishes the rooms of `spec`'s fleet (no readings).
+async fn publish_rooms(settings: &Settings, spec: FleetSpec) -> Result<(), JobError> {
+    let sim = SimulateOptions {
+        spec,
+        from: BACKLOG_START,
+        to: BACKLOG_START,
+        live: false,
+        speed: 1.0,
+        progress: false,
+    };
+    let (kafka, registry) = (settings.kafka.clone(), settings.registry.clone());
+    tokio::task::spawn_blocking(move || {
+        simulate(&kafka, &registry, &sim, Arc::new(AtomicBool::new(false)))
+    })
+    .await
+    .map_err(|e| JobError::Invalid(format!("rooms task failed: {e}")))??;
+    Ok(())
+}
+
+/// Limits no benchmark reaches, for every class of request.
+fn unlimited() -> rf_service::limits::TierLimits {
+    let unlimited = rf_service::limits::Limit {
+        requests: u32::MAX,
+        window_secs: 1,
+    };
+    rf_service::limits::TierLimits {
+        general: unlimited,
+        analytics: unlimited,
+        ingest: unlimited,
+    }
+}
+
 /// Erases the benchmark's own throwaway tenant at once.
 async fn drop_tenant(settings: &Settings, tenant: &TenantId) -> Result<(), JobError> {
     rf_jobs::erase::all_steps(settings, tenant).await

@@ -14,7 +14,8 @@ use rf_schemas::TenantId;
 
 use crate::outage::{new_schema_id, publish, Hang};
 use crate::{
-    drop_tenant, fleet, pipeline_settings, reset_peak_rss, throwaway_tenant, BACKLOG_START,
+    drop_tenant, fleet, pipeline_settings, publish_rooms, reset_peak_rss, throwaway_tenant,
+    BACKLOG_START,
 };
 use rf_jobs::backfill::{self, BackfillConfig};
 use rf_jobs::simulate::{simulate, Fleet, SimulateOptions, SimulateReport};
@@ -191,20 +192,7 @@ pub async fn live(settings: &Settings, options: &LiveOptions) -> Result<LiveRepo
     // The troubled tenant: its rooms, a schema id of its own, and the proxies to hang.
     let trouble = match (&noisy, options.noise) {
         (Some(noisy), Some(Noise::Outage(_))) => {
-            let sim = SimulateOptions {
-                spec: fleet(noisy, TROUBLED_ROOMS),
-                from: BACKLOG_START,
-                to: BACKLOG_START,
-                live: false,
-                speed: 1.0,
-                progress: false,
-            };
-            let (kafka, registry) = (settings.kafka.clone(), settings.registry.clone());
-            tokio::task::spawn_blocking(move || {
-                simulate(&kafka, &registry, &sim, Arc::new(AtomicBool::new(false)))
-            })
-            .await
-            .map_err(|e| JobError::Invalid(format!("rooms task failed: {e}")))??;
+            publish_rooms(settings, fleet(noisy, TROUBLED_ROOMS)).await?;
             let schema_id = new_schema_id(&settings.registry, noisy)?;
             let registry = Hang::start(&settings.registry.url).await?;
             let stores = run_settings

@@ -21,7 +21,6 @@ use serde::Deserialize;
 use rf_pipelines::metrics::peak_rss_bytes;
 use rf_pipelines::Settings;
 use rf_schemas::{TenantId, Tier};
-use rf_service::limits::{Limit, TierLimits};
 use rf_service::{ServiceConfig, Stores};
 
 use crate::{drop_tenant, reset_peak_rss, throwaway_tenant};
@@ -231,18 +230,9 @@ async fn measure(
     };
 
     let mut config = service.clone();
-    let unlimited = Limit {
-        requests: u32::MAX,
-        window_secs: 1,
-    };
-    config.rate_limits.insert(
-        "enterprise".into(),
-        TierLimits {
-            general: unlimited,
-            analytics: unlimited,
-            ingest: unlimited,
-        },
-    );
+    config
+        .rate_limits
+        .insert("enterprise".into(), crate::unlimited());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| JobError::Invalid(format!("cannot listen on loopback: {e}")))?;

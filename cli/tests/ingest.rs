@@ -127,6 +127,10 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
     }
     let base = serve_ingest(&config, &s).await;
     let url = format!("{base}/v1/ingest");
+    // A JSON post of `body` to `url` with `key`.
+    let post = |url: &String, key: &String, body: Vec<u8>| {
+        call("POST", url.clone(), key.clone(), "application/json", body)
+    };
     let now = chrono::Utc::now().timestamp_millis();
     let minute = |m: i64| (now / 60_000 - m) * 60_000;
 
@@ -142,14 +146,7 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
         {"sensor_id": "s-lon-a", "office_id": "lon", "ts": minute(8), "people_count": 1},
         {"sensor_id": "s-lon-b", "office_id": "lon", "room_id": "lon-b", "ts": now + 3_600_000, "people_count": 1},
     ]});
-    let (status, _, body) = call(
-        "POST",
-        url.clone(),
-        ingest_key.clone(),
-        "application/json",
-        batch.to_string().into_bytes(),
-    )
-    .await;
+    let (status, _, body) = post(&url, &ingest_key, batch.to_string().into_bytes()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["received"], 5);
     assert_eq!(body["accepted"], 2);
@@ -203,14 +200,7 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
     )
     .await;
     assert_eq!(status, 403);
-    let (status, _, body) = call(
-        "POST",
-        url.clone(),
-        viewer_key.clone(),
-        "application/json",
-        batch.to_string().into_bytes(),
-    )
-    .await;
+    let (status, _, body) = post(&url, &viewer_key, batch.to_string().into_bytes()).await;
     assert_eq!(status, 403, "{body}");
 
     // Neither JSON nor Avro: 415 (the third request of the window); the fourth is over
@@ -224,14 +214,7 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
     )
     .await;
     assert_eq!(status, 415);
-    let (status, headers, body) = call(
-        "POST",
-        url.clone(),
-        ingest_key.clone(),
-        "application/json",
-        batch.to_string().into_bytes(),
-    )
-    .await;
+    let (status, headers, body) = post(&url, &ingest_key, batch.to_string().into_bytes()).await;
     assert_eq!(status, 429, "{body}");
     let retry: u64 = headers
         .iter()
@@ -250,32 +233,11 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
         ..ServiceConfig::default()
     };
     let small_url = format!("{}/v1/ingest", serve_ingest(&small, &s).await);
-    let (status, _, _) = call(
-        "POST",
-        small_url.clone(),
-        ingest_key.clone(),
-        "application/json",
-        vec![b' '; 5_000],
-    )
-    .await;
+    let (status, _, _) = post(&small_url, &ingest_key, vec![b' '; 5_000]).await;
     assert_eq!(status, 413);
-    let (status, _, body) = call(
-        "POST",
-        small_url.clone(),
-        ingest_key.clone(),
-        "application/json",
-        batch.to_string().into_bytes(),
-    )
-    .await;
+    let (status, _, body) = post(&small_url, &ingest_key, batch.to_string().into_bytes()).await;
     assert_eq!(status, 413, "{body}");
-    let (status, _, body) = call(
-        "POST",
-        small_url,
-        ingest_key.clone(),
-        "application/json",
-        b"{\"readings\": 7}".to_vec(),
-    )
-    .await;
+    let (status, _, body) = post(&small_url, &ingest_key, b"{\"readings\": 7}".to_vec()).await;
     assert_eq!(
         (status, body["parameter"].as_str()),
         (400, Some("readings"))
@@ -339,16 +301,7 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
     assert_eq!(item["sensor_id"], "s-lon-a", "the item's own bytes");
 
     // Counted per tenant and outcome.
-    let metrics = tokio::task::spawn_blocking(move || {
-        ureq::get(&format!("{base}/metrics"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let metrics = metrics_text(base).await;
     let line = format!("rf_ingest_readings_total{{outcome=\"accepted\",tenant=\"{tenant}\"}} 4");
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
 }

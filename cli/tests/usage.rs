@@ -56,7 +56,9 @@ async fn each_tenants_requests_and_storage_are_measured() {
     let config = ServiceConfig::default();
     let base = serve(&config, &s).await;
     let token = rf_service::mint(&config.jwt_secret, &tenant, "usage", 300);
-    let metrics = tokio::task::spawn_blocking(move || {
+    let asked = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let base = asked;
         assert_eq!(
             status_and_json(&format!("{base}/v1/offices"), &token).0,
             200
@@ -69,15 +71,10 @@ async fn each_tenants_requests_and_storage_are_measured() {
             status_and_json(&format!("{base}/v1/offices"), "not-a-token").0,
             401
         );
-        ureq::get(&format!("{base}/metrics"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap()
     })
     .await
     .unwrap();
+    let metrics = metrics_text(base).await;
     let line = format!("rf_api_tenant_requests_total{{tenant=\"{tenant}\"}} 2");
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
 }

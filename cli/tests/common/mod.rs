@@ -773,3 +773,17 @@ pub async fn get_with_token(url: String, token: String) -> serde_json::Value {
     .await
     .unwrap()
 }
+
+/// The Prometheus text a service at `base` exposes (off the async runtime).
+pub async fn metrics_text(base: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        ureq::get(&format!("{base}/metrics"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
