@@ -9,7 +9,7 @@
 #   (from Debian's prometheus package, extracted: no Prometheus service is installed)
 #   for the alert rules in deploy/prometheus.
 # The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
-# ~/.cache/roomflow); the first build takes about 30 minutes of two cores.
+# ~/.cache/roomflow), each with only the features the stack uses.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -66,20 +66,24 @@ if [ ! -x "$PROMTOOL_BIN" ]; then
   rm -rf "$tmp"
 fi
 
-build() { # name version binary [toolchain]
-  local name=$1 version=$2 bin=$3 toolchain=${4:-}
+build() { # name version binary toolchain features
+  local name=$1 version=$2 bin=$3 toolchain=$4 features=$5
   if [ -x "$bin" ]; then
     return
   fi
-  log "building $name $version from crates.io into $CACHE (first time only, ~15 minutes; cargo shows progress)"
+  log "building $name $version ($features) from crates.io into $CACHE (first time only; cargo shows progress)"
   mkdir -p "$CACHE"
   # A private target dir keeps a half-finished build resumable after an interruption.
   CARGO_TARGET_DIR="$CACHE/build-$name" cargo ${toolchain:+"+$toolchain"} install "$name" \
-    --version "$version" --locked --root "$CACHE/$name-$version"
+    --version "$version" --locked --root "$CACHE/$name-$version" \
+    --no-default-features --features "$features"
   rm -rf "$CACHE/build-$name"
 }
 
-# nisshi needs rustc >= 1.96: the image carries a nightly toolchain for it.
-build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly
-build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN"
+# Only the features the stack uses are built. The broker: memory:// (dynostore) for the
+# tests and benchmarks, sqlite:// (libsql) for the demo and the restart tests; not
+# PostgreSQL. It needs rustc >= 1.96: the image carries a nightly toolchain for it.
+build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly dynostore,libsql
+# The registry: its HTTP server and Avro; not JSON Schema or Protobuf.
+build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN" "" server,avro,cli
 log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, moto $MOTO_VERSION, promtool $PROMETHEUS_DEB_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"
