@@ -83,6 +83,7 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("jobs.{e}"))?;
         self.jobs.cold.validate().map_err(anyhow::Error::msg)?;
+        self.jobs.backup.validate().map_err(anyhow::Error::msg)?;
         self.telemetry.validate()?;
         if !self.jobs.metrics_listen.is_empty()
             && self

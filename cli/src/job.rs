@@ -48,6 +48,17 @@ pub(crate) enum JobCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum JobKindArgs {
+    /// Back up into jobs.backup.url, with a manifest of SHA-256 checksums written last:
+    /// the platform's compacted topics, each tenant's rooms, bookings and dead-letter
+    /// topics and its readings from where the pipeline resumes, every ClickHouse table,
+    /// and the schemas the records name. Without --tenant: the whole platform (the worker
+    /// also makes one every jobs.backup.every_hours). `roomflow restore` rebuilds an
+    /// empty stack from it.
+    Backup {
+        /// Only this tenant, and only its records and rows of the platform's (repeatable).
+        #[arg(long)]
+        tenant: Vec<TenantId>,
+    },
     /// Erase a deleted tenant everywhere once its grace period (jobs.erasure_grace_days)
     /// passed, ending with a JSON verification report; the worker submits it by itself
     /// when the grace period ends.
@@ -118,6 +129,13 @@ pub(crate) fn job_command(config: &Config, command: JobCommand) -> anyhow::Resul
     match command {
         JobCommand::Submit { kind, follow } => {
             let (tenant, kind) = match kind {
+                JobKindArgs::Backup { tenant } => {
+                    if config.jobs.backup.url.is_empty() {
+                        anyhow::bail!("jobs.backup.url: empty; say where backups go (a directory or s3://bucket/prefix)");
+                    }
+                    let tenants = tenant.iter().map(ToString::to_string).collect();
+                    (queue::platform(), JobKind::Backup { tenants })
+                }
                 JobKindArgs::Erase { tenant } => (tenant, JobKind::Erase),
                 JobKindArgs::Retention { tenant, dry_run } => {
                     (tenant, JobKind::Retention { dry_run })
@@ -139,8 +157,16 @@ pub(crate) fn job_command(config: &Config, command: JobCommand) -> anyhow::Resul
                     (tenant, JobKind::RestoreCold { month, keep_days })
                 }
             };
-            if kind != JobKind::Erase {
-                rf_jobs::tenant::entry(&config.settings(), &tenant)?;
+            match &kind {
+                JobKind::Erase => {}
+                JobKind::Backup { tenants } => {
+                    for t in tenants {
+                        rf_jobs::tenant::entry(&config.settings(), &TenantId::parse(t)?)?;
+                    }
+                }
+                _ => {
+                    rf_jobs::tenant::entry(&config.settings(), &tenant)?;
+                }
             }
             let status =
                 runtime()?.block_on(queue::submit(kafka, &config.clickhouse, &tenant, kind))?;

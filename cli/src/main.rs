@@ -13,6 +13,7 @@ mod headcount;
 mod job;
 mod pipeline;
 mod report;
+mod restore;
 mod series;
 mod serve;
 mod simulate;
@@ -119,6 +120,12 @@ enum Command {
     Job(JobCommand),
     /// Run the job worker: take submitted jobs in order and run each (until Ctrl-C).
     Jobs,
+    /// Rebuild an empty stack (or a tenant erased from it) from a backup made by `job
+    /// submit backup`: every file's checksum is checked first, then the tables' rows
+    /// are inserted, the topics produced again (checkpoints and dead letters translated
+    /// to the new offsets), the tenants provisioned, and every count and schema checked.
+    /// Start the pipeline afterwards: it resumes where the backup's checkpoints were.
+    Restore(restore::RestoreArgs),
     /// Forecast a series (CSV `timestamp,value`) as the pipeline does: seasonal naive,
     /// AutoETS and MSTL compared on the series' last horizons, the best (or the mean of
     /// the best two) forecasting the next --horizon steps with conformal 95% intervals.
@@ -370,6 +377,7 @@ fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         }),
         Command::Report(args) => write_report(&config, args),
         Command::Job(command) => job_command(&config, command),
+        Command::Restore(args) => restore::restore(&config, args),
         Command::Jobs => {
             let stop = shutdown_flag()?;
             let metrics = rf_pipelines::Metrics::new();

@@ -103,6 +103,7 @@ impl Admin for TenantAdmin {
                         "key_id": k.key_id,
                         "name": k.name,
                         "role": k.role,
+                        "offices": k.offices,
                         "created_at": iso(k.created_at),
                         "revoked_at": (k.revoked == 1).then(|| iso(k.revoked_at)),
                     })
@@ -116,16 +117,24 @@ impl Admin for TenantAdmin {
         tenant: &'a TenantId,
         name: &'a str,
         role: Role,
+        offices: &'a [String],
     ) -> Pending<'a, Value> {
         Box::pin(async move {
-            let (key, listed) = apikey::create(&self.settings.clickhouse, tenant, name, role)
-                .await
-                .map_err(job("name"))?;
+            let field = if offices.is_empty() {
+                "name"
+            } else {
+                "offices"
+            };
+            let (key, listed) =
+                apikey::create_for_sites(&self.settings.clickhouse, tenant, name, role, offices)
+                    .await
+                    .map_err(job(field))?;
             Ok(json!({
                 "key": key,
                 "key_id": listed.key_id,
                 "name": listed.name,
                 "role": listed.role,
+                "offices": listed.offices,
                 "created_at": iso(listed.created_at),
             }))
         })

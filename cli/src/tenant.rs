@@ -81,6 +81,10 @@ pub(crate) enum ApikeyCommand {
         /// POST /v1/ingest: a sensor gateway's key).
         #[arg(long, default_value = "analyst")]
         role: rf_schemas::tenant::Role,
+        /// An ingest key's site: the only office it sends readings of (repeatable; a
+        /// reading of another office is refused as office_mismatch) [default: any].
+        #[arg(long = "office")]
+        offices: Vec<String>,
     },
     /// List a tenant's keys (ids and names, never the keys).
     List {
@@ -263,8 +267,9 @@ pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow:
                 anyhow::bail!("tenant {} is deleted", entry.tenant);
             }
             match command {
-                ApikeyCommand::Create { tenant, name, role } => {
-                    let (key, listed) = apikey::create(&config.clickhouse, &tenant, &name, role).await?;
+                ApikeyCommand::Create { tenant, name, role, offices } => {
+                    let (key, listed) =
+                        apikey::create_for_sites(&config.clickhouse, &tenant, &name, role, &offices).await?;
                     println!("{key}");
                     eprintln!(
                         "API key {} ({}, {role}) for tenant {tenant}: shown this once; only its hash is kept",
@@ -276,8 +281,10 @@ pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow:
                     for k in apikey::list(&config.clickhouse, &tenant).await? {
                         let status = if k.revoked == 1 {
                             format!("revoked {}", format_ms(i64::from(k.revoked_at) * 1000))
-                        } else {
+                        } else if k.offices.is_empty() {
                             "active".into()
+                        } else {
+                            format!("active, offices {}", k.offices.join(","))
                         };
                         println!(
                             "{:<14} {:<20} {:<22} {:<8} {status}",

@@ -305,3 +305,61 @@ async fn sensors_send_readings_over_https_with_an_ingest_key() {
     let line = format!("rf_ingest_readings_total{{outcome=\"accepted\",tenant=\"{tenant}\"}} 4");
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_key_sends_only_its_offices_readings() {
+    let tenant = fresh_tenant("site");
+    let s = settings(&tenant);
+    stack_is_up(&s);
+    create_tenant(&tenant).await;
+    let offices = ["lon".to_string()];
+    let (key, listed) = rf_jobs::apikey::create_for_sites(
+        &s.clickhouse,
+        &tenant,
+        "lon gateway",
+        Role::Ingest,
+        &offices,
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.offices, offices);
+    let listed = rf_jobs::apikey::list(&s.clickhouse, &tenant).await.unwrap();
+    assert_eq!(listed[0].offices, offices);
+    // Only an ingest key is limited to sites.
+    let refused =
+        rf_jobs::apikey::create_for_sites(&s.clickhouse, &tenant, "wall", Role::Viewer, &offices)
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(refused.starts_with("--office:"), "{refused}");
+
+    let base = serve_ingest(&ServiceConfig::default(), &s).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let batch = json!({"readings": [
+        {"sensor_id": "s-lon-a", "office_id": "lon", "room_id": "lon-a", "ts": now - 60_000, "people_count": 2},
+        {"sensor_id": "s-par-a", "office_id": "par", "room_id": "par-a", "ts": now - 60_000, "people_count": 1},
+    ]});
+    let (status, _, body) = call(
+        "POST",
+        format!("{base}/v1/ingest"),
+        key,
+        "application/json",
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["reason"], "office_mismatch");
+    let detail = body["rejected"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("lon only") && detail.contains("\"par\""),
+        "{detail}"
+    );
+    let letters = read_topic(&s.kafka, &tenant.deadletter_topic(), 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].2["rf-reason"], "office_mismatch");
+    let sent = read_topic(&s.kafka, &tenant.readings_topic(), 1);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.as_deref(), Some(&b"lon"[..]));
+}

@@ -171,10 +171,32 @@ async fn requests_epochs_and_jobs_are_traced_to_an_otlp_collector() {
         "{stores:?}"
     );
 
+    // Each epoch's reading and computing, under the epoch.
+    for phase in ["poll", "compute"] {
+        assert!(
+            spans
+                .iter()
+                .any(|s| s.name == phase && epochs.iter().any(|e| e.id == s.parent)),
+            "no {phase} span under an epoch of the tenant"
+        );
+    }
+
     let job = spans
         .iter()
         .find(|s| s.name == "job" && s.attribute("job") == Some(job_id.as_str()))
         .expect("a span of the job");
     assert_eq!(job.attribute("kind"), Some("retention"));
     assert_eq!(job.attribute("tenant"), Some(tenant.as_str()));
+    // Its steps, each saying what it did.
+    let steps: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == "step" && s.parent == job.id)
+        .collect();
+    assert!(!steps.is_empty(), "no step span under the job");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.attribute("did").is_some_and(|d| !d.is_empty())),
+        "{steps:?}"
+    );
 }

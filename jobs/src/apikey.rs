@@ -35,6 +35,9 @@ pub struct ApiKey {
     /// What it may do (keys made before roles: analyst).
     #[serde(default = "analyst")]
     pub role: String,
+    /// The only offices an ingest key sends readings of (its sites); empty: any.
+    #[serde(default)]
+    pub offices: Vec<String>,
 }
 
 fn analyst() -> String {
@@ -62,6 +65,7 @@ struct KeyRow {
     revoked: u8,
     revoked_at: u32,
     version: u64,
+    offices: Vec<String>,
 }
 
 /// Creates a key for `tenant` with `role`; returns it (shown once) and its listing.
@@ -71,10 +75,35 @@ pub async fn create(
     name: &str,
     role: Role,
 ) -> Result<(String, ApiKey), JobError> {
+    create_for_sites(clickhouse, tenant, name, role, &[]).await
+}
+
+/// [`create`], for an ingest key that sends readings of `offices` only (a site's
+/// gateway); empty: of any office.
+pub async fn create_for_sites(
+    clickhouse: &ClickHouseConfig,
+    tenant: &TenantId,
+    name: &str,
+    role: Role,
+    offices: &[String],
+) -> Result<(String, ApiKey), JobError> {
     if name.is_empty() || name.len() > 100 {
         return Err(JobError::Invalid(
             "--name: must be 1 to 100 characters".into(),
         ));
+    }
+    if !offices.is_empty() && role != Role::Ingest {
+        return Err(JobError::Invalid(format!(
+            "--office: only an ingest key is limited to sites; this one is a {role} key"
+        )));
+    }
+    if let Some(bad) = offices
+        .iter()
+        .find(|o| o.is_empty() || o.len() > 100 || o.chars().any(char::is_control))
+    {
+        return Err(JobError::Invalid(format!(
+            "--office: {bad:?} is not an office id"
+        )));
     }
     let mut bytes = [0u8; 28];
     rand::rng().fill_bytes(&mut bytes);
@@ -91,6 +120,7 @@ pub async fn create(
         revoked: 0,
         revoked_at: 0,
         version: now_ms(),
+        offices: offices.to_vec(),
     };
     // The role first: a key is never usable with the wrong one.
     write_roles(
@@ -117,6 +147,7 @@ pub async fn create(
         revoked: 0,
         revoked_at: 0,
         role: role.as_str().into(),
+        offices: offices.to_vec(),
     };
     Ok((key, listed))
 }
@@ -130,7 +161,7 @@ pub async fn list(
     client
         .query(
             "SELECT key_id, tenant, name, toUInt32(created_at), revoked, toUInt32(revoked_at), \
-             if(role = '', 'analyst', role) \
+             if(role = '', 'analyst', role), offices \
              FROM (SELECT * FROM rf_platform.api_keys FINAL WHERE tenant = ?) \
              ANY LEFT JOIN (SELECT substring(principal, 8) AS key_id, role FROM rf_platform.roles FINAL \
                             WHERE tenant = ? AND startsWith(principal, 'apikey:')) USING key_id \
@@ -153,7 +184,7 @@ pub async fn revoke(
     let client = crate::platform(clickhouse).await?;
     let rows: Vec<KeyRow> = client
         .query(
-            "SELECT key_id, tenant, name, sha256, toUInt32(created_at), revoked, toUInt32(revoked_at), version \
+            "SELECT key_id, tenant, name, sha256, toUInt32(created_at), revoked, toUInt32(revoked_at), version, offices \
              FROM rf_platform.api_keys FINAL WHERE tenant = ? AND key_id = ?",
         )
         .bind(tenant.as_str())
@@ -179,6 +210,7 @@ pub async fn revoke(
         revoked: row.revoked,
         revoked_at: row.revoked_at,
         role: String::new(),
+        offices: row.offices,
     })
 }
 

@@ -320,7 +320,7 @@ pub async fn step(
 }
 
 /// The tenant of a job id (`<kind>-<tenant>-<ms>`; kinds have no `-`).
-fn job_tenant(id: &str) -> Option<&str> {
+pub(crate) fn job_tenant(id: &str) -> Option<&str> {
     let (rest, ms) = id.rsplit_once('-')?;
     let (_, tenant) = rest.split_once('-')?;
     ms.chars().all(|c| c.is_ascii_digit()).then_some(tenant)

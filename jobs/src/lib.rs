@@ -4,6 +4,7 @@
 pub mod analyst;
 pub mod apikey;
 pub mod backfill;
+pub mod backup;
 pub mod benchmarks;
 pub mod calendar;
 pub mod cold;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod retention;
 pub mod schemas;
 pub mod simulate;
+pub mod store;
 pub mod tenant;
 
 /// A client of the home ClickHouse with the platform's tables (`rf_platform`) created if
@@ -23,9 +25,7 @@ pub(crate) async fn platform(
     clickhouse: &rf_sinks::config::ClickHouseConfig,
 ) -> Result<clickhouse::Client, JobError> {
     let client = rf_sinks::clickhouse::client(clickhouse);
-    for statement in rf_schemas::platform_ddl() {
-        client.query(&statement).execute().await?;
-    }
+    rf_sinks::clickhouse::create_platform(&client).await?;
     Ok(client)
 }
 
@@ -82,6 +82,10 @@ pub enum JobError {
     /// The cold tier (a directory or an object store) refused, or a file did not check.
     #[error("cold storage: {0}")]
     Cold(String),
+    /// A backup or a restore could not go on: a file did not check, the stack is not
+    /// empty, a count differs.
+    #[error("backup: {0}")]
+    Backup(String),
     /// An argument is out of range.
     #[error("{0}")]
     Invalid(String),

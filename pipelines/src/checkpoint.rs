@@ -39,7 +39,8 @@ pub struct Resume {
 }
 
 impl Resume {
-    fn encode(&self) -> String {
+    /// The record value.
+    pub fn encode(&self) -> String {
         let rooms: Vec<String> = self.rooms.iter().map(|(p, o)| format!("{p}:{o}")).collect();
         format!(
             "offset={};wm={};until={};final={};rooms={}",
@@ -51,7 +52,8 @@ impl Resume {
         )
     }
 
-    fn decode(s: &str) -> Option<Self> {
+    /// A record value, if it is one.
+    pub fn decode(s: &str) -> Option<Self> {
         let mut fields = s.split(';');
         let mut next = |name: &str| fields.next()?.strip_prefix(name)?.parse().ok();
         let (offset, watermark, processed_until, final_watermark) = (

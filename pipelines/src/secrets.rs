@@ -522,9 +522,9 @@ impl Vault {
         let client = rf_sinks::clickhouse::client(&self.clickhouse);
         self.tables
             .get_or_try_init(|| async {
-                for statement in rf_schemas::platform_ddl() {
-                    client.query(&statement).execute().await.map_err(ch)?;
-                }
+                rf_sinks::clickhouse::create_platform(&client)
+                    .await
+                    .map_err(ch)?;
                 Ok::<_, SecretError>(())
             })
             .await?;

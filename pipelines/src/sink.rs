@@ -162,6 +162,9 @@ impl Writers {
 /// One epoch of one tenant, for its writer.
 struct Job {
     epoch: u64,
+    /// When its first record was read, when the source handed it on, and when its
+    /// outputs reached the sink: the epoch's `poll` and `compute` spans.
+    timing: Option<(std::time::Instant, std::time::Instant, std::time::Instant)>,
     region: usize,
     batch: Batch,
     checkpoints: Vec<Checkpoint>,
@@ -212,6 +215,14 @@ impl Inner {
     /// Hands each tenant's part of a completed epoch to its writer.
     fn dispatch(&mut self, epoch: u64, outputs: Vec<Output>) -> Result<(), String> {
         let topology = self.cx.topology.get();
+        let computed = std::time::Instant::now();
+        let timing = self
+            .cx
+            .source
+            .epoch_started
+            .borrow()
+            .get(&epoch)
+            .map(|(read, handed)| (*read, *handed, computed));
         let mut jobs: BTreeMap<TenantId, Job> = BTreeMap::new();
         for output in outputs {
             let Some(region) = topology.region_of(output.tenant()) else {
@@ -223,6 +234,7 @@ impl Inner {
             };
             let job = jobs.entry(output.tenant().clone()).or_insert_with(|| Job {
                 epoch,
+                timing,
                 region,
                 batch: Batch::default(),
                 checkpoints: Vec::new(),
@@ -433,7 +445,7 @@ impl Inner {
         let mut stats = self.cx.stats.borrow_mut();
         stats.epochs += 1;
         let mut started = self.cx.source.epoch_started.borrow_mut();
-        if let Some(at) = started.remove(&epoch) {
+        if let Some((at, _)) = started.remove(&epoch) {
             let secs = at.elapsed().as_secs_f64();
             self.cx
                 .metrics
@@ -525,6 +537,10 @@ async fn write(
     tenant: &TenantId,
     job: &Job,
 ) -> Outcome {
+    if let Some((read, handed, computed)) = job.timing {
+        crate::telemetry::past_span("poll", read, handed);
+        crate::telemetry::past_span("compute", handed, computed);
+    }
     let started = std::time::Instant::now();
     if !job.batch.is_empty() {
         if let Err(error) = sinks.write(job.region, &job.batch).await {

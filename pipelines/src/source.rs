@@ -320,7 +320,7 @@ pub struct SourceHandles {
     /// The readings consumer; the sink commits through it.
     pub consumer: Arc<ReadingsConsumer>,
     /// When each epoch's first record was consumed.
-    pub epoch_started: Rc<RefCell<BTreeMap<u64, Instant>>>,
+    pub epoch_started: Rc<RefCell<BTreeMap<u64, (Instant, Instant)>>>,
     /// Set when the sink failed for good: the source stops.
     pub failed: Rc<RefCell<Option<String>>>,
     /// Readings consumed so far.
@@ -888,7 +888,9 @@ pub fn kafka_source<'s>(
                         .inc_by(n);
                 }
                 let epoch = *cap.time();
-                epoch_started.borrow_mut().insert(epoch, first_at);
+                epoch_started
+                    .borrow_mut()
+                    .insert(epoch, (first_at, Instant::now()));
                 output.session(cap).give_iterator(batch.into_iter());
                 outstanding.push_back(epoch);
                 cap.downgrade(&(epoch + 1));

@@ -78,6 +78,7 @@ pub fn init(
         endpoint => {
             let provider = provider(endpoint, &format!("{}-{component}", config.service_name))?;
             let tracer = provider.tracer("roomflow");
+            opentelemetry::global::set_tracer_provider(provider.clone());
             (
                 Some(tracing_opentelemetry::layer().with_tracer(tracer)),
                 Some(Telemetry(provider)),
@@ -147,6 +148,22 @@ impl opentelemetry_http::HttpClient for Ureq {
             .status(status)
             .body(bytes::Bytes::from(body))?)
     }
+}
+
+/// A span of the current span's trace that already happened, from `start` to `end`: a
+/// pipeline epoch's reading (`poll`) and computing (`compute`), measured before its
+/// `epoch` span, their parent, began. Nothing when traces are off.
+pub fn past_span(name: &'static str, start: std::time::Instant, end: std::time::Instant) {
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent = tracing::Span::current().context();
+    let at = |i: std::time::Instant| std::time::SystemTime::now() - i.elapsed();
+    let tracer = opentelemetry::global::tracer("roomflow");
+    let mut span = tracer
+        .span_builder(name)
+        .with_start_time(at(start))
+        .start_with_context(&tracer, &parent);
+    span.end_with_timestamp(at(end));
 }
 
 #[cfg(test)]

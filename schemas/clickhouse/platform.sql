@@ -31,9 +31,12 @@ CREATE TABLE IF NOT EXISTS rf_platform.api_keys (
     created_at DateTime('UTC'),
     revoked UInt8,
     revoked_at DateTime('UTC'),
-    version UInt64
+    version UInt64,
+    offices Array(String)
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY key_id;
+-- `offices` (issue 26): the only offices an ingest key sends readings of (a site's
+-- gateway); empty: any. Added to tables made before it (PLATFORM_ADDED_COLUMNS).
 
 -- Roles in a tenant, one row per principal: an API key (`apikey:<key_id>`) or a user
 -- who signed in to the web app (`user:<sub>`). `role` is what the tenant's admin set

@@ -89,6 +89,12 @@ pub fn platform_ddl() -> Vec<String> {
     statements(PLATFORM_DDL)
 }
 
+/// Columns of the platform's tables added after the tables were first made, as
+/// `(table, column, type)`: ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`, so whoever
+/// makes the tables adds those missing (`rf_sinks::clickhouse::create_platform`).
+pub const PLATFORM_ADDED_COLUMNS: [(&str, &str, &str); 1] =
+    [("api_keys", "offices", "Array(String)")];
+
 /// A SQL file's statements, comment lines left out (comments may hold `;`).
 fn statements(sql: &str) -> Vec<String> {
     let without_comments: Vec<&str> = sql

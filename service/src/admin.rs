@@ -87,12 +87,14 @@ pub enum Change {
 pub trait Admin: Send + Sync {
     /// The tenant's API keys (never the keys): `[{key_id, name, role, created_at, revoked_at}]`.
     fn keys<'a>(&'a self, tenant: &'a TenantId) -> Pending<'a, Value>;
-    /// A new key with `role`: `{key, key_id, name, role}` (the key shown this once).
+    /// A new key with `role`: `{key, key_id, name, role, offices}` (the key shown this
+    /// once); an ingest key with `offices` sends readings of those offices only.
     fn create_key<'a>(
         &'a self,
         tenant: &'a TenantId,
         name: &'a str,
         role: Role,
+        offices: &'a [String],
     ) -> Pending<'a, Value>;
     /// Revokes a key: `{key_id, revoked_at}`.
     fn revoke_key<'a>(&'a self, tenant: &'a TenantId, key_id: &'a str) -> Pending<'a, Value>;
@@ -281,6 +283,9 @@ pub async fn keys(
 pub struct NewKey {
     name: String,
     role: Role,
+    /// An ingest key's sites: the only offices it sends readings of.
+    #[serde(default)]
+    offices: Vec<String>,
 }
 
 /// `POST /v1/admin/apikeys`: a new key, shown this once.
@@ -296,7 +301,7 @@ pub async fn create_key(
     // What was asked, for the row of a refused attempt; the key id once it exists.
     audit::remember_change(&[("name", &new.name), ("role", new.role.as_str())]);
     let created = admin
-        .create_key(&caller.tenant, &new.name, new.role)
+        .create_key(&caller.tenant, &new.name, new.role, &new.offices)
         .await?;
     let key_id = created["key_id"].as_str().unwrap_or_default().to_owned();
     audit::remember_change(&[

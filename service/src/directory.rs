@@ -94,6 +94,7 @@ struct KeyRow {
     sha256: String,
     tenant: String,
     key_id: String,
+    offices: Vec<String>,
 }
 
 /// A tenant as the service knows it.
@@ -115,6 +116,8 @@ pub struct Directory {
     tenants: RwLock<HashMap<String, Known>>,
     /// Active keys: SHA-256 → (tenant, key id).
     keys: RwLock<HashMap<String, (TenantId, String)>>,
+    /// The offices each ingest key limited to sites sends readings of, by key id.
+    sites: RwLock<HashMap<String, std::sync::Arc<[String]>>>,
     /// Per tenant, the time (s) before which its bearer tokens were revoked.
     revoked_before: RwLock<HashMap<String, u64>>,
     /// The roles the tenants' admins set: (tenant, principal) → role or `none`.
@@ -128,6 +131,7 @@ impl Directory {
             regions: stores.regions.iter().map(|r| r.name.clone()).collect(),
             tenants: RwLock::default(),
             keys: RwLock::default(),
+            sites: RwLock::default(),
             revoked_before: RwLock::default(),
             assigned: RwLock::default(),
         }
@@ -146,7 +150,7 @@ impl Directory {
         )?;
         let keys: Vec<KeyRow> = absent_is_empty(
             platform
-                .query("SELECT sha256, tenant, key_id FROM rf_platform.api_keys FINAL WHERE revoked = 0")
+                .query("SELECT sha256, tenant, key_id, offices FROM rf_platform.api_keys FINAL WHERE revoked = 0")
                 .fetch_all()
                 .await,
         )?;
@@ -184,12 +188,18 @@ impl Directory {
                 (t.tenant, known)
             })
             .collect();
+        let sites = keys
+            .iter()
+            .filter(|k| !k.offices.is_empty())
+            .map(|k| (k.key_id.clone(), k.offices.clone().into()))
+            .collect();
         let keys = keys
             .into_iter()
             .filter_map(|k| Some((k.sha256, (TenantId::parse(&k.tenant).ok()?, k.key_id))))
             .collect();
         *self.tenants.write().unwrap_or_else(|e| e.into_inner()) = tenants;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        *self.sites.write().unwrap_or_else(|e| e.into_inner()) = sites;
         *self.assigned.write().unwrap_or_else(|e| e.into_inner()) = assigned;
         *self
             .revoked_before
@@ -210,6 +220,16 @@ impl Directory {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
+            .cloned()
+    }
+
+    /// The only offices the ingest key `key_id` sends readings of, when it is limited to
+    /// sites.
+    pub fn sites(&self, key_id: &str) -> Option<std::sync::Arc<[String]>> {
+        self.sites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
             .cloned()
     }
 

@@ -302,12 +302,29 @@ pub async fn ingest(
     let mut records = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     let mut accepted = 0u64;
+    // A key of a site's gateway sends its offices' readings only.
+    let sites = caller
+        .subject
+        .strip_prefix("apikey:")
+        .and_then(|key_id| state.directory.sites(key_id));
+    let at_site = |r: &Reading| match &sites {
+        Some(offices) if !offices.contains(&r.office_id) => Err(Rejection::new(
+            DeadLetterReason::OfficeMismatch,
+            format!(
+                "this ingest key sends readings of {} only, not of office {:?}",
+                offices.join(", "),
+                r.office_id
+            ),
+        )),
+        _ => Ok(()),
+    };
     for (index, item) in items.iter().enumerate() {
         let checked = item
             .reading
             .as_ref()
             .map_err(Clone::clone)
-            .and_then(|r| r.validate(now, Some(r.office_id.as_bytes())).map(|()| r));
+            .and_then(|r| r.validate(now, Some(r.office_id.as_bytes())).map(|()| r))
+            .and_then(|r| at_site(r).map(|()| r));
         match checked {
             Ok(reading) => {
                 let mut value = Vec::with_capacity(64);

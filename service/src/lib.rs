@@ -574,14 +574,14 @@ async fn build_all(
     }
     let platform = rf_sinks::clickhouse::client(&stores.platform);
     // The platform's tables, made if missing: the service writes the users' roles.
-    for statement in rf_schemas::platform_ddl() {
-        platform.query(&statement).execute().await.map_err(|e| {
+    rf_sinks::clickhouse::create_platform(&platform)
+        .await
+        .map_err(|e| {
             format!(
                 "cannot create the platform's tables at {}: {e}",
                 stores.platform.url
             )
         })?;
-    }
     let directory = Directory::new(stores);
     directory.refresh(&platform).await.map_err(|e| {
         format!(

@@ -711,13 +711,17 @@ async function viewAdmin() {
     const role = el("select", { id: "key-role", "aria-label": "Role" },
       ["viewer", "analyst", "admin", "ingest"].map((r) =>
         el("option", { value: r, selected: r === "viewer" }, r === "ingest" ? "ingest (a sensor gateway: sends readings only)" : r)));
+    const sites = el("input", { id: "key-offices", placeholder: "e.g. lon, par (empty: any office)" });
+    const sitesLabel = el("label", { hidden: true }, "Offices it sends readings of", sites);
+    role.addEventListener("change", () => { sitesLabel.hidden = role.value !== "ingest"; });
     const form = el(
       "form",
       {
         class: "form",
         onsubmit: async (e) => {
           e.preventDefault();
-          const made = await act("API key created", () => api("/v1/admin/apikeys", { method: "POST", body: { name: name.value, role: role.value } }));
+          const offices = role.value === "ingest" ? sites.value.split(",").map((o) => o.trim()).filter(Boolean) : [];
+          const made = await act("API key created", () => api("/v1/admin/apikeys", { method: "POST", body: { name: name.value, role: role.value, offices } }));
           if (made) {
             notice = el("p", { class: "secret", id: "key-secret" }, `New key ${made.key_id} (${made.role}): `, el("code", {}, made.key), " — copy it now; it is not shown again.");
             reload();
@@ -726,6 +730,7 @@ async function viewAdmin() {
       },
       el("label", {}, "Name", name),
       el("label", {}, "Role", role),
+      sitesLabel,
       el("button", { type: "submit", id: "create-key" }, "Create key"),
     );
     if (notice) {
@@ -740,7 +745,7 @@ async function viewAdmin() {
         [
           ["Id", (k) => el("code", {}, k.key_id)],
           ["Name", (k) => k.name],
-          ["Role", (k) => k.role],
+          ["Role", (k) => (k.offices && k.offices.length ? `${k.role} (${k.offices.join(", ")})` : k.role)],
           ["Created", (k) => when(k.created_at)],
           ["Status", (k) => (k.revoked_at ? `revoked ${when(k.revoked_at)}` :
             el("button", {

@@ -15,9 +15,8 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use rf_schemas::TenantId;
 
@@ -53,20 +52,9 @@ impl Default for ColdConfig {
 impl ColdConfig {
     /// Checks the fields; the message names the one that is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if let Some((scheme, _)) = self.url.split_once("://") {
-            if !matches!(scheme, "file" | "s3") {
-                return Err(format!(
-                    "jobs.cold.url: {scheme}:// is not supported (a directory, file:// or s3://)"
-                ));
-            }
-        }
+        crate::store::validate("jobs.cold", &self.url, &self.options)?;
         if self.keep_days == 0 {
             return Err("jobs.cold.keep_days: must be at least 1".into());
-        }
-        for key in self.options.keys() {
-            if key.parse::<object_store::aws::AmazonS3ConfigKey>().is_err() {
-                return Err(format!("jobs.cold.options: unknown setting {key}"));
-            }
         }
         Ok(())
     }
@@ -137,6 +125,7 @@ pub struct ColdFile {
 #[derive(Clone, Debug)]
 pub struct ColdStore {
     store: Arc<dyn ObjectStore>,
+    files: crate::store::Store,
     /// Where it is, for messages.
     pub location: String,
     /// Where files are staged on their way in and out (made when first needed).
@@ -161,40 +150,13 @@ impl ColdStore {
             return Ok(None);
         }
         let url = config.url.replace("{region}", region);
-        let mut local_dir = None;
-        let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut builder =
-                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            for (key, value) in &config.options {
-                let key = key
-                    .parse()
-                    .map_err(|_| cold_err(format!("jobs.cold.options: unknown setting {key}")))?;
-                builder = builder.with_config(key, value);
-            }
-            let s3 = builder
-                .build()
-                .map_err(|e| cold_err(format!("{url}: {e}")))?;
-            match prefix.trim_matches('/') {
-                "" => Arc::new(s3),
-                p => Arc::new(object_store::prefix::PrefixStore::new(s3, p)),
-            }
-        } else {
-            // The directory is made by the first file written into it: a store nobody
-            // wrote to leaves no trace.
-            let dir = PathBuf::from(url.strip_prefix("file://").unwrap_or(&url));
-            let dir = std::path::absolute(&dir)
-                .map_err(|e| cold_err(format!("jobs.cold.url: {}: {e}", dir.display())))?;
-            let local = object_store::local::LocalFileSystem::new().with_fsync(true);
-            let root = Path::from(dir.to_string_lossy().as_ref());
-            local_dir = Some(dir);
-            Arc::new(object_store::prefix::PrefixStore::new(local, root))
-        };
+        let files = crate::store::open("jobs.cold", &url, &config.options).map_err(cold_err)?;
         Ok(Some(Self {
-            store,
+            store: files.store.clone(),
             location: url,
             scratch: scratch.to_path_buf(),
-            local_dir,
+            local_dir: files.local_dir.clone(),
+            files,
         }))
     }
 
@@ -369,15 +331,9 @@ impl ColdStore {
         }
         let file = format!("{table}.parquet");
         let path = Path::from(format!("{tenant}/{month}/{file}"));
-        let outcome = self.upload(&staged, &path).await;
+        let outcome = self.files.upload(&staged, &path).await;
         let _ = std::fs::remove_file(&staged);
-        let (bytes, sha256) = outcome?;
-        let (read_bytes, read_sha) = self.checksum(&path).await?;
-        if (read_bytes, &read_sha) != (bytes, &sha256) {
-            return Err(cold_err(format!(
-                "{path}: read back {read_bytes} bytes with SHA-256 {read_sha}, wrote {bytes} with {sha256}"
-            )));
-        }
+        let (bytes, sha256) = outcome.map_err(cold_err)?;
         Ok(ColdFile {
             table: table.to_string(),
             file,
@@ -390,42 +346,6 @@ impl ColdStore {
         })
     }
 
-    /// Uploads a local file in parts, returning its size and SHA-256.
-    async fn upload(&self, from: &FsPath, to: &Path) -> Result<(u64, String), JobError> {
-        use std::io::Read;
-        let mut file = std::fs::File::open(from).map_err(cold_err)?;
-        let upload = self.store.put_multipart(to).await.map_err(cold_err)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
-        let mut hash = Sha256::new();
-        let mut bytes = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).map_err(cold_err)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            writer.wait_for_capacity(4).await.map_err(cold_err)?;
-            writer.write(&buf[..n]);
-            bytes += n as u64;
-        }
-        writer.finish().await.map_err(cold_err)?;
-        Ok((bytes, hex(&hash.finalize())))
-    }
-
-    /// The size and SHA-256 of a stored file, read whole.
-    async fn checksum(&self, path: &Path) -> Result<(u64, String), JobError> {
-        let mut stream = self.store.get(path).await.map_err(cold_err)?.into_stream();
-        let mut hash = Sha256::new();
-        let mut bytes = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(cold_err)?;
-            hash.update(&chunk);
-            bytes += chunk.len() as u64;
-        }
-        Ok((bytes, hex(&hash.finalize())))
-    }
-
     /// Brings the month's `file` back into its table: the file is downloaded and its
     /// checksum checked first, the partition's rows (a previous restore's) dropped, the
     /// rows inserted, and their count checked. Returns the rows.
@@ -436,31 +356,15 @@ impl ColdStore {
         month: u32,
         file: &ColdFile,
     ) -> Result<u64, JobError> {
-        use std::io::Write;
         let path = Path::from(format!("{tenant}/{month}/{}", file.file));
         let staged = self.staging(&format!("{tenant}-{month}-{}", file.file))?;
-        let fetched = async {
-            let mut stream = self.store.get(&path).await.map_err(cold_err)?.into_stream();
-            let mut out = std::fs::File::create(&staged).map_err(cold_err)?;
-            let mut hash = Sha256::new();
-            let mut bytes = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(cold_err)?;
-                hash.update(&chunk);
-                out.write_all(&chunk).map_err(cold_err)?;
-                bytes += chunk.len() as u64;
-            }
-            Ok::<_, JobError>((bytes, hex(&hash.finalize())))
-        }
-        .await;
+        let fetched = self
+            .files
+            .download(&path, &staged, file.bytes, &file.sha256)
+            .await
+            .map_err(|e| cold_err(format!("{e}; nothing was restored from it")));
         let outcome = match fetched {
-            Ok((bytes, sha)) if bytes == file.bytes && sha == file.sha256 => {
-                self.insert(client, tenant, month, file, &staged).await
-            }
-            Ok((bytes, sha)) => Err(cold_err(format!(
-                "{path}: {bytes} bytes with SHA-256 {sha}, but the manifest says {} bytes with {}; nothing was restored from it",
-                file.bytes, file.sha256
-            ))),
+            Ok(()) => self.insert(client, tenant, month, file, &staged).await,
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&staged);
@@ -519,10 +423,6 @@ impl ColdStore {
         }
         Ok(read)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `YYYYMM` from `YYYY-MM`, with a message naming `--month` otherwise.

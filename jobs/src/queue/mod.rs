@@ -26,6 +26,11 @@ use crate::JobError;
 pub const JOBS_TOPIC: &str = "roomflow.jobs";
 /// Statuses, compacted: key the job id, value a [`JobStatus`] as JSON.
 pub const STATUS_TOPIC: &str = "roomflow.job-status";
+/// The tenant a platform job (a backup) is submitted as: a reserved id, no tenant's.
+pub fn platform() -> TenantId {
+    TenantId::parse("platform").expect("a valid id")
+}
+
 /// Log lines a status keeps, the latest.
 const KEPT_LOGS: usize = 200;
 
@@ -67,6 +72,13 @@ pub enum JobKind {
         /// Days it stays hot.
         keep_days: u32,
     },
+    /// A backup into `jobs.backup.url` of these tenants, or of the whole platform when
+    /// empty (submitted as tenant `platform`, which no tenant can be called).
+    Backup {
+        /// The tenants; empty: every tenant and the platform's own records.
+        #[serde(default)]
+        tenants: Vec<String>,
+    },
 }
 
 impl JobKind {
@@ -78,6 +90,7 @@ impl JobKind {
             Self::Backfill { .. } => "backfill",
             Self::Erase => "erase",
             Self::RestoreCold { .. } => "restore_cold",
+            Self::Backup { .. } => "backup",
         }
     }
 }
@@ -244,7 +257,7 @@ struct JobRow<'a> {
 
 /// Inserts the status row; the platform's tables are made only when the insert finds
 /// them missing, not before every write.
-async fn mirror(clickhouse: &ClickHouseConfig, s: &JobStatus) -> Result<(), JobError> {
+pub(crate) async fn mirror(clickhouse: &ClickHouseConfig, s: &JobStatus) -> Result<(), JobError> {
     match insert_status(rf_sinks::clickhouse::client(clickhouse), s).await {
         Ok(()) => Ok(()),
         Err(_) => insert_status(crate::platform(clickhouse).await?, s).await,

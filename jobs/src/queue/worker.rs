@@ -34,6 +34,8 @@ pub struct JobsConfig {
     pub retention: RetentionConfig,
     /// Where months past a tenant's retention are kept, and how long.
     pub cold: ColdConfig,
+    /// Where backups go, and how often the worker makes one.
+    pub backup: crate::backup::BackupConfig,
     /// The worker submits each served tenant's retention this often, hours (0: only
     /// when someone submits it).
     pub retention_every_hours: u32,
@@ -56,6 +58,7 @@ impl Default for JobsConfig {
             output_dir: PathBuf::from("reports"),
             retention: RetentionConfig::default(),
             cold: ColdConfig::default(),
+            backup: crate::backup::BackupConfig::default(),
             retention_every_hours: 24,
             erasure_grace_days: 30,
             in_pipeline: true,
@@ -94,6 +97,9 @@ pub struct Worker {
     beaten: Option<std::time::Instant>,
     /// Where it counts the jobs it ends and shows it is alive.
     metrics: Option<rf_pipelines::Metrics>,
+    /// The span of the running job's current step (a trace's child of the job's span),
+    /// from one recorded step to the next.
+    step: Option<tracing::Span>,
 }
 
 /// The longest wait between two tries to start a worker.
@@ -169,6 +175,7 @@ impl Worker {
             ),
             beaten: None,
             metrics: None,
+            step: None,
         })
     }
 
@@ -201,6 +208,9 @@ impl Worker {
                 if let Err(error) = self.schedule_retention() {
                     tracing::warn!(error = %rf_schemas::chain(&error), "cannot submit the scheduled retention; trying again later");
                 }
+                if let Err(error) = self.schedule_backup() {
+                    tracing::warn!(error = %rf_schemas::chain(&error), "cannot submit the scheduled backup; trying again later");
+                }
                 if let Err(error) = self.measure_storage() {
                     tracing::warn!(error = %rf_schemas::chain(&error), "cannot measure the tenants' storage; trying again later");
                 }
@@ -229,8 +239,14 @@ impl Worker {
         let spec = m.payload().map(serde_json::from_slice::<JobSpec>);
         let listed = &self.settings.pipeline.tenants;
         let status = match spec {
-            // Another deployment's tenant.
-            Some(Ok(spec)) if !listed.is_empty() && !listed.contains(&spec.tenant) => None,
+            // Another deployment's tenant (a backup is the platform's: any worker runs it).
+            Some(Ok(spec))
+                if !listed.is_empty()
+                    && !listed.contains(&spec.tenant)
+                    && !matches!(spec.kind, JobKind::Backup { .. }) =>
+            {
+                None
+            }
             Some(Ok(spec)) => Some(self.run_job(spec)?),
             _ => {
                 tracing::warn!(offset, "unreadable job submission; skipped");
@@ -279,6 +295,9 @@ impl Worker {
         status.log(now, format!("started (attempt {attempt})"));
         self.put(&mut status)?;
         tracing::info!(job = %spec.id, tenant = %spec.tenant, attempt, "job started");
+        self.step = Some(
+            tracing::info_span!("step", job = %spec.id, n = 1u64, did = tracing::field::Empty),
+        );
         let outcome = match &spec.kind {
             JobKind::Report { from, to } => self.report(&mut status, (*from, *to)),
             JobKind::Retention { dry_run } => self.retention(&mut status, *dry_run),
@@ -287,7 +306,12 @@ impl Worker {
             JobKind::RestoreCold { month, keep_days } => {
                 self.restore_cold(&mut status, *month, *keep_days)
             }
+            JobKind::Backup { tenants } => self.backup(&mut status, tenants),
         };
+        self.end_step(match &outcome {
+            Ok(message) => message,
+            Err(_) => "stopped",
+        });
         match outcome {
             Ok(message) => self.finish(&mut status, JobState::Succeeded, &message)?,
             Err(Stop::Cancelled) => self.finish(&mut status, JobState::Cancelled, "cancelled")?,
@@ -342,10 +366,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Records a step and stops if the job was asked to.
+    /// Records a step and stops if the job was asked to. The step's span ends here,
+    /// saying what it did, and the next one's starts.
     fn progress(&mut self, status: &mut JobStatus, done: u64, line: String) -> Result<(), Stop> {
+        self.end_step(&line);
+        self.step = Some(tracing::info_span!(
+            "step",
+            job = %status.spec.id,
+            n = done + 1,
+            did = tracing::field::Empty
+        ));
         status.log(now_ms(), line);
         self.tick(status, done)
+    }
+
+    /// Ends the current step's span, recording what it did.
+    fn end_step(&mut self, did: &str) {
+        if let Some(span) = self.step.take() {
+            span.record("did", did);
+        }
     }
 
     /// Says the worker is alive when [`HEARTBEAT_EVERY`] passed since it last did: between
@@ -454,6 +493,94 @@ impl Worker {
             submitted.push(tenant);
         }
         Ok(submitted)
+    }
+
+    /// Submits a backup of the whole platform when `jobs.backup.every_hours` passed since
+    /// the last one was submitted (or there was none) and none is waiting; returns whether
+    /// it did.
+    pub fn schedule_backup(&mut self) -> Result<bool, JobError> {
+        let every = i64::from(self.config.backup.every_hours) * 3_600_000;
+        if every == 0 || self.config.backup.url.is_empty() {
+            return Ok(false);
+        }
+        let now = now_ms();
+        self.tail.poll(Duration::ZERO)?;
+        let whole = JobKind::Backup {
+            tenants: Vec::new(),
+        };
+        let (mut last, mut waiting) = (None, false);
+        for s in self.tail.statuses.values().filter(|s| s.spec.kind == whole) {
+            last = last.max(Some(s.spec.submitted_ms));
+            waiting |= !s.state.is_final();
+        }
+        if waiting || last.is_some_and(|at| now - at < every) {
+            return Ok(false);
+        }
+        let status = self.runtime.block_on(super::submit(
+            &self.settings.kafka,
+            &self.settings.clickhouse,
+            &super::platform(),
+            whole,
+        ))?;
+        tracing::info!(job = %status.spec.id, "backup submitted on schedule");
+        self.tail.statuses.insert(status.spec.id.clone(), status);
+        Ok(true)
+    }
+
+    /// A backup: planned (the checkpoints read first), then each topic and table taken,
+    /// then the manifest written.
+    fn backup(&mut self, status: &mut JobStatus, tenants: &[String]) -> Result<String, Stop> {
+        let scope: Vec<TenantId> = tenants
+            .iter()
+            .map(|t| TenantId::parse(t).map_err(|e| JobError::Invalid(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let scratch = self.config.output_dir.join(".backup-staging");
+        let backups = crate::backup::Backups::open(&self.config.backup, &scratch)?;
+        let settings = self.settings.clone();
+        let job = status.spec.id.clone();
+        let mut backup = self.runtime.block_on(crate::backup::Backup::plan(
+            &settings, &backups, &scope, &job,
+        ))?;
+        let units = backup.units();
+        (status.total, status.unit) = (units.len() as u64 + 1, "steps".into());
+        self.progress(
+            status,
+            1,
+            format!(
+                "backup {} into {}: checkpoints read",
+                backup.id(),
+                backups.location()
+            ),
+        )?;
+        for (i, unit) in units.iter().enumerate() {
+            let line = self.runtime.block_on(backup.take(unit))?;
+            self.progress(status, i as u64 + 2, line)?;
+        }
+        let manifest = self.runtime.block_on(backup.finish())?;
+        let (records, rows): (u64, u64) = (
+            manifest
+                .topics
+                .iter()
+                .flat_map(|t| &t.parts)
+                .map(|p| p.records)
+                .sum(),
+            manifest.tables.iter().map(|t| t.rows).sum(),
+        );
+        let bytes: u64 = manifest
+            .topics
+            .iter()
+            .map(|t| t.bytes)
+            .chain(manifest.tables.iter().map(|t| t.bytes))
+            .sum();
+        status.outputs = vec![format!("{}/{}", backups.location(), manifest.id)];
+        Ok(format!(
+            "backup {} of {} tenants: {records} records of {} topics, {rows} rows of {} tables, {bytes} bytes, in {}",
+            manifest.id,
+            manifest.tenants.len(),
+            manifest.topics.len(),
+            manifest.tables.len(),
+            backups.location()
+        ))
     }
 
     /// Each served tenant's bytes in its region's ClickHouse (its database's active

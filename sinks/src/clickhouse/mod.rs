@@ -33,6 +33,38 @@ pub fn client(config: &ClickHouseConfig) -> Client {
     client
 }
 
+/// Makes the platform's tables (`rf_platform`) where they are missing, and adds the
+/// columns later versions added ([`rf_schemas::PLATFORM_ADDED_COLUMNS`]) to tables made
+/// before them.
+pub async fn create_platform(client: &Client) -> Result<(), clickhouse::error::Error> {
+    for statement in rf_schemas::platform_ddl() {
+        client.query(&statement).execute().await?;
+    }
+    for (table, column, kind) in rf_schemas::PLATFORM_ADDED_COLUMNS {
+        let has = || async {
+            client
+                .query(
+                    "SELECT count() FROM system.columns \
+                     WHERE database = 'rf_platform' AND table = ? AND name = ?",
+                )
+                .bind(table)
+                .bind(column)
+                .fetch_one::<u64>()
+                .await
+        };
+        if has().await? == 0 {
+            let add = format!("ALTER TABLE rf_platform.{table} ADD COLUMN {column} {kind}");
+            // Another process adding it at the same moment is not a failure.
+            if let Err(error) = client.query(&add).execute().await {
+                if has().await? == 0 {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes window rows and room versions to each tenant's database.
 #[derive(Clone)]
 pub struct ClickHouseSink {
