@@ -17,7 +17,6 @@ use rf_jobs::backup::restore::restore;
 use rf_jobs::backup::{BackupConfig, Backups};
 use rf_jobs::queue::worker::JobsConfig;
 use rf_jobs::queue::{JobKind, JobState};
-use rf_jobs::simulate::{Fleet, FleetSpec};
 use rf_schemas::TenantId;
 
 /// Dead letters by reason.
@@ -39,22 +38,16 @@ fn stored(tenant: &TenantId) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_tenant_resumes_as_if_nothing_happened() {
-    let clean = fresh_tenant("steady");
-    let moved = fresh_tenant("restored");
-    stack_is_up(&settings(&clean));
-    let fleet = Fleet::new(&FleetSpec {
-        tenants: vec![clean.clone()],
-        offices: 1,
-        rooms: 20,
-        seed: 23,
-    });
-    let (reading_id, _) = create_tenant(&clean).await;
     // 20 hours of London from 18:00 UTC: the first half ends past midnight, so the first
     // day's windows are final and the checkpoints resume after its readings.
-    let readings = messy_stream(&fleet, 20 * 60, reading_id, &mut Rng(0xbac));
-    provision(&clean, &fleet, &readings).await;
-    let reference = run_until_caught_up(&settings(&clean)).await;
-    assert_accounts(&reference);
+    let Reference {
+        tenant: clean,
+        fleet,
+        readings,
+        reading_id,
+        report: reference,
+    } = common::reference("steady", (1, 20, 23), 20 * 60, 0xbac).await;
+    let moved = fresh_tenant("restored");
 
     // The first half, processed; then the backup.
     let s = settings(&moved);

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
-use rf_jobs::simulate::{Fleet, FleetSpec};
 use rf_pipelines::{run, Metrics, RunOptions};
 
 use common::*;
@@ -96,25 +95,19 @@ fn start_broker(dir: &PathBuf) -> Broker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_changes_no_result() {
-    let clean = fresh_tenant("steady");
     let moved = fresh_tenant("restart");
-    stack_is_up(&settings(&clean));
     let dir = root().join(".data/test-broker-restart");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let broker = start_broker(&dir);
 
-    let fleet = Fleet::new(&FleetSpec {
-        tenants: vec![clean.clone()],
-        offices: 2,
-        rooms: 30,
-        seed: 17,
-    });
-    let (reading_id, _) = create_tenant(&clean).await;
-    let readings = messy_stream(&fleet, 12 * 60, reading_id, &mut Rng(0xb0b));
-    provision(&clean, &fleet, &readings).await;
-    let reference = run_until_caught_up(&settings(&clean)).await;
-    assert_accounts(&reference);
+    let Reference {
+        tenant: clean,
+        fleet,
+        readings,
+        report: reference,
+        ..
+    } = common::reference("steady", (2, 30, 17), 12 * 60, 0xb0b).await;
 
     // The first half of the readings before the broker dies, the second after it is
     // back: the running pipeline must reconnect to read and write them.

@@ -238,6 +238,51 @@ pub fn stack_is_up(s: &Settings) {
     }
 }
 
+/// A tenant (`tag`) whose fleet of `offices` and `rooms` sent `minutes` of a messy stream
+/// ([`messy_stream`]), run through the pipeline undisturbed: the reference a disturbed
+/// run of the same stream is compared with.
+pub struct Reference {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its fleet (room metadata).
+    pub fleet: Fleet,
+    /// The stream, framed.
+    pub readings: Vec<(String, Vec<u8>, i64)>,
+    /// The readings' schema id.
+    pub reading_id: u32,
+    /// The run's report, its accounts checked.
+    pub report: RunReport,
+}
+
+/// Makes a [`Reference`]: `(offices, rooms, seed)` shape the fleet, `rng` the stream.
+pub async fn reference(
+    tag: &str,
+    (offices, rooms, seed): (usize, usize, u64),
+    minutes: i64,
+    rng: u64,
+) -> Reference {
+    let tenant = fresh_tenant(tag);
+    stack_is_up(&settings(&tenant));
+    let fleet = Fleet::new(&rf_jobs::simulate::FleetSpec {
+        tenants: vec![tenant.clone()],
+        offices,
+        rooms,
+        seed,
+    });
+    let (reading_id, _) = create_tenant(&tenant).await;
+    let readings = messy_stream(&fleet, minutes, reading_id, &mut Rng(rng));
+    provision(&tenant, &fleet, &readings).await;
+    let report = run_until_caught_up(&settings(&tenant)).await;
+    assert_accounts(&report);
+    Reference {
+        tenant,
+        fleet,
+        readings,
+        reading_id,
+        report,
+    }
+}
+
 /// Runs the pipeline in this process until it has caught up, off the async runtime.
 pub async fn run_until_caught_up(s: &Settings) -> RunReport {
     let s = s.clone();

@@ -338,13 +338,7 @@ async fn apply(
 /// Refuses a table this roomflow does not create: a backup made by another version
 /// is restored by that version.
 async fn check_known(client: &clickhouse::Client, t: &TableBackup) -> Result<(), JobError> {
-    let exists: u64 = client
-        .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
-        .bind(&t.database)
-        .bind(&t.table)
-        .fetch_one()
-        .await?;
-    if exists == 0 {
+    if !tables::exists(client, &t.database, &t.table).await? {
         return Err(backup_err(format!(
             "{}.{} is in the backup but this roomflow has no such table; restore with the version that made it",
             t.database, t.table

@@ -84,37 +84,20 @@ pub async fn dump(
     })
 }
 
-/// Creates the backed-up table if it is missing (the current schema's statements ran
-/// first; this covers a table they do not know).
-pub async fn ensure(client: &clickhouse::Client, t: &TableBackup) -> Result<(), JobError> {
-    client
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {}", t.database))
-        .execute()
-        .await?;
-    let exists: u64 = client
+/// Whether `db.table` exists.
+pub async fn exists(client: &clickhouse::Client, db: &str, table: &str) -> Result<bool, JobError> {
+    let n: u64 = client
         .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
-        .bind(&t.database)
-        .bind(&t.table)
+        .bind(db)
+        .bind(table)
         .fetch_one()
         .await?;
-    if exists == 0 {
-        let create = t
-            .create
-            .replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1);
-        client.query(&create).execute().await?;
-    }
-    Ok(())
+    Ok(n > 0)
 }
 
 /// The rows the table holds now of those the backup took (its filter).
 pub async fn count(client: &clickhouse::Client, t: &TableBackup) -> Result<u64, JobError> {
-    let exists: u64 = client
-        .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
-        .bind(&t.database)
-        .bind(&t.table)
-        .fetch_one()
-        .await?;
-    if exists == 0 {
+    if !exists(client, &t.database, &t.table).await? {
         return Ok(0);
     }
     let filter = match t.filter.as_str() {

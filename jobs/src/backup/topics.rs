@@ -104,27 +104,21 @@ pub fn dump(
         .set("enable.auto.commit", "false")
         .create()
         .map_err(kerr(topic))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(kerr(topic))?;
-    let Some(t) = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-    else {
+    let Some(marks) = watermarks(&consumer, kafka, topic)? else {
         return Ok(None);
     };
     let mut parts = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
-    for p in t.partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), timeout)
-            .map_err(kerr(topic))?;
-        let start = from.get(&p.id()).copied().unwrap_or(low).clamp(low, high);
+    for (partition, (low, high)) in marks {
+        let start = from
+            .get(&partition)
+            .copied()
+            .unwrap_or(low)
+            .clamp(low, high);
         parts.insert(
-            p.id(),
+            partition,
             PartBackup {
-                partition: p.id(),
+                partition,
                 from_offset: start,
                 to_offset: high,
                 records: 0,
@@ -132,7 +126,7 @@ pub fn dump(
         );
         if high > start {
             assignment
-                .add_partition_offset(topic, p.id(), Offset::Offset(start))
+                .add_partition_offset(topic, partition, Offset::Offset(start))
                 .map_err(kerr(topic))?;
         }
     }
@@ -298,8 +292,21 @@ pub async fn produce(
 
 /// Each partition's end (high watermark) of `topic`, `None` when it does not exist.
 pub fn ends(kafka: &KafkaConfig, topic: &str) -> Result<Option<BTreeMap<i32, i64>>, JobError> {
-    let timeout = Duration::from_secs(kafka.timeout_secs);
     let consumer: BaseConsumer = kafka.client_config().create().map_err(kerr(topic))?;
+    Ok(watermarks(&consumer, kafka, topic)?
+        .map(|marks| marks.into_iter().map(|(p, (_, high))| (p, high)).collect()))
+}
+
+/// Each partition's first offset and end.
+type Watermarks = BTreeMap<i32, (i64, i64)>;
+
+/// Each partition's first and end offsets of `topic`, `None` when it does not exist.
+fn watermarks(
+    consumer: &BaseConsumer,
+    kafka: &KafkaConfig,
+    topic: &str,
+) -> Result<Option<Watermarks>, JobError> {
+    let timeout = Duration::from_secs(kafka.timeout_secs);
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(kerr(topic))?;
@@ -310,14 +317,14 @@ pub fn ends(kafka: &KafkaConfig, topic: &str) -> Result<Option<BTreeMap<i32, i64
     else {
         return Ok(None);
     };
-    let mut ends = BTreeMap::new();
+    let mut marks = BTreeMap::new();
     for p in t.partitions() {
-        let (_, high) = consumer
+        let mark = consumer
             .fetch_watermarks(topic, p.id(), timeout)
             .map_err(kerr(topic))?;
-        ends.insert(p.id(), high);
+        marks.insert(p.id(), mark);
     }
-    Ok(Some(ends))
+    Ok(Some(marks))
 }
 
 /// The offsets `group` committed on `topic`'s partitions (those it committed).
