@@ -459,6 +459,20 @@ pub fn window_rows(tenant: &TenantId) -> (Vec<String>, Vec<String>) {
     (rooms, offices)
 }
 
+/// Two tenants' [`window_rows`] are the same, or the message shows a few that differ.
+pub fn assert_same_windows(want: &(Vec<String>, Vec<String>), got: &(Vec<String>, Vec<String>)) {
+    for (what, want, got) in [("room", &want.0, &got.0), ("office", &want.1, &got.1)] {
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{what} rows: {} vs {}; missing {missing:#?}; unexpected {extra:#?}",
+            want.len(),
+            got.len()
+        );
+    }
+}
+
 /// Every live room and office hash of a tenant, keyed without the tenant prefix.
 /// The same local Redis as `url`, as its administrator: components' own users may not
 /// read what tests look at (the pipeline's only writes).
