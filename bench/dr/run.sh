@@ -6,7 +6,8 @@
 # before the disaster. Prints the backup's and the restore's times and sizes.
 #
 # Environment: DR_ROOMS (per tenant, default 500), DR_HISTORY (default 1d).
-# It stops and wipes the local stack: run it on a machine whose stack holds nothing else.
+# It stops and wipes the local stack, before and during the drill: run it on a machine
+# whose stack holds nothing you need.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source deploy/local/env.sh
@@ -17,6 +18,7 @@ BACKUPS="${DR_BACKUPS:-/tmp/roomflow-dr-backups}"
 export ROOMFLOW_JOBS__BACKUP__URL="$BACKUPS"
 export ROOMFLOW_JOBS__OUTPUT_DIR="/tmp/roomflow-dr-out"
 export ROOMFLOW_LOG=text RUST_LOG=warn
+export ROOMFLOW_CLICKHOUSE__ANALYST_USERS_DIR="$DATA/clickhouse/users.d"
 ch() { curl -sf "http://127.0.0.1:$CLICKHOUSE_HTTP_PORT/" --data-binary "$1"; }
 ms() { date +%s%3N; }
 # The final rows of both tenants, as one line per table and tenant (versions aside).
@@ -27,8 +29,15 @@ finals() {
   done
 }
 
+wipe() {
+  deploy/local/stack.sh stop >/dev/null
+  rm -rf "$DATA/broker" "$DATA/clickhouse" "$DATA/clickhouse-eu" "$DATA/redis" "$DATA/redis-eu"
+}
+
 cargo build --release --locked -p roomflow >/dev/null
 rm -rf "$BACKUPS"
+# From an empty stack, so that the backup holds only this drill's tenants.
+wipe
 deploy/local/stack.sh start --broker-storage memory >/dev/null
 "$RF" schemas register >/dev/null
 "$RF" tenant create acme --name "Acme Corp" >/dev/null
@@ -48,14 +57,15 @@ size=$(du -sb "$BACKUPS/$id" | cut -f1)
 echo "backup $id: $backup_ms ms, $size bytes"
 
 # The disaster: every service stopped, every byte of the stack's data gone.
-deploy/local/stack.sh stop >/dev/null
-rm -rf "$DATA/broker" "$DATA/clickhouse" "$DATA/clickhouse-eu" "$DATA/redis" "$DATA/redis-eu"
+wipe
 t=$(ms)
 deploy/local/stack.sh start --broker-storage memory >/dev/null
 started_ms=$(( $(ms) - t ))
 t=$(ms)
 "$RF" restore --backup "$id" > /tmp/roomflow-dr-restored.json
 restore_ms=$(( $(ms) - t ))
+echo "readings restored (from the checkpoints on):"
+grep '"occupancy\.' /tmp/roomflow-dr-restored.json
 t=$(ms); "$RF" run --until-caught-up >/dev/null; resume_ms=$(( $(ms) - t ))
 after=$(finals)
 echo "stack started empty: $started_ms ms; restore: $restore_ms ms; pipeline resumed and caught up: $resume_ms ms"
