@@ -21,10 +21,14 @@ pub(crate) struct RestoreArgs {
 /// Restores (or lists) backups; prints a JSON report of every count checked.
 pub(crate) fn restore(config: &Config, args: RestoreArgs) -> anyhow::Result<()> {
     let mut backup = config.jobs.backup.clone();
-    if let Some(from) = args.from {
-        backup.url = from;
+    let from = args.from.is_some();
+    if let Some(url) = args.from {
+        backup.url = url;
     }
-    backup.validate().map_err(anyhow::Error::msg)?;
+    backup.validate().map_err(|e| match from {
+        true => anyhow::anyhow!("{}", e.replace("jobs.backup.url", "--from")),
+        false => anyhow::anyhow!(e),
+    })?;
     let scratch = config.jobs.output_dir.join(".restore-staging");
     let backups = rf_jobs::backup::Backups::open(&backup, &scratch)?;
     let rt = runtime()?;

@@ -102,6 +102,16 @@ pub struct Worker {
     step: Option<tracing::Span>,
 }
 
+/// Whether a worker serving the tenants `listed` (not empty) runs `spec`.
+fn serves(listed: &[String], spec: &JobSpec) -> bool {
+    match &spec.kind {
+        JobKind::Backup { tenants } => {
+            !tenants.is_empty() && tenants.iter().all(|t| listed.contains(t))
+        }
+        _ => listed.contains(&spec.tenant),
+    }
+}
+
 /// The longest wait between two tries to start a worker.
 const MAX_START_WAIT: Duration = Duration::from_secs(60);
 
@@ -239,14 +249,9 @@ impl Worker {
         let spec = m.payload().map(serde_json::from_slice::<JobSpec>);
         let listed = &self.settings.pipeline.tenants;
         let status = match spec {
-            // Another deployment's tenant (a backup is the platform's: any worker runs it).
-            Some(Ok(spec))
-                if !listed.is_empty()
-                    && !listed.contains(&spec.tenant)
-                    && !matches!(spec.kind, JobKind::Backup { .. }) =>
-            {
-                None
-            }
+            // Another deployment's tenant; a backup is run by a worker serving every
+            // tenant it holds (the whole platform's by one serving every tenant).
+            Some(Ok(spec)) if !listed.is_empty() && !serves(listed, &spec) => None,
             Some(Ok(spec)) => Some(self.run_job(spec)?),
             _ => {
                 tracing::warn!(offset, "unreadable job submission; skipped");
@@ -496,11 +501,13 @@ impl Worker {
     }
 
     /// Submits a backup of the whole platform when `jobs.backup.every_hours` passed since
-    /// the last one was submitted (or there was none) and none is waiting; returns whether
-    /// it did.
+    /// the last one was submitted (or there was none) and none is waiting, if this worker
+    /// serves every tenant; returns whether it did.
     pub fn schedule_backup(&mut self) -> Result<bool, JobError> {
         let every = i64::from(self.config.backup.every_hours) * 3_600_000;
-        if every == 0 || self.config.backup.url.is_empty() {
+        // Only a worker serving every tenant runs a whole backup, so only it submits one.
+        let whole_platform = self.settings.pipeline.tenants.is_empty();
+        if every == 0 || self.config.backup.url.is_empty() || !whole_platform {
             return Ok(false);
         }
         let now = now_ms();
