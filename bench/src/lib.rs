@@ -219,6 +219,17 @@ async fn publish_rooms(settings: &Settings, spec: FleetSpec) -> Result<(), JobEr
 }
 
 /// Limits no benchmark reaches, for every class of request.
+/// A listener on a free loopback port for a benchmark's own server, and its address.
+async fn loopback() -> Result<(tokio::net::TcpListener, std::net::SocketAddr), JobError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| JobError::Invalid(format!("cannot listen on loopback: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    Ok((listener, addr))
+}
+
 fn unlimited() -> rf_service::limits::TierLimits {
     let unlimited = rf_service::limits::Limit {
         requests: u32::MAX,

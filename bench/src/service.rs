@@ -233,12 +233,7 @@ async fn measure(
     config
         .rate_limits
         .insert("enterprise".into(), crate::unlimited());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| JobError::Invalid(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let (listener, addr) = crate::loopback().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let stores = stores.clone();
     let server = tokio::spawn(async move {
