@@ -60,8 +60,39 @@ pub struct BookingUsage {
 #[derive(Debug, Default)]
 pub struct RestoredMinutes(std::collections::HashMap<(TenantId, String), Vec<RestoredQuarter>>);
 
-/// One room's quarter as written: (room, window start ms, used mask, reported mask).
-pub type RestoredQuarter = (String, i64, u16, u16);
+/// One room's 15m row as written before a restart.
+#[derive(Clone, Debug)]
+pub struct RestoredQuarter {
+    pub room: String,
+    /// The window's start, ms.
+    pub start: i64,
+    pub used_mask: u16,
+    pub reported_mask: u16,
+    /// Its counts: booked, booked-and-used, ghost, booked-unreported and
+    /// unbooked-used minutes, meetings and no-shows.
+    pub counts: [u32; 7],
+}
+
+impl RestoredQuarter {
+    /// The quarter a row wrote.
+    pub fn of(row: &BookingUsageRow) -> Self {
+        Self {
+            room: row.room_id.clone(),
+            start: row.window_start,
+            used_mask: row.used_mask,
+            reported_mask: row.reported_mask,
+            counts: [
+                row.booked_minutes,
+                row.booked_used_minutes,
+                row.ghost_minutes,
+                row.booked_unreported_minutes,
+                row.unbooked_used_minutes,
+                row.meetings,
+                row.no_shows,
+            ],
+        }
+    }
+}
 
 impl RestoredMinutes {
     /// Adds a quarter of `office`.
@@ -187,6 +218,19 @@ impl Counts {
 
     fn is_zero(&self) -> bool {
         *self == Counts::default()
+    }
+
+    /// In [`RestoredQuarter::counts`]' order.
+    fn array(self) -> [u32; 7] {
+        [
+            self.booked,
+            self.booked_used,
+            self.ghost,
+            self.booked_unreported,
+            self.unbooked_used,
+            self.meetings,
+            self.no_shows,
+        ]
     }
 }
 
@@ -323,6 +367,72 @@ impl Tenant {
     }
 }
 
+impl Tenant {
+    /// From now on `office`'s windows are seen here, its first final quarter starting at
+    /// `qs`. Those written before a restart are known from what was written
+    /// (`restored`); the bookings read before (at start, all of them) are due from there
+    /// on.
+    fn serve(&mut self, office: &str, partition: i32, qs: i64, restored: &[&RestoredQuarter]) {
+        let mut from = qs;
+        for q in restored {
+            let mask = u32::from(q.used_mask) | (u32::from(q.reported_mask) << 16);
+            self.minutes
+                .entry(q.room.clone())
+                .or_default()
+                .set(q.start.div_euclid(QUARTER), mask);
+            from = from.min(q.start);
+        }
+        self.served
+            .insert(office.to_owned(), (partition, from, !restored.is_empty()));
+        // Windows that were final but not yet written when the pipeline stopped (a
+        // quarter's no-shows, an hour, the office's rows) are due again.
+        for q in restored.iter().filter(|q| q.start >= qs - 2 * HOUR) {
+            self.mark(&q.room, q.start, q.start + QUARTER, false);
+        }
+        let booked: Vec<(String, i64, i64)> = self
+            .offices
+            .get(office)
+            .into_iter()
+            .flatten()
+            .filter_map(|room| self.active.get(room).map(|spans| (room, spans)))
+            .flat_map(|(room, spans)| {
+                spans
+                    .iter()
+                    .map(move |((start, _), end)| (room.clone(), *start, *end))
+            })
+            .collect();
+        for (room, start, end) in &booked {
+            self.mark(room, *start, *end, false);
+        }
+        // A booking moved or cancelled while the pipeline was stopped, or read before
+        // this office's first readings, left rows written with the bookings of then:
+        // each quarter written, or booked now, that counts otherwise now is rewritten,
+        // with the hours, days and office rows holding it.
+        let written: HashMap<(&str, i64), [u32; 7]> = restored
+            .iter()
+            .map(|q| ((q.room.as_str(), q.start), q.counts))
+            .collect();
+        let booked_quarters = booked.iter().flat_map(|(room, start, end)| {
+            let first = (*start).max(from).div_euclid(QUARTER);
+            let last = ((*end).min(qs) + QUARTER - 1).div_euclid(QUARTER);
+            (first..last).map(move |q| (room.as_str(), q * QUARTER))
+        });
+        let quarters: BTreeSet<(&str, i64)> =
+            written.keys().copied().chain(booked_quarters).collect();
+        let stale: Vec<(String, i64)> = quarters
+            .into_iter()
+            .filter(|&(room, start)| {
+                let now = self.room_counts(room, start, start + QUARTER).array();
+                now != written.get(&(room, start)).copied().unwrap_or_default()
+            })
+            .map(|(room, start)| (room.to_owned(), start))
+            .collect();
+        for (room, start) in stale {
+            self.mark(&room, start, start + QUARTER, true);
+        }
+    }
+}
+
 /// Whether nobody was seen in the first 15 minutes from `start` though a reading looked.
 fn no_show(minutes: &Minutes, start: i64) -> bool {
     let first = start.div_euclid(MINUTE) + i64::from(start.rem_euclid(MINUTE) != 0);
@@ -409,9 +519,6 @@ impl BookingUsage {
                 .set(quarter, mask),
         }
         if !t.served.contains_key(&*r.office_id) {
-            // From now on this office's windows are seen here, and those written before a
-            // restart are known from what was written: bookings read before (at start,
-            // all of them) are due from there on.
             let key = (r.tenant.clone(), r.office_id.to_string());
             let restored: Vec<&RestoredQuarter> = self
                 .restored
@@ -419,39 +526,9 @@ impl BookingUsage {
                 .get(&key)
                 .into_iter()
                 .flatten()
-                .filter(|q| q.1 < qs)
+                .filter(|q| q.start < qs)
                 .collect();
-            let mut from = qs;
-            for (room, start, used, reported) in &restored {
-                let mask = u32::from(*used) | (u32::from(*reported) << 16);
-                t.minutes
-                    .entry(room.clone())
-                    .or_default()
-                    .set(start.div_euclid(QUARTER), mask);
-                from = from.min(*start);
-            }
-            let entry = (r.partition, from, !restored.is_empty());
-            t.served.insert(r.office_id.to_string(), entry);
-            // Windows that were final but not yet written when the pipeline stopped
-            // (a quarter's no-shows, an hour, the office's rows) are due again.
-            for (room, start, ..) in restored.iter().filter(|q| q.1 >= qs - 2 * HOUR) {
-                t.mark(room, *start, start + QUARTER, false);
-            }
-            let booked: Vec<(String, i64, i64)> = t
-                .offices
-                .get(&*r.office_id)
-                .into_iter()
-                .flatten()
-                .filter_map(|room| t.active.get(room).map(|spans| (room, spans)))
-                .flat_map(|(room, spans)| {
-                    spans
-                        .iter()
-                        .map(move |((start, _), end)| (room.clone(), *start, *end))
-                })
-                .collect();
-            for (room, start, end) in booked {
-                t.mark(&room, start, end, false);
-            }
+            t.serve(&r.office_id, r.partition, qs, &restored);
         }
         t.mark(&r.room_id, qs, qs + QUARTER, false);
         if t.bookable(&r.room_id) {

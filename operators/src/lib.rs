@@ -13,7 +13,7 @@ pub mod records;
 
 pub use aggregate::{AggregateConfig, Aggregator, EventClock, StateSize};
 pub use analyze::{AnalyzeConfig, Analyzer, BreachThresholds, Restored};
-pub use bookings::{BookingUsage, BookingsConfig, RestoredMinutes};
+pub use bookings::{BookingUsage, BookingsConfig, RestoredMinutes, RestoredQuarter};
 pub use decode::{Decoder, SchemaSource, Step};
 pub use ops::{compute, Aggregate, AggregateView, Analyze, Book, Computation, DecodeRecords};
 pub use pause::{Paused, Why};

@@ -147,10 +147,9 @@ impl Run {
     /// minutes of 15m windows), and reads the room versions and every booking again.
     fn restart(&mut self) {
         let mut restored = RestoredMinutes::default();
-        for ((g, room, start), row) in &self.rows {
+        for ((g, room, _), row) in &self.rows {
             if *g == Granularity::M15 && !room.is_empty() {
-                let quarter = (room.clone(), *start, row.used_mask, row.reported_mask);
-                restored.insert(&tenant(), "lon", quarter);
+                restored.insert(&tenant(), "lon", RestoredQuarter::of(row));
             }
         }
         self.usage = BookingUsage::restoring(
@@ -439,5 +438,21 @@ fn a_meeting_moved_after_a_restart_rewrites_windows_final_before_it() {
             (T0 + 26 * HOUR, (1, 2, 2, nine, nine + HOUR, true)),
         ],
         Some(T0 + 25 * HOUR),
+    );
+}
+
+#[test]
+fn a_meeting_moved_before_the_office_reads_again_after_a_restart_rewrites_both_places() {
+    // Restarted at hour 30; the move is read a minute later, before the office's first
+    // quarter is final again (so before the operator serves it): the rows written before
+    // the restart, of the old place and the new, are rewritten all the same.
+    scenario(
+        31_734,
+        vec![(0, 1, 2, T0 + 27 * HOUR, T0 + 29 * HOUR, false)],
+        vec![(
+            T0 + 30 * HOUR + MIN,
+            (0, 2, 1, T0 + 13 * HOUR + 38 * MIN, T0 + 17 * HOUR, false),
+        )],
+        Some(T0 + 30 * HOUR),
     );
 }

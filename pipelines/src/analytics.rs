@@ -8,7 +8,9 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
 use rf_operators::analyze::faults::FaultConfig;
-use rf_operators::{AnalyzeConfig, EntityKind, ModelState, Restored, RestoredMinutes};
+use rf_operators::{
+    AnalyzeConfig, EntityKind, ModelState, Restored, RestoredMinutes, RestoredQuarter,
+};
 use rf_sinks::config::ClickHouseConfig;
 
 use crate::config::InvalidSetting;
@@ -167,7 +169,13 @@ pub fn restore(
             restored.insert(state);
         }
         for q in quarters {
-            let quarter = (q.room_id, i64::from(q.start) * 1000, q.used, q.reported);
+            let quarter = RestoredQuarter {
+                room: q.room_id,
+                start: i64::from(q.start) * 1000,
+                used_mask: q.used,
+                reported_mask: q.reported,
+                counts: q.counts.try_into().unwrap_or_default(),
+            };
             minutes.insert(&served.tenant, &q.office_id, quarter);
         }
     }
@@ -181,6 +189,8 @@ struct QuarterRow {
     start: u32,
     used: u16,
     reported: u16,
+    /// As [`RestoredQuarter::counts`]; seven of them.
+    counts: Vec<u32>,
 }
 
 /// Why states could not be read.
@@ -222,7 +232,9 @@ async fn load(
         .with_database(tenant.clickhouse_db())
         .query(
             "SELECT office_id, room_id, toUInt32(window_start), argMax(used_mask, version), \
-             argMax(reported_mask, version) FROM booking_usage \
+             argMax(reported_mask, version), argMax([booked_minutes, booked_used_minutes, \
+             ghost_minutes, booked_unreported_minutes, unbooked_used_minutes, meetings, \
+             no_shows], version) FROM booking_usage \
              WHERE granularity = '15m' AND room_id != '' AND window_start >= toDateTime(?) \
              GROUP BY office_id, room_id, window_start",
         )
