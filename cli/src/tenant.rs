@@ -23,7 +23,17 @@ pub(crate) enum TenantCommand {
         tenants: Vec<TenantId>,
         #[command(flatten)]
         fields: TenantFields,
+        /// Also create each tenant's producer principal on a broker with SASL/SCRAM and an
+        /// authorizer: the user `<tenant>-producer` (kafka.security.mechanism if SCRAM,
+        /// else SCRAM-SHA-512), its password printed once, allowed only to write the
+        /// tenant's readings and rooms topics. Refused, and nothing created, where the
+        /// broker has no authorizer. roomflow's own principal needs ALTER on the cluster.
+        #[arg(long)]
+        producer_principal: bool,
     },
+    /// A tenant's producer principal: give it a new password, or delete it.
+    #[command(subcommand)]
+    ProducerPrincipal(PrincipalCommand),
     /// List every tenant: id, name, tier, region and status.
     List,
     /// Show a tenant's entry (alert URLs masked) and where its resources are.
@@ -62,6 +72,21 @@ pub(crate) enum TenantCommand {
     /// Send a test message to each of the tenant's alert targets (disabled ones too) and
     /// show what each answered. Exits with 1 if any did not acknowledge.
     TestAlerts {
+        /// The tenant.
+        tenant: TenantId,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PrincipalCommand {
+    /// Give `<tenant>-producer` a new password, printed once; the old one stops working
+    /// for new connections (change the sensors' and gateways' settings first).
+    Rotate {
+        /// The tenant.
+        tenant: TenantId,
+    },
+    /// Delete `<tenant>-producer`'s credential: its producers can no longer connect.
+    Delete {
         /// The tenant.
         tenant: TenantId,
     },
@@ -165,10 +190,15 @@ impl TenantFields {
 }
 
 pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
+    use rf_jobs::principal::{self, Scram};
     use rf_jobs::tenant;
     let settings = config.settings();
     match command {
-        TenantCommand::Create { tenants, fields } => runtime()?.block_on(async {
+        TenantCommand::Create {
+            tenants,
+            fields,
+            producer_principal,
+        } => runtime()?.block_on(async {
             let spec = fields.spec(false);
             for id in &tenants {
                 let created = tenant::create(&settings, id, &spec)
@@ -198,6 +228,40 @@ pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow:
                     println!("  Redis analyst user {} password {password} (reads {}* only)", a.redis_user, id.redis_prefix());
                 }
                 print_secrets(&spec, &created.config);
+                if producer_principal {
+                    let kafka = tenant::region_kafka(&settings, id).await?;
+                    let p = principal::create(&kafka, id, Scram::of(&kafka))
+                        .await
+                        .with_context(|| format!("--producer-principal of tenant {id}"))?;
+                    match &p.password {
+                        Some(password) => println!("  producer principal {} ({}) password {password} (shown once)", p.user, p.mechanism.name()),
+                        None => println!("  producer principal {} ({}) exists; its password is unchanged (`roomflow tenant producer-principal rotate {id}` gives a new one)", p.user, p.mechanism.name()),
+                    }
+                    for acl in &p.acls {
+                        println!("    {acl}");
+                    }
+                }
+            }
+            Ok(())
+        }),
+        TenantCommand::ProducerPrincipal(command) => runtime()?.block_on(async {
+            match command {
+                PrincipalCommand::Rotate { tenant: id } => {
+                    let kafka = tenant::region_kafka(&settings, &id).await?;
+                    let mechanism = Scram::of(&kafka);
+                    let password = principal::rotate(&kafka, &id, mechanism).await?;
+                    let user = principal::producer_user(&id);
+                    println!("producer principal {user} ({}) password {password} (shown once)", mechanism.name());
+                }
+                PrincipalCommand::Delete { tenant: id } => {
+                    let kafka = tenant::region_kafka(&settings, &id).await?;
+                    let user = principal::producer_user(&id);
+                    if principal::remove(&kafka, &id, Scram::of(&kafka)).await? {
+                        println!("producer principal {user} deleted; its ACLs remain and allow nothing without it");
+                    } else {
+                        println!("producer principal {user} has no credential: nothing to delete");
+                    }
+                }
             }
             Ok(())
         }),

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,84 +17,14 @@ use common::*;
 
 const PORT: u16 = 19093;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The broker binary the local stack installed.
-fn nisshi() -> PathBuf {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg("source deploy/local/env.sh && echo \"$NISSHI_BIN\"")
-        .current_dir(root())
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// The private broker, killed when dropped (also when the test fails).
-struct Broker(Child);
-
-impl Broker {
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the private broker on `dir`'s storage, once its port can be bound again (a
-/// killed broker leaves the port in TIME_WAIT for up to a minute).
-fn start_broker(dir: &PathBuf) -> Broker {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpListener::bind(("127.0.0.1", PORT)).is_err() {
-        assert!(Instant::now() < deadline, "port {PORT} stays taken");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let url = format!("tcp://127.0.0.1:{PORT}");
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.join("broker.log"))
-        .unwrap();
-    let child = Command::new(nisshi())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "sqlite://nisshi.db"])
-        .env_remove("STORAGE_ENGINE")
-        .env_remove("LISTENER_URL")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("nisshi starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the private broker does not listen"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Broker(child)
+fn start_broker(dir: &Path) -> Broker {
+    Broker::start(dir, PORT, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_changes_no_result() {
     let moved = fresh_tenant("restart");
-    let dir = root().join(".data/test-broker-restart");
+    let dir = repo_root().join(".data/test-broker-restart");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let broker = start_broker(&dir);

@@ -112,7 +112,7 @@ fn between(s: &str, open: &str, close: &str) -> Option<String> {
     Some(s[start..start + len].to_owned())
 }
 
-fn password() -> String {
+pub(crate) fn password() -> String {
     let mut bytes = [0u8; 18];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -11,6 +11,7 @@ pub mod cold;
 pub mod deadletter;
 pub mod erase;
 pub mod headcount;
+pub mod principal;
 pub mod queue;
 pub mod report;
 pub mod retention;

@@ -172,6 +172,16 @@ async fn create_topics(kafka: &KafkaConfig, tenant: &TenantId) -> Result<Vec<Str
     Ok(rf_pipelines::topics::create(kafka, &topics).await?)
 }
 
+/// The broker settings of `tenant`'s region: the home region's security, its own brokers.
+pub async fn region_kafka(settings: &Settings, tenant: &TenantId) -> Result<KafkaConfig, JobError> {
+    let config = opened(settings, tenant).await?;
+    let region = region_of(settings, &config)?;
+    Ok(KafkaConfig {
+        brokers: region.brokers.clone(),
+        ..settings.kafka.clone()
+    })
+}
+
 /// Changes `tenant`'s registry entry; the region cannot change (its data would stay behind).
 pub async fn update(
     settings: &Settings,

@@ -846,3 +846,75 @@ pub async fn metrics_text(base: String) -> String {
     .await
     .unwrap()
 }
+
+/// The repository's root.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A broker of a test's own (nisshi on SQLite storage in a folder), killed when dropped
+/// (also when the test fails).
+pub struct Broker(std::process::Child);
+
+impl Broker {
+    /// Starts nisshi on `dir`'s storage at `port` with `args` added, once the port can be
+    /// bound again (a killed broker leaves it in TIME_WAIT for up to a minute).
+    pub fn start(dir: &std::path::Path, port: u16, args: &[&str]) -> Broker {
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "port {port} stays taken");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("broker.log"))
+            .unwrap();
+        let child = Command::new(nisshi())
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://nisshi.db"])
+            .args(args)
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("LISTENER_URL")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("nisshi starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the private broker does not listen"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Broker(child)
+    }
+
+    /// Kills it now.
+    pub fn kill(self) {}
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The broker binary the local stack installed.
+pub fn nisshi() -> std::path::PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("source deploy/local/env.sh && echo \"$NISSHI_BIN\"")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
