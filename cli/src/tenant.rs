@@ -190,7 +190,7 @@ impl TenantFields {
 }
 
 pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow::Result<()> {
-    use rf_jobs::principal::{self, Scram};
+    use rf_jobs::principal::{self, Removed, Scram};
     use rf_jobs::tenant;
     let settings = config.settings();
     match command {
@@ -256,10 +256,10 @@ pub(crate) fn tenant_command(config: &Config, command: TenantCommand) -> anyhow:
                 PrincipalCommand::Delete { tenant: id } => {
                     let kafka = tenant::region_kafka(&settings, &id).await?;
                     let user = principal::producer_user(&id);
-                    if principal::remove(&kafka, &id, Scram::of(&kafka)).await? {
-                        println!("producer principal {user} deleted; its ACLs remain and allow nothing without it");
-                    } else {
-                        println!("producer principal {user} has no credential: nothing to delete");
+                    match principal::remove(&kafka, &id).await? {
+                        Removed::Deleted => println!("producer principal {user} deleted; its ACLs remain and allow nothing without it"),
+                        Removed::Absent => println!("producer principal {user} has no credential: nothing to delete"),
+                        Removed::Unsupported(why) => println!("the broker keeps no SCRAM credentials ({why}): nothing to delete"),
                     }
                 }
             }

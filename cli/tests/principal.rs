@@ -151,7 +151,7 @@ async fn producer_principals_are_refused_without_an_authorizer_rotated_and_delet
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--producer-principal"), "{stderr}");
     assert!(stderr.contains("no authorizer"), "{stderr}");
-    assert!(stderr.contains("nothing was created"), "{stderr}");
+    assert!(stderr.contains("no principal was created"), "{stderr}");
     let why = refused(
         produce_as(
             &format!("{other}-producer"),
@@ -184,6 +184,23 @@ async fn producer_principals_are_refused_without_an_authorizer_rotated_and_delet
     let out = roomflow(&["tenant", "producer-principal", "delete", tenant.as_str()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("deleted"), "{}", text(&out));
+    let why = refused(produce_as(&producer, &password, &readings).await);
+    assert!(why.contains("unknown-user"), "{why}");
+
+    // Erasure removes it too: a tenant made again with this id must not find the old
+    // sensors' password valid.
+    let out = roomflow(&["tenant", "producer-principal", "rotate", tenant.as_str()]);
+    let password = printed_password(&out);
+    produce_as(&producer, &password, &readings).await.unwrap();
+    let cold = rf_jobs::cold::ColdConfig::default();
+    let step = rf_jobs::erase::Step::Users;
+    let done = rf_jobs::erase::step(&s, std::path::Path::new(""), &cold, &tenant, "", step)
+        .await
+        .unwrap();
+    assert!(
+        done.ends_with("and 1 producer principal credentials"),
+        "{done}"
+    );
     let why = refused(produce_as(&producer, &password, &readings).await);
     assert!(why.contains("unknown-user"), "{why}");
 }

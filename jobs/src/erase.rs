@@ -18,6 +18,7 @@ use rf_pipelines::{KafkaConfig, Settings};
 use rf_schemas::TenantId;
 
 use crate::cold::{ColdConfig, ColdStore};
+use crate::principal::Removed;
 use crate::tenant::{redact, redis_conn, tenant_keys, tenant_tables, tenant_topics};
 use crate::JobError;
 
@@ -30,7 +31,7 @@ pub enum Step {
     Databases,
     /// Its Redis keys.
     RedisKeys,
-    /// Its analysts' ClickHouse and Redis users.
+    /// Its analysts' ClickHouse and Redis users, and its producer principal.
     Users,
     /// Its rows in `rf_platform`, data keys first.
     PlatformRows,
@@ -234,7 +235,18 @@ pub async fn step(
                     }
                 }
             }
-            Ok("removed the analysts' ClickHouse and Redis users".into())
+            // Its producer principal: a tenant created again with this id must not find
+            // the old sensors' credentials valid.
+            let mut principals = 0;
+            for r in &regions {
+                let kafka = region_kafka(settings, &r.brokers);
+                if crate::principal::remove(&kafka, tenant).await? == Removed::Deleted {
+                    principals += 1;
+                }
+            }
+            Ok(format!(
+                "removed the analysts' ClickHouse and Redis users and {principals} producer principal credentials"
+            ))
         }
         Step::PlatformRows => {
             let client = crate::platform(&settings.clickhouse).await?;

@@ -164,7 +164,7 @@ pub async fn create(
             Some(true) => Ok(None),
             Some(false) => {
                 let password = crate::analyst::password();
-                alter(&admin, &u, Alteration::Upsert(mechanism, &password))?;
+                set(&admin, &u, mechanism, &password)?;
                 Ok(Some(password))
             }
             None => Err(JobError::Topics(format!(
@@ -199,28 +199,53 @@ pub async fn rotate(
             )));
         }
         let password = crate::analyst::password();
-        alter(&admin, &user, Alteration::Upsert(mechanism, &password))?;
+        set(&admin, &user, mechanism, &password)?;
         Ok(password)
     })
     .await
 }
 
-/// Deletes `tenant`'s producer principal's credential; whether there was one (its ACLs
-/// stay: they allow nothing without the user).
-pub async fn remove(
-    kafka: &KafkaConfig,
-    tenant: &TenantId,
-    mechanism: Scram,
-) -> Result<bool, JobError> {
+/// What [`remove`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// The credential was deleted.
+    Deleted,
+    /// There was none.
+    Absent,
+    /// The broker keeps no SCRAM credentials, so there can be none: its words.
+    Unsupported(String),
+}
+
+/// Deletes `tenant`'s producer principal's credentials (both mechanisms); its ACLs stay,
+/// allowing nothing without the user.
+pub async fn remove(kafka: &KafkaConfig, tenant: &TenantId) -> Result<Removed, JobError> {
     let admin = admin(kafka)?;
     let user = producer_user(tenant);
     blocking(move || {
-        if credential(&admin, &user, mechanism)? == Some(false) {
-            return Ok(false);
+        let mut removed = Removed::Absent;
+        for mechanism in [Scram::Sha256, Scram::Sha512] {
+            if credential(&admin, &user, mechanism)? == Some(false) {
+                continue;
+            }
+            match alter(&admin, &user, Alteration::Delete(mechanism))? {
+                Altered::Done => removed = Removed::Deleted,
+                Altered::NotFound => {}
+                Altered::Unsupported(why) => return Ok(Removed::Unsupported(why)),
+            }
         }
-        alter(&admin, &user, Alteration::Delete(mechanism))
+        Ok(removed)
     })
     .await
+}
+
+/// Sets `user`'s password.
+fn set(admin: &Admin, user: &str, mechanism: Scram, password: &str) -> Result<(), JobError> {
+    match alter(admin, user, Alteration::Upsert(mechanism, password))? {
+        Altered::Done | Altered::NotFound => Ok(()),
+        Altered::Unsupported(why) => Err(JobError::Topics(format!(
+            "the broker keeps no SCRAM credentials: {why}"
+        ))),
+    }
 }
 
 type Admin = AdminClient<DefaultClientContext>;
@@ -250,9 +275,13 @@ fn credential(admin: &Admin, user: &str, mechanism: Scram) -> Result<Option<bool
     let mut users = [name.as_ptr()];
     let op = rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEUSERSCRAMCREDENTIALS;
     // SAFETY: `users` outlives the call, which copies it.
-    let event = call(admin, op, |rk, options, queue| unsafe {
+    let event = match call(admin, op, |rk, options, queue| unsafe {
         rd::rd_kafka_DescribeUserScramCredentials(rk, users.as_mut_ptr(), 1, options, queue);
-    })?;
+    }) {
+        Ok(event) => event,
+        Err(r) if r.unsupported => return Ok(None),
+        Err(r) => return Err(r.into()),
+    };
     let mut described = false;
     // SAFETY: the result and what it points to live as long as `event`.
     unsafe {
@@ -295,9 +324,18 @@ enum Alteration<'a> {
     Delete(Scram),
 }
 
-/// Makes `alteration`; whether the credential was there to change (a deletion of none
-/// answers RESOURCE_NOT_FOUND on Kafka).
-fn alter(admin: &Admin, user: &str, alteration: Alteration<'_>) -> Result<bool, JobError> {
+/// What an alteration did.
+enum Altered {
+    Done,
+    /// There was no credential to delete (Kafka answers RESOURCE_NOT_FOUND).
+    NotFound,
+    /// The broker keeps no SCRAM credentials (nisshi on memory storage, brokers before
+    /// 2.7): the broker's words.
+    Unsupported(String),
+}
+
+/// Makes `alteration`.
+fn alter(admin: &Admin, user: &str, alteration: Alteration<'_>) -> Result<Altered, JobError> {
     let name = c_string(user)?;
     // SAFETY: librdkafka copies the name and password; a null salt makes it draw a
     // random one.
@@ -329,7 +367,11 @@ fn alter(admin: &Admin, user: &str, alteration: Alteration<'_>) -> Result<bool, 
     });
     // SAFETY: created above, destroyed once.
     unsafe { rd::rd_kafka_UserScramCredentialAlteration_destroy(native) };
-    let event = event?;
+    let event = match event {
+        Ok(event) => event,
+        Err(r) if r.unsupported => return Ok(Altered::Unsupported(r.message)),
+        Err(r) => return Err(r.into()),
+    };
     // SAFETY: the responses live as long as `event`.
     unsafe {
         let result = rd::rd_kafka_event_AlterUserScramCredentials_result(event.0);
@@ -340,12 +382,18 @@ fn alter(admin: &Admin, user: &str, alteration: Alteration<'_>) -> Result<bool, 
                 rd::rd_kafka_AlterUserScramCredentials_result_response_error(*responses.add(i));
             match code(error) {
                 rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => {}
-                rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_RESOURCE_NOT_FOUND => return Ok(false),
+                rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_RESOURCE_NOT_FOUND => {
+                    return Ok(Altered::NotFound)
+                }
+                c if unsupported(c) => {
+                    let message = CStr::from_ptr(rd::rd_kafka_error_string(error));
+                    return Ok(Altered::Unsupported(message.to_string_lossy().into_owned()));
+                }
                 _ => return Err(refused(doing, user, error)),
             }
         }
     }
-    Ok(true)
+    Ok(Altered::Done)
 }
 
 fn create_acls(admin: &Admin, principal: &str, acls: &[Acl]) -> Result<(), JobError> {
@@ -437,7 +485,7 @@ fn call(
     admin: &Admin,
     op: rd::rd_kafka_admin_op_t,
     f: impl FnOnce(*mut rd::rd_kafka_t, *const rd::rd_kafka_AdminOptions_t, *mut rd::rd_kafka_queue_t),
-) -> Result<Event, JobError> {
+) -> Result<Event, Refusal> {
     let rk = admin.inner().native_ptr();
     let timeout = i32::try_from(TIMEOUT.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: `rk` outlives the queue and options, both destroyed here; the event is
@@ -457,19 +505,43 @@ fn call(
         rd::rd_kafka_AdminOptions_destroy(options);
         rd::rd_kafka_queue_destroy(queue);
         if event.is_null() {
-            return Err(JobError::Topics(format!(
-                "the broker did not answer within {} s",
-                TIMEOUT.as_secs()
-            )));
+            return Err(Refusal {
+                unsupported: false,
+                message: format!("the broker did not answer within {} s", TIMEOUT.as_secs()),
+            });
         }
         let event = Event(event);
-        if rd::rd_kafka_event_error(event.0) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-        {
+        let code = rd::rd_kafka_event_error(event.0);
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             let why = CStr::from_ptr(rd::rd_kafka_event_error_string(event.0)).to_string_lossy();
-            return Err(JobError::Topics(why.into_owned()));
+            return Err(Refusal {
+                unsupported: unsupported(code),
+                message: why.into_owned(),
+            });
         }
         Ok(event)
     }
+}
+
+/// A whole admin request that failed.
+struct Refusal {
+    /// The broker does not support the call (or, for SCRAM, keeps no credentials).
+    unsupported: bool,
+    message: String,
+}
+
+impl From<Refusal> for JobError {
+    fn from(r: Refusal) -> Self {
+        JobError::Topics(r.message)
+    }
+}
+
+fn unsupported(code: rd::rd_kafka_resp_err_t) -> bool {
+    use rd::rd_kafka_resp_err_t::*;
+    matches!(
+        code,
+        RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE | RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION
+    )
 }
 
 /// The code of a librdkafka error; null is no error.
@@ -501,13 +573,14 @@ unsafe fn refused(doing: &str, user: &str, error: *const rd::rd_kafka_error_t) -
     };
     let hint = match code {
         rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_SECURITY_DISABLED => {
-            ": the broker has no authorizer, so it cannot restrict a principal; nothing was created (configure an authorizer, or provision without --producer-principal)"
+            ": the broker has no authorizer, so it cannot restrict a principal; no principal was created (configure an authorizer, or provision without --producer-principal)"
         }
         rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED => {
             ": roomflow's own principal may not alter the cluster's users and ACLs (it needs ALTER on the cluster)"
         }
         _ => "",
     };
+    let message = message.trim_end_matches('.');
     JobError::Topics(format!("{doing}{user}: {message}{hint}"))
 }
 
