@@ -10,8 +10,15 @@
 #   for the alert rules in deploy/prometheus.
 # The two Rust services are built from crates.io into $ROOMFLOW_CACHE (default
 # ~/.cache/roomflow), each with only the features the stack uses.
+#
+# --beside CMD: when they are to be built, run CMD (roomflow's own build) beside them,
+# once the system packages are in: builds end in long stretches on one core (a binary's
+# last crates, its link) that the other fills. Its output goes to $DATA/logs/build.log;
+# its failure fails the install.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+beside=
+if [ "${1:-}" = "--beside" ]; then beside=${2:?--beside needs a command}; fi
 
 need_apt=()
 command -v clickhouse-server >/dev/null || need_apt+=(clickhouse-server)
@@ -80,10 +87,23 @@ build() { # name version binary toolchain features
   rm -rf "$CACHE/build-$name"
 }
 
+beside_pid=
+if [ -n "$beside" ] && { [ ! -x "$NISSHI_BIN" ] || [ ! -x "$RIVVEN_SCHEMA_BIN" ]; }; then
+  mkdir -p "$DATA/logs"
+  log "building roomflow beside them: $beside (its log: $DATA/logs/build.log)"
+  bash -c "$beside" >"$DATA/logs/build.log" 2>&1 &
+  beside_pid=$!
+fi
+
 # Only the features the stack uses are built. The broker: memory:// (dynostore) for the
 # tests and benchmarks, sqlite:// (libsql) for the demo and the restart tests; not
 # PostgreSQL. It needs rustc >= 1.96: the image carries a nightly toolchain for it.
 build nisshi "$NISSHI_VERSION" "$NISSHI_BIN" nightly dynostore,libsql
 # The registry: its HTTP server and Avro; not JSON Schema or Protobuf.
 build rivven-schema "$RIVVEN_SCHEMA_VERSION" "$RIVVEN_SCHEMA_BIN" "" server,avro,cli
+if [ -n "$beside_pid" ] && ! wait "$beside_pid"; then
+  tail -n 30 "$DATA/logs/build.log" >&2
+  log "failed: $beside (the whole log: $DATA/logs/build.log)"
+  exit 1
+fi
 log "installed: $("$NISSHI_BIN" --version 2>/dev/null | head -1), rivven-schema $RIVVEN_SCHEMA_VERSION, moto $MOTO_VERSION, promtool $PROMETHEUS_DEB_VERSION, $(clickhouse-client --version 2>/dev/null | head -1), $(redis-server --version | cut -d' ' -f1-3)"

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 source deploy/local/env.sh
 
-deploy/local/install.sh
+# A first run builds the test binaries beside the broker and the registry.
+deploy/local/install.sh --beside "CARGO_INCREMENTAL=0 cargo test --workspace --locked --no-run"
 # Hygiene first: formatting and lints fail the run before the stack starts.
 log "checking formatting and lints"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
