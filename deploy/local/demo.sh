@@ -15,7 +15,7 @@ SPEED=${DEMO_SPEED:-1}
 ROOMS=${DEMO_ROOMS:-500}
 
 if [ ! -x "$NISSHI_BIN" ] || [ ! -x "$RIVVEN_SCHEMA_BIN" ]; then
-  log "first run: building the broker and the schema registry from source, and roomflow beside them; about 30 minutes on 2 cores, once"
+  log "first run: building the broker and the schema registry from source, and roomflow beside them; about 45 minutes on 2 cores, once"
 fi
 deploy/local/install.sh --beside "cargo build --release --locked -p roomflow"
 log "building roomflow (release)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project against the real local stack. Installs what is missing
-# (first time: ~30 minutes of building), checks formatting (cargo fmt) and lints (clippy,
+# (first time: ~45 minutes of building), checks formatting (cargo fmt) and lints (clippy,
 # warnings are errors), starts the services that are not running (the
 # broker with fast in-memory storage), runs the workspace's tests, and stops exactly the
 # services it started.

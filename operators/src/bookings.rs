@@ -55,10 +55,12 @@ pub struct BookingUsage {
 }
 
 /// Rooms' minutes of final 15m windows as the pipeline wrote them before a restart
-/// (`booking_usage`), by tenant and office: each worker takes those of the offices it
-/// aggregates.
+/// (`booking_usage`), by tenant and office: each worker takes (and so frees) those of the
+/// offices it aggregates when it first sees their readings.
 #[derive(Debug, Default)]
-pub struct RestoredMinutes(std::collections::HashMap<(TenantId, String), Vec<RestoredQuarter>>);
+pub struct RestoredMinutes(
+    std::sync::Mutex<std::collections::HashMap<(TenantId, String), Vec<RestoredQuarter>>>,
+);
 
 /// One room's 15m row as written before a restart.
 #[derive(Clone, Debug)]
@@ -98,9 +100,21 @@ impl RestoredMinutes {
     /// Adds a quarter of `office`.
     pub fn insert(&mut self, tenant: &TenantId, office: &str, quarter: RestoredQuarter) {
         self.0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry((tenant.clone(), office.to_owned()))
             .or_default()
             .push(quarter);
+    }
+
+    /// Takes `office`'s quarters: one worker aggregates an office, once; its memory goes.
+    fn take(&self, tenant: &TenantId, office: &str) -> Vec<RestoredQuarter> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.remove(&(tenant.clone(), office.to_owned()))
+            .unwrap_or_default()
     }
 }
 
@@ -372,7 +386,7 @@ impl Tenant {
     /// `qs`. Those written before a restart are known from what was written
     /// (`restored`); the bookings read before (at start, all of them) are due from there
     /// on.
-    fn serve(&mut self, office: &str, partition: i32, qs: i64, restored: &[&RestoredQuarter]) {
+    fn serve(&mut self, office: &str, partition: i32, qs: i64, restored: &[RestoredQuarter]) {
         let mut from = qs;
         for q in restored {
             let mask = u32::from(q.used_mask) | (u32::from(q.reported_mask) << 16);
@@ -519,15 +533,8 @@ impl BookingUsage {
                 .set(quarter, mask),
         }
         if !t.served.contains_key(&*r.office_id) {
-            let key = (r.tenant.clone(), r.office_id.to_string());
-            let restored: Vec<&RestoredQuarter> = self
-                .restored
-                .0
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .filter(|q| q.start < qs)
-                .collect();
+            let mut restored = self.restored.take(&r.tenant, &r.office_id);
+            restored.retain(|q| q.start < qs);
             t.serve(&r.office_id, r.partition, qs, &restored);
         }
         t.mark(&r.room_id, qs, qs + QUARTER, false);

@@ -250,15 +250,7 @@ impl Model {
 }
 
 fn counts_of(row: &BookingUsageRow) -> Counts {
-    Counts([
-        row.booked_minutes,
-        row.booked_used_minutes,
-        row.ghost_minutes,
-        row.booked_unreported_minutes,
-        row.unbooked_used_minutes,
-        row.meetings,
-        row.no_shows,
-    ])
+    Counts(RestoredQuarter::of(row).counts)
 }
 
 /// Two days of readings (a gap per room, people by a seed), bookings published before
