@@ -1,7 +1,8 @@
 //! Bookings on the real stack: booking versions published by the connectors' publisher
 //! (a meeting moved after its first version, one cancelled) and a sensor's readings go
 //! through the pipeline into `booking_usage`, whose rows equal a plain minute-by-minute
-//! model; the ghost-booking ranking reads them.
+//! model; the ghost-booking ranking reads them; a meeting cancelled while the pipeline is
+//! stopped rewrites its windows after the restart.
 
 mod common;
 
@@ -201,6 +202,32 @@ async fn booked_and_used_minutes_equal_the_model_and_rank_ghost_bookings() {
     // lon-a: 70 booked minutes, 20 of them empty (the first ten of each meeting).
     assert_eq!(ranked[1]["booked_minutes"], 70, "{body}");
     assert_eq!(ranked[1]["ghost_minutes"], 20, "{body}");
+
+    // While the pipeline is stopped, m1 is cancelled, and a reading comes the next day.
+    // The restarted pipeline has only the rows it wrote for lon-a's first hour (booked
+    // 0:00-0:30) and the bookings as they are now: it rewrites those rows.
+    publisher
+        .publish(&booking("m1", 2, "lon-a", t0, t0 + 30 * MIN, true))
+        .unwrap();
+    publisher.flush().unwrap();
+    let later = t0 - 9 * HOUR + day + 90 * MIN;
+    let readings = common::minute_readings(ids.0, (later, later + 1), &["lon-b"], |_, _| Some(0));
+    let producer: rdkafka::producer::FutureProducer = s.kafka.client_config().create().unwrap();
+    common::produce_all(&producer, &tenant.readings_topic(), &readings).await;
+    assert_accounts(&run_until_caught_up(&s).await);
+    let rows = usage();
+    let row = |g: &str, room: &str, at: i64| {
+        let key = format!("{g}\t{room}\t{}\t", at / 1000);
+        let line = rows.iter().find(|l| l.starts_with(&key));
+        line.map(|l| l[key.len()..].to_string()).unwrap_or_default()
+    };
+    // lon-a's first hour: 30 minutes used, none booked (0:10-0:40).
+    assert_eq!(row("1h", "lon-a", t0), "0\t0\t0\t0\t30\t0\t0");
+    assert_eq!(row("1h", "", t0), "0\t0\t0\t0\t30\t0\t0");
+    assert_eq!(row("15m", "lon-a", t0), "0\t0\t0\t0\t5\t0\t0");
+    assert_eq!(row("15m", "lon-a", t0 + 15 * MIN), "0\t0\t0\t0\t15\t0\t0");
+    // The rest as before.
+    assert_eq!(row("1h", "lon-b", t0 + HOUR), "60\t0\t50\t10\t0\t1\t1");
 }
 
 fn urlencode(s: &str) -> String {

@@ -216,13 +216,16 @@ impl Inner {
     fn dispatch(&mut self, epoch: u64, outputs: Vec<Output>) -> Result<(), String> {
         let topology = self.cx.topology.get();
         let computed = std::time::Instant::now();
+        // The reading its outputs were computed from: its own, or the last before it (an
+        // epoch of revisions or flushes reads nothing).
         let timing = self
             .cx
             .source
             .epoch_started
             .borrow()
-            .get(&epoch)
-            .map(|(read, handed)| (*read, *handed, computed));
+            .range(..=epoch)
+            .next_back()
+            .map(|(_, (read, handed))| (*read, *handed, computed));
         let mut jobs: BTreeMap<TenantId, Job> = BTreeMap::new();
         for output in outputs {
             let Some(region) = topology.region_of(output.tenant()) else {
@@ -445,7 +448,7 @@ impl Inner {
         let mut stats = self.cx.stats.borrow_mut();
         stats.epochs += 1;
         let mut started = self.cx.source.epoch_started.borrow_mut();
-        if let Some((at, _)) = started.remove(&epoch) {
+        if let Some((at, _)) = started.get(&epoch) {
             let secs = at.elapsed().as_secs_f64();
             self.cx
                 .metrics
@@ -454,9 +457,14 @@ impl Inner {
                 .observe(secs);
             push_capped(&mut stats.latencies, secs);
         }
-        // Epochs that produced no output leave their start time behind.
+        // Kept: the epochs still open, and the last reading at or before this epoch (later
+        // epochs' outputs may come from it).
         let oldest_open = self.open.keys().next().copied().unwrap_or(u64::MAX);
-        started.retain(|e, _| *e > epoch || *e >= oldest_open);
+        let last_read = started
+            .range(..=epoch)
+            .next_back()
+            .map_or(epoch, |(e, _)| *e);
+        started.retain(|e, _| *e >= last_read.min(oldest_open));
     }
 }
 
