@@ -23,9 +23,13 @@ use common::{
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 
-/// Basic auth `hr:pw`, else 401.
+/// The HR system's password: long enough that no sealed value holds it by chance.
+const PASSWORD: &str = "hr-pass-7f3a9c";
+
+/// Basic auth `hr:hr-pass-7f3a9c`, else 401.
 fn authorized(headers: &HeaderMap) -> bool {
-    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Basic aHI6cHc=")
+    headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some("Basic aHI6aHItcGFzcy03ZjNhOWM=")
 }
 
 fn person(i: usize, location: &str) -> serde_json::Value {
@@ -133,7 +137,7 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
             &http,
             &format!("{base}/ccx/service/customreport2/acme/heads"),
             "hr",
-            "pw",
+            PASSWORD,
             &mapping,
         );
         let sf_mapping = Mapping {
@@ -141,7 +145,7 @@ async fn hr_headcount_is_counted_at_the_edge_and_sets_seats_against_the_busiest_
             department_field: Some("department".into()),
             ..mapping
         };
-        let sf = headcount::successfactors(&http, &base, "hr", "pw", &sf_mapping);
+        let sf = headcount::successfactors(&http, &base, "hr", PASSWORD, &sf_mapping);
         let refused = headcount::workday(
             &http,
             &format!("{base}/ccx/service/customreport2/acme/heads"),
@@ -265,10 +269,13 @@ async fn a_sealed_password_syncs_the_hr_system_and_a_plain_one_is_refused() {
     let base = serve_hr();
     let (tenant_arg, dir) = (tenant.to_string(), tempdir());
     let out = tokio::task::spawn_blocking(move || {
-        let sealed = roomflow(&["keys", "seal", "--tenant", &tenant_arg, "--field", "password"], "pw\n");
+        let sealed = roomflow(
+            &["keys", "seal", "--tenant", &tenant_arg, "--field", "password"],
+            &format!("{PASSWORD}\n"),
+        );
         assert!(sealed.status.success(), "{}", String::from_utf8_lossy(&sealed.stderr));
         let sealed = String::from_utf8(sealed.stdout).unwrap().trim().to_owned();
-        assert!(sealed.starts_with("sealed:") && !sealed.contains("pw"), "{sealed}");
+        assert!(sealed.starts_with("sealed:") && !sealed.contains(PASSWORD), "{sealed}");
         let connector = |password: &str| {
             let path = dir.join(format!("hr-{}.toml", password.len()));
             let text = format!(
@@ -277,7 +284,7 @@ async fn a_sealed_password_syncs_the_hr_system_and_a_plain_one_is_refused() {
             std::fs::write(&path, text).unwrap();
             path.display().to_string()
         };
-        let plain = roomflow(&["headcount", "sync", "--tenant", &tenant_arg, "--connector", &connector("pw")], "");
+        let plain = roomflow(&["headcount", "sync", "--tenant", &tenant_arg, "--connector", &connector(PASSWORD)], "");
         assert!(!plain.status.success());
         let err = String::from_utf8_lossy(&plain.stderr);
         assert!(err.contains("password: not sealed"), "{err}");
