@@ -377,6 +377,11 @@ fn alter(admin: &Admin, user: &str, alteration: Alteration<'_>) -> Result<Altere
         let result = rd::rd_kafka_event_AlterUserScramCredentials_result(event.0);
         let mut count = 0;
         let responses = rd::rd_kafka_AlterUserScramCredentials_result_responses(result, &mut count);
+        if count != 1 {
+            return Err(JobError::Topics(format!(
+                "{doing} for {user}: the broker answered {count} results for one change"
+            )));
+        }
         for i in 0..count {
             let error =
                 rd::rd_kafka_AlterUserScramCredentials_result_response_error(*responses.add(i));
@@ -452,7 +457,14 @@ fn create_acls(admin: &Admin, principal: &str, acls: &[Acl]) -> Result<(), JobEr
         let result = rd::rd_kafka_event_CreateAcls_result(event.0);
         let mut count = 0;
         let results = rd::rd_kafka_CreateAcls_result_acls(result, &mut count);
-        for (i, acl) in acls.iter().enumerate().take(count) {
+        // An answer short of results is no proof the principal is restricted.
+        if count != acls.len() {
+            return Err(JobError::Topics(format!(
+                "the broker answered {count} of {} ACL creations; no principal was created",
+                acls.len()
+            )));
+        }
+        for (i, acl) in acls.iter().enumerate() {
             let error = rd::rd_kafka_acl_result_error(*results.add(i));
             if code(error) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
                 return Err(refused(&format!("creating the ACL {acl}"), "", error));
